@@ -1,0 +1,65 @@
+// Link, network and transport decoding: Ethernet, 802.1Q/802.1ad (stacked), Linux cooked
+// (SLL), raw IP and BSD loopback link types; IPv4 (options, fragments flagged), IPv6
+// (extension headers walked, fragments flagged); TCP and UDP. Zero-copy: the payload is a
+// view into the captured frame. Malformed input is a result code to count, never an error
+// path and never a crash.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace senningen::agent {
+
+struct IpAddress {
+    std::uint8_t family = 0;  // 4 or 6
+    std::array<std::uint8_t, 16> bytes{};  // IPv4 uses the first 4 bytes
+
+    std::string to_string() const;  // dotted quad, or RFC 5952 text for IPv6
+    bool operator==(const IpAddress&) const = default;
+    auto operator<=>(const IpAddress&) const = default;
+};
+
+inline constexpr std::uint8_t kIpProtoTcp = 6;
+inline constexpr std::uint8_t kIpProtoUdp = 17;
+
+namespace tcp_flags {
+inline constexpr std::uint8_t kFin = 0x01;
+inline constexpr std::uint8_t kSyn = 0x02;
+inline constexpr std::uint8_t kRst = 0x04;
+inline constexpr std::uint8_t kPsh = 0x08;
+inline constexpr std::uint8_t kAck = 0x10;
+}  // namespace tcp_flags
+
+struct DecodedPacket {
+    std::int64_t ts_ns = 0;
+    IpAddress src;
+    IpAddress dst;
+    std::uint8_t ip_proto = 0;  // 6, 17, or another protocol number
+    std::uint16_t src_port = 0;
+    std::uint16_t dst_port = 0;
+    std::uint16_t vlan = 0;  // outermost VLAN id, 0 when untagged
+    std::uint8_t tcp_flags = 0;
+    std::uint32_t seq = 0;
+    std::uint32_t ack = 0;
+    std::span<const std::uint8_t> payload;  // transport payload (bounded by IP length and caplen)
+};
+
+enum class DecodeStatus : std::uint8_t {
+    kOk = 0,
+    kNotIp,            // ARP, LLDP, ...: not an error, just not ours
+    kUnsupportedLink,  // a link type we do not decode
+    kTruncated,        // the frame ends inside a header
+    kMalformed,        // a header field is impossible (IHL < 5, bad version, ...)
+    kFragment,         // an IP fragment: the caller counts it (reassembly is a later step)
+    kOtherTransport,   // IP but neither TCP nor UDP (ICMP, ...): addresses are filled in
+};
+
+// Decodes one frame of link type LINKTYPE (a DLT_* value). On kOk every field is set; on
+// kOtherTransport and kFragment the addresses and ip_proto are set.
+DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame, DecodedPacket& out);
+
+const char* to_string(DecodeStatus status);
+
+}  // namespace senningen::agent

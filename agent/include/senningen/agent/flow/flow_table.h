@@ -1,0 +1,129 @@
+// Flows and TCP reassembly. A flow is both directions of one 5-tuple; the originator is the
+// side that sent the first SYN (or, without one, the first packet). Each TCP direction is
+// reassembled in sequence order into a bounded buffer (the depth, 1 MiB by default):
+// out-of-order segments wait, retransmissions are dropped, overlaps keep the first-seen bytes
+// ("first wins", as Windows and Suricata's default do), a hole that a later FIN/RST or the
+// end of the flow leaves is a counted gap after which the stream goes on. Sequence numbers are
+// compared modulo 2^32, so wrap-around works.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "senningen/agent/decode/packet.h"
+
+namespace senningen::agent {
+
+struct ReassemblyCounters {
+    std::uint64_t segments = 0;
+    std::uint64_t out_of_order = 0;
+    std::uint64_t retransmissions = 0;
+    std::uint64_t overlaps = 0;
+    std::uint64_t gaps = 0;
+    std::uint64_t bytes_beyond_depth = 0;
+};
+
+// One direction of a TCP connection.
+class TcpStream {
+public:
+    explicit TcpStream(std::size_t depth) : depth_(depth) {}
+
+    // Adds a segment. SYN sets the initial sequence number (the first data byte is ISN+1);
+    // without a SYN the first segment seen fixes the start.
+    void add_segment(std::uint32_t seq, std::uint8_t flags, std::span<const std::uint8_t> payload,
+                     ReassemblyCounters& counters);
+
+    // Flushes segments still waiting behind a hole: the hole is counted as a gap and the
+    // waiting bytes are appended in order (so the stream goes on after the gap).
+    void flush_gaps(ReassemblyCounters& counters);
+
+    // The in-order bytes so far, at most depth bytes.
+    std::span<const std::uint8_t> data() const { return data_; }
+    bool depth_reached() const { return data_.size() >= depth_; }
+    bool fin_seen() const { return fin_seen_; }
+
+private:
+    std::size_t depth_;
+    bool started_ = false;
+    bool fin_seen_ = false;
+    std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
+    std::vector<std::uint8_t> data_;
+    std::map<std::uint32_t, std::vector<std::uint8_t>> pending_;  // relative offset -> bytes
+    std::uint64_t base_ = 0;  // 64-bit relative offset of next_seq_ (wrap-safe)
+};
+
+struct FlowEndpoint {
+    IpAddress addr;
+    std::uint16_t port = 0;
+    bool operator==(const FlowEndpoint&) const = default;
+};
+
+struct Flow {
+    std::uint64_t id = 0;  // stable for the 5-tuple: the same in both directions and runs
+    std::uint8_t ip_proto = 0;
+    FlowEndpoint orig;  // originator
+    FlowEndpoint resp;  // responder
+    std::int64_t first_ts_ns = 0;
+    std::int64_t last_ts_ns = 0;
+    std::uint64_t packets[2] = {0, 0};  // [0] orig->resp, [1] resp->orig
+    std::uint64_t bytes[2] = {0, 0};
+    bool closed = false;  // FIN from both sides, or RST
+    std::string app_proto;  // set by whoever recognises the protocol
+    std::unique_ptr<TcpStream> stream[2];  // TCP only: [0] orig->resp, [1] resp->orig
+    bool scanned[2] = {false, false};  // owner's flag: this direction was inspected already
+};
+
+struct FlowTableOptions {
+    std::size_t max_flows = 65536;
+    std::size_t stream_depth = 1 << 20;  // bytes per direction
+    std::int64_t idle_timeout_ns = 300LL * 1000000000LL;
+};
+
+struct FlowTableCounters {
+    std::uint64_t flows_created = 0;
+    std::uint64_t flows_evicted = 0;  // pushed out because the table was full
+    std::uint64_t flows_expired = 0;  // idle timeout
+    ReassemblyCounters reassembly;
+};
+
+class FlowTable {
+public:
+    // Called once for every flow that leaves the table (closed, expired, evicted or at
+    // flush_all), before it is destroyed: the owner's last look at its streams.
+    using FlowEndHandler = std::function<void(Flow&)>;
+
+    explicit FlowTable(FlowTableOptions options, FlowEndHandler on_end = {});
+
+    // Finds or creates the flow of PACKET (TCP or UDP, status kOk), updates counters and, for
+    // TCP, feeds the payload to the right stream. DIRECTION is 0 when the packet goes from
+    // originator to responder, 1 otherwise. Expires idle flows as time advances.
+    Flow& update(const DecodedPacket& packet, int& direction);
+
+    // Ends every flow (end of capture): FlowEndHandler runs for each.
+    void flush_all();
+
+    std::size_t size() const { return flows_.size(); }
+    const FlowTableCounters& counters() const { return counters_; }
+
+    // The flow id of a 5-tuple: a 64-bit hash of the endpoints in canonical order, so both
+    // directions share it. Never 0.
+    static std::uint64_t flow_id(std::uint8_t ip_proto, const FlowEndpoint& a, const FlowEndpoint& b);
+
+private:
+    void end_flow(std::uint64_t id);
+    void expire(std::int64_t now_ns);
+
+    FlowTableOptions options_;
+    FlowEndHandler on_end_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Flow>> flows_;  // keyed by flow id
+    FlowTableCounters counters_;
+    std::int64_t last_expire_ns_ = 0;
+};
+
+}  // namespace senningen::agent

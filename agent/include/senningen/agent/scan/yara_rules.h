@@ -1,0 +1,76 @@
+// The YARA wrapper. YaraRules owns a compiled YR_RULES (shared read-only between threads);
+// YaraScanner owns one YR_SCANNER (one per thread). <yara.h> is included only in the .cc
+// files: its macros break other headers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "senningen/common/alert.h"
+#include "senningen/common/result.h"
+
+namespace senningen::agent {
+
+// Calls yr_initialize() on first use and yr_finalize() at exit; safe from any thread.
+void ensure_yara_initialized();
+
+struct RuleSourceFile {
+    std::string path;
+    std::string ns;  // YARA namespace; empty for "default"
+};
+
+struct YaraMatch {
+    std::string rule;
+    std::string ns;
+    std::vector<std::string> tags;
+    std::map<std::string, std::string> meta;  // integers and booleans as text
+    std::vector<common::StringMatch> strings;  // bounded as in common::add_match
+};
+
+class YaraRules {
+public:
+    // Compiles every file (a directory adds each *.yar and *.yara inside, recursively, sorted
+    // by name). On any compile error: kCompile with every message as "FILE:LINE: message",
+    // one per line. A missing path: kNotFound.
+    static common::Result<std::shared_ptr<YaraRules>> compile_files(
+        const std::vector<RuleSourceFile>& files);
+    // Compiles rule text (tests, rule tool): errors as "<string>:LINE: message".
+    static common::Result<std::shared_ptr<YaraRules>> compile_string(const std::string& source);
+
+    ~YaraRules();
+    YaraRules(const YaraRules&) = delete;
+    YaraRules& operator=(const YaraRules&) = delete;
+
+    std::size_t rule_count() const { return rule_count_; }
+    // "sha256:" and the first 16 hex digits of the SHA-256 over the sources, in order.
+    const std::string& version() const { return version_; }
+    void* handle() const { return rules_; }  // YR_RULES*
+
+private:
+    YaraRules(void* rules, std::size_t count, std::string version);
+    void* rules_;
+    std::size_t rule_count_;
+    std::string version_;
+};
+
+class YaraScanner {
+public:
+    explicit YaraScanner(std::shared_ptr<const YaraRules> rules, int timeout_seconds = 10);
+    ~YaraScanner();
+    YaraScanner(const YaraScanner&) = delete;
+    YaraScanner& operator=(const YaraScanner&) = delete;
+
+    // Scans DATA; every matching rule, with its matched strings. A timeout or too many
+    // matches of one string is an Error naming the problem (kTimeout / kInternal).
+    common::Result<std::vector<YaraMatch>> scan(std::span<const std::uint8_t> data);
+
+private:
+    std::shared_ptr<const YaraRules> rules_;
+    void* scanner_;  // YR_SCANNER*
+};
+
+}  // namespace senningen::agent

@@ -1,0 +1,31 @@
+# Every external library, found once. See ../shared/DEPENDENCIES.md for the traps.
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCAP REQUIRED IMPORTED_TARGET libpcap)
+pkg_check_modules(YARA REQUIRED IMPORTED_TARGET yara)
+find_package(OpenSSL REQUIRED)
+find_package(SQLite3 REQUIRED)
+
+# Debian's Poco DataPostgreSQL config looks for PostgreSQL::client, which nothing defines.
+find_package(PostgreSQL REQUIRED)
+if(NOT TARGET PostgreSQL::client)
+    add_library(PostgreSQL::client INTERFACE IMPORTED)
+    target_link_libraries(PostgreSQL::client INTERFACE PostgreSQL::PostgreSQL)
+endif()
+find_package(Poco REQUIRED COMPONENTS Foundation Util Net NetSSL Crypto JSON Data DataSQLite)
+
+# Broker 1.4 ships neither a CMake config nor a pkg-config file.
+find_path(BROKER_INCLUDE_DIR broker/endpoint.hh REQUIRED)
+find_library(BROKER_LIB broker REQUIRED)
+find_library(CAF_OPENSSL_LIB caf_openssl REQUIRED)
+find_library(CAF_IO_LIB caf_io REQUIRED)
+find_library(CAF_CORE_LIB caf_core REQUIRED)
+add_library(Broker::broker INTERFACE IMPORTED)
+target_include_directories(Broker::broker SYSTEM INTERFACE ${BROKER_INCLUDE_DIR})
+target_link_libraries(Broker::broker INTERFACE ${BROKER_LIB} ${CAF_OPENSSL_LIB} ${CAF_IO_LIB}
+                      ${CAF_CORE_LIB} OpenSSL::SSL Threads::Threads)
+
+if(SENNINGEN_BUILD_TESTS)
+    find_package(GTest REQUIRED)
+    include(GoogleTest)
+endif()

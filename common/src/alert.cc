@@ -1,0 +1,203 @@
+#include "senningen/common/alert.h"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace senningen::common {
+
+std::string_view to_string(AlertKind kind) {
+    return kind == AlertKind::kNetwork ? "network" : "file";
+}
+
+std::string_view to_string(RuleSource source) {
+    switch (source) {
+        case RuleSource::kYara: return "yara";
+        case RuleSource::kIntel: return "intel";
+        case RuleSource::kPolicy: return "policy";
+    }
+    return "unknown";
+}
+
+Result<AlertKind> parse_alert_kind(std::string_view text) {
+    if (text == "network") return AlertKind::kNetwork;
+    if (text == "file") return AlertKind::kFile;
+    return make_error(ErrorCode::kSchema,
+                      "alert kind '" + std::string(text) + "' is neither 'network' nor 'file'");
+}
+
+Result<RuleSource> parse_rule_source(std::string_view text) {
+    if (text == "yara") return RuleSource::kYara;
+    if (text == "intel") return RuleSource::kIntel;
+    if (text == "policy") return RuleSource::kPolicy;
+    return make_error(ErrorCode::kSchema, "rule source '" + std::string(text) +
+                                              "' is not one of 'yara', 'intel', 'policy'");
+}
+
+std::string new_uuid() {
+    std::array<unsigned char, 16> b{};
+    if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
+        // OpenSSL's generator never fails once seeded; should it, fall back to the clock and
+        // a counter, which are still unique within this process.
+        static std::uint64_t counter = 0;
+        const auto t = static_cast<std::uint64_t>(now_ns());
+        const std::uint64_t c = ++counter;
+        for (int i = 0; i < 8; ++i) {
+            b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(t >> (8 * i));
+            b[static_cast<std::size_t>(8 + i)] = static_cast<unsigned char>(c >> (8 * i));
+        }
+    }
+    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(36);
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        out.push_back(kHex[b[i] >> 4]);
+        out.push_back(kHex[b[i] & 0x0f]);
+    }
+    return out;
+}
+
+bool is_uuid(std::string_view text) {
+    if (text.size() != 36) return false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+Result<void> validate(const Alert& alert) {
+    if (!is_uuid(alert.id)) {
+        return make_error(ErrorCode::kSchema,
+                          "alert id '" + alert.id + "' is not a lowercase UUID");
+    }
+    if (alert.agent_id.empty()) return make_error(ErrorCode::kSchema, "alert has no agent id");
+    if (alert.rule.empty()) return make_error(ErrorCode::kSchema, "alert has no rule name");
+    if (alert.severity < kSeverityMin || alert.severity > kSeverityMax) {
+        return make_error(ErrorCode::kSchema, "alert severity " + std::to_string(alert.severity) +
+                                                  " is outside 1..4");
+    }
+    if (alert.kind == AlertKind::kNetwork && !alert.network) {
+        return make_error(ErrorCode::kSchema, "network alert has no network context");
+    }
+    if (alert.kind == AlertKind::kFile && !alert.file) {
+        return make_error(ErrorCode::kSchema, "file alert has no file context");
+    }
+    if (alert.source == RuleSource::kIntel && !alert.intel) {
+        return make_error(ErrorCode::kSchema, "intel alert has no intel context");
+    }
+    if (alert.matches.size() > kMaxStringMatches) {
+        return make_error(ErrorCode::kSchema, "alert has " + std::to_string(alert.matches.size()) +
+                                                  " string matches, more than " +
+                                                  std::to_string(kMaxStringMatches));
+    }
+    for (const auto& m : alert.matches) {
+        if (m.data.size() > kMaxMatchExcerpt) {
+            return make_error(ErrorCode::kSchema, "match " + m.identifier + " keeps " +
+                                                      std::to_string(m.data.size()) +
+                                                      " bytes, more than " +
+                                                      std::to_string(kMaxMatchExcerpt));
+        }
+    }
+    return {};
+}
+
+bool add_match(Alert& alert, std::string identifier, std::uint64_t offset, std::string_view data) {
+    if (alert.matches.size() >= kMaxStringMatches) return false;
+    StringMatch m;
+    m.identifier = std::move(identifier);
+    m.offset = offset;
+    m.length = static_cast<std::uint32_t>(data.size());
+    m.data = std::string(data.substr(0, kMaxMatchExcerpt));
+    alert.matches.push_back(std::move(m));
+    return true;
+}
+
+std::string format_timestamp(std::int64_t ns) {
+    std::int64_t secs = ns / 1000000000;
+    std::int64_t frac = ns % 1000000000;
+    if (frac < 0) {
+        frac += 1000000000;
+        secs -= 1;
+    }
+    const auto t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(frac));
+    return buf;
+}
+
+namespace {
+
+bool read_int(std::string_view text, std::size_t pos, std::size_t len, int& out) {
+    if (pos + len > text.size()) return false;
+    const char* first = text.data() + pos;
+    auto [ptr, ec] = std::from_chars(first, first + len, out);
+    return ec == std::errc() && ptr == first + len;
+}
+
+}  // namespace
+
+Result<std::int64_t> parse_timestamp(std::string_view text) {
+    // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00|+0000)
+    auto bad = [&] {
+        return make_error(ErrorCode::kParse, "timestamp '" + std::string(text) +
+                                                 "' is not YYYY-MM-DDTHH:MM:SS[.fraction]Z");
+    };
+    int year = 0, mon = 0, day = 0, hour = 0, min = 0, sec = 0;
+    if (text.size() < 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+        text[13] != ':' || text[16] != ':' || !read_int(text, 0, 4, year) ||
+        !read_int(text, 5, 2, mon) || !read_int(text, 8, 2, day) || !read_int(text, 11, 2, hour) ||
+        !read_int(text, 14, 2, min) || !read_int(text, 17, 2, sec)) {
+        return bad();
+    }
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) {
+        return bad();
+    }
+    std::size_t pos = 19;
+    std::int64_t frac = 0;
+    if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        int digits = 0;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+            if (digits < 9) {
+                frac = frac * 10 + (text[pos] - '0');
+                ++digits;
+            }
+            ++pos;
+        }
+        if (digits == 0) return bad();
+        for (; digits < 9; ++digits) frac *= 10;
+    }
+    const std::string_view zone = text.substr(pos);
+    if (zone != "Z" && zone != "+00:00" && zone != "+0000") return bad();
+    const std::chrono::year_month_day ymd{std::chrono::year{year},
+                                          std::chrono::month{static_cast<unsigned>(mon)},
+                                          std::chrono::day{static_cast<unsigned>(day)}};
+    if (!ymd.ok()) return bad();
+    const auto days = std::chrono::sys_days{ymd}.time_since_epoch().count();
+    const std::int64_t secs = static_cast<std::int64_t>(days) * 86400 + hour * 3600 + min * 60 + sec;
+    return secs * 1000000000 + frac;
+}
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace senningen::common
