@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <span>
@@ -54,8 +55,16 @@ private:
     bool fin_seen_ = false;
     std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     std::vector<std::uint8_t> data_;
-    std::map<std::uint32_t, std::vector<std::uint8_t>> pending_;  // relative offset -> bytes
+    // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
+    // still orders correctly.
+    std::map<std::uint64_t, std::vector<std::uint8_t>> pending_;
     std::uint64_t base_ = 0;  // 64-bit relative offset of next_seq_ (wrap-safe)
+    std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
+
+    void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
+    void hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
+              ReassemblyCounters& counters);
+    void drain_pending(ReassemblyCounters& counters);
 };
 
 struct FlowEndpoint {
@@ -103,6 +112,9 @@ public:
     // Finds or creates the flow of PACKET (TCP or UDP, status kOk), updates counters and, for
     // TCP, feeds the payload to the right stream. DIRECTION is 0 when the packet goes from
     // originator to responder, 1 otherwise. Expires idle flows as time advances.
+    // The reference stays valid until the next update() or flush_all(). A flow this packet
+    // closed (closed == true) is ended at the start of that next call, so the caller still
+    // sees the closing packet's data before the end handler takes its last look.
     Flow& update(const DecodedPacket& packet, int& direction);
 
     // Ends every flow (end of capture): FlowEndHandler runs for each.
@@ -116,14 +128,25 @@ public:
     static std::uint64_t flow_id(std::uint8_t ip_proto, const FlowEndpoint& a, const FlowEndpoint& b);
 
 private:
+    struct Slot {
+        std::unique_ptr<Flow> flow;
+        std::list<std::uint64_t>::iterator lru;  // position in lru_
+    };
+
     void end_flow(std::uint64_t id);
     void expire(std::int64_t now_ns);
+    Slot& find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
+                         const FlowEndpoint& dst);
 
     FlowTableOptions options_;
     FlowEndHandler on_end_;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Flow>> flows_;  // keyed by flow id
+    // Keyed by flow id; on a (vanishingly rare) id collision the newcomer takes the next free
+    // key within a short probe window, so Flow::id is the key, not always flow_id().
+    std::unordered_map<std::uint64_t, Slot> flows_;
+    std::list<std::uint64_t> lru_;  // flow keys, most recently used first
     FlowTableCounters counters_;
-    std::int64_t last_expire_ns_ = 0;
+    std::int64_t last_expire_ns_ = 0;  // packet-time clock: the latest time stamp seen
+    std::uint64_t closing_id_ = 0;     // a flow closed by the last packet, ended next call
 };
 
 }  // namespace senningen::agent

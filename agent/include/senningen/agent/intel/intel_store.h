@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,7 +26,8 @@ struct Indicator {
     std::string value;  // canonical: addresses as IpAddress::to_string(), domains lowercase
     IntelType type = IntelType::kAddr;
     std::vector<std::string> sources;  // meta.source of every line that listed it
-    std::map<std::string, std::string> meta;  // other meta.* columns, last line wins
+    std::map<std::string, std::string> meta;  // other meta.* columns by full column name
+                                              // ("meta.desc"), last non-empty value wins
 };
 
 struct IntelLoadStats {
@@ -50,8 +52,17 @@ public:
     std::size_t size() const { return addrs_.size() + domains_.size(); }
 
 private:
-    std::unordered_map<std::string, Indicator> addrs_;
-    std::unordered_map<std::string, Indicator> domains_;
+    // Transparent hashing lets the packet path look up a string_view without allocating.
+    struct TextHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view text) const {
+            return std::hash<std::string_view>{}(text);
+        }
+    };
+    using Table = std::unordered_map<std::string, Indicator, TextHash, std::equal_to<>>;
+
+    Table addrs_;
+    Table domains_;
 };
 
 }  // namespace senningen::agent

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "senningen/common/alert.h"
@@ -23,11 +24,16 @@ struct RuleSourceFile {
     std::string ns;  // YARA namespace; empty for "default"
 };
 
+// An external variable, as `yarac -d NAME=VALUE` defines it. Rules that read file names or
+// paths (signature-base's filename, filepath, extension, ...) do not compile without them.
+using YaraExternalValue = std::variant<bool, std::int64_t, double, std::string>;
+using YaraExternals = std::map<std::string, YaraExternalValue>;
+
 struct YaraMatch {
     std::string rule;
-    std::string ns;
+    std::string ns;  // as YARA names it: "default" when the source file gave none
     std::vector<std::string> tags;
-    std::map<std::string, std::string> meta;  // integers and booleans as text
+    std::map<std::string, std::string> meta;  // integers and booleans as text; first one wins
     std::vector<common::StringMatch> strings;  // bounded as in common::add_match
 };
 
@@ -35,11 +41,15 @@ class YaraRules {
 public:
     // Compiles every file (a directory adds each *.yar and *.yara inside, recursively, sorted
     // by name). On any compile error: kCompile with every message as "FILE:LINE: message",
-    // one per line. A missing path: kNotFound.
+    // one per line. A missing path, or a directory without rule files: kNotFound.
     static common::Result<std::shared_ptr<YaraRules>> compile_files(
         const std::vector<RuleSourceFile>& files);
+    static common::Result<std::shared_ptr<YaraRules>> compile_files(
+        const std::vector<RuleSourceFile>& files, const YaraExternals& externals);
     // Compiles rule text (tests, rule tool): errors as "<string>:LINE: message".
     static common::Result<std::shared_ptr<YaraRules>> compile_string(const std::string& source);
+    static common::Result<std::shared_ptr<YaraRules>> compile_string(
+        const std::string& source, const YaraExternals& externals);
 
     ~YaraRules();
     YaraRules(const YaraRules&) = delete;
@@ -64,13 +74,20 @@ public:
     YaraScanner(const YaraScanner&) = delete;
     YaraScanner& operator=(const YaraScanner&) = delete;
 
-    // Scans DATA; every matching rule, with its matched strings. A timeout or too many
-    // matches of one string is an Error naming the problem (kTimeout / kInternal).
+    // Scans DATA; every matching rule, with its matched strings (at most kMaxStringMatches per
+    // rule, taken in turn from each of its strings). A timeout is kTimeout; other libyara
+    // failures are kInternal naming the code. A string with more matches than libyara keeps
+    // (1,000,000) does not abort the scan: its further matches are dropped and the scan goes on.
     common::Result<std::vector<YaraMatch>> scan(std::span<const std::uint8_t> data);
+
+    // Overrides, for the following scans, an external the rules were compiled with (e.g. the
+    // file name for each scanned file). Unknown NAME or a different type: kInvalidArgument.
+    common::Result<void> set_external(const std::string& name, const YaraExternalValue& value);
 
 private:
     std::shared_ptr<const YaraRules> rules_;
-    void* scanner_;  // YR_SCANNER*
+    void* scanner_;  // YR_SCANNER*; null when libyara could not create it
+    int timeout_seconds_;
 };
 
 }  // namespace senningen::agent

@@ -1,0 +1,97 @@
+// The inspection engine: packets in, alerts out. It decodes each frame, keeps flows and TCP
+// streams, recognises the application protocol by content, matches intel (addresses at
+// Conn::IN_ORIG / Conn::IN_RESP, DNS query names at DNS::IN_REQUEST) and runs YARA over UDP
+// payloads and over each TCP direction's reassembled bytes (once, when the flow ends or the
+// direction reaches its depth). Single-threaded; one engine per worker.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "senningen/agent/capture/pcap_file.h"
+#include "senningen/agent/decode/packet.h"
+#include "senningen/agent/flow/flow_table.h"
+#include "senningen/agent/intel/intel_store.h"
+#include "senningen/agent/scan/yara_rules.h"
+#include "senningen/common/alert.h"
+
+namespace senningen::agent {
+
+struct EngineOptions {
+    std::string agent_id = "agent";
+    std::size_t stream_depth = 1 << 20;
+    std::size_t max_flows = 65536;
+    int yara_timeout_seconds = 10;
+};
+
+struct EngineCounters {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t decoded = 0;
+    std::uint64_t not_ip = 0;
+    std::uint64_t unsupported_link = 0;
+    std::uint64_t truncated = 0;
+    std::uint64_t malformed = 0;
+    std::uint64_t fragments = 0;  // counted, not yet reassembled
+    std::uint64_t other_transport = 0;
+    std::uint64_t dns_messages = 0;
+    std::uint64_t dns_malformed = 0;
+    std::uint64_t yara_scans = 0;
+    std::uint64_t yara_errors = 0;
+    std::uint64_t intel_hits = 0;
+    std::uint64_t alerts = 0;
+};
+
+class Engine {
+public:
+    using AlertSink = std::function<void(common::Alert&&)>;
+
+    // RULES and INTEL may be null (nothing of that kind to match). INTEL must outlive the
+    // engine.
+    Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
+           const IntelStore* intel, AlertSink sink);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    void process(const RawPacket& packet, int linktype);
+
+    // End of input: every flow ends, its streams are scanned.
+    void finish();
+
+    const EngineCounters& counters() const { return counters_; }
+    const FlowTableCounters& flow_counters() const { return flows_.counters(); }
+    const ReassemblyCounters& flush_counters() const { return gap_counters_; }
+
+private:
+    void on_udp(Flow& flow, int direction, const DecodedPacket& packet);
+    void on_tcp(Flow& flow, int direction, const DecodedPacket& packet);
+    void on_flow_start(const Flow& flow, const DecodedPacket& packet);
+    void on_flow_end(Flow& flow);
+    void scan_stream(Flow& flow, int direction);
+    void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
+                    std::int64_t ts_ns);
+    void intel_hit(const Flow& flow, int direction, const Indicator& indicator,
+                   const char* where, std::int64_t ts_ns);
+    common::Alert make_network_alert(const Flow& flow, int direction, std::int64_t ts_ns) const;
+    void emit(common::Alert&& alert);
+
+    EngineOptions options_;
+    std::shared_ptr<const YaraRules> rules_;
+    std::unique_ptr<YaraScanner> scanner_;
+    const IntelStore* intel_;
+    AlertSink sink_;
+    EngineCounters counters_;
+    ReassemblyCounters gap_counters_;  // gaps found when a stream is flushed for scanning
+    FlowTable flows_;  // last: its end handler uses the members above while it is destroyed
+    std::int64_t last_ts_ns_ = 0;
+};
+
+// Application protocol by content, not port: "http", "dns", "modbus", or "" when unknown.
+// DATA is the first payload the side sent; TO_PORT the destination port (a hint only).
+std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
+                             std::uint16_t src_port, std::uint16_t dst_port);
+
+}  // namespace senningen::agent

@@ -1,0 +1,261 @@
+#include "senningen/agent/engine/engine.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "senningen/agent/decode/dns.h"
+
+namespace senningen::agent {
+
+namespace {
+
+constexpr int kMaxDetectAttempts = 4;  // payload packets looked at before giving up on a flow
+
+bool starts_with(std::span<const std::uint8_t> data, std::string_view prefix) {
+    return data.size() >= prefix.size() &&
+           std::equal(prefix.begin(), prefix.end(), data.begin(),
+                      [](char a, std::uint8_t b) { return static_cast<std::uint8_t>(a) == b; });
+}
+
+bool looks_like_http(std::span<const std::uint8_t> data) {
+    static constexpr std::string_view kMethods[] = {"GET ",     "POST ",   "HEAD ",
+                                                    "PUT ",     "DELETE ", "OPTIONS ",
+                                                    "CONNECT ", "PATCH ",  "HTTP/1."};
+    return std::any_of(std::begin(kMethods), std::end(kMethods),
+                       [&](std::string_view m) { return starts_with(data, m); });
+}
+
+// Modbus/TCP: an MBAP header with protocol id 0, a length that covers the rest of the ADU
+// (unit id + PDU) and a known function code (or its exception form, code | 0x80).
+bool looks_like_modbus(std::span<const std::uint8_t> data) {
+    if (data.size() < 8) return false;
+    const unsigned protocol = (data[2] << 8) | data[3];
+    const unsigned length = (data[4] << 8) | data[5];
+    if (protocol != 0 || length < 2 || length > 254 || length + 6 > data.size()) return false;
+    const unsigned fc = data[7] & 0x7f;
+    return (fc >= 1 && fc <= 24) || fc == 43;
+}
+
+int meta_severity(const std::map<std::string, std::string>& meta, int fallback) {
+    const auto it = meta.find("severity");
+    if (it == meta.end()) return fallback;
+    const std::string& v = it->second;
+    int n = 0;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec == std::errc() && ptr == v.data() + v.size() && n >= common::kSeverityMin &&
+        n <= common::kSeverityMax) {
+        return n;
+    }
+    if (v == "critical") return 1;
+    if (v == "high") return 2;
+    if (v == "medium") return 3;
+    if (v == "low" || v == "info") return 4;
+    return fallback;
+}
+
+const char* proto_name(std::uint8_t ip_proto) {
+    switch (ip_proto) {
+        case kIpProtoTcp: return "TCP";
+        case kIpProtoUdp: return "UDP";
+        default: return "IP";
+    }
+}
+
+}  // namespace
+
+std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
+                             std::uint16_t src_port, std::uint16_t dst_port) {
+    if (data.empty()) return "";
+    if (ip_proto == kIpProtoUdp) {
+        if (looks_like_dns(data)) return "dns";
+        return "";
+    }
+    if (ip_proto != kIpProtoTcp) return "";
+    if (looks_like_http(data)) return "http";
+    if (looks_like_modbus(data)) return "modbus";
+    // DNS over TCP: a two-byte length prefix, then a DNS message. Only trusted on port 53,
+    // where a length prefix cannot be confused with another protocol's header.
+    if ((src_port == 53 || dst_port == 53) && data.size() > 2 &&
+        looks_like_dns(data.subspan(2))) {
+        return "dns";
+    }
+    return "";
+}
+
+Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
+               const IntelStore* intel, AlertSink sink)
+    : options_(std::move(options)),
+      rules_(std::move(rules)),
+      intel_(intel),
+      sink_(std::move(sink)),
+      flows_(FlowTableOptions{options_.max_flows, options_.stream_depth,
+                              FlowTableOptions{}.idle_timeout_ns},
+             [this](Flow& flow) { on_flow_end(flow); }) {
+    if (rules_) scanner_ = std::make_unique<YaraScanner>(rules_, options_.yara_timeout_seconds);
+}
+
+Engine::~Engine() = default;
+
+void Engine::process(const RawPacket& raw, int linktype) {
+    ++counters_.packets;
+    counters_.bytes += raw.len;
+    last_ts_ns_ = raw.ts_ns;
+    DecodedPacket packet;
+    const DecodeStatus status = decode_packet(linktype, {raw.data, raw.caplen}, packet);
+    packet.ts_ns = raw.ts_ns;
+    switch (status) {
+        case DecodeStatus::kOk: break;
+        case DecodeStatus::kNotIp: ++counters_.not_ip; return;
+        case DecodeStatus::kUnsupportedLink: ++counters_.unsupported_link; return;
+        case DecodeStatus::kTruncated: ++counters_.truncated; return;
+        case DecodeStatus::kMalformed: ++counters_.malformed; return;
+        case DecodeStatus::kFragment: ++counters_.fragments; return;
+        case DecodeStatus::kOtherTransport: ++counters_.other_transport; return;
+    }
+    if (packet.ip_proto != kIpProtoTcp && packet.ip_proto != kIpProtoUdp) {
+        ++counters_.other_transport;
+        return;
+    }
+    ++counters_.decoded;
+    int direction = 0;
+    Flow& flow = flows_.update(packet, direction);
+    if (flow.packets[0] + flow.packets[1] == 1) on_flow_start(flow, packet);
+    if (packet.ip_proto == kIpProtoUdp) {
+        on_udp(flow, direction, packet);
+    } else {
+        on_tcp(flow, direction, packet);
+    }
+}
+
+void Engine::finish() { flows_.flush_all(); }
+
+void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
+    if (!intel_) return;
+    // Zeek's names: the originator's address is seen IN_ORIG, the responder's IN_RESP.
+    if (const Indicator* hit = intel_->find_addr(flow.orig.addr.to_string())) {
+        intel_hit(flow, 0, *hit, "Conn::IN_ORIG", packet.ts_ns);
+    }
+    if (const Indicator* hit = intel_->find_addr(flow.resp.addr.to_string())) {
+        intel_hit(flow, 0, *hit, "Conn::IN_RESP", packet.ts_ns);
+    }
+}
+
+void Engine::on_udp(Flow& flow, int direction, const DecodedPacket& packet) {
+    if (packet.payload.empty()) return;
+    if (flow.app_proto.empty() && flow.packets[0] + flow.packets[1] <= kMaxDetectAttempts) {
+        flow.app_proto =
+            detect_app_proto(kIpProtoUdp, packet.payload, packet.src_port, packet.dst_port);
+    }
+    if (flow.app_proto == "dns") {
+        DnsMessage msg;
+        if (parse_dns(packet.payload, msg) == DnsParseStatus::kOk) {
+            ++counters_.dns_messages;
+            if (intel_ && !msg.is_response) {
+                for (const auto& q : msg.questions) {
+                    if (const Indicator* hit = intel_->find_domain(q.name)) {
+                        intel_hit(flow, direction, *hit, "DNS::IN_REQUEST", packet.ts_ns);
+                    }
+                }
+            }
+        } else {
+            ++counters_.dns_malformed;
+        }
+    }
+    scan_bytes(flow, direction, packet.payload, packet.ts_ns);
+}
+
+void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
+    if (flow.app_proto.empty() && !packet.payload.empty() &&
+        flow.packets[0] + flow.packets[1] <= kMaxDetectAttempts + 3) {
+        flow.app_proto =
+            detect_app_proto(kIpProtoTcp, packet.payload, packet.src_port, packet.dst_port);
+    }
+    const auto& stream = flow.stream[direction];
+    if (stream && !flow.scanned[direction] && stream->depth_reached()) {
+        scan_stream(flow, direction);
+    }
+}
+
+void Engine::on_flow_end(Flow& flow) {
+    if (flow.ip_proto != kIpProtoTcp) return;
+    for (int dir = 0; dir < 2; ++dir) {
+        if (flow.stream[dir] && !flow.scanned[dir]) scan_stream(flow, dir);
+    }
+}
+
+void Engine::scan_stream(Flow& flow, int direction) {
+    flow.scanned[direction] = true;
+    TcpStream& stream = *flow.stream[direction];
+    stream.flush_gaps(gap_counters_);
+    scan_bytes(flow, direction, stream.data(), flow.last_ts_ns);
+}
+
+void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
+                        std::int64_t ts_ns) {
+    if (!scanner_ || bytes.empty()) return;
+    ++counters_.yara_scans;
+    auto matches = scanner_->scan(bytes);
+    if (!matches) {
+        ++counters_.yara_errors;
+        return;
+    }
+    for (auto& m : *matches) {
+        common::Alert alert = make_network_alert(flow, direction, ts_ns);
+        alert.source = common::RuleSource::kYara;
+        alert.rule = m.rule;
+        const auto cat = m.meta.find("category");
+        alert.category = cat != m.meta.end() ? cat->second : "YARA match";
+        alert.severity = meta_severity(m.meta, 3);
+        alert.pack_version = rules_->version();
+        alert.matches = std::move(m.strings);
+        emit(std::move(alert));
+    }
+}
+
+void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicator,
+                       const char* where, std::int64_t ts_ns) {
+    ++counters_.intel_hits;
+    common::Alert alert = make_network_alert(flow, direction, ts_ns);
+    alert.source = common::RuleSource::kIntel;
+    const std::string type(to_string(indicator.type));
+    alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + where;
+    const auto cat = indicator.meta.find("meta.category");
+    alert.category = cat != indicator.meta.end() ? cat->second : "Known bad indicator";
+    const auto sev = indicator.meta.find("meta.severity");
+    alert.severity = sev != indicator.meta.end()
+                         ? meta_severity({{"severity", sev->second}}, 2)
+                         : 2;
+    alert.pack_version = "intel";
+    alert.intel = common::IntelContext{indicator.value, type, where, indicator.sources};
+    emit(std::move(alert));
+}
+
+common::Alert Engine::make_network_alert(const Flow& flow, int direction,
+                                         std::int64_t ts_ns) const {
+    common::Alert alert;
+    alert.id = common::new_uuid();
+    alert.agent_id = options_.agent_id;
+    alert.timestamp_ns = ts_ns;
+    alert.kind = common::AlertKind::kNetwork;
+    // As in Suricata's EVE, source and destination follow the direction of the data that
+    // matched: a match in a server's response names the server as the source.
+    const FlowEndpoint& src = direction == 0 ? flow.orig : flow.resp;
+    const FlowEndpoint& dst = direction == 0 ? flow.resp : flow.orig;
+    common::NetworkContext net;
+    net.flow_id = flow.id;
+    net.src_ip = src.addr.to_string();
+    net.src_port = src.port;
+    net.dest_ip = dst.addr.to_string();
+    net.dest_port = dst.port;
+    net.proto = proto_name(flow.ip_proto);
+    net.app_proto = flow.app_proto;
+    alert.network = std::move(net);
+    return alert;
+}
+
+void Engine::emit(common::Alert&& alert) {
+    ++counters_.alerts;
+    if (sink_) sink_(std::move(alert));
+}
+
+}  // namespace senningen::agent

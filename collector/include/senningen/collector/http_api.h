@@ -1,0 +1,49 @@
+// The collector's REST API for CERT analysts: health and alert queries over HTTP/1.1, JSON in
+// the EVE shape of common/json_codec.h, errors as RFC 7807 problem documents. Read only; it
+// serves whatever AlertStore it is given and keeps Poco out of this header.
+//
+//   GET /api/v1/health
+//   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
+//
+// The reference for clients is docs/api (OpenAPI).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "senningen/collector/alert_store.h"
+#include "senningen/common/result.h"
+
+namespace senningen::collector {
+
+struct ApiOptions {
+    std::string host = "127.0.0.1";  // loopback unless the operator opens it up
+    std::uint16_t port = 0;          // 0 picks a free port; start() says which
+    int max_threads = 8;             // concurrent requests served; more wait in a queue
+};
+
+class ApiServer {
+public:
+    // The store must outlive the server, or at least its stop().
+    ApiServer(AlertStore& store, ApiOptions options);
+    ~ApiServer();  // stops
+
+    ApiServer(const ApiServer&) = delete;
+    ApiServer& operator=(const ApiServer&) = delete;
+
+    // Binds and starts serving; returns the port actually bound. A port already in use or an
+    // address that cannot be bound => kUnavailable naming host:port; a second start() or
+    // max_threads < 1 => kInvalidArgument.
+    common::Result<std::uint16_t> start();
+
+    // Stops accepting, aborts open keep-alive connections and waits for running requests:
+    // once it returns, the server no longer touches the store. Idempotent.
+    void stop();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace senningen::collector

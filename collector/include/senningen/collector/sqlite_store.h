@@ -1,0 +1,23 @@
+// The SQLite backend of AlertStore: a single file, for one collector host. The schema is
+// versioned (table schema_version) and migrated forward when the file is opened.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "senningen/collector/alert_store.h"
+#include "senningen/common/result.h"
+
+namespace senningen::collector {
+
+// The schema version this build writes; a file with a newer version is refused (kUnsupported)
+// rather than misread.
+inline constexpr int kSqliteSchemaVersion = 1;
+
+// Opens, or creates, the database file at path, switches it to WAL journal mode and applies
+// the migrations it lacks. Errors: a path that cannot be opened => kDatabase naming the path
+// and SQLite's message; ":memory:" or an empty path => kInvalidArgument (WAL and the separate
+// reader connection need a real file).
+common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path);
+
+}  // namespace senningen::collector

@@ -1,0 +1,229 @@
+#include <Poco/AutoPtr.h>
+#include <Poco/Exception.h>
+#include <Poco/Util/IniFileConfiguration.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "senningen/collector/cli.h"
+#include "senningen/collector/http_api.h"
+#include "senningen/collector/ingest.h"
+#include "senningen/collector/sqlite_store.h"
+#include "senningen/common/log.h"
+
+namespace senningen::collector {
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: senningen-collector [--config FILE] [--listen HOST:PORT] [--http HOST:PORT]\n"
+    "                           [--db sqlite:PATH] [--tls-cert F --tls-key F --tls-ca F]\n"
+    "\n"
+    "Receives alerts from agents over Broker, stores them, and serves them over HTTP.\n"
+    "\n"
+    "  --config FILE        INI file with a [collector] section: listen, http, db, tls_cert,\n"
+    "                       tls_key, tls_ca, log_level (command-line options win)\n"
+    "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
+    "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
+    "  --db sqlite:PATH     alert store (default sqlite:senningen.db)\n"
+    "  --quiet              only warnings and errors on stderr\n"
+    "\n"
+    "Once both addresses are bound it prints one line to stdout:\n"
+    "  ready broker=HOST:PORT http=HOST:PORT\n"
+    "SIGINT or SIGTERM stop it cleanly.\n"
+    "Exit codes: 0 stopped; 64 usage; 69 an address cannot be bound; 74 the database cannot\n"
+    "be opened; 78 the configuration is wrong.\n";
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_signal(int) { g_stop = 1; }
+
+struct HostPort {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+std::optional<HostPort> parse_host_port(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) return std::nullopt;
+    char* end = nullptr;
+    const std::string port_text = text.substr(colon + 1);
+    const long port = std::strtol(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) return std::nullopt;
+    std::string host = text.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    return HostPort{host, static_cast<std::uint16_t>(port)};
+}
+
+struct Settings {
+    std::map<std::string, std::string> values = {
+        {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
+        {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
+        {"log_level", "info"}};
+};
+
+// Reads FILE's [collector] section into SETTINGS; every problem is collected.
+void read_config(const std::string& file, Settings& settings, std::vector<std::string>& problems) {
+    if (!std::filesystem::exists(file)) {
+        problems.push_back("config " + file + ": no such file");
+        return;
+    }
+    try {
+        Poco::AutoPtr<Poco::Util::IniFileConfiguration> ini(
+            new Poco::Util::IniFileConfiguration(file));
+        Poco::Util::AbstractConfiguration::Keys sections;
+        ini->keys(sections);
+        for (const auto& section : sections) {
+            if (section != "collector") {
+                problems.push_back("config " + file + ": unknown section or key '" + section +
+                                   "' (expected a [collector] section)");
+            }
+        }
+        Poco::Util::AbstractConfiguration::Keys keys;
+        ini->keys("collector", keys);
+        for (const auto& key : keys) {
+            if (settings.values.count(key) == 0) {
+                problems.push_back("config " + file + ": unknown key 'collector." + key + "'");
+                continue;
+            }
+            settings.values[key] = ini->getString("collector." + key);
+        }
+    } catch (const Poco::Exception& e) {
+        problems.push_back("config " + file + ": " + e.displayText());
+    }
+}
+
+}  // namespace
+
+int run_collector(int argc, char** argv) {
+    Settings settings;
+    std::map<std::string, std::string> overrides;
+    std::vector<std::string> problems;
+    std::optional<std::string> config_file;
+    static const std::map<std::string, std::string> kFlags = {
+        {"--listen", "listen"},     {"--http", "http"},       {"--db", "db"},
+        {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"}};
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(kUsage, stdout);
+            return kExitOk;
+        }
+        if (arg == "--version") {
+            std::puts("senningen-collector 0.1.0");
+            return kExitOk;
+        }
+        if (arg == "--quiet" || arg == "-q") {
+            overrides["log_level"] = "warn";
+            continue;
+        }
+        const bool is_config = arg == "--config" || arg == "-c";
+        const auto flag = kFlags.find(arg);
+        if (!is_config && flag == kFlags.end()) {
+            problems.push_back("unknown option '" + arg + "'");
+            continue;
+        }
+        if (i + 1 >= argc) {
+            problems.push_back(arg + " needs a value");
+            continue;
+        }
+        const std::string value = argv[++i];
+        if (is_config) {
+            config_file = value;
+        } else {
+            overrides[flag->second] = value;
+        }
+    }
+    if (config_file) read_config(*config_file, settings, problems);
+    for (const auto& [k, v] : overrides) settings.values[k] = v;
+
+    const auto& s = settings.values;
+    const auto listen = parse_host_port(s.at("listen"));
+    if (!listen) problems.push_back("listen '" + s.at("listen") + "' is not HOST:PORT");
+    const auto http = parse_host_port(s.at("http"));
+    if (!http) problems.push_back("http '" + s.at("http") + "' is not HOST:PORT");
+    const std::string db = s.at("db");
+    if (db.rfind("sqlite:", 0) != 0 || db.size() <= 7) {
+        problems.push_back("db '" + db + "' is not sqlite:PATH");
+    }
+    const std::string& level = s.at("log_level");
+    if (level == "debug") {
+        common::set_log_level(common::LogLevel::kDebug);
+    } else if (level == "info") {
+        common::set_log_level(common::LogLevel::kInfo);
+    } else if (level == "warn") {
+        common::set_log_level(common::LogLevel::kWarn);
+    } else if (level == "error") {
+        common::set_log_level(common::LogLevel::kError);
+    } else {
+        problems.push_back("log_level '" + level + "' is not debug, info, warn or error");
+    }
+    common::TlsOptions tls{s.at("tls_cert"), s.at("tls_key"), s.at("tls_ca")};
+    if (tls.enabled() && (tls.key.empty() || tls.ca_file.empty())) {
+        problems.push_back("tls_cert needs tls_key and tls_ca too");
+    }
+    if (!problems.empty()) {
+        for (const auto& p : problems) std::fprintf(stderr, "senningen-collector: %s\n", p.c_str());
+        std::fputs("run 'senningen-collector --help' for usage\n", stderr);
+        return config_file ? kExitConfig : kExitUsage;
+    }
+
+    auto store = open_sqlite_store(db.substr(7));
+    if (!store) {
+        std::fprintf(stderr, "senningen-collector: %s\n", store.error().message.c_str());
+        return kExitIoError;
+    }
+
+    common::TransportOptions to;
+    to.role = common::TransportRole::kCollector;
+    to.tls = tls;
+    auto transport = common::make_broker_transport(to);
+    auto broker_port = transport->listen(listen->host, listen->port);
+    if (!broker_port) {
+        std::fprintf(stderr, "senningen-collector: %s\n", broker_port.error().message.c_str());
+        return kExitUnavailable;
+    }
+
+    ApiOptions api_options;
+    api_options.host = http->host;
+    api_options.port = http->port;
+    ApiServer api(**store, api_options);
+    auto http_port = api.start();
+    if (!http_port) {
+        std::fprintf(stderr, "senningen-collector: %s\n", http_port.error().message.c_str());
+        return kExitUnavailable;
+    }
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    common::log_info("collector", "store " + db + " (" + (*store)->backend_name() + ")");
+    common::log_info("collector", "agents: Broker on " + listen->host + ":" +
+                                      std::to_string(*broker_port) + "; REST API on http://" +
+                                      http->host + ":" + std::to_string(*http_port) + "/api/v1/");
+    std::printf("ready broker=%s:%u http=%s:%u\n", listen->host.c_str(), *broker_port,
+                http->host.c_str(), *http_port);
+    std::fflush(stdout);
+
+    Ingest ingest(*transport, **store);
+    while (!g_stop) ingest.poll(std::chrono::milliseconds(200));
+
+    const IngestCounters c = ingest.counters();
+    common::log_info("collector", "stopping: " + std::to_string(c.batches) + " batches, " +
+                                      std::to_string(c.alerts_inserted) + " alerts stored, " +
+                                      std::to_string(c.alerts_duplicate) + " duplicates, " +
+                                      std::to_string(c.alerts_rejected) + " rejected, " +
+                                      std::to_string(c.decode_failures) + " undecodable");
+    api.stop();
+    return kExitOk;
+}
+
+}  // namespace senningen::collector

@@ -1,0 +1,65 @@
+# Shared by scripts/demo and scripts/test: package installation and the build.
+# shellcheck shell=bash
+
+SENNINGEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# Debian packages the build needs, then those the tests add.
+SENNINGEN_BUILD_PACKAGES=(
+    cmake ninja-build g++ pkg-config
+    libpcap-dev libyara-dev libpoco-dev libbroker-dev libcaf-dev libssl-dev
+    libsqlite3-dev libpq-dev libgtest-dev libgmock-dev
+)
+SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema yara)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# install_packages PKG...: installs those not installed yet; never upgrades what is there.
+install_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]}; run as root, or install them first" >&2
+        exit 1
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-upgrade --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build PRESET [TARGET...]: configures (once) and builds with every core.
+build() {
+    local preset="$1"
+    shift
+    local extra=()
+    if [ "${CI:-}" = "true" ]; then
+        extra+=(-DSENNINGEN_WERROR=ON)
+    fi
+    say "configuring (${preset})"
+    cmake --preset "$preset" "${extra[@]}" >/dev/null
+    say "building (${preset})"
+    local dir
+    dir="$(binary_dir "$preset")"
+    if [ $# -gt 0 ]; then
+        cmake --build "$dir" --parallel "$(nproc)" --target "$@"
+    else
+        cmake --build "$dir" --parallel "$(nproc)"
+    fi
+}
+
+binary_dir() {
+    case "$1" in
+        dev) echo "$SENNINGEN_ROOT/build" ;;
+        asan-ubsan) echo "$SENNINGEN_ROOT/build-asan" ;;
+        release) echo "$SENNINGEN_ROOT/build-release" ;;
+        *) echo "unknown preset $1" >&2; exit 1 ;;
+    esac
+}

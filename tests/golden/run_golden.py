@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""Golden tests: a capture in, alerts out, compared with the expectation kept beside it.
+
+Each case is a folder tests/golden/<case>/ with case.json:
+  {"capture": "input.pcap" | "$SHARED/pcaps/...", "rules": [...], "intel": [...],
+   "description": "..."}
+Paths are relative to the case folder, or to the repository with a leading "//", or to the
+external corpus (../shared/data) with "$SHARED/". A case over the corpus skips, saying so,
+when the corpus is absent (exit code 77, which CTest reports as skipped).
+
+Every alert is validated against docs/schema/alert.schema.json. Alert ids are random, so they
+are masked; everything else, time stamps included (they come from the capture), must match.
+  run_golden.py --agent BUILD/agent/senningen-agent CASE_DIR [--update]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SHARED = os.environ.get("SENNINGEN_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+SKIP = 77
+
+
+def resolve(case_dir, path):
+    if path.startswith("$SHARED/"):
+        return os.path.join(SHARED, path[len("$SHARED/"):])
+    if path.startswith("//"):
+        return os.path.join(REPO, path[2:])
+    return os.path.join(case_dir, path)
+
+
+def normalise(alert):
+    alert = json.loads(json.dumps(alert))
+    alert["alert"]["id"] = "<masked>"
+    return alert
+
+
+def sort_key(alert):
+    return (alert["timestamp"], alert["alert"]["signature"], alert.get("src_ip", ""),
+            alert.get("src_port", 0))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agent", required=True)
+    parser.add_argument("--update", action="store_true", help="rewrite expected.json")
+    parser.add_argument("case_dir")
+    args = parser.parse_args()
+
+    case_dir = os.path.abspath(args.case_dir)
+    with open(os.path.join(case_dir, "case.json")) as f:
+        case = json.load(f)
+    inputs = [case["capture"]] + case.get("rules", []) + case.get("intel", [])
+    for p in inputs:
+        full = resolve(case_dir, p)
+        if p.startswith("$SHARED/") and not os.path.exists(full):
+            print(f"SKIP: external corpus not present: {full}")
+            return SKIP
+    cmd = [args.agent, "--read", resolve(case_dir, case["capture"]), "--output", "-",
+           "--agent-id", "golden", "--quiet"]
+    for r in case.get("rules", []):
+        cmd += ["--rules", resolve(case_dir, r)]
+    for i in case.get("intel", []):
+        cmd += ["--intel", resolve(case_dir, i)]
+    cmd += case.get("args", [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    expected_exit = case.get("exit_code", 0)
+    if proc.returncode != expected_exit:
+        print(f"FAIL: agent exited {proc.returncode}, expected {expected_exit}\n"
+              f"command: {' '.join(cmd)}\nstderr:\n{proc.stderr}")
+        return 1
+
+    with open(os.path.join(REPO, "docs", "schema", "alert.schema.json")) as f:
+        schema = json.load(f)
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    alerts = []
+    for n, line in enumerate(proc.stdout.splitlines(), 1):
+        alert = json.loads(line)
+        errors = sorted(validator.iter_errors(alert), key=lambda e: list(e.path))
+        if errors:
+            print(f"FAIL: alert line {n} violates the schema: "
+                  f"{'/'.join(map(str, errors[0].path))}: {errors[0].message}\n{line}")
+            return 1
+        alerts.append(normalise(alert))
+    alerts.sort(key=sort_key)
+
+    expected_path = os.path.join(case_dir, "expected.json")
+    if args.update:
+        with open(expected_path, "w") as f:
+            json.dump(alerts, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"updated {expected_path} with {len(alerts)} alerts")
+        return 0
+    with open(expected_path) as f:
+        expected = json.load(f)
+    expected.sort(key=sort_key)
+    if alerts != expected:
+        print(f"FAIL: {len(alerts)} alerts, expected {len(expected)}; differences:")
+        got = {json.dumps(a, sort_keys=True) for a in alerts}
+        want = {json.dumps(a, sort_keys=True) for a in expected}
+        for a in sorted(want - got):
+            print("  missing:    " + a)
+        for a in sorted(got - want):
+            print("  unexpected: " + a)
+        print("(rerun with --update to accept the new output)")
+        return 1
+    print(f"ok: {len(alerts)} alerts match {expected_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
