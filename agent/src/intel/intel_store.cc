@@ -25,8 +25,8 @@ constexpr std::string_view kEmptyField = "-";
 // Every type Zeek's intel framework defines (base/frameworks/intel/main.zeek and files.zeek),
 // so that a valid feed line for a type we do not handle yet is told apart from a typo.
 constexpr std::array<std::string_view, 9> kZeekTypesNotYetSupported = {
-    "Intel::SUBNET",    "Intel::URL",         "Intel::SOFTWARE",
-    "Intel::EMAIL",     "Intel::USER_NAME",   "Intel::CERT_HASH",
+    "Intel::SUBNET",      "Intel::URL",       "Intel::SOFTWARE",
+    "Intel::EMAIL",       "Intel::USER_NAME", "Intel::CERT_HASH",
     "Intel::PUBKEY_HASH", "Intel::FILE_HASH", "Intel::FILE_NAME",
 };
 
@@ -45,7 +45,7 @@ std::optional<std::string> canonical_addr(std::string_view text) {
     }
     in6_addr v6{};
     if (inet_pton(AF_INET6, in, &v6) != 1) return std::nullopt;
-    static constexpr std::array<std::uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0,
+    static constexpr std::array<std::uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0,    0,
                                                                      0, 0, 0, 0, 0xff, 0xff};
     if (std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), v6.s6_addr)) {
         std::copy(v6.s6_addr + 12, v6.s6_addr + 16, reinterpret_cast<std::uint8_t*>(&v4));
@@ -56,7 +56,9 @@ std::optional<std::string> canonical_addr(std::string_view text) {
     return std::string(out);
 }
 
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 // Lowercases NAME into OUT and drops one trailing dot; false when it cannot be a DNS name.
 // Only the characters a DNS decoder can hand us as a host name are accepted, so that a URL
@@ -95,7 +97,9 @@ void split_tabs(std::string_view line, std::vector<std::string_view>& out) {
     }
 }
 
-bool is_empty_field(std::string_view field) { return field.empty() || field == kEmptyField; }
+bool is_empty_field(std::string_view field) {
+    return field.empty() || field == kEmptyField;
+}
 
 struct Columns {
     std::size_t count = 0;
@@ -139,8 +143,7 @@ Result<Columns> parse_fields_header(std::string_view line, const std::string& wh
     if (!indicator || !type) {
         return make_error(ErrorCode::kParse,
                           where + ": #fields header has no '" +
-                              std::string(indicator ? "indicator_type" : "indicator") +
-                              "' column");
+                              std::string(indicator ? "indicator_type" : "indicator") + "' column");
     }
     columns.indicator = *indicator;
     columns.type = *type;
@@ -206,8 +209,9 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             if (text.starts_with("#fields")) {
                 if (text.size() > 7 && text[7] != '\t') {
                     return make_error(ErrorCode::kParse,
-                                      where() + ": #fields header must separate column names "
-                                                "with tabs");
+                                      where() +
+                                          ": #fields header must separate column names "
+                                          "with tabs");
                 }
                 auto parsed = parse_fields_header(text, where());
                 if (!parsed) return parsed.error();
@@ -240,9 +244,9 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
         }
         const auto type = parse_intel_type(type_name);
         if (!type) {
-            const bool known = std::find(kZeekTypesNotYetSupported.begin(),
-                                         kZeekTypesNotYetSupported.end(),
-                                         type_name) != kZeekTypesNotYetSupported.end();
+            const bool known =
+                std::find(kZeekTypesNotYetSupported.begin(), kZeekTypesNotYetSupported.end(),
+                          type_name) != kZeekTypesNotYetSupported.end();
             add_problem(local, where() + (known ? ": indicator type " + std::string(type_name) +
                                                       " is not supported yet"
                                                 : ": unknown indicator type '" +
@@ -279,8 +283,8 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
     }
     if (in.bad()) return make_error(ErrorCode::kIo, "error reading intel file " + path);
     if (!columns) {
-        return make_error(ErrorCode::kParse, path + ":" + std::to_string(std::max<std::size_t>(
-                                                              line_no, 1)) +
+        return make_error(ErrorCode::kParse, path + ":" +
+                                                 std::to_string(std::max<std::size_t>(line_no, 1)) +
                                                  ": no #fields header in the file");
     }
 

@@ -11,7 +11,6 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -31,7 +30,9 @@ namespace {
 int g_yara_init_status = ERROR_SUCCESS;
 std::once_flag g_yara_once;
 
-void finalize_yara() { yr_finalize(); }
+void finalize_yara() {
+    yr_finalize();
+}
 
 // ensure_yara_initialized() cannot report failure through its signature, so the compile and
 // scan entry points ask for the status instead.
@@ -123,8 +124,7 @@ Result<CompilerPtr> new_compiler(const YaraExternals& externals, ErrorSink& sink
     YR_COMPILER* raw = nullptr;
     const int rc = yr_compiler_create(&raw);
     if (rc != ERROR_SUCCESS) {
-        return make_error(ErrorCode::kInternal,
-                          "cannot create a YARA compiler: " + error_name(rc));
+        return make_error(ErrorCode::kInternal, "cannot create a YARA compiler: " + error_name(rc));
     }
     CompilerPtr compiler(raw);
     yr_compiler_set_callback(compiler.get(), on_compile_message, &sink);
@@ -139,8 +139,7 @@ Result<CompilerPtr> new_compiler(const YaraExternals& externals, ErrorSink& sink
 }
 
 std::string short_sha256(std::span<const std::string> sources) {
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                                &EVP_MD_CTX_free);
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
     bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
@@ -179,7 +178,9 @@ common::Error compile_error(const std::vector<std::string>& messages) {
 std::size_t count_rules(YR_RULES* rules) {
     std::size_t count = 0;
     const YR_RULE* rule = nullptr;
-    yr_rules_foreach(rules, rule) { ++count; }
+    yr_rules_foreach(rules, rule) {
+        ++count;
+    }
     return count;
 }
 
@@ -211,8 +212,8 @@ Result<std::vector<Source>> collect_sources(const std::vector<RuleSourceFile>& f
         std::error_code ec;
         const fs::file_status status = fs::status(file.path, ec);
         if (ec || !fs::exists(status)) {
-            return make_error(ErrorCode::kNotFound, "YARA rule path " + file.path +
-                                                        " does not exist");
+            return make_error(ErrorCode::kNotFound,
+                              "YARA rule path " + file.path + " does not exist");
         }
         std::vector<std::string> paths;
         if (fs::is_directory(status)) {
@@ -223,8 +224,8 @@ Result<std::vector<Source>> collect_sources(const std::vector<RuleSourceFile>& f
                 }
             }
             if (ec) {
-                return make_error(ErrorCode::kIo, "cannot list YARA rule directory " +
-                                                      file.path + ": " + ec.message());
+                return make_error(ErrorCode::kIo, "cannot list YARA rule directory " + file.path +
+                                                      ": " + ec.message());
             }
             if (paths.empty()) {
                 return make_error(ErrorCode::kNotFound, "YARA rule directory " + file.path +
@@ -248,9 +249,8 @@ int add_source(YR_COMPILER* compiler, const Source& source) {
     // resolves relative `include` directives against the file's directory.
     FilePtr file(std::fopen(source.path.c_str(), "rb"));
     if (!file) return -1;
-    return yr_compiler_add_file(compiler, file.get(),
-                                source.ns.empty() ? nullptr : source.ns.c_str(),
-                                source.path.c_str());
+    return yr_compiler_add_file(
+        compiler, file.get(), source.ns.empty() ? nullptr : source.ns.c_str(), source.path.c_str());
 }
 
 }  // namespace
@@ -404,8 +404,7 @@ void collect_strings(YR_SCAN_CONTEXT* context, const YR_RULE* rule,
     });
 }
 
-int on_scan_message(YR_SCAN_CONTEXT* context, int message, void* message_data,
-                    void* user_data) {
+int on_scan_message(YR_SCAN_CONTEXT* context, int message, void* message_data, void* user_data) {
     auto* state = static_cast<ScanState*>(user_data);
     // TOO_MANY_MATCHES: continuing makes libyara stop collecting that one string and scan on;
     // the string's first million matches still count, and the other rules still run.
@@ -416,9 +415,13 @@ int on_scan_message(YR_SCAN_CONTEXT* context, int message, void* message_data,
         match.rule = rule->identifier;
         match.ns = rule->ns != nullptr && rule->ns->name != nullptr ? rule->ns->name : "";
         const char* tag = nullptr;
-        yr_rule_tags_foreach(rule, tag) { match.tags.emplace_back(tag); }
+        yr_rule_tags_foreach(rule, tag) {
+            match.tags.emplace_back(tag);
+        }
         const YR_META* meta = nullptr;
-        yr_rule_metas_foreach(rule, meta) { match.meta.emplace(meta->identifier, meta_text(meta)); }
+        yr_rule_metas_foreach(rule, meta) {
+            match.meta.emplace(meta->identifier, meta_text(meta));
+        }
         collect_strings(context, rule, match.strings);
         state->out->push_back(std::move(match));
     } catch (const std::bad_alloc&) {
@@ -449,9 +452,9 @@ YaraScanner::~YaraScanner() {
 
 Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> data) {
     if (scanner_ == nullptr) {
-        return make_error(ErrorCode::kInternal,
-                          rules_ == nullptr ? "YARA scanner has no rules"
-                                            : "YARA scanner could not be created");
+        return make_error(ErrorCode::kInternal, rules_ == nullptr
+                                                    ? "YARA scanner has no rules"
+                                                    : "YARA scanner could not be created");
     }
     auto* scanner = static_cast<YR_SCANNER*>(scanner_);
     std::vector<YaraMatch> matches;

@@ -44,6 +44,9 @@ using Poco::Data::Keywords::use;
 // Long enough to ride out another process's checkpoint or a long batch, short enough that a
 // wedged database shows up as an error rather than a hung ingest thread.
 constexpr int kBusyTimeoutMs = 5000;
+// Poco's login timeout: how long its open() keeps retrying. probe_open() has already shown
+// that the file opens, so this only bounds a race with someone removing it.
+constexpr std::size_t kOpenTimeoutSeconds = 2;
 
 struct Migration {
     int version;
@@ -98,6 +101,20 @@ common::Error database_error(const std::string& path, std::string_view what,
 void register_connector() {
     static std::once_flag once;
     std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+}
+
+// Poco's SQLite session retries a failed open until its login timeout runs out (60 s by
+// default, spinning); opening once with the C API first makes a bad path fail at once, with
+// SQLite's own message.
+common::Result<void> probe_open(const std::string& path) {
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+                                   nullptr);
+    const std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);  // needed even after a failed open; a no-op on nullptr
+    if (rc != SQLITE_OK) return database_error(path, "cannot open", message);
+    return {};
 }
 
 // Per-connection settings; synchronous=NORMAL is durable against process crashes in WAL mode
@@ -396,9 +413,10 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
                           "SQLite database path '" + path +
                               "' is not a file; the alert store needs one for WAL mode");
     }
+    if (auto probed = probe_open(path); !probed) return probed.error();
     register_connector();
     try {
-        Session writer("SQLite", path);
+        Session writer("SQLite", path, kOpenTimeoutSeconds);
         if (std::string mode = configure_connection(writer); mode != "wal") {
             return database_error(path, "cannot switch to WAL journal mode",
                                   "journal mode is '" + mode + "'");
@@ -406,7 +424,7 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
         if (auto migrated = migrate(writer, path); !migrated) return migrated.error();
 
         // Opened after the migrations so that it never sees a half-made schema.
-        Session reader("SQLite", path);
+        Session reader("SQLite", path, kOpenTimeoutSeconds);
         configure_connection(reader);
         reader << "PRAGMA query_only = ON", now;
         return std::unique_ptr<AlertStore>(

@@ -3,7 +3,6 @@
 #include "senningen/agent/intel/intel_store.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -126,10 +125,12 @@ TEST_F(IntelStoreTest, BadLinesAreCountedWithFileAndLine) {
         path + ":4: unknown indicator type 'Intel::HOST'",
         path + ":5: '192.0.2.300' is not an IPv4 or IPv6 address",
         path + ":6: 'fe80::1%eth0' is not an IPv4 or IPv6 address",
-        path + ":7: 'http://x.example/' is not a DNS name (letters, digits, '-', '_' and dots; "
-               "internationalised names in xn-- form)",
-        path + ":8: 'a..b' is not a DNS name (letters, digits, '-', '_' and dots; "
-               "internationalised names in xn-- form)",
+        path +
+            ":7: 'http://x.example/' is not a DNS name (letters, digits, '-', '_' and dots; "
+            "internationalised names in xn-- form)",
+        path +
+            ":8: 'a..b' is not a DNS name (letters, digits, '-', '_' and dots; "
+            "internationalised names in xn-- form)",
         path + ":9: empty indicator type",
         path + ":10: 4 fields, but the #fields header names 3 columns",
     };
@@ -277,8 +278,8 @@ TEST_F(IntelStoreTest, HeaderWithoutRequiredColumnsIsAParseError) {
     EXPECT_EQ(loaded.error().message,
               no_type + ":1: #fields header has no 'indicator_type' column");
 
-    const auto no_indicator = write("noindicator.intel",
-                                    "#path\tintel\n#fields\tindicator_type\tmeta.source\n");
+    const auto no_indicator =
+        write("noindicator.intel", "#path\tintel\n#fields\tindicator_type\tmeta.source\n");
     auto second = store_.load_file(no_indicator, stats_);
     ASSERT_FALSE(second);
     EXPECT_EQ(second.error().message,
@@ -293,8 +294,8 @@ TEST_F(IntelStoreTest, HeaderWithoutRequiredColumnsIsAParseError) {
 }
 
 TEST_F(IntelStoreTest, BrokenFileLeavesTheStoreUnchanged) {
-    const auto good = write("good.intel",
-                            "#fields\tindicator\tindicator_type\n192.0.2.1\tIntel::ADDR\n");
+    const auto good =
+        write("good.intel", "#fields\tindicator\tindicator_type\n192.0.2.1\tIntel::ADDR\n");
     const auto broken = write("broken.intel",
                               "#fields\tindicator\tindicator_type\n"
                               "192.0.2.2\tIntel::ADDR\n"
@@ -313,9 +314,8 @@ TEST_F(IntelStoreTest, HundredThousandIndicatorsLoadQuicklyAndResolve) {
     std::string text = "#fields\tindicator\tindicator_type\tmeta.source\n";
     text.reserve(4'000'000);
     for (int i = 0; i < 50'000; ++i) {
-        text += "10." + std::to_string((i >> 16) & 0xff) + "." +
-                std::to_string((i >> 8) & 0xff) + "." + std::to_string(i & 0xff) +
-                "\tIntel::ADDR\tbulk\n";
+        text += "10." + std::to_string((i >> 16) & 0xff) + "." + std::to_string((i >> 8) & 0xff) +
+                "." + std::to_string(i & 0xff) + "\tIntel::ADDR\tbulk\n";
         text += "host" + std::to_string(i) + ".Bulk.Example\tIntel::DOMAIN\tbulk\n";
     }
     const auto path = write("bulk.intel", text);

@@ -3,10 +3,9 @@
 // the real rule sets in the shared data folder.
 #include "senningen/agent/scan/yara_rules.h"
 
-#include <gtest/gtest.h>
-
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -103,9 +102,10 @@ TEST(YaraRules, CompilesStringAndCountsRules) {
 }
 
 TEST(YaraRules, StringErrorsNameTheLineAndYarasText) {
-    auto rules = YaraRules::compile_string("rule a { condition: true }\n"
-                                           "rule b { condition: nope }\n"
-                                           "rule c { condition: ( }\n");
+    auto rules = YaraRules::compile_string(
+        "rule a { condition: true }\n"
+        "rule b { condition: nope }\n"
+        "rule c { condition: ( }\n");
     ASSERT_FALSE(rules);
     EXPECT_EQ(rules.error().code, ErrorCode::kCompile);
     EXPECT_NE(rules.error().message.find("<string>:2: undefined identifier \"nope\""),
@@ -114,8 +114,9 @@ TEST(YaraRules, StringErrorsNameTheLineAndYarasText) {
 }
 
 TEST_F(YaraFiles, SyntaxErrorNamesFileAndLine) {
-    const auto path = write("bad.yar", "rule ok { condition: true }\n\n"
-                                       "rule broken {\n  condition: and\n}\n");
+    const auto path = write("bad.yar",
+                            "rule ok { condition: true }\n\n"
+                            "rule broken {\n  condition: and\n}\n");
     auto rules = YaraRules::compile_files({{path, ""}});
     ASSERT_FALSE(rules);
     EXPECT_EQ(rules.error().code, ErrorCode::kCompile);
@@ -127,7 +128,8 @@ TEST_F(YaraFiles, ReportsErrorsOfEveryFileAtOnce) {
     const auto base = write("1_base.yar", "rule base { strings: $a = \"base\" condition: $a }\n");
     const auto bad1 = write("2_bad.yar", "rule bad1 { condition: undefined_one }\n");
     const auto uses = write("3_uses.yar", "rule uses { condition: base }\n");
-    const auto bad2 = write("4_bad.yar", "rule ok2 { condition: true }\nrule bad2 { condition: = }\n");
+    const auto bad2 =
+        write("4_bad.yar", "rule ok2 { condition: true }\nrule bad2 { condition: = }\n");
     auto rules = YaraRules::compile_files({{base, ""}, {bad1, ""}, {uses, ""}, {bad2, ""}});
     ASSERT_FALSE(rules);
     const auto lines = lines_of(rules.error().message);
@@ -172,14 +174,8 @@ TEST_F(YaraFiles, NamespacesKeepEqualRuleNamesApart) {
     ASSERT_TRUE(matches) << matches.error().message;
     std::set<std::pair<std::string, std::string>> seen;
     for (const auto& m : *matches) seen.emplace(m.ns, m.rule);
-    EXPECT_EQ(seen, (std::set<std::pair<std::string, std::string>>{{"set_a", "dup"},
-                                                                   {"set_b", "dup"}}));
-}
-
-TEST_F(YaraFiles, DefaultNamespaceIsNamedDefault) {
-    auto matches = scan_text("rule anything { condition: true }", "x");
-    ASSERT_EQ(matches.size(), 1U);
-    EXPECT_EQ(matches[0].ns, "default");
+    EXPECT_EQ(seen,
+              (std::set<std::pair<std::string, std::string>>{{"set_a", "dup"}, {"set_b", "dup"}}));
 }
 
 TEST_F(YaraFiles, DirectoryExpandsRecursivelyInNameOrder) {
@@ -249,21 +245,27 @@ TEST(YaraScanner, ReportsTagsMetaAndStringOffsets) {
     EXPECT_EQ(m.rule, "tagged");
     EXPECT_EQ(m.tags, (std::vector<std::string>{"net", "exe"}));
     EXPECT_EQ(m.meta, (std::map<std::string, std::string>{{"author", "senningen"},
-                                                           {"score", "75"},
-                                                           {"negative", "-3"},
-                                                           {"active", "true"},
-                                                           {"retired", "false"}}));
+                                                          {"score", "75"},
+                                                          {"negative", "-3"},
+                                                          {"active", "true"},
+                                                          {"retired", "false"}}));
     ASSERT_EQ(m.strings.size(), 3U);
     EXPECT_EQ(m.strings[0], (common::StringMatch{"$hello", 2, "hello", 5}));
     EXPECT_EQ(m.strings[1], (common::StringMatch{"$hex", 9, std::string("\x00\xff\x00", 3), 3}));
     EXPECT_EQ(m.strings[2], (common::StringMatch{"$hello", 12, "hello", 5}));
 }
 
+TEST(YaraScanner, DefaultNamespaceIsNamedDefault) {
+    auto matches = scan_text("rule anything { condition: true }", "x");
+    ASSERT_EQ(matches.size(), 1U);
+    EXPECT_EQ(matches[0].ns, "default");
+}
+
 TEST(YaraScanner, KeepsAtMostMaxStringMatchesPerRule) {
     std::string data;
     for (int i = 0; i < 1000; ++i) data += "ab";
-    const auto matches = scan_text("rule many { strings: $ab = \"ab\" condition: #ab == 1000 }",
-                                   data);
+    const auto matches =
+        scan_text("rule many { strings: $ab = \"ab\" condition: #ab == 1000 }", data);
     ASSERT_EQ(matches.size(), 1U);
     const auto& strings = matches[0].strings;
     ASSERT_EQ(strings.size(), common::kMaxStringMatches);
@@ -276,8 +278,8 @@ TEST(YaraScanner, KeepsAtMostMaxStringMatchesPerRule) {
 TEST(YaraScanner, EveryStringGetsItsShareOfTheBoundedList) {
     std::string data(2000, 'a');
     data += "needle";
-    const auto matches = scan_text(
-        "rule mixed { strings: $a = \"a\" $n = \"needle\" condition: $a and $n }", data);
+    const auto matches =
+        scan_text("rule mixed { strings: $a = \"a\" $n = \"needle\" condition: $a and $n }", data);
     ASSERT_EQ(matches.size(), 1U);
     const auto& strings = matches[0].strings;
     ASSERT_EQ(strings.size(), common::kMaxStringMatches);
@@ -291,8 +293,8 @@ TEST(YaraScanner, EveryStringGetsItsShareOfTheBoundedList) {
 
 TEST(YaraScanner, CutsLongMatchesButKeepsTheirLength) {
     const std::string long_text(300, 'z');
-    const auto matches = scan_text(
-        "rule long { strings: $z = /z{300}/ condition: $z }", "<" + long_text + ">");
+    const auto matches =
+        scan_text("rule long { strings: $z = /z{300}/ condition: $z }", "<" + long_text + ">");
     ASSERT_EQ(matches.size(), 1U);
     ASSERT_FALSE(matches[0].strings.empty());
     const auto& s = matches[0].strings[0];
@@ -350,8 +352,7 @@ TEST(YaraScanner, ExternalsAtCompileTimeAndPerScan) {
     const std::string text = "rule exe { condition: filename endswith \".exe\" and size > 2 }";
     auto without = YaraRules::compile_string(text);
     ASSERT_FALSE(without);
-    EXPECT_NE(without.error().message.find("undefined identifier \"filename\""),
-              std::string::npos)
+    EXPECT_NE(without.error().message.find("undefined identifier \"filename\""), std::string::npos)
         << without.error().message;
 
     auto rules = YaraRules::compile_string(
@@ -374,8 +375,7 @@ TEST(YaraScanner, ExternalsAtCompileTimeAndPerScan) {
 }
 
 TEST(YaraScanner, OneScannerPerThreadSharesTheRules) {
-    auto rules = YaraRules::compile_string(
-        "rule hit { strings: $a = \"needle\" condition: $a }");
+    auto rules = YaraRules::compile_string("rule hit { strings: $a = \"needle\" condition: $a }");
     ASSERT_TRUE(rules);
     std::shared_ptr<const YaraRules> shared = *rules;
     std::atomic<int> hits{0};
@@ -458,8 +458,8 @@ TEST(YaraOwnTests, AllCasesOfYara423AgreeWithLibyara) {
             continue;
         }
         if (matches->empty() == expect) {
-            failures.push_back(where + ": expected " + (expect ? "a match" : "no match") +
-                               ": " + rule);
+            failures.push_back(where + ": expected " + (expect ? "a match" : "no match") + ": " +
+                               rule);
             continue;
         }
         ++passed;
@@ -482,8 +482,7 @@ TEST(YaraOwnTests, AllCompileErrorsAreReportedLikeTheCli) {
     for (const auto& c : cases) {
         const std::string rule = c->getValue<std::string>("rule");
         const std::string where = "compile error case " + std::to_string(c->getValue<int>("id")) +
-                                  " (" + c->getValue<std::string>("expected_error") + "): " +
-                                  rule;
+                                  " (" + c->getValue<std::string>("expected_error") + "): " + rule;
         auto rules = YaraRules::compile_string(rule, harness_externals());
         if (rules) {
             ADD_FAILURE() << where << ": compiled";
@@ -497,8 +496,8 @@ TEST(YaraOwnTests, AllCompileErrorsAreReportedLikeTheCli) {
         for (const auto& line : cli) {
             std::smatch m;
             ASSERT_TRUE(std::regex_search(line, m, cli_line)) << line;
-            const std::string expected = "<string>:" + m[1].str() + ":" +
-                                         (m[2].length() > 0 ? " " + m[2].str() : "");
+            const std::string expected =
+                "<string>:" + m[1].str() + ":" + (m[2].length() > 0 ? " " + m[2].str() : "");
             EXPECT_NE(rules.error().message.find(expected), std::string::npos)
                 << where << "\nexpected: " << expected << "\nours:\n"
                 << rules.error().message;
@@ -523,8 +522,8 @@ TEST(YaraRuleSets, EachSetCompilesInItsOwnNamespace) {
     }
     for (const auto& set : kRuleSets) {
         const auto started = std::chrono::steady_clock::now();
-        auto rules = YaraRules::compile_files({{(kSharedData / "yara" / set.name).string(),
-                                                set.name}});
+        auto rules =
+            YaraRules::compile_files({{(kSharedData / "yara" / set.name).string(), set.name}});
         ASSERT_TRUE(rules) << set.name << ": " << rules.error().message;
         EXPECT_EQ((*rules)->rule_count(), set.rules) << set.name;
         std::cout << set.name << ": " << (*rules)->rule_count() << " rules in "

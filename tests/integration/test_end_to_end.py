@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""End to end: a real senningen-collector and a real senningen-agent as processes on
+loopback, talking Broker; the collector stores into a real SQLite file and answers over HTTP.
+
+Run by CTest with SENNINGEN_AGENT and SENNINGEN_COLLECTOR pointing at the built binaries.
+"""
+import json
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = os.environ.get("SENNINGEN_AGENT", os.path.join(REPO, "build/agent/senningen-agent"))
+COLLECTOR = os.environ.get("SENNINGEN_COLLECTOR",
+                           os.path.join(REPO, "build/collector/senningen-collector"))
+DEMO = os.path.join(REPO, "tests/golden/demo")
+RULES = os.path.join(REPO, "rules/packs/demo/demo.yar")
+INTEL = os.path.join(REPO, "rules/packs/demo/demo.intel")
+
+
+class Collector:
+    """A collector process on free loopback ports, stopped with SIGTERM."""
+
+    def __init__(self, workdir, db_name="alerts.db"):
+        self.db = os.path.join(workdir, db_name)
+        self.log = open(os.path.join(workdir, "collector.log"), "w")
+        self.proc = subprocess.Popen(
+            [COLLECTOR, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+             "--db", "sqlite:" + self.db],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self._read_line(30)
+        if not line.startswith("ready "):
+            raise RuntimeError(f"collector did not start: {line!r}")
+        fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+        self.broker = fields["broker"]
+        self.http = "http://" + fields["http"]
+
+    def _read_line(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().strip() if ready else ""
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+                return r.status, r.headers.get("Content-Type"), json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type"), json.load(e)
+
+    def stored_ids(self):
+        con = sqlite3.connect(self.db)
+        try:
+            return sorted(row[0] for row in con.execute("SELECT id FROM alerts"))
+        finally:
+            con.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def run_agent(*args, timeout=120):
+    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def masked(alert):
+    alert = json.loads(json.dumps(alert))
+    alert["alert"]["id"] = "<masked>"
+    alert["agent"]["id"] = "golden"
+    return json.dumps(alert, sort_keys=True)
+
+
+class EndToEnd(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="senningen-e2e-")
+        self.collector = Collector(self.tmp.name)
+
+    def tearDown(self):
+        code = self.collector.stop()
+        self.assertEqual(code, 0, "the collector must stop cleanly on SIGTERM")
+        self.tmp.cleanup()
+
+    def test_demo_capture_reaches_store_and_api_exactly(self):
+        out = os.path.join(self.tmp.name, "agent.jsonl")
+        res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--rules", RULES,
+                        "--intel", INTEL, "--collector", self.collector.broker,
+                        "--agent-id", "e2e-agent", "--output", out)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("collector acknowledged all", res.stderr)
+        emitted = read_jsonl(out)
+
+        # Exactly the alerts of the golden expectation, no more, no fewer.
+        with open(os.path.join(DEMO, "expected.json")) as f:
+            expected = sorted(masked(a) for a in json.load(f))
+        self.assertEqual(sorted(masked(a) for a in emitted), expected)
+
+        # The same alerts, by id, are in SQLite ...
+        ids = sorted(a["alert"]["id"] for a in emitted)
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertEqual(self.collector.stored_ids(), ids)
+
+        # ... and come back from the API, whole and newest first.
+        status, ctype, body = self.collector.get("/api/v1/alerts")
+        self.assertEqual(status, 200)
+        self.assertTrue(ctype.startswith("application/json"))
+        self.assertEqual(body["count"], len(ids))
+        by_id = {a["alert"]["id"]: a for a in emitted}
+        for returned in body["alerts"]:
+            self.assertEqual(returned, by_id[returned["alert"]["id"]])
+        stamps = [a["timestamp"] for a in body["alerts"]]
+        self.assertEqual(stamps, sorted(stamps, reverse=True))
+
+        status, _, health = self.collector.get("/api/v1/health")
+        self.assertEqual((status, health["status"], health["alerts"]), (200, "ok", len(ids)))
+
+        # Filters work on the real data.
+        _, _, crit = self.collector.get("/api/v1/alerts?severity=1")
+        self.assertEqual([a["alert"]["signature"] for a in crit["alerts"]],
+                         ["senningen_demo_implant_download"])
+        _, _, none = self.collector.get("/api/v1/alerts?agent=someone-else")
+        self.assertEqual(none["count"], 0)
+        _, _, one = self.collector.get("/api/v1/alerts?limit=1")
+        self.assertEqual(one["alerts"][0]["timestamp"], stamps[0])
+        status, ctype, problem = self.collector.get("/api/v1/alerts?severity=9")
+        self.assertEqual(status, 400)
+        self.assertTrue(ctype.startswith("application/problem+json"))
+        self.assertIn("severity", problem["detail"])
+
+    def test_a_second_agent_run_adds_its_own_alerts(self):
+        for n in (1, 2):
+            res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--rules", RULES,
+                            "--intel", INTEL, "--collector", self.collector.broker,
+                            "--agent-id", f"agent-{n}", "--quiet")
+            self.assertEqual(res.returncode, 0, res.stderr)
+        with open(os.path.join(DEMO, "expected.json")) as f:
+            per_run = len(json.load(f))
+        self.assertEqual(len(self.collector.stored_ids()), 2 * per_run)
+        _, _, body = self.collector.get("/api/v1/alerts?agent=agent-2")
+        self.assertEqual(body["count"], per_run)
+
+
+class Errors(unittest.TestCase):
+    """Bad input gives a clear message naming it and a documented exit code."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="senningen-err-")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def test_unreachable_collector_is_retried_then_reported(self):
+        # A port nobody listens on: bind one, close it, use it.
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        started = time.monotonic()
+        res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--rules", RULES,
+                        "--collector", f"127.0.0.1:{port}", "--collector-timeout", "4")
+        self.assertEqual(res.returncode, 69, res.stderr)
+        self.assertIn(f"collector unreachable: 127.0.0.1:{port}", res.stderr)
+        self.assertIn("retrying in", res.stderr)
+        self.assertGreaterEqual(res.stderr.count("retrying in"), 2, "backs off and retries")
+        self.assertIn("acknowledged 0 of", res.stderr)
+        self.assertLess(time.monotonic() - started, 30)
+
+    def test_missing_capture(self):
+        res = run_agent("--read", self.path("nope.pcap"))
+        self.assertEqual(res.returncode, 66)
+        self.assertIn("nope.pcap", res.stderr)
+
+    def test_not_a_capture(self):
+        with open(self.path("notes.pcap"), "w") as f:
+            f.write("this is text, not a capture\n")
+        res = run_agent("--read", self.path("notes.pcap"))
+        self.assertEqual(res.returncode, 65)
+        self.assertIn("notes.pcap", res.stderr)
+        self.assertIn("magic", res.stderr)
+
+    def test_truncated_capture_keeps_what_was_read(self):
+        with open(os.path.join(DEMO, "input.pcap"), "rb") as f:
+            data = f.read()
+        with open(self.path("cut.pcap"), "wb") as f:
+            f.write(data[:len(data) - 30])
+        res = run_agent("--read", self.path("cut.pcap"), "--rules", RULES, "--intel", INTEL)
+        self.assertEqual(res.returncode, 65, res.stderr)
+        self.assertIn("cut.pcap", res.stderr)
+        self.assertIn("truncated", res.stderr)
+        # Everything before the cut was inspected: the DNS and HTTP alerts are there.
+        signatures = [json.loads(line)["alert"]["signature"] for line in res.stdout.splitlines()]
+        self.assertIn("senningen_demo_implant_download", signatures)
+
+    def test_rule_that_does_not_compile(self):
+        with open(self.path("bad.yar"), "w") as f:
+            f.write("rule ok { condition: true }\n\nrule broken {\n  strings: $a = \"x\"\n"
+                    "  condition: $b\n}\n")
+        res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--rules", self.path("bad.yar"))
+        self.assertEqual(res.returncode, 78)
+        self.assertIn(self.path("bad.yar") + ":5:", res.stderr)
+        self.assertIn("$b", res.stderr)
+
+    def test_bad_intel_line_is_skipped_and_counted(self):
+        with open(self.path("intel.dat"), "w") as f:
+            f.write("#fields\tindicator\tindicator_type\tmeta.source\n"
+                    "update.scada-vendor.example\tIntel::DOMAIN\tt\n"
+                    "999.1.1.1\tIntel::ADDR\tt\n")
+        res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--intel", self.path("intel.dat"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(self.path("intel.dat") + ":3:", res.stderr)
+        self.assertIn("1 lines skipped", res.stderr)
+        self.assertEqual(len(res.stdout.splitlines()), 1)
+
+    def test_usage_errors_are_all_reported(self):
+        res = run_agent("--bogus", "--collector", "nocolon")
+        self.assertEqual(res.returncode, 64)
+        self.assertIn("unknown option '--bogus'", res.stderr)
+        self.assertIn("--read CAPTURE is required", res.stderr)
+        self.assertIn("'nocolon' is not HOST:PORT", res.stderr)
+
+    def test_collector_bad_config(self):
+        with open(self.path("c.ini"), "w") as f:
+            f.write("[collector]\nlisten = 127.0.0.1:0\nhttp = nonsense\ncolour = blue\n")
+        res = subprocess.run([COLLECTOR, "--config", self.path("c.ini")], capture_output=True,
+                             text=True, timeout=30)
+        self.assertEqual(res.returncode, 78)
+        self.assertIn("http 'nonsense' is not HOST:PORT", res.stderr)
+        self.assertIn("unknown key 'collector.colour'", res.stderr)
+
+    def test_collector_from_config_file(self):
+        db = self.path("from-config.db")
+        with open(self.path("c.ini"), "w") as f:
+            f.write(f"[collector]\nlisten = 127.0.0.1:0\nhttp = 127.0.0.1:0\ndb = sqlite:{db}\n")
+        proc = subprocess.Popen([COLLECTOR, "--config", self.path("c.ini")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            self.assertTrue(ready)
+            self.assertTrue(proc.stdout.readline().startswith("ready broker=127.0.0.1:"))
+            self.assertTrue(os.path.exists(db))
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=20), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
