@@ -1,0 +1,145 @@
+// libFuzzer target for everything that parses untrusted packet bytes in the agent: the link,
+// network and transport decoders under every link type, the DNS reader, and TCP reassembly in
+// a tiny flow table. The same input is read two ways: as one captured frame, and as a script
+// of TCP/UDP segments (so that arbitrary orders, overlaps and wrap-arounds reach reassembly).
+// Invariants that must hold for any input abort, so the fuzzer reports them as crashes.
+#include <pcap/dlt.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+
+#include "senningen/agent/decode/dns.h"
+#include "senningen/agent/decode/packet.h"
+#include "senningen/agent/flow/flow_table.h"
+
+namespace {
+
+using namespace senningen::agent;
+
+constexpr std::size_t kDepth = 512;
+
+void check(bool condition) {
+    if (!condition) {
+        std::abort();
+    }
+}
+
+void check_flow(const Flow& flow) {
+    check(flow.id != 0);
+    for (const auto& stream : flow.stream) {
+        if (stream) {
+            check(stream->data().size() <= kDepth);
+        }
+    }
+}
+
+FlowTableOptions tiny_table() {
+    FlowTableOptions options;
+    options.max_flows = 3;  // four scripted flows: eviction happens
+    options.stream_depth = kDepth;
+    options.idle_timeout_ns = 1000;
+    return options;
+}
+
+void fuzz_frame(std::span<const std::uint8_t> input) {
+    static constexpr int kLinkTypes[] = {DLT_EN10MB, DLT_NULL,       DLT_LOOP,
+                                         DLT_RAW,    101,            DLT_IPV4,
+                                         DLT_IPV6,   DLT_LINUX_SLL, DLT_LINUX_SLL2};
+    FlowTable table(tiny_table(), [](Flow& flow) { check_flow(flow); });
+    std::int64_t ts = 0;
+    for (int linktype : kLinkTypes) {
+        DecodedPacket packet;
+        packet.ts_ns = ts++;
+        const DecodeStatus status = decode_packet(linktype, input, packet);
+        check(to_string(status) != nullptr);
+        if (status != DecodeStatus::kOk) {
+            continue;
+        }
+        // Zero-copy means the payload must lie inside the frame.
+        check(packet.payload.empty() || (packet.payload.data() >= input.data() &&
+                                          packet.payload.data() + packet.payload.size() <=
+                                              input.data() + input.size()));
+        check(packet.src.family == 4 || packet.src.family == 6);
+        check(!packet.src.to_string().empty());
+        if (packet.ip_proto == kIpProtoUdp) {
+            DnsMessage message;
+            (void)parse_dns(packet.payload, message);
+            (void)looks_like_dns(packet.payload);
+        }
+        int direction = -1;
+        check_flow(table.update(packet, direction));
+        check(direction == 0 || direction == 1);
+    }
+    table.flush_all();
+    check(table.size() == 0);
+}
+
+void fuzz_dns(std::span<const std::uint8_t> input) {
+    DnsMessage message;
+    if (parse_dns(input, message) == DnsParseStatus::kOk) {
+        for (const auto& question : message.questions) {
+            check(question.name.size() <= 253);
+        }
+    }
+    (void)looks_like_dns(input);
+}
+
+// Script records: flags, selector, signed 16-bit sequence delta, length, then the bytes.
+// The selector picks one of four flows, the direction, the protocol and how far time moves.
+void fuzz_reassembly(std::span<const std::uint8_t> input) {
+    FlowTable table(tiny_table(), [](Flow& flow) { check_flow(flow); });
+    constexpr std::uint32_t kIsn = 0xFFFFFF00u;  // close to the wrap
+    std::int64_t ts = 0;
+    std::size_t pos = 0;
+    while (input.size() - pos >= 5) {
+        const std::uint8_t flags = input[pos];
+        const std::uint8_t selector = input[pos + 1];
+        const auto delta =
+            static_cast<std::int16_t>(static_cast<std::uint16_t>(input[pos + 2] << 8) |
+                                      input[pos + 3]);
+        std::size_t len = input[pos + 4];
+        pos += 5;
+        if (len > input.size() - pos) {
+            len = input.size() - pos;
+        }
+        DecodedPacket packet;
+        const bool reply = (selector & 0x04) != 0;
+        IpAddress client;
+        client.family = 4;
+        client.bytes = {10, 0, 0, static_cast<std::uint8_t>(1 + (selector & 0x03))};
+        IpAddress server;
+        server.family = 4;
+        server.bytes = {10, 0, 0, 100};
+        packet.src = reply ? server : client;
+        packet.dst = reply ? client : server;
+        packet.src_port = reply ? 80 : 40000;
+        packet.dst_port = reply ? 40000 : 80;
+        packet.ip_proto = (selector & 0x80) != 0 ? kIpProtoUdp : kIpProtoTcp;
+        packet.tcp_flags = flags;
+        packet.seq = kIsn + static_cast<std::uint32_t>(static_cast<std::int32_t>(delta));
+        ts += (selector >> 3) & 0x0f;  // up to 15 per record against a timeout of 1000
+        packet.ts_ns = ts * 100;
+        packet.payload = input.subspan(pos, len);
+        pos += len;
+        int direction = -1;
+        const Flow& flow = table.update(packet, direction);
+        check_flow(flow);
+        check(direction == (reply ? 1 : 0) || flow.orig.addr == server);
+        check(table.size() <= 3);
+    }
+    table.flush_all();
+    const auto& counters = table.counters();
+    check(counters.flows_created >= counters.flows_evicted + counters.flows_expired);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    const std::span<const std::uint8_t> input(data, size);
+    fuzz_frame(input);
+    fuzz_dns(input);
+    fuzz_reassembly(input);
+    return 0;
+}

@@ -1,0 +1,382 @@
+#include "senningen/collector/http_api.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <Poco/URI.h>
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "senningen/collector/sqlite_store.h"
+#include "senningen/common/log.h"
+#include "test_alerts.h"
+
+namespace senningen::collector {
+namespace {
+
+using common::Alert;
+using common::ErrorCode;
+using test::base_ns;
+using test::kMinuteNs;
+using test::make_alert;
+
+struct Response {
+    int status = 0;
+    std::string content_type;
+    std::string allow;
+    std::string body;
+
+    Poco::JSON::Object::Ptr json() const {
+        return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
+    }
+};
+
+Response request(Poco::Net::HTTPClientSession& session, const std::string& target,
+                 const std::string& method = Poco::Net::HTTPRequest::HTTP_GET) {
+    Poco::Net::HTTPRequest req(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    Response out;
+    out.status = static_cast<int>(resp.getStatus());
+    out.content_type = resp.getContentType();
+    out.allow = resp.get("Allow", "");
+    Poco::StreamCopier::copyToString(in, out.body);
+    return out;
+}
+
+std::string alerts_target(const std::vector<std::pair<std::string, std::string>>& parameters) {
+    Poco::URI uri("/api/v1/alerts");
+    for (const auto& [name, value] : parameters) uri.addQueryParameter(name, value);
+    return uri.getPathAndQuery();
+}
+
+std::vector<std::string> alert_ids(const Response& response) {
+    std::vector<std::string> ids;
+    Poco::JSON::Array::Ptr list = response.json()->getArray("alerts");
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        ids.push_back(list->getObject(static_cast<unsigned>(i))->getObject("alert")->getValue<std::string>("id"));
+    }
+    return ids;
+}
+
+std::vector<std::string> ids_of(const std::vector<Alert>& alerts) {
+    std::vector<std::string> ids;
+    for (const Alert& a : alerts) ids.push_back(a.id);
+    return ids;
+}
+
+void expect_problem(const Response& r, int status, const std::string& detail_part) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << r.body;
+    Poco::JSON::Object::Ptr p = r.json();
+    EXPECT_EQ(p->getValue<std::string>("type"), "about:blank");
+    EXPECT_EQ(p->getValue<int>("status"), status);
+    EXPECT_FALSE(p->getValue<std::string>("title").empty());
+    EXPECT_NE(p->getValue<std::string>("detail").find(detail_part), std::string::npos)
+        << p->getValue<std::string>("detail");
+}
+
+class HttpApiTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
+
+    void SetUp() override {
+        auto opened = open_sqlite_store(dir_.file("alerts.db"));
+        ASSERT_TRUE(opened.ok()) << opened.error().message;
+        store_ = std::move(opened).value();
+        // a0 oldest ... a4 newest, ten minutes apart (see the severities and agents below).
+        alerts_ = {
+            make_alert("sensor-a", base_ns() + 0 * kMinuteNs, 1),
+            make_alert("sensor-a", base_ns() + 10 * kMinuteNs, 2),
+            make_alert("sensor-b", base_ns() + 20 * kMinuteNs, 3),
+            make_alert("sensor-b", base_ns() + 30 * kMinuteNs, 4),
+            make_alert("sensor-c", base_ns() + 40 * kMinuteNs, 1),
+        };
+        ASSERT_TRUE(store_->insert(alerts_).ok());
+        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
+        auto port = server_->start();
+        ASSERT_TRUE(port.ok()) << port.error().message;
+        ASSERT_NE(*port, 0);
+        port_ = *port;
+        session_ = std::make_unique<Poco::Net::HTTPClientSession>("127.0.0.1", port_);
+        session_->setKeepAlive(true);
+    }
+
+    void TearDown() override {
+        session_.reset();
+        auto t0 = std::chrono::steady_clock::now();
+        if (server_) server_->stop();
+        fprintf(stderr, "DBG stop %ld ms\n", static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-t0).count()));
+    }
+
+    Response get(const std::string& target) { return request(*session_, target); }
+
+    test::TempDir dir_;
+    std::unique_ptr<AlertStore> store_;
+    std::vector<Alert> alerts_;
+    std::unique_ptr<ApiServer> server_;
+    std::uint16_t port_ = 0;
+    std::unique_ptr<Poco::Net::HTTPClientSession> session_;
+};
+
+TEST_F(HttpApiTest, HealthReportsStatusAndAlertCount) {
+    Response r = get("/api/v1/health");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
+    Poco::JSON::Object::Ptr h = r.json();
+    EXPECT_EQ(h->getValue<std::string>("status"), "ok");
+    EXPECT_EQ(h->getValue<std::string>("version"), "0.1.0");
+    EXPECT_EQ(h->getValue<std::string>("backend"), "sqlite");
+    EXPECT_EQ(h->getValue<std::uint64_t>("alerts"), 5U);
+    EXPECT_GE(h->getValue<std::int64_t>("uptime_seconds"), 0);
+}
+
+TEST_F(HttpApiTest, AlertsAreNewestFirstWithCount) {
+    Response r = get("/api/v1/alerts");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
+    EXPECT_EQ(r.json()->getValue<int>("count"), 5);
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[3], alerts_[2], alerts_[1], alerts_[0]}));
+    // Each entry is the codec's EVE object.
+    Poco::JSON::Object::Ptr first = r.json()->getArray("alerts")->getObject(0);
+    EXPECT_EQ(first->getValue<std::string>("event_type"), "alert");
+    EXPECT_EQ(first->getObject("agent")->getValue<std::string>("id"), "sensor-c");
+    EXPECT_EQ(first->getValue<std::string>("timestamp"), "2026-11-28T10:40:00.000000000Z");
+}
+
+TEST_F(HttpApiTest, FiltersBySinceAndUntil) {
+    Response r = get(alerts_target({{"since", "2026-11-28T10:10:00Z"}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[3], alerts_[2], alerts_[1]}));
+
+    r = get(alerts_target({{"until", "2026-11-28T10:20:00Z"}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[1], alerts_[0]}));
+
+    r = get(alerts_target({{"since", "2026-11-28T10:10:00Z"}, {"until", "2026-11-28T10:30:00Z"}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[2], alerts_[1]}));
+}
+
+TEST_F(HttpApiTest, FiltersBySeverityList) {
+    Response r = get("/api/v1/alerts?severity=1,2");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[1], alerts_[0]}));
+    r = get("/api/v1/alerts?severity=4");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[3]}));
+}
+
+TEST_F(HttpApiTest, FiltersByAgent) {
+    Response r = get("/api/v1/alerts?agent=sensor-a");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[1], alerts_[0]}));
+}
+
+TEST_F(HttpApiTest, LimitKeepsTheNewest) {
+    Response r = get("/api/v1/alerts?limit=2");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()->getValue<int>("count"), 2);
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[3]}));
+    r = get("/api/v1/alerts?limit=1000&severity=3&agent=sensor-b");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(alert_ids(r), ids_of({alerts_[2]}));
+}
+
+TEST_F(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
+    Response r = get("/api/v1/alerts?severity=7");
+    expect_problem(r, 400, "parameter 'severity'");
+    Poco::JSON::Object::Ptr p = r.json();
+    EXPECT_EQ(p->getValue<std::string>("title"), "Bad Request");
+    EXPECT_EQ(p->getValue<std::string>("detail"), "parameter 'severity': '7' is not one of 1..4");
+}
+
+TEST_F(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"/api/v1/alerts?severity=1,,2", "'severity'"},
+        {"/api/v1/alerts?severity=0", "'severity'"},
+        {"/api/v1/alerts?severity=high", "'severity'"},
+        {"/api/v1/alerts?severity=", "'severity'"},
+        {"/api/v1/alerts?severity=+1", "'severity'"},
+        {"/api/v1/alerts?limit=0", "'limit'"},
+        {"/api/v1/alerts?limit=1001", "'limit'"},
+        {"/api/v1/alerts?limit=-5", "'limit'"},
+        {"/api/v1/alerts?limit=10abc", "'limit'"},
+        {"/api/v1/alerts?limit=99999999999999999999", "'limit'"},
+        {"/api/v1/alerts?since=yesterday", "'since'"},
+        {"/api/v1/alerts?since=2026-11-28", "'since'"},
+        {"/api/v1/alerts?until=2026-13-01T00:00:00Z", "'until'"},
+        {"/api/v1/alerts?until=2026-11-28T10:00:00%2B02:00", "'until'"},
+        {"/api/v1/alerts?agent=", "'agent'"},
+        {"/api/v1/alerts?colour=red", "'colour'"},
+        {"/api/v1/alerts?Severity=1", "'Severity'"},
+        {"/api/v1/alerts?severity=1&severity=2", "'severity' is given more than once"},
+        {"/api/v1/alerts?limit=5&limit=5", "'limit' is given more than once"},
+        {"/api/v1/alerts?since=2026-11-28T11:00:00Z&until=2026-11-28T10:00:00Z", "'until'"},
+    };
+    for (const auto& [target, detail] : cases) {
+        SCOPED_TRACE(target);
+        expect_problem(get(target), 400, detail);
+    }
+}
+
+TEST_F(HttpApiTest, LongParameterValuesAreCutInTheProblem) {
+    const std::string agent(5000, 'x');
+    Response r = get(alerts_target({{"agent", agent}}));
+    expect_problem(r, 400, "'agent'");
+    EXPECT_LT(r.body.size(), 500U);
+}
+
+TEST_F(HttpApiTest, UnknownPathIsA404Problem) {
+    expect_problem(get("/api/v1/nothing"), 404, "/api/v1/nothing");
+    expect_problem(get("/"), 404, "'/'");
+    expect_problem(get("/api/v1/alerts/"), 404, "/api/v1/alerts/");
+}
+
+TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
+    for (const char* target : {"/api/v1/alerts", "/api/v1/health"}) {
+        for (const std::string& method :
+             {Poco::Net::HTTPRequest::HTTP_POST, Poco::Net::HTTPRequest::HTTP_DELETE,
+              Poco::Net::HTTPRequest::HTTP_PUT}) {
+            SCOPED_TRACE(method + " " + target);
+            Response r = request(*session_, target, method);
+            expect_problem(r, 405, method);
+            EXPECT_EQ(r.allow, "GET");
+        }
+    }
+}
+
+TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
+    for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "sensor-a' --",
+                              "%", "_", "\"sensor-a\"", "sensor-a\\"}) {
+        SCOPED_TRACE(agent);
+        Response r = get(alerts_target({{"agent", agent}}));
+        ASSERT_EQ(r.status, 200) << r.body;
+        EXPECT_EQ(r.json()->getValue<int>("count"), 0);
+    }
+    EXPECT_EQ(store_->count().value(), 5U);
+    Response all = get("/api/v1/alerts");
+    ASSERT_EQ(all.status, 200) << all.body;
+    EXPECT_EQ(all.json()->getValue<int>("count"), 5);
+}
+
+TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(get("/api/v1/health").status, 200);
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int c = 0; c < 6; ++c) {
+        clients.emplace_back([&] {
+            Poco::Net::HTTPClientSession session("127.0.0.1", port_);
+            for (int i = 0; i < 5; ++i) {
+                if (request(session, "/api/v1/alerts?severity=1").status == 200) ++ok;
+            }
+        });
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    for (auto& t : clients) t.join();
+    fprintf(stderr, "DBG clients %ld ms\n", static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-t0).count()));
+    EXPECT_EQ(ok.load(), 30);
+}
+
+TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
+    ApiOptions options;
+    options.port = port_;
+    ApiServer second(*store_, options);
+    auto started = second.start();
+    ASSERT_FALSE(started.ok());
+    EXPECT_EQ(started.error().code, ErrorCode::kUnavailable);
+    EXPECT_NE(started.error().message.find("127.0.0.1:" + std::to_string(port_)),
+              std::string::npos)
+        << started.error().message;
+}
+
+TEST_F(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
+    auto again = server_->start();
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().code, ErrorCode::kInvalidArgument);
+    session_.reset();
+    server_->stop();
+    server_->stop();
+    Poco::Net::HTTPClientSession late("127.0.0.1", port_);
+    EXPECT_ANY_THROW(request(late, "/api/v1/health"));
+}
+
+// A store whose every call fails in a chosen way, to check what leaks to the client.
+class BrokenStore final : public AlertStore {
+public:
+    enum class Mode { kError, kThrow };
+    explicit BrokenStore(Mode mode) : mode_(mode) {}
+
+    common::Result<InsertResult> insert(const std::vector<Alert>& /*alerts*/) override {
+        return fail<InsertResult>();
+    }
+    common::Result<std::vector<Alert>> query(const AlertQuery& /*q*/) override {
+        return fail<std::vector<Alert>>();
+    }
+    common::Result<std::uint64_t> count() override { return fail<std::uint64_t>(); }
+    std::uint64_t undecodable_rows() const override { return 0; }
+    std::string backend_name() const override { return "broken"; }
+
+    static constexpr const char* kSecret = "/var/lib/secret/alerts.db: disk I/O error";
+
+private:
+    template <typename T>
+    common::Result<T> fail() {
+        if (mode_ == Mode::kThrow) throw std::runtime_error(kSecret);
+        return common::make_error(ErrorCode::kDatabase, kSecret);
+    }
+
+    Mode mode_;
+};
+
+class HttpApiBrokenStoreTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
+
+    Response get_from(AlertStore& store, const std::string& target) {
+        ApiServer server(store, ApiOptions{});
+        auto port = server.start();
+        EXPECT_TRUE(port.ok()) << port.error().message;
+        Poco::Net::HTTPClientSession session("127.0.0.1", port.ok() ? *port : 0);
+        return request(session, target);
+    }
+};
+
+TEST_F(HttpApiBrokenStoreTest, HealthIs503WithErrorStatusAndNoInternals) {
+    BrokenStore store(BrokenStore::Mode::kError);
+    Response r = get_from(store, "/api/v1/health");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
+    Poco::JSON::Object::Ptr h = r.json();
+    EXPECT_EQ(h->getValue<std::string>("status"), "error");
+    EXPECT_FALSE(h->getValue<std::string>("message").empty());
+    EXPECT_EQ(r.body.find("secret"), std::string::npos) << r.body;
+}
+
+TEST_F(HttpApiBrokenStoreTest, AlertsStoreErrorIs503ProblemWithoutInternals) {
+    BrokenStore store(BrokenStore::Mode::kError);
+    Response r = get_from(store, "/api/v1/alerts");
+    expect_problem(r, 503, "store");
+    EXPECT_EQ(r.body.find("secret"), std::string::npos) << r.body;
+}
+
+TEST_F(HttpApiBrokenStoreTest, ExceptionInsideIsA500ProblemWithoutItsText) {
+    BrokenStore store(BrokenStore::Mode::kThrow);
+    for (const char* target : {"/api/v1/alerts", "/api/v1/health"}) {
+        SCOPED_TRACE(target);
+        Response r = get_from(store, target);
+        expect_problem(r, 500, "log");
+        EXPECT_EQ(r.body.find("secret"), std::string::npos) << r.body;
+    }
+}
+
+}  // namespace
+}  // namespace senningen::collector
