@@ -57,6 +57,9 @@ constexpr int kMaxQueuedConnections = 64;
 constexpr int kThreadIdleSeconds = 60;
 constexpr Poco::Timespan::TimeDiff kSocketTimeoutSeconds = 10;
 constexpr Poco::Timespan::TimeDiff kKeepAliveTimeoutSeconds = 5;
+// How long an idle dispatcher thread waits for work. Poco's default is 10 s, and a thread that
+// starts waiting just as the server stops is not woken: stop() would then hang that long.
+constexpr Poco::Timespan::TimeDiff kDispatcherIdleMilliseconds = 500;
 
 // What one request answers; built without touching the response, so that an exception while
 // building it can still be turned into a clean 500.
@@ -365,6 +368,7 @@ common::Result<std::uint16_t> ApiServer::start() {
         params->setTimeout(Poco::Timespan(kSocketTimeoutSeconds, 0));
         params->setKeepAlive(true);
         params->setKeepAliveTimeout(Poco::Timespan(kKeepAliveTimeoutSeconds, 0));
+        params->setThreadIdleTime(Poco::Timespan(kDispatcherIdleMilliseconds * 1000));
 
         impl.threads = std::make_unique<Poco::ThreadPool>(
             "senningen-api", 1, impl.options.max_threads, kThreadIdleSeconds);

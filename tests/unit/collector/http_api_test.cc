@@ -10,7 +10,9 @@
 #include <Poco/URI.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -62,7 +64,9 @@ std::vector<std::string> alert_ids(const Response& response) {
     std::vector<std::string> ids;
     Poco::JSON::Array::Ptr list = response.json()->getArray("alerts");
     for (std::size_t i = 0; i < list->size(); ++i) {
-        ids.push_back(list->getObject(static_cast<unsigned>(i))->getObject("alert")->getValue<std::string>("id"));
+        Poco::JSON::Object::Ptr alert =
+            list->getObject(static_cast<unsigned>(i))->getObject("alert");
+        ids.push_back(alert->getValue<std::string>("id"));
     }
     return ids;
 }
@@ -112,9 +116,7 @@ protected:
 
     void TearDown() override {
         session_.reset();
-        auto t0 = std::chrono::steady_clock::now();
         if (server_) server_->stop();
-        fprintf(stderr, "DBG stop %ld ms\n", static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-t0).count()));
     }
 
     Response get(const std::string& target) { return request(*session_, target); }
@@ -280,9 +282,7 @@ TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
             }
         });
     }
-    auto t0 = std::chrono::steady_clock::now();
     for (auto& t : clients) t.join();
-    fprintf(stderr, "DBG clients %ld ms\n", static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-t0).count()));
     EXPECT_EQ(ok.load(), 30);
 }
 

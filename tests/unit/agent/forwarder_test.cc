@@ -1,0 +1,231 @@
+#include "senningen/agent/forward/forwarder.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "alert_factory.h"
+
+namespace senningen::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A transport whose peer is the test: it records what is sent and delivers what the test
+// injects.
+class FakeTransport final : public common::Transport {
+public:
+    struct State {
+        std::mutex mutex;
+        std::vector<common::AlertBatch> sent;
+        std::vector<common::Inbound> inbox;
+        int connects = 0;
+        bool ready = true;
+        std::size_t peers = 0;
+    };
+    explicit FakeTransport(std::shared_ptr<State> state) : s_(std::move(state)) {}
+
+    common::Result<std::uint16_t> listen(const std::string&, std::uint16_t) override {
+        return std::uint16_t{1};
+    }
+    void connect(const std::string&, std::uint16_t) override {
+        const std::lock_guard<std::mutex> lock(s_->mutex);
+        ++s_->connects;
+    }
+    void send(const common::AlertBatch& batch) override {
+        const std::lock_guard<std::mutex> lock(s_->mutex);
+        s_->sent.push_back(batch);
+    }
+    void send(const common::BatchAck&) override {}
+    std::vector<common::Inbound> receive(std::chrono::milliseconds timeout) override {
+        {
+            const std::lock_guard<std::mutex> lock(s_->mutex);
+            if (!s_->inbox.empty()) return std::exchange(s_->inbox, {});
+        }
+        std::this_thread::sleep_for(std::min(timeout, 5ms));
+        return {};
+    }
+    std::size_t peer_count() const override { return s_->peers; }
+    bool ready_to_send() const override {
+        const std::lock_guard<std::mutex> lock(s_->mutex);
+        return s_->ready;
+    }
+
+private:
+    std::shared_ptr<State> s_;
+};
+
+class ForwarderTest : public ::testing::Test {
+protected:
+    void SetUp() override { state_ = std::make_shared<FakeTransport::State>(); }
+
+    std::unique_ptr<Forwarder> make(ForwarderOptions o = fast_options()) {
+        return std::make_unique<Forwarder>(std::make_unique<FakeTransport>(state_), o, "agent-1");
+    }
+    static ForwarderOptions fast_options() {
+        ForwarderOptions o;
+        o.batch_size = 3;
+        o.resend_after = 200ms;
+        o.initial_backoff = 20ms;
+        o.max_backoff = 80ms;
+        return o;
+    }
+    void inject(common::Inbound item) {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->inbox.push_back(std::move(item));
+    }
+    void connect_peer() { inject(common::PeerEvent{common::PeerState::kConnected, "c", ""}); }
+    std::vector<common::AlertBatch> sent() {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->sent;
+    }
+    template <typename Pred>
+    bool eventually(Pred pred, std::chrono::milliseconds limit = 3000ms) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < end) {
+            if (pred()) return true;
+            std::this_thread::sleep_for(5ms);
+        }
+        return pred();
+    }
+    void ack(const common::AlertBatch& b) {
+        inject(common::BatchAck{"agent-1", b.batch_id, b.alerts.size(), 0, 0});
+    }
+
+    std::shared_ptr<FakeTransport::State> state_;
+};
+
+TEST_F(ForwarderTest, SendsNothingUntilConnectedThenBatches) {
+    auto f = make();
+    f->start();
+    for (int i = 0; i < 7; ++i) f->submit(testing::network_alert("agent-1"));
+    std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(sent().empty());
+    EXPECT_EQ(f->pending(), 7u);
+    connect_peer();
+    ASSERT_TRUE(eventually([&] { return sent().size() == 3; }));
+    const auto batches = sent();
+    EXPECT_EQ(batches[0].alerts.size(), 3u);
+    EXPECT_EQ(batches[2].alerts.size(), 1u);
+    EXPECT_EQ(batches[0].agent_id, "agent-1");
+    EXPECT_LT(batches[0].batch_id, batches[1].batch_id);
+}
+
+TEST_F(ForwarderTest, DrainsOnlyWhenEveryBatchIsAcknowledged) {
+    auto f = make();
+    f->start();
+    connect_peer();
+    for (int i = 0; i < 5; ++i) f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    ack(sent()[0]);
+    EXPECT_FALSE(f->drain(std::chrono::steady_clock::now() + 150ms));
+    EXPECT_EQ(f->pending(), 2u);
+    ack(sent()[1]);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+    EXPECT_EQ(f->counters().alerts_acked, 5u);
+}
+
+TEST_F(ForwarderTest, ResendsUnacknowledgedBatchesWithTheSameIds) {
+    auto f = make();
+    f->start();
+    connect_peer();
+    f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return sent().size() >= 2; }));  // resent after 200 ms
+    const auto batches = sent();
+    EXPECT_EQ(batches[0], batches[1]);  // same batch id, same alert ids
+    EXPECT_GE(f->counters().batches_resent, 1u);
+    ack(batches[0]);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+}
+
+TEST_F(ForwarderTest, ResendsEverythingAfterAReconnect) {
+    auto o = fast_options();
+    o.resend_after = 60s;  // only the reconnect may trigger the resend
+    auto f = make(o);
+    f->start();
+    connect_peer();
+    f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return sent().size() == 1; }));
+    inject(common::PeerEvent{common::PeerState::kDisconnected, "c", "peer lost"});
+    ASSERT_TRUE(eventually([&] { return !f->connected(); }));
+    connect_peer();
+    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    EXPECT_EQ(sent()[0], sent()[1]);
+}
+
+TEST_F(ForwarderTest, WaitsForThePeersSubscriptionBeforeSending) {
+    state_->ready = false;
+    auto f = make();
+    f->start();
+    connect_peer();
+    f->submit(testing::network_alert("agent-1"));
+    std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(sent().empty());
+    {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->ready = true;
+    }
+    EXPECT_TRUE(eventually([&] { return sent().size() == 1; }));
+}
+
+TEST_F(ForwarderTest, RetriesWithBackoffWhileUnreachable) {
+    auto f = make();
+    f->start();
+    ASSERT_TRUE(eventually([&] { return state_->connects >= 1; }));
+    // Each refusal schedules the next attempt later; several attempts follow, bounded by the
+    // maximum backoff of 80 ms (+25 % jitter).
+    for (int i = 0; i < 4; ++i) {
+        const int before = [&] {
+            const std::lock_guard<std::mutex> lock(state_->mutex);
+            return state_->connects;
+        }();
+        inject(common::PeerEvent{common::PeerState::kUnreachable, "", "refused"});
+        ASSERT_TRUE(eventually([&] {
+            const std::lock_guard<std::mutex> lock(state_->mutex);
+            return state_->connects == before + 1;
+        }));
+    }
+    EXPECT_EQ(f->counters().connect_attempts, 5u);
+    EXPECT_FALSE(f->connected());
+}
+
+TEST_F(ForwarderTest, SubmitBlocksWhenThePendingSetIsFull) {
+    auto o = fast_options();
+    o.max_pending_alerts = 2;
+    auto f = make(o);
+    f->start();
+    f->submit(testing::network_alert("agent-1"));
+    f->submit(testing::network_alert("agent-1"));
+    std::atomic<bool> third_in{false};
+    std::thread producer([&] {
+        f->submit(testing::network_alert("agent-1"));
+        third_in = true;
+    });
+    std::this_thread::sleep_for(150ms);
+    EXPECT_FALSE(third_in.load());  // back-pressure: the producer waits
+    connect_peer();
+    ASSERT_TRUE(eventually([&] { return !sent().empty(); }));
+    ack(sent()[0]);
+    EXPECT_TRUE(eventually([&] { return third_in.load(); }));
+    producer.join();
+}
+
+TEST_F(ForwarderTest, IgnoresAcksForOtherAgentsAndUnknownBatches) {
+    auto f = make();
+    f->start();
+    connect_peer();
+    f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return !sent().empty(); }));
+    const auto b = sent()[0];
+    inject(common::BatchAck{"agent-2", b.batch_id, 1, 0, 0});
+    inject(common::BatchAck{"agent-1", b.batch_id + 100, 1, 0, 0});
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(f->pending(), 1u);
+    ack(b);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+}
+
+}  // namespace
+}  // namespace senningen::agent
