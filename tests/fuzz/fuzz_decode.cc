@@ -44,9 +44,8 @@ FlowTableOptions tiny_table() {
 }
 
 void fuzz_frame(std::span<const std::uint8_t> input) {
-    static constexpr int kLinkTypes[] = {DLT_EN10MB, DLT_NULL,       DLT_LOOP,
-                                         DLT_RAW,    101,            DLT_IPV4,
-                                         DLT_IPV6,   DLT_LINUX_SLL, DLT_LINUX_SLL2};
+    static constexpr int kLinkTypes[] = {DLT_EN10MB, DLT_NULL, DLT_LOOP,      DLT_RAW,       101,
+                                         DLT_IPV4,   DLT_IPV6, DLT_LINUX_SLL, DLT_LINUX_SLL2};
     FlowTable table(tiny_table(), [](Flow& flow) { check_flow(flow); });
     std::int64_t ts = 0;
     for (int linktype : kLinkTypes) {
@@ -58,9 +57,9 @@ void fuzz_frame(std::span<const std::uint8_t> input) {
             continue;
         }
         // Zero-copy means the payload must lie inside the frame.
-        check(packet.payload.empty() || (packet.payload.data() >= input.data() &&
-                                          packet.payload.data() + packet.payload.size() <=
-                                              input.data() + input.size()));
+        check(packet.payload.empty() ||
+              (packet.payload.data() >= input.data() &&
+               packet.payload.data() + packet.payload.size() <= input.data() + input.size()));
         check(packet.src.family == 4 || packet.src.family == 6);
         check(!packet.src.to_string().empty());
         if (packet.ip_proto == kIpProtoUdp) {
@@ -96,9 +95,8 @@ void fuzz_reassembly(std::span<const std::uint8_t> input) {
     while (input.size() - pos >= 5) {
         const std::uint8_t flags = input[pos];
         const std::uint8_t selector = input[pos + 1];
-        const auto delta =
-            static_cast<std::int16_t>(static_cast<std::uint16_t>(input[pos + 2] << 8) |
-                                      input[pos + 3]);
+        const auto delta = static_cast<std::int16_t>(
+            static_cast<std::uint16_t>(input[pos + 2] << 8) | input[pos + 3]);
         std::size_t len = input[pos + 4];
         pos += 5;
         if (len > input.size() - pos) {

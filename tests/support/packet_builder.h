@@ -13,7 +13,9 @@ namespace senningen::test {
 
 using Bytes = std::vector<std::uint8_t>;
 
-inline void put8(Bytes& b, std::uint8_t v) { b.push_back(v); }
+inline void put8(Bytes& b, std::uint8_t v) {
+    b.push_back(v);
+}
 
 inline void put16(Bytes& b, std::uint16_t v) {
     b.push_back(static_cast<std::uint8_t>(v >> 8));
@@ -31,9 +33,13 @@ inline void put_le32(Bytes& b, std::uint32_t v) {
     }
 }
 
-inline void append(Bytes& b, const Bytes& tail) { b.insert(b.end(), tail.begin(), tail.end()); }
+inline void append(Bytes& b, const Bytes& tail) {
+    b.insert(b.end(), tail.begin(), tail.end());
+}
 
-inline Bytes text(std::string_view s) { return Bytes(s.begin(), s.end()); }
+inline Bytes text(std::string_view s) {
+    return Bytes(s.begin(), s.end());
+}
 
 using Ipv4 = std::array<std::uint8_t, 4>;
 using Ipv6 = std::array<std::uint8_t, 16>;
@@ -78,9 +84,9 @@ inline Bytes udp(std::uint16_t sport, std::uint16_t dport, const Bytes& payload)
 }
 
 struct Ipv4Options {
-    std::size_t option_bytes = 0;   // a multiple of 4
-    std::uint16_t frag_field = 0;   // flags and fragment offset, as on the wire
-    int total_length_delta = 0;     // lie about the total length
+    std::size_t option_bytes = 0;  // a multiple of 4
+    std::uint16_t frag_field = 0;  // flags and fragment offset, as on the wire
+    int total_length_delta = 0;    // lie about the total length
 };
 
 inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const Bytes& l4,

@@ -25,7 +25,9 @@ constexpr std::uint32_t kMagicNano = 0xa1b23c4d;
 constexpr std::uint32_t kMagicNanoSwapped = 0x4d3cb2a1;
 constexpr std::uint32_t kMagicPcapNg = 0x0a0d0d0a;  // a palindrome: the same in both orders
 
-pcap_t* as_pcap(void* handle) { return static_cast<pcap_t*>(handle); }
+pcap_t* as_pcap(void* handle) {
+    return static_cast<pcap_t*>(handle);
+}
 
 // libpcap reports every short read, classic or pcapng, with "truncated" in its text; that is
 // the one distinction callers act on (a capture cut off while being written is routine).
@@ -83,9 +85,8 @@ common::Result<CaptureFormat> detect_capture_format(const std::string& path) {
         got += static_cast<std::size_t>(n);
     }
     if (got < sizeof magic) {
-        return make_error(ErrorCode::kTruncated,
-                          path + ": " + std::to_string(got) +
-                              " bytes, too short for a capture file header");
+        return make_error(ErrorCode::kTruncated, path + ": " + std::to_string(got) +
+                                                     " bytes, too short for a capture file header");
     }
     const std::uint32_t value = (std::uint32_t{magic[0]} << 24) | (std::uint32_t{magic[1]} << 16) |
                                 (std::uint32_t{magic[2]} << 8) | std::uint32_t{magic[3]};
@@ -93,16 +94,12 @@ common::Result<CaptureFormat> detect_capture_format(const std::string& path) {
         case kMagicMicro:
         case kMagicMicroSwapped:
         case kMagicNano:
-        case kMagicNanoSwapped:
-            return CaptureFormat::kPcap;
-        case kMagicPcapNg:
-            return CaptureFormat::kPcapNg;
-        default:
-            break;
+        case kMagicNanoSwapped: return CaptureFormat::kPcap;
+        case kMagicPcapNg: return CaptureFormat::kPcapNg;
+        default: break;
     }
     char hex[16];
-    std::snprintf(hex, sizeof hex, "%02x %02x %02x %02x", magic[0], magic[1], magic[2],
-                  magic[3]);
+    std::snprintf(hex, sizeof hex, "%02x %02x %02x %02x", magic[0], magic[1], magic[2], magic[3]);
     return make_error(ErrorCode::kUnsupported,
                       path + ": not a pcap or pcapng file (starts with " + hex + ")");
 }
@@ -149,14 +146,15 @@ common::Result<bool> PcapFile::next(RawPacket& packet) {
     if (rc == PCAP_ERROR_BREAK) {
         return false;  // clean end of file
     }
-    const std::string text = rc == PCAP_ERROR ? pcap_geterr(as_pcap(handle_))
-                                              : "unexpected pcap_next_ex result " +
-                                                    std::to_string(rc);
-    return make_error(classify_pcap_error(text), path_ + ": packet " +
-                                                     std::to_string(packets_read_ + 1) + ": " +
-                                                     text);
+    const std::string text = rc == PCAP_ERROR
+                                 ? pcap_geterr(as_pcap(handle_))
+                                 : "unexpected pcap_next_ex result " + std::to_string(rc);
+    return make_error(classify_pcap_error(text),
+                      path_ + ": packet " + std::to_string(packets_read_ + 1) + ": " + text);
 }
 
-int PcapFile::linktype() const { return pcap_datalink(as_pcap(handle_)); }
+int PcapFile::linktype() const {
+    return pcap_datalink(as_pcap(handle_));
+}
 
 }  // namespace senningen::agent

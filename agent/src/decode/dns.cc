@@ -132,7 +132,7 @@ bool looks_like_dns(std::span<const std::uint8_t> data) {
         return false;
     }
     const Header h = read_header(data.data());
-    const std::uint8_t opcode = static_cast<std::uint8_t>((h.flags >> 11) & 0x0f);
+    const auto opcode = static_cast<std::uint8_t>((h.flags >> 11) & 0x0f);
     // QUERY, IQUERY, STATUS, NOTIFY, UPDATE, DSO; the rest are unassigned.
     if (opcode == 3 || opcode > 6) {
         return false;
@@ -147,15 +147,14 @@ bool looks_like_dns(std::span<const std::uint8_t> data) {
     }
     std::size_t offset = kHeaderLen;
     for (std::uint16_t i = 0; i < h.qdcount; ++i) {
-        if (read_name(data, offset, nullptr) != DnsParseStatus::kOk ||
-            offset + 4 > data.size()) {
+        if (read_name(data, offset, nullptr) != DnsParseStatus::kOk || offset + 4 > data.size()) {
             return false;
         }
         const std::uint16_t qtype = be16(data.data() + offset);
         // mDNS borrows the top bit of the class for "unicast response wanted".
         const std::uint16_t qclass = be16(data.data() + offset + 2) & 0x7fff;
-        if (qtype == 0 || (qclass != 1 && qclass != 3 && qclass != 4 && qclass != 254 &&
-                           qclass != 255)) {
+        if (qtype == 0 ||
+            (qclass != 1 && qclass != 3 && qclass != 4 && qclass != 254 && qclass != 255)) {
             return false;
         }
         offset += 4;

@@ -139,8 +139,7 @@ DecodeStatus decode_ipv4(Bytes ip, DecodedPacket& out) {
     }
     // Ethernet pads short frames: the IP total length, not the frame, ends the packet.
     const std::size_t end = total_len < ip.size() ? total_len : ip.size();
-    return decode_transport(ip.subspan(header_len, end - header_len), total_len - header_len,
-                            out);
+    return decode_transport(ip.subspan(header_len, end - header_len), total_len - header_len, out);
 }
 
 DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
@@ -198,9 +197,7 @@ DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
                 ext_len = 8;
                 fragment = true;
                 break;
-            default:
-                out.ip_proto = next;
-                return decode_transport(rest, claimed, out);
+            default: out.ip_proto = next; return decode_transport(rest, claimed, out);
         }
         if (ext_len > claimed) {
             return DecodeStatus::kMalformed;
@@ -230,12 +227,9 @@ DecodeStatus decode_ip_by_version(Bytes ip, DecodedPacket& out) {
         return DecodeStatus::kTruncated;
     }
     switch (ip[0] >> 4) {
-        case 4:
-            return decode_ipv4(ip, out);
-        case 6:
-            return decode_ipv6(ip, out);
-        default:
-            return DecodeStatus::kMalformed;
+        case 4: return decode_ipv4(ip, out);
+        case 6: return decode_ipv6(ip, out);
+        default: return DecodeStatus::kMalformed;
     }
 }
 
@@ -260,12 +254,9 @@ DecodeStatus decode_ethertype(std::uint16_t ethertype, Bytes payload, DecodedPac
         payload = payload.subspan(4);
     }
     switch (ethertype) {
-        case kEtherTypeIpv4:
-            return decode_ipv4(payload, out);
-        case kEtherTypeIpv6:
-            return decode_ipv6(payload, out);
-        default:
-            return DecodeStatus::kNotIp;  // ARP, LLDP, 802.3 length fields, ...
+        case kEtherTypeIpv4: return decode_ipv4(payload, out);
+        case kEtherTypeIpv6: return decode_ipv6(payload, out);
+        default: return DecodeStatus::kNotIp;  // ARP, LLDP, 802.3 length fields, ...
     }
 }
 
@@ -281,21 +272,17 @@ DecodeStatus decode_bsd_loopback(Bytes frame, bool network_order, DecodedPacket&
     }
     const Bytes ip = frame.subspan(4);
     switch (family) {
-        case kBsdAfInet:
-            return decode_ipv4(ip, out);
+        case kBsdAfInet: return decode_ipv4(ip, out);
         case kBsdAfInet6Bsd:
         case kBsdAfInet6FreeBsd:
-        case kBsdAfInet6Darwin:
-            return decode_ipv6(ip, out);
-        default:
-            return DecodeStatus::kNotIp;
+        case kBsdAfInet6Darwin: return decode_ipv6(ip, out);
+        default: return DecodeStatus::kNotIp;
     }
 }
 
 }  // namespace
 
-DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame,
-                           DecodedPacket& out) {
+DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame, DecodedPacket& out) {
     const std::int64_t ts_ns = out.ts_ns;
     out = DecodedPacket{};
     out.ts_ns = ts_ns;
@@ -306,17 +293,12 @@ DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame,
                 return DecodeStatus::kTruncated;
             }
             return decode_ethertype(be16(frame.data() + 12), frame.subspan(14), out);
-        case DLT_NULL:
-            return decode_bsd_loopback(frame, false, out);
-        case DLT_LOOP:
-            return decode_bsd_loopback(frame, true, out);
+        case DLT_NULL: return decode_bsd_loopback(frame, false, out);
+        case DLT_LOOP: return decode_bsd_loopback(frame, true, out);
         case DLT_RAW:
-        case kLinktypeRaw:
-            return decode_ip_by_version(frame, out);
-        case DLT_IPV4:
-            return decode_ipv4(frame, out);
-        case DLT_IPV6:
-            return decode_ipv6(frame, out);
+        case kLinktypeRaw: return decode_ip_by_version(frame, out);
+        case DLT_IPV4: return decode_ipv4(frame, out);
+        case DLT_IPV6: return decode_ipv6(frame, out);
         case DLT_LINUX_SLL:
             // packet type, ARPHRD type, address length, 8 address bytes, protocol
             if (frame.size() < 16) {
@@ -329,27 +311,19 @@ DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame,
                 return DecodeStatus::kTruncated;
             }
             return decode_ethertype(be16(frame.data()), frame.subspan(20), out);
-        default:
-            return DecodeStatus::kUnsupportedLink;
+        default: return DecodeStatus::kUnsupportedLink;
     }
 }
 
 const char* to_string(DecodeStatus status) {
     switch (status) {
-        case DecodeStatus::kOk:
-            return "ok";
-        case DecodeStatus::kNotIp:
-            return "not_ip";
-        case DecodeStatus::kUnsupportedLink:
-            return "unsupported_link";
-        case DecodeStatus::kTruncated:
-            return "truncated";
-        case DecodeStatus::kMalformed:
-            return "malformed";
-        case DecodeStatus::kFragment:
-            return "fragment";
-        case DecodeStatus::kOtherTransport:
-            return "other_transport";
+        case DecodeStatus::kOk: return "ok";
+        case DecodeStatus::kNotIp: return "not_ip";
+        case DecodeStatus::kUnsupportedLink: return "unsupported_link";
+        case DecodeStatus::kTruncated: return "truncated";
+        case DecodeStatus::kMalformed: return "malformed";
+        case DecodeStatus::kFragment: return "fragment";
+        case DecodeStatus::kOtherTransport: return "other_transport";
     }
     return "unknown";
 }

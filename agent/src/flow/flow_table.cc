@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 namespace senningen::agent {
@@ -50,8 +51,8 @@ bool endpoint_less(const FlowEndpoint& a, const FlowEndpoint& b) {
 
 bool same_tuple(const Flow& flow, std::uint8_t ip_proto, const FlowEndpoint& src,
                 const FlowEndpoint& dst) {
-    return flow.ip_proto == ip_proto && ((flow.orig == src && flow.resp == dst) ||
-                                         (flow.orig == dst && flow.resp == src));
+    return flow.ip_proto == ip_proto &&
+           ((flow.orig == src && flow.resp == dst) || (flow.orig == dst && flow.resp == src));
 }
 
 }  // namespace
@@ -82,19 +83,16 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
 
     // Work in 64-bit offsets relative to the stream start from here on: no more modulo.
     const std::int64_t rel = static_cast<std::int64_t>(base_) + seq_diff(data_seq, next_seq_);
-    std::int64_t end = rel + static_cast<std::int64_t>(payload.size());
+    const std::int64_t end = rel + static_cast<std::int64_t>(payload.size());
     if (end <= static_cast<std::int64_t>(base_)) {
         ++counters.retransmissions;
         return;
     }
-    std::uint64_t start = static_cast<std::uint64_t>(std::max<std::int64_t>(rel, 0));
-    bool overlapped = false;
-    if (rel < static_cast<std::int64_t>(base_)) {
-        overlapped = true;  // the front repeats bytes already delivered: those stay
-        start = base_;
-    }
+    // A front that repeats bytes already delivered is cut off: delivered bytes stay as they are.
+    const bool overlapped = rel < static_cast<std::int64_t>(base_);
+    const std::uint64_t start = overlapped ? base_ : static_cast<std::uint64_t>(rel);
     payload = payload.subspan(start - static_cast<std::uint64_t>(rel));
-    const std::uint64_t stop = static_cast<std::uint64_t>(end);
+    const auto stop = static_cast<std::uint64_t>(end);
 
     if (start == base_ && pending_.empty()) {
         if (overlapped) {
@@ -240,7 +238,15 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
             continue;
         }
         if (same_tuple(*it->second.flow, packet.ip_proto, src, dst)) {
-            return it->second;
+            const bool new_syn = (packet.tcp_flags & (tcp_flags::kSyn | tcp_flags::kAck)) ==
+                                 tcp_flags::kSyn;
+            if (!(it->second.flow->ended && new_syn)) {
+                return it->second;
+            }
+            // A new connection reuses the 5-tuple of one that closed: replace it.
+            end_flow(key);
+            if (free_key == 0) free_key = key;
+            break;
         }
     }
     if (free_key == 0) {
@@ -274,7 +280,7 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
 
 Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     if (closing_id_ != 0) {
-        end_flow(closing_id_);
+        finish_flow(closing_id_);
     }
     last_expire_ns_ = std::max(last_expire_ns_, packet.ts_ns);
     expire(last_expire_ns_);
@@ -290,7 +296,7 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     flow.bytes[direction] += packet.payload.size();
     flow.last_ts_ns = std::max(flow.last_ts_ns, packet.ts_ns);
 
-    if (flow.stream[direction]) {
+    if (flow.stream[direction] && !flow.ended) {
         flow.stream[direction]->add_segment(packet.seq, packet.tcp_flags, packet.payload,
                                             counters_.reassembly);
         const bool rst = (packet.tcp_flags & tcp_flags::kRst) != 0;
@@ -308,10 +314,13 @@ void FlowTable::expire(std::int64_t now_ns) {
     while (!lru_.empty()) {
         const std::uint64_t key = lru_.back();
         const Flow& flow = *flows_.at(key).flow;
-        if (now_ns - flow.last_ts_ns <= options_.idle_timeout_ns) {
+        const std::int64_t timeout =
+            flow.ended ? std::min(options_.close_linger_ns, options_.idle_timeout_ns)
+                       : options_.idle_timeout_ns;
+        if (now_ns - flow.last_ts_ns <= timeout) {
             break;
         }
-        ++counters_.flows_expired;
+        if (!flow.ended) ++counters_.flows_expired;
         end_flow(key);
     }
 }
@@ -328,6 +337,9 @@ void FlowTable::end_flow(std::uint64_t id) {
     if (closing_id_ == id) {
         closing_id_ = 0;
     }
+    if (flow->ended) {
+        return;  // its end handler ran when it closed
+    }
     for (auto& stream : flow->stream) {
         if (stream) {
             stream->flush_gaps(counters_.reassembly);
@@ -335,6 +347,26 @@ void FlowTable::end_flow(std::uint64_t id) {
     }
     if (on_end_) {
         on_end_(*flow);
+    }
+}
+
+void FlowTable::finish_flow(std::uint64_t id) {
+    if (closing_id_ == id) {
+        closing_id_ = 0;
+    }
+    auto it = flows_.find(id);
+    if (it == flows_.end() || it->second.flow->ended) {
+        return;
+    }
+    Flow& flow = *it->second.flow;
+    for (auto& stream : flow.stream) {
+        if (stream) {
+            stream->flush_gaps(counters_.reassembly);
+        }
+    }
+    flow.ended = true;
+    if (on_end_) {
+        on_end_(flow);
     }
 }
 

@@ -90,9 +90,9 @@ Reply problem(HTTPResponse::HTTPStatus status, const std::string& detail) {
 }
 
 Reply method_not_allowed(const std::string& method, std::string_view path) {
-    Reply reply = problem(HTTPResponse::HTTP_METHOD_NOT_ALLOWED,
-                          "method " + method + " is not allowed on " + std::string(path) +
-                              "; use GET");
+    Reply reply =
+        problem(HTTPResponse::HTTP_METHOD_NOT_ALLOWED,
+                "method " + method + " is not allowed on " + std::string(path) + "; use GET");
     reply.allow = "GET";
     return reply;
 }
@@ -112,9 +112,8 @@ std::string echo(std::string_view value) {
 
 common::Error bad_parameter(std::string_view name, std::string_view value,
                             std::string_view problem_text) {
-    return make_error(ErrorCode::kInvalidArgument, "parameter " + echo(name) + ": " +
-                                                       echo(value) + " " +
-                                                       std::string(problem_text));
+    return make_error(ErrorCode::kInvalidArgument, "parameter " + echo(name) + ": " + echo(value) +
+                                                       " " + std::string(problem_text));
 }
 
 // Exact decimal, nothing else: no sign, no blanks, no trailing text.
@@ -168,9 +167,8 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
         } else if (name == "agent") {
             if (value.empty()) return bad_parameter(name, value, "is empty");
             if (value.size() > kMaxAgentIdLength) {
-                return bad_parameter(name, value,
-                                     "is longer than " + std::to_string(kMaxAgentIdLength) +
-                                         " bytes");
+                return bad_parameter(
+                    name, value, "is longer than " + std::to_string(kMaxAgentIdLength) + " bytes");
             }
             query.agent_id = value;
         } else if (name == "limit") {
@@ -339,19 +337,21 @@ ApiServer::ApiServer(AlertStore& store, ApiOptions options)
     : impl_(std::make_unique<Impl>(
           Impl{std::move(options), ApiContext{store, std::chrono::steady_clock::now()}, {}, {}})) {}
 
-ApiServer::~ApiServer() { stop(); }
+ApiServer::~ApiServer() {
+    stop();
+}
 
 common::Result<std::uint16_t> ApiServer::start() {
     Impl& impl = *impl_;
     const std::string where = impl.options.host + ":" + std::to_string(impl.options.port);
     if (impl.server) {
-        return make_error(ErrorCode::kInvalidArgument, "REST API on " + where +
-                                                           " is already started");
+        return make_error(ErrorCode::kInvalidArgument,
+                          "REST API on " + where + " is already started");
     }
     if (impl.options.max_threads < 1) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "REST API max_threads " + std::to_string(impl.options.max_threads) +
-                              " is below 1");
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            "REST API max_threads " + std::to_string(impl.options.max_threads) + " is below 1");
     }
     try {
         Poco::Net::ServerSocket socket;
@@ -373,8 +373,8 @@ common::Result<std::uint16_t> ApiServer::start() {
         impl.threads = std::make_unique<Poco::ThreadPool>(
             "senningen-api", 1, impl.options.max_threads, kThreadIdleSeconds);
         impl.context.started = std::chrono::steady_clock::now();
-        impl.server = std::make_unique<Poco::Net::HTTPServer>(
-            new ApiHandlerFactory(impl.context), *impl.threads, socket, params);
+        impl.server = std::make_unique<Poco::Net::HTTPServer>(new ApiHandlerFactory(impl.context),
+                                                              *impl.threads, socket, params);
         impl.server->start();
         return socket.address().port();
     } catch (const Poco::Exception& e) {

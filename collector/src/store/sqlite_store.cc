@@ -93,8 +93,8 @@ constexpr std::string_view kInsertSql =
 
 common::Error database_error(const std::string& path, std::string_view what,
                              std::string_view detail) {
-    return make_error(ErrorCode::kDatabase, "SQLite database '" + path + "': " +
-                                                std::string(what) + ": " + std::string(detail));
+    return make_error(ErrorCode::kDatabase, "SQLite database '" + path + "': " + std::string(what) +
+                                                ": " + std::string(detail));
 }
 
 // Poco's connector registry is process-wide; registering twice is harmless but pointless.
@@ -104,13 +104,12 @@ void register_connector() {
 }
 
 // Poco's SQLite session retries a failed open until its login timeout runs out (60 s by
-// default, spinning); opening once with the C API first makes a bad path fail at once, with
+// default); opening once with the C API first makes a bad path fail at once, with
 // SQLite's own message.
 common::Result<void> probe_open(const std::string& path) {
     sqlite3* db = nullptr;
-    const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
-                                   nullptr);
+    const int rc = sqlite3_open_v2(
+        path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr);
     const std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);  // needed even after a failed open; a no-op on nullptr
     if (rc != SQLITE_OK) return database_error(path, "cannot open", message);
@@ -122,6 +121,7 @@ common::Result<void> probe_open(const std::string& path) {
 // Throws Poco::Exception; the caller maps it.
 std::string configure_connection(Session& session) {
     int busy = 0;
+    // PRAGMA values cannot be bound parameters; this one is our own constant.
     session << "PRAGMA busy_timeout = " + std::to_string(kBusyTimeoutMs), into(busy), now;
     std::string mode;
     session << "PRAGMA journal_mode = WAL", into(mode), now;
@@ -279,9 +279,9 @@ common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert
     eves.reserve(alerts.size());
     for (std::size_t i = 0; i < alerts.size(); ++i) {
         if (auto valid = common::validate(alerts[i]); !valid) {
-            return make_error(ErrorCode::kInvalidArgument,
-                              "alert " + std::to_string(i) + " of the batch ('" + alerts[i].id +
-                                  "'): " + valid.error().message);
+            return make_error(ErrorCode::kInvalidArgument, "alert " + std::to_string(i) +
+                                                               " of the batch ('" + alerts[i].id +
+                                                               "'): " + valid.error().message);
         }
         eves.push_back(common::alert_to_json(alerts[i]));
     }
@@ -290,13 +290,12 @@ common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert
     try {
         WriteTransaction tx(writer_);
         InsertRow row;
-        Statement insert_stmt = (writer_ << std::string(kInsertSql), use(row.id),
-                                 use(row.agent_id), use(row.ts_ns), use(row.severity),
-                                 use(row.kind), use(row.source), use(row.rule), use(row.category),
-                                 use(row.pack), use(row.src_ip), use(row.src_port),
-                                 use(row.dest_ip), use(row.dest_port), use(row.proto),
-                                 use(row.app_proto), use(row.flow_id), use(row.received_ns),
-                                 use(row.eve));
+        Statement insert_stmt =
+            (writer_ << std::string(kInsertSql), use(row.id), use(row.agent_id), use(row.ts_ns),
+             use(row.severity), use(row.kind), use(row.source), use(row.rule), use(row.category),
+             use(row.pack), use(row.src_ip), use(row.src_port), use(row.dest_ip),
+             use(row.dest_port), use(row.proto), use(row.app_proto), use(row.flow_id),
+             use(row.received_ns), use(row.eve));
         sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
         const std::int64_t received = common::now_ns();
         InsertResult result;
@@ -321,9 +320,9 @@ common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert
 
 common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
     if (q.limit == 0 || q.limit > kMaxQueryLimit) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "query limit " + std::to_string(q.limit) + " is outside 1.." +
-                              std::to_string(kMaxQueryLimit));
+        return make_error(ErrorCode::kInvalidArgument, "query limit " + std::to_string(q.limit) +
+                                                           " is outside 1.." +
+                                                           std::to_string(kMaxQueryLimit));
     }
     for (int s : q.severities) {
         if (s < common::kSeverityMin || s > common::kSeverityMax) {
@@ -337,7 +336,7 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     Poco::Int64 until = q.until_ns.value_or(0);
     std::vector<int> severities = q.severities;
     std::string agent = q.agent_id.value_or(std::string());
-    Poco::Int64 limit = static_cast<Poco::Int64>(q.limit);
+    auto limit = static_cast<Poco::Int64>(q.limit);
 
     std::string sql = "SELECT eve FROM alerts";
     std::string_view glue = " WHERE ";

@@ -24,8 +24,7 @@ constexpr int kLinktypeRaw = 101;
 
 Bytes tcp4_packet(const Bytes& payload = test::text("hello")) {
     return test::ipv4(kClient4, kServer4, kIpProtoTcp,
-                      test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck,
-                                payload));
+                      test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck, payload));
 }
 
 Bytes udp4_packet(const Bytes& payload = test::text("query")) {
@@ -100,8 +99,7 @@ TEST(Decode, Vlan8021Q) {
 
 TEST(Decode, QinQReportsOuterVlan) {
     DecodedPacket p;
-    const Bytes frame =
-        test::ethernet(kEtherIpv6, tcp6_packet(), {{0x88a8, 300}, {0x8100, 200}});
+    const Bytes frame = test::ethernet(kEtherIpv6, tcp6_packet(), {{0x88a8, 300}, {0x8100, 200}});
     ASSERT_EQ(decode(DLT_EN10MB, frame, p), DecodeStatus::kOk);
     EXPECT_EQ(p.vlan, 300);
     EXPECT_EQ(payload_text(p), "hello");
@@ -117,20 +115,24 @@ TEST(Decode, LegacyQinQTag9100) {
 
 TEST(Decode, EndlessVlanTagsAreMalformed) {
     DecodedPacket p;
-    const Bytes frame = test::ethernet(
-        kEtherIpv4, tcp4_packet(),
-        {{0x8100, 1}, {0x8100, 2}, {0x8100, 3}, {0x8100, 4}, {0x8100, 5}, {0x8100, 6},
-         {0x8100, 7}, {0x8100, 8}, {0x8100, 9}});
+    const Bytes frame = test::ethernet(kEtherIpv4, tcp4_packet(),
+                                       {{0x8100, 1},
+                                        {0x8100, 2},
+                                        {0x8100, 3},
+                                        {0x8100, 4},
+                                        {0x8100, 5},
+                                        {0x8100, 6},
+                                        {0x8100, 7},
+                                        {0x8100, 8},
+                                        {0x8100, 9}});
     EXPECT_EQ(decode(DLT_EN10MB, frame, p), DecodeStatus::kMalformed);
 }
 
 TEST(Decode, ArpIsNotIp) {
     DecodedPacket p;
-    EXPECT_EQ(decode(DLT_EN10MB, test::ethernet(kEtherArp, Bytes(28, 0)), p),
-              DecodeStatus::kNotIp);
+    EXPECT_EQ(decode(DLT_EN10MB, test::ethernet(kEtherArp, Bytes(28, 0)), p), DecodeStatus::kNotIp);
     // An 802.3 length field in place of the EtherType (LLC frames, STP) is not IP either.
-    EXPECT_EQ(decode(DLT_EN10MB, test::ethernet(0x0026, Bytes(38, 0x42)), p),
-              DecodeStatus::kNotIp);
+    EXPECT_EQ(decode(DLT_EN10MB, test::ethernet(0x0026, Bytes(38, 0x42)), p), DecodeStatus::kNotIp);
 }
 
 TEST(Decode, LinuxCookedV1) {
@@ -163,11 +165,9 @@ TEST(Decode, LinuxCookedV2) {
 
 TEST(Decode, BsdNullBothByteOrders) {
     DecodedPacket p;
-    ASSERT_EQ(decode(DLT_NULL, test::bsd_loopback(2, false, tcp4_packet()), p),
-              DecodeStatus::kOk);
+    ASSERT_EQ(decode(DLT_NULL, test::bsd_loopback(2, false, tcp4_packet()), p), DecodeStatus::kOk);
     expect_tcp4(p);
-    ASSERT_EQ(decode(DLT_NULL, test::bsd_loopback(2, true, tcp4_packet()), p),
-              DecodeStatus::kOk);
+    ASSERT_EQ(decode(DLT_NULL, test::bsd_loopback(2, true, tcp4_packet()), p), DecodeStatus::kOk);
     expect_tcp4(p);
 }
 
@@ -190,8 +190,7 @@ TEST(Decode, BsdLoopIsNetworkOrder) {
     DecodedPacket p;
     ASSERT_EQ(decode(DLT_LOOP, test::bsd_loopback(2, true, tcp4_packet()), p), DecodeStatus::kOk);
     expect_tcp4(p);
-    ASSERT_EQ(decode(DLT_LOOP, test::bsd_loopback(30, true, tcp6_packet()), p),
-              DecodeStatus::kOk);
+    ASSERT_EQ(decode(DLT_LOOP, test::bsd_loopback(30, true, tcp6_packet()), p), DecodeStatus::kOk);
     EXPECT_EQ(p.src.family, 6);
 }
 
@@ -227,11 +226,11 @@ TEST(Decode, UnknownLinkTypeIsUnsupported) {
 TEST(Decode, Ipv4OptionsAreSkipped) {
     for (std::size_t option_bytes : {4u, 20u, 40u}) {
         DecodedPacket p;
-        const Bytes packet = test::ipv4(
-            kClient4, kServer4, kIpProtoTcp,
-            test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck,
-                      test::text("hello")),
-            {.option_bytes = option_bytes});
+        const Bytes packet =
+            test::ipv4(kClient4, kServer4, kIpProtoTcp,
+                       test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck,
+                                 test::text("hello")),
+                       {.option_bytes = option_bytes});
         ASSERT_EQ(decode(DLT_RAW, packet, p), DecodeStatus::kOk) << option_bytes;
         expect_tcp4(p);
     }
@@ -239,8 +238,8 @@ TEST(Decode, Ipv4OptionsAreSkipped) {
 
 TEST(Decode, Ipv4FragmentsAreFlaggedWithAddresses) {
     const Bytes l4 = test::udp(1, 2, Bytes(16, 0));
-    for (std::uint16_t frag : {std::uint16_t{0x2000}, std::uint16_t{0x0010},
-                               std::uint16_t{0x2010}}) {
+    for (std::uint16_t frag :
+         {std::uint16_t{0x2000}, std::uint16_t{0x0010}, std::uint16_t{0x2010}}) {
         DecodedPacket p;
         const Bytes packet = test::ipv4(kClient4, kServer4, kIpProtoUdp, l4, {.frag_field = frag});
         ASSERT_EQ(decode(DLT_RAW, packet, p), DecodeStatus::kFragment) << std::hex << frag;
@@ -270,9 +269,8 @@ TEST(Decode, Ipv4MalformedHeaders) {
                    {.total_length_delta = -30});  // 10 bytes: shorter than the IP header
     EXPECT_EQ(decode(DLT_RAW, short_total, p), DecodeStatus::kMalformed);
 
-    const Bytes ihl_past_total =
-        test::ipv4(kClient4, kServer4, kIpProtoUdp, {}, {.option_bytes = 8,
-                                                         .total_length_delta = -4});
+    const Bytes ihl_past_total = test::ipv4(kClient4, kServer4, kIpProtoUdp, {},
+                                            {.option_bytes = 8, .total_length_delta = -4});
     EXPECT_EQ(decode(DLT_RAW, ihl_past_total, p), DecodeStatus::kMalformed);
 }
 
@@ -318,10 +316,10 @@ TEST(Decode, TcpDataOffsetChecks) {
     big[20 + 12] = 0xf0;
     EXPECT_EQ(decode(DLT_RAW, big, p), DecodeStatus::kMalformed);
     // Options are skipped and the payload starts after them.
-    const Bytes with_options = test::ipv4(
-        kClient4, kServer4, kIpProtoTcp,
-        test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck, test::text("hello"),
-                  12));
+    const Bytes with_options =
+        test::ipv4(kClient4, kServer4, kIpProtoTcp,
+                   test::tcp(40000, 80, 1000, 2000, tcp_flags::kPsh | tcp_flags::kAck,
+                             test::text("hello"), 12));
     ASSERT_EQ(decode(DLT_RAW, with_options, p), DecodeStatus::kOk);
     expect_tcp4(p);
     // An IP packet too short for any TCP header.
@@ -380,20 +378,21 @@ TEST(Decode, Ipv6AuthenticationHeaderCountsWords) {
 
 TEST(Decode, Ipv6Fragments) {
     DecodedPacket p;
-    const Bytes first = test::ipv6(kClient6, kServer6, 44, test::ipv6_fragment(kIpProtoUdp, 0, true),
-                                   test::udp(1, 2, Bytes(8, 0)));
+    const Bytes first =
+        test::ipv6(kClient6, kServer6, 44, test::ipv6_fragment(kIpProtoUdp, 0, true),
+                   test::udp(1, 2, Bytes(8, 0)));
     ASSERT_EQ(decode(DLT_IPV6, first, p), DecodeStatus::kFragment);
     EXPECT_EQ(p.ip_proto, kIpProtoUdp);
     EXPECT_EQ(p.src.to_string(), "2001:db8::10");
 
-    const Bytes later = test::ipv6(kClient6, kServer6, 0,
-                                   [] {
-                                       Bytes e = test::ipv6_ext(44);
-                                       test::append(e, test::ipv6_fragment(kIpProtoTcp, 185,
-                                                                           false));
-                                       return e;
-                                   }(),
-                                   Bytes(16, 0));
+    const Bytes later = test::ipv6(
+        kClient6, kServer6, 0,
+        [] {
+            Bytes e = test::ipv6_ext(44);
+            test::append(e, test::ipv6_fragment(kIpProtoTcp, 185, false));
+            return e;
+        }(),
+        Bytes(16, 0));
     EXPECT_EQ(decode(DLT_IPV6, later, p), DecodeStatus::kFragment);
     EXPECT_EQ(p.ip_proto, kIpProtoTcp);
 

@@ -34,7 +34,9 @@ void put_name(Bytes& b, const std::vector<std::string>& labels) {
     test::put8(b, 0);
 }
 
-void put_pointer(Bytes& b, std::uint16_t target) { test::put16(b, 0xc000 | target); }
+void put_pointer(Bytes& b, std::uint16_t target) {
+    test::put16(b, 0xc000 | target);
+}
 
 void put_type_class(Bytes& b, std::uint16_t qtype = 1, std::uint16_t qclass = 1) {
     test::put16(b, qtype);

@@ -125,7 +125,7 @@ TEST(TcpStream, GapIsCountedAndTheStreamGoesOn) {
     ReassemblyCounters c;
     add(s, 0, kSyn, "", c);
     add(s, 1, kAck, "abc", c);
-    add(s, 7, kAck, "ghi", c);  // bytes 4..6 never arrive
+    add(s, 7, kAck, "ghi", c);   // bytes 4..6 never arrive
     add(s, 13, kAck, "mno", c);  // and 10..12 neither
     EXPECT_EQ(as_text(s.data()), "abc");
     s.flush_gaps(c);
@@ -305,8 +305,9 @@ TEST(FlowTable, ReassemblesBothDirections) {
     table.update(make(kClient, 40000, kServer, 80, kSyn, 100, none, 1), dir);
     table.update(make(kServer, 80, kClient, 40000, kSyn | kAck, 900, none, 2), dir);
     table.update(make(kClient, 40000, kServer, 80, kAck, 101, get, 3), dir);
-    table.update(make(kServer, 80, kClient, 40000, kAck, 901 + static_cast<std::uint32_t>(ok1.size()),
-                      ok2, 4), dir);
+    table.update(make(kServer, 80, kClient, 40000, kAck,
+                      901 + static_cast<std::uint32_t>(ok1.size()), ok2, 4),
+                 dir);
     Flow& flow = table.update(make(kServer, 80, kClient, 40000, kAck, 901, ok1, 5), dir);
     EXPECT_EQ(dir, 1);
     ASSERT_TRUE(flow.stream[0] && flow.stream[1]);
@@ -370,6 +371,42 @@ TEST(FlowTable, FinBothWaysCloses) {
     table.flush_all();
     EXPECT_EQ(ended, 1) << "flush_all ends the closed flow exactly once";
     EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(FlowTable, StrayPacketsAfterCloseJoinTheClosedFlow) {
+    int ended = 0;
+    FlowTable table({}, [&](Flow&) { ++ended; });
+    int dir = -1;
+    const std::string none;
+    table.update(make(kClient, 40000, kServer, 80, kSyn, 0, none, 1), dir);
+    table.update(make(kServer, 80, kClient, 40000, kSyn | kAck, 0, none, 2), dir);
+    table.update(make(kClient, 40000, kServer, 80, kFin | kAck, 1, none, 3), dir);
+    table.update(make(kServer, 80, kClient, 40000, kFin | kAck, 1, none, 4), dir);
+    // The last ACK, and a late retransmission with data, arrive after both FINs.
+    Flow& last = table.update(make(kClient, 40000, kServer, 80, kAck, 2, none, 5), dir);
+    EXPECT_EQ(ended, 1) << "the end handler ran once, at the close";
+    EXPECT_TRUE(last.ended);
+    EXPECT_EQ(last.packets[0] + last.packets[1], 5u) << "the ACK joined the closed flow";
+    Flow& late = table.update(make(kClient, 40000, kServer, 80, kAck, 1, "late", 6), dir);
+    EXPECT_TRUE(late.stream[0]->data().empty()) << "no stream data after the end";
+    EXPECT_EQ(table.counters().flows_created, 1u);
+    table.flush_all();
+    EXPECT_EQ(ended, 1) << "an ended flow is not ended twice";
+}
+
+TEST(FlowTable, ClosedFlowsLeaveAfterTheLinger) {
+    int ended = 0;
+    FlowTable table({.close_linger_ns = 1000}, [&](Flow&) { ++ended; });
+    int dir = -1;
+    const std::string none;
+    table.update(make(kClient, 40000, kServer, 80, kSyn, 0, none, 1), dir);
+    table.update(make(kClient, 40000, kServer, 80, kRst, 1, none, 2), dir);
+    table.update(make(kClient, 40001, kServer, 80, kSyn, 0, none, 3), dir);
+    EXPECT_EQ(table.size(), 2u) << "the reset flow lingers";
+    table.update(make(kClient, 40001, kServer, 80, kAck, 1, none, 5000), dir);
+    EXPECT_EQ(table.size(), 1u) << "and leaves once the linger is over";
+    EXPECT_EQ(ended, 1);
+    EXPECT_EQ(table.counters().flows_expired, 0u) << "leaving after a close is not an expiry";
 }
 
 TEST(FlowTable, EvictsLeastRecentlyUsedWhenFull) {
@@ -452,8 +489,8 @@ std::string sha256_hex(std::span<const std::uint8_t> bytes) {
 }
 
 TEST(FlowTable, ReassemblesRealHttpDownload) {
-    const std::filesystem::path path = std::filesystem::path(SENNINGEN_SHARED_DATA) /
-                                       "pcaps/general/http-get-download/trace.pcap";
+    const std::filesystem::path path =
+        std::filesystem::path(SENNINGEN_SHARED_DATA) / "pcaps/general/http-get-download/trace.pcap";
     if (!std::filesystem::exists(path)) {
         GTEST_SKIP() << "shared data not present: " << path;
     }
@@ -474,8 +511,7 @@ TEST(FlowTable, ReassemblesRealHttpDownload) {
         }
         DecodedPacket p;
         p.ts_ns = raw.ts_ns;
-        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p),
-                  DecodeStatus::kOk);
+        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p), DecodeStatus::kOk);
         int dir = -1;
         table.update(p, dir);
     }

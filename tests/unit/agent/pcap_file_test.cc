@@ -27,9 +27,9 @@ struct Frame {
 };
 
 Bytes tcp_frame(const std::string& payload) {
-    return test::ethernet(0x0800, test::ipv4({10, 1, 1, 1}, {10, 2, 2, 2}, kIpProtoTcp,
-                                             test::tcp(1234, 80, 1, 1, tcp_flags::kAck,
-                                                       test::text(payload))));
+    return test::ethernet(
+        0x0800, test::ipv4({10, 1, 1, 1}, {10, 2, 2, 2}, kIpProtoTcp,
+                           test::tcp(1234, 80, 1, 1, tcp_flags::kAck, test::text(payload))));
 }
 
 class PcapFileTest : public ::testing::Test {
@@ -127,9 +127,9 @@ TEST_F(PcapFileTest, ClassicMagicInBothByteOrdersAndPrecisions) {
         {true, true, 123456789, 1700000000123456789LL, "a1b23c4d"},
     };
     for (const auto& c : cases) {
-        const std::string path = write_bytes(std::string("capture-") + c.magic_hex,
-                                             handmade_pcap(c.big_endian, c.nano, 1700000000,
-                                                           c.frac, frame));
+        const std::string path =
+            write_bytes(std::string("capture-") + c.magic_hex,
+                        handmade_pcap(c.big_endian, c.nano, 1700000000, c.frac, frame));
         auto format = detect_capture_format(path);
         ASSERT_TRUE(format) << format.error().message;
         EXPECT_EQ(*format, CaptureFormat::kPcap) << c.magic_hex;
@@ -225,7 +225,8 @@ TEST_F(PcapFileTest, EmptyAndTinyFilesAreTruncated) {
 
 TEST_F(PcapFileTest, GoodMagicButTruncatedFileHeader) {
     const Bytes whole = handmade_pcap(false, false, 1, 2, tcp_frame("x"));
-    const std::string path = write_bytes("short-header.pcap", Bytes(whole.begin(), whole.begin() + 10));
+    const std::string path =
+        write_bytes("short-header.pcap", Bytes(whole.begin(), whole.begin() + 10));
     auto format = detect_capture_format(path);
     ASSERT_TRUE(format);
     auto file = PcapFile::open(path);
@@ -266,8 +267,7 @@ TEST_F(PcapFileTest, ReadsWhatLibpcapWrote) {
         }
         times.push_back(raw.ts_ns);
         DecodedPacket p;
-        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p),
-                  DecodeStatus::kOk);
+        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p), DecodeStatus::kOk);
         payloads.emplace_back(p.payload.begin(), p.payload.end());
         if (payloads.size() == 3) {
             EXPECT_EQ(raw.len, 1500u);
@@ -283,8 +283,8 @@ TEST_F(PcapFileTest, ReadsWhatLibpcapWrote) {
 }
 
 TEST_F(PcapFileTest, EveryLinkTypeRoundTrips) {
-    const Bytes ip = test::ipv4({10, 1, 1, 1}, {10, 2, 2, 2}, kIpProtoUdp,
-                                test::udp(1, 53, test::text("link")));
+    const Bytes ip =
+        test::ipv4({10, 1, 1, 1}, {10, 2, 2, 2}, kIpProtoUdp, test::udp(1, 53, test::text("link")));
     const std::map<int, Bytes> frames = {
         {DLT_EN10MB, test::ethernet(0x0800, ip, {{0x8100, 5}})},
         {DLT_NULL, test::bsd_loopback(2, false, ip)},
@@ -295,8 +295,8 @@ TEST_F(PcapFileTest, EveryLinkTypeRoundTrips) {
         {DLT_LINUX_SLL2, test::linux_sll2(0x0800, ip)},
     };
     for (const auto& [linktype, frame] : frames) {
-        const std::string path = write_pcap("link-" + std::to_string(linktype) + ".pcap",
-                                            linktype, {{1, 0, frame, 0}}, true);
+        const std::string path = write_pcap("link-" + std::to_string(linktype) + ".pcap", linktype,
+                                            {{1, 0, frame, 0}}, true);
         auto file = PcapFile::open(path);
         ASSERT_TRUE(file) << file.error().message;
         EXPECT_EQ((*file)->linktype(), linktype) << pcap_datalink_val_to_name(linktype);
@@ -304,8 +304,7 @@ TEST_F(PcapFileTest, EveryLinkTypeRoundTrips) {
         auto more = (*file)->next(raw);
         ASSERT_TRUE(more && *more);
         DecodedPacket p;
-        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p),
-                  DecodeStatus::kOk)
+        ASSERT_EQ(decode_packet((*file)->linktype(), {raw.data, raw.caplen}, p), DecodeStatus::kOk)
             << pcap_datalink_val_to_name(linktype);
         EXPECT_EQ(std::string(p.payload.begin(), p.payload.end()), "link");
         EXPECT_EQ(p.dst_port, 53);
@@ -337,8 +336,7 @@ TEST_F(PcapFileTest, TruncatedCaptureNamesFileAndPacket) {
         auto third = (*file)->next(raw);
         ASSERT_FALSE(third) << "cut at " << cut;
         EXPECT_EQ(third.error().code, ErrorCode::kTruncated) << third.error().message;
-        EXPECT_NE(third.error().message.find(cut_path), std::string::npos)
-            << third.error().message;
+        EXPECT_NE(third.error().message.find(cut_path), std::string::npos) << third.error().message;
         EXPECT_NE(third.error().message.find("packet 3"), std::string::npos)
             << third.error().message;
     }
@@ -346,7 +344,9 @@ TEST_F(PcapFileTest, TruncatedCaptureNamesFileAndPacket) {
 
 // ---- Real captures -----------------------------------------------------------------------
 
-fs::path shared_pcaps() { return fs::path(SENNINGEN_SHARED_DATA) / "pcaps"; }
+fs::path shared_pcaps() {
+    return fs::path(SENNINGEN_SHARED_DATA) / "pcaps";
+}
 
 CaptureFormat format_by_magic(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
@@ -424,10 +424,10 @@ TEST(PcapFileRealCaptures, EveryCaptureReadsAndDecodes) {
             decoded += status == DecodeStatus::kOk ? 1 : 0;
             // Zeek's general traces are clean; none of them may look broken to us.
             if (entry.path().string().find("/general/") != std::string::npos) {
-                EXPECT_NE(status, DecodeStatus::kMalformed) << entry.path() << " packet "
-                                                            << (*file)->packets_read();
-                EXPECT_NE(status, DecodeStatus::kTruncated) << entry.path() << " packet "
-                                                            << (*file)->packets_read();
+                EXPECT_NE(status, DecodeStatus::kMalformed)
+                    << entry.path() << " packet " << (*file)->packets_read();
+                EXPECT_NE(status, DecodeStatus::kTruncated)
+                    << entry.path() << " packet " << (*file)->packets_read();
             }
         }
         packets += (*file)->packets_read();

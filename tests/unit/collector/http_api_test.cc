@@ -26,6 +26,7 @@ namespace {
 using common::Alert;
 using common::ErrorCode;
 using test::base_ns;
+using test::ids_of;
 using test::kMinuteNs;
 using test::make_alert;
 
@@ -61,19 +62,14 @@ std::string alerts_target(const std::vector<std::pair<std::string, std::string>>
 }
 
 std::vector<std::string> alert_ids(const Response& response) {
-    std::vector<std::string> ids;
     Poco::JSON::Array::Ptr list = response.json()->getArray("alerts");
+    std::vector<std::string> ids;
+    ids.reserve(list->size());
     for (std::size_t i = 0; i < list->size(); ++i) {
         Poco::JSON::Object::Ptr alert =
             list->getObject(static_cast<unsigned>(i))->getObject("alert");
         ids.push_back(alert->getValue<std::string>("id"));
     }
-    return ids;
-}
-
-std::vector<std::string> ids_of(const std::vector<Alert>& alerts) {
-    std::vector<std::string> ids;
-    for (const Alert& a : alerts) ids.push_back(a.id);
     return ids;
 }
 
@@ -257,8 +253,8 @@ TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
 }
 
 TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
-    for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "sensor-a' --",
-                              "%", "_", "\"sensor-a\"", "sensor-a\\"}) {
+    for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "sensor-a' --", "%", "_",
+                              "\"sensor-a\"", "sensor-a\\"}) {
         SCOPED_TRACE(agent);
         Response r = get(alerts_target({{"agent", agent}}));
         ASSERT_EQ(r.status, 200) << r.body;
@@ -272,9 +268,11 @@ TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
 
 TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(get("/api/v1/health").status, 200);
+    constexpr int kClients = 6;
     std::vector<std::thread> clients;
+    clients.reserve(kClients);
     std::atomic<int> ok{0};
-    for (int c = 0; c < 6; ++c) {
+    for (int c = 0; c < kClients; ++c) {
         clients.emplace_back([&] {
             Poco::Net::HTTPClientSession session("127.0.0.1", port_);
             for (int i = 0; i < 5; ++i) {
@@ -283,7 +281,7 @@ TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
         });
     }
     for (auto& t : clients) t.join();
-    EXPECT_EQ(ok.load(), 30);
+    EXPECT_EQ(ok.load(), kClients * 5);
 }
 
 TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
@@ -293,8 +291,7 @@ TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
     auto started = second.start();
     ASSERT_FALSE(started.ok());
     EXPECT_EQ(started.error().code, ErrorCode::kUnavailable);
-    EXPECT_NE(started.error().message.find("127.0.0.1:" + std::to_string(port_)),
-              std::string::npos)
+    EXPECT_NE(started.error().message.find("127.0.0.1:" + std::to_string(port_)), std::string::npos)
         << started.error().message;
 }
 

@@ -21,14 +21,9 @@ using Poco::Data::Keywords::into;
 using Poco::Data::Keywords::now;
 using Poco::Data::Keywords::use;
 using test::base_ns;
+using test::ids_of;
 using test::kMinuteNs;
 using test::make_alert;
-
-std::vector<std::string> ids_of(const std::vector<Alert>& alerts) {
-    std::vector<std::string> ids;
-    for (const Alert& a : alerts) ids.push_back(a.id);
-    return ids;
-}
 
 class SqliteStoreTest : public ::testing::Test {
 protected:
@@ -57,11 +52,12 @@ protected:
     std::vector<Alert> query_ok(const AlertQuery& q) {
         auto result = store_->query(q);
         EXPECT_TRUE(result.ok()) << result.error().message;
-        return result.ok() ? result.value() : std::vector<Alert>{};
+        if (!result.ok()) return {};
+        return std::move(result).value();
     }
 
     // A second, independent connection for looking behind the store's back.
-    Poco::Data::Session raw_session() { return Poco::Data::Session("SQLite", path_); }
+    Poco::Data::Session raw_session() const { return {"SQLite", path_}; }
 
     test::TempDir dir_;
     std::string path_ = dir_.file("alerts.db");
@@ -144,8 +140,7 @@ TEST_F(SqliteStoreTest, InvalidAlertFailsTheWholeBatch) {
     auto result = store_->insert({make_alert("s", base_ns(), 1), bad});
     ASSERT_FALSE(result.ok());
     EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
-    EXPECT_NE(result.error().message.find("alert 1"), std::string::npos)
-        << result.error().message;
+    EXPECT_NE(result.error().message.find("alert 1"), std::string::npos) << result.error().message;
     EXPECT_NE(result.error().message.find(bad.id), std::string::npos) << result.error().message;
     EXPECT_EQ(store_->count().value(), 0U);
 }
@@ -189,8 +184,8 @@ TEST_F(SqliteStoreTest, FiltersByAgent) {
 
 TEST_F(SqliteStoreTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
     seed();
-    for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "%", "_", "\"",
-                              "sensor-a' --"}) {
+    for (const char* agent :
+         {"' OR '1'='1", "x'; DROP TABLE alerts; --", "%", "_", "\"", "sensor-a' --"}) {
         AlertQuery q;
         q.agent_id = agent;
         EXPECT_TRUE(query_ok(q).empty()) << agent;
@@ -219,6 +214,7 @@ TEST_F(SqliteStoreTest, LimitKeepsTheNewest) {
 
 TEST_F(SqliteStoreTest, EqualTimestampsAreOrderedById) {
     std::vector<Alert> same;
+    same.reserve(7);
     for (int i = 0; i < 6; ++i) same.push_back(make_alert("s", base_ns(), 3));
     const Alert newer = make_alert("s", base_ns() + 1, 3);
     same.push_back(newer);
@@ -267,8 +263,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsDataAndDoesNotRerunMigrations) {
     Poco::Int64 applied_before = 0;
     {
         Poco::Data::Session raw = raw_session();
-        raw << "SELECT applied_ns FROM schema_version WHERE version = 1", into(applied_before),
-            now;
+        raw << "SELECT applied_ns FROM schema_version WHERE version = 1", into(applied_before), now;
     }
     store_.reset();
 
@@ -298,8 +293,7 @@ TEST_F(SqliteStoreTest, RefusesASchemaNewerThanThisBuild) {
     auto reopened = open_sqlite_store(path_);
     ASSERT_FALSE(reopened.ok());
     EXPECT_EQ(reopened.error().code, ErrorCode::kUnsupported);
-    EXPECT_NE(reopened.error().message.find("99"), std::string::npos)
-        << reopened.error().message;
+    EXPECT_NE(reopened.error().message.find("99"), std::string::npos) << reopened.error().message;
 }
 
 TEST_F(SqliteStoreTest, UndecodableRowIsSkippedAndCounted) {
@@ -322,6 +316,7 @@ TEST_F(SqliteStoreTest, QueriesWhileAnotherThreadInserts) {
     std::thread writer([&] {
         for (int b = 0; b < kBatches; ++b) {
             std::vector<Alert> batch;
+            batch.reserve(kBatchSize);
             for (int i = 0; i < kBatchSize; ++i) {
                 batch.push_back(make_alert("sensor-" + std::to_string(i % 3),
                                            base_ns() + b * kMinuteNs + i, 1 + i % 4));

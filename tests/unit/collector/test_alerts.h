@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "senningen/common/alert.h"
 
@@ -42,6 +43,13 @@ inline common::Alert make_alert(const std::string& agent_id, std::int64_t timest
     n.app_proto = "modbus";
     a.network = n;
     return a;
+}
+
+inline std::vector<std::string> ids_of(const std::vector<common::Alert>& alerts) {
+    std::vector<std::string> ids;
+    ids.reserve(alerts.size());
+    for (const common::Alert& a : alerts) ids.push_back(a.id);
+    return ids;
 }
 
 // A fresh directory under the system temp dir, removed with everything in it.

@@ -5,7 +5,7 @@
 //   GET /api/v1/health
 //   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
 //
-// The reference for clients is docs/api (OpenAPI).
+// The reference for clients is docs/collector.md ("REST API").
 #pragma once
 
 #include <cstdint>

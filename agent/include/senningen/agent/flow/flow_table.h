@@ -58,7 +58,7 @@ private:
     // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
     // still orders correctly.
     std::map<std::uint64_t, std::vector<std::uint8_t>> pending_;
-    std::uint64_t base_ = 0;  // 64-bit relative offset of next_seq_ (wrap-safe)
+    std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
     std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
 
     void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
@@ -82,16 +82,21 @@ struct Flow {
     std::int64_t last_ts_ns = 0;
     std::uint64_t packets[2] = {0, 0};  // [0] orig->resp, [1] resp->orig
     std::uint64_t bytes[2] = {0, 0};
-    bool closed = false;  // FIN from both sides, or RST
-    std::string app_proto;  // set by whoever recognises the protocol
+    bool closed = false;                   // FIN from both sides, or RST
+    bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
+    std::string app_proto;                 // set by whoever recognises the protocol
     std::unique_ptr<TcpStream> stream[2];  // TCP only: [0] orig->resp, [1] resp->orig
-    bool scanned[2] = {false, false};  // owner's flag: this direction was inspected already
+    bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
 };
 
 struct FlowTableOptions {
     std::size_t max_flows = 65536;
     std::size_t stream_depth = 1 << 20;  // bytes per direction
     std::int64_t idle_timeout_ns = 300LL * 1000000000LL;
+    // How long a closed TCP flow stays in the table after its end handler ran, so that the
+    // last ACK and retransmitted FINs join it instead of starting a new flow (Zeek waits 5 s
+    // too). A SYN on the same 5-tuple replaces it at once.
+    std::int64_t close_linger_ns = 5LL * 1000000000LL;
 };
 
 struct FlowTableCounters {
@@ -114,7 +119,8 @@ public:
     // originator to responder, 1 otherwise. Expires idle flows as time advances.
     // The reference stays valid until the next update() or flush_all(). A flow this packet
     // closed (closed == true) is ended at the start of that next call, so the caller still
-    // sees the closing packet's data before the end handler takes its last look.
+    // sees the closing packet's data before the end handler takes its last look; it then
+    // lingers (ended == true, no more stream data) for close_linger_ns.
     Flow& update(const DecodedPacket& packet, int& direction);
 
     // Ends every flow (end of capture): FlowEndHandler runs for each.
@@ -125,7 +131,8 @@ public:
 
     // The flow id of a 5-tuple: a 64-bit hash of the endpoints in canonical order, so both
     // directions share it. Never 0.
-    static std::uint64_t flow_id(std::uint8_t ip_proto, const FlowEndpoint& a, const FlowEndpoint& b);
+    static std::uint64_t flow_id(std::uint8_t ip_proto, const FlowEndpoint& a,
+                                 const FlowEndpoint& b);
 
 private:
     struct Slot {
@@ -133,7 +140,8 @@ private:
         std::list<std::uint64_t>::iterator lru;  // position in lru_
     };
 
-    void end_flow(std::uint64_t id);
+    void end_flow(std::uint64_t id);     // the end handler (once), then out of the table
+    void finish_flow(std::uint64_t id);  // the end handler, staying in the table to linger
     void expire(std::int64_t now_ns);
     Slot& find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
                          const FlowEndpoint& dst);
