@@ -159,6 +159,30 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(body["count"], per_run)
 
 
+SHARED = os.environ.get("SENNINGEN_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+
+class SharedCorpus(unittest.TestCase):
+    """Every public capture in ../shared/data/pcaps goes through the agent without a crash."""
+
+    def test_every_shared_capture_runs_cleanly(self):
+        root = os.path.join(SHARED, "pcaps")
+        if not os.path.isdir(root):
+            self.skipTest(f"external corpus not present: {root}")
+        captures = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+                          if f.endswith((".pcap", ".pcapng", ".cap")))
+        self.assertGreater(len(captures), 10)
+        for capture in captures:
+            with self.subTest(capture=os.path.relpath(capture, root)):
+                res = run_agent("--read", capture, "--rules", RULES, "--intel", INTEL, "--quiet")
+                # 0, or 65 for a capture that is itself cut short; never a signal.
+                self.assertIn(res.returncode, (0, 65), res.stderr[-2000:])
+                if res.returncode == 65:
+                    self.assertIn(os.path.basename(capture), res.stderr)
+                for line in res.stdout.splitlines():
+                    json.loads(line)
+
+
 class Errors(unittest.TestCase):
     """Bad input gives a clear message naming it and a documented exit code."""
 

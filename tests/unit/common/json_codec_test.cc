@@ -100,7 +100,7 @@ INSTANTIATE_TEST_SUITE_P(
                                           "\"event_type\":\"flow\""),
                 "event_type"},
         BadCase{"BadMatchHex", replace(good(), "|7c 00 01 ff|", "|7c 00 0|"), "matches[0].data"}),
-    [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<BadCase>& p) { return p.param.name; });
 
 TEST(JsonCodec, SurvivesArbitraryBytes) {
     // No proper prefix of a valid document is an alert; byte flips give an error or a valid
@@ -113,7 +113,9 @@ TEST(JsonCodec, SurvivesArbitraryBytes) {
     for (std::size_t i = 0; i < flipped.size(); i += 7) {
         flipped[i] = static_cast<char>(flipped[i] ^ 0x5a);
         auto r = alert_from_json(flipped);
-        if (r.ok()) EXPECT_TRUE(validate(*r).ok());
+        if (r.ok()) {
+            EXPECT_TRUE(validate(*r).ok());
+        }
     }
 }
 
