@@ -59,6 +59,7 @@ binary_dir() {
     case "$1" in
         dev) echo "$SENNINGEN_ROOT/build" ;;
         asan-ubsan) echo "$SENNINGEN_ROOT/build-asan" ;;
+        fuzz) echo "$SENNINGEN_ROOT/build-fuzz" ;;
         release) echo "$SENNINGEN_ROOT/build-release" ;;
         *) echo "unknown preset $1" >&2; exit 1 ;;
     esac

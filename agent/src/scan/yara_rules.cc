@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -362,6 +363,25 @@ std::string meta_text(const YR_META* meta) {
     }
 }
 
+// libyara 4.2 keeps YR_MATCH records in a packed arena, so they are not always aligned for
+// their type (UBSan reports it): every record is copied out with memcpy before it is read.
+YR_MATCH load_match(const YR_MATCH* p) {
+    YR_MATCH m;
+    std::memcpy(&m, p, sizeof m);
+    return m;
+}
+
+// The first match at or after P that is not private (the skip yr_string_matches_foreach
+// makes), or nullptr.
+const YR_MATCH* first_public(const YR_MATCH* p) {
+    while (p != nullptr) {
+        const YR_MATCH m = load_match(p);
+        if (!m.is_private) return p;
+        p = m.next;
+    }
+    return nullptr;
+}
+
 // Takes matches in turn from each string, so that one string that matches everywhere does
 // not crowd the others out of the bounded list an analyst gets to see.
 void collect_strings(YR_SCAN_CONTEXT* context, const YR_RULE* rule,
@@ -369,28 +389,23 @@ void collect_strings(YR_SCAN_CONTEXT* context, const YR_RULE* rule,
     std::vector<std::pair<const YR_STRING*, const YR_MATCH*>> cursors;
     const YR_STRING* string = nullptr;
     yr_rule_strings_foreach(rule, string) {
-        const YR_MATCH* match = nullptr;
-        yr_string_matches_foreach(context, string, match) {
+        if (const YR_MATCH* match = first_public(context->matches[string->idx].head)) {
             cursors.emplace_back(string, match);
-            break;
         }
     }
     while (out.size() < common::kMaxStringMatches && !cursors.empty()) {
         for (auto it = cursors.begin();
              it != cursors.end() && out.size() < common::kMaxStringMatches;) {
-            const YR_MATCH* match = it->second;
+            const YR_MATCH match = load_match(it->second);
             common::StringMatch m;
             m.identifier = it->first->identifier;
-            m.offset = static_cast<std::uint64_t>(match->base + match->offset);
-            m.length = static_cast<std::uint32_t>(match->match_length);
-            const auto kept = std::min<std::size_t>(static_cast<std::size_t>(match->data_length),
+            m.offset = static_cast<std::uint64_t>(match.base + match.offset);
+            m.length = static_cast<std::uint32_t>(match.match_length);
+            const auto kept = std::min<std::size_t>(static_cast<std::size_t>(match.data_length),
                                                     common::kMaxMatchExcerpt);
-            m.data.assign(reinterpret_cast<const char*>(match->data), kept);
+            m.data.assign(reinterpret_cast<const char*>(match.data), kept);
             out.push_back(std::move(m));
-            // The next match of this string that is not private (the same skip as
-            // yr_string_matches_foreach).
-            const YR_MATCH* next = match->next;
-            while (next != nullptr && next->is_private) next = next->next;
+            const YR_MATCH* next = first_public(match.next);
             if (next == nullptr) {
                 it = cursors.erase(it);
             } else {

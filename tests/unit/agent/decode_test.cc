@@ -36,8 +36,12 @@ Bytes tcp6_packet(const Bytes& payload = test::text("hello")) {
                       test::tcp(40000, 443, 7, 9, tcp_flags::kAck, payload));
 }
 
+// A decoded packet is a view into its frame, and tests often pass a temporary frame: the
+// helper keeps a copy of the last one alive for as long as the test looks at the packet.
 DecodeStatus decode(int linktype, const Bytes& frame, DecodedPacket& out) {
-    return decode_packet(linktype, frame, out);
+    static Bytes kept;
+    kept = frame;
+    return decode_packet(linktype, kept, out);
 }
 
 std::string payload_text(const DecodedPacket& p) {
@@ -60,7 +64,7 @@ TEST(Decode, EthernetIpv4Tcp) {
     const Bytes frame = test::ethernet(kEtherIpv4, tcp4_packet());
     DecodedPacket p;
     p.ts_ns = 42;
-    ASSERT_EQ(decode(DLT_EN10MB, frame, p), DecodeStatus::kOk);
+    ASSERT_EQ(decode_packet(DLT_EN10MB, frame, p), DecodeStatus::kOk);
     expect_tcp4(p);
     EXPECT_EQ(p.vlan, 0);
     EXPECT_EQ(p.ts_ns, 42) << "the caller's time stamp survives decoding";
