@@ -244,7 +244,8 @@ broker::data to_broker(const AlertBatch& batch) {
     alerts.reserve(batch.alerts.size());
     for (const auto& a : batch.alerts) alerts.push_back(to_broker(a));
     return broker::vector{std::string("alert_batch"), broker::count{kWireVersion}, batch.agent_id,
-                          broker::count{batch.batch_id}, std::move(alerts)};
+                          broker::count{batch.batch_id}, std::move(alerts),
+                          batch.credentials.certificate, batch.credentials.signature};
 }
 
 namespace {
@@ -291,6 +292,10 @@ Result<AlertBatch> batch_from_broker(const broker::data& data) {
         }
         batch.alerts.push_back(std::move(a).value());
     }
+    SENNINGEN_TRY(certificate, r.string(5));
+    batch.credentials.certificate = std::move(certificate);
+    SENNINGEN_TRY(signature, r.string(6));
+    batch.credentials.signature = std::move(signature);
     return batch;
 }
 
@@ -315,6 +320,81 @@ Result<BatchAck> ack_from_broker(const broker::data& data) {
     SENNINGEN_TRY(rejected, r.count(6));
     ack.rejected = rejected;
     return ack;
+}
+
+namespace {
+
+// Heartbeat field positions after the tag and version (docs/wire-protocol.md).
+enum HeartbeatField : std::size_t {
+    kHbAgentId = 2, kHbSequence, kHbVersion, kHbUptime, kHbPack, kHbInterval, kHbPackets,
+    kHbKernelDrops, kHbBytes, kHbFilesScanned, kHbAlerts, kHbQueueDepth, kHbQueueOldest,
+    kHbStopping, kHbCertificate, kHbSignature, kHbFieldCount
+};
+
+}  // namespace
+
+broker::data to_broker(const Heartbeat& hb) {
+    broker::vector v(kHbFieldCount);
+    v[0] = std::string("heartbeat");
+    v[1] = broker::count{kWireVersion};
+    v[kHbAgentId] = hb.agent_id;
+    v[kHbSequence] = broker::count{hb.sequence};
+    v[kHbVersion] = hb.version;
+    v[kHbUptime] = broker::count{hb.uptime_s};
+    v[kHbPack] = hb.pack_version;
+    v[kHbInterval] = broker::count{hb.interval_s};
+    v[kHbPackets] = broker::count{hb.packets};
+    v[kHbKernelDrops] = broker::count{hb.kernel_drops};
+    v[kHbBytes] = broker::count{hb.bytes};
+    v[kHbFilesScanned] = broker::count{hb.files_scanned};
+    v[kHbAlerts] = broker::count{hb.alerts};
+    v[kHbQueueDepth] = broker::count{hb.queue_depth};
+    v[kHbQueueOldest] = broker::count{hb.queue_oldest_age_s};
+    v[kHbStopping] = broker::count{hb.stopping ? 1U : 0U};
+    v[kHbCertificate] = hb.credentials.certificate;
+    v[kHbSignature] = hb.credentials.signature;
+    return v;
+}
+
+Result<Heartbeat> heartbeat_from_broker(const broker::data& data) {
+    const VecReader r(data, "heartbeat");
+    if (auto ok = check_header(r, "heartbeat"); !ok) return ok.error();
+    Heartbeat hb;
+    SENNINGEN_TRY(agent_id, r.string(kHbAgentId));
+    hb.agent_id = std::move(agent_id);
+    SENNINGEN_TRY(sequence, r.count(kHbSequence));
+    hb.sequence = sequence;
+    SENNINGEN_TRY(version, r.string(kHbVersion));
+    hb.version = std::move(version);
+    SENNINGEN_TRY(uptime, r.count(kHbUptime));
+    hb.uptime_s = uptime;
+    SENNINGEN_TRY(pack, r.string(kHbPack));
+    hb.pack_version = std::move(pack);
+    // An interval of 0 would make every agent offline at once; a day is the sane upper end.
+    SENNINGEN_TRY(interval, r.count(kHbInterval, 86400));
+    if (interval == 0) return r.error(kHbInterval, "is 0; a heartbeat interval is 1..86400 s");
+    hb.interval_s = interval;
+    SENNINGEN_TRY(packets, r.count(kHbPackets));
+    hb.packets = packets;
+    SENNINGEN_TRY(drops, r.count(kHbKernelDrops));
+    hb.kernel_drops = drops;
+    SENNINGEN_TRY(bytes, r.count(kHbBytes));
+    hb.bytes = bytes;
+    SENNINGEN_TRY(files, r.count(kHbFilesScanned));
+    hb.files_scanned = files;
+    SENNINGEN_TRY(alerts, r.count(kHbAlerts));
+    hb.alerts = alerts;
+    SENNINGEN_TRY(depth, r.count(kHbQueueDepth));
+    hb.queue_depth = depth;
+    SENNINGEN_TRY(oldest, r.count(kHbQueueOldest));
+    hb.queue_oldest_age_s = oldest;
+    SENNINGEN_TRY(stopping, r.count(kHbStopping, 1));
+    hb.stopping = stopping == 1;
+    SENNINGEN_TRY(certificate, r.string(kHbCertificate));
+    hb.credentials.certificate = std::move(certificate);
+    SENNINGEN_TRY(signature, r.string(kHbSignature));
+    hb.credentials.signature = std::move(signature);
+    return hb;
 }
 
 }  // namespace senningen::common

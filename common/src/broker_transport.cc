@@ -30,7 +30,9 @@ broker::configuration make_config(const TransportOptions& options) {
 }
 
 std::vector<broker::topic> subscriptions(const TransportOptions& options) {
-    if (options.role == TransportRole::kCollector) return {broker::topic{kTopicAlerts}};
+    if (options.role == TransportRole::kCollector) {
+        return {broker::topic{kTopicAlerts}, broker::topic{kTopicHeartbeats}};
+    }
     return {broker::topic{std::string(kTopicAcksPrefix) + options.agent_id}};
 }
 
@@ -50,8 +52,9 @@ public:
           messages_(endpoint_.make_subscriber(subscriptions(options), 1024)) {
         if (!options.tls.enabled()) {
             log_warn("transport",
-                     "no TLS certificate configured: the Broker connection is encrypted but NOT "
-                     "authenticated; configure certificates outside tests and demos");
+                     "INSECURE MODE: no certificates, the Broker link is encrypted but NOT "
+                     "authenticated and agent ids are taken on trust; never run this way in "
+                     "production (enroll the agent instead)");
         }
     }
 
@@ -78,6 +81,10 @@ public:
     void send(const BatchAck& ack) override {
         endpoint_.publish(broker::topic{std::string(kTopicAcksPrefix) + ack.agent_id},
                           to_broker(ack));
+    }
+
+    void send(const Heartbeat& heartbeat) override {
+        endpoint_.publish(broker::topic{kTopicHeartbeats}, to_broker(heartbeat));
     }
 
     std::vector<Inbound> receive(std::chrono::milliseconds timeout) override {
@@ -135,7 +142,14 @@ private:
         for (auto& msg : messages_.poll()) {
             const std::string topic = broker::get_topic(msg).string();
             const broker::data& data = broker::get_data(msg);
-            if (options_.role == TransportRole::kCollector) {
+            if (options_.role == TransportRole::kCollector && topic == kTopicHeartbeats) {
+                auto hb = heartbeat_from_broker(data);
+                if (hb) {
+                    out.emplace_back(std::move(hb).value());
+                } else {
+                    out.emplace_back(DecodeFailure{topic, hb.error().message});
+                }
+            } else if (options_.role == TransportRole::kCollector) {
                 auto batch = batch_from_broker(data);
                 if (batch) {
                     out.emplace_back(std::move(batch).value());
@@ -161,8 +175,18 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Transport> make_broker_transport(const TransportOptions& options) {
-    return std::make_unique<BrokerTransport>(options);
+Result<std::unique_ptr<Transport>> make_broker_transport(const TransportOptions& options) {
+    const TlsOptions& tls = options.tls;
+    if (!tls.enabled() && !options.insecure) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "no certificate configured for the Broker link; enroll (certificate, "
+                          "key and CA) or set insecure explicitly");
+    }
+    if (tls.enabled() && (tls.key.empty() || tls.ca_file.empty())) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "certificate '" + tls.certificate + "' needs its key and the CA too");
+    }
+    return std::unique_ptr<Transport>(std::make_unique<BrokerTransport>(options));
 }
 
 }  // namespace senningen::common

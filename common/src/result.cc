@@ -14,6 +14,7 @@ std::string_view to_string(ErrorCode code) {
         case ErrorCode::kUnsupported: return "unsupported";
         case ErrorCode::kCompile: return "compile";
         case ErrorCode::kUnavailable: return "unavailable";
+        case ErrorCode::kDenied: return "denied";
         case ErrorCode::kTimeout: return "timeout";
         case ErrorCode::kDatabase: return "database";
         case ErrorCode::kInternal: return "internal";

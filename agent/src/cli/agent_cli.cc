@@ -36,6 +36,7 @@ constexpr const char* kUsage =
     "  --intel FILE             Zeek intel file (repeatable)\n"
     "  --output PATH|-          alert JSON lines to PATH, or - for stdout\n"
     "                           (default: stdout when no collector is named, else none)\n"
+    "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
     "  --collector HOST:PORT    send alerts to this collector over Broker\n"
     "  --collector-timeout SEC  give up waiting for the collector's acknowledgements (default 30)\n"
     "  --agent-id ID            this agent's id (default: the host name)\n"
@@ -54,6 +55,7 @@ struct Options {
     std::vector<std::string> rules;
     std::vector<std::string> intel;
     std::optional<std::string> output;
+    std::optional<std::string> metadata_log;
     std::optional<std::string> collector;
     int collector_timeout_s = 30;
     std::string agent_id;
@@ -99,7 +101,7 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         static const std::vector<std::string> kValueFlags = {
             "--read", "-r", "--rules", "--intel", "--output", "-o", "--collector",
             "--collector-timeout", "--agent-id", "--tls-cert", "--tls-key", "--tls-ca",
-            "--stream-depth"};
+            "--stream-depth", "--metadata-log"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -117,6 +119,8 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.output = *v;
         } else if (arg == "--collector") {
             o.collector = *v;
+        } else if (arg == "--metadata-log") {
+            o.metadata_log = *v;
         } else if (arg == "--collector-timeout") {
             if (parse_number(*v, 1, 86400, n)) {
                 o.collector_timeout_s = static_cast<int>(n);
@@ -233,6 +237,17 @@ int run_agent(int argc, char** argv) {
         out = stdout;
     }
 
+    std::FILE* records = nullptr;
+    if (opt.metadata_log) {
+        records = *opt.metadata_log == "-" ? stdout : std::fopen(opt.metadata_log->c_str(), "w");
+        if (!records) {
+            std::fprintf(stderr, "senningen-agent: cannot write metadata to %s: %s\n",
+                         opt.metadata_log->c_str(), std::strerror(errno));
+            if (close_out) std::fclose(out);
+            return kExitIoError;
+        }
+    }
+
     std::unique_ptr<Forwarder> forwarder;
     if (opt.collector) {
         const auto colon = opt.collector->rfind(':');
@@ -260,6 +275,17 @@ int run_agent(int argc, char** argv) {
         if (forwarder) forwarder->submit(std::move(alert));
     });
 
+    bool records_failed = false;
+    if (records) {
+        engine.set_record_sink([&](const std::string& line) {
+            if (records_failed) return;
+            if (std::fwrite(line.data(), 1, line.size(), records) != line.size() ||
+                std::fputc('\n', records) == EOF) {
+                records_failed = true;
+            }
+        });
+    }
+
     const auto started = std::chrono::steady_clock::now();
     int exit_code = kExitOk;
     RawPacket packet;
@@ -285,6 +311,22 @@ int run_agent(int argc, char** argv) {
         exit_code = kExitIoError;
     }
     if (close_out) std::fclose(out);
+    if (records) {
+        if (std::fflush(records) != 0 || records_failed) {
+            std::fprintf(stderr, "senningen-agent: writing metadata to %s failed\n",
+                         opt.metadata_log->c_str());
+            exit_code = kExitIoError;
+        }
+        if (records != stdout) std::fclose(records);
+    }
+    if (records) {
+        if (std::fflush(records) != 0 || records_failed) {
+            std::fprintf(stderr, "senningen-agent: writing metadata to %s failed\n",
+                         opt.metadata_log->c_str());
+            exit_code = kExitIoError;
+        }
+        if (records != stdout) std::fclose(records);
+    }
 
     const EngineCounters& c = engine.counters();
     const FlowTableCounters& f = engine.flow_counters();
@@ -297,7 +339,8 @@ int run_agent(int argc, char** argv) {
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
             std::to_string(c.fragments) + ", TCP gaps " +
             std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
-            ", YARA errors " + std::to_string(c.yara_errors));
+            ", YARA errors " + std::to_string(c.yara_errors) + ", weird " +
+            std::to_string(c.weirds));
 
     if (forwarder) {
         const auto deadline =

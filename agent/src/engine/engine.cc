@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include <sstream>
+
 #include "senningen/agent/decode/dns.h"
 
 namespace senningen::agent {
@@ -64,21 +66,10 @@ const char* proto_name(std::uint8_t ip_proto) {
 }  // namespace
 
 std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
-                             std::uint16_t src_port, std::uint16_t dst_port) {
-    if (data.empty()) return "";
-    if (ip_proto == kIpProtoUdp) {
-        if (looks_like_dns(data)) return "dns";
-        return "";
-    }
-    if (ip_proto != kIpProtoTcp) return "";
+                             std::uint16_t /*src_port*/, std::uint16_t /*dst_port*/) {
+    if (data.empty() || ip_proto != kIpProtoTcp) return "";
     if (looks_like_http(data)) return "http";
     if (looks_like_modbus(data)) return "modbus";
-    // DNS over TCP: a two-byte length prefix, then a DNS message. Only trusted on port 53,
-    // where a length prefix cannot be confused with another protocol's header.
-    if ((src_port == 53 || dst_port == 53) && data.size() > 2 &&
-        looks_like_dns(data.subspan(2))) {
-        return "dns";
-    }
     return "";
 }
 
@@ -140,36 +131,60 @@ void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
     }
 }
 
+Engine::FlowState& Engine::state_of(Flow& flow) { return states_[flow.id]; }
+
+AnalyzerContext Engine::context(const Flow& flow, int direction, std::int64_t ts_ns) {
+    current_flow_ = &flow;
+    current_direction_ = direction;
+    current_ts_ns_ = ts_ns;
+    return AnalyzerContext{flow, direction, ts_ns, *this};
+}
+
+void Engine::detect(Flow& flow, FlowState& state, int direction, const DecodedPacket& packet) {
+    if (state.analyzer || state.detect_attempts >= kMaxDetectAttempts) return;
+    std::span<const std::uint8_t> first = packet.payload;
+    if (flow.ip_proto == kIpProtoTcp && flow.stream[direction]) {
+        first = flow.stream[direction]->data();  // in order, from the start of the stream
+    }
+    if (first.empty()) return;
+    ++state.detect_attempts;
+    if (const AnalyzerSpec* spec = detect_analyzer(flow.ip_proto, first, direction,
+                                                   packet.src_port, packet.dst_port)) {
+        state.analyzer = spec->create();
+        state.name = spec->name;
+        flow.app_proto = std::string(spec->name);
+    } else if (flow.app_proto.empty()) {
+        flow.app_proto =
+            detect_app_proto(flow.ip_proto, first, packet.src_port, packet.dst_port);
+    }
+}
+
 void Engine::on_udp(Flow& flow, int direction, const DecodedPacket& packet) {
     if (packet.payload.empty()) return;
-    if (flow.app_proto.empty() && flow.packets[0] + flow.packets[1] <= kMaxDetectAttempts) {
-        flow.app_proto =
-            detect_app_proto(kIpProtoUdp, packet.payload, packet.src_port, packet.dst_port);
-    }
-    if (flow.app_proto == "dns") {
-        DnsMessage msg;
-        if (parse_dns(packet.payload, msg) == DnsParseStatus::kOk) {
-            ++counters_.dns_messages;
-            if (intel_ && !msg.is_response) {
-                for (const auto& q : msg.questions) {
-                    if (const Indicator* hit = intel_->find_domain(q.name)) {
-                        intel_hit(flow, direction, *hit, "DNS::IN_REQUEST", packet.ts_ns);
-                    }
-                }
-            }
-        } else {
-            ++counters_.dns_malformed;
-        }
+    FlowState& state = state_of(flow);
+    detect(flow, state, direction, packet);
+    if (state.analyzer) {
+        state.analyzer->data(context(flow, direction, packet.ts_ns), packet.payload);
+        current_flow_ = nullptr;
     }
     scan_bytes(flow, direction, packet.payload, packet.ts_ns);
 }
 
+void Engine::deliver_stream(Flow& flow, FlowState& state, int direction, std::int64_t ts_ns) {
+    const auto& stream = flow.stream[direction];
+    if (!stream || !state.analyzer) return;
+    const std::span<const std::uint8_t> all = stream->data();
+    if (all.size() <= state.delivered[direction]) return;
+    const auto fresh = all.subspan(static_cast<std::size_t>(state.delivered[direction]));
+    state.delivered[direction] = all.size();
+    state.analyzer->data(context(flow, direction, ts_ns), fresh);
+    current_flow_ = nullptr;
+}
+
 void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
-    if (flow.app_proto.empty() && !packet.payload.empty() &&
-        flow.packets[0] + flow.packets[1] <= kMaxDetectAttempts + 3) {
-        flow.app_proto =
-            detect_app_proto(kIpProtoTcp, packet.payload, packet.src_port, packet.dst_port);
-    }
+    FlowState& state = state_of(flow);
+    if (!packet.payload.empty()) detect(flow, state, direction, packet);
+    deliver_stream(flow, state, direction, packet.ts_ns);
     const auto& stream = flow.stream[direction];
     if (stream && !flow.scanned[direction] && stream->depth_reached()) {
         scan_stream(flow, direction);
@@ -177,10 +192,66 @@ void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
 }
 
 void Engine::on_flow_end(Flow& flow) {
-    if (flow.ip_proto != kIpProtoTcp) return;
-    for (int dir = 0; dir < 2; ++dir) {
-        if (flow.stream[dir] && !flow.scanned[dir]) scan_stream(flow, dir);
+    auto it = states_.find(flow.id);
+    if (flow.ip_proto == kIpProtoTcp) {
+        for (int dir = 0; dir < 2; ++dir) {
+            // The table flushed the streams' gaps: whatever waited behind a hole is delivered.
+            if (it != states_.end()) deliver_stream(flow, it->second, dir, flow.last_ts_ns);
+            if (flow.stream[dir] && !flow.scanned[dir]) scan_stream(flow, dir);
+        }
     }
+    if (it != states_.end()) {
+        if (it->second.analyzer) {
+            it->second.analyzer->end(context(flow, 0, flow.last_ts_ns));
+            current_flow_ = nullptr;
+        }
+        states_.erase(it);
+    }
+}
+
+void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
+    ++counters_.analyzer_records;
+    if (!record_sink_ || current_flow_ == nullptr) return;
+    const Flow& flow = *current_flow_;
+    // EVE layout, oriented originator -> responder as Zeek's id.* fields are.
+    Poco::JSON::Object::Ptr root = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    root->set("timestamp", common::format_timestamp(current_ts_ns_));
+    root->set("flow_id", flow.id);
+    root->set("event_type", std::string(log));
+    root->set("src_ip", flow.orig.addr.to_string());
+    root->set("src_port", static_cast<int>(flow.orig.port));
+    root->set("dest_ip", flow.resp.addr.to_string());
+    root->set("dest_port", static_cast<int>(flow.resp.port));
+    root->set("proto", proto_name(flow.ip_proto));
+    if (!flow.app_proto.empty()) root->set("app_proto", flow.app_proto);
+    root->set(std::string(log), fields);
+    std::ostringstream out;
+    root->stringify(out);
+    record_sink_(out.str());
+}
+
+void Engine::observe(IntelType type, std::string_view value, std::string_view where) {
+    if (!intel_ || current_flow_ == nullptr) return;
+    const Indicator* hit = nullptr;
+    switch (type) {
+        case IntelType::kAddr: hit = intel_->find_addr(value); break;
+        case IntelType::kDomain: hit = intel_->find_domain(value); break;
+    }
+    if (hit) intel_hit(*current_flow_, current_direction_, *hit, where, current_ts_ns_);
+}
+
+void Engine::event(const ProtocolEvent& /*event*/) { ++counters_.protocol_events; }
+
+void Engine::weird(std::string_view name, std::string_view detail) {
+    ++counters_.weirds;
+    auto it = weirds_.find(name);
+    if (it == weirds_.end()) it = weirds_.emplace(std::string(name), 0).first;
+    ++it->second;
+    if (!record_sink_) return;
+    Poco::JSON::Object::Ptr fields = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    fields->set("name", std::string(name));
+    fields->set("detail", std::string(detail));
+    record("weird", fields);
 }
 
 void Engine::scan_stream(Flow& flow, int direction) {
@@ -213,12 +284,12 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
 }
 
 void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                       const char* where, std::int64_t ts_ns) {
+                       std::string_view where, std::int64_t ts_ns) {
     ++counters_.intel_hits;
     common::Alert alert = make_network_alert(flow, direction, ts_ns);
     alert.source = common::RuleSource::kIntel;
     const std::string type(to_string(indicator.type));
-    alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + where;
+    alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + std::string(where);
     const auto cat = indicator.meta.find("meta.category");
     alert.category = cat != indicator.meta.end() ? cat->second : "Known bad indicator";
     const auto sev = indicator.meta.find("meta.severity");
@@ -226,7 +297,7 @@ void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicat
                          ? meta_severity({{"severity", sev->second}}, 2)
                          : 2;
     alert.pack_version = "intel";
-    alert.intel = common::IntelContext{indicator.value, type, where, indicator.sources};
+    alert.intel = common::IntelContext{indicator.value, type, std::string(where), indicator.sources};
     emit(std::move(alert));
 }
 

@@ -14,11 +14,13 @@ namespace senningen::common {
 broker::data to_broker(const Alert& alert);
 broker::data to_broker(const AlertBatch& batch);
 broker::data to_broker(const BatchAck& ack);
+broker::data to_broker(const Heartbeat& heartbeat);
 
 // Each checks the message tag, the wire version, every field's type and the model's
 // invariants, and names the field that is wrong.
 Result<Alert> alert_from_broker(const broker::data& data);
 Result<AlertBatch> batch_from_broker(const broker::data& data);
 Result<BatchAck> ack_from_broker(const broker::data& data);
+Result<Heartbeat> heartbeat_from_broker(const broker::data& data);
 
 }  // namespace senningen::common

@@ -26,6 +26,7 @@ enum class ErrorCode : std::uint8_t {
     kTimeout = 10,         // an operation ran out of time
     kDatabase = 11,        // the store refused an operation
     kInternal = 12,        // a broken invariant; a bug
+    kDenied = 13,          // credentials were refused: unknown, expired, revoked, forged
 };
 
 std::string_view to_string(ErrorCode code);

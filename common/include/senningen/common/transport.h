@@ -23,11 +23,14 @@ struct TlsOptions {
     std::string ca_file;
     bool enabled() const { return !certificate.empty(); }
 };
+// Without certificates the link is NOT authenticated: that needs TransportOptions::insecure,
+// and the transport says so loudly in the log.
 
 struct TransportOptions {
     TransportRole role = TransportRole::kAgent;
     std::string agent_id;  // the agent's own id (agents only): it subscribes to its acks
     TlsOptions tls;
+    bool insecure = false;  // explicitly allow plain, unauthenticated peering (tests, labs)
 };
 
 enum class PeerState : std::uint8_t { kConnected, kDisconnected, kUnreachable };
@@ -44,7 +47,7 @@ struct DecodeFailure {
     std::string message;
 };
 
-using Inbound = std::variant<AlertBatch, BatchAck, PeerEvent, DecodeFailure>;
+using Inbound = std::variant<AlertBatch, BatchAck, Heartbeat, PeerEvent, DecodeFailure>;
 
 class Transport {
 public:
@@ -60,6 +63,7 @@ public:
 
     virtual void send(const AlertBatch& batch) = 0;
     virtual void send(const BatchAck& ack) = 0;
+    virtual void send(const Heartbeat& heartbeat) = 0;
 
     // Everything that arrived, waiting up to TIMEOUT for the first item.
     virtual std::vector<Inbound> receive(std::chrono::milliseconds timeout) = 0;
@@ -72,6 +76,8 @@ public:
     virtual bool ready_to_send() const = 0;
 };
 
-std::unique_ptr<Transport> make_broker_transport(const TransportOptions& options);
+// kInvalidArgument when OPTIONS name no certificate and do not say insecure, or name a
+// certificate without its key or CA.
+Result<std::unique_ptr<Transport>> make_broker_transport(const TransportOptions& options);
 
 }  // namespace senningen::common

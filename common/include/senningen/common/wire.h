@@ -12,10 +12,22 @@
 namespace senningen::common {
 
 // Bumped when a message changes incompatibly; receivers refuse versions they do not know.
-inline constexpr std::uint64_t kWireVersion = 1;
+// 2: batches carry the sender's certificate and a signature; heartbeats.
+inline constexpr std::uint64_t kWireVersion = 2;
 
 inline constexpr const char* kTopicAlerts = "senningen/v1/alerts";
+inline constexpr const char* kTopicHeartbeats = "senningen/v1/heartbeats";
 inline constexpr const char* kTopicAcksPrefix = "senningen/v1/acks/";  // + agent id
+
+// What proves who sent a message: the sender's certificate (PEM) and its signature, made with
+// the certificate's key, over the message's canonical digest (common/identity.h). Both are
+// empty when the deployment runs in insecure mode.
+struct Credentials {
+    std::string certificate;
+    std::string signature;
+
+    bool operator==(const Credentials&) const = default;
+};
 
 // A batch of alerts from one agent. batch_id grows per agent run; the collector acknowledges
 // it after the alerts are committed to its store.
@@ -23,8 +35,30 @@ struct AlertBatch {
     std::string agent_id;
     std::uint64_t batch_id = 0;
     std::vector<Alert> alerts;
+    Credentials credentials;
 
     bool operator==(const AlertBatch&) const = default;
+};
+
+// The agent's periodic sign of life, with its counters (docs/wire-protocol.md).
+struct Heartbeat {
+    std::string agent_id;
+    std::uint64_t sequence = 0;  // grows per agent run
+    std::string version;         // the agent's software version
+    std::uint64_t uptime_s = 0;
+    std::string pack_version;      // rule pack in use, empty when none
+    std::uint64_t interval_s = 30;  // when the next heartbeat is due
+    std::uint64_t packets = 0;
+    std::uint64_t kernel_drops = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t files_scanned = 0;
+    std::uint64_t alerts = 0;
+    std::uint64_t queue_depth = 0;
+    std::uint64_t queue_oldest_age_s = 0;
+    bool stopping = false;  // the last one of a clean shutdown: not "offline" but "stopped"
+    Credentials credentials;
+
+    bool operator==(const Heartbeat&) const = default;
 };
 
 struct BatchAck {

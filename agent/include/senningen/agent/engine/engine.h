@@ -10,6 +10,10 @@
 #include <memory>
 #include <string>
 
+#include <map>
+#include <unordered_map>
+
+#include "senningen/agent/analyzers/analyzer.h"
 #include "senningen/agent/capture/pcap_file.h"
 #include "senningen/agent/decode/packet.h"
 #include "senningen/agent/flow/flow_table.h"
@@ -36,17 +40,20 @@ struct EngineCounters {
     std::uint64_t malformed = 0;
     std::uint64_t fragments = 0;  // counted, not yet reassembled
     std::uint64_t other_transport = 0;
-    std::uint64_t dns_messages = 0;
-    std::uint64_t dns_malformed = 0;
+    std::uint64_t analyzer_records = 0;
+    std::uint64_t weirds = 0;
+    std::uint64_t protocol_events = 0;
     std::uint64_t yara_scans = 0;
     std::uint64_t yara_errors = 0;
     std::uint64_t intel_hits = 0;
     std::uint64_t alerts = 0;
 };
 
-class Engine {
+class Engine final : private AnalyzerHost {
 public:
     using AlertSink = std::function<void(common::Alert&&)>;
+    // One metadata record as an EVE-style JSON line (no newline).
+    using RecordSink = std::function<void(const std::string&)>;
 
     // RULES and INTEL may be null (nothing of that kind to match). INTEL must outlive the
     // engine.
@@ -56,6 +63,9 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
+    // Metadata records (dns, http, ..., weird) go to SINK; without one they are not built.
+    void set_record_sink(RecordSink sink) { record_sink_ = std::move(sink); }
+
     void process(const RawPacket& packet, int linktype);
 
     // End of input: every flow ends, its streams are scanned.
@@ -64,8 +74,29 @@ public:
     const EngineCounters& counters() const { return counters_; }
     const FlowTableCounters& flow_counters() const { return flows_.counters(); }
     const ReassemblyCounters& flush_counters() const { return gap_counters_; }
+    // Weird records by name.
+    const std::map<std::string, std::uint64_t, std::less<>>& weirds() const { return weirds_; }
 
 private:
+    // Per-flow analyzer state, beside the flow table (which knows nothing of analyzers).
+    struct FlowState {
+        std::unique_ptr<Analyzer> analyzer;
+        std::string_view name;
+        std::uint64_t delivered[2] = {0, 0};  // stream bytes already handed to the analyzer
+        int detect_attempts = 0;
+    };
+
+    // AnalyzerHost, for the analyzer that is being called (current_).
+    void record(std::string_view log, Poco::JSON::Object::Ptr fields) override;
+    void observe(IntelType type, std::string_view value, std::string_view where) override;
+    void event(const ProtocolEvent& event) override;
+    void weird(std::string_view name, std::string_view detail) override;
+
+    FlowState& state_of(Flow& flow);
+    void detect(Flow& flow, FlowState& state, int direction, const DecodedPacket& packet);
+    void deliver_stream(Flow& flow, FlowState& state, int direction, std::int64_t ts_ns);
+    AnalyzerContext context(const Flow& flow, int direction, std::int64_t ts_ns);
+
     void on_udp(Flow& flow, int direction, const DecodedPacket& packet);
     void on_tcp(Flow& flow, int direction, const DecodedPacket& packet);
     void on_flow_start(const Flow& flow, const DecodedPacket& packet);
@@ -74,7 +105,7 @@ private:
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
                     std::int64_t ts_ns);
     void intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                   const char* where, std::int64_t ts_ns);
+                   std::string_view where, std::int64_t ts_ns);
     common::Alert make_network_alert(const Flow& flow, int direction, std::int64_t ts_ns) const;
     void emit(common::Alert&& alert);
 
@@ -84,13 +115,19 @@ private:
     const IntelStore* intel_;
     AlertSink sink_;
     EngineCounters counters_;
-    ReassemblyCounters gap_counters_;  // gaps found when a stream is flushed for scanning
+    ReassemblyCounters gap_counters_;
+    RecordSink record_sink_;
+    std::map<std::string, std::uint64_t, std::less<>> weirds_;
+    std::unordered_map<std::uint64_t, FlowState> states_;  // by Flow::id
+    const Flow* current_flow_ = nullptr;  // the flow whose analyzer is running
+    int current_direction_ = 0;
+    std::int64_t current_ts_ns_ = 0;  // gaps found when a stream is flushed for scanning
     FlowTable flows_;  // last: its end handler uses the members above while it is destroyed
     std::int64_t last_ts_ns_ = 0;
 };
 
-// Application protocol by content, not port: "http", "dns", "modbus", or "" when unknown.
-// DATA is the first payload the side sent; TO_PORT the destination port (a hint only).
+// A label for flows no analyzer claimed: "http" or "modbus" by content, "" when unknown.
+// It only names app_proto in alerts until those protocols have analyzers of their own.
 std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
                              std::uint16_t src_port, std::uint16_t dst_port);
 

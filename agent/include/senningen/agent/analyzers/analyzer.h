@@ -1,0 +1,96 @@
+// The protocol analyzer interface. An analyzer parses one application protocol of one flow:
+// it gets the in-order bytes of each TCP direction as they are reassembled (or each UDP
+// datagram), and reports what it understood to its host (the engine): metadata records for
+// the log, values seen at Zeek intel locations, protocol events for the policy rules, files
+// carried by the protocol, and "weirds" for malformed data. Malformed data is data: an
+// analyzer counts it and goes on or gives up on the flow, it never throws or crashes.
+//
+// Analyzers are chosen by content, not port (a DNP3 capture may sit on the EtherNet/IP port):
+// each AnalyzerSpec's detect() looks at the first payload of a flow. The registry is an
+// explicit list in analyzers/registry.cc, tried in order.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <Poco/JSON/Object.h>
+
+#include "senningen/agent/flow/flow_table.h"
+#include "senningen/agent/intel/intel_store.h"
+
+namespace senningen::agent {
+
+// A protocol action that policy rules judge, e.g. {"modbus", "write", {{"function", "16"}}}.
+struct ProtocolEvent {
+    std::string protocol;  // "modbus", "s7comm", "dnp3", "iec104", "enip", ...
+    std::string action;    // "write", "plc_stop", "program_download", "restart", ...
+    std::map<std::string, std::string> facts;  // protocol facts that go into the alert
+};
+
+class AnalyzerHost {
+public:
+    virtual ~AnalyzerHost() = default;
+
+    // One metadata record of log LOG ("dns", "http", "modbus", ...). The host adds the time
+    // stamp, flow id and 5-tuple; FIELDS holds the protocol's own fields.
+    virtual void record(std::string_view log, Poco::JSON::Object::Ptr fields) = 0;
+
+    // VALUE was seen at Zeek intel location WHERE ("DNS::IN_REQUEST", "HTTP::IN_HOST_HEADER",
+    // ...): the host matches it against the intel of TYPE.
+    virtual void observe(IntelType type, std::string_view value, std::string_view where) = 0;
+
+    // A protocol action for the policy rules.
+    virtual void event(const ProtocolEvent& event) = 0;
+
+    // Malformed protocol data: NAME is a stable identifier ("dns_label_too_long"), DETAIL free
+    // text. Counted per name and written as a "weird" record.
+    virtual void weird(std::string_view name, std::string_view detail) = 0;
+};
+
+// What an analyzer sees of the moment it is called.
+struct AnalyzerContext {
+    const Flow& flow;
+    int direction;  // 0: originator to responder, 1: responder to originator
+    std::int64_t ts_ns;
+    AnalyzerHost& host;
+};
+
+class Analyzer {
+public:
+    virtual ~Analyzer() = default;
+
+    // The next in-order bytes of one TCP direction, or one whole UDP datagram.
+    virtual void data(const AnalyzerContext& ctx, std::span<const std::uint8_t> bytes) = 0;
+
+    // A hole of BYTES in the direction's stream: the analyzer resynchronises or gives up.
+    virtual void gap(const AnalyzerContext& ctx, std::uint64_t bytes) {
+        (void)ctx;
+        (void)bytes;
+    }
+
+    // The flow ended (closed, expired, evicted or end of input).
+    virtual void end(const AnalyzerContext& ctx) { (void)ctx; }
+};
+
+struct AnalyzerSpec {
+    std::string_view name;  // the app_proto value, e.g. "dns"
+    std::uint8_t ip_proto;  // kIpProtoTcp or kIpProtoUdp
+    // FIRST is the first payload of the flow, sent by the side DIRECTION (0 originator).
+    bool (*detect)(std::span<const std::uint8_t> first, int direction, std::uint16_t src_port,
+                   std::uint16_t dst_port);
+    std::unique_ptr<Analyzer> (*create)();
+};
+
+// Every analyzer, in the order detection tries them.
+std::span<const AnalyzerSpec> analyzer_registry();
+
+// The spec whose detect() accepts FIRST, or nullptr.
+const AnalyzerSpec* detect_analyzer(std::uint8_t ip_proto, std::span<const std::uint8_t> first,
+                                    int direction, std::uint16_t src_port,
+                                    std::uint16_t dst_port);
+
+}  // namespace senningen::agent
