@@ -243,9 +243,17 @@ broker::data to_broker(const AlertBatch& batch) {
     broker::vector alerts;
     alerts.reserve(batch.alerts.size());
     for (const auto& a : batch.alerts) alerts.push_back(to_broker(a));
-    return broker::vector{std::string("alert_batch"), broker::count{kWireVersion}, batch.agent_id,
-                          broker::count{batch.batch_id}, std::move(alerts),
-                          batch.credentials.certificate, batch.credentials.signature};
+    // Built element by element: a braced list would copy every alert once more.
+    broker::vector v;
+    v.reserve(7);
+    v.emplace_back(std::string("alert_batch"));
+    v.emplace_back(broker::count{kWireVersion});
+    v.emplace_back(batch.agent_id);
+    v.emplace_back(broker::count{batch.batch_id});
+    v.emplace_back(std::move(alerts));
+    v.emplace_back(batch.credentials.certificate);
+    v.emplace_back(batch.credentials.signature);
+    return v;
 }
 
 namespace {

@@ -21,6 +21,7 @@ broker::configuration make_config(const TransportOptions& options) {
     opts.ignore_broker_conf = true;  // never pick up a stray broker.conf from the cwd
     opts.forward = false;            // a collector must not relay one agent's data to another
     broker::configuration cfg{opts};
+    if (options.threads > 0) cfg.set("scheduler.max-threads", options.threads);
     if (options.tls.enabled()) {
         cfg.openssl_certificate = options.tls.certificate;
         cfg.openssl_key = options.tls.key;

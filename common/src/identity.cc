@@ -73,7 +73,7 @@ std::string fingerprint(X509* cert) {
     return hex(md, n);
 }
 
-std::string common_name(X509* cert) {
+std::string subject_cn(X509* cert) {
     char cn[256] = {};
     const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
                                             sizeof cn);
@@ -208,7 +208,7 @@ Result<std::string> certificate_fingerprint(const std::string& pem) {
 Result<std::string> certificate_common_name(const std::string& pem) {
     X509Ptr cert = parse_certificate(pem);
     if (!cert) return make_error(ErrorCode::kParse, "not a PEM certificate: " + openssl_reason());
-    std::string cn = common_name(cert.get());
+    std::string cn = subject_cn(cert.get());
     if (cn.empty()) return make_error(ErrorCode::kParse, "certificate has no common name");
     return cn;
 }
@@ -251,7 +251,7 @@ Result<std::unique_ptr<Signer>> Signer::load(const std::string& certificate_file
                                                            "' does not belong to certificate '" +
                                                            certificate_file + "'");
     }
-    std::string cn = common_name(cert.get());
+    std::string cn = subject_cn(cert.get());
     if (cn.empty()) {
         return make_error(ErrorCode::kParse,
                           "certificate '" + certificate_file + "' has no common name");
@@ -413,12 +413,12 @@ Result<std::string> PeerVerifier::verify(const Credentials& credentials, const D
             const int err = X509_STORE_CTX_get_error(ctx.get());
             ERR_clear_error();
             return make_error(ErrorCode::kDenied,
-                              std::string("certificate of '") + common_name(cert.get()) + "' (" +
+                              std::string("certificate of '") + subject_cn(cert.get()) + "' (" +
                                   fp.substr(0, 16) + ") refused: " +
                                   X509_verify_cert_error_string(err));
         }
         VerifiedCert v;
-        v.agent_id = common_name(cert.get());
+        v.agent_id = subject_cn(cert.get());
         if (v.agent_id.empty()) {
             return make_error(ErrorCode::kDenied, "certificate has no common name");
         }

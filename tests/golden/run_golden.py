@@ -10,6 +10,11 @@ when the corpus is absent (exit code 77, which CTest reports as skipped).
 
 Every alert is validated against docs/schema/alert.schema.json. Alert ids are random, so they
 are masked; everything else, time stamps included (they come from the capture), must match.
+
+A case may also pin the agent's other outputs. With "records": true in case.json (or an
+expected-records.json beside it) the metadata records (--metadata-log) must equal
+expected-records.json, in order; with "intel_log": true (or an expected-intel.log) the lines of
+--intel-log must equal expected-intel.log, apart from the #open/#close stamps (wall-clock time).
   run_golden.py --agent BUILD/agent/senningen-agent CASE_DIR [--update]
 """
 import argparse
@@ -17,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 
@@ -68,6 +74,15 @@ def main():
     for i in case.get("intel", []):
         cmd += ["--intel", resolve(case_dir, i)]
     cmd += case.get("args", [])
+    records_path = os.path.join(case_dir, "expected-records.json")
+    intel_path = os.path.join(case_dir, "expected-intel.log")
+    want_records = case.get("records", False) or os.path.exists(records_path)
+    want_intel = case.get("intel_log", False) or os.path.exists(intel_path)
+    tmp = tempfile.TemporaryDirectory(prefix="senningen-golden-")
+    if want_records:
+        cmd += ["--metadata-log", os.path.join(tmp.name, "records.jsonl")]
+    if want_intel:
+        cmd += ["--intel-log", os.path.join(tmp.name, "intel.log")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     expected_exit = case.get("exit_code", 0)
     if proc.returncode != expected_exit:
@@ -90,13 +105,63 @@ def main():
         alerts.append(normalise(alert))
     alerts.sort(key=sort_key)
 
+    records = []
+    if want_records:
+        with open(os.path.join(tmp.name, "records.jsonl")) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    intel_lines = []
+    if want_intel:
+        with open(os.path.join(tmp.name, "intel.log")) as f:
+            intel_lines = [line.rstrip("\n") for line in f
+                           if not line.startswith(("#open", "#close"))]
+
     expected_path = os.path.join(case_dir, "expected.json")
     if args.update:
         with open(expected_path, "w") as f:
             json.dump(alerts, f, indent=2, sort_keys=True)
             f.write("\n")
         print(f"updated {expected_path} with {len(alerts)} alerts")
+        if want_records:
+            with open(records_path, "w") as f:
+                json.dump(records, f, indent=1, sort_keys=True)
+                f.write("\n")
+            print(f"updated {records_path} with {len(records)} records")
+        if want_intel:
+            with open(intel_path, "w") as f:
+                f.write("\n".join(intel_lines) + "\n")
+            print(f"updated {intel_path} with {len(intel_lines)} lines")
         return 0
+    failed = False
+    if want_records:
+        with open(records_path) as f:
+            expected_records = json.load(f)
+        if records != expected_records:
+            failed = True
+            print(f"FAIL: {len(records)} records, expected {len(expected_records)}; first differences:")
+            shown = 0
+            for i in range(max(len(records), len(expected_records))):
+                got = records[i] if i < len(records) else None
+                want = expected_records[i] if i < len(expected_records) else None
+                if got != want and shown < 5:
+                    shown += 1
+                    print(f"  record {i}:\n    expected: {json.dumps(want, sort_keys=True)}\n"
+                          f"    got:      {json.dumps(got, sort_keys=True)}")
+        else:
+            print(f"ok: {len(records)} records match {records_path}")
+    if want_intel:
+        with open(intel_path) as f:
+            expected_intel = [line.rstrip("\n") for line in f]
+        if intel_lines != expected_intel:
+            failed = True
+            print("FAIL: intel.log differs:")
+            for line in sorted(set(expected_intel) - set(intel_lines)):
+                print("  missing:    " + line)
+            for line in sorted(set(intel_lines) - set(expected_intel)):
+                print("  unexpected: " + line)
+            if set(intel_lines) == set(expected_intel):
+                print("  (same lines, different order or count)")
+        else:
+            print(f"ok: {len(intel_lines)} intel.log lines match {intel_path}")
     with open(expected_path) as f:
         expected = json.load(f)
     expected.sort(key=sort_key)
@@ -111,7 +176,7 @@ def main():
         print("(rerun with --update to accept the new output)")
         return 1
     print(f"ok: {len(alerts)} alerts match {expected_path}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

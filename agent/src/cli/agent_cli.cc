@@ -1,10 +1,18 @@
+#include <poll.h>
 #include <unistd.h>
 
+#include <csignal>
+
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -12,8 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "cli/enroll_command.h"
 #include "senningen/agent/capture/pcap_file.h"
+#include "senningen/agent/capture/pcap_live.h"
+#include "senningen/agent/capture/privileges.h"
 #include "senningen/agent/cli.h"
+#include "senningen/agent/files/commands.h"
 #include "senningen/agent/engine/engine.h"
 #include "senningen/agent/forward/forwarder.h"
 #include "senningen/agent/intel/intel_store.h"
@@ -27,21 +39,45 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: senningen-agent --read CAPTURE [options]\n"
+    "       senningen-agent scan PATH... [options]   (see 'scan --help')\n"
+    "       senningen-agent watch --config FILE      (see 'watch --help')\n"
+    "       senningen-agent enroll BUNDLE [--dir DIR] (see 'enroll --help')\n"
     "\n"
     "Inspects a pcap or pcapng capture with YARA rules and Zeek-format intel, writes alerts\n"
     "as EVE-style JSON lines and, with --collector, sends them to a Senningen collector.\n"
     "\n"
     "  --read FILE              capture to read (pcap or pcapng, told by its magic bytes)\n"
+    "  --interface IF           capture live on IF instead (non-blocking, poll)\n"
+    "  --bpf FILTER             BPF filter for --interface\n"
+    "  --snaplen BYTES          bytes kept of each frame (default 262144)\n"
+    "  --promisc                promiscuous mode\n"
+    "  --buffer-size BYTES      kernel capture buffer (default 33554432)\n"
+    "  --user NAME              drop root to NAME once the capture is open\n"
+    "                           (SIGHUP reloads rules, intel and policy; SIGTERM flushes, exits)\n"
     "  --rules PATH             YARA rule file or directory (repeatable)\n"
     "  --intel FILE             Zeek intel file (repeatable)\n"
+    "  --policy FILE            ICS policy rules (repeatable; a --rules directory's\n"
+    "                           policy.conf is read too)\n"
     "  --output PATH|-          alert JSON lines to PATH, or - for stdout\n"
     "                           (default: stdout when no collector is named, else none)\n"
     "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
+    "  --intel-log PATH         intel hits in Zeek's intel.log format\n"
+    "  --extract-dir DIR        write files carried by traffic (HTTP, SMB) into DIR\n"
+    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n"
     "  --collector HOST:PORT    send alerts to this collector over Broker\n"
     "  --collector-timeout SEC  give up waiting for the collector's acknowledgements (default 30)\n"
     "  --agent-id ID            this agent's id (default: the host name)\n"
+    "  --identity DIR           the identity 'senningen-agent enroll' installed: certificate,\n"
+    "                           key, CA, agent id and collector address\n"
     "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
-    "                           certificates for the Broker connection\n"
+    "                           certificates for the Broker connection, file by file\n"
+    "  --insecure               no certificates: unauthenticated link (tests and labs only)\n"
+    "  --queue PATH             the durable queue (default DIR/queue.db with --identity)\n"
+    "  --queue-max N            queue capacity in records (default 1000000)\n"
+    "  --queue-full POLICY      block (default: the producer waits) or drop-oldest\n"
+    "  --queue-sync MODE        full (default: fsync every commit) or normal\n"
+    "  --commit-interval MS     how often queued alerts are committed to disk (default 100)\n"
+    "  --heartbeat SEC          heartbeat interval (default 30)\n"
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
@@ -52,17 +88,33 @@ constexpr const char* kUsage =
 
 struct Options {
     std::string capture;
+    LiveCaptureOptions live;  // live.interface set: --interface instead of --read
+    std::string run_as;       // --user
     std::vector<std::string> rules;
     std::vector<std::string> intel;
+    std::vector<std::string> policies;
     std::optional<std::string> output;
     std::optional<std::string> metadata_log;
+    std::optional<std::string> intel_log;
+    std::string extract_dir;
+    std::uint64_t extract_max_bytes = 100ULL << 20;
     std::optional<std::string> collector;
     int collector_timeout_s = 30;
     std::string agent_id;
     common::TlsOptions tls;
+    std::string identity;
+    bool insecure = false;
+    std::string queue;
+    long long queue_max = 1'000'000;
+    QueueFullPolicy queue_full = QueueFullPolicy::kBlock;
+    QueueSync queue_sync = QueueSync::kFull;
+    long long commit_interval_ms = 100;
+    long long heartbeat_s = 30;
     std::size_t stream_depth = 1 << 20;
     bool quiet = false;
 };
+
+void resolve_identity(Options& o, std::vector<std::string>& problems);
 
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
     char* end = nullptr;
@@ -94,14 +146,25 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             std::puts("senningen-agent 0.1.0");
             return kExitOk;
         }
+        if (arg == "--promisc") {
+            o.live.promiscuous = true;
+            continue;
+        }
         if (arg == "--quiet" || arg == "-q") {
             o.quiet = true;
             continue;
         }
+        if (arg == "--insecure") {
+            o.insecure = true;
+            continue;
+        }
         static const std::vector<std::string> kValueFlags = {
-            "--read", "-r", "--rules", "--intel", "--output", "-o", "--collector",
+            "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user", "--rules", "--intel", "--policy", "--output", "-o", "--collector",
             "--collector-timeout", "--agent-id", "--tls-cert", "--tls-key", "--tls-ca",
-            "--stream-depth", "--metadata-log"};
+            "--identity", "--queue", "--queue-max", "--queue-full", "--queue-sync",
+            "--commit-interval", "--heartbeat",
+            "--stream-depth", "--metadata-log", "--intel-log", "--extract-dir",
+            "--extract-max-bytes"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -115,12 +178,24 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.rules.push_back(*v);
         } else if (arg == "--intel") {
             o.intel.push_back(*v);
+        } else if (arg == "--policy") {
+            o.policies.push_back(*v);
         } else if (arg == "--output" || arg == "-o") {
             o.output = *v;
         } else if (arg == "--collector") {
             o.collector = *v;
         } else if (arg == "--metadata-log") {
             o.metadata_log = *v;
+        } else if (arg == "--intel-log") {
+            o.intel_log = *v;
+        } else if (arg == "--extract-dir") {
+            o.extract_dir = *v;
+        } else if (arg == "--extract-max-bytes") {
+            if (parse_number(*v, 1, 1LL << 40, n)) {
+                o.extract_max_bytes = static_cast<std::uint64_t>(n);
+            } else {
+                problems.push_back("--extract-max-bytes '" + *v + "' is not 1..2^40 bytes");
+            }
         } else if (arg == "--collector-timeout") {
             if (parse_number(*v, 1, 86400, n)) {
                 o.collector_timeout_s = static_cast<int>(n);
@@ -135,6 +210,56 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.tls.key = *v;
         } else if (arg == "--tls-ca") {
             o.tls.ca_file = *v;
+        } else if (arg == "--identity") {
+            o.identity = *v;
+        } else if (arg == "--queue") {
+            o.queue = *v;
+        } else if (arg == "--queue-max") {
+            if (!parse_number(*v, 1, 1LL << 32, o.queue_max)) {
+                problems.push_back("--queue-max '" + *v + "' is not 1..4294967296 records");
+            }
+        } else if (arg == "--queue-full") {
+            if (*v == "block") {
+                o.queue_full = QueueFullPolicy::kBlock;
+            } else if (*v == "drop-oldest") {
+                o.queue_full = QueueFullPolicy::kDropOldest;
+            } else {
+                problems.push_back("--queue-full '" + *v + "' is not block or drop-oldest");
+            }
+        } else if (arg == "--queue-sync") {
+            if (*v == "full") {
+                o.queue_sync = QueueSync::kFull;
+            } else if (*v == "normal") {
+                o.queue_sync = QueueSync::kNormal;
+            } else {
+                problems.push_back("--queue-sync '" + *v + "' is not full or normal");
+            }
+        } else if (arg == "--commit-interval") {
+            if (!parse_number(*v, 1, 60000, o.commit_interval_ms)) {
+                problems.push_back("--commit-interval '" + *v + "' is not 1..60000 ms");
+            }
+        } else if (arg == "--heartbeat") {
+            if (!parse_number(*v, 1, 86400, o.heartbeat_s)) {
+                problems.push_back("--heartbeat '" + *v + "' is not 1..86400 seconds");
+            }
+        } else if (arg == "--interface" || arg == "-i") {
+            o.live.interface = *v;
+        } else if (arg == "--bpf") {
+            o.live.bpf = *v;
+        } else if (arg == "--user") {
+            o.run_as = *v;
+        } else if (arg == "--snaplen") {
+            if (parse_number(*v, 64, 262144, n)) {
+                o.live.snaplen = static_cast<int>(n);
+            } else {
+                problems.push_back("--snaplen '" + *v + "' is not 64..262144 bytes");
+            }
+        } else if (arg == "--buffer-size") {
+            if (parse_number(*v, 65536, 0x7fffffff, n)) {
+                o.live.buffer_bytes = static_cast<int>(n);
+            } else {
+                problems.push_back("--buffer-size '" + *v + "' is not 65536..2147483647 bytes");
+            }
         } else if (arg == "--stream-depth") {
             if (parse_number(*v, 0, 1LL << 30, n)) {
                 o.stream_depth = static_cast<std::size_t>(n);
@@ -143,7 +268,12 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             }
         }
     }
-    if (o.capture.empty()) problems.push_back("--read CAPTURE is required");
+    if (o.capture.empty() == o.live.interface.empty()) {
+        problems.push_back("one of --read CAPTURE or --interface IF is required");
+    }
+    if (o.capture.empty() && !o.live.interface.empty()) o.capture = "interface:" + o.live.interface;
+    if (!o.live.bpf.empty() && o.live.interface.empty()) problems.push_back("--bpf needs --interface");
+    resolve_identity(o, problems);
     if (o.collector) {
         long long port = 0;
         const auto colon = o.collector->rfind(':');
@@ -164,6 +294,94 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
     return o;
 }
 
+// The identity brings the collector's address, the certificates and the agent id; without one
+// a collector needs certificates or an explicit --insecure, and always a durable queue.
+void resolve_identity(Options& o, std::vector<std::string>& problems) {
+    if (!o.identity.empty()) {
+        auto id = load_identity(o.identity);
+        if (!id) {
+            problems.push_back("--identity: " + id.error().message);
+            return;
+        }
+        if (!o.collector) o.collector = id->collector;
+        if (o.tls.enabled()) problems.push_back("--identity and --tls-cert exclude each other");
+        o.tls = {id->certificate(), id->key(), id->ca()};
+        if (!o.agent_id.empty() && o.agent_id != id->agent) {
+            problems.push_back("--agent-id '" + o.agent_id + "' is not the enrolled agent '" +
+                               id->agent + "' (the id comes from the certificate)");
+        }
+        o.agent_id = id->agent;
+        if (o.queue.empty()) o.queue = id->queue();
+    }
+    if (!o.collector) return;
+    if (!o.tls.enabled() && !o.insecure) {
+        problems.push_back("--collector needs an identity (--identity DIR after 'senningen-agent "
+                           "enroll BUNDLE'), or --tls-cert/--tls-key/--tls-ca, or --insecure");
+    }
+    if (o.insecure && o.tls.enabled()) {
+        problems.push_back("--insecure and certificates exclude each other");
+    }
+    if (o.queue.empty()) {
+        problems.push_back("--collector needs --queue PATH (the durable queue; --identity puts "
+                           "it in the identity directory)");
+    }
+}
+
+// Names a capture file for the durable queue's progress mark: the same file (path, size,
+// modification time) resumes where an interrupted run stopped queueing.
+std::string capture_source_key(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "capture:" + path;
+    return "capture:" + path + ":" + std::to_string(st.st_size) + ":" +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+// What the heartbeat reports while the main thread reads the capture.
+struct LiveCounters {
+    std::atomic<std::uint64_t> packets{0};
+    std::atomic<std::uint64_t> bytes{0};
+    std::atomic<std::uint64_t> alerts{0};
+};
+
+// Zeek's #open/#close stamp: local wall-clock time, "2026-01-15-09-00-00".
+std::string zeek_log_time() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d-%H-%M-%S", &tm);
+    return buf;
+}
+
+// SIGTERM/SIGINT end the capture (the engine flushes every flow, outputs are flushed, the
+// collector drained); SIGHUP asks for a reload. Handlers only set flags.
+struct LiveSignals {
+    static inline volatile std::sig_atomic_t stop = 0;
+    static inline volatile std::sig_atomic_t hup = 0;
+    static void on_signal(int sig) {
+        if (sig == SIGHUP) {
+            hup = 1;
+        } else {
+            stop = 1;
+        }
+    }
+    static void install() {
+        struct sigaction sa {};
+        sa.sa_handler = &on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;  // no SA_RESTART: poll() returns at once
+        sigaction(SIGTERM, &sa, nullptr);
+        sigaction(SIGINT, &sa, nullptr);
+        sigaction(SIGHUP, &sa, nullptr);
+    }
+    static bool stop_requested() { return stop != 0; }
+    static bool take_reload() {
+        if (!hup) return false;
+        hup = 0;
+        return true;
+    }
+};
+
 std::string rate_text(double value, const char* unit) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.1f %s", value, unit);
@@ -173,6 +391,12 @@ std::string rate_text(double value, const char* unit) {
 }  // namespace
 
 int run_agent(int argc, char** argv) {
+    // File inspection subcommands (agent/src/cli/scan_command.cc, watch_command.cc).
+    if (argc >= 2 && std::strcmp(argv[1], "scan") == 0) return files::run_scan_command(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "enroll") == 0) return run_enroll_command(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "watch") == 0) {
+        return files::run_watch_command(argc, argv);
+    }
     auto parsed = parse_args(argc, argv);
     if (auto* code = std::get_if<int>(&parsed)) return *code;
     if (auto* problems = std::get_if<std::vector<std::string>>(&parsed)) {
@@ -213,7 +437,35 @@ int run_agent(int argc, char** argv) {
                                       std::to_string(stats.skipped) + " lines skipped");
     }
 
-    auto capture = PcapFile::open(opt.capture);
+    std::shared_ptr<const Policy> policy;
+    {
+        auto loaded = load_policy_files(policy_files(opt.policies, opt.rules));
+        if (!loaded) {
+            std::fprintf(stderr, "senningen-agent: policy: %s\n",
+                         loaded.error().message.c_str());
+            return loaded.error().code == common::ErrorCode::kNotFound ? kExitNoInput
+                                                                       : kExitConfig;
+        }
+        policy = std::move(loaded).value();
+        if (policy) {
+            common::log_info("agent", "loaded " + std::to_string(policy->rules().size()) +
+                                          " ICS policy rules, " + policy->version());
+        }
+    }
+
+    // Live capture: the handle is opened while still root; root is dropped before the first
+    // packet, once every output is open too.
+    std::unique_ptr<PcapLive> live_capture;
+    if (!opt.live.interface.empty()) {
+        auto opened = PcapLive::open(opt.live);
+        if (!opened) {
+            std::fprintf(stderr, "senningen-agent: %s\n", opened.error().message.c_str());
+            return opened.error().code == common::ErrorCode::kParse ? kExitUsage : kExitNoInput;
+        }
+        live_capture = std::move(opened).value();
+    }
+    auto capture = live_capture ? common::Result<std::unique_ptr<PcapFile>>(nullptr)
+                                : PcapFile::open(opt.capture);
     if (!capture) {
         std::fprintf(stderr, "senningen-agent: %s\n", capture.error().message.c_str());
         switch (capture.error().code) {
@@ -248,18 +500,93 @@ int run_agent(int argc, char** argv) {
         }
     }
 
+    std::FILE* intel_log = nullptr;
+    if (opt.intel_log) {
+        intel_log = *opt.intel_log == "-" ? stdout : std::fopen(opt.intel_log->c_str(), "w");
+        if (!intel_log) {
+            std::fprintf(stderr, "senningen-agent: cannot write the intel log to %s: %s\n",
+                         opt.intel_log->c_str(), std::strerror(errno));
+            if (close_out) std::fclose(out);
+            return kExitIoError;
+        }
+        std::fputs(intel_log_header(zeek_log_time()).c_str(), intel_log);
+    }
+    if (!opt.extract_dir.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(opt.extract_dir, ec);
+        if (ec || !std::filesystem::is_directory(opt.extract_dir, ec)) {
+            std::fprintf(stderr, "senningen-agent: cannot use --extract-dir %s\n",
+                         opt.extract_dir.c_str());
+            if (close_out) std::fclose(out);
+            return kExitIoError;
+        }
+    }
+
+    LiveCounters live;
+    std::uint64_t skip_alerts = 0;
+    std::uint64_t alert_ordinal = 0;
     std::unique_ptr<Forwarder> forwarder;
     if (opt.collector) {
         const auto colon = opt.collector->rfind(':');
         ForwarderOptions fo;
         fo.host = opt.collector->substr(0, colon);
         fo.port = static_cast<std::uint16_t>(std::stoi(opt.collector->substr(colon + 1)));
+        fo.queue_path = opt.queue;
+        fo.max_pending_alerts = static_cast<std::size_t>(opt.queue_max);
+        fo.queue_policy = opt.queue_full;
+        fo.queue_sync = opt.queue_sync;
+        fo.commit_interval = std::chrono::milliseconds(opt.commit_interval_ms);
+        fo.heartbeat_interval = std::chrono::seconds(opt.heartbeat_s);
         common::TransportOptions to;
         to.role = common::TransportRole::kAgent;
         to.agent_id = opt.agent_id;
         to.tls = opt.tls;
-        forwarder = std::make_unique<Forwarder>(common::make_broker_transport(to), fo,
-                                                opt.agent_id);
+        to.insecure = opt.insecure;
+        to.threads = 2;
+        std::shared_ptr<const common::Signer> signer;
+        if (opt.tls.enabled()) {
+            auto loaded = common::Signer::load(opt.tls.certificate, opt.tls.key);
+            if (!loaded) {
+                std::fprintf(stderr, "senningen-agent: %s\n", loaded.error().message.c_str());
+                return kExitConfig;
+            }
+            if ((*loaded)->common_name() != opt.agent_id) {
+                std::fprintf(stderr,
+                             "senningen-agent: certificate %s names agent '%s', not '%s' (the id "
+                             "comes from the certificate)\n",
+                             opt.tls.certificate.c_str(), (*loaded)->common_name().c_str(),
+                             opt.agent_id.c_str());
+                return kExitConfig;
+            }
+            signer = std::move(loaded).value();
+        }
+        auto transport = common::make_broker_transport(to);
+        if (!transport) {
+            std::fprintf(stderr, "senningen-agent: %s\n", transport.error().message.c_str());
+            return kExitConfig;
+        }
+        forwarder = std::make_unique<Forwarder>(std::move(transport).value(), fo, opt.agent_id,
+                                                signer);
+        // A capture is a source: a run killed halfway resumes after the alerts it had queued.
+        forwarder->set_source(capture_source_key(opt.capture));
+        forwarder->set_stats_source([&live, pack = rules ? rules->version() : std::string()] {
+            AgentStats st;
+            st.packets = live.packets.load();
+            st.bytes = live.bytes.load();
+            st.alerts = live.alerts.load();
+            st.pack_version = pack;
+            return st;
+        });
+        if (auto opened = forwarder->open_queue(); !opened) {
+            std::fprintf(stderr, "senningen-agent: %s\n", opened.error().message.c_str());
+            return kExitIoError;
+        }
+        skip_alerts = forwarder->source_progress();
+        if (skip_alerts > 0) {
+            common::log_info("agent", "resuming " + opt.capture + ": its first " +
+                                          std::to_string(skip_alerts) +
+                                          " alerts were queued by an earlier run");
+        }
         forwarder->start();
     }
 
@@ -267,13 +594,30 @@ int run_agent(int argc, char** argv) {
     EngineOptions eo;
     eo.agent_id = opt.agent_id;
     eo.stream_depth = opt.stream_depth;
+    eo.extract_dir = opt.extract_dir;
+    eo.extract_max_bytes = opt.extract_max_bytes;
     Engine engine(eo, rules, opt.intel.empty() ? nullptr : &intel, [&](common::Alert&& alert) {
         if (out && !write_failed) {
             const std::string line = common::alert_to_json(alert) + "\n";
             if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) write_failed = true;
         }
-        if (forwarder) forwarder->submit(std::move(alert));
+        live.alerts.fetch_add(1, std::memory_order_relaxed);
+        // Alerts an interrupted run had already queued are not queued twice.
+        if (forwarder && alert_ordinal++ >= skip_alerts) forwarder->submit(std::move(alert));
     });
+
+    engine.set_policy(policy);
+
+    bool intel_log_failed = false;
+    if (intel_log) {
+        engine.set_intel_log_sink([&](const std::string& line) {
+            if (intel_log_failed) return;
+            if (std::fwrite(line.data(), 1, line.size(), intel_log) != line.size() ||
+                std::fputc('\n', intel_log) == EOF) {
+                intel_log_failed = true;
+            }
+        });
+    }
 
     bool records_failed = false;
     if (records) {
@@ -289,9 +633,63 @@ int run_agent(int argc, char** argv) {
     const auto started = std::chrono::steady_clock::now();
     int exit_code = kExitOk;
     RawPacket packet;
-    const int linktype = (*capture)->linktype();
+    const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
+    if (!opt.run_as.empty()) {
+        if (auto dropped = drop_privileges(opt.run_as); !dropped) {
+            std::fprintf(stderr, "senningen-agent: %s\n", dropped.error().message.c_str());
+            return kExitConfig;
+        }
+        common::log_info("agent", "running as " + opt.run_as);
+    }
+    LiveSignals::install();
+    // SIGHUP: rules, intel and policy are read again and swapped in between two packets; on
+    // any problem the old ones stay and the problem is logged.
+    std::unique_ptr<IntelStore> reloaded_intel;
+    auto reload = [&] {
+        std::shared_ptr<YaraRules> new_rules;
+        if (!opt.rules.empty()) {
+            std::vector<RuleSourceFile> files;
+            for (const auto& r : opt.rules) files.push_back({r, ""});
+            auto compiled = YaraRules::compile_files(files);
+            if (!compiled) {
+                common::log_warn("agent", "reload: rules: " + compiled.error().message);
+                return;
+            }
+            new_rules = std::move(compiled).value();
+        }
+        auto new_intel = std::make_unique<IntelStore>();
+        for (const auto& path : opt.intel) {
+            IntelLoadStats stats;
+            if (auto loaded = new_intel->load_file(path, stats); !loaded) {
+                common::log_warn("agent", "reload: intel: " + loaded.error().message);
+                return;
+            }
+        }
+        auto new_policy = load_policy_files(policy_files(opt.policies, opt.rules));
+        if (!new_policy) {
+            common::log_warn("agent", "reload: policy: " + new_policy.error().message);
+            return;
+        }
+        engine.reload(new_rules, opt.intel.empty() ? nullptr : new_intel.get(), *new_policy);
+        reloaded_intel = std::move(new_intel);  // the previous reload's store is freed here
+        common::log_info("agent", "reloaded rules, intel and policy");
+    };
+    auto next_packet = [&](RawPacket& p) -> common::Result<bool> {
+        if (!live_capture) return (*capture)->next(p);
+        while (!LiveSignals::stop_requested()) {
+            if (LiveSignals::take_reload()) reload();
+            auto got = live_capture->next(p);
+            if (!got) return got.error();
+            if (*got == 1) return true;
+            pollfd fd{live_capture->selectable_fd(), POLLIN, 0};
+            ::poll(&fd, 1, 200);  // EINTR on a signal is fine: the loop looks at the flags
+        }
+        return false;
+    };
+    std::uint64_t packets_read = 0;
     for (;;) {
-        auto more = (*capture)->next(packet);
+        if (LiveSignals::stop_requested()) break;
+        auto more = next_packet(packet);
         if (!more) {
             std::fprintf(stderr, "senningen-agent: %s\n", more.error().message.c_str());
             exit_code = kExitDataError;
@@ -299,8 +697,23 @@ int run_agent(int argc, char** argv) {
         }
         if (!*more) break;
         engine.process(packet, linktype);
+        if ((++packets_read & 1023U) == 0) {
+            live.packets.store(engine.counters().packets, std::memory_order_relaxed);
+            live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
+        }
     }
+    live.packets.store(engine.counters().packets, std::memory_order_relaxed);
+    live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
     engine.finish();
+    if (forwarder && exit_code == kExitOk) forwarder->finish_source();
+    if (live_capture) {
+        if (auto st = live_capture->stats()) {
+            common::log_info("agent", "kernel: " + std::to_string(st->received) + " received, " +
+                                          std::to_string(st->dropped) + " dropped, " +
+                                          std::to_string(st->if_dropped) +
+                                          " dropped by the interface");
+        }
+    }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -319,13 +732,14 @@ int run_agent(int argc, char** argv) {
         }
         if (records != stdout) std::fclose(records);
     }
-    if (records) {
-        if (std::fflush(records) != 0 || records_failed) {
-            std::fprintf(stderr, "senningen-agent: writing metadata to %s failed\n",
-                         opt.metadata_log->c_str());
+    if (intel_log) {
+        std::fputs(intel_log_footer(zeek_log_time()).c_str(), intel_log);
+        if (std::fflush(intel_log) != 0 || intel_log_failed) {
+            std::fprintf(stderr, "senningen-agent: writing the intel log to %s failed\n",
+                         opt.intel_log->c_str());
             exit_code = kExitIoError;
         }
-        if (records != stdout) std::fclose(records);
+        if (intel_log != stdout) std::fclose(intel_log);
     }
 
     const EngineCounters& c = engine.counters();

@@ -13,31 +13,6 @@ namespace {
 
 constexpr int kMaxDetectAttempts = 4;  // payload packets looked at before giving up on a flow
 
-bool starts_with(std::span<const std::uint8_t> data, std::string_view prefix) {
-    return data.size() >= prefix.size() &&
-           std::equal(prefix.begin(), prefix.end(), data.begin(),
-                      [](char a, std::uint8_t b) { return static_cast<std::uint8_t>(a) == b; });
-}
-
-bool looks_like_http(std::span<const std::uint8_t> data) {
-    static constexpr std::string_view kMethods[] = {"GET ",     "POST ",   "HEAD ",
-                                                    "PUT ",     "DELETE ", "OPTIONS ",
-                                                    "CONNECT ", "PATCH ",  "HTTP/1."};
-    return std::any_of(std::begin(kMethods), std::end(kMethods),
-                       [&](std::string_view m) { return starts_with(data, m); });
-}
-
-// Modbus/TCP: an MBAP header with protocol id 0, a length that covers the rest of the ADU
-// (unit id + PDU) and a known function code (or its exception form, code | 0x80).
-bool looks_like_modbus(std::span<const std::uint8_t> data) {
-    if (data.size() < 8) return false;
-    const unsigned protocol = (data[2] << 8) | data[3];
-    const unsigned length = (data[4] << 8) | data[5];
-    if (protocol != 0 || length < 2 || length > 254 || length + 6 > data.size()) return false;
-    const unsigned fc = data[7] & 0x7f;
-    return (fc >= 1 && fc <= 24) || fc == 43;
-}
-
 int meta_severity(const std::map<std::string, std::string>& meta, int fallback) {
     const auto it = meta.find("severity");
     if (it == meta.end()) return fallback;
@@ -68,8 +43,6 @@ const char* proto_name(std::uint8_t ip_proto) {
 std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
                              std::uint16_t /*src_port*/, std::uint16_t /*dst_port*/) {
     if (data.empty() || ip_proto != kIpProtoTcp) return "";
-    if (looks_like_http(data)) return "http";
-    if (looks_like_modbus(data)) return "modbus";
     return "";
 }
 
@@ -123,12 +96,10 @@ void Engine::finish() { flows_.flush_all(); }
 void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
     if (!intel_) return;
     // Zeek's names: the originator's address is seen IN_ORIG, the responder's IN_RESP.
-    if (const Indicator* hit = intel_->find_addr(flow.orig.addr.to_string())) {
-        intel_hit(flow, 0, *hit, "Conn::IN_ORIG", packet.ts_ns);
-    }
-    if (const Indicator* hit = intel_->find_addr(flow.resp.addr.to_string())) {
-        intel_hit(flow, 0, *hit, "Conn::IN_RESP", packet.ts_ns);
-    }
+    match_value(flow, 0, IntelType::kAddr, flow.orig.addr.to_string(), "Conn::IN_ORIG",
+                packet.ts_ns, nullptr);
+    match_value(flow, 0, IntelType::kAddr, flow.resp.addr.to_string(), "Conn::IN_RESP",
+                packet.ts_ns, nullptr);
 }
 
 Engine::FlowState& Engine::state_of(Flow& flow) { return states_[flow.id]; }
@@ -207,6 +178,9 @@ void Engine::on_flow_end(Flow& flow) {
         }
         states_.erase(it);
     }
+    end_files_of(flow);
+    yara_fired_[0].erase(flow.id);
+    yara_fired_[1].erase(flow.id);
 }
 
 void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
@@ -232,15 +206,25 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
 
 void Engine::observe(IntelType type, std::string_view value, std::string_view where) {
     if (!intel_ || current_flow_ == nullptr) return;
-    const Indicator* hit = nullptr;
-    switch (type) {
-        case IntelType::kAddr: hit = intel_->find_addr(value); break;
-        case IntelType::kDomain: hit = intel_->find_domain(value); break;
-    }
-    if (hit) intel_hit(*current_flow_, current_direction_, *hit, where, current_ts_ns_);
+    match_value(*current_flow_, current_direction_, type, value, where, current_ts_ns_, nullptr);
 }
 
-void Engine::event(const ProtocolEvent& /*event*/) { ++counters_.protocol_events; }
+void Engine::match_value(const Flow& flow, int direction, IntelType type,
+                         std::string_view value, std::string_view where, std::int64_t ts_ns,
+                         const FileFacts* file) {
+    if (!intel_ || value.empty()) return;
+    const Indicator* hit = intel_->find(type, value);
+    // An address is also looked up in the subnets (longest prefix), as Zeek's Intel::seen
+    // does for a host; a whitelisted address silences its subnets too.
+    const Indicator* subnet =
+        type == IntelType::kAddr ? intel_->find(IntelType::kSubnet, value) : nullptr;
+    if ((hit && is_whitelisted(*hit)) || (subnet && is_whitelisted(*subnet))) {
+        ++counters_.intel_whitelisted;
+        return;
+    }
+    if (hit) intel_hit(flow, direction, *hit, where, ts_ns, file);
+    if (subnet) intel_hit(flow, direction, *subnet, where, ts_ns, file);
+}
 
 void Engine::weird(std::string_view name, std::string_view detail) {
     ++counters_.weirds;
@@ -271,6 +255,7 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
         return;
     }
     for (auto& m : *matches) {
+        if (!first_yara_hit(flow, direction, m.rule)) continue;
         common::Alert alert = make_network_alert(flow, direction, ts_ns);
         alert.source = common::RuleSource::kYara;
         alert.rule = m.rule;
@@ -284,9 +269,11 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
 }
 
 void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                       std::string_view where, std::int64_t ts_ns) {
+                       std::string_view where, std::int64_t ts_ns, const FileFacts* file) {
     ++counters_.intel_hits;
+    write_intel_log(flow, indicator, where, ts_ns, file);
     common::Alert alert = make_network_alert(flow, direction, ts_ns);
+    if (file && file->context) alert.file = *file->context;
     alert.source = common::RuleSource::kIntel;
     const std::string type(to_string(indicator.type));
     alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + std::string(where);

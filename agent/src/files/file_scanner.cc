@@ -29,9 +29,9 @@ std::int64_t ns_of(const timespec& ts) {
 }
 
 FileIdentity identity_of(const struct stat& st) {
-    return FileIdentity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                        static_cast<std::uint64_t>(st.st_size), ns_of(st.st_mtim),
-                        ns_of(st.st_ctim)};
+    return FileIdentity{
+        static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+        static_cast<std::uint64_t>(st.st_size), ns_of(st.st_mtim), ns_of(st.st_ctim)};
 }
 
 std::string owner_name(uid_t uid) {
@@ -111,7 +111,7 @@ void on_sigbus(int sig, siginfo_t* /*info*/, void* /*context*/) {
 void install_sigbus_guard() {
     static std::once_flag once;
     std::call_once(once, [] {
-        struct sigaction action{};
+        struct sigaction action {};
         action.sa_sigaction = on_sigbus;
         action.sa_flags = SA_SIGINFO | SA_NODEFER;
         sigemptyset(&action.sa_mask);
@@ -201,7 +201,9 @@ YaraExternals file_yara_externals() {
 std::string detect_filetype(std::string_view data, std::string_view name) {
     auto starts = [&](std::string_view magic) { return data.substr(0, magic.size()) == magic; };
     if (starts("MZ")) return "EXE";
-    if (starts("\x7f" "ELF")) return "ELF";
+    if (starts("\x7f"
+               "ELF"))
+        return "ELF";
     if (starts("\xfe\xed\xfa\xce") || starts("\xfe\xed\xfa\xcf") || starts("\xce\xfa\xed\xfe") ||
         starts("\xcf\xfa\xed\xfe") || starts("\xca\xfe\xba\xbe")) {
         return "MACH-O";
@@ -233,7 +235,10 @@ FileScanner::FileScanner(std::shared_ptr<const YaraRules> rules, const IntelStor
       options_(std::move(options)),
       cache_(cache),
       gate_(gate) {
-    if (rules_) yara_ = std::make_unique<YaraScanner>(rules_, options_.timeout_seconds);
+    if (rules_) {
+        yara_ = std::make_unique<YaraScanner>(rules_, options_.timeout_seconds);
+        yara_->set_fast_mode(options_.fast_mode);
+    }
     install_sigbus_guard();
 }
 
@@ -264,7 +269,7 @@ FileScanResult FileScanner::scan(const std::string& path) {
             default: return finish(Outcome::kError, std::string("open: ") + std::strerror(err));
         }
     }
-    struct stat before{};
+    struct stat before {};
     if (::fstat(fd.fd, &before) != 0) {
         return finish(Outcome::kError, std::string("fstat: ") + std::strerror(errno));
     }
@@ -379,12 +384,12 @@ FileScanResult FileScanner::scan(const std::string& path) {
                                          result.facts.md5};
     }
 
-    struct stat after{};
+    struct stat after {};
     if (::fstat(fd.fd, &after) != 0 || !same_content_stamp(before, after)) {
         return finish(Outcome::kChanged, "modified while it was read");
     }
     if (result.outcome == Outcome::kTimeout || result.outcome == Outcome::kError) {
-        return std::move(result);
+        return result;
     }
     if (cache_ != nullptr && result.alerts.empty()) cache_->insert(result.facts.identity);
     return finish(Outcome::kScanned, {});
@@ -396,10 +401,11 @@ void FileScanner::match(const std::string& path, std::string_view data, FileScan
     static_cast<void>(yara_->set_external("filename", std::string(name)));
     static_cast<void>(yara_->set_external("filepath", path));
     static_cast<void>(yara_->set_external("extension", lower_extension(name)));
-    static_cast<void>(yara_->set_external("filetype", detect_filetype(data.substr(0, kTypeProbe), name)));
+    static_cast<void>(
+        yara_->set_external("filetype", detect_filetype(data.substr(0, kTypeProbe), name)));
     static_cast<void>(yara_->set_external("owner", result.facts.owner));
-    auto matches = yara_->scan(std::span(reinterpret_cast<const std::uint8_t*>(data.data()),
-                                         data.size()));
+    auto matches =
+        yara_->scan(std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));
     if (!matches) {
         result.outcome = matches.error().code == common::ErrorCode::kTimeout ? Outcome::kTimeout
                                                                              : Outcome::kError;

@@ -50,8 +50,12 @@ int current_io_class() {
     return value < 0 ? -1 : static_cast<int>(value >> kIoprioClassShift);
 }
 
-std::int64_t thread_cpu_ns() { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
-std::int64_t process_cpu_ns() { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
+std::int64_t thread_cpu_ns() {
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+std::int64_t process_cpu_ns() {
+    return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
 
 CpuPacer::CpuPacer(double percent) : percent_(percent) {}
 

@@ -72,8 +72,9 @@ Result<void> ScanCache::load(const std::string& path, std::string* note) {
     std::getline(lines, line);
     if (line.rfind("version ", 0) != 0) return bad("no version line");
     if (line.substr(8) != version_) {
-        if (note) *note = "scan cache " + path + " is for rule pack " + line.substr(8) +
-                          ", now " + version_ + ": every file is scanned again";
+        if (note)
+            *note = "scan cache " + path + " is for rule pack " + line.substr(8) + ", now " +
+                    version_ + ": every file is scanned again";
         return {};
     }
     std::unordered_set<FileIdentity, FileIdentityHash> loaded;

@@ -49,21 +49,21 @@ bool is_excluded(std::string_view path, const std::vector<std::string>& patterns
 common::Result<std::string> canonical_path(const std::string& path) {
     char resolved[PATH_MAX];
     if (::realpath(path.c_str(), resolved) == nullptr) {
-        return common::make_error(errno == ENOENT ? common::ErrorCode::kNotFound
-                                                  : common::ErrorCode::kIo,
-                                  path + ": " + std::strerror(errno));
+        return common::make_error(
+            errno == ENOENT ? common::ErrorCode::kNotFound : common::ErrorCode::kIo,
+            path + ": " + std::strerror(errno));
     }
     return std::string(resolved);
 }
 
-WalkCounters walk_tree(const std::string& root, const WalkOptions& options,
-                       const WalkCallbacks& cb, const std::atomic<bool>* stop) {
+WalkCounters walk_tree(const std::string& root, const WalkOptions& options, const WalkCallbacks& cb,
+                       const std::atomic<bool>* stop) {
     WalkCounters counters;
     auto skip = [&](const std::string& path, Outcome outcome, const std::string& reason) {
         ++counters.skipped;
         if (cb.skip) cb.skip(path, outcome, reason);
     };
-    struct stat st{};
+    struct stat st {};
     if (::lstat(root.c_str(), &st) != 0) {
         skip(root, errno == ENOENT ? Outcome::kVanished : Outcome::kError,
              std::string("lstat: ") + std::strerror(errno));
@@ -82,22 +82,23 @@ WalkCounters walk_tree(const std::string& root, const WalkOptions& options,
     }
 
     std::set<std::pair<dev_t, ino_t>> seen;
-    std::vector<std::pair<std::string, int>> stack;  // directory, depth
-    stack.emplace_back(root, 0);
+    std::vector<std::string> stack;
+    stack.push_back(root);
     while (!stack.empty()) {
         if (stop != nullptr && stop->load()) break;
-        auto [dir, depth] = std::move(stack.back());
+        const std::string dir = std::move(stack.back());
         stack.pop_back();
         const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
             const int err = errno;
-            skip(dir, err == EACCES || err == EPERM ? Outcome::kPermissionDenied
-                      : err == ENOENT               ? Outcome::kVanished
-                                                    : Outcome::kError,
+            skip(dir,
+                 err == EACCES || err == EPERM ? Outcome::kPermissionDenied
+                 : err == ENOENT               ? Outcome::kVanished
+                                               : Outcome::kError,
                  std::string("cannot open directory: ") + std::strerror(err));
             continue;
         }
-        struct stat dst{};
+        struct stat dst {};
         if (::fstat(fd, &dst) != 0 || !seen.emplace(dst.st_dev, dst.st_ino).second) {
             ::close(fd);
             skip(dir, Outcome::kError, "directory loop (already visited; a bind mount?)");
@@ -122,7 +123,7 @@ WalkCounters walk_tree(const std::string& root, const WalkOptions& options,
             }
             unsigned char type = entry->d_type;
             if (type == DT_UNKNOWN) {
-                struct stat est{};
+                struct stat est {};
                 if (::fstatat(dirfd(handle.get()), name, &est, AT_SYMLINK_NOFOLLOW) != 0) {
                     skip(path, Outcome::kVanished, "vanished while the directory was listed");
                     continue;
@@ -158,7 +159,7 @@ WalkCounters walk_tree(const std::string& root, const WalkOptions& options,
         }
         // Reverse so that the stack visits subdirectories in listing order.
         for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) {
-            stack.emplace_back(std::move(*it), depth + 1);
+            stack.push_back(std::move(*it));
         }
     }
     return counters;

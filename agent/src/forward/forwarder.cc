@@ -1,5 +1,6 @@
 #include "senningen/agent/forward/forwarder.h"
 
+#include <algorithm>
 #include <random>
 
 #include "senningen/common/log.h"
@@ -11,6 +12,10 @@ namespace {
 constexpr std::chrono::milliseconds kTick{50};
 // A connection attempt that has said nothing for this long is treated as failed.
 constexpr std::chrono::seconds kAttemptTimeout{10};
+// Alerts staged in memory before the producer waits for the next commit.
+constexpr std::size_t kMaxStaged = 20000;
+// Time for Broker to put the last heartbeat on the wire before the endpoint goes away.
+constexpr std::chrono::milliseconds kFarewellGrace{200};
 
 std::string seconds_text(std::chrono::milliseconds ms) {
     char buf[32];
@@ -21,17 +26,69 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 }  // namespace
 
 Forwarder::Forwarder(std::unique_ptr<common::Transport> transport, ForwarderOptions options,
-                     std::string agent_id)
+                     std::string agent_id, std::shared_ptr<const common::Signer> signer)
     : transport_(std::move(transport)),
       options_(std::move(options)),
       agent_id_(std::move(agent_id)),
+      signer_(std::move(signer)),
+      // Batch ids are unique across runs too, so that an acknowledgement from an earlier run
+      // can never match a batch of this one.
+      next_batch_id_(static_cast<std::uint64_t>(common::now_ns() / 1000)),
       backoff_(options_.initial_backoff) {}
 
 Forwarder::~Forwarder() { stop(); }
 
+void Forwarder::set_source(std::string source) { source_ = std::move(source); }
+
+void Forwarder::finish_source() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    source_finished_ = true;
+}
+
+void Forwarder::set_stats_source(std::function<AgentStats()> stats) { stats_ = std::move(stats); }
+
+std::uint64_t Forwarder::source_progress() const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return source_resumed_at_;
+}
+
 void Forwarder::start() {
     if (worker_.joinable()) return;
+    if (!queue_) {
+        if (auto opened = open_queue(); !opened) {
+            common::log_error("forward", opened.error().message +
+                                             "; alerts are kept IN MEMORY ONLY and are lost if "
+                                             "the agent stops before they are acknowledged");
+            options_.queue_path.clear();
+            if (auto fallback = open_queue(); !fallback) {
+                common::log_error("forward", fallback.error().message);
+                return;
+            }
+        }
+    }
     worker_ = std::thread([this] { run(); });
+}
+
+common::Result<void> Forwarder::open_queue() {
+    DurableQueueOptions qo;
+    qo.max_entries = options_.max_pending_alerts;
+    qo.policy = options_.queue_policy;
+    qo.sync = options_.queue_sync;
+    const std::string path = options_.queue_path.empty() ? ":memory:" : options_.queue_path;
+    auto queue = DurableQueue::open(path, qo);
+    if (!queue) return queue.error();
+    queue_ = std::move(queue).value();
+    if (!source_.empty()) {
+        auto progress = queue_->progress(source_);
+        if (!progress) return progress.error();
+        source_resumed_at_ = source_count_ = staged_progress_ = *progress;
+    }
+    queue_depth_ = queue_->depth();
+    if (queue_depth_ > 0) {
+        common::log_info("forward", "queue " + path + " holds " + std::to_string(queue_depth_) +
+                                        " unacknowledged alerts from an earlier run; they go first");
+    }
+    return {};
 }
 
 void Forwarder::stop() {
@@ -40,21 +97,34 @@ void Forwarder::stop() {
         stopping_ = true;
     }
     space_.notify_all();
-    if (worker_.joinable()) worker_.join();
+    if (!worker_.joinable()) return;
+    worker_.join();
+    // The worker is gone: the queue is this thread's now.
+    if (source_finished_ && !source_.empty() && queue_ && queue_->depth() == 0) {
+        if (auto cleared = queue_->clear_progress(source_); !cleared) {
+            common::log_warn("forward", cleared.error().message);
+        }
+    }
 }
 
 void Forwarder::submit(common::Alert alert) {
     std::unique_lock<std::mutex> lock(mutex_);
-    space_.wait(lock, [&] { return pending_ < options_.max_pending_alerts || stopping_; });
+    space_.wait(lock, [&] {
+        if (stopping_) return true;
+        if (staged_.size() >= kMaxStaged) return false;
+        return options_.queue_policy != QueueFullPolicy::kBlock ||
+               staged_.size() + queue_depth_ < options_.max_pending_alerts;
+    });
     if (stopping_) return;
-    queue_.push_back(std::move(alert));
-    ++pending_;
+    staged_.push_back(std::move(alert));
+    if (!source_.empty()) staged_progress_ = ++source_count_;
     ++counters_.alerts_submitted;
 }
 
 bool Forwarder::drain(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
-    return space_.wait_until(lock, deadline, [&] { return pending_ == 0; });
+    return space_.wait_until(lock, deadline,
+                             [&] { return staged_.empty() && queue_depth_ == 0; });
 }
 
 ForwarderCounters Forwarder::counters() const {
@@ -66,20 +136,95 @@ bool Forwarder::connected() const { return connected_.load(); }
 
 std::size_t Forwarder::pending() const {
     const std::lock_guard<std::mutex> lock(mutex_);
-    return pending_;
+    return staged_.size() + queue_depth_;
 }
 
 void Forwarder::run() {
     for (;;) {
+        bool stopping = false;
         {
             const std::lock_guard<std::mutex> lock(mutex_);
-            if (stopping_) break;
+            stopping = stopping_;
         }
-        const auto now = std::chrono::steady_clock::now();
-        connect_if_due(now);
+        if (stopping) {
+            commit_staged(true);  // what was submitted is on disk before the agent exits
+            delete_acked(true);
+            heartbeat_if_due(std::chrono::steady_clock::now(), true);
+            break;
+        }
+        connect_if_due(std::chrono::steady_clock::now());
         handle_inbound();
-        send_due(std::chrono::steady_clock::now());
+        commit_staged(false);
+        delete_acked(false);
+        ready_ = connected_ && transport_->ready_to_send();
+        const auto now = std::chrono::steady_clock::now();
+        send_due(now);
+        heartbeat_if_due(now, false);
     }
+}
+
+void Forwarder::commit_staged(bool force) {
+    std::vector<common::Alert> batch;
+    std::uint64_t progress = 0;
+    const auto now = std::chrono::steady_clock::now();
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (staged_.empty()) return;
+        if (!force && now - last_commit_ < options_.commit_interval &&
+            staged_.size() < kMaxStaged / 2) {
+            return;
+        }
+        batch.swap(staged_);
+        progress = staged_progress_;
+    }
+    auto appended = queue_->append(batch, source_, progress);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    last_commit_ = now;
+    if (!appended) {
+        // Kept staged (in order) and tried again at the next commit; the producer waits when
+        // the staging area fills, so a broken disk slows the agent rather than losing alerts.
+        ++counters_.queue_errors;
+        common::log_error("forward", appended.error().message);
+        staged_.insert(staged_.begin(), std::make_move_iterator(batch.begin()),
+                       std::make_move_iterator(batch.end()));
+        return;
+    }
+    if (appended->dropped > 0) {
+        counters_.queue_dropped += appended->dropped;
+        common::log_warn("forward", "queue full (" + std::to_string(options_.max_pending_alerts) +
+                                        " records): dropped the " +
+                                        std::to_string(appended->dropped) +
+                                        " oldest; " + std::to_string(counters_.queue_dropped) +
+                                        " dropped so far");
+    }
+    queue_depth_ = queue_->depth();
+    space_.notify_all();
+}
+
+void Forwarder::delete_acked(bool force) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (acked_ranges_.empty()) return;
+        // Deleting is what lets drain() finish, so a fully acknowledged queue goes at once.
+        const bool all_acked = in_flight_.empty() && acked_pending_ >= queue_depth_;
+        if (!force && !all_acked &&
+            std::chrono::steady_clock::now() - last_delete_ < options_.commit_interval) {
+            return;
+        }
+        ranges.swap(acked_ranges_);
+        acked_pending_ = 0;
+    }
+    auto removed = queue_->remove(ranges);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    last_delete_ = std::chrono::steady_clock::now();
+    if (!removed) {
+        ++counters_.queue_errors;
+        common::log_error("forward", removed.error().message);
+        return;  // the records stay and are replayed by the next run: duplicates, never loss
+    }
+    queue_depth_ = queue_->depth();
+    space_.notify_all();
 }
 
 void Forwarder::connect_if_due(std::chrono::steady_clock::time_point now) {
@@ -113,10 +258,14 @@ void Forwarder::handle_inbound() {
                     attempt_outstanding_ = false;
                     connected_ = true;
                     backoff_ = options_.initial_backoff;
+                    next_heartbeat_ = {};  // say hello at once
                     common::log_info("forward", "connected to collector " + peer);
                     // Everything not yet acknowledged goes again on the new connection.
                     const std::lock_guard<std::mutex> lock(mutex_);
-                    for (auto& [id, f] : in_flight_) f.sent = false;
+                    for (auto& [id, f] : in_flight_) {
+                        f.sent = false;
+                        f.resends = 0;
+                    }
                     break;
                 }
                 case common::PeerState::kDisconnected:
@@ -145,8 +294,10 @@ void Forwarder::handle_inbound() {
             auto it = in_flight_.find(ack->batch_id);
             if (it == in_flight_.end() || ack->agent_id != agent_id_) continue;  // a late duplicate
             const std::size_t n = it->second.batch.alerts.size();
+            // The range is ours, never the ack's: an ack can only release what we sent.
+            acked_ranges_.emplace_back(it->second.first_seq, it->second.last_seq);
+            acked_pending_ += n;
             in_flight_.erase(it);
-            pending_ -= n;
             counters_.alerts_acked += n;
             counters_.alerts_rejected += ack->rejected;
             if (ack->rejected > 0) {
@@ -164,36 +315,101 @@ void Forwarder::handle_inbound() {
     }
 }
 
-void Forwarder::send_due(std::chrono::steady_clock::time_point now) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    while (!queue_.empty()) {
+void Forwarder::fill_window() {
+    while (in_flight_.size() < options_.max_batches_in_flight) {
+        auto rows = queue_->read_after(last_read_seq_, options_.batch_size);
+        if (!rows) {
+            ++counters_.queue_errors;
+            common::log_error("forward", rows.error().message);
+            return;
+        }
+        if (rows->empty()) return;
         InFlight f;
+        f.first_seq = last_read_seq_ + 1;
+        f.last_seq = rows->back().seq;
+        last_read_seq_ = f.last_seq;
         f.batch.agent_id = agent_id_;
         f.batch.batch_id = next_batch_id_++;
-        const std::size_t n = std::min(queue_.size(), options_.batch_size);
-        f.batch.alerts.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            f.batch.alerts.push_back(std::move(queue_.front()));
-            queue_.pop_front();
+        f.batch.alerts.reserve(rows->size());
+        for (auto& r : *rows) f.batch.alerts.push_back(std::move(r.alert));
+        if (signer_) {
+            if (auto signed_ok = signer_->sign(f.batch); !signed_ok) {
+                ++counters_.queue_errors;
+                common::log_error("forward", "cannot sign batch: " + signed_ok.error().message);
+            }
         }
         in_flight_.emplace(f.batch.batch_id, std::move(f));
     }
-    if (!connected_ || in_flight_.empty()) return;
-    if (!transport_->ready_to_send()) {
+}
+
+void Forwarder::send_due(std::chrono::steady_clock::time_point now) {
+    if (!connected_) return;
+    if (!ready_) {
         if (!logged_waiting_) {
             common::log_debug("forward", "waiting for the collector's subscription");
             logged_waiting_ = true;
         }
         return;
     }
+    const std::lock_guard<std::mutex> lock(mutex_);
+    fill_window();
     for (auto& [id, f] : in_flight_) {
-        if (f.sent && now - f.sent_at < options_.resend_after) continue;
-        if (f.sent) ++counters_.batches_resent;
+        // A live connection loses nothing (TCP); resending is the safety net for a peer that
+        // died unnoticed, so each resend waits twice as long as the last (up to 32 x): a slow
+        // collector must not be buried under copies of what it is still working on.
+        const auto wait = options_.resend_after * (1 << std::min(f.resends, 5));
+        if (f.sent && now - f.sent_at < wait) continue;
+        if (f.sent) {
+            ++counters_.batches_resent;
+            ++f.resends;
+        }
         transport_->send(f.batch);
         f.sent = true;
         f.sent_at = now;
         ++counters_.batches_sent;
     }
+}
+
+void Forwarder::heartbeat_if_due(std::chrono::steady_clock::time_point now, bool stopping) {
+    if (!connected_ || !(stopping ? transport_->ready_to_send() : ready_)) return;
+    if (!stopping && now < next_heartbeat_) return;
+    next_heartbeat_ = now + options_.heartbeat_interval;
+    common::Heartbeat hb;
+    hb.agent_id = agent_id_;
+    hb.sequence = ++heartbeat_seq_;
+    hb.version = options_.agent_version;
+    hb.uptime_s = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(now - started_).count());
+    hb.interval_s = static_cast<std::uint64_t>(std::max<long long>(
+        1, static_cast<long long>(options_.heartbeat_interval.count())));
+    hb.stopping = stopping;
+    if (stats_) {
+        const AgentStats s = stats_();
+        hb.packets = s.packets;
+        hb.kernel_drops = s.kernel_drops;
+        hb.bytes = s.bytes;
+        hb.files_scanned = s.files_scanned;
+        hb.alerts = s.alerts;
+        hb.pack_version = s.pack_version;
+    }
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        hb.queue_depth = staged_.size() + queue_depth_;
+        ++counters_.heartbeats_sent;
+    }
+    if (auto oldest = queue_->oldest_ns(); oldest && *oldest > 0) {
+        hb.queue_oldest_age_s =
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, common::now_ns() - *oldest) /
+                                       1'000'000'000);
+    }
+    if (signer_) {
+        if (auto ok = signer_->sign(hb); !ok) {
+            common::log_error("forward", "cannot sign heartbeat: " + ok.error().message);
+            return;
+        }
+    }
+    transport_->send(hb);
+    if (stopping) std::this_thread::sleep_for(kFarewellGrace);
 }
 
 }  // namespace senningen::agent

@@ -490,6 +490,12 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
     return make_error(ErrorCode::kInternal, std::move(message));
 }
 
+void YaraScanner::set_fast_mode(bool on) {
+    if (scanner_ == nullptr) return;
+    yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_),
+                         SCAN_FLAGS_REPORT_RULES_MATCHING | (on ? SCAN_FLAGS_FAST_MODE : 0));
+}
+
 Result<void> YaraScanner::set_external(const std::string& name, const YaraExternalValue& value) {
     if (scanner_ == nullptr) return make_error(ErrorCode::kInternal, "YARA scanner not created");
     auto* scanner = static_cast<YR_SCANNER*>(scanner_);

@@ -43,6 +43,8 @@ constexpr std::string_view kComponent = "api";
 constexpr std::string_view kVersion = SENNINGEN_VERSION;
 constexpr std::string_view kHealthPath = "/api/v1/health";
 constexpr std::string_view kAlertsPath = "/api/v1/alerts";
+constexpr std::string_view kAgentsPath = "/api/v1/agents";
+constexpr std::size_t kAgentEventsShown = 50;
 constexpr std::string_view kJsonType = "application/json; charset=utf-8";
 constexpr std::string_view kProblemType = "application/problem+json";
 
@@ -238,6 +240,75 @@ Reply alerts(ApiContext& context, const Poco::URI& uri) {
     return json_reply(HTTPResponse::HTTP_OK, object);
 }
 
+Poco::JSON::Object::Ptr agent_json(const AgentStatus& a) {
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    const common::Heartbeat& h = a.last;
+    auto u64 = [](std::uint64_t v) { return static_cast<Poco::UInt64>(v); };
+    o->set("id", a.id);
+    o->set("state", a.state);
+    o->set("state_since", common::format_timestamp(a.state_since_ns));
+    o->set("first_seen", common::format_timestamp(a.first_seen_ns));
+    o->set("last_heartbeat", common::format_timestamp(a.last_seen_ns));
+    o->set("heartbeat_interval_seconds", u64(h.interval_s));
+    o->set("version", h.version);
+    o->set("uptime_seconds", u64(h.uptime_s));
+    o->set("rule_pack", h.pack_version);
+    Poco::JSON::Object::Ptr c = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    c->set("packets", u64(h.packets));
+    c->set("kernel_drops", u64(h.kernel_drops));
+    c->set("bytes", u64(h.bytes));
+    c->set("files_scanned", u64(h.files_scanned));
+    c->set("alerts", u64(h.alerts));
+    c->set("queue_depth", u64(h.queue_depth));
+    c->set("queue_oldest_age_seconds", u64(h.queue_oldest_age_s));
+    o->set("counters", c);
+    return o;
+}
+
+Reply agents(ApiContext& context, const Poco::URI& uri) {
+    if (!uri.getQueryParameters().empty()) {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST, "this resource takes no parameters");
+    }
+    auto found = context.store.agents();
+    if (!found) {
+        common::log_error(kComponent, "agents: " + found.error().message);
+        return problem(HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
+                       "the store does not answer; details are in the collector's log");
+    }
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const AgentStatus& a : *found) list->add(agent_json(a));
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("agents", list);
+    object.set("count", static_cast<Poco::UInt64>(found->size()));
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+Reply one_agent(ApiContext& context, const std::string& id) {
+    if (id.empty() || id.size() > kMaxAgentIdLength) {
+        return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no agent " + echo(id));
+    }
+    auto found = context.store.agent(id);
+    auto events = context.store.agent_events(id, kAgentEventsShown);
+    if (!found || !events) {
+        common::log_error(kComponent, "agent " + id + ": " +
+                                          (found ? events.error().message : found.error().message));
+        return problem(HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
+                       "the store does not answer; details are in the collector's log");
+    }
+    if (!*found) return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no agent " + echo(id));
+    Poco::JSON::Object::Ptr object = agent_json(**found);
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const AgentEvent& e : *events) {
+        Poco::JSON::Object::Ptr ev = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        ev->set("time", common::format_timestamp(e.time_ns));
+        ev->set("event", e.event);
+        ev->set("detail", e.detail);
+        list->add(ev);
+    }
+    object->set("events", list);
+    return json_reply(HTTPResponse::HTTP_OK, *object);
+}
+
 Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
     Poco::URI uri;
     try {
@@ -255,6 +326,13 @@ Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
     }
     if (path == kAlertsPath) {
         return get ? alerts(context, uri) : method_not_allowed(request.getMethod(), path);
+    }
+    if (path == kAgentsPath) {
+        return get ? agents(context, uri) : method_not_allowed(request.getMethod(), path);
+    }
+    if (path.starts_with(std::string(kAgentsPath) + "/")) {
+        if (!get) return method_not_allowed(request.getMethod(), path);
+        return one_agent(context, path.substr(kAgentsPath.size() + 1));
     }
     return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
 }

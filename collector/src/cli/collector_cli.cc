@@ -13,10 +13,13 @@
 #include <variant>
 #include <vector>
 
+#include "cli/ca_commands.h"
+#include "senningen/collector/ca.h"
 #include "senningen/collector/cli.h"
 #include "senningen/collector/http_api.h"
 #include "senningen/collector/ingest.h"
 #include "senningen/collector/sqlite_store.h"
+#include "senningen/common/identity.h"
 #include "senningen/common/log.h"
 
 namespace senningen::collector {
@@ -25,15 +28,22 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: senningen-collector [--config FILE] [--listen HOST:PORT] [--http HOST:PORT]\n"
-    "                           [--db sqlite:PATH] [--tls-cert F --tls-key F --tls-ca F]\n"
+    "                           [--db sqlite:PATH] [--ca-dir DIR | --tls-cert F --tls-key F\n"
+    "                           --tls-ca F [--tls-crl F] | --insecure]\n"
+    "       senningen-collector ca init | enroll | revoke ...   (see 'ca --help')\n"
     "\n"
     "Receives alerts from agents over Broker, stores them, and serves them over HTTP.\n"
     "\n"
-    "  --config FILE        INI file with a [collector] section: listen, http, db, tls_cert,\n"
-    "                       tls_key, tls_ca, log_level (command-line options win)\n"
+    "  --config FILE        INI file with a [collector] section: listen, http, db, ca_dir,\n"
+    "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, log_level\n"
+    "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
     "  --db sqlite:PATH     alert store (default sqlite:senningen.db)\n"
+    "  --ca-dir DIR         the CA made by 'ca init': the collector's certificate, the CA and\n"
+    "                       the revocation list (agents must present certificates it issued)\n"
+    "  --tls-cert/--tls-key/--tls-ca/--tls-crl FILE   the same, file by file\n"
+    "  --insecure           no certificates: plain, unauthenticated peering (tests, labs)\n"
     "  --quiet              only warnings and errors on stderr\n"
     "\n"
     "Once both addresses are bound it prints one line to stdout:\n"
@@ -68,6 +78,7 @@ struct Settings {
     std::map<std::string, std::string> values = {
         {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
         {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
+        {"tls_crl", ""},            {"ca_dir", ""},             {"insecure", "false"},
         {"log_level", "info"}};
 };
 
@@ -105,13 +116,15 @@ void read_config(const std::string& file, Settings& settings, std::vector<std::s
 }  // namespace
 
 int run_collector(int argc, char** argv) {
+    if (argc > 1 && is_ca_command(argv[1])) return run_ca_command(argc, argv);
     Settings settings;
     std::map<std::string, std::string> overrides;
     std::vector<std::string> problems;
     std::optional<std::string> config_file;
     static const std::map<std::string, std::string> kFlags = {
         {"--listen", "listen"},     {"--http", "http"},       {"--db", "db"},
-        {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"}};
+        {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"},
+        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -124,6 +137,10 @@ int run_collector(int argc, char** argv) {
         }
         if (arg == "--quiet" || arg == "-q") {
             overrides["log_level"] = "warn";
+            continue;
+        }
+        if (arg == "--insecure") {
+            overrides["insecure"] = "true";
             continue;
         }
         const bool is_config = arg == "--config" || arg == "-c";
@@ -168,8 +185,30 @@ int run_collector(int argc, char** argv) {
         problems.push_back("log_level '" + level + "' is not debug, info, warn or error");
     }
     common::TlsOptions tls{s.at("tls_cert"), s.at("tls_key"), s.at("tls_ca")};
+    std::string crl = s.at("tls_crl");
+    if (!s.at("ca_dir").empty()) {
+        if (tls.enabled()) problems.push_back("ca_dir and tls_cert exclude each other");
+        const CaPaths ca{s.at("ca_dir")};
+        tls = {ca.collector_certificate(), ca.collector_key(), ca.ca_certificate()};
+        crl = ca.crl();
+    }
+    const std::string& insecure_text = s.at("insecure");
+    if (insecure_text != "true" && insecure_text != "false") {
+        problems.push_back("insecure '" + insecure_text + "' is not true or false");
+    }
+    const bool insecure = insecure_text == "true";
     if (tls.enabled() && (tls.key.empty() || tls.ca_file.empty())) {
         problems.push_back("tls_cert needs tls_key and tls_ca too");
+    }
+    if (tls.enabled() && insecure) problems.push_back("insecure and certificates exclude each other");
+    if (!tls.enabled() && !insecure) {
+        problems.push_back("no certificates: give --ca-dir DIR (made by 'senningen-collector ca "
+                           "init'), or --tls-cert/--tls-key/--tls-ca, or --insecure explicitly");
+    }
+    for (const std::string& f : {tls.certificate, tls.key, tls.ca_file, crl}) {
+        if (!f.empty() && !std::filesystem::exists(f)) {
+            problems.push_back("certificate file '" + f + "' does not exist");
+        }
     }
     if (!problems.empty()) {
         for (const auto& p : problems) std::fprintf(stderr, "senningen-collector: %s\n", p.c_str());
@@ -186,7 +225,29 @@ int run_collector(int argc, char** argv) {
     common::TransportOptions to;
     to.role = common::TransportRole::kCollector;
     to.tls = tls;
-    auto transport = common::make_broker_transport(to);
+    to.insecure = insecure;
+    std::unique_ptr<common::PeerVerifier> verifier;
+    if (tls.enabled()) {
+        auto made = common::PeerVerifier::create(tls.ca_file, crl);
+        if (!made) {
+            std::fprintf(stderr, "senningen-collector: %s\n", made.error().message.c_str());
+            return kExitConfig;
+        }
+        verifier = std::move(made).value();
+        common::log_info("collector", "mutual TLS: CA " + tls.ca_file + ", revocation list " +
+                                          (crl.empty() ? std::string("none") : crl));
+    } else {
+        common::log_warn("collector",
+                         "INSECURE MODE: agents are not authenticated and their ids are taken "
+                         "from their messages; anyone who can reach the Broker port can send "
+                         "alerts. Never run this way in production.");
+    }
+    auto made_transport = common::make_broker_transport(to);
+    if (!made_transport) {
+        std::fprintf(stderr, "senningen-collector: %s\n", made_transport.error().message.c_str());
+        return kExitConfig;
+    }
+    auto transport = std::move(made_transport).value();
     auto broker_port = transport->listen(listen->host, listen->port);
     if (!broker_port) {
         std::fprintf(stderr, "senningen-collector: %s\n", broker_port.error().message.c_str());
@@ -213,7 +274,7 @@ int run_collector(int argc, char** argv) {
                 http->host.c_str(), *http_port);
     std::fflush(stdout);
 
-    Ingest ingest(*transport, **store);
+    Ingest ingest(*transport, **store, verifier.get());
     while (!g_stop) ingest.poll(std::chrono::milliseconds(200));
 
     const IngestCounters c = ingest.counters();

@@ -1,11 +1,83 @@
 #include "senningen/collector/ingest.h"
 
+#include <algorithm>
+
 #include "senningen/common/log.h"
 
 namespace senningen::collector {
 
-Ingest::Ingest(common::Transport& transport, AlertStore& store)
-    : transport_(transport), store_(store) {}
+namespace {
+
+// An agent is offline once this many heartbeats are overdue.
+constexpr std::int64_t kMissedHeartbeats = 3;
+constexpr std::chrono::seconds kLivenessCheckEvery{1};
+
+}  // namespace
+
+Ingest::Ingest(common::Transport& transport, AlertStore& store, common::PeerVerifier* verifier)
+    : transport_(transport), store_(store), verifier_(verifier), started_ns_(common::now_ns()) {}
+
+template <typename Message>
+std::optional<std::string> Ingest::authenticate(const Message& message, const char* what,
+                                                std::uint64_t number) {
+    if (!verifier_) return message.agent_id;  // insecure mode: taken on trust
+    auto proven = verifier_->verify(message);
+    std::string reason;
+    if (!proven) {
+        reason = proven.error().message;
+    } else if (*proven != message.agent_id) {
+        reason = "it claims agent '" + message.agent_id + "' but its certificate is agent '" +
+                 *proven + "'";
+    } else {
+        return *proven;
+    }
+    const std::lock_guard<std::mutex> lock(mutex_);
+    ++counters_.messages_refused;
+    common::log_warn("ingest", std::string("refused ") + what + " " + std::to_string(number) +
+                                   " claiming agent '" + message.agent_id + "': " + reason);
+    return std::nullopt;
+}
+
+void Ingest::handle_heartbeat(common::Heartbeat heartbeat) {
+    auto agent = authenticate(heartbeat, "heartbeat", heartbeat.sequence);
+    if (!agent) return;
+    heartbeat.agent_id = *agent;
+    if (auto ok = store_.record_heartbeat(heartbeat, common::now_ns()); !ok) {
+        common::log_error("ingest", "heartbeat of agent '" + *agent + "': " + ok.error().message);
+        return;
+    }
+    const std::lock_guard<std::mutex> lock(mutex_);
+    ++counters_.heartbeats;
+}
+
+void Ingest::check_liveness() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_liveness_check_) return;
+    next_liveness_check_ = now + kLivenessCheckEvery;
+    auto agents = store_.agents();
+    if (!agents) return;  // a store without agents (or a failing one): nothing to watch
+    const std::int64_t now_ns = common::now_ns();
+    for (const AgentStatus& a : *agents) {
+        if (a.state != "online") continue;
+        // Heartbeats missed while this collector was down do not count against the agent.
+        const std::int64_t since = std::max(a.last_seen_ns, started_ns_);
+        const std::int64_t allowed =
+            kMissedHeartbeats * static_cast<std::int64_t>(a.last.interval_s) * 1'000'000'000;
+        if (now_ns - since <= allowed) continue;
+        const std::string detail = "no heartbeat for " +
+                                   std::to_string((now_ns - a.last_seen_ns) / 1'000'000'000) +
+                                   " s (" + std::to_string(kMissedHeartbeats) + " missed, every " +
+                                   std::to_string(a.last.interval_s) + " s)";
+        if (auto ok = store_.set_agent_state(a.id, "offline", now_ns, detail); !ok) {
+            common::log_error("ingest", "marking agent '" + a.id + "' offline: " +
+                                            ok.error().message);
+            continue;
+        }
+        common::log_warn("ingest", "agent '" + a.id + "' is offline: " + detail);
+        const std::lock_guard<std::mutex> lock(mutex_);
+        ++counters_.agents_marked_offline;
+    }
+}
 
 IngestCounters Ingest::counters() const {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -16,6 +88,8 @@ void Ingest::poll(std::chrono::milliseconds timeout) {
     for (auto& item : transport_.receive(timeout)) {
         if (const auto* batch = std::get_if<common::AlertBatch>(&item)) {
             handle_batch(*batch);
+        } else if (auto* hb = std::get_if<common::Heartbeat>(&item)) {
+            handle_heartbeat(std::move(*hb));
         } else if (const auto* ev = std::get_if<common::PeerEvent>(&item)) {
             const std::lock_guard<std::mutex> lock(mutex_);
             if (ev->state == common::PeerState::kConnected) {
@@ -32,9 +106,13 @@ void Ingest::poll(std::chrono::milliseconds timeout) {
                                            bad->message);
         }
     }
+    check_liveness();
 }
 
 void Ingest::handle_batch(const common::AlertBatch& batch) {
+    // Refused batches are not acknowledged: the agent keeps them, and an operator who fixes
+    // the enrollment gets them delivered.
+    if (!authenticate(batch, "batch", batch.batch_id)) return;
     std::vector<common::Alert> valid;
     valid.reserve(batch.alerts.size());
     std::uint64_t rejected = 0;

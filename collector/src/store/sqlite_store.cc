@@ -82,6 +82,29 @@ constexpr std::array kMigrations = {
                   "CREATE INDEX alerts_agent_ts ON alerts (agent_id, ts_ns)",
                   "CREATE INDEX alerts_severity_ts ON alerts (severity, ts_ns)",
               }},
+    Migration{2,
+              "agents and their state changes",
+              {
+                  "CREATE TABLE agents ("
+                  " id TEXT PRIMARY KEY NOT NULL,"
+                  " state TEXT NOT NULL,"
+                  " first_seen_ns INTEGER NOT NULL,"
+                  " last_seen_ns INTEGER NOT NULL,"
+                  " state_since_ns INTEGER NOT NULL,"
+                  " sequence INTEGER NOT NULL, version TEXT NOT NULL, uptime_s INTEGER NOT NULL,"
+                  " pack_version TEXT NOT NULL, interval_s INTEGER NOT NULL,"
+                  " packets INTEGER NOT NULL, kernel_drops INTEGER NOT NULL,"
+                  " bytes INTEGER NOT NULL, files_scanned INTEGER NOT NULL,"
+                  " alerts INTEGER NOT NULL, queue_depth INTEGER NOT NULL,"
+                  " queue_oldest_age_s INTEGER NOT NULL)",
+                  "CREATE TABLE agent_events ("
+                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                  " time_ns INTEGER NOT NULL,"
+                  " agent_id TEXT NOT NULL,"
+                  " event TEXT NOT NULL,"
+                  " detail TEXT NOT NULL)",
+                  "CREATE INDEX agent_events_agent ON agent_events (agent_id, seq)",
+              }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
@@ -263,7 +286,17 @@ public:
     std::uint64_t undecodable_rows() const override { return undecodable_.load(); }
     std::string backend_name() const override { return "sqlite"; }
 
+    common::Result<void> record_heartbeat(const common::Heartbeat& heartbeat,
+                                          std::int64_t received_ns) override;
+    common::Result<void> set_agent_state(const std::string& agent_id, const std::string& state,
+                                         std::int64_t at_ns, const std::string& detail) override;
+    common::Result<std::vector<AgentStatus>> agents() override;
+    common::Result<std::optional<AgentStatus>> agent(const std::string& agent_id) override;
+    common::Result<std::vector<AgentEvent>> agent_events(const std::string& agent_id,
+                                                         std::size_t limit) override;
+
 private:
+    common::Result<std::vector<AgentStatus>> select_agents(const std::string* only);
     const std::string path_;
     std::mutex write_mutex_;
     Session writer_;
@@ -402,6 +435,210 @@ common::Result<std::uint64_t> SqliteStore::count() {
     } catch (const std::exception& e) {
         return database_error(path_, "count failed", e.what());
     }
+}
+
+// The agent tables go through SQLite's C API on the same connections (under the same
+// mutexes): their rows are flat numbers and texts, which Poco's binding makes no simpler.
+class Sql {
+public:
+    Sql(sqlite3* db, std::string_view sql) : db_(db) {
+        if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
+            SQLITE_OK) {
+            error_ = sqlite3_errmsg(db);
+        }
+    }
+    ~Sql() { sqlite3_finalize(stmt_); }
+    Sql(const Sql&) = delete;
+    Sql& operator=(const Sql&) = delete;
+
+    Sql& bind(int i, std::int64_t v) {
+        if (stmt_) sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Sql& bind(int i, const std::string& v) {
+        if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // SQLITE_ROW, SQLITE_DONE, or an error (message in error()).
+    int step() {
+        if (!stmt_) return SQLITE_ERROR;
+        const int rc = sqlite3_step(stmt_);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = sqlite3_errmsg(db_);
+        return rc;
+    }
+    std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
+    std::uint64_t u64(int col) const { return static_cast<std::uint64_t>(i64(col)); }
+    std::string text(int col) const {
+        const auto* p = sqlite3_column_text(stmt_, col);
+        return p ? std::string(reinterpret_cast<const char*>(p),
+                               static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                 : std::string();
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+    std::string error_;
+};
+
+bool exec(sqlite3* db, const char* sql, std::string& error) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    error = msg ? msg : "unknown error";
+    sqlite3_free(msg);
+    return false;
+}
+
+// Inside an open write transaction: the state change, if it is one, becomes an event.
+bool record_event_if_changed(sqlite3* db, const std::string& agent_id, const std::string& before,
+                             const std::string& after, std::int64_t at_ns,
+                             const std::string& detail, std::string& error) {
+    if (before == after) return true;
+    Sql ev(db, "INSERT INTO agent_events (time_ns, agent_id, event, detail) VALUES (?, ?, ?, ?)");
+    ev.bind(1, at_ns).bind(2, agent_id).bind(3, after).bind(4, detail);
+    if (ev.step() != SQLITE_DONE) {
+        error = ev.error();
+        return false;
+    }
+    return true;
+}
+
+common::Result<void> SqliteStore::record_heartbeat(const common::Heartbeat& hb,
+                                                   std::int64_t received_ns) {
+    const std::string state = hb.stopping ? "stopped" : "online";
+    auto i64 = [](std::uint64_t v) { return static_cast<std::int64_t>(v); };
+    std::lock_guard lock(write_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    std::string error;
+    if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "heartbeat", error);
+    std::string before;
+    {
+        Sql q(db, "SELECT state FROM agents WHERE id = ?");
+        q.bind(1, hb.agent_id);
+        if (q.step() == SQLITE_ROW) before = q.text(0);
+    }
+    Sql up(db,
+           "INSERT INTO agents (id, state, first_seen_ns, last_seen_ns, state_since_ns, sequence,"
+           " version, uptime_s, pack_version, interval_s, packets, kernel_drops, bytes,"
+           " files_scanned, alerts, queue_depth, queue_oldest_age_s)"
+           " VALUES (?1, ?2, ?3, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+           " ON CONFLICT (id) DO UPDATE SET state = ?2, last_seen_ns = ?3,"
+           " state_since_ns = CASE WHEN state = ?2 THEN state_since_ns ELSE ?3 END,"
+           " sequence = ?4, version = ?5, uptime_s = ?6, pack_version = ?7, interval_s = ?8,"
+           " packets = ?9, kernel_drops = ?10, bytes = ?11, files_scanned = ?12, alerts = ?13,"
+           " queue_depth = ?14, queue_oldest_age_s = ?15");
+    up.bind(1, hb.agent_id).bind(2, state).bind(3, received_ns).bind(4, i64(hb.sequence));
+    up.bind(5, hb.version).bind(6, i64(hb.uptime_s)).bind(7, hb.pack_version);
+    up.bind(8, i64(hb.interval_s)).bind(9, i64(hb.packets)).bind(10, i64(hb.kernel_drops));
+    up.bind(11, i64(hb.bytes)).bind(12, i64(hb.files_scanned)).bind(13, i64(hb.alerts));
+    up.bind(14, i64(hb.queue_depth)).bind(15, i64(hb.queue_oldest_age_s));
+    const std::string detail = hb.stopping ? "the agent stopped cleanly"
+                               : before.empty() ? "first heartbeat"
+                                                : "heartbeat after being " + before;
+    if (up.step() != SQLITE_DONE ||
+        !record_event_if_changed(db, hb.agent_id, before, state, received_ns, detail, error) ||
+        !exec(db, "COMMIT", error)) {
+        if (error.empty()) error = up.error();
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "heartbeat of agent '" + hb.agent_id + "'", error);
+    }
+    return {};
+}
+
+common::Result<void> SqliteStore::set_agent_state(const std::string& agent_id,
+                                                  const std::string& state, std::int64_t at_ns,
+                                                  const std::string& detail) {
+    std::lock_guard lock(write_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    std::string error;
+    if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "agent state", error);
+    std::string before;
+    {
+        Sql q(db, "SELECT state FROM agents WHERE id = ?");
+        q.bind(1, agent_id);
+        if (q.step() == SQLITE_ROW) before = q.text(0);
+    }
+    if (before.empty()) {
+        exec(db, "ROLLBACK", error);
+        return make_error(ErrorCode::kNotFound, "agent '" + agent_id + "' was never seen");
+    }
+    Sql up(db, "UPDATE agents SET state = ?1, state_since_ns = ?2 WHERE id = ?3 AND state <> ?1");
+    up.bind(1, state).bind(2, at_ns).bind(3, agent_id);
+    if (up.step() != SQLITE_DONE ||
+        !record_event_if_changed(db, agent_id, before, state, at_ns, detail, error) ||
+        !exec(db, "COMMIT", error)) {
+        if (error.empty()) error = up.error();
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "state of agent '" + agent_id + "'", error);
+    }
+    return {};
+}
+
+common::Result<std::vector<AgentStatus>> SqliteStore::select_agents(const std::string* only) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, std::string("SELECT id, state, first_seen_ns, last_seen_ns, state_since_ns, sequence,"
+                          " version, uptime_s, pack_version, interval_s, packets, kernel_drops,"
+                          " bytes, files_scanned, alerts, queue_depth, queue_oldest_age_s"
+                          " FROM agents") +
+                  (only ? " WHERE id = ?" : "") + " ORDER BY id");
+    if (only) q.bind(1, *only);
+    std::vector<AgentStatus> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+        AgentStatus a;
+        a.id = q.text(0);
+        a.state = q.text(1);
+        a.first_seen_ns = q.i64(2);
+        a.last_seen_ns = q.i64(3);
+        a.state_since_ns = q.i64(4);
+        common::Heartbeat& h = a.last;
+        h.agent_id = a.id;
+        h.sequence = q.u64(5);
+        h.version = q.text(6);
+        h.uptime_s = q.u64(7);
+        h.pack_version = q.text(8);
+        h.interval_s = q.u64(9);
+        h.packets = q.u64(10);
+        h.kernel_drops = q.u64(11);
+        h.bytes = q.u64(12);
+        h.files_scanned = q.u64(13);
+        h.alerts = q.u64(14);
+        h.queue_depth = q.u64(15);
+        h.queue_oldest_age_s = q.u64(16);
+        h.stopping = a.state == "stopped";
+        out.push_back(std::move(a));
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "agents query failed", q.error());
+    return out;
+}
+
+common::Result<std::vector<AgentStatus>> SqliteStore::agents() { return select_agents(nullptr); }
+
+common::Result<std::optional<AgentStatus>> SqliteStore::agent(const std::string& agent_id) {
+    auto rows = select_agents(&agent_id);
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<AgentStatus>();
+    return std::optional<AgentStatus>(std::move(rows->front()));
+}
+
+common::Result<std::vector<AgentEvent>> SqliteStore::agent_events(const std::string& agent_id,
+                                                                  std::size_t limit) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = ?"
+              " ORDER BY seq DESC LIMIT ?");
+    q.bind(1, agent_id).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<AgentEvent> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+        out.push_back(AgentEvent{q.i64(0), agent_id, q.text(1), q.text(2)});
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "agent events query failed", q.error());
+    return out;
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -20,6 +23,7 @@ public:
     struct State {
         std::mutex mutex;
         std::vector<common::AlertBatch> sent;
+        std::vector<common::Heartbeat> heartbeats;
         std::vector<common::Inbound> inbox;
         int connects = 0;
         bool ready = true;
@@ -39,6 +43,10 @@ public:
         s_->sent.push_back(batch);
     }
     void send(const common::BatchAck&) override {}
+    void send(const common::Heartbeat& hb) override {
+        const std::lock_guard<std::mutex> lock(s_->mutex);
+        s_->heartbeats.push_back(hb);
+    }
     std::vector<common::Inbound> receive(std::chrono::milliseconds timeout) override {
         {
             const std::lock_guard<std::mutex> lock(s_->mutex);
@@ -225,6 +233,77 @@ TEST_F(ForwarderTest, IgnoresAcksForOtherAgentsAndUnknownBatches) {
     EXPECT_EQ(f->pending(), 1u);
     ack(b);
     EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+}
+
+TEST_F(ForwarderTest, SendsAHeartbeatWithCountersWhenConnected) {
+    auto o = fast_options();
+    o.heartbeat_interval = std::chrono::seconds(1);
+    auto f = make(o);
+    f->set_stats_source([] {
+        AgentStats st;
+        st.packets = 42;
+        st.alerts = 7;
+        st.pack_version = "pack-1";
+        return st;
+    });
+    f->start();
+    f->submit(testing::network_alert("agent-1"));
+    connect_peer();
+    ASSERT_TRUE(eventually([&] {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->heartbeats.size() >= 2;  // one at once, one a second later
+    }));
+    const std::lock_guard<std::mutex> lock(state_->mutex);
+    const common::Heartbeat& hb = state_->heartbeats.front();
+    EXPECT_EQ(hb.agent_id, "agent-1");
+    EXPECT_EQ(hb.packets, 42u);
+    EXPECT_EQ(hb.alerts, 7u);
+    EXPECT_EQ(hb.pack_version, "pack-1");
+    EXPECT_EQ(hb.interval_s, 1u);
+    EXPECT_FALSE(hb.stopping);
+    EXPECT_LT(state_->heartbeats[0].sequence, state_->heartbeats[1].sequence);
+}
+
+TEST_F(ForwarderTest, UnacknowledgedAlertsSurviveARestartAndGoFirst) {
+    char dir_template[] = "/tmp/senningen-fwd-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir_template), nullptr);
+    const std::string dir = dir_template;
+    auto o = fast_options();
+    o.queue_path = dir + "/queue.db";
+    std::vector<std::string> ids;
+    {
+        auto f = make(o);
+        f->set_source("capture-a");
+        ASSERT_TRUE(f->open_queue().ok());
+        EXPECT_EQ(f->source_progress(), 0u);
+        f->start();
+        for (int i = 0; i < 4; ++i) {
+            auto a = testing::network_alert("agent-1");
+            ids.push_back(a.id);
+            f->submit(std::move(a));
+        }
+        f->stop();  // never connected: nothing acknowledged
+    }
+    state_->sent.clear();
+    auto f = make(o);
+    f->set_source("capture-a");
+    ASSERT_TRUE(f->open_queue().ok());
+    EXPECT_EQ(f->source_progress(), 4u);  // a resumed producer skips what was queued
+    EXPECT_EQ(f->pending(), 4u);
+    f->start();
+    connect_peer();
+    ASSERT_TRUE(eventually([&] { return sent().size() >= 2; }));
+    std::vector<std::string> replayed;
+    for (const auto& b : sent()) {
+        for (const auto& a : b.alerts) replayed.push_back(a.id);
+    }
+    replayed.resize(4);
+    EXPECT_EQ(replayed, ids);  // in order
+    for (const auto& b : sent()) ack(b);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+    EXPECT_EQ(f->pending(), 0u);
+    f->stop();
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace

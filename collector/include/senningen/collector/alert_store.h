@@ -12,6 +12,7 @@
 
 #include "senningen/common/alert.h"
 #include "senningen/common/result.h"
+#include "senningen/common/wire.h"
 
 namespace senningen::collector {
 
@@ -33,6 +34,28 @@ struct InsertResult {
     std::size_t duplicates = 0;  // ids already stored, or repeated within the batch
 
     bool operator==(const InsertResult&) const = default;
+};
+
+// What the collector knows about one agent, from its heartbeats (docs/collector.md).
+struct AgentStatus {
+    std::string id;
+    std::string state;  // "online", "offline" (3 heartbeats missed) or "stopped" (said goodbye)
+    std::int64_t first_seen_ns = 0;
+    std::int64_t last_seen_ns = 0;  // last heartbeat received
+    std::int64_t state_since_ns = 0;
+    common::Heartbeat last;  // the last heartbeat's fields (credentials not kept)
+
+    bool operator==(const AgentStatus&) const = default;
+};
+
+// A change of an agent's state, kept for analysts: "online", "offline", "stopped".
+struct AgentEvent {
+    std::int64_t time_ns = 0;
+    std::string agent_id;
+    std::string event;
+    std::string detail;
+
+    bool operator==(const AgentEvent&) const = default;
 };
 
 // Implementations are safe to call from several threads at once: the ingest thread inserts
@@ -59,6 +82,23 @@ public:
     virtual std::uint64_t undecodable_rows() const = 0;
 
     virtual std::string backend_name() const = 0;
+
+    // Agents. A backend without them answers kUnsupported.
+    // Records a heartbeat received at RECEIVED_NS: the agent is "online" (or "stopped" when
+    // the heartbeat says so); a change of state is also recorded as an AgentEvent.
+    virtual common::Result<void> record_heartbeat(const common::Heartbeat& heartbeat,
+                                                  std::int64_t received_ns);
+    // Sets an agent's state (and records the event) unless it is in that state already;
+    // kNotFound for an agent never seen.
+    virtual common::Result<void> set_agent_state(const std::string& agent_id,
+                                                 const std::string& state, std::int64_t at_ns,
+                                                 const std::string& detail);
+    // Every agent, by id.
+    virtual common::Result<std::vector<AgentStatus>> agents();
+    virtual common::Result<std::optional<AgentStatus>> agent(const std::string& agent_id);
+    // An agent's events, newest first, at most LIMIT.
+    virtual common::Result<std::vector<AgentEvent>> agent_events(const std::string& agent_id,
+                                                                 std::size_t limit);
 };
 
 }  // namespace senningen::collector

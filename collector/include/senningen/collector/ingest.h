@@ -1,13 +1,20 @@
 // The collector's receiving end: alert batches from the transport go through validation into
 // the store, and each batch is acknowledged to its agent only after the store committed it.
 // A batch that the store could not take is not acknowledged, so the agent sends it again.
+// With a PeerVerifier every batch and heartbeat must carry a certificate issued by the CA, not
+// revoked nor expired, and a valid signature; the agent id is the certificate's, never the
+// message's (a message claiming another id is refused). Heartbeats keep the agents table; an
+// agent that misses three is marked offline, which is recorded as an event.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "senningen/collector/alert_store.h"
+#include "senningen/common/identity.h"
 #include "senningen/common/transport.h"
 
 namespace senningen::collector {
@@ -21,11 +28,16 @@ struct IngestCounters {
     std::uint64_t store_errors = 0;     // batches the store refused (not acknowledged)
     std::uint64_t peers_connected = 0;
     std::uint64_t peers_lost = 0;
+    std::uint64_t messages_refused = 0;  // credentials refused, or a claimed id not theirs
+    std::uint64_t heartbeats = 0;
+    std::uint64_t agents_marked_offline = 0;
 };
 
 class Ingest {
 public:
-    Ingest(common::Transport& transport, AlertStore& store);
+    // VERIFIER null: insecure mode, agent ids are taken from the messages.
+    Ingest(common::Transport& transport, AlertStore& store,
+           common::PeerVerifier* verifier = nullptr);
 
     // Handles everything that arrives within TIMEOUT.
     void poll(std::chrono::milliseconds timeout);
@@ -34,9 +46,18 @@ public:
 
 private:
     void handle_batch(const common::AlertBatch& batch);
+    void handle_heartbeat(common::Heartbeat heartbeat);
+    void check_liveness();
+    // The agent id the message's credentials prove, or nullopt after logging the refusal.
+    template <typename Message>
+    std::optional<std::string> authenticate(const Message& message, const char* what,
+                                            std::uint64_t number);
 
     common::Transport& transport_;
     AlertStore& store_;
+    common::PeerVerifier* verifier_;
+    const std::int64_t started_ns_;
+    std::chrono::steady_clock::time_point next_liveness_check_{};
     mutable std::mutex mutex_;
     IngestCounters counters_;
 };

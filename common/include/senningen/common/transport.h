@@ -31,6 +31,9 @@ struct TransportOptions {
     std::string agent_id;  // the agent's own id (agents only): it subscribes to its acks
     TlsOptions tls;
     bool insecure = false;  // explicitly allow plain, unauthenticated peering (tests, labs)
+    // Worker threads of the transport's scheduler; 0 leaves the library's default (one per
+    // core). Agents use few: they move little and must leave the host its CPU.
+    std::size_t threads = 0;
 };
 
 enum class PeerState : std::uint8_t { kConnected, kDisconnected, kUnreachable };

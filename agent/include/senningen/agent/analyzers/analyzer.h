@@ -31,6 +31,8 @@ struct ProtocolEvent {
     std::map<std::string, std::string> facts;  // protocol facts that go into the alert
 };
 
+struct FileStart;  // below: a file the protocol carries
+
 class AnalyzerHost {
 public:
     virtual ~AnalyzerHost() = default;
@@ -49,6 +51,38 @@ public:
     // Malformed protocol data: NAME is a stable identifier ("dns_label_too_long"), DETAIL free
     // text. Counted per name and written as a "weird" record.
     virtual void weird(std::string_view name, std::string_view detail) = 0;
+
+    // Files: the host hashes each file (MD5, SHA-1, SHA-256 in one pass), matches FILE_HASH and
+    // FILE_NAME intel, scans it with YARA, may extract it, and writes a "files" record when it
+    // ends. file_begin returns a handle (0: the host does not track files, the other calls
+    // then do nothing); bytes come in order, a hole is a gap; file_end returns the file's id
+    // (Zeek's fuid) for the protocol's own record. Files still open when the flow ends are
+    // ended by the host. Hosts that do not track files keep these defaults.
+    virtual std::uint64_t file_begin(const FileStart& start) {
+        (void)start;
+        return 0;
+    }
+    virtual void file_data(std::uint64_t file, std::span<const std::uint8_t> bytes) {
+        (void)file;
+        (void)bytes;
+    }
+    virtual void file_gap(std::uint64_t file, std::uint64_t bytes) {
+        (void)file;
+        (void)bytes;
+    }
+    virtual std::string file_end(std::uint64_t file) {
+        (void)file;
+        return {};
+    }
+};
+
+// A file the protocol carries (an HTTP body, a multipart part, the data of an SMB write).
+struct FileStart {
+    std::string_view source;       // "HTTP", "SMB", ... (Zeek's files.log source)
+    bool is_orig = false;          // sent by the originator
+    std::string_view filename;     // from the protocol (Content-Disposition, SMB CREATE), or ""
+    std::string_view mime_type;    // as the protocol declared it, or ""
+    std::string_view description;  // Zeek's file_desc: the URL for HTTP, the share path for SMB
 };
 
 // What an analyzer sees of the moment it is called.
@@ -87,6 +121,9 @@ struct AnalyzerSpec {
 
 // Every analyzer, in the order detection tries them.
 std::span<const AnalyzerSpec> analyzer_registry();
+
+// The spec named NAME for IP_PROTO, or nullptr (tests, fuzz targets).
+const AnalyzerSpec* find_analyzer(std::string_view name, std::uint8_t ip_proto);
 
 // The spec whose detect() accepts FIRST, or nullptr.
 const AnalyzerSpec* detect_analyzer(std::uint8_t ip_proto, std::span<const std::uint8_t> first,

@@ -1,8 +1,9 @@
 // The inspection engine: packets in, alerts out. It decodes each frame, keeps flows and TCP
-// streams, recognises the application protocol by content, matches intel (addresses at
-// Conn::IN_ORIG / Conn::IN_RESP, DNS query names at DNS::IN_REQUEST) and runs YARA over UDP
-// payloads and over each TCP direction's reassembled bytes (once, when the flow ends or the
-// direction reaches its depth). Single-threaded; one engine per worker.
+// streams, recognises the application protocol by content and hosts its analyzer, matches
+// intel wherever an analyzer (or the flow itself: Conn::IN_ORIG / Conn::IN_RESP) sees a value,
+// tracks the files protocols carry (hashes, intel, YARA, extraction: engine_files.cc), and runs
+// YARA over UDP payloads and over each TCP direction's reassembled bytes (once, when the flow
+// ends or the direction reaches its depth). Single-threaded; one engine per worker.
 #pragma once
 
 #include <cstdint>
@@ -11,13 +12,17 @@
 #include <string>
 
 #include <map>
+#include <span>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "senningen/agent/analyzers/analyzer.h"
 #include "senningen/agent/capture/pcap_file.h"
 #include "senningen/agent/decode/packet.h"
 #include "senningen/agent/flow/flow_table.h"
 #include "senningen/agent/intel/intel_store.h"
+#include "senningen/agent/policy/policy.h"
 #include "senningen/agent/scan/yara_rules.h"
 #include "senningen/common/alert.h"
 
@@ -28,6 +33,11 @@ struct EngineOptions {
     std::size_t stream_depth = 1 << 20;
     std::size_t max_flows = 65536;
     int yara_timeout_seconds = 10;
+    // Files from traffic (HTTP bodies, SMB writes): bytes of each file kept for YARA, and
+    // optional extraction to a directory ("" = none), each file cut at extract_max_bytes.
+    std::size_t file_scan_depth = 1 << 20;
+    std::string extract_dir;
+    std::uint64_t extract_max_bytes = 100ULL << 20;
 };
 
 struct EngineCounters {
@@ -43,10 +53,20 @@ struct EngineCounters {
     std::uint64_t analyzer_records = 0;
     std::uint64_t weirds = 0;
     std::uint64_t protocol_events = 0;
+    std::uint64_t policy_alerts = 0;  // ICS policy rules that fired
     std::uint64_t yara_scans = 0;
     std::uint64_t yara_errors = 0;
     std::uint64_t intel_hits = 0;
+    std::uint64_t intel_whitelisted = 0;  // hits suppressed by meta.whitelist
+    std::uint64_t files = 0;              // files from traffic
+    std::uint64_t files_extracted = 0;
+    std::uint64_t extract_errors = 0;
     std::uint64_t alerts = 0;
+};
+
+struct TrafficFile;  // a file being carried by a flow (engine_files.cc)
+struct TrafficFileDeleter {
+    void operator()(TrafficFile* file) const;
 };
 
 class Engine final : private AnalyzerHost {
@@ -66,6 +86,18 @@ public:
     // Metadata records (dns, http, ..., weird) go to SINK; without one they are not built.
     void set_record_sink(RecordSink sink) { record_sink_ = std::move(sink); }
 
+    // ICS policy rules that judge the analyzers' ProtocolEvents (engine_policy.cc); null: none.
+    void set_policy(std::shared_ptr<const Policy> policy) { policy_ = std::move(policy); }
+
+    // Swaps rules, intel and policy between two packets (SIGHUP): flows, streams and analyzer
+    // state stay. INTEL must outlive the engine or the next reload.
+    void reload(std::shared_ptr<const YaraRules> rules, const IntelStore* intel,
+                std::shared_ptr<const Policy> policy);
+
+    // Intel hits as lines of Zeek's intel.log (tab separated, no newline; the header is the
+    // caller's: intel_log_header()).
+    void set_intel_log_sink(RecordSink sink) { intel_log_sink_ = std::move(sink); }
+
     void process(const RawPacket& packet, int linktype);
 
     // End of input: every flow ends, its streams are scanned.
@@ -84,6 +116,7 @@ private:
         std::string_view name;
         std::uint64_t delivered[2] = {0, 0};  // stream bytes already handed to the analyzer
         int detect_attempts = 0;
+        std::vector<std::string> policy_fired;  // rules limited to one alert per flow that fired
     };
 
     // AnalyzerHost, for the analyzer that is being called (current_).
@@ -91,6 +124,25 @@ private:
     void observe(IntelType type, std::string_view value, std::string_view where) override;
     void event(const ProtocolEvent& event) override;
     void weird(std::string_view name, std::string_view detail) override;
+    std::uint64_t file_begin(const FileStart& start) override;
+    void file_data(std::uint64_t file, std::span<const std::uint8_t> bytes) override;
+    void file_gap(std::uint64_t file, std::uint64_t bytes) override;
+    std::string file_end(std::uint64_t file) override;
+
+    // What an intel hit on a file adds to the alert and to intel.log.
+    struct FileFacts {
+        const common::FileContext* context = nullptr;
+        std::string_view fuid;
+        std::string_view mime_type;
+        std::string_view description;
+    };
+    void end_files_of(const Flow& flow);
+    void match_value(const Flow& flow, int direction, IntelType type, std::string_view value,
+                     std::string_view where, std::int64_t ts_ns, const FileFacts* file);
+    void write_intel_log(const Flow& flow, const Indicator& indicator, std::string_view where,
+                         std::int64_t ts_ns, const FileFacts* file);
+    // YARA rules that fired on a flow direction already (stream or file): one alert each.
+    bool first_yara_hit(const Flow& flow, int direction, const std::string& rule);
 
     FlowState& state_of(Flow& flow);
     void detect(Flow& flow, FlowState& state, int direction, const DecodedPacket& packet);
@@ -105,12 +157,14 @@ private:
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
                     std::int64_t ts_ns);
     void intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                   std::string_view where, std::int64_t ts_ns);
+                   std::string_view where, std::int64_t ts_ns, const FileFacts* file = nullptr);
     common::Alert make_network_alert(const Flow& flow, int direction, std::int64_t ts_ns) const;
     void emit(common::Alert&& alert);
 
     EngineOptions options_;
     std::shared_ptr<const YaraRules> rules_;
+    std::shared_ptr<const Policy> policy_;
+    std::vector<std::size_t> policy_hits_;  // reused by event(): no allocation per event
     std::unique_ptr<YaraScanner> scanner_;
     const IntelStore* intel_;
     AlertSink sink_;
@@ -119,6 +173,12 @@ private:
     RecordSink record_sink_;
     std::map<std::string, std::uint64_t, std::less<>> weirds_;
     std::unordered_map<std::uint64_t, FlowState> states_;  // by Flow::id
+    RecordSink intel_log_sink_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<TrafficFile, TrafficFileDeleter>>
+        files_;  // open files by handle
+    std::uint64_t next_file_ = 0;
+    // Per flow id and direction, the YARA rules that already fired.
+    std::unordered_map<std::uint64_t, std::vector<std::string>> yara_fired_[2];
     const Flow* current_flow_ = nullptr;  // the flow whose analyzer is running
     int current_direction_ = 0;
     std::int64_t current_ts_ns_ = 0;  // gaps found when a stream is flushed for scanning
@@ -126,8 +186,16 @@ private:
     std::int64_t last_ts_ns_ = 0;
 };
 
-// A label for flows no analyzer claimed: "http" or "modbus" by content, "" when unknown.
-// It only names app_proto in alerts until those protocols have analyzers of their own.
+// The header lines of Zeek's intel.log (#separator ... #types), each ending in a newline;
+// OPEN is the "#open" time stamp text. intel_log_footer() is the "#close" line.
+std::string intel_log_header(std::string_view open);
+std::string intel_log_footer(std::string_view close);
+
+// Zeek's "C..." connection uid for a flow id: the same flow always gets the same uid.
+std::string zeek_uid(std::uint64_t flow_id);
+
+// A label for flows no analyzer claimed. Every protocol it used to name (HTTP, Modbus) has an
+// analyzer now, so it says "" (unknown); kept as the one place for future content labels.
 std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
                              std::uint16_t src_port, std::uint16_t dst_port);
 

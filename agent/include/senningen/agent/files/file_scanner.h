@@ -39,7 +39,7 @@ struct FileFacts {
     std::string path;
     FileIdentity identity;
     std::uint32_t uid = 0;
-    std::string owner;  // the user name, or the uid as text when it has none
+    std::string owner;              // the user name, or the uid as text when it has none
     std::string sha256, sha1, md5;  // lowercase hex; empty when the file was not read
 };
 
@@ -53,9 +53,12 @@ struct FileScanResult {
 
 struct FileScanOptions {
     std::string agent_id = "agent";
-    std::uint64_t max_file_size = 64ULL << 20;   // larger files are not read
-    std::uint64_t mmap_threshold = 4ULL << 20;   // files this large or larger are mapped
-    int timeout_seconds = 30;                    // per file, for YARA
+    std::uint64_t max_file_size = 64ULL << 20;  // larger files are not read
+    std::uint64_t mmap_threshold = 4ULL << 20;  // files this large or larger are mapped
+    int timeout_seconds = 30;                   // per file, for YARA
+    // YARA's fast mode (see YaraScanner::set_fast_mode): the same rules match, each string
+    // shows its first match only unless a rule counts it.
+    bool fast_mode = true;
 };
 
 // The external variables the file scanner defines for each file, all strings (as

@@ -1,10 +1,13 @@
-// Sends alerts to the collector and makes sure they arrive: alerts are batched, each batch is
-// kept until the collector acknowledges it (after committing it to its store) and is resent
-// after a timeout or a reconnect. The collector's insert is idempotent on the alert id, so a
-// resend never duplicates. Connection attempts back off exponentially, with jitter, and each
-// failure is logged. The pending set is bounded: submit() blocks when it is full, so a slow
-// or absent collector slows the producer instead of growing memory. (The durable on-disk
-// queue that survives a crash builds on this.)
+// Sends alerts to the collector and makes sure they arrive. submit() stages an alert; the
+// worker appends staged alerts to the DurableQueue on disk (one transaction per commit
+// interval: the fsync batching), reads them back in order into batches, signs each batch with
+// the agent's enrolled key and keeps it until the collector acknowledges it (after committing
+// it to its store); only then are its records deleted from the queue. A batch is resent after
+// a timeout or a reconnect; the collector's insert is idempotent on the alert id, so a resend
+// never duplicates. After a crash the next run replays what the queue holds. Connection
+// attempts back off exponentially, with jitter. Memory is bounded (a window of batches in
+// flight, a bounded staging area); a full queue blocks the producer or drops the oldest
+// records, by policy. Every heartbeat interval a signed heartbeat with counters goes out.
 #pragma once
 
 #include <chrono>
@@ -12,12 +15,15 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
+#include "senningen/agent/forward/durable_queue.h"
+#include "senningen/common/identity.h"
 #include "senningen/common/transport.h"
 
 namespace senningen::agent {
@@ -26,7 +32,16 @@ struct ForwarderOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 9999;
     std::size_t batch_size = 500;
-    std::size_t max_pending_alerts = 100000;
+    // The durable queue: its file (empty: an in-memory queue that does not survive the
+    // process, for tests), capacity, full policy and sync mode.
+    std::string queue_path;
+    std::size_t max_pending_alerts = 1'000'000;
+    QueueFullPolicy queue_policy = QueueFullPolicy::kBlock;
+    QueueSync queue_sync = QueueSync::kFull;
+    std::chrono::milliseconds commit_interval{100};  // staged alerts reach disk this often
+    std::size_t max_batches_in_flight = 16;
+    std::chrono::seconds heartbeat_interval{30};
+    std::string agent_version = "0.1.0";
     std::chrono::milliseconds resend_after{3000};
     std::chrono::milliseconds initial_backoff{500};
     std::chrono::milliseconds max_backoff{30000};
@@ -40,18 +55,49 @@ struct ForwarderCounters {
     std::uint64_t connect_attempts = 0;
     std::uint64_t decode_failures = 0;
     std::uint64_t alerts_rejected = 0;  // the collector said it dropped them as invalid
+    std::uint64_t queue_dropped = 0;    // deleted unsent because the queue was full
+    std::uint64_t queue_errors = 0;
+    std::uint64_t heartbeats_sent = 0;
+};
+
+// What the heartbeat reports besides the forwarder's own numbers; the caller provides it.
+struct AgentStats {
+    std::uint64_t packets = 0;
+    std::uint64_t kernel_drops = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t files_scanned = 0;
+    std::uint64_t alerts = 0;
+    std::string pack_version;
 };
 
 class Forwarder {
 public:
+    // SIGNER null: insecure mode, messages go unsigned. A queue that cannot be opened is
+    // reported by start().
     Forwarder(std::unique_ptr<common::Transport> transport, ForwarderOptions options,
-              std::string agent_id);
+              std::string agent_id, std::shared_ptr<const common::Signer> signer = nullptr);
     ~Forwarder();
     Forwarder(const Forwarder&) = delete;
     Forwarder& operator=(const Forwarder&) = delete;
 
+    // Opens the durable queue (after set_source()); kDatabase naming the file on failure.
+    // Callers that need durability call it and stop on error; start() calls it otherwise and,
+    // if it fails, logs the error and falls back to a queue in memory.
+    common::Result<void> open_queue();
     void start();
     void submit(common::Alert alert);
+
+    // Before start(): counts each submit() against SOURCE (e.g. a capture file), durably, in
+    // the same transaction as the alerts. After start(), source_progress() says how many
+    // alerts of SOURCE earlier runs had already queued: a restarted producer skips those.
+    void set_source(std::string source);
+    std::uint64_t source_progress() const;
+    // The source was read to its end: once all of it is acknowledged, stop() forgets its
+    // progress, so that reading it again later is a new inspection, not a resume.
+    void finish_source();
+
+    // Before start(): called on the worker thread for each heartbeat; must be thread-safe.
+    void set_stats_source(std::function<AgentStats()> stats);
 
     // Waits until every submitted alert is acknowledged (true) or DEADLINE passes (false).
     bool drain(std::chrono::steady_clock::time_point deadline);
@@ -64,26 +110,54 @@ public:
 private:
     struct InFlight {
         common::AlertBatch batch;
+        std::uint64_t first_seq = 0;
+        std::uint64_t last_seq = 0;
         std::chrono::steady_clock::time_point sent_at{};
         bool sent = false;
+        int resends = 0;  // on this connection: each doubles the wait before the next
     };
 
     void run();
     void handle_inbound();
     void connect_if_due(std::chrono::steady_clock::time_point now);
     void send_due(std::chrono::steady_clock::time_point now);
+    void commit_staged(bool force);
+    void delete_acked(bool force);
+    void fill_window();
+    void heartbeat_if_due(std::chrono::steady_clock::time_point now, bool stopping);
 
     std::unique_ptr<common::Transport> transport_;
     ForwarderOptions options_;
     std::string agent_id_;
+    std::shared_ptr<const common::Signer> signer_;
+    std::unique_ptr<DurableQueue> queue_;
 
     mutable std::mutex mutex_;
     std::condition_variable space_;  // signalled when pending shrinks
-    std::deque<common::Alert> queue_;  // submitted, not yet in a batch
+    std::vector<common::Alert> staged_;  // submitted, not yet on disk
+    std::uint64_t staged_progress_ = 0;  // source progress once staged_ is on disk
+    std::size_t queue_depth_ = 0;        // mirror of queue_->depth() for other threads
     std::map<std::uint64_t, InFlight> in_flight_;
-    std::size_t pending_ = 0;
     ForwarderCounters counters_;
     bool stopping_ = false;
+    std::string source_;
+    std::uint64_t source_count_ = 0;
+    std::uint64_t source_resumed_at_ = 0;
+    bool source_finished_ = false;
+    std::function<AgentStats()> stats_;
+
+    // Owned by the worker thread.
+    std::uint64_t last_read_seq_ = 0;
+    // Acknowledged ranges not yet deleted: deleted together once per commit interval. A crash
+    // before that replays them, which the collector's idempotent insert absorbs.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> acked_ranges_;
+    std::size_t acked_pending_ = 0;  // records in acked_ranges_
+    bool ready_ = false;             // the collector's subscription seen (this loop)
+    std::chrono::steady_clock::time_point last_commit_{};
+    std::chrono::steady_clock::time_point last_delete_{};
+    std::chrono::steady_clock::time_point next_heartbeat_{};
+    std::uint64_t heartbeat_seq_ = 0;
+    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
     // Owned by the worker thread.
     std::atomic<bool> connected_{false};

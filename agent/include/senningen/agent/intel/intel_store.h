@@ -1,8 +1,13 @@
 // Indicators in Zeek's intel framework format: tab-separated, a "#fields" header naming the
 // columns (indicator, indicator_type, meta.source, and any other meta.* columns, kept), "-"
-// for an empty field, "#" comment lines. Lookups are hash-based, O(1) at any size.
+// for an empty field, "#" comment lines. Lookups are hash-based, O(1) at any size; subnets are
+// one hash table per prefix length in use, so a longest-prefix match costs at most 33 (IPv4)
+// or 129 (IPv6) O(1) probes whatever the number of indicators. A line whose meta.whitelist
+// column is T marks its indicator as whitelisted: matches on it are suppressed by the caller
+// (Engine), as Zeek's policy/frameworks/intel/whitelist.zeek does.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -16,7 +21,21 @@
 
 namespace senningen::agent {
 
-enum class IntelType : std::uint8_t { kAddr, kDomain };
+// Zeek's Intel::Type values (base/frameworks/intel/main.zeek, files.zeek). PUBKEY_HASH is
+// not matched anywhere yet and is skipped with a message.
+enum class IntelType : std::uint8_t {
+    kAddr,
+    kDomain,
+    kFileHash,
+    kFileName,
+    kSubnet,
+    kUrl,
+    kEmail,
+    kCertHash,
+    kSoftware,
+    kUserName,
+};
+inline constexpr std::size_t kIntelTypeCount = 10;
 
 // "Intel::ADDR" <-> kAddr, ...
 std::string_view to_string(IntelType type);
@@ -49,7 +68,18 @@ public:
     const Indicator* find_addr(std::string_view addr) const;
     const Indicator* find_domain(std::string_view name) const;
 
-    std::size_t size() const { return addrs_.size() + domains_.size(); }
+    // Any type: FILE_HASH values are MD5, SHA-1 or SHA-256 in hex (case ignored), FILE_NAME
+    // values a base name compared exactly (as Zeek does). nullptr when not listed.
+    // SUBNET: VALUE is an address, the answer the longest listed prefix that contains it.
+    // URL: with or without a scheme, host case ignored ("example.com/a?b", as Zeek's
+    // HTTP::build_url writes it). EMAIL: case ignored, angle brackets dropped. CERT_HASH: the
+    // SHA-1 of the DER in hex. SOFTWARE, USER_NAME: exact.
+    const Indicator* find(IntelType type, std::string_view value) const;
+
+    // The longest listed subnet containing ADDR (text, IPv4 or IPv6), or nullptr.
+    const Indicator* find_subnet(std::string_view addr) const;
+
+    std::size_t size() const;
 
 private:
     // Transparent hashing lets the packet path look up a string_view without allocating.
@@ -61,8 +91,24 @@ private:
     };
     using Table = std::unordered_map<std::string, Indicator, TextHash, std::equal_to<>>;
 
+    Table& table_of(IntelType type);
+
     Table addrs_;
     Table domains_;
+    Table file_hashes_;
+    Table file_names_;
+    Table urls_;
+    Table emails_;
+    Table cert_hashes_;
+    Table software_;
+    Table user_names_;
+    // Subnets by binary key: one byte prefix length, then the masked address (4 or 16 bytes).
+    Table subnets_;
+    std::array<bool, 33> v4_lengths_{};   // prefix lengths present, IPv4
+    std::array<bool, 129> v6_lengths_{};  // prefix lengths present, IPv6
 };
+
+// True when the indicator's meta.whitelist column is T.
+bool is_whitelisted(const Indicator& indicator);
 
 }  // namespace senningen::agent

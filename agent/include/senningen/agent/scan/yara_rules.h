@@ -84,6 +84,12 @@ public:
     // file name for each scanned file). Unknown NAME or a different type: kInvalidArgument.
     common::Result<void> set_external(const std::string& name, const YaraExternalValue& value);
 
+    // Fast mode (libyara's SCAN_FLAGS_FAST_MODE): once a string matched, its further
+    // occurrences are not searched for, unless a rule counts them or asks for their offsets
+    // (#s, @s, !s), which YARA's compiler notes. Which rules match does not change; an alert
+    // shows fewer matched strings. File scans use it; off by default.
+    void set_fast_mode(bool on);
+
 private:
     std::shared_ptr<const YaraRules> rules_;
     void* scanner_;  // YR_SCANNER*; null when libyara could not create it

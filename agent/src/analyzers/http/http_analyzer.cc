@@ -1,0 +1,669 @@
+#include "analyzers/http/http_analyzer.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <Poco/JSON/Array.h>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "analyzers/text.h"
+
+namespace senningen::agent {
+
+namespace {
+
+using detail::as_text;
+using detail::iequals;
+using detail::trim;
+
+constexpr std::size_t kMaxHeaderBlock = 64 * 1024;  // request/status line plus headers
+constexpr std::size_t kMaxChunkLine = 1024;
+constexpr std::size_t kMaxPending = 64;              // pipelined requests awaiting a response
+constexpr std::size_t kMaxMultipartBody = 4 << 20;   // buffered to split into parts
+constexpr std::size_t kMaxFilesPerTransaction = 16;
+
+constexpr std::string_view kMethods[] = {"GET",     "POST",  "HEAD",    "PUT",
+                                         "DELETE",  "OPTIONS", "CONNECT", "PATCH",
+                                         "TRACE",   "PROPFIND", "PROPPATCH", "MKCOL",
+                                         "COPY",    "MOVE",  "LOCK",    "UNLOCK",
+                                         "SEARCH",  "REPORT"};
+
+bool is_method(std::string_view token) {
+    return std::find(std::begin(kMethods), std::end(kMethods), token) != std::end(kMethods);
+}
+
+bool is_ip_address(const std::string& text) {
+    in6_addr buf{};
+    return inet_pton(AF_INET, text.c_str(), &buf) == 1 ||
+           inet_pton(AF_INET6, text.c_str(), &buf) == 1;
+}
+
+// "host:8080" -> "host"; "[2001:db8::1]:80" -> "2001:db8::1"; a bare IPv6 address stays.
+std::string strip_port(std::string_view host) {
+    if (!host.empty() && host.front() == '[') {
+        const std::size_t close = host.find(']');
+        return std::string(host.substr(1, close == std::string_view::npos ? host.size() - 1
+                                                                          : close - 1));
+    }
+    const std::size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos && host.find(':') == colon &&
+        colon + 1 < host.size() &&
+        std::all_of(host.begin() + static_cast<std::ptrdiff_t>(colon) + 1, host.end(),
+                    [](char c) { return c >= '0' && c <= '9'; })) {
+        return std::string(host.substr(0, colon));
+    }
+    return std::string(host);
+}
+
+std::string mime_of(std::string_view content_type) {
+    const std::size_t semi = content_type.find(';');
+    return detail::lower(trim(content_type.substr(0, semi)));
+}
+
+struct Transaction {
+    int depth = 0;
+    std::string method;
+    std::string uri;
+    std::string version;
+    std::string host;
+    std::string user_agent;
+    std::string referrer;
+    std::uint64_t request_body_len = 0;
+    std::vector<std::string> orig_fuids, orig_filenames, orig_mime_types;
+    bool has_response = false;
+    int status_code = 0;
+    std::string status_msg;
+    std::uint64_t response_body_len = 0;
+    std::vector<std::string> resp_fuids, resp_filenames, resp_mime_types;
+};
+
+enum class State : std::uint8_t {
+    kHeaders,     // start line and header block
+    kBody,        // Content-Length bytes left
+    kChunkSize,   // a chunk-size line
+    kChunkData,   // chunk bytes left
+    kChunkEnd,    // the CRLF after a chunk
+    kTrailer,     // trailer lines up to an empty one
+    kUntilClose,  // a response body that ends with the connection
+    kStopped,     // upgraded, tunnelled, or unparseable: nothing more is read
+};
+
+struct Message {
+    std::string content_type;
+    std::string disposition;
+    bool chunked = false;
+    bool has_length = false;
+    std::uint64_t length = 0;
+};
+
+class HttpAnalyzer final : public Analyzer {
+public:
+    void data(const AnalyzerContext& ctx, std::span<const std::uint8_t> bytes) override {
+        Direction& d = dirs_[ctx.direction & 1];
+        while (!bytes.empty() && d.state != State::kStopped) {
+            switch (d.state) {
+                case State::kHeaders: bytes = read_headers(ctx, d, bytes); break;
+                case State::kBody: {
+                    const std::size_t n =
+                        static_cast<std::size_t>(std::min<std::uint64_t>(d.left, bytes.size()));
+                    body(ctx, d, bytes.first(n));
+                    bytes = bytes.subspan(n);
+                    d.left -= n;
+                    if (d.left == 0) end_message(ctx, d);
+                    break;
+                }
+                case State::kChunkSize:
+                case State::kTrailer:
+                case State::kChunkEnd: bytes = read_chunk_line(ctx, d, bytes); break;
+                case State::kChunkData: {
+                    const std::size_t n =
+                        static_cast<std::size_t>(std::min<std::uint64_t>(d.left, bytes.size()));
+                    body(ctx, d, bytes.first(n));
+                    bytes = bytes.subspan(n);
+                    d.left -= n;
+                    if (d.left == 0) d.state = State::kChunkEnd;
+                    break;
+                }
+                case State::kUntilClose:
+                    body(ctx, d, bytes);
+                    bytes = {};
+                    break;
+                case State::kStopped: break;
+            }
+        }
+    }
+
+    void gap(const AnalyzerContext& ctx, std::uint64_t bytes) override {
+        Direction& d = dirs_[ctx.direction & 1];
+        if (d.file != 0) ctx.host.file_gap(d.file, bytes);
+        ctx.host.weird("http_gap", "hole in an HTTP stream; the direction is no longer parsed");
+        if (d.state != State::kHeaders) end_message(ctx, d);
+        d.state = State::kStopped;
+    }
+
+    void end(const AnalyzerContext& ctx) override {
+        for (int dir = 0; dir < 2; ++dir) {
+            Direction& d = dirs_[dir];
+            const AnalyzerContext c{ctx.flow, dir, ctx.ts_ns, ctx.host};
+            if (d.state == State::kUntilClose) {
+                end_message(c, d);
+            } else if (d.state == State::kBody || d.state == State::kChunkData ||
+                       d.state == State::kChunkSize || d.state == State::kChunkEnd ||
+                       d.state == State::kTrailer) {
+                c.host.weird("http_body_truncated", "connection ends inside an HTTP body");
+                end_message(c, d);
+            } else if (d.state == State::kHeaders && !d.header.empty()) {
+                c.host.weird("http_headers_truncated", "connection ends inside HTTP headers");
+            }
+        }
+        // Requests that never got a response are logged as they are.
+        while (!pending_.empty()) {
+            emit(ctx, pending_.front());
+            pending_.pop_front();
+        }
+    }
+
+private:
+    struct Direction {
+        State state = State::kHeaders;
+        std::string header;  // the header block being collected
+        std::string line;    // a chunk-size or trailer line being collected
+        std::uint64_t left = 0;
+        std::uint64_t file = 0;  // host file handle of the body, 0 if none
+        std::string filename;
+        std::string mime;
+        bool multipart = false;
+        std::string boundary;
+        std::vector<std::uint8_t> multipart_body;
+        bool multipart_cut = false;
+        Transaction* txn = nullptr;  // the transaction this message belongs to
+    };
+
+    std::span<const std::uint8_t> read_headers(const AnalyzerContext& ctx, Direction& d,
+                                               std::span<const std::uint8_t> bytes) {
+        // Blank lines between messages are tolerated (RFC 9112 2.2).
+        if (d.header.empty()) {
+            while (!bytes.empty() && (bytes[0] == '\r' || bytes[0] == '\n')) {
+                bytes = bytes.subspan(1);
+            }
+            if (bytes.empty()) return bytes;
+        }
+        // Find the end of the header block, looking back over what was collected already.
+        const std::size_t before = d.header.size();
+        const std::size_t look_from = before >= 3 ? before - 3 : 0;
+        const std::size_t room = kMaxHeaderBlock - std::min(kMaxHeaderBlock, before);
+        const std::size_t take = std::min(room, bytes.size());
+        d.header.append(as_text(bytes.first(take)));
+        std::size_t end = std::string::npos;
+        std::size_t end_len = 0;
+        for (std::size_t i = look_from; i < d.header.size(); ++i) {
+            if (d.header[i] != '\n') continue;
+            if (i + 1 < d.header.size() && d.header[i + 1] == '\n') {
+                end = i;
+                end_len = 2;
+                break;
+            }
+            if (i + 2 < d.header.size() && d.header[i + 1] == '\r' && d.header[i + 2] == '\n') {
+                end = i;
+                end_len = 3;
+                break;
+            }
+        }
+        if (end == std::string::npos) {
+            if (d.header.size() >= kMaxHeaderBlock) {
+                ctx.host.weird("http_header_too_long", "HTTP header block over 64 KiB");
+                d.state = State::kStopped;
+            }
+            return bytes.subspan(take);
+        }
+        const std::size_t block_end = end + end_len;  // bytes of the block in d.header
+        const std::size_t consumed = block_end - before;
+        std::string block = d.header.substr(0, end);
+        d.header.clear();
+        if (ctx.direction == 0) {
+            parse_request(ctx, d, block);
+        } else {
+            parse_response(ctx, d, block);
+        }
+        return bytes.subspan(consumed);
+    }
+
+    // Splits a header block into its start line and (name, value) pairs, unfolding
+    // continuation lines.
+    static std::string_view split_block(std::string_view block,
+                                        std::vector<std::pair<std::string_view, std::string>>& out) {
+        std::size_t eol = block.find('\n');
+        const std::string_view start = trim(block.substr(0, eol));
+        while (eol != std::string_view::npos) {
+            const std::size_t from = eol + 1;
+            eol = block.find('\n', from);
+            std::string_view line =
+                block.substr(from, eol == std::string_view::npos ? std::string_view::npos
+                                                                 : eol - from);
+            if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+            if (line.empty()) continue;
+            if ((line[0] == ' ' || line[0] == '\t') && !out.empty()) {
+                out.back().second += ' ';
+                out.back().second += trim(line);
+                continue;
+            }
+            const std::size_t colon = line.find(':');
+            if (colon == std::string_view::npos) continue;
+            out.emplace_back(trim(line.substr(0, colon)), std::string(trim(line.substr(colon + 1))));
+        }
+        return start;
+    }
+
+    static Message framing(const std::vector<std::pair<std::string_view, std::string>>& headers,
+                           const AnalyzerContext& ctx) {
+        Message m;
+        for (const auto& [name, value] : headers) {
+            if (iequals(name, "content-length")) {
+                std::uint64_t n = 0;
+                const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+                if (ec == std::errc() && ptr == value.data() + value.size()) {
+                    m.has_length = true;
+                    m.length = n;
+                } else {
+                    ctx.host.weird("http_bad_content_length", value);
+                }
+            } else if (iequals(name, "transfer-encoding")) {
+                if (detail::lower(value).find("chunked") != std::string::npos) m.chunked = true;
+            } else if (iequals(name, "content-type")) {
+                m.content_type = value;
+            } else if (iequals(name, "content-disposition")) {
+                m.disposition = value;
+            }
+        }
+        return m;
+    }
+
+    void parse_request(const AnalyzerContext& ctx, Direction& d, std::string_view block) {
+        std::vector<std::pair<std::string_view, std::string>> headers;
+        const std::string_view start = split_block(block, headers);
+        const std::size_t sp1 = start.find(' ');
+        const std::size_t sp2 = start.rfind(' ');
+        if (sp1 == std::string_view::npos || !is_method(start.substr(0, sp1))) {
+            ctx.host.weird("http_bad_request_line", start.substr(0, 80));
+            d.state = State::kStopped;
+            return;
+        }
+        if (pending_.size() >= kMaxPending) {
+            ctx.host.weird("http_too_many_pending", "over 64 requests without a response");
+            emit(ctx, pending_.front());
+            pending_.pop_front();
+        }
+        Transaction& t = pending_.emplace_back();
+        t.depth = ++depth_;
+        t.method = std::string(start.substr(0, sp1));
+        if (sp2 > sp1 && start.substr(sp2 + 1).starts_with("HTTP/")) {
+            t.uri = std::string(start.substr(sp1 + 1, sp2 - sp1 - 1));
+            t.version = std::string(start.substr(sp2 + 6));
+        } else {
+            t.uri = std::string(start.substr(sp1 + 1));  // HTTP/0.9
+            t.version = "0.9";
+        }
+        for (const auto& [name, value] : headers) {
+            if (iequals(name, "host")) {
+                t.host = value;
+            } else if (iequals(name, "user-agent")) {
+                t.user_agent = value;
+            } else if (iequals(name, "referer")) {
+                t.referrer = value;
+            } else if (iequals(name, "x-forwarded-for")) {
+                std::string_view rest = value;
+                while (!rest.empty()) {
+                    const std::size_t comma = rest.find(',');
+                    const std::string one(trim(rest.substr(0, comma)));
+                    if (is_ip_address(one)) {
+                        ctx.host.observe(IntelType::kAddr, one, "HTTP::IN_X_FORWARDED_FOR_HEADER");
+                    }
+                    if (comma == std::string_view::npos) break;
+                    rest.remove_prefix(comma + 1);
+                }
+            }
+        }
+        observe_request(ctx, t);
+        const Message m = framing(headers, ctx);
+        d.txn = &t;
+        if (m.chunked) {
+            start_body(ctx, d, m);
+            d.state = State::kChunkSize;
+        } else if (m.has_length && m.length > 0) {
+            start_body(ctx, d, m);
+            d.left = m.length;
+            d.state = State::kBody;
+        } else {
+            d.txn = nullptr;
+            d.state = State::kHeaders;
+        }
+    }
+
+    void observe_request(const AnalyzerContext& ctx, const Transaction& t) {
+        const std::string host = strip_port(t.host);
+        if (!host.empty()) {
+            ctx.host.observe(is_ip_address(host) ? IntelType::kAddr : IntelType::kDomain, host,
+                             "HTTP::IN_HOST_HEADER");
+        }
+        ctx.host.observe(IntelType::kUrl, url_of(ctx, t), "HTTP::IN_URL");
+        if (!t.user_agent.empty()) {
+            ctx.host.observe(IntelType::kSoftware, t.user_agent, "HTTP::IN_USER_AGENT_HEADER");
+        }
+        if (!t.referrer.empty()) {
+            ctx.host.observe(IntelType::kUrl, t.referrer, "HTTP::IN_REFERRER_HEADER");
+        }
+    }
+
+    // As Zeek's HTTP::build_url: host (or the server's address), ":port" unless 80, the URI.
+    static std::string url_of(const AnalyzerContext& ctx, const Transaction& t) {
+        std::string_view uri = t.uri;
+        const std::size_t scheme = uri.find("://");
+        if (scheme != std::string_view::npos && scheme < 8) {
+            return std::string(uri.substr(scheme + 3));  // absolute form (proxies)
+        }
+        std::string host = strip_port(t.host);
+        if (host.empty()) host = ctx.flow.resp.addr.to_string();
+        if (ctx.flow.resp.port != 80) host += ":" + std::to_string(ctx.flow.resp.port);
+        return host + std::string(uri);
+    }
+
+    void parse_response(const AnalyzerContext& ctx, Direction& d, std::string_view block) {
+        std::vector<std::pair<std::string_view, std::string>> headers;
+        const std::string_view start = split_block(block, headers);
+        if (!start.starts_with("HTTP/") || start.size() < 12) {
+            ctx.host.weird("http_bad_status_line", start.substr(0, 80));
+            d.state = State::kStopped;
+            return;
+        }
+        const std::size_t sp1 = start.find(' ');
+        int code = 0;
+        const std::string_view code_text = start.substr(sp1 + 1, 3);
+        const auto [ptr, ec] = std::from_chars(code_text.data(), code_text.data() + 3, code);
+        if (ec != std::errc() || ptr != code_text.data() + 3 || code < 100 || code > 999) {
+            ctx.host.weird("http_bad_status_line", start.substr(0, 80));
+            d.state = State::kStopped;
+            return;
+        }
+        if (code >= 100 && code < 200 && code != 101) {
+            d.state = State::kHeaders;  // interim response: the real one follows
+            return;
+        }
+        if (pending_.empty()) {
+            ctx.host.weird("http_response_without_request", start.substr(0, 80));
+            Transaction& t = pending_.emplace_back();
+            t.depth = ++depth_;
+        }
+        Transaction& t = pending_.front();
+        t.has_response = true;
+        t.status_code = code;
+        t.version = std::string(start.substr(5, sp1 - 5));
+        t.status_msg = sp1 + 5 <= start.size() ? std::string(trim(start.substr(sp1 + 5))) : "";
+        const Message m = framing(headers, ctx);
+        d.txn = &t;
+        const bool no_body = t.method == "HEAD" || code == 204 || code == 304;
+        if (code == 101 || (t.method == "CONNECT" && code >= 200 && code < 300)) {
+            finish_transaction(ctx);
+            d.txn = nullptr;
+            dirs_[0].state = State::kStopped;  // another protocol follows
+            d.state = State::kStopped;
+            return;
+        }
+        if (no_body || (!m.chunked && m.has_length && m.length == 0)) {
+            d.txn = nullptr;
+            finish_transaction(ctx);
+            d.state = State::kHeaders;
+        } else if (m.chunked) {
+            start_body(ctx, d, m);
+            d.state = State::kChunkSize;
+        } else if (m.has_length) {
+            start_body(ctx, d, m);
+            d.left = m.length;
+            d.state = State::kBody;
+        } else {
+            start_body(ctx, d, m);
+            d.state = State::kUntilClose;
+        }
+    }
+
+    void start_body(const AnalyzerContext& ctx, Direction& d, const Message& m) {
+        d.filename = detail::disposition_filename(m.disposition);
+        d.mime = mime_of(m.content_type);
+        d.multipart = false;
+        d.multipart_body.clear();
+        d.multipart_cut = false;
+        d.file = 0;
+        if (ctx.direction == 0 && d.mime == "multipart/form-data") {
+            d.boundary = detail::header_param(m.content_type, "boundary");
+            if (!d.boundary.empty()) {
+                d.multipart = true;
+                return;
+            }
+        }
+        // The file starts lazily, at the first body byte: empty bodies are not files.
+    }
+
+    void body(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
+        if (bytes.empty() || d.txn == nullptr) return;
+        if (ctx.direction == 0) {
+            d.txn->request_body_len += bytes.size();
+        } else {
+            d.txn->response_body_len += bytes.size();
+        }
+        if (d.multipart) {
+            const std::size_t room = kMaxMultipartBody - d.multipart_body.size();
+            if (bytes.size() > room && !d.multipart_cut) {
+                d.multipart_cut = true;
+                ctx.host.weird("http_multipart_too_large", "multipart body over 4 MiB");
+            }
+            const std::size_t n = std::min(room, bytes.size());
+            d.multipart_body.insert(d.multipart_body.end(), bytes.begin(),
+                                    bytes.begin() + static_cast<std::ptrdiff_t>(n));
+            return;
+        }
+        if (d.file == 0) {
+            const std::string url = url_of(ctx, *d.txn);
+            d.file = ctx.host.file_begin(FileStart{"HTTP", ctx.direction == 0, d.filename, d.mime,
+                                                   url});
+            if (d.file == 0) d.file = kUntracked;
+        }
+        if (d.file != kUntracked) ctx.host.file_data(d.file, bytes);
+    }
+
+    void end_message(const AnalyzerContext& ctx, Direction& d) {
+        Transaction* t = d.txn;
+        d.state = State::kHeaders;
+        d.txn = nullptr;
+        if (t == nullptr) return;
+        const bool orig = ctx.direction == 0;
+        auto& fuids = orig ? t->orig_fuids : t->resp_fuids;
+        auto& names = orig ? t->orig_filenames : t->resp_filenames;
+        auto& mimes = orig ? t->orig_mime_types : t->resp_mime_types;
+        if (d.multipart) {
+            split_multipart(ctx, d, *t);
+        } else if (d.file != 0) {
+            if (d.file != kUntracked) {
+                fuids.push_back(ctx.host.file_end(d.file));
+                if (!d.filename.empty()) names.push_back(d.filename);
+                if (!d.mime.empty()) mimes.push_back(d.mime);
+            }
+            d.file = 0;
+        }
+        d.multipart = false;
+        d.multipart_body.clear();
+        if (!orig) finish_transaction(ctx);
+    }
+
+    // One file per part that names a file: Content-Disposition: form-data; name=..;
+    // filename="..". The body was buffered whole (bounded): parts are found by the
+    // "--boundary" delimiter lines.
+    void split_multipart(const AnalyzerContext& ctx, Direction& d, Transaction& t) {
+        const std::string_view body = as_text(d.multipart_body);
+        const std::string delimiter = "--" + d.boundary;
+        std::size_t pos = body.find(delimiter);
+        std::size_t files = 0;
+        while (pos != std::string_view::npos) {
+            std::size_t part = pos + delimiter.size();
+            if (body.substr(part, 2) == "--") break;  // the closing delimiter
+            const std::size_t headers_end = body.find("\r\n\r\n", part);
+            if (headers_end == std::string_view::npos) break;
+            const std::string_view part_headers = body.substr(part, headers_end - part);
+            const std::size_t content = headers_end + 4;
+            std::size_t next = body.find("\r\n" + delimiter, content);
+            const std::size_t content_end = next == std::string_view::npos ? body.size() : next;
+            std::string filename;
+            std::string mime;
+            std::size_t eol = 0;
+            while (eol < part_headers.size()) {
+                std::size_t stop = part_headers.find("\r\n", eol);
+                if (stop == std::string_view::npos) stop = part_headers.size();
+                const std::string_view line = part_headers.substr(eol, stop - eol);
+                const std::size_t colon = line.find(':');
+                if (colon != std::string_view::npos) {
+                    const std::string_view name = trim(line.substr(0, colon));
+                    const std::string_view value = trim(line.substr(colon + 1));
+                    if (iequals(name, "content-disposition")) {
+                        filename = detail::disposition_filename(value);
+                    } else if (iequals(name, "content-type")) {
+                        mime = mime_of(value);
+                    }
+                }
+                eol = stop + 2;
+            }
+            if (!filename.empty() && files < kMaxFilesPerTransaction) {
+                ++files;
+                const std::string url = url_of(ctx, t);
+                const std::uint64_t f =
+                    ctx.host.file_begin(FileStart{"HTTP", true, filename, mime, url});
+                if (f != 0) {
+                    ctx.host.file_data(
+                        f, std::span<const std::uint8_t>(d.multipart_body)
+                               .subspan(content, content_end - content));
+                    t.orig_fuids.push_back(ctx.host.file_end(f));
+                }
+                t.orig_filenames.push_back(filename);
+                if (!mime.empty()) t.orig_mime_types.push_back(mime);
+            }
+            if (next == std::string_view::npos) break;
+            pos = next + 2;
+        }
+        if (d.multipart_body.size() > 0 && files == 0 && body.find(delimiter) == body.npos) {
+            ctx.host.weird("http_multipart_no_boundary", "multipart body without its boundary");
+        }
+    }
+
+    std::span<const std::uint8_t> read_chunk_line(const AnalyzerContext& ctx, Direction& d,
+                                                  std::span<const std::uint8_t> bytes) {
+        const auto nl = std::find(bytes.begin(), bytes.end(), std::uint8_t{'\n'});
+        const std::size_t n = static_cast<std::size_t>(nl - bytes.begin());
+        const std::size_t take = std::min(n, kMaxChunkLine + 1 - std::min(kMaxChunkLine, d.line.size()));
+        d.line.append(as_text(bytes.first(take)));
+        if (nl == bytes.end()) {
+            if (d.line.size() > kMaxChunkLine) {
+                ctx.host.weird("http_chunk_line_too_long", "chunk-size or trailer line over 1 KiB");
+                end_message(ctx, d);
+                d.state = State::kStopped;
+            }
+            return {};
+        }
+        const std::string_view line = trim(d.line);
+        std::span<const std::uint8_t> rest = bytes.subspan(n + 1);
+        switch (d.state) {
+            case State::kChunkEnd:
+                // The CRLF that closes a chunk: anything else is tolerated, and counted.
+                if (!line.empty()) ctx.host.weird("http_chunk_missing_crlf", line.substr(0, 40));
+                d.state = State::kChunkSize;
+                break;
+            case State::kChunkSize: {
+                const std::string_view hex = trim(line.substr(0, line.find(';')));
+                std::uint64_t size = 0;
+                const auto [ptr, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), size, 16);
+                if (hex.empty() || ec != std::errc() || ptr != hex.data() + hex.size()) {
+                    ctx.host.weird("http_bad_chunk_size", line.substr(0, 40));
+                    end_message(ctx, d);
+                    d.state = State::kStopped;
+                    break;
+                }
+                if (size == 0) {
+                    d.state = State::kTrailer;
+                } else {
+                    d.left = size;
+                    d.state = State::kChunkData;
+                }
+                break;
+            }
+            case State::kTrailer:
+                if (line.empty()) end_message(ctx, d);
+                break;
+            default: break;
+        }
+        d.line.clear();
+        return rest;
+    }
+
+    void finish_transaction(const AnalyzerContext& ctx) {
+        if (pending_.empty()) return;
+        emit(ctx, pending_.front());
+        pending_.pop_front();
+        // The request direction may still point into the transaction just removed.
+        if (dirs_[0].txn != nullptr &&
+            std::none_of(pending_.begin(), pending_.end(),
+                         [&](const Transaction& t) { return &t == dirs_[0].txn; })) {
+            dirs_[0].txn = nullptr;
+        }
+    }
+
+    static void emit(const AnalyzerContext& ctx, const Transaction& t) {
+        Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        r->set("trans_depth", t.depth);
+        if (!t.method.empty()) r->set("method", t.method);
+        if (!t.host.empty()) r->set("host", t.host);
+        if (!t.uri.empty()) r->set("uri", t.uri);
+        if (!t.referrer.empty()) r->set("referrer", t.referrer);
+        if (!t.version.empty()) r->set("version", t.version);
+        if (!t.user_agent.empty()) r->set("user_agent", t.user_agent);
+        r->set("request_body_len", t.request_body_len);
+        r->set("response_body_len", t.response_body_len);
+        if (t.has_response) {
+            r->set("status_code", t.status_code);
+            r->set("status_msg", t.status_msg);
+        }
+        auto list = [&](const char* name, const std::vector<std::string>& values) {
+            if (values.empty()) return;
+            Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
+            for (const auto& v : values) a->add(v);
+            r->set(name, a);
+        };
+        list("orig_fuids", t.orig_fuids);
+        list("orig_filenames", t.orig_filenames);
+        list("orig_mime_types", t.orig_mime_types);
+        list("resp_fuids", t.resp_fuids);
+        list("resp_filenames", t.resp_filenames);
+        list("resp_mime_types", t.resp_mime_types);
+        ctx.host.record("http", r);
+    }
+
+    static constexpr std::uint64_t kUntracked = ~std::uint64_t{0};
+
+    Direction dirs_[2];
+    std::deque<Transaction> pending_;  // deque: references stay valid at both ends
+    int depth_ = 0;
+};
+
+}  // namespace
+
+bool http_detect(std::span<const std::uint8_t> first, int direction, std::uint16_t /*src_port*/,
+                 std::uint16_t /*dst_port*/) {
+    const std::string_view text = as_text(first.first(std::min<std::size_t>(first.size(), 16)));
+    if (direction == 1) return text.starts_with("HTTP/1.") || text.starts_with("HTTP/0.9");
+    const std::size_t sp = text.find(' ');
+    return sp != std::string_view::npos && is_method(text.substr(0, sp));
+}
+
+std::unique_ptr<Analyzer> make_http_analyzer() { return std::make_unique<HttpAnalyzer>(); }
+
+}  // namespace senningen::agent

@@ -1,0 +1,377 @@
+// `senningen-agent scan PATH...`: an on-demand scan that behaves like the yara command line
+// (exit 0 no match, 1 match, 2 error), with hashes, intel, file context in every alert, the
+// same host protections as the watcher, and a progress line when a person is watching.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file_command_support.h"
+#include "senningen/agent/files/commands.h"
+#include "senningen/agent/files/scan_pool.h"
+#include "senningen/agent/files/tree_walk.h"
+#include "senningen/common/log.h"
+
+namespace senningen::agent::files {
+
+namespace {
+
+constexpr const char* kScanUsage =
+    "usage: senningen-agent scan PATH... [options]\n"
+    "\n"
+    "Scans files and directory trees with YARA rules and Zeek-format intel (FILE_HASH,\n"
+    "FILE_NAME); every file is hashed (SHA-256, SHA-1, MD5) in the pass that feeds YARA.\n"
+    "\n"
+    "  --rules [NS=]PATH        YARA rule file or directory, in namespace NS (repeatable)\n"
+    "  --intel FILE             Zeek intel file (repeatable)\n"
+    "  --output PATH|-          alert JSON lines to PATH, or - for stdout\n"
+    "                           (default: stdout when no collector is named, else none)\n"
+    "  --collector HOST:PORT    also send alerts to this collector over Broker\n"
+    "  --collector-timeout SEC  wait this long for acknowledgements (default 30)\n"
+    "  --agent-id ID            this agent's id (default: the host name)\n"
+    "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+    "  --threads N              scanner threads, 1..32 (default 1)\n"
+    "  --exclude GLOB           skip matching paths (repeatable; no '/': base name)\n"
+    "  --no-recursive           do not descend into subdirectories\n"
+    "  --max-size SIZE          skip larger files (default 64M; K, M, G suffixes)\n"
+    "  --timeout SEC            YARA time limit per file (default 30)\n"
+    "  --cache FILE             scan cache: skip files unchanged since a clean scan\n"
+    "  --cpu PERCENT            CPU budget, percent of one core (default: no limit)\n"
+    "  --all-strings            every occurrence of every matched string (YARA without fast\n"
+    "                           mode; default: first occurrence unless a rule counts them)\n"
+    "  --quiet                  only warnings and errors on stderr\n"
+    "  --help\n"
+    "\n"
+    "Exit codes: 0 no match; 1 at least one match; 2 error (bad option, a PATH that does\n"
+    "not exist, rules that do not compile, output not writable).\n";
+
+struct ScanOptions {
+    std::vector<std::string> paths;
+    std::vector<std::string> rules;
+    std::vector<std::string> intel;
+    std::vector<std::string> excludes;
+    std::optional<std::string> output;
+    std::optional<std::string> collector;
+    std::optional<std::string> cache;
+    int collector_timeout_s = 30;
+    std::string agent_id;
+    common::TlsOptions tls;
+    int threads = 1;
+    bool recursive = true;
+    std::uint64_t max_size = 64ULL << 20;
+    int timeout_s = 30;
+    double cpu_percent = 0;  // 0: no limit
+    bool quiet = false;
+    bool all_strings = false;
+};
+
+bool parse_int(const std::string& text, long long lo, long long hi, long long& out) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (errno != 0 || end == text.c_str() || *end != '\0' || v < lo || v > hi) return false;
+    out = v;
+    return true;
+}
+
+std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code) {
+    ScanOptions o;
+    std::vector<std::string> problems;
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(kScanUsage, stdout);
+            exit_code = kScanNoMatch;
+            return std::nullopt;
+        }
+        if (arg == "--quiet" || arg == "-q") {
+            o.quiet = true;
+            continue;
+        }
+        if (arg == "--no-recursive") {
+            o.recursive = false;
+            continue;
+        }
+        if (arg == "--all-strings") {
+            o.all_strings = true;
+            continue;
+        }
+        if (arg.rfind("-", 0) != 0 || arg == "-") {
+            o.paths.push_back(arg);
+            continue;
+        }
+        static const std::vector<std::string> kValueFlags = {
+            "--rules",    "--intel",     "--output",
+            "-o",         "--collector", "--collector-timeout",
+            "--agent-id", "--tls-cert",  "--tls-key",
+            "--tls-ca",   "--threads",   "--exclude",
+            "--max-size", "--timeout",   "--cache",
+            "--cpu"};
+        if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
+            problems.push_back("unknown option '" + arg + "'");
+            continue;
+        }
+        if (i + 1 >= argc) {
+            problems.push_back(arg + " needs a value");
+            continue;
+        }
+        const std::string v = argv[++i];
+        long long n = 0;
+        if (arg == "--rules") {
+            o.rules.push_back(v);
+        } else if (arg == "--intel") {
+            o.intel.push_back(v);
+        } else if (arg == "--output" || arg == "-o") {
+            o.output = v;
+        } else if (arg == "--collector") {
+            if (!detail::parse_host_port(v))
+                problems.push_back("--collector '" + v + "' is not HOST:PORT");
+            o.collector = v;
+        } else if (arg == "--collector-timeout") {
+            if (parse_int(v, 1, 86400, n))
+                o.collector_timeout_s = static_cast<int>(n);
+            else
+                problems.push_back("--collector-timeout '" + v + "' is not 1..86400 seconds");
+        } else if (arg == "--agent-id") {
+            o.agent_id = v;
+        } else if (arg == "--tls-cert") {
+            o.tls.certificate = v;
+        } else if (arg == "--tls-key") {
+            o.tls.key = v;
+        } else if (arg == "--tls-ca") {
+            o.tls.ca_file = v;
+        } else if (arg == "--threads") {
+            if (parse_int(v, 1, 32, n))
+                o.threads = static_cast<int>(n);
+            else
+                problems.push_back("--threads '" + v + "' is not 1..32");
+        } else if (arg == "--exclude") {
+            o.excludes.push_back(v);
+        } else if (arg == "--max-size") {
+            if (!detail::parse_size(v, o.max_size)) {
+                problems.push_back("--max-size '" + v + "' is not a size (e.g. 4096, 64M, 1G)");
+            }
+        } else if (arg == "--timeout") {
+            if (parse_int(v, 1, 3600, n))
+                o.timeout_s = static_cast<int>(n);
+            else
+                problems.push_back("--timeout '" + v + "' is not 1..3600 seconds");
+        } else if (arg == "--cache") {
+            o.cache = v;
+        } else if (arg == "--cpu") {
+            if (parse_int(v, 1, 100 * 32, n))
+                o.cpu_percent = static_cast<double>(n);
+            else
+                problems.push_back("--cpu '" + v + "' is not 1..3200 percent");
+        }
+    }
+    if (o.paths.empty()) problems.push_back("at least one PATH to scan is required");
+    if (o.tls.enabled() && (o.tls.key.empty() || o.tls.ca_file.empty())) {
+        problems.push_back("--tls-cert needs --tls-key and --tls-ca too");
+    }
+    if (!problems.empty()) {
+        for (const auto& p : problems)
+            std::fprintf(stderr, "senningen-agent scan: %s\n", p.c_str());
+        std::fputs("run 'senningen-agent scan --help' for usage\n", stderr);
+        exit_code = kScanError;
+        return std::nullopt;
+    }
+    if (o.agent_id.empty()) {
+        char host[256] = {};
+        o.agent_id = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "agent";
+    }
+    if (!o.output && !o.collector) o.output = "-";
+    return o;
+}
+
+std::string human_bytes(double bytes) {
+    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (bytes >= 1000.0 && u < 4) {
+        bytes /= 1000.0;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
+    return buf;
+}
+
+bool problem_outcome(Outcome o) {
+    return o == Outcome::kPermissionDenied || o == Outcome::kVanished || o == Outcome::kChanged ||
+           o == Outcome::kTooLarge || o == Outcome::kTimeout || o == Outcome::kError;
+}
+
+}  // namespace
+
+int run_scan_command(int argc, char** argv) {
+    int exit_code = kScanError;
+    auto parsed = parse_scan_args(argc, argv, exit_code);
+    if (!parsed) return exit_code;
+    ScanOptions& opt = *parsed;
+    if (opt.quiet) common::set_log_level(common::LogLevel::kWarn);
+
+    // Every input is checked before the first file is read.
+    std::vector<std::string> roots;
+    bool missing = false;
+    for (const auto& path : opt.paths) {
+        auto canonical = canonical_path(path);
+        if (!canonical) {
+            std::fprintf(stderr, "senningen-agent scan: cannot scan %s\n",
+                         canonical.error().message.c_str());
+            missing = true;
+            continue;
+        }
+        roots.push_back(*canonical);
+    }
+    if (missing) return kScanError;
+    std::shared_ptr<YaraRules> rules;
+    if (!opt.rules.empty()) {
+        auto compiled = detail::load_file_rules(opt.rules);
+        if (!compiled) {
+            std::fprintf(stderr, "senningen-agent scan: rules: %s\n",
+                         compiled.error().message.c_str());
+            return kScanError;
+        }
+        rules = std::move(compiled).value();
+        common::log_info("scan", "loaded " + std::to_string(rules->rule_count()) +
+                                     " YARA rules, pack " + rules->version());
+    }
+    IntelStore intel;
+    if (auto loaded = detail::load_intel(opt.intel, intel); !loaded) {
+        std::fprintf(stderr, "senningen-agent scan: intel: %s\n", loaded.error().message.c_str());
+        return kScanError;
+    }
+    if (!rules && opt.intel.empty()) {
+        common::log_warn("scan", "no --rules and no --intel: files are only hashed");
+    }
+    std::unique_ptr<ScanCache> cache;
+    if (opt.cache) {
+        cache = std::make_unique<ScanCache>(detail::pack_version(rules.get(), opt.intel));
+        std::string note;
+        if (auto loaded = cache->load(*opt.cache, &note); !loaded) {
+            common::log_warn("scan", loaded.error().message);
+        }
+        if (!note.empty()) common::log_info("scan", note);
+    }
+    auto output = detail::AlertOutput::open(opt.output, opt.collector, opt.agent_id, opt.tls);
+    if (!output) {
+        std::fprintf(stderr, "senningen-agent scan: %s\n", output.error().message.c_str());
+        return kScanError;
+    }
+
+    FileScanOptions fso;
+    fso.agent_id = opt.agent_id;
+    fso.max_file_size = opt.max_size;
+    fso.timeout_seconds = opt.timeout_s;
+    fso.fast_mode = !opt.all_strings;
+    PoolOptions po;
+    po.threads = opt.threads;
+    po.cpu_percent = opt.cpu_percent > 0 ? opt.cpu_percent : 1e9;
+    // An on-demand scan is what the operator asked for now: idle I/O class still, but not the
+    // idle CPU class, which could starve it behind any busy process.
+    po.idle_io = true;
+    po.idle_cpu = false;
+    std::atomic<bool> matched{false};
+    ScanPool pool(rules, opt.intel.empty() ? nullptr : &intel, fso, po, cache.get(),
+                  [&](FileScanResult&& result) {
+                      if (problem_outcome(result.outcome)) {
+                          common::log_warn("scan", result.facts.path + ": " + result.reason + " (" +
+                                                       std::string(to_string(result.outcome)) +
+                                                       ")");
+                      } else if (!result.reason.empty()) {
+                          common::log_debug("scan", result.facts.path + ": " + result.reason);
+                      }
+                      if (!result.alerts.empty()) matched = true;
+                      for (auto& alert : result.alerts) (*output)->write(std::move(alert));
+                  });
+
+    // The progress line is for a person at a terminal, never for a log or a pipe.
+    const bool progress = !opt.quiet && (isatty(STDERR_FILENO) == 1);
+    const auto started = std::chrono::steady_clock::now();
+    std::atomic<bool> done{false};
+    std::mutex progress_mutex;
+    std::condition_variable progress_cv;
+    std::thread ticker;
+    if (progress) {
+        ticker = std::thread([&] {
+            std::unique_lock lock(progress_mutex);
+            while (!progress_cv.wait_for(lock, std::chrono::milliseconds(250),
+                                         [&] { return done.load(); })) {
+                const ScanTotals t = pool.totals();
+                const double secs =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                        .count();
+                std::fprintf(stderr, "\r%llu files, %.0f files/s, %s/s, %llu matched   ",
+                             static_cast<unsigned long long>(t.files),
+                             static_cast<double>(t.files) / secs,
+                             human_bytes(static_cast<double>(t.bytes_read) / secs).c_str(),
+                             static_cast<unsigned long long>(t.matched_files));
+            }
+            std::fputs("\r\033[K", stderr);
+        });
+    }
+
+    WalkOptions walk;
+    walk.recursive = opt.recursive;
+    walk.excludes = opt.excludes;
+    WalkCallbacks callbacks;
+    callbacks.file = [&](std::string path) { pool.submit(std::move(path)); };
+    callbacks.skip = [&](const std::string& path, Outcome outcome, const std::string& reason) {
+        FileScanResult r;
+        r.outcome = outcome;
+        r.reason = reason;
+        r.facts.path = path;
+        pool.record(std::move(r));
+    };
+    std::uint64_t excluded = 0;
+    for (const auto& root : roots) excluded += walk_tree(root, walk, callbacks).excluded;
+    pool.wait_idle();
+    pool.stop();
+    done = true;
+    progress_cv.notify_all();
+    if (ticker.joinable()) ticker.join();
+
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const ScanTotals t = pool.totals();
+    std::string summary = std::to_string(t.count(Outcome::kScanned)) + " files scanned (" +
+                          human_bytes(static_cast<double>(t.bytes_read)) + ") in " +
+                          std::to_string(secs).substr(0, std::to_string(secs).find('.') + 3) +
+                          " s, " + human_bytes(static_cast<double>(t.bytes_read) / secs) + "/s; " +
+                          std::to_string(t.matched_files) + " matched, " +
+                          std::to_string(t.alerts) + " alerts; " +
+                          std::to_string(t.count(Outcome::kCached)) + " unchanged (cache); " +
+                          std::to_string(excluded) + " excluded";
+    for (std::size_t i = 2; i < kOutcomeCount; ++i) {
+        if (t.outcomes[i] == 0) continue;
+        summary += ", " + std::string(to_string(static_cast<Outcome>(i))) + " " +
+                   std::to_string(t.outcomes[i]);
+    }
+    common::log_info("scan", summary);
+
+    int code = matched ? kScanMatch : kScanNoMatch;
+    if (cache) {
+        if (auto saved = cache->save(*opt.cache); !saved) {
+            std::fprintf(stderr, "senningen-agent scan: %s\n", saved.error().message.c_str());
+            code = kScanError;
+        }
+    }
+    std::string problem;
+    if (!(*output)->finish(opt.collector_timeout_s, problem)) {
+        std::fprintf(stderr, "senningen-agent scan: %s\n", problem.c_str());
+        code = kScanError;
+    }
+    return code;
+}
+
+}  // namespace senningen::agent::files

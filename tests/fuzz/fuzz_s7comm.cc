@@ -1,0 +1,6 @@
+// libFuzzer target: the s7comm analyzer (see fuzz_analyzer.h).
+#include "fuzz_analyzer.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    return senningen::fuzz::run_analyzer("s7comm", senningen::agent::kIpProtoTcp, data, size);
+}

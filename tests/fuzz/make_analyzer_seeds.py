@@ -1,0 +1,51 @@
+#!/usr/bin/python3
+"""Writes the seed corpora of the analyzer fuzz targets (corpus/<target>/) from the flows of
+the IT golden capture: each TCP flow's segments (or each UDP datagram) in the script format of
+fuzz_analyzer.h: a header byte (top bit the direction, low 7 bits the length), then the bytes.
+  /usr/bin/python3 make_analyzer_seeds.py   (needs python3-scapy)
+"""
+import os
+import sys
+
+from scapy.all import IP, TCP, UDP, rdpcap
+
+HERE = os.path.dirname(os.path.abspath(sys.argv[0]))
+CAPTURE = os.path.join(HERE, "..", "golden", "it-analyzers", "input.pcap")
+TARGETS = {("TCP", 80): "http", ("TCP", 8080): "http", ("TCP", 443): "tls", ("TCP", 25): "smtp",
+           ("TCP", 445): "smb", ("TCP", 53): "dns_tcp", ("UDP", 53): "dns_udp"}
+
+
+def script(segments):
+    out = bytearray()
+    for direction, payload in segments:
+        for off in range(0, len(payload), 127):
+            chunk = payload[off:off + 127]
+            out.append((direction << 7) | len(chunk))
+            out += chunk
+    return bytes(out)
+
+
+flows = {}
+for pkt in rdpcap(CAPTURE):
+    if IP not in pkt:
+        continue
+    layer = TCP if TCP in pkt else UDP if UDP in pkt else None
+    if layer is None or not bytes(pkt[layer].payload):
+        continue
+    sport, dport = pkt[layer].sport, pkt[layer].dport
+    proto = "TCP" if layer is TCP else "UDP"
+    server = dport if (proto, dport) in TARGETS else sport
+    key = (proto, server, min(sport, dport), max(sport, dport))
+    flows.setdefault(key, []).append((0 if dport == server else 1, bytes(pkt[layer].payload)))
+
+counts = {}
+for (proto, server, _, _), segments in sorted(flows.items()):
+    target = TARGETS.get((proto, server))
+    if target is None:
+        continue
+    os.makedirs(os.path.join(HERE, "corpus", target), exist_ok=True)
+    n = counts.get(target, 0)
+    counts[target] = n + 1
+    with open(os.path.join(HERE, "corpus", target, f"seed-{n:02d}"), "wb") as f:
+        f.write(script(segments))
+print("seeds:", counts)

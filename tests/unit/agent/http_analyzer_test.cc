@@ -1,0 +1,186 @@
+// HTTP/1.x analyzer: request/response pairing, framing (Content-Length, chunked, until close),
+// pipelining, files (Content-Disposition, multipart), intel locations, and robustness against
+// input cut at every byte or split at every byte.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "analyzer_harness.h"
+
+namespace senningen::agent {
+namespace {
+
+using test::AnalyzerRun;
+
+const std::string kGet =
+    "GET /dl/tool.exe HTTP/1.1\r\nHost: Files.Example:8080\r\nUser-Agent: EvilBot/1.0\r\n"
+    "Referer: http://ref.example/page\r\nX-Forwarded-For: 203.0.113.9, 198.51.100.4\r\n\r\n";
+const std::string kChunkedResponse =
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n"
+    "Content-Disposition: attachment; filename=\"tool v2.exe\"\r\n\r\n"
+    "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+TEST(HttpAnalyzer, DetectsRequestsAndResponsesByContent) {
+    auto bytes = [](std::string_view s) {
+        return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()),
+                                             s.size());
+    };
+    const auto* spec = test::find_spec("http", kIpProtoTcp);
+    ASSERT_NE(spec, nullptr);
+    EXPECT_TRUE(spec->detect(bytes("GET / HTTP/1.1\r\n"), 0, 1234, 9999));
+    EXPECT_TRUE(spec->detect(bytes("PROPFIND /x HTTP/1.1\r\n"), 0, 1234, 80));
+    EXPECT_TRUE(spec->detect(bytes("HTTP/1.1 200 OK\r\n"), 1, 80, 1234));
+    EXPECT_FALSE(spec->detect(bytes("GETX / HTTP/1.1\r\n"), 0, 1234, 80));
+    EXPECT_FALSE(spec->detect(bytes("\x16\x03\x01\x00"), 0, 1234, 80));
+}
+
+TEST(HttpAnalyzer, ChunkedResponseBecomesANamedFile) {
+    AnalyzerRun run("http", kIpProtoTcp, 8080);
+    ASSERT_TRUE(run.ok());
+    run.feed(0, kGet);
+    run.feed(1, kChunkedResponse);
+    run.end();
+    ASSERT_EQ(run.host.files.size(), 1U);
+    const auto& f = run.host.files[0];
+    EXPECT_EQ(f.data, "hello, world");
+    EXPECT_EQ(f.filename, "tool v2.exe");
+    EXPECT_EQ(f.mime_type, "application/octet-stream");
+    EXPECT_EQ(f.description, "Files.Example:8080/dl/tool.exe");
+    EXPECT_FALSE(f.is_orig);
+    EXPECT_TRUE(f.ended);
+    const auto http = run.host.records_of("http");
+    ASSERT_EQ(http.size(), 1U);
+    EXPECT_NE(http[0].find("\"status_code\":200"), std::string::npos);
+    EXPECT_NE(http[0].find("\"response_body_len\":12"), std::string::npos);
+    EXPECT_NE(http[0].find("\"resp_filenames\":[\"tool v2.exe\"]"), std::string::npos);
+    EXPECT_NE(http[0].find("\"resp_fuids\":[\"F1\"]"), std::string::npos);
+    EXPECT_TRUE(run.host.weirds.empty());
+}
+
+TEST(HttpAnalyzer, IntelLocationsAsZeekNamesThem) {
+    AnalyzerRun run("http", kIpProtoTcp, 8080);
+    run.feed(0, kGet);
+    EXPECT_TRUE(run.host.saw("HTTP::IN_HOST_HEADER", "Files.Example"));
+    EXPECT_TRUE(run.host.saw("HTTP::IN_URL", "Files.Example:8080/dl/tool.exe"));
+    EXPECT_TRUE(run.host.saw("HTTP::IN_USER_AGENT_HEADER", "EvilBot/1.0"));
+    EXPECT_TRUE(run.host.saw("HTTP::IN_REFERRER_HEADER", "http://ref.example/page"));
+    EXPECT_TRUE(run.host.saw("HTTP::IN_X_FORWARDED_FOR_HEADER", "203.0.113.9"));
+    EXPECT_TRUE(run.host.saw("HTTP::IN_X_FORWARDED_FOR_HEADER", "198.51.100.4"));
+
+    AnalyzerRun by_addr("http", kIpProtoTcp, 80);
+    by_addr.feed(0, "GET /x HTTP/1.1\r\nHost: 192.0.2.7:80\r\n\r\n");
+    ASSERT_FALSE(by_addr.host.observations.empty());
+    EXPECT_EQ(by_addr.host.observations[0].type, IntelType::kAddr);
+    EXPECT_EQ(by_addr.host.observations[0].value, "192.0.2.7");
+    EXPECT_TRUE(by_addr.host.saw("HTTP::IN_URL", "192.0.2.7/x")) << "port 80 is not written";
+}
+
+TEST(HttpAnalyzer, PipelinedRequestsPairInOrder) {
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    run.feed(0,
+             "GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\nHost: h\r\n\r\n"
+             "GET /c HTTP/1.1\r\nHost: h\r\n\r\n");
+    run.feed(1,
+             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+             "HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"  // HEAD: no body follows
+             "HTTP/1.1 100 Continue\r\n\r\n"
+             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    run.end();
+    const auto http = run.host.records_of("http");
+    ASSERT_EQ(http.size(), 3U);
+    EXPECT_NE(http[0].find("\"uri\":\"/a\""), std::string::npos);
+    EXPECT_NE(http[0].find("\"response_body_len\":3"), std::string::npos);
+    EXPECT_NE(http[1].find("\"method\":\"HEAD\""), std::string::npos);
+    EXPECT_NE(http[1].find("\"response_body_len\":0"), std::string::npos);
+    EXPECT_NE(http[2].find("\"status_code\":404"), std::string::npos);
+    EXPECT_NE(http[2].find("\"trans_depth\":3"), std::string::npos);
+    EXPECT_EQ(run.host.files.size(), 1U);
+}
+
+TEST(HttpAnalyzer, BodyUntilCloseAndRequestWithoutResponse) {
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    run.feed(0, "GET /old HTTP/1.0\r\n\r\nGET /never HTTP/1.0\r\n\r\n");
+    run.feed(1, "HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    run.end();
+    ASSERT_EQ(run.host.files.size(), 1U);
+    EXPECT_EQ(run.host.files[0].data, "until the end");
+    const auto http = run.host.records_of("http");
+    ASSERT_EQ(http.size(), 2U);
+    EXPECT_EQ(http[1].find("status_code"), std::string::npos);
+}
+
+TEST(HttpAnalyzer, MultipartUploadGivesOneFilePerNamedPart) {
+    const std::string form =
+        "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n"
+        "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n"
+        "Content-Type: text/plain\r\n\r\nfirst\r\nfile\r\n"
+        "--XyZ\r\nContent-Disposition: form-data; name=\"g\"; filename*=UTF-8''na%C3%AFve.bin\r\n"
+        "\r\n\x01\x02\r\n--XyZ--\r\n";
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    run.feed(0, "POST /up HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; "
+                "boundary=\"XyZ\"\r\nContent-Length: " +
+                    std::to_string(form.size()) + "\r\n\r\n" + form);
+    run.feed(1, "HTTP/1.1 204 No Content\r\n\r\n");
+    run.end();
+    ASSERT_EQ(run.host.files.size(), 2U);
+    EXPECT_EQ(run.host.files[0].filename, "a.txt");
+    EXPECT_EQ(run.host.files[0].data, "first\r\nfile");
+    EXPECT_TRUE(run.host.files[0].is_orig);
+    EXPECT_EQ(run.host.files[1].filename, "na\xc3\xafve.bin");
+    EXPECT_EQ(run.host.files[1].data, "\x01\x02");
+    const auto http = run.host.records_of("http");
+    ASSERT_EQ(http.size(), 1U);
+    EXPECT_NE(http[0].find("\"orig_filenames\":[\"a.txt\",\"na\xc3\xafve.bin\"]"), std::string::npos)
+        << http[0];
+}
+
+TEST(HttpAnalyzer, SplitAtEveryByteGivesTheSameRecords) {
+    AnalyzerRun whole("http", kIpProtoTcp, 8080);
+    whole.feed(0, kGet);
+    whole.feed(1, kChunkedResponse);
+    whole.end();
+    AnalyzerRun bytewise("http", kIpProtoTcp, 8080);
+    bytewise.feed(0, kGet, 1);
+    bytewise.feed(1, kChunkedResponse, 1);
+    bytewise.end();
+    EXPECT_EQ(whole.host.records, bytewise.host.records);
+    ASSERT_EQ(bytewise.host.files.size(), 1U);
+    EXPECT_EQ(bytewise.host.files[0].data, "hello, world");
+}
+
+TEST(HttpAnalyzer, TruncatedAtEveryOffsetNeverCrashesAndIsCounted) {
+    const std::string response = kChunkedResponse;
+    for (std::size_t cut = 0; cut < response.size(); ++cut) {
+        AnalyzerRun run("http", kIpProtoTcp, 8080);
+        run.feed(0, kGet);
+        run.feed(1, response.substr(0, cut));
+        run.end();
+        // The request is always logged; a cut inside the body or headers is a weird.
+        ASSERT_EQ(run.host.records_of("http").size(), 1U) << "cut at " << cut;
+        if (cut > 0) {
+            EXPECT_FALSE(run.host.weirds.empty()) << "cut at " << cut;
+        }
+    }
+}
+
+TEST(HttpAnalyzer, GarbageIsAWeirdNotACrash) {
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    run.feed(0, "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    run.feed(1, std::string("\x00\xff\xfe garbage\r\n\r\n", 16));
+    run.feed(0, std::string(70000, 'A'));
+    run.end();
+    EXPECT_NE(std::find(run.host.weirds.begin(), run.host.weirds.end(), "http_bad_chunk_size"),
+              run.host.weirds.end());
+    EXPECT_NE(std::find(run.host.weirds.begin(), run.host.weirds.end(), "http_bad_status_line"),
+              run.host.weirds.end());
+}
+
+TEST(HttpAnalyzer, OversizedHeaderBlockStopsTheDirection) {
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    run.feed(0, "GET / HTTP/1.1\r\nX-Big: " + std::string(70000, 'b'));
+    EXPECT_NE(std::find(run.host.weirds.begin(), run.host.weirds.end(), "http_header_too_long"),
+              run.host.weirds.end());
+}
+
+}  // namespace
+}  // namespace senningen::agent

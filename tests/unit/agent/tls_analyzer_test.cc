@@ -1,0 +1,148 @@
+// TLS analyzer: SNI and JA3 from a ClientHello (GREASE ignored), the server's certificate
+// chain parsed by OpenSSL, intel locations, and hostile or cut input.
+#include <gtest/gtest.h>
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "analyzer_harness.h"
+#include "analyzers/tls/tls_analyzer.h"
+
+namespace senningen::agent {
+namespace {
+
+using test::AnalyzerRun;
+
+std::string be16(unsigned v) { return {static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; }
+std::string be24(std::size_t v) {
+    return {static_cast<char>(v >> 16), static_cast<char>((v >> 8) & 0xff),
+            static_cast<char>(v & 0xff)};
+}
+std::string hs(int type, const std::string& body) {
+    return std::string(1, static_cast<char>(type)) + be24(body.size()) + body;
+}
+std::string record(int type, const std::string& body) {
+    return std::string(1, static_cast<char>(type)) + "\x03\x03" + be16(body.size()) + body;
+}
+std::string ext(unsigned type, const std::string& body) { return be16(type) + be16(body.size()) + body; }
+
+std::string client_hello(const std::string& sni) {
+    std::string exts = ext(0x1a1a, "") +
+                       ext(0, be16(sni.size() + 3) + std::string(1, '\0') + be16(sni.size()) + sni) +
+                       ext(10, be16(6) + be16(0x2a2a) + be16(29) + be16(23)) +
+                       ext(11, std::string("\x01\x00", 2)) + ext(35, "");
+    std::string body = "\x03\x03" + std::string(32, 'r') + std::string(1, '\0') + be16(8) +
+                       be16(0x0a0a) + be16(0xc02f) + be16(0xc030) + be16(0x009c) +
+                       std::string("\x01\x00", 2) + be16(exts.size()) + exts;
+    return record(22, hs(1, body));
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string server_flight(const std::string& der) {
+    const std::string server_hello =
+        hs(2, "\x03\x03" + std::string(32, 's') + std::string(1, '\0') + be16(0xc02f) +
+                  std::string(1, '\0') + be16(5) + ext(0xff01, std::string(1, '\0')));
+    const std::string chain = be24(der.size()) + der;
+    return record(22, server_hello) + record(22, hs(11, be24(chain.size()) + chain) + hs(14, ""));
+}
+
+const std::string kCertPath =
+    std::string(SENNINGEN_SOURCE_DIR) + "/tests/golden/it-analyzers/server.der";
+
+TEST(TlsAnalyzer, Ja3SkipsGreaseAndHashesWithMd5) {
+    const std::string rec = client_hello("a.example");
+    const auto body = std::span<const std::uint8_t>(
+        reinterpret_cast<const std::uint8_t*>(rec.data()) + 9, rec.size() - 9);
+    EXPECT_EQ(ja3_string(body), "771,49199-49200-156,0-10-11-35,29-23,0");
+    AnalyzerRun run("tls", kIpProtoTcp, 443);
+    run.feed(0, rec);
+    run.end();
+    const auto tls = run.host.records_of("tls");
+    ASSERT_EQ(tls.size(), 1U);
+    // md5("771,49199-49200-156,0-10-11-35,29-23,0"), computed independently.
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    const std::string ja3 = "771,49199-49200-156,0-10-11-35,29-23,0";
+    EVP_Digest(ja3.data(), ja3.size(), md, &len, EVP_md5(), nullptr);
+    char hex[33] = {};
+    for (unsigned i = 0; i < len; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    EXPECT_NE(tls[0].find(std::string("\"ja3_hash\":\"") + hex + "\""), std::string::npos) << tls[0];
+    EXPECT_TRUE(run.host.saw("SSL::IN_SERVER_NAME", "a.example"));
+}
+
+TEST(TlsAnalyzer, CertificateChainParsedWithOpenSsl) {
+    const std::string der = read_file(kCertPath);
+    ASSERT_FALSE(der.empty()) << kCertPath;
+    CertificateFacts facts;
+    ASSERT_TRUE(parse_certificate({reinterpret_cast<const std::uint8_t*>(der.data()), der.size()},
+                                  facts));
+    EXPECT_EQ(facts.common_name, "portal.bad-vendor.example");
+    EXPECT_EQ(facts.subject, "CN=portal.bad-vendor.example,O=Bad Vendor,C=NL");
+    EXPECT_EQ(facts.san_dns,
+              (std::vector<std::string>{"portal.bad-vendor.example", "www.bad-vendor.example"}));
+    EXPECT_EQ(facts.san_email, std::vector<std::string>{"pki@bad-vendor.example"});
+    EXPECT_EQ(facts.sha1.size(), 40U);
+    EXPECT_EQ(facts.sha256.size(), 64U);
+
+    AnalyzerRun run("tls", kIpProtoTcp, 443);
+    run.feed(0, client_hello("portal.bad-vendor.example"));
+    run.feed(1, server_flight(der), 7);  // records split anyhow
+    run.feed(0, record(20, "\x01") + record(22, std::string(40, 'e')));
+    run.feed(1, record(20, "\x01") + record(22, std::string(40, 'e')));
+    run.end();
+    EXPECT_TRUE(run.host.saw("X509::IN_CERT", facts.sha1));
+    EXPECT_TRUE(run.host.saw("X509::IN_CERT", "www.bad-vendor.example"));
+    EXPECT_TRUE(run.host.saw("X509::IN_CERT", "pki@bad-vendor.example"));
+    const auto tls = run.host.records_of("tls");
+    ASSERT_EQ(tls.size(), 1U);
+    EXPECT_NE(tls[0].find("\"established\":true"), std::string::npos);
+    EXPECT_NE(tls[0].find(facts.sha256), std::string::npos);
+    EXPECT_NE(tls[0].find("\"version\":\"TLSv12\""), std::string::npos);
+    EXPECT_TRUE(run.host.weirds.empty());
+}
+
+TEST(TlsAnalyzer, DetectsHelloRecordsOnly) {
+    const auto* spec = test::find_spec("tls", kIpProtoTcp);
+    ASSERT_NE(spec, nullptr);
+    const std::string hello = client_hello("x.example");
+    auto span = [](const std::string& s) {
+        return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()),
+                                             s.size());
+    };
+    EXPECT_TRUE(spec->detect(span(hello), 0, 1, 2));
+    EXPECT_FALSE(spec->detect(span("GET / HTTP/1.1\r\n\r\n"), 0, 1, 2));
+    EXPECT_FALSE(spec->detect(span(record(23, std::string(50, 'x'))), 0, 1, 2));
+}
+
+TEST(TlsAnalyzer, CutAtEveryOffsetAndCorruptedBytesNeverCrash) {
+    const std::string der = read_file(kCertPath);
+    const std::string flight = server_flight(der);
+    for (std::size_t cut = 0; cut < flight.size(); cut += 3) {
+        AnalyzerRun run("tls", kIpProtoTcp, 443);
+        run.feed(0, client_hello("c.example"));
+        run.feed(1, flight.substr(0, cut));
+        run.end();
+        ASSERT_EQ(run.host.records_of("tls").size(), 1U) << "cut at " << cut;
+    }
+    // Every byte of the chain flipped in turn: OpenSSL refuses, the analyzer counts it.
+    std::size_t weird_runs = 0;
+    for (std::size_t i = 0; i < flight.size(); i += 11) {
+        std::string bad = flight;
+        bad[i] = static_cast<char>(bad[i] ^ 0xa5);
+        AnalyzerRun run("tls", kIpProtoTcp, 443);
+        run.feed(1, bad);
+        run.end();
+        if (!run.host.weirds.empty()) ++weird_runs;
+    }
+    EXPECT_GT(weird_runs, 0U);
+}
+
+}  // namespace
+}  // namespace senningen::agent

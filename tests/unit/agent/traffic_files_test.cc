@@ -1,0 +1,156 @@
+// Files from traffic through the whole engine: one-pass MD5/SHA-1/SHA-256 agree with the
+// reference digests of the shared http-get-download capture (and so with Zeek's files.log),
+// extraction honours its size cap, and intel hits on files carry the file's facts.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <Poco/JSON/Parser.h>
+
+#include "senningen/agent/capture/pcap_file.h"
+#include "senningen/agent/engine/engine.h"
+
+namespace senningen::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CaptureRun {
+    std::vector<Poco::JSON::Object::Ptr> records;
+    std::vector<common::Alert> alerts;
+    std::vector<std::string> intel_log;
+};
+
+CaptureRun run_capture(const std::string& path, EngineOptions options, const IntelStore* intel) {
+    CaptureRun run;
+    Engine engine(std::move(options), nullptr, intel,
+                  [&](common::Alert&& a) { run.alerts.push_back(std::move(a)); });
+    engine.set_record_sink([&](const std::string& line) {
+        run.records.push_back(Poco::JSON::Parser().parse(line).extract<Poco::JSON::Object::Ptr>());
+    });
+    engine.set_intel_log_sink([&](const std::string& line) { run.intel_log.push_back(line); });
+    auto file = PcapFile::open(path);
+    EXPECT_TRUE(file) << path;
+    if (!file) return run;
+    RawPacket packet;
+    while (true) {
+        auto more = (*file)->next(packet);
+        if (!more || !*more) break;
+        engine.process(packet, (*file)->linktype());
+    }
+    engine.finish();
+    return run;
+}
+
+std::vector<Poco::JSON::Object::Ptr> files_of(const CaptureRun& run) {
+    std::vector<Poco::JSON::Object::Ptr> out;
+    for (const auto& r : run.records) {
+        if (r->getValue<std::string>("event_type") == "files") out.push_back(r->getObject("files"));
+    }
+    return out;
+}
+
+const std::string kDownload =
+    std::string(SENNINGEN_SHARED_DATA) + "/pcaps/general/http-get-download/trace.pcap";
+const std::string kGolden =
+    std::string(SENNINGEN_SOURCE_DIR) + "/tests/golden/it-analyzers/input.pcap";
+
+TEST(TrafficFiles, HttpBodyDigestsMatchTheReference) {
+    if (!fs::exists(kDownload)) GTEST_SKIP() << "shared corpus not present: " << kDownload;
+    const CaptureRun run = run_capture(kDownload, EngineOptions{}, nullptr);
+    const auto files = files_of(run);
+    ASSERT_EQ(files.size(), 1U);
+    EXPECT_EQ(files[0]->getValue<std::uint64_t>("seen_bytes"), 4705U);
+    EXPECT_EQ(files[0]->getValue<std::string>("md5"), "397168fd09991a0e712254df7bc639ac");
+    EXPECT_EQ(files[0]->getValue<std::string>("sha1"), "1dd7ac0398df6cbc0696445a91ec681facf4dc47");
+    EXPECT_EQ(files[0]->getValue<std::string>("sha256"),
+              "4e7c7ef0984119447e743e3ec77e1de52713e345cde03fe7df753a35849bed18");
+    EXPECT_EQ(files[0]->getValue<std::string>("source"), "HTTP");
+    EXPECT_EQ(files[0]->getValue<std::string>("mime_type"), "text/plain");
+}
+
+TEST(TrafficFiles, ExtractionWritesFilesAndCutsAtTheCap) {
+    const fs::path dir = fs::temp_directory_path() / ("senningen-extract-" + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    EngineOptions options;
+    options.extract_dir = dir.string();
+    options.extract_max_bytes = 100;
+    const CaptureRun run = run_capture(kGolden, options, nullptr);
+    const auto files = files_of(run);
+    ASSERT_FALSE(files.empty());
+    std::size_t cut = 0;
+    for (const auto& f : files) {
+        ASSERT_TRUE(f->has("extracted"));
+        const fs::path path = dir / f->getValue<std::string>("extracted");
+        ASSERT_TRUE(fs::exists(path)) << path;
+        const auto seen = f->getValue<std::uint64_t>("seen_bytes");
+        EXPECT_EQ(fs::file_size(path), std::min<std::uint64_t>(seen, 100));
+        EXPECT_EQ(f->getValue<bool>("extracted_cutoff"), seen > 100);
+        if (seen > 100) ++cut;
+    }
+    EXPECT_GT(cut, 0U) << "the capture has files over 100 bytes";
+    // Names are sanitised: no path separators leave the directory.
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        EXPECT_EQ(entry.path().parent_path(), dir);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(TrafficFiles, FileIntelHitsCarryTheFileAndGoToIntelLog) {
+    const fs::path dir = fs::temp_directory_path() / ("senningen-fintel-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path intel_path = dir / "intel.dat";
+    std::ofstream(intel_path) << "#fields\tindicator\tindicator_type\tmeta.source\n"
+                                 "report-Q3.pdf\tIntel::FILE_NAME\tunit\n";
+    IntelStore intel;
+    IntelLoadStats stats;
+    ASSERT_TRUE(intel.load_file(intel_path.string(), stats));
+    const CaptureRun run = run_capture(kGolden, EngineOptions{}, &intel);
+    ASSERT_EQ(run.alerts.size(), 1U);
+    const common::Alert& alert = run.alerts[0];
+    ASSERT_TRUE(alert.intel);
+    EXPECT_EQ(alert.intel->where, "Files::IN_NAME");
+    ASSERT_TRUE(alert.file);
+    EXPECT_EQ(alert.file->path, "report-Q3.pdf");
+    EXPECT_EQ(alert.file->sha256.size(), 64U);
+    ASSERT_TRUE(common::validate(alert));
+    ASSERT_EQ(run.intel_log.size(), 1U);
+    // Zeek's intel.log columns: 15 of them, the file's id, type and description at the end.
+    std::vector<std::string> cols;
+    std::size_t start = 0;
+    const std::string& line = run.intel_log[0];
+    for (std::size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1) {
+        cols.push_back(line.substr(start, tab - start));
+    }
+    cols.push_back(line.substr(start));
+    ASSERT_EQ(cols.size(), 15U);
+    EXPECT_EQ(cols[6], "report-Q3.pdf");
+    EXPECT_EQ(cols[7], "Intel::FILE_NAME");
+    EXPECT_EQ(cols[8], "Files::IN_NAME");
+    EXPECT_EQ(cols[11], "unit");
+    EXPECT_EQ(cols[12].front(), 'F');
+    EXPECT_EQ(cols[13], "application/pdf");
+    fs::remove_all(dir);
+}
+
+TEST(TrafficFiles, IntelLogHeaderHasZeeksFields) {
+    const std::string header = intel_log_header("2026-01-01-00-00-00");
+    EXPECT_NE(header.find("#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\t"
+                          "seen.indicator\tseen.indicator_type\tseen.where\tseen.node\tmatched\t"
+                          "sources\tfuid\tfile_mime_type\tfile_desc\n"),
+              std::string::npos);
+    EXPECT_NE(header.find("#path\tintel\n"), std::string::npos);
+    EXPECT_EQ(zeek_uid(1).front(), 'C');
+    EXPECT_EQ(zeek_uid(12345), zeek_uid(12345));
+    EXPECT_NE(zeek_uid(12345), zeek_uid(12346));
+}
+
+}  // namespace
+}  // namespace senningen::agent

@@ -1,0 +1,179 @@
+// Ingest with a real SQLite store and a transport whose peer is the test: what gets stored and
+// acknowledged, what is refused, and how heartbeats turn into agent states.
+#include "senningen/collector/ingest.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "alert_factory.h"
+#include "senningen/collector/ca.h"
+#include "senningen/collector/sqlite_store.h"
+
+namespace senningen::collector {
+namespace {
+
+using namespace std::chrono_literals;
+
+class InjectTransport final : public common::Transport {
+public:
+    common::Result<std::uint16_t> listen(const std::string&, std::uint16_t) override {
+        return std::uint16_t{1};
+    }
+    void connect(const std::string&, std::uint16_t) override {}
+    void send(const common::AlertBatch&) override {}
+    void send(const common::BatchAck& ack) override { acks.push_back(ack); }
+    void send(const common::Heartbeat&) override {}
+    std::vector<common::Inbound> receive(std::chrono::milliseconds) override {
+        return std::exchange(inbox, {});
+    }
+    std::size_t peer_count() const override { return 1; }
+    bool ready_to_send() const override { return true; }
+
+    std::vector<common::Inbound> inbox;
+    std::vector<common::BatchAck> acks;
+};
+
+class IngestTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char dir_template[] = "/tmp/senningen-ingest-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir_template), nullptr);
+        dir_ = dir_template;
+        store_ = open_sqlite_store(dir_ + "/alerts.db").value();
+        ASSERT_TRUE(init_ca(dir_ + "/ca", 30).ok());
+        const CaPaths p{dir_ + "/ca"};
+        verifier_ = common::PeerVerifier::create(p.ca_certificate(), p.crl()).value();
+    }
+    void TearDown() override {
+        store_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+    std::shared_ptr<common::Signer> enroll(const std::string& name) {
+        const std::int64_t now = std::time(nullptr);
+        auto issued = issue_agent_certificate(dir_ + "/ca", name, now - 60, now + 86400).value();
+        std::ofstream(dir_ + "/" + name + ".crt") << issued.certificate_pem;
+        std::ofstream(dir_ + "/" + name + ".key") << issued.key_pem;
+        return common::Signer::load(dir_ + "/" + name + ".crt", dir_ + "/" + name + ".key").value();
+    }
+    static common::AlertBatch batch(const std::string& agent, int n, std::uint64_t id = 1) {
+        common::AlertBatch b;
+        b.agent_id = agent;
+        b.batch_id = id;
+        for (int i = 0; i < n; ++i) b.alerts.push_back(testing::network_alert(agent));
+        return b;
+    }
+
+    std::string dir_;
+    std::unique_ptr<AlertStore> store_;
+    std::unique_ptr<common::PeerVerifier> verifier_;
+    InjectTransport transport_;
+};
+
+TEST_F(IngestTest, StoresAndAcknowledgesAnAuthenticatedBatchOnce) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer = enroll("agent-a");
+    auto b = batch("agent-a", 3);
+    ASSERT_TRUE(signer->sign(b).ok());
+    transport_.inbox = {b, b};  // a resend after a lost ack
+    ingest.poll(0ms);
+    ASSERT_EQ(transport_.acks.size(), 2u);
+    EXPECT_EQ(transport_.acks[0].inserted, 3u);
+    EXPECT_EQ(transport_.acks[1].duplicates, 3u);
+    EXPECT_EQ(store_->count().value(), 3u);
+}
+
+TEST_F(IngestTest, RefusesABatchClaimingAnotherAgentsId) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer = enroll("agent-a");
+    auto b = batch("agent-b", 2);
+    ASSERT_TRUE(signer->sign(b).ok());
+    transport_.inbox = {b};
+    ingest.poll(0ms);
+    EXPECT_TRUE(transport_.acks.empty());
+    EXPECT_EQ(store_->count().value(), 0u);
+    EXPECT_EQ(ingest.counters().messages_refused, 1u);
+}
+
+TEST_F(IngestTest, RefusesUnsignedBatchesWhenAuthenticating) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    transport_.inbox = {batch("agent-a", 2)};
+    ingest.poll(0ms);
+    EXPECT_TRUE(transport_.acks.empty());
+    EXPECT_EQ(ingest.counters().messages_refused, 1u);
+}
+
+TEST_F(IngestTest, InsecureModeTakesTheIdFromTheMessage) {
+    Ingest ingest(transport_, *store_, nullptr);
+    transport_.inbox = {batch("lab-agent", 2)};
+    ingest.poll(0ms);
+    ASSERT_EQ(transport_.acks.size(), 1u);
+    EXPECT_EQ(transport_.acks[0].agent_id, "lab-agent");
+}
+
+TEST_F(IngestTest, HeartbeatsMakeAnAgentOnlineAndSilenceMakesItOffline) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer = enroll("agent-h");
+    common::Heartbeat hb;
+    hb.agent_id = "agent-h";
+    hb.sequence = 1;
+    hb.interval_s = 1;
+    hb.packets = 100;
+    hb.queue_depth = 5;
+    ASSERT_TRUE(signer->sign(hb).ok());
+    transport_.inbox = {hb};
+    ingest.poll(0ms);
+    auto a = store_->agent("agent-h").value();
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->state, "online");
+    EXPECT_EQ(a->last.packets, 100u);
+    EXPECT_EQ(a->last.queue_depth, 5u);
+
+    // Three missed heartbeats of 1 s each.
+    const auto deadline = std::chrono::steady_clock::now() + 8s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           store_->agent("agent-h").value()->state != "offline") {
+        ingest.poll(100ms);
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(store_->agent("agent-h").value()->state, "offline");
+    EXPECT_EQ(ingest.counters().agents_marked_offline, 1u);
+    auto events = store_->agent_events("agent-h", 10).value();
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0].event, "offline");  // newest first
+    EXPECT_NE(events[0].detail.find("3 missed"), std::string::npos);
+    EXPECT_EQ(events[1].event, "online");
+
+    // A heartbeat brings it back; a farewell makes it stopped, not offline.
+    hb.sequence = 2;
+    ASSERT_TRUE(signer->sign(hb).ok());
+    transport_.inbox = {hb};
+    ingest.poll(0ms);
+    EXPECT_EQ(store_->agent("agent-h").value()->state, "online");
+    hb.sequence = 3;
+    hb.stopping = true;
+    ASSERT_TRUE(signer->sign(hb).ok());
+    transport_.inbox = {hb};
+    ingest.poll(0ms);
+    EXPECT_EQ(store_->agent("agent-h").value()->state, "stopped");
+    EXPECT_EQ(store_->agents().value().size(), 1u);
+}
+
+TEST_F(IngestTest, AForgedHeartbeatIsRefused) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer = enroll("agent-a");
+    common::Heartbeat hb;
+    hb.agent_id = "agent-b";
+    ASSERT_TRUE(signer->sign(hb).ok());
+    transport_.inbox = {hb};
+    ingest.poll(0ms);
+    EXPECT_TRUE(store_->agents().value().empty());
+    EXPECT_EQ(ingest.counters().messages_refused, 1u);
+}
+
+}  // namespace
+}  // namespace senningen::collector
