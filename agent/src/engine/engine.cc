@@ -13,23 +13,6 @@ namespace {
 
 constexpr int kMaxDetectAttempts = 4;  // payload packets looked at before giving up on a flow
 
-int meta_severity(const std::map<std::string, std::string>& meta, int fallback) {
-    const auto it = meta.find("severity");
-    if (it == meta.end()) return fallback;
-    const std::string& v = it->second;
-    int n = 0;
-    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec == std::errc() && ptr == v.data() + v.size() && n >= common::kSeverityMin &&
-        n <= common::kSeverityMax) {
-        return n;
-    }
-    if (v == "critical") return 1;
-    if (v == "high") return 2;
-    if (v == "medium") return 3;
-    if (v == "low" || v == "info") return 4;
-    return fallback;
-}
-
 const char* proto_name(std::uint8_t ip_proto) {
     switch (ip_proto) {
         case kIpProtoTcp: return "TCP";
@@ -261,7 +244,7 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
         alert.rule = m.rule;
         const auto cat = m.meta.find("category");
         alert.category = cat != m.meta.end() ? cat->second : "YARA match";
-        alert.severity = meta_severity(m.meta, 3);
+        alert.severity = severity_from_meta(m.meta, 3);
         alert.pack_version = rules_->version();
         alert.matches = std::move(m.strings);
         emit(std::move(alert));
@@ -281,7 +264,7 @@ void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicat
     alert.category = cat != indicator.meta.end() ? cat->second : "Known bad indicator";
     const auto sev = indicator.meta.find("meta.severity");
     alert.severity = sev != indicator.meta.end()
-                         ? meta_severity({{"severity", sev->second}}, 2)
+                         ? severity_from_meta({{"severity", sev->second}}, 2)
                          : 2;
     alert.pack_version = "intel";
     alert.intel = common::IntelContext{indicator.value, type, std::string(where), indicator.sources};

@@ -135,23 +135,6 @@ bool hash_mapped_guarded(Hashes& hashes, const unsigned char* data, std::size_t 
     return true;
 }
 
-int severity_from_meta(const std::map<std::string, std::string>& meta, int fallback) {
-    const auto it = meta.find("severity");
-    if (it == meta.end()) return fallback;
-    const std::string& v = it->second;
-    int n = 0;
-    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec == std::errc() && ptr == v.data() + v.size() && n >= common::kSeverityMin &&
-        n <= common::kSeverityMax) {
-        return n;
-    }
-    if (v == "critical") return 1;
-    if (v == "high") return 2;
-    if (v == "medium") return 3;
-    if (v == "low" || v == "info") return 4;
-    return fallback;
-}
-
 struct Fd {
     int fd = -1;
     ~Fd() {

@@ -90,7 +90,7 @@ protected:
         return state_->sent;
     }
     template <typename Pred>
-    bool eventually(Pred pred, std::chrono::milliseconds limit = 3000ms) {
+    bool eventually(Pred pred, std::chrono::milliseconds limit = 10000ms) {
         const auto end = std::chrono::steady_clock::now() + limit;
         while (std::chrono::steady_clock::now() < end) {
             if (pred()) return true;

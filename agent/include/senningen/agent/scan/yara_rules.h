@@ -37,6 +37,10 @@ struct YaraMatch {
     std::vector<common::StringMatch> strings;  // bounded as in common::add_match
 };
 
+// The alert severity a rule's metadata asks for: meta "severity" as 1..4 or as critical, high,
+// medium, low/info; FALLBACK when absent or unreadable.
+int severity_from_meta(const std::map<std::string, std::string>& meta, int fallback);
+
 class YaraRules {
 public:
     // Compiles every file (a directory adds each *.yar and *.yara inside, recursively, sorted
