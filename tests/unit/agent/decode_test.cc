@@ -327,8 +327,8 @@ TEST(Decode, TcpDataOffsetChecks) {
     ASSERT_EQ(decode(DLT_RAW, with_options, p), DecodeStatus::kOk);
     expect_tcp4(p);
     // An IP packet too short for any TCP header.
-    const Bytes stub = test::ipv4(kClient4, kServer4, kIpProtoTcp, Bytes(10, 0));
-    EXPECT_EQ(decode(DLT_RAW, stub, p), DecodeStatus::kMalformed);
+    const Bytes short_l4 = test::ipv4(kClient4, kServer4, kIpProtoTcp, Bytes(10, 0));
+    EXPECT_EQ(decode(DLT_RAW, short_l4, p), DecodeStatus::kMalformed);
 }
 
 TEST(Decode, UdpLengthChecks) {
@@ -348,8 +348,8 @@ TEST(Decode, UdpLengthChecks) {
     ASSERT_EQ(decode(DLT_RAW, shorter, p), DecodeStatus::kOk);
     EXPECT_EQ(payload_text(p), "qu");
 
-    const Bytes stub = test::ipv4(kClient4, kServer4, kIpProtoUdp, Bytes(4, 0));
-    EXPECT_EQ(decode(DLT_RAW, stub, p), DecodeStatus::kMalformed);
+    const Bytes short_l4 = test::ipv4(kClient4, kServer4, kIpProtoUdp, Bytes(4, 0));
+    EXPECT_EQ(decode(DLT_RAW, short_l4, p), DecodeStatus::kMalformed);
 }
 
 TEST(Decode, Ipv6ExtensionHeadersAreWalked) {
