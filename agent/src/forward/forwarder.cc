@@ -113,7 +113,7 @@ void Forwarder::submit(common::Alert alert) {
         if (stopping_) return true;
         if (staged_.size() >= kMaxStaged) return false;
         return options_.queue_policy != QueueFullPolicy::kBlock ||
-               staged_.size() + queue_depth_ < options_.max_pending_alerts;
+               staged_.size() + committing_ + queue_depth_ < options_.max_pending_alerts;
     });
     if (stopping_) return;
     staged_.push_back(std::move(alert));
@@ -124,7 +124,7 @@ void Forwarder::submit(common::Alert alert) {
 bool Forwarder::drain(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
     return space_.wait_until(lock, deadline,
-                             [&] { return staged_.empty() && queue_depth_ == 0; });
+                             [&] { return staged_.empty() && committing_ == 0 && queue_depth_ == 0; });
 }
 
 ForwarderCounters Forwarder::counters() const {
@@ -136,7 +136,7 @@ bool Forwarder::connected() const { return connected_.load(); }
 
 std::size_t Forwarder::pending() const {
     const std::lock_guard<std::mutex> lock(mutex_);
-    return staged_.size() + queue_depth_;
+    return staged_.size() + committing_ + queue_depth_;
 }
 
 void Forwarder::run() {
@@ -176,10 +176,14 @@ void Forwarder::commit_staged(bool force) {
         }
         batch.swap(staged_);
         progress = staged_progress_;
+        // Still counted against the limit while it is written: between the swap and the
+        // queue's new depth the alerts are in neither staged_ nor queue_depth_.
+        committing_ = batch.size();
     }
     auto appended = queue_->append(batch, source_, progress);
     const std::lock_guard<std::mutex> lock(mutex_);
     last_commit_ = now;
+    committing_ = 0;
     if (!appended) {
         // Kept staged (in order) and tried again at the next commit; the producer waits when
         // the staging area fills, so a broken disk slows the agent rather than losing alerts.
@@ -394,7 +398,7 @@ void Forwarder::heartbeat_if_due(std::chrono::steady_clock::time_point now, bool
     }
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        hb.queue_depth = staged_.size() + queue_depth_;
+        hb.queue_depth = staged_.size() + committing_ + queue_depth_;
         ++counters_.heartbeats_sent;
     }
     if (auto oldest = queue_->oldest_ns(); oldest && *oldest > 0) {

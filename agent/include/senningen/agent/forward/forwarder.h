@@ -137,6 +137,7 @@ private:
     std::vector<common::Alert> staged_;  // submitted, not yet on disk
     std::uint64_t staged_progress_ = 0;  // source progress once staged_ is on disk
     std::size_t queue_depth_ = 0;        // mirror of queue_->depth() for other threads
+    std::size_t committing_ = 0;         // taken from staged_, being written to the queue
     std::map<std::uint64_t, InFlight> in_flight_;
     ForwarderCounters counters_;
     bool stopping_ = false;
