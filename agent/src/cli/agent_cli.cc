@@ -463,6 +463,7 @@ int run_agent(int argc, char** argv) {
             return opened.error().code == common::ErrorCode::kParse ? kExitUsage : kExitNoInput;
         }
         live_capture = std::move(opened).value();
+        common::log_info("agent", "capturing on " + opt.live.interface);
     }
     auto capture = live_capture ? common::Result<std::unique_ptr<PcapFile>>(nullptr)
                                 : PcapFile::open(opt.capture);

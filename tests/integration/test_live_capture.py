@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Live capture sees what the offline run sees.
+
+Two network namespaces made by the test, joined by a veth pair: tcpreplay sends a capture
+from one side while `senningen-agent --interface` captures on the other. The alerts must be
+the same as those of `senningen-agent --read` over the same capture, apart from what depends
+on the moment of capture (timestamps, alert ids).
+
+Needs root (namespaces) and tcpreplay; without either the test says so and skips.
+"""
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = os.environ.get("SENNINGEN_AGENT", os.path.join(REPO, "build/agent/senningen-agent"))
+GOLDEN = os.path.join(REPO, "tests/golden")
+TCPREPLAY = shutil.which("tcpreplay")
+
+# (capture, agent arguments): captures the project generates, covering intel, YARA over
+# streams and files from traffic, and the ICS policy.
+CASES = {
+    "demo": (os.path.join(GOLDEN, "demo/input.pcap"),
+             ["--rules", os.path.join(REPO, "rules/packs/demo/demo.yar"),
+              "--intel", os.path.join(REPO, "rules/packs/demo/demo.intel")]),
+    "it-analyzers": (os.path.join(GOLDEN, "it-analyzers/input.pcap"),
+                     ["--rules", os.path.join(GOLDEN, "it-analyzers/rules.yar"),
+                      "--intel", os.path.join(GOLDEN, "it-analyzers/intel.dat")]),
+    "ics-policy": (os.path.join(GOLDEN, "ics-policy/input.pcap"),
+                   ["--rules", os.path.join(REPO, "rules/packs/ics")]),
+}
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def comparable(alert):
+    """The facts of an alert that do not depend on when or how the packets were read."""
+    a = alert.get("alert", {})
+    intel = alert.get("intel", {})
+    f = alert.get("file", {})
+    return json.dumps({
+        "signature": a.get("signature"), "source": a.get("source"),
+        "severity": a.get("severity"), "category": a.get("category"),
+        "src_ip": alert.get("src_ip"), "src_port": alert.get("src_port"),
+        "dest_ip": alert.get("dest_ip"), "dest_port": alert.get("dest_port"),
+        "proto": alert.get("proto"), "app_proto": alert.get("app_proto"),
+        "indicator": intel.get("indicator"), "where": intel.get("where"),
+        "sha256": f.get("sha256"), "file_size": f.get("size"),
+    }, sort_keys=True)
+
+
+def read_alerts(path):
+    with open(path) as f:
+        return sorted(comparable(json.loads(line)) for line in f if line.strip())
+
+
+class VethPair:
+    """Namespaces tx and rx, joined by a veth pair with no addresses: a wire, nothing more."""
+
+    def __init__(self):
+        tag = f"{os.getpid() % 100000}"
+        self.tx, self.rx = f"sen-lt-tx-{tag}", f"sen-lt-rx-{tag}"
+        self.tx_if, self.rx_if = f"slt{tag}t", f"slt{tag}r"
+        sh("ip", "netns", "add", self.tx)
+        sh("ip", "netns", "add", self.rx)
+        sh("ip", "link", "add", self.tx_if, "netns", self.tx, "type", "veth",
+           "peer", "name", self.rx_if, "netns", self.rx)
+        for ns, ifname in ((self.tx, self.tx_if), (self.rx, self.rx_if)):
+            # No IPv6 autoconfiguration chatter on the wire, and room for jumbo frames
+            # (the generated captures hold TCP segments of up to 64 KiB less headers).
+            sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+               "net.ipv6.conf.all.disable_ipv6=1")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "mtu", "65535", "up")
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.tx], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.rx], capture_output=True)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "SKIPPED: live capture test needs root for namespaces")
+@unittest.skipUnless(TCPREPLAY, "SKIPPED: tcpreplay is not installed (scripts/test installs it)")
+class LiveCaptureTest(unittest.TestCase):
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="senningen-live-")
+        self.wire = VethPair()
+
+    def tearDown(self):
+        self.wire.remove()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def offline(self, name, capture, args):
+        out = os.path.join(self.work, name + ".offline.json")
+        run = subprocess.run([AGENT, "--read", capture, "--output", out, "--quiet"] + args,
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        return read_alerts(out)
+
+    def live(self, name, capture, args):
+        out = os.path.join(self.work, name + ".live.json")
+        agent = subprocess.Popen(
+            ["ip", "netns", "exec", self.wire.rx, AGENT, "--interface", self.wire.rx_if,
+             "--promisc", "--output", out] + args,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            # Replay only once the handle is open, or the first packets would be lost.
+            deadline = time.monotonic() + 30
+            log = []
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([agent.stderr], [], [], 1)
+                if not ready:
+                    continue
+                line = agent.stderr.readline()
+                if not line:
+                    break
+                log.append(line)
+                if "capturing on" in line:
+                    break
+            else:
+                self.fail("agent did not start capturing:\n" + "".join(log))
+            self.assertIn("capturing on", "".join(log))
+            replay = subprocess.run(
+                ["ip", "netns", "exec", self.wire.tx, TCPREPLAY, "-q", "-i", self.wire.tx_if,
+                 "--mbps", "50", capture], capture_output=True, text=True, timeout=120)
+            self.assertEqual(replay.returncode, 0, replay.stderr + replay.stdout)
+            time.sleep(1.0)  # the last frames cross the veth and reach the capture buffer
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, err = agent.communicate(timeout=60)
+        self.assertEqual(agent.returncode, 0, err)
+        self.assertRegex(err, r"kernel: [1-9][0-9]* received, 0 dropped,",
+                         "no frames seen, or the kernel dropped some: the comparison is void")
+        return read_alerts(out)
+
+    def test_live_alerts_equal_offline_alerts(self):
+        for name, (capture, args) in CASES.items():
+            with self.subTest(capture=name):
+                offline = self.offline(name, capture, args)
+                self.assertTrue(offline, f"{name}: the offline run found no alerts")
+                live = self.live(name, capture, args)
+                self.assertEqual(live, offline, f"{name}: live and offline alerts differ")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
