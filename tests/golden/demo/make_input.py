@@ -14,8 +14,10 @@ Time stamps are fixed so that the file is the same on every run:
 import os
 import sys
 
-from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, Raw, wrpcap
-from scapy.all import TCP as ScapyTCP
+from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, Raw
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from scapy_session import MAC_A, MAC_B, Capture  # noqa: E402
 
 BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
 
@@ -24,48 +26,14 @@ RESOLVER = "192.0.2.1"
 BAD_SERVER = "203.0.113.66"
 HMI = "192.0.2.30"
 PLC = "192.0.2.40"
-MAC_A = "02:00:00:00:00:01"
-MAC_B = "02:00:00:00:00:02"
 
-packets = []
-clock = [BASE_TS]
+cap = Capture(BASE_TS)
+add = cap.add
 
 
-def add(pkt, step=0.001):
-    clock[0] += step
-    pkt.time = clock[0]
-    packets.append(pkt)
+def tcp_session(*args, **kw):
+    cap.tcp_session(*args, pause_after=0.0, **kw)
 
-
-def tcp_session(client, cport, server, sport, exchanges, client_isn, server_isn):
-    """A whole TCP connection: handshake, then (direction, payload) exchanges, then FIN.
-    Sequence numbers are taken modulo 2**32, so an ISN near the top wraps as in real life."""
-    def TCP(seq=0, ack=0, **kw):  # noqa: N802 - scapy's TCP with wrapping numbers
-        return ScapyTCP(seq=seq % 2**32, ack=ack % 2**32, **kw)
-
-    c2s = Ether(src=MAC_A, dst=MAC_B) / IP(src=client, dst=server)
-    s2c = Ether(src=MAC_B, dst=MAC_A) / IP(src=server, dst=client)
-    cseq, sseq = client_isn, server_isn
-    add(c2s / TCP(sport=cport, dport=sport, flags="S", seq=cseq))
-    add(s2c / TCP(sport=sport, dport=cport, flags="SA", seq=sseq, ack=cseq + 1))
-    cseq += 1
-    sseq += 1
-    add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq, ack=sseq))
-    for direction, payload in exchanges:
-        # Segments of at most 1200 bytes, as a real sender would cut them.
-        for off in range(0, len(payload), 1200):
-            chunk = payload[off:off + 1200]
-            if direction == "c2s":
-                add(c2s / TCP(sport=cport, dport=sport, flags="PA", seq=cseq, ack=sseq) / Raw(chunk))
-                cseq += len(chunk)
-                add(s2c / TCP(sport=sport, dport=cport, flags="A", seq=sseq, ack=cseq))
-            else:
-                add(s2c / TCP(sport=sport, dport=cport, flags="PA", seq=sseq, ack=cseq) / Raw(chunk))
-                sseq += len(chunk)
-                add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq, ack=sseq))
-    add(c2s / TCP(sport=cport, dport=sport, flags="FA", seq=cseq, ack=sseq))
-    add(s2c / TCP(sport=sport, dport=cport, flags="FA", seq=sseq, ack=cseq + 1))
-    add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq + 1, ack=sseq + 1))
 
 
 # 1. DNS lookup of a listed domain.
@@ -86,7 +54,7 @@ request = (b"GET /firmware/plc-update.bin HTTP/1.1\r\n"
            b"User-Agent: Wget/1.21.3\r\nAccept: */*\r\n\r\n")
 response = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-clock[0] += 0.05
+cap.pause(0.05)
 tcp_session(WORKSTATION, 49200, BAD_SERVER, 80, [("c2s", request), ("s2c", response)],
             client_isn=1000, server_isn=700000)
 
@@ -100,12 +68,12 @@ values = [100, 200, 300]
 write_multi = mbap(2, 1, bytes([0x10]) + (100).to_bytes(2, "big") + len(values).to_bytes(2, "big") +
                    bytes([2 * len(values)]) + b"".join(v.to_bytes(2, "big") for v in values))
 write_multi_reply = mbap(2, 1, bytes([0x10]) + (100).to_bytes(2, "big") + len(values).to_bytes(2, "big"))
-clock[0] += 0.5
+cap.pause(0.5)
 tcp_session(HMI, 50200, PLC, 502,
             [("c2s", write_single), ("s2c", write_single_reply),
              ("c2s", write_multi), ("s2c", write_multi_reply)],
             client_isn=4294967280, server_isn=12345)  # the HMI's sequence numbers wrap
 
 out = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "input.pcap")
-wrpcap(out, packets)
-print(f"wrote {len(packets)} packets to {out}")
+cap.write(out)
+print(f"wrote {len(cap.packets)} packets to {out}")

@@ -25,8 +25,10 @@ import struct
 import subprocess
 import sys
 
-from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, Raw, wrpcap
-from scapy.all import TCP as ScapyTCP
+from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, Raw
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from scapy_session import MAC_A, MAC_B, Capture  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(sys.argv[0]))
 BASE_TS = 1768471200.0  # 2026-01-15T10:00:00Z
@@ -38,46 +40,14 @@ TLS_SERVER = "198.51.100.80"  # inside it too, but whitelisted
 MAIL = "203.0.113.25"
 SMB_CLIENT = "192.0.2.50"   # listed: Conn::IN_ORIG
 FILER = "192.0.2.60"
-MAC_A = "02:00:00:00:00:01"
-MAC_B = "02:00:00:00:00:02"
 
-packets = []
-clock = [BASE_TS]
+cap = Capture(BASE_TS)
+add = cap.add
 
 
-def add(pkt, step=0.001):
-    clock[0] += step
-    pkt.time = clock[0]
-    packets.append(pkt)
+def tcp_session(*args, **kw):
+    cap.tcp_session(*args, pause_after=0.1, **kw)
 
-
-def tcp_session(client, cport, server, sport, exchanges, client_isn, server_isn, mss=1200):
-    def TCP(seq=0, ack=0, **kw):  # noqa: N802
-        return ScapyTCP(seq=seq % 2**32, ack=ack % 2**32, **kw)
-
-    c2s = Ether(src=MAC_A, dst=MAC_B) / IP(src=client, dst=server)
-    s2c = Ether(src=MAC_B, dst=MAC_A) / IP(src=server, dst=client)
-    cseq, sseq = client_isn, server_isn
-    add(c2s / TCP(sport=cport, dport=sport, flags="S", seq=cseq))
-    add(s2c / TCP(sport=sport, dport=cport, flags="SA", seq=sseq, ack=cseq + 1))
-    cseq += 1
-    sseq += 1
-    add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq, ack=sseq))
-    for direction, payload in exchanges:
-        for off in range(0, len(payload), mss):
-            chunk = payload[off:off + mss]
-            if direction == "c2s":
-                add(c2s / TCP(sport=cport, dport=sport, flags="PA", seq=cseq, ack=sseq) / Raw(chunk))
-                cseq += len(chunk)
-                add(s2c / TCP(sport=sport, dport=cport, flags="A", seq=sseq, ack=cseq))
-            else:
-                add(s2c / TCP(sport=sport, dport=cport, flags="PA", seq=sseq, ack=cseq) / Raw(chunk))
-                sseq += len(chunk)
-                add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq, ack=sseq))
-    add(c2s / TCP(sport=cport, dport=sport, flags="FA", seq=cseq, ack=sseq))
-    add(s2c / TCP(sport=sport, dport=cport, flags="FA", seq=sseq, ack=cseq + 1))
-    add(c2s / TCP(sport=cport, dport=sport, flags="A", seq=cseq + 1, ack=sseq + 1))
-    clock[0] += 0.1
 
 
 def udp(src, sport, dst, dport, payload):
@@ -265,7 +235,7 @@ tcp_session(SMB_CLIENT, 49600, FILER, 445,
              ("c2s", close_req), ("s2c", close_resp)],
             client_isn=1100, server_isn=1200)
 
-wrpcap(os.path.join(HERE, "input.pcap"), packets)
+cap.write(os.path.join(HERE, "input.pcap"))
 
 # The intel file: one indicator per "where" location, hashes computed from the bytes above.
 rows = [
@@ -294,4 +264,4 @@ with open(os.path.join(HERE, "intel.dat"), "w") as f:
     f.write("#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\tmeta.whitelist\n")
     for row in rows:
         f.write("\t".join(row) + "\n")
-print(f"wrote {len(packets)} packets and {len(rows)} indicators")
+print(f"wrote {len(cap.packets)} packets and {len(rows)} indicators")
