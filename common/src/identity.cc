@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "senningen/common/record_codec.h"
+
 namespace senningen::common {
 
 namespace {
@@ -119,51 +121,9 @@ private:
     MdCtxPtr ctx_;
 };
 
-void hash_alert(Hasher& h, const Alert& a) {
-    h.text(a.id);
-    h.text(a.agent_id);
-    h.number(static_cast<std::uint64_t>(a.timestamp_ns));
-    h.number(static_cast<std::uint64_t>(a.kind));
-    h.number(static_cast<std::uint64_t>(a.source));
-    h.text(a.rule);
-    h.text(a.category);
-    h.text(a.pack_version);
-    h.number(static_cast<std::uint64_t>(a.severity));
-    h.number(a.network ? 1 : 0);
-    if (a.network) {
-        const NetworkContext& n = *a.network;
-        h.number(n.flow_id);
-        h.text(n.src_ip);
-        h.number(n.src_port);
-        h.text(n.dest_ip);
-        h.number(n.dest_port);
-        h.text(n.proto);
-        h.text(n.app_proto);
-    }
-    h.number(a.file ? 1 : 0);
-    if (a.file) {
-        h.text(a.file->path);
-        h.number(a.file->size);
-        h.text(a.file->sha256);
-        h.text(a.file->sha1);
-        h.text(a.file->md5);
-    }
-    h.number(a.intel ? 1 : 0);
-    if (a.intel) {
-        h.text(a.intel->indicator);
-        h.text(a.intel->indicator_type);
-        h.text(a.intel->where);
-        h.number(a.intel->sources.size());
-        for (const auto& s : a.intel->sources) h.text(s);
-    }
-    h.number(a.matches.size());
-    for (const auto& m : a.matches) {
-        h.text(m.identifier);
-        h.number(m.offset);
-        h.number(m.length);
-        h.text(m.data);
-    }
-}
+// An alert is signed in the encoding the agent's queue stores it in: one length-prefixed
+// layout of every field, kept in one place (record_codec.cc).
+void hash_alert(Hasher& h, const Alert& a) { h.text(encode_alert_record(a)); }
 
 }  // namespace
 
