@@ -9,7 +9,8 @@ SENNINGEN_BUILD_PACKAGES=(
     libpcap-dev libyara-dev libpoco-dev libbroker-dev libcaf-dev libssl-dev
     libsqlite3-dev libpq-dev libgtest-dev libgmock-dev
 )
-SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay)
+SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay
+                         chromium fonts-liberation)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -33,6 +34,20 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-upgrade --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# install_browser_test_deps: playwright-core for tests/browser, at the version its committed
+# lock file pins, from the npm registry (Chromium itself comes from Debian, above).
+install_browser_test_deps() {
+    if ! command -v npm >/dev/null; then
+        install_packages nodejs npm
+    fi
+    local dir="$SENNINGEN_ROOT/tests/browser"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+        [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        say "installing the browser test's npm packages (tests/browser)"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    fi
 }
 
 # build PRESET [TARGET...]: configures (once) and builds with every core.

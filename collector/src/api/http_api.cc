@@ -23,11 +23,13 @@
 #include <charconv>
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>
 #include <utility>
 
+#include "senningen/collector/static_files.h"
 #include "senningen/common/json_codec.h"
 #include "senningen/common/log.h"
 
@@ -198,6 +200,7 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
 struct ApiContext {
     AlertStore& store;
     std::chrono::steady_clock::time_point started;
+    std::optional<detail::StaticFiles> web;  // the UI, when a web root is configured
 };
 
 Reply health(ApiContext& context) {
@@ -321,6 +324,12 @@ Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
     }
     const std::string& path = uri.getPath();
     const bool get = request.getMethod() == Poco::Net::HTTPRequest::HTTP_GET;
+    if (!path.starts_with("/api/") && context.web) {
+        const detail::StaticFile* file = context.web->find(path);
+        if (!file) return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no page at " + echo(path));
+        if (!get) return method_not_allowed(request.getMethod(), path);
+        return Reply{HTTPResponse::HTTP_OK, file->content_type, file->body, {}};
+    }
     if (path == kHealthPath) {
         return get ? health(context) : method_not_allowed(request.getMethod(), path);
     }
@@ -343,6 +352,12 @@ void send(const Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResp
     response.setContentType(reply.content_type);
     response.set("Cache-Control", "no-store");
     response.set("X-Content-Type-Options", "nosniff");
+    // The UI loads nothing from elsewhere and runs no inline script; nothing may frame it.
+    response.set("Content-Security-Policy",
+                 "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                 "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+    response.set("X-Frame-Options", "DENY");
+    response.set("Referrer-Policy", "no-referrer");
     if (!reply.allow.empty()) response.set("Allow", reply.allow);
     // No handler reads a request body; one left unread would be parsed as the next request.
     if (request.hasContentLength() || request.getChunkedTransferEncoding()) {
@@ -413,7 +428,7 @@ struct ApiServer::Impl {
 
 ApiServer::ApiServer(AlertStore& store, ApiOptions options)
     : impl_(std::make_unique<Impl>(
-          Impl{std::move(options), ApiContext{store, std::chrono::steady_clock::now()}, {}, {}})) {}
+          Impl{std::move(options), ApiContext{store, std::chrono::steady_clock::now(), std::nullopt}, {}, {}})) {}
 
 ApiServer::~ApiServer() {
     stop();
@@ -430,6 +445,13 @@ common::Result<std::uint16_t> ApiServer::start() {
         return make_error(
             ErrorCode::kInvalidArgument,
             "REST API max_threads " + std::to_string(impl.options.max_threads) + " is below 1");
+    }
+    if (!impl.options.web_root.empty()) {
+        auto web = detail::StaticFiles::load(impl.options.web_root);
+        if (!web) return web.error();
+        common::log_info(kComponent, "web UI: " + std::to_string(web->size()) + " files from " +
+                                         impl.options.web_root);
+        impl.context.web = std::move(web).value();
     }
     try {
         Poco::Net::ServerSocket socket;

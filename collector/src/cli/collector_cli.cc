@@ -35,7 +35,8 @@ constexpr const char* kUsage =
     "Receives alerts from agents over Broker, stores them, and serves them over HTTP.\n"
     "\n"
     "  --config FILE        INI file with a [collector] section: listen, http, db, ca_dir,\n"
-    "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, log_level\n"
+    "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, web_root,\n"
+    "                       log_level\n"
     "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
@@ -44,6 +45,8 @@ constexpr const char* kUsage =
     "                       the revocation list (agents must present certificates it issued)\n"
     "  --tls-cert/--tls-key/--tls-ca/--tls-crl FILE   the same, file by file\n"
     "  --insecure           no certificates: plain, unauthenticated peering (tests, labs)\n"
+    "  --web-root DIR       serve the web UI from DIR at the REST API's address\n"
+    "                       (default " SENNINGEN_WEB_ROOT " when it exists; 'none' for no UI)\n"
     "  --quiet              only warnings and errors on stderr\n"
     "\n"
     "Once both addresses are bound it prints one line to stdout:\n"
@@ -79,7 +82,7 @@ struct Settings {
         {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
         {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
         {"tls_crl", ""},            {"ca_dir", ""},             {"insecure", "false"},
-        {"log_level", "info"}};
+        {"web_root", ""},           {"log_level", "info"}};
 };
 
 // Reads FILE's [collector] section into SETTINGS; every problem is collected.
@@ -124,7 +127,7 @@ int run_collector(int argc, char** argv) {
     static const std::map<std::string, std::string> kFlags = {
         {"--listen", "listen"},     {"--http", "http"},       {"--db", "db"},
         {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"},
-        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"}};
+        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"},   {"--web-root", "web_root"}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -257,11 +260,23 @@ int run_collector(int argc, char** argv) {
     ApiOptions api_options;
     api_options.host = http->host;
     api_options.port = http->port;
+    // The packaged UI is served unless the operator names another folder or turns it off; a
+    // folder named explicitly must be usable, the default may be absent (a build tree).
+    const std::string& web_root = s.at("web_root");
+    if (web_root.empty()) {
+        if (std::filesystem::exists(SENNINGEN_WEB_ROOT "/index.html")) {
+            api_options.web_root = SENNINGEN_WEB_ROOT;
+        }
+    } else if (web_root != "none") {
+        api_options.web_root = web_root;
+    }
     ApiServer api(**store, api_options);
     auto http_port = api.start();
     if (!http_port) {
         std::fprintf(stderr, "senningen-collector: %s\n", http_port.error().message.c_str());
-        return kExitUnavailable;
+        // An unusable web root is a configuration problem; an address in use is not.
+        return http_port.error().code == common::ErrorCode::kUnavailable ? kExitUnavailable
+                                                                          : kExitConfig;
     }
 
     std::signal(SIGINT, on_signal);

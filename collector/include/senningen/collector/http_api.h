@@ -1,6 +1,7 @@
 // The collector's REST API for CERT analysts: health and alert queries over HTTP/1.1, JSON in
 // the EVE shape of common/json_codec.h, errors as RFC 7807 problem documents. Read only; it
-// serves whatever AlertStore it is given and keeps Poco out of this header.
+// serves whatever AlertStore it is given and keeps Poco out of this header. Every path
+// outside /api/ is the web UI's static files, when a web root is configured.
 //
 //   GET /api/v1/health
 //   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
@@ -21,6 +22,9 @@ struct ApiOptions {
     std::string host = "127.0.0.1";  // loopback unless the operator opens it up
     std::uint16_t port = 0;          // 0 picks a free port; start() says which
     int max_threads = 8;             // concurrent requests served; more wait in a queue
+    // The web UI's folder (index.html, scripts, styles), read once at start() and served at
+    // every path outside /api/. Empty: no UI, only the API.
+    std::string web_root;
 };
 
 class ApiServer {

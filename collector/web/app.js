@@ -1,0 +1,335 @@
+// Senningen's web UI: the alert queue, alert detail and agents, over the collector's REST API
+// (/api/v1). No framework and no build step: the collector serves these files as they are.
+// Every value from the API reaches the page through textContent, never as HTML.
+
+const API = "/api/v1";
+const POLL_MS = 5000;
+const SEVERITY_NAMES = { 1: "critical", 2: "high", 3: "medium", 4: "low" };
+
+const state = {
+  alerts: [],        // as the API returned them, newest first
+  selected: -1,      // index into alerts, -1 for none
+  seen: new Set(),   // alert ids already shown, to mark new arrivals
+  timer: null,
+  view: "alerts",
+};
+
+// --- small DOM helpers -------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function severityBadge(sev) {
+  const name = SEVERITY_NAMES[sev] || "unknown";
+  return el("span", { class: `sev sev-${sev}`, title: name, "aria-label": `severity ${sev} ${name}` }, String(sev));
+}
+
+function setStatus(id, text, bad = false) {
+  const node = document.getElementById(id);
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+}
+
+// --- API -----------------------------------------------------------------------------------
+
+async function getJson(path) {
+  const response = await fetch(API + path, { headers: { Accept: "application/json" } });
+  // Flow ids are 64-bit and JavaScript numbers hold 53 bits: they are read as strings, or the
+  // page would show a neighbouring flow's id.
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text.replace(/"flow_id":(\d+)/g, '"flow_id":"$1"'));
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    // RFC 7807 problem documents say what was wrong in "detail".
+    const detail = body && body.detail ? body.detail : `HTTP ${response.status}`;
+    throw new Error(detail);
+  }
+  return body;
+}
+
+// datetime-local values are read as UTC, the time zone every timestamp on the page is in.
+function toRfc3339(local) {
+  if (!local) return null;
+  const withSeconds = local.length === 16 ? `${local}:00` : local;
+  return `${withSeconds}Z`;
+}
+
+function alertQuery() {
+  const form = document.getElementById("filters");
+  const params = new URLSearchParams();
+  const sev = [...form.querySelectorAll("input[name=severity]:checked")].map((i) => i.value);
+  if (sev.length) params.set("severity", sev.join(","));
+  const agent = form.elements.agent.value.trim();
+  if (agent) params.set("agent", agent);
+  const since = toRfc3339(form.elements.since.value);
+  if (since) params.set("since", since);
+  const until = toRfc3339(form.elements.until.value);
+  if (until) params.set("until", until);
+  params.set("limit", form.elements.limit.value);
+  return params;
+}
+
+// --- alerts --------------------------------------------------------------------------------
+
+function flowText(a) {
+  if (a.file) return a.file.path;
+  if (a.src_ip) return `${a.src_ip}:${a.src_port ?? ""} → ${a.dest_ip}:${a.dest_port ?? ""} ${a.proto || ""}`;
+  return "";
+}
+
+function shortTime(ts) {
+  // "2026-01-15T09:00:00.001000000Z" -> "2026-01-15 09:00:00.001"
+  return ts.replace("T", " ").replace(/(\.\d{3})\d*Z$/, "$1").replace(/Z$/, "");
+}
+
+function renderAlerts() {
+  const tbody = document.querySelector("#alerts tbody");
+  const rows = state.alerts.map((a, i) => {
+    const tr = el("tr", { "data-id": a.alert.id, "aria-selected": String(i === state.selected), tabindex: "-1" },
+      el("td", { text: shortTime(a.timestamp) }),
+      el("td", {}, severityBadge(a.alert.severity)),
+      el("td", { class: "sig", text: a.alert.signature }),
+      el("td", { text: a.alert.source }),
+      el("td", { text: flowText(a) }),
+      el("td", { text: a.agent ? a.agent.id : "" }));
+    if (!state.seen.has(a.alert.id)) {
+      if (state.seen.size) tr.classList.add("new");  // not on the first load
+    }
+    tr.addEventListener("click", () => select(i, true));
+    return tr;
+  });
+  tbody.replaceChildren(...rows);
+  for (const a of state.alerts) state.seen.add(a.alert.id);
+  renderChart();
+}
+
+async function loadAlerts() {
+  try {
+    const selectedId = state.selected >= 0 ? state.alerts[state.selected]?.alert.id : null;
+    const body = await getJson(`/alerts?${alertQuery()}`);
+    state.alerts = body.alerts;
+    state.selected = selectedId ? state.alerts.findIndex((a) => a.alert.id === selectedId) : -1;
+    renderAlerts();
+    const n = body.count;
+    setStatus("alerts-status", n === 0 ? "No alerts match." : `${n} alert${n === 1 ? "" : "s"}, newest first.`);
+    if (state.selected < 0) closeDetail();
+  } catch (e) {
+    setStatus("alerts-status", `Alerts could not be loaded: ${e.message}`, true);
+  }
+}
+
+function select(i, open) {
+  if (!state.alerts.length) return;
+  state.selected = Math.max(0, Math.min(i, state.alerts.length - 1));
+  const rows = document.querySelectorAll("#alerts tbody tr");
+  rows.forEach((r, j) => r.setAttribute("aria-selected", String(j === state.selected)));
+  const row = rows[state.selected];
+  row.focus({ preventScroll: true });
+  row.scrollIntoView({ block: "nearest" });
+  if (open) openDetail(state.alerts[state.selected]);
+}
+
+function dl(pairs) {
+  const list = el("dl");
+  for (const [k, v] of pairs) {
+    if (v === undefined || v === null || v === "") continue;
+    list.append(el("dt", { text: k }), el("dd", { text: Array.isArray(v) ? v.join(", ") : String(v) }));
+  }
+  return list;
+}
+
+function openDetail(a) {
+  const panel = document.getElementById("detail");
+  const parts = [
+    el("h3", {}, severityBadge(a.alert.severity), " ", a.alert.signature),
+    dl([["time", a.timestamp], ["alert id", a.alert.id], ["category", a.alert.category],
+        ["source", a.alert.source], ["rule pack", a.alert.pack], ["kind", a.alert.kind],
+        ["agent", a.agent && a.agent.id]]),
+  ];
+  if (a.src_ip) {
+    parts.push(el("h4", { text: "Network" }), dl([
+      ["source", `${a.src_ip}:${a.src_port ?? ""}`], ["destination", `${a.dest_ip}:${a.dest_port ?? ""}`],
+      ["protocol", a.proto], ["application", a.app_proto], ["flow id", a.flow_id]]));
+  }
+  if (a.file) {
+    parts.push(el("h4", { text: "File" }), dl([
+      ["path", a.file.path], ["size", a.file.size], ["sha256", a.file.sha256],
+      ["sha1", a.file.sha1], ["md5", a.file.md5]]));
+  }
+  if (a.intel) {
+    parts.push(el("h4", { text: "Intel" }), dl([
+      ["indicator", a.intel.indicator], ["type", a.intel.indicator_type],
+      ["seen where", a.intel.where], ["sources", a.intel.sources]]));
+  }
+  if (a.matches && a.matches.length) {
+    const table = el("table", { "aria-label": "Matched strings" },
+      el("thead", {}, el("tr", {}, el("th", { text: "string" }), el("th", { text: "offset" }),
+        el("th", { text: "length" }), el("th", { text: "data" }))));
+    const body = el("tbody");
+    for (const m of a.matches) {
+      body.append(el("tr", {}, el("td", { text: m.identifier }), el("td", { text: m.offset }),
+        el("td", { text: m.length }), el("td", { text: m.data })));
+    }
+    table.append(body);
+    parts.push(el("h4", { text: "Matched strings" }), table);
+  }
+  panel.replaceChildren(...parts);
+  panel.hidden = false;
+}
+
+function closeDetail() {
+  document.getElementById("detail").hidden = true;
+}
+
+// Stacked bars of the loaded alerts per UTC hour, severity 1 at the bottom. Computed from the
+// alerts on the page, so it covers what the filters select (at most the "Show" limit).
+function renderChart() {
+  const svg = document.getElementById("chart");
+  const NS = "http://www.w3.org/2000/svg";
+  const buckets = new Map();  // "YYYY-MM-DDTHH" -> [count sev1..4]
+  for (const a of state.alerts) {
+    const hour = a.timestamp.slice(0, 13);
+    if (!buckets.has(hour)) buckets.set(hour, [0, 0, 0, 0]);
+    buckets.get(hour)[a.alert.severity - 1] += 1;
+  }
+  const hours = [...buckets.keys()].sort().slice(-24);
+  const caption = document.getElementById("chart-caption");
+  caption.textContent = hours.length
+    ? `Alerts per hour (UTC) by severity, of the ${state.alerts.length} shown below`
+    : "Alerts per hour by severity: no alerts shown";
+  const max = Math.max(1, ...hours.map((h) => buckets.get(h).reduce((x, y) => x + y, 0)));
+  const W = 720, H = 140, left = 30, bottom = 18;
+  const slot = Math.min((W - left) / Math.max(hours.length, 1), 40);
+  const shapes = [];
+  const text = (x, y, s, anchor = "middle") => {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("class", "axis");
+    t.setAttribute("text-anchor", anchor); t.textContent = s;
+    return t;
+  };
+  shapes.push(text(left - 4, 10, String(max), "end"), text(left - 4, H - bottom, "0", "end"));
+  hours.forEach((hour, i) => {
+    let y = H - bottom;
+    const counts = buckets.get(hour);
+    counts.forEach((count, s) => {
+      if (!count) return;
+      const h = (count / max) * (H - bottom - 8);
+      const r = document.createElementNS(NS, "rect");
+      r.setAttribute("x", left + i * slot + slot * 0.15);
+      r.setAttribute("width", slot * 0.7);
+      r.setAttribute("y", y - h);
+      r.setAttribute("height", h);
+      r.setAttribute("fill", `var(--sev-${s + 1})`);
+      r.setAttribute("data-severity", String(s + 1));
+      const title = document.createElementNS(NS, "title");
+      title.textContent = `${hour}:00Z severity ${s + 1}: ${count}`;
+      r.append(title);
+      shapes.push(r);
+      y -= h;
+    });
+    shapes.push(text(left + i * slot + slot / 2, H - 4, `${hour.slice(11)}h`));
+  });
+  svg.replaceChildren(...shapes);
+}
+
+// --- agents --------------------------------------------------------------------------------
+
+async function loadAgents() {
+  try {
+    const body = await getJson("/agents");
+    const rows = body.agents.map((g) => el("tr", {},
+      el("td", { text: g.id }),
+      el("td", { class: `state-${g.state}`, text: g.state }),
+      el("td", { text: shortTime(g.last_heartbeat) }),
+      el("td", { text: g.version }),
+      el("td", { text: g.rule_pack }),
+      el("td", { text: g.counters.packets }),
+      el("td", { text: g.counters.kernel_drops }),
+      el("td", { text: g.counters.files_scanned }),
+      el("td", { text: g.counters.alerts }),
+      el("td", { text: g.counters.queue_depth })));
+    document.querySelector("#agents tbody").replaceChildren(...rows);
+    setStatus("agents-status", rows.length ? `${rows.length} agent${rows.length === 1 ? "" : "s"}.` : "No agent has sent a heartbeat yet.");
+  } catch (e) {
+    setStatus("agents-status", `Agents could not be loaded: ${e.message}`, true);
+  }
+}
+
+async function loadHealth() {
+  const node = document.getElementById("health");
+  try {
+    const h = await getJson("/health");
+    node.textContent = `collector ${h.version} · ${h.backend} · ${h.alerts} alerts stored`;
+    node.classList.remove("bad");
+  } catch (e) {
+    node.textContent = `collector unreachable: ${e.message}`;
+    node.classList.add("bad");
+  }
+}
+
+// --- navigation, live updates, keys --------------------------------------------------------
+
+function refresh() {
+  loadHealth();
+  return state.view === "alerts" ? loadAlerts() : loadAgents();
+}
+
+function schedule() {
+  clearInterval(state.timer);
+  if (document.getElementById("live").checked) state.timer = setInterval(refresh, POLL_MS);
+}
+
+function showView() {
+  state.view = location.hash === "#/agents" ? "agents" : "alerts";
+  document.getElementById("view-alerts").hidden = state.view !== "alerts";
+  document.getElementById("view-agents").hidden = state.view !== "agents";
+  for (const v of ["alerts", "agents"]) {
+    const link = document.getElementById(`nav-${v}`);
+    if (v === state.view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  refresh();
+}
+
+function onKey(event) {
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if (event.key === "Escape") {
+    if (typing) document.activeElement.blur();
+    closeDetail();
+    return;
+  }
+  if (typing || event.ctrlKey || event.metaKey || event.altKey || state.view !== "alerts") return;
+  const detailOpen = !document.getElementById("detail").hidden;
+  if (event.key === "j") select(state.selected + 1, detailOpen);
+  else if (event.key === "k") select(state.selected < 0 ? 0 : state.selected - 1, detailOpen);
+  else if (event.key === "Enter" && state.selected >= 0) openDetail(state.alerts[state.selected]);
+  else if (event.key === "/") document.getElementById("filter-agent").focus();
+  else if (event.key === "r") loadAlerts();
+  else return;
+  event.preventDefault();
+}
+
+function start() {
+  const form = document.getElementById("filters");
+  form.addEventListener("submit", (e) => { e.preventDefault(); loadAlerts(); });
+  form.addEventListener("reset", () => setTimeout(loadAlerts, 0));
+  document.getElementById("live").addEventListener("change", schedule);
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("hashchange", showView);
+  showView();
+  schedule();
+}
+
+start();
