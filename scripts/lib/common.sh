@@ -9,7 +9,8 @@ SENNINGEN_BUILD_PACKAGES=(
     libpcap-dev libyara-dev libpoco-dev libbroker-dev libcaf-dev libssl-dev
     libsqlite3-dev libpq-dev libgtest-dev libgmock-dev
 )
-SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara)
+SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara
+    postgresql)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
