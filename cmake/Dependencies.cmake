@@ -12,7 +12,8 @@ if(NOT TARGET PostgreSQL::client)
     add_library(PostgreSQL::client INTERFACE IMPORTED)
     target_link_libraries(PostgreSQL::client INTERFACE PostgreSQL::PostgreSQL)
 endif()
-find_package(Poco REQUIRED COMPONENTS Foundation Util Net NetSSL Crypto JSON Data DataSQLite)
+find_package(Poco REQUIRED COMPONENTS Foundation Util Net NetSSL Crypto JSON Data DataSQLite
+             DataPostgreSQL)
 
 # Broker 1.4 ships neither a CMake config nor a pkg-config file.
 find_path(BROKER_INCLUDE_DIR broker/endpoint.hh REQUIRED)

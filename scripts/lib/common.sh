@@ -10,7 +10,7 @@ SENNINGEN_BUILD_PACKAGES=(
     libsqlite3-dev libpq-dev libgtest-dev libgmock-dev
 )
 SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay
-                         chromium fonts-liberation)
+                         chromium fonts-liberation postgresql)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -30,14 +30,17 @@ INTEL = os.path.join(REPO, "rules/packs/demo/demo.intel")
 class Collector:
     """A collector process on free loopback ports, stopped with SIGTERM."""
 
-    def __init__(self, workdir, db_name="alerts.db"):
+    def __init__(self, workdir, db_name="alerts.db", args=None):
+        """ARGS replace the default store (a SQLite file in WORKDIR), e.g. another --db."""
         self.db = os.path.join(workdir, db_name)
         self.log = open(os.path.join(workdir, "collector.log"), "w")
+        if args is None:
+            args = ["--db", "sqlite:" + self.db]
         self.proc = subprocess.Popen(
             # These tests are about the alert path; mutual TLS and enrollment are covered by
             # test_transport_security.py, so the link here is explicitly insecure.
-            [COLLECTOR, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-             "--db", "sqlite:" + self.db, "--insecure"],
+            [COLLECTOR, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", *args,
+             "--insecure"],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self._read_line(30)
         if not line.startswith("ready "):

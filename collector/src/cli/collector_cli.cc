@@ -18,7 +18,7 @@
 #include "senningen/collector/cli.h"
 #include "senningen/collector/http_api.h"
 #include "senningen/collector/ingest.h"
-#include "senningen/collector/sqlite_store.h"
+#include "senningen/collector/open_store.h"
 #include "senningen/common/identity.h"
 #include "senningen/common/log.h"
 
@@ -28,7 +28,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: senningen-collector [--config FILE] [--listen HOST:PORT] [--http HOST:PORT]\n"
-    "                           [--db sqlite:PATH] [--ca-dir DIR | --tls-cert F --tls-key F\n"
+    "                           [--db sqlite:PATH | --db postgresql://...]\n"
+    "                           [--ca-dir DIR | --tls-cert F --tls-key F\n"
     "                           --tls-ca F [--tls-crl F] | --insecure]\n"
     "       senningen-collector ca init | enroll | revoke ...   (see 'ca --help')\n"
     "\n"
@@ -40,7 +41,10 @@ constexpr const char* kUsage =
     "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
-    "  --db sqlite:PATH     alert store (default sqlite:senningen.db)\n"
+    "  --db sqlite:PATH     alert store in a SQLite file (default sqlite:senningen.db)\n"
+    "  --db postgresql://USER:PASSWORD@HOST:PORT/DBNAME\n"
+    "                       alert store in PostgreSQL; several collectors may share one\n"
+    "                       (the schema is created and migrated at start either way)\n"
     "  --ca-dir DIR         the CA made by 'ca init': the collector's certificate, the CA and\n"
     "                       the revocation list (agents must present certificates it issued)\n"
     "  --tls-cert/--tls-key/--tls-ca/--tls-crl FILE   the same, file by file\n"
@@ -172,8 +176,8 @@ int run_collector(int argc, char** argv) {
     const auto http = parse_host_port(s.at("http"));
     if (!http) problems.push_back("http '" + s.at("http") + "' is not HOST:PORT");
     const std::string db = s.at("db");
-    if (db.rfind("sqlite:", 0) != 0 || db.size() <= 7) {
-        problems.push_back("db '" + db + "' is not sqlite:PATH");
+    if (std::string problem = check_store_spec(db); !problem.empty()) {
+        problems.push_back(problem);
     }
     const std::string& level = s.at("log_level");
     if (level == "debug") {
@@ -219,7 +223,7 @@ int run_collector(int argc, char** argv) {
         return config_file ? kExitConfig : kExitUsage;
     }
 
-    auto store = open_sqlite_store(db.substr(7));
+    auto store = open_store(db);
     if (!store) {
         std::fprintf(stderr, "senningen-collector: %s\n", store.error().message.c_str());
         return kExitIoError;
@@ -281,7 +285,7 @@ int run_collector(int argc, char** argv) {
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    common::log_info("collector", "store " + db + " (" + (*store)->backend_name() + ")");
+    common::log_info("collector", "store " + redact_store_spec(db) + " (" + (*store)->backend_name() + ")");
     common::log_info("collector", "agents: Broker on " + listen->host + ":" +
                                       std::to_string(*broker_port) + "; REST API on http://" +
                                       http->host + ":" + std::to_string(*http_port) + "/api/v1/");
