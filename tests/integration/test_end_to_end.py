@@ -16,6 +16,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT = os.environ.get("SENNINGEN_AGENT", os.path.join(REPO, "build/agent/senningen-agent"))
@@ -27,15 +28,49 @@ RULES = os.path.join(REPO, "rules/packs/demo/demo.yar")
 INTEL = os.path.join(REPO, "rules/packs/demo/demo.intel")
 
 
-class Collector:
-    """A collector process on free loopback ports, stopped with SIGTERM."""
+def add_account(db_spec, workdir, role="admin"):
+    """Adds an account to the store DB_SPEC with the collector's CLI, as an operator would,
+    and returns a new API bearer token for it."""
+    name = "it-" + uuid.uuid4().hex[:8]
+    password_file = os.path.join(workdir, name + ".password")
+    with open(password_file, "w") as f:
+        f.write("integration-test-password\n")
+    res = subprocess.run([COLLECTOR, "user", "add", name, "--role", role, "--password-file",
+                          password_file, "--db", db_spec], capture_output=True, text=True,
+                         timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError(f"user add failed: {res.stderr}")
+    res = subprocess.run([COLLECTOR, "user", "token", name, "--label", "integration test",
+                          "--db", db_spec], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0 or not res.stdout.startswith("snt_"):
+        raise RuntimeError(f"user token failed: {res.stderr}")
+    return res.stdout.strip()
 
-    def __init__(self, workdir, db_name="alerts.db", args=None):
-        """ARGS replace the default store (a SQLite file in WORKDIR), e.g. another --db."""
+
+def api_get(url, token, timeout=10):
+    """GET URL with the bearer TOKEN: (status, content type, parsed JSON body)."""
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), json.load(e)
+
+
+class Collector:
+    """A collector process on free loopback ports, stopped with SIGTERM. Before it starts, an
+    admin account is added to its store with the CLI; get() uses that account's token."""
+
+    def __init__(self, workdir, db_name="alerts.db", args=None, token=None):
+        """ARGS replace the default store (a SQLite file in WORKDIR), e.g. another --db. TOKEN:
+        a token valid on that store already (e.g. a second collector on a shared database)."""
         self.db = os.path.join(workdir, db_name)
         self.log = open(os.path.join(workdir, "collector.log"), "w")
         if args is None:
             args = ["--db", "sqlite:" + self.db]
+        self.token = token
+        if self.token is None:
+            self.token = add_account(args[args.index("--db") + 1], workdir)
         self.proc = subprocess.Popen(
             # These tests are about the alert path; mutual TLS and enrollment are covered by
             # test_transport_security.py, so the link here is explicitly insecure.
@@ -54,11 +89,7 @@ class Collector:
         return self.proc.stdout.readline().strip() if ready else ""
 
     def get(self, path):
-        try:
-            with urllib.request.urlopen(self.http + path, timeout=10) as r:
-                return r.status, r.headers.get("Content-Type"), json.load(r)
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers.get("Content-Type"), json.load(e)
+        return api_get(self.http + path, self.token)
 
     def stored_ids(self):
         con = sqlite3.connect(self.db)

@@ -55,7 +55,8 @@ class SharedPostgres(unittest.TestCase):
         config = os.path.join(two, "collector.ini")
         with open(config, "w") as f:
             f.write(f"[collector]\ndb = {self.db_url}\n")
-        self.collectors.append(e2e.Collector(two, args=["--config", config]))
+        self.collectors.append(e2e.Collector(two, args=["--config", config],
+                                             token=self.collectors[0].token))
 
     def tearDown(self):
         codes = [c.stop() for c in self.collectors]

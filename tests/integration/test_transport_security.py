@@ -15,14 +15,17 @@ import select
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import unittest
-import urllib.request
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_end_to_end as e2e  # noqa: E402  (the account helpers)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT = os.environ.get("SENNINGEN_AGENT", os.path.join(REPO, "build/agent/senningen-agent"))
@@ -47,6 +50,7 @@ class TransportSecurity(unittest.TestCase):
         cls.db = os.path.join(cls.dir, "alerts.db")
         cls.log_path = os.path.join(cls.dir, "collector.log")
         cls.log = open(cls.log_path, "w")
+        cls.token = e2e.add_account("sqlite:" + cls.db, cls.dir, role="analyst")
         cls.proc = subprocess.Popen(
             [COLLECTOR, "--ca-dir", cls.ca, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
              "--db", "sqlite:" + cls.db],
@@ -135,8 +139,8 @@ class TransportSecurity(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertIn("collector acknowledged all", res.stderr)
         self.assertEqual(self.stored_for("good-agent"), 2)  # the demo rules' two matches
-        with urllib.request.urlopen(self.http + "/api/v1/agents/good-agent", timeout=10) as r:
-            agent = json.load(r)
+        status, _, agent = e2e.api_get(self.http + "/api/v1/agents/good-agent", self.token)
+        self.assertEqual(status, 200, agent)
         self.assertEqual(agent["state"], "stopped")
         self.assertEqual(agent["counters"]["alerts"], 2)
         self.assertEqual([e["event"] for e in agent["events"]], ["stopped", "online"])

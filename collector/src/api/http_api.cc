@@ -7,7 +7,9 @@
 #include <Poco/Exception.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/JSONString.h>
+#include <Poco/Net/NameValueCollection.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -23,8 +25,14 @@
 #include <charconv>
 #include <chrono>
 #include <exception>
+#include <istream>
+#include <mutex>
 #include <optional>
 #include <set>
+#include <array>
+#include <variant>
+#include <vector>
+#include <algorithm>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -46,6 +54,14 @@ constexpr std::string_view kVersion = SENNINGEN_VERSION;
 constexpr std::string_view kHealthPath = "/api/v1/health";
 constexpr std::string_view kAlertsPath = "/api/v1/alerts";
 constexpr std::string_view kAgentsPath = "/api/v1/agents";
+constexpr std::string_view kLoginPath = "/api/v1/login";
+constexpr std::string_view kLogoutPath = "/api/v1/logout";
+constexpr std::string_view kMePath = "/api/v1/me";
+constexpr std::string_view kUsersPath = "/api/v1/users";
+constexpr std::string_view kSessionCookie = "senningen_session";
+constexpr std::string_view kBearerPrefix = "Bearer ";
+constexpr std::string_view kTokenPrefix = "snt_";
+constexpr std::string_view kSessionPrefix = "sns_";
 constexpr std::size_t kAgentEventsShown = 50;
 constexpr std::string_view kJsonType = "application/json; charset=utf-8";
 constexpr std::string_view kProblemType = "application/problem+json";
@@ -72,6 +88,7 @@ struct Reply {
     std::string content_type;
     std::string body;
     std::string allow;  // for 405 only
+    std::vector<std::pair<std::string, std::string>> headers = {};  // Set-Cookie, Retry-After
 };
 
 std::string stringify(const Poco::JSON::Object& object) {
@@ -93,11 +110,12 @@ Reply problem(HTTPResponse::HTTPStatus status, const std::string& detail) {
     return Reply{status, std::string(kProblemType), stringify(object), {}};
 }
 
-Reply method_not_allowed(const std::string& method, std::string_view path) {
+Reply method_not_allowed(const std::string& method, std::string_view path,
+                         const std::string& allowed = "GET") {
     Reply reply =
         problem(HTTPResponse::HTTP_METHOD_NOT_ALLOWED,
-                "method " + method + " is not allowed on " + std::string(path) + "; use GET");
-    reply.allow = "GET";
+                "method " + method + " is not allowed on " + std::string(path) + "; use " + allowed);
+    reply.allow = allowed;
     return reply;
 }
 
@@ -198,9 +216,19 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
 }
 
 struct ApiContext {
+    ApiContext(AlertStore& s, ApiOptions o)
+        : store(s), started(std::chrono::steady_clock::now()), options(std::move(o)),
+          limiter(options.login_limits) {}
+
     AlertStore& store;
     std::chrono::steady_clock::time_point started;
     std::optional<detail::StaticFiles> web;  // the UI, when a web root is configured
+    ApiOptions options;
+    LoginLimiter limiter;
+    // A hash to verify against when the account does not exist, so that an unknown name takes
+    // as long as a wrong password; made on first use (it costs one full KDF run).
+    std::once_flag dummy_once;
+    std::string dummy_hash;
 };
 
 Reply health(ApiContext& context) {
@@ -312,7 +340,250 @@ Reply one_agent(ApiContext& context, const std::string& id) {
     return json_reply(HTTPResponse::HTTP_OK, *object);
 }
 
-Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
+
+std::string_view permission_name(Permission p) {
+    switch (p) {
+        case Permission::kReadAlerts: return "read-alerts";
+        case Permission::kTriageAlerts: return "triage-alerts";
+        case Permission::kReadAgents: return "read-agents";
+        case Permission::kPublishRules: return "publish-rules";
+        case Permission::kManageUsers: return "manage-users";
+    }
+    return "unknown";
+}
+
+constexpr std::array kAllPermissions = {Permission::kReadAlerts, Permission::kTriageAlerts,
+                                        Permission::kReadAgents, Permission::kPublishRules,
+                                        Permission::kManageUsers};
+
+Reply store_unavailable(std::string_view what, const common::Error& error) {
+    common::log_error(kComponent, std::string(what) + ": " + error.message);
+    return problem(HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
+                   "the store does not answer; details are in the collector's log");
+}
+
+Reply unauthorized(ApiContext& context) {
+    std::string detail =
+        "log in (POST /api/v1/login) or send 'Authorization: Bearer snt_...'";
+    // A collector without accounts cannot be logged into at all: say how to make the first.
+    if (auto users = context.store.users(); users && users->empty()) {
+        detail = "this collector has no accounts yet; an administrator adds the first with "
+                 "'senningen-collector user add NAME --role admin'";
+    }
+    Reply reply = problem(HTTPResponse::HTTP_UNAUTHORIZED, detail);
+    reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"senningen\"");
+    return reply;
+}
+
+Reply forbidden(const UserAccount& user, Permission needed) {
+    return problem(HTTPResponse::HTTP_FORBIDDEN,
+                   "account '" + user.name + "' has role " + std::string(to_string(user.role)) +
+                       ", which lacks the permission " + std::string(permission_name(needed)) +
+                       " this resource needs");
+}
+
+std::string session_cookie(const ApiContext& context, const std::string& value,
+                           std::int64_t max_age_s) {
+    std::string cookie = std::string(kSessionCookie) + "=" + value +
+                         "; HttpOnly; SameSite=Strict; Path=/; Max-Age=" + std::to_string(max_age_s);
+    if (context.options.secure_cookie) cookie += "; Secure";
+    return cookie;
+}
+
+std::optional<std::string> session_id_of(const Poco::Net::HTTPServerRequest& request) {
+    Poco::Net::NameValueCollection cookies;
+    request.getCookies(cookies);
+    const std::string id = cookies.get(std::string(kSessionCookie), "");
+    if (!id.starts_with(kSessionPrefix)) return std::nullopt;
+    return id;
+}
+
+// The account behind the request's credentials: a bearer token wins over a cookie. nullopt
+// when there are none or they are not valid.
+common::Result<std::optional<UserAccount>> authenticate(ApiContext& context,
+                                                        const Poco::Net::HTTPServerRequest& request) {
+    const std::string authorization = request.get("Authorization", "");
+    if (!authorization.empty()) {
+        if (!authorization.starts_with(kBearerPrefix)) return std::optional<UserAccount>();
+        const std::string token = authorization.substr(kBearerPrefix.size());
+        if (!token.starts_with(kTokenPrefix)) return std::optional<UserAccount>();
+        return context.store.token_user(secret_digest(token), common::now_ns());
+    }
+    if (auto id = session_id_of(request)) {
+        return context.store.session_user(secret_digest(*id), common::now_ns());
+    }
+    return std::optional<UserAccount>();
+}
+
+enum class BodyStatus { kOk, kTooLarge };
+
+BodyStatus read_body(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                     std::string& body) {
+    const std::size_t limit = context.options.max_body_bytes;
+    if (request.hasContentLength() &&
+        static_cast<std::uint64_t>(request.getContentLength64()) > limit) {
+        return BodyStatus::kTooLarge;
+    }
+    std::istream& in = request.stream();
+    std::vector<char> buffer(limit + 1);
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got > limit) return BodyStatus::kTooLarge;
+    body.assign(buffer.data(), got);
+    return BodyStatus::kOk;
+}
+
+Reply too_large(const ApiContext& context) {
+    return problem(HTTPResponse::HTTP_REQUESTENTITYTOOLARGE,
+                   "the request body is larger than " +
+                       std::to_string(context.options.max_body_bytes) + " bytes");
+}
+
+// A JSON object from the request body, or the reply that refuses it.
+std::variant<Poco::JSON::Object::Ptr, Reply> json_body(ApiContext& context,
+                                                       Poco::Net::HTTPServerRequest& request) {
+    if (!request.getContentType().starts_with("application/json")) {
+        return problem(HTTPResponse::HTTP_UNSUPPORTEDMEDIATYPE,
+                       "the request body must be application/json");
+    }
+    std::string body;
+    if (read_body(context, request, body) == BodyStatus::kTooLarge) return too_large(context);
+    try {
+        Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(body);
+        if (parsed.type() == typeid(Poco::JSON::Object::Ptr)) {
+            return parsed.extract<Poco::JSON::Object::Ptr>();
+        }
+    } catch (const Poco::Exception&) {  // NOLINT(bugprone-empty-catch): answered below
+    }
+    return problem(HTTPResponse::HTTP_BAD_REQUEST, "the request body is not a JSON object");
+}
+
+std::optional<std::string> string_field(const Poco::JSON::Object::Ptr& object,
+                                        const std::string& name) {
+    if (!object->has(name)) return std::nullopt;
+    Poco::Dynamic::Var v = object->get(name);
+    if (!v.isString()) return std::nullopt;
+    return v.convert<std::string>();
+}
+
+Reply identity(const UserAccount& user) {
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("user", user.name);
+    object.set("role", std::string(to_string(user.role)));
+    Poco::JSON::Array::Ptr permissions = new Poco::JSON::Array;
+    for (Permission p : kAllPermissions) {
+        if (allows(user.role, p)) permissions->add(std::string(permission_name(p)));
+    }
+    object.set("permissions", permissions);
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+Reply login(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
+    auto parsed = json_body(context, request);
+    if (auto* refused = std::get_if<Reply>(&parsed)) return std::move(*refused);
+    const auto& object = std::get<Poco::JSON::Object::Ptr>(parsed);
+    const auto name = string_field(object, "name");
+    const auto password = string_field(object, "password");
+    if (!name || !password) {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                       "the body needs string fields 'name' and 'password'");
+    }
+    const std::string name_key = "name:" + name->substr(0, kMaxUserNameLength + 1);
+    const std::string address_key = "address:" + request.clientAddress().host().toString();
+    const auto now = LoginLimiter::Clock::now();
+    const auto wait_name = context.limiter.retry_after(name_key, now);
+    const auto wait_address = context.limiter.retry_after(address_key, now);
+    if (wait_name || wait_address) {
+        const auto wait = std::max(wait_name.value_or(std::chrono::seconds(0)),
+                                   wait_address.value_or(std::chrono::seconds(0)));
+        common::log_warn(kComponent, "login of " + echo(*name) + " from " +
+                                         request.clientAddress().host().toString() +
+                                         " refused: too many failures");
+        Reply reply = problem(HTTPResponse::HTTP_TOO_MANY_REQUESTS,
+                              "too many failed logins; try again in " +
+                                  std::to_string(wait.count()) + " seconds");
+        reply.headers.emplace_back("Retry-After", std::to_string(wait.count()));
+        return reply;
+    }
+    auto found = context.store.find_user(*name);
+    if (!found) return store_unavailable("login", found.error());
+    bool ok = false;
+    if (*found && !(*found)->disabled) {
+        ok = verify_password(*password, (*found)->password_hash);
+    } else {
+        std::call_once(context.dummy_once, [&] {
+            auto made = hash_password("not a password of anyone");
+            if (made) context.dummy_hash = *made;
+        });
+        static_cast<void>(verify_password(*password, context.dummy_hash));
+    }
+    if (!ok) {
+        context.limiter.record_failure(name_key, now);
+        context.limiter.record_failure(address_key, now);
+        common::log_info(kComponent, "failed login of " + echo(*name) + " from " +
+                                         request.clientAddress().host().toString());
+        return problem(HTTPResponse::HTTP_UNAUTHORIZED, "the name or the password is wrong");
+    }
+    // Only the account's counter is cleared: one valid login must not wipe the address's
+    // record of guesses at other accounts.
+    context.limiter.record_success(name_key);
+    const UserAccount& user = **found;
+    if (needs_rehash(user.password_hash)) {
+        if (auto rehashed = hash_password(*password)) {
+            if (auto stored = context.store.set_password_hash(user.name, *rehashed); !stored) {
+                common::log_warn(kComponent, "rehash of " + user.name + ": " +
+                                                 stored.error().message);
+            }
+        }
+    }
+    auto id = new_session_id();
+    if (!id) return store_unavailable("login", id.error());
+    const std::int64_t at = common::now_ns();
+    const std::int64_t lifetime_s = context.options.session_lifetime.count();
+    if (auto added = context.store.add_session(secret_digest(*id), user.name, at,
+                                               at + lifetime_s * 1'000'000'000);
+        !added) {
+        return store_unavailable("login", added.error());
+    }
+    common::log_info(kComponent, "login of " + user.name + " from " +
+                                     request.clientAddress().host().toString());
+    Reply reply = identity(user);
+    reply.headers.emplace_back("Set-Cookie", session_cookie(context, *id, lifetime_s));
+    return reply;
+}
+
+Reply list_users(ApiContext& context) {
+    auto users = context.store.users();
+    if (!users) return store_unavailable("users", users.error());
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const UserAccount& u : *users) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        o->set("name", u.name);
+        o->set("role", std::string(to_string(u.role)));
+        o->set("disabled", u.disabled);
+        o->set("created", common::format_timestamp(u.created_ns));
+        list->add(o);
+    }
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("users", list);
+    object.set("count", static_cast<Poco::UInt64>(users->size()));
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+Reply logout(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
+    if (auto id = session_id_of(request)) {
+        if (auto ended = context.store.delete_session(secret_digest(*id)); !ended) {
+            return store_unavailable("logout", ended.error());
+        }
+    }
+    Poco::JSON::Object object;
+    object.set("logged_out", true);
+    Reply reply = json_reply(HTTPResponse::HTTP_OK, object);
+    reply.headers.emplace_back("Set-Cookie", session_cookie(context, "", 0));
+    return reply;
+}
+
+Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     Poco::URI uri;
     try {
         uri = Poco::URI(request.getURI());
@@ -330,17 +601,46 @@ Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
         if (!get) return method_not_allowed(request.getMethod(), path);
         return Reply{HTTPResponse::HTTP_OK, file->content_type, file->body, {}};
     }
+    const bool post = request.getMethod() == Poco::Net::HTTPRequest::HTTP_POST;
     if (path == kHealthPath) {
         return get ? health(context) : method_not_allowed(request.getMethod(), path);
     }
-    if (path == kAlertsPath) {
-        return get ? alerts(context, uri) : method_not_allowed(request.getMethod(), path);
+    if (path == kLoginPath) {
+        return post ? login(context, request) : method_not_allowed(request.getMethod(), path, "POST");
     }
-    if (path == kAgentsPath) {
-        return get ? agents(context, uri) : method_not_allowed(request.getMethod(), path);
+    if (path == kLogoutPath) {
+        return post ? logout(context, request) : method_not_allowed(request.getMethod(), path, "POST");
     }
-    if (path.starts_with(std::string(kAgentsPath) + "/")) {
+    // Everything else under /api/ needs an account, also to learn what exists.
+    if (request.hasContentLength() &&
+        static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
+        return too_large(context);
+    }
+    auto who = authenticate(context, request);
+    if (!who) return store_unavailable("authentication", who.error());
+    if (!*who) return unauthorized(context);
+    const UserAccount& user = **who;
+    auto need = [&](Permission p) -> std::optional<Reply> {
+        if (allows(user.role, p)) return std::nullopt;
+        return forbidden(user, p);
+    };
+    if (path == kMePath) {
+        return get ? identity(user) : method_not_allowed(request.getMethod(), path);
+    }
+    if (path == kUsersPath) {
         if (!get) return method_not_allowed(request.getMethod(), path);
+        if (auto refused = need(Permission::kManageUsers)) return *refused;
+        return list_users(context);
+    }
+    if (path == kAlertsPath) {
+        if (!get) return method_not_allowed(request.getMethod(), path);
+        if (auto refused = need(Permission::kReadAlerts)) return *refused;
+        return alerts(context, uri);
+    }
+    if (path == kAgentsPath || path.starts_with(std::string(kAgentsPath) + "/")) {
+        if (!get) return method_not_allowed(request.getMethod(), path);
+        if (auto refused = need(Permission::kReadAgents)) return *refused;
+        if (path == kAgentsPath) return agents(context, uri);
         return one_agent(context, path.substr(kAgentsPath.size() + 1));
     }
     return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
@@ -359,7 +659,8 @@ void send(const Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResp
     response.set("X-Frame-Options", "DENY");
     response.set("Referrer-Policy", "no-referrer");
     if (!reply.allow.empty()) response.set("Allow", reply.allow);
-    // No handler reads a request body; one left unread would be parsed as the next request.
+    for (const auto& [name, value] : reply.headers) response.add(name, value);
+    // A body left unread (or read only in part) would be parsed as the next request.
     if (request.hasContentLength() || request.getChunkedTransferEncoding()) {
         response.setKeepAlive(false);
     }
@@ -420,15 +721,16 @@ private:
 
 struct ApiServer::Impl {
     ApiOptions options;
-    ApiContext context;
+    std::unique_ptr<ApiContext> context;  // holds a mutex and a limiter: not movable
     // Our own pool rather than Poco's default one, which other parts of the process may use.
     std::unique_ptr<Poco::ThreadPool> threads;
     std::unique_ptr<Poco::Net::HTTPServer> server;
 };
 
-ApiServer::ApiServer(AlertStore& store, ApiOptions options)
-    : impl_(std::make_unique<Impl>(
-          Impl{std::move(options), ApiContext{store, std::chrono::steady_clock::now(), std::nullopt}, {}, {}})) {}
+ApiServer::ApiServer(AlertStore& store, ApiOptions options) : impl_(std::make_unique<Impl>()) {
+    impl_->options = options;
+    impl_->context = std::make_unique<ApiContext>(store, std::move(options));
+}
 
 ApiServer::~ApiServer() {
     stop();
@@ -451,7 +753,7 @@ common::Result<std::uint16_t> ApiServer::start() {
         if (!web) return web.error();
         common::log_info(kComponent, "web UI: " + std::to_string(web->size()) + " files from " +
                                          impl.options.web_root);
-        impl.context.web = std::move(web).value();
+        impl.context->web = std::move(web).value();
     }
     try {
         Poco::Net::ServerSocket socket;
@@ -472,8 +774,8 @@ common::Result<std::uint16_t> ApiServer::start() {
 
         impl.threads = std::make_unique<Poco::ThreadPool>(
             "senningen-api", 1, impl.options.max_threads, kThreadIdleSeconds);
-        impl.context.started = std::chrono::steady_clock::now();
-        impl.server = std::make_unique<Poco::Net::HTTPServer>(new ApiHandlerFactory(impl.context),
+        impl.context->started = std::chrono::steady_clock::now();
+        impl.server = std::make_unique<Poco::Net::HTTPServer>(new ApiHandlerFactory(*impl.context),
                                                               *impl.threads, socket, params);
         impl.server->start();
         return socket.address().port();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/ca_commands.h"
+#include "cli/user_commands.h"
 #include "senningen/collector/ca.h"
 #include "senningen/collector/cli.h"
 #include "senningen/collector/http_api.h"
@@ -32,12 +33,13 @@ constexpr const char* kUsage =
     "                           [--ca-dir DIR | --tls-cert F --tls-key F\n"
     "                           --tls-ca F [--tls-crl F] | --insecure]\n"
     "       senningen-collector ca init | enroll | revoke ...   (see 'ca --help')\n"
+    "       senningen-collector user add | token | list | disable ... (see 'user --help')\n"
     "\n"
     "Receives alerts from agents over Broker, stores them, and serves them over HTTP.\n"
     "\n"
     "  --config FILE        INI file with a [collector] section: listen, http, db, ca_dir,\n"
     "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, web_root,\n"
-    "                       log_level\n"
+    "                       log_level, secure_cookie\n"
     "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
@@ -51,7 +53,12 @@ constexpr const char* kUsage =
     "  --insecure           no certificates: plain, unauthenticated peering (tests, labs)\n"
     "  --web-root DIR       serve the web UI from DIR at the REST API's address\n"
     "                       (default " SENNINGEN_WEB_ROOT " when it exists; 'none' for no UI)\n"
+    "  --secure-cookie      mark the login cookie Secure (clients reach the API over HTTPS\n"
+    "                       through a TLS proxy)\n"
     "  --quiet              only warnings and errors on stderr\n"
+    "\n"
+    "The API and UI need an account: add one with 'senningen-collector user add NAME\n"
+    "--role admin --db SPEC' (see 'user --help'); until then they answer 401.\n"
     "\n"
     "Once both addresses are bound it prints one line to stdout:\n"
     "  ready broker=HOST:PORT http=HOST:PORT\n"
@@ -86,7 +93,7 @@ struct Settings {
         {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
         {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
         {"tls_crl", ""},            {"ca_dir", ""},             {"insecure", "false"},
-        {"web_root", ""},           {"log_level", "info"}};
+        {"web_root", ""},           {"log_level", "info"},       {"secure_cookie", "false"}};
 };
 
 // Reads FILE's [collector] section into SETTINGS; every problem is collected.
@@ -124,6 +131,7 @@ void read_config(const std::string& file, Settings& settings, std::vector<std::s
 
 int run_collector(int argc, char** argv) {
     if (argc > 1 && is_ca_command(argv[1])) return run_ca_command(argc, argv);
+    if (argc > 1 && is_user_command(argv[1])) return run_user_command(argc, argv);
     Settings settings;
     std::map<std::string, std::string> overrides;
     std::vector<std::string> problems;
@@ -144,6 +152,10 @@ int run_collector(int argc, char** argv) {
         }
         if (arg == "--quiet" || arg == "-q") {
             overrides["log_level"] = "warn";
+            continue;
+        }
+        if (arg == "--secure-cookie") {
+            overrides["secure_cookie"] = "true";
             continue;
         }
         if (arg == "--insecure") {
@@ -204,6 +216,10 @@ int run_collector(int argc, char** argv) {
         problems.push_back("insecure '" + insecure_text + "' is not true or false");
     }
     const bool insecure = insecure_text == "true";
+    const std::string& secure_cookie = s.at("secure_cookie");
+    if (secure_cookie != "true" && secure_cookie != "false") {
+        problems.push_back("secure_cookie '" + secure_cookie + "' is not true or false");
+    }
     if (tls.enabled() && (tls.key.empty() || tls.ca_file.empty())) {
         problems.push_back("tls_cert needs tls_key and tls_ca too");
     }
@@ -227,6 +243,13 @@ int run_collector(int argc, char** argv) {
     if (!store) {
         std::fprintf(stderr, "senningen-collector: %s\n", store.error().message.c_str());
         return kExitIoError;
+    }
+
+    if (auto accounts = (*store)->users(); accounts && accounts->empty()) {
+        common::log_warn("collector",
+                         "no accounts yet: the REST API and web UI answer 401 until an "
+                         "administrator adds one: senningen-collector user add NAME --role admin "
+                         "--db " + redact_store_spec(db));
     }
 
     common::TransportOptions to;
@@ -264,6 +287,7 @@ int run_collector(int argc, char** argv) {
     ApiOptions api_options;
     api_options.host = http->host;
     api_options.port = http->port;
+    api_options.secure_cookie = secure_cookie == "true";
     // The packaged UI is served unless the operator names another folder or turns it off; a
     // folder named explicitly must be usable, the default may be absent (a build tree).
     const std::string& web_root = s.at("web_root");

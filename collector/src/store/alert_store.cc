@@ -9,7 +9,33 @@ common::Error no_agents(const AlertStore& store) {
                               "the " + store.backend_name() + " store does not keep agents");
 }
 
+common::Error no_accounts(const AlertStore& store) {
+    return common::make_error(common::ErrorCode::kUnsupported,
+                              "the " + store.backend_name() + " store does not keep accounts");
+}
+
 }  // namespace
+
+common::Result<void> check_user_name(const std::string& name) {
+    auto bad = [&](const std::string& why) -> common::Result<void> {
+        return common::make_error(common::ErrorCode::kInvalidArgument,
+                                  "account name '" + name.substr(0, kMaxUserNameLength) + "' " + why);
+    };
+    if (name.empty()) return bad("is empty");
+    if (name.size() > kMaxUserNameLength) {
+        return bad("is longer than " + std::to_string(kMaxUserNameLength) + " characters");
+    }
+    auto alnum = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    };
+    if (!alnum(name.front())) return bad("does not start with a letter or digit");
+    for (char c : name) {
+        if (!alnum(c) && c != '.' && c != '_' && c != '@' && c != '-') {
+            return bad("has a character outside A-Z a-z 0-9 . _ @ -");
+        }
+    }
+    return {};
+}
 
 // Out of line so that the vtable has one home.
 AlertStore::~AlertStore() = default;
@@ -31,6 +57,40 @@ common::Result<std::optional<AgentStatus>> AlertStore::agent(const std::string&)
 
 common::Result<std::vector<AgentEvent>> AlertStore::agent_events(const std::string&, std::size_t) {
     return no_agents(*this);
+}
+
+common::Result<void> AlertStore::add_user(const UserAccount&) { return no_accounts(*this); }
+common::Result<std::optional<UserAccount>> AlertStore::find_user(const std::string&) {
+    return no_accounts(*this);
+}
+common::Result<std::vector<UserAccount>> AlertStore::users() { return no_accounts(*this); }
+common::Result<void> AlertStore::set_user_disabled(const std::string&, bool) {
+    return no_accounts(*this);
+}
+common::Result<void> AlertStore::set_password_hash(const std::string&, const std::string&) {
+    return no_accounts(*this);
+}
+common::Result<void> AlertStore::add_session(const std::string&, const std::string&, std::int64_t,
+                                             std::int64_t) {
+    return no_accounts(*this);
+}
+common::Result<std::optional<UserAccount>> AlertStore::session_user(const std::string&,
+                                                                    std::int64_t) {
+    return no_accounts(*this);
+}
+common::Result<void> AlertStore::delete_session(const std::string&) { return no_accounts(*this); }
+common::Result<void> AlertStore::add_api_token(const std::string&, const std::string&,
+                                               const std::string&, std::int64_t) {
+    return no_accounts(*this);
+}
+common::Result<std::optional<UserAccount>> AlertStore::token_user(const std::string&,
+                                                                  std::int64_t) {
+    return no_accounts(*this);
+}
+common::Result<void> AlertStore::append_audit(const AuditEntry&) { return no_accounts(*this); }
+common::Result<std::vector<AuditEntry>> AlertStore::audit_entries(const std::string&,
+                                                                  std::size_t) {
+    return no_accounts(*this);
 }
 
 }  // namespace senningen::collector

@@ -55,7 +55,7 @@ constexpr Poco::Int64 kMigrationLockKey = 0x534e4e47;
 struct Migration {
     int version;
     std::string_view description;
-    std::array<std::string_view, 4> statements;  // empty entries are skipped
+    std::array<std::string_view, 8> statements;  // empty entries are skipped
 };
 
 // Append only: a released migration is never edited, a change is a new migration. The same
@@ -110,6 +110,38 @@ constexpr std::array kMigrations = {
                   " event TEXT NOT NULL,"
                   " detail TEXT NOT NULL)",
                   "CREATE INDEX agent_events_agent ON agent_events (agent_id, seq)",
+              }},
+    Migration{3,
+              "accounts, sessions, API tokens and the audit log",
+              {
+                  "CREATE TABLE users ("
+                  " name TEXT COLLATE \"C\" PRIMARY KEY NOT NULL,"
+                  " role INTEGER NOT NULL CHECK (role IN (1, 2, 3)),"
+                  " password_hash TEXT NOT NULL,"
+                  " created_ns BIGINT NOT NULL,"
+                  " disabled INTEGER NOT NULL DEFAULT 0)",
+                  "CREATE TABLE sessions ("
+                  " digest TEXT PRIMARY KEY NOT NULL,"
+                  " user_name TEXT COLLATE \"C\" NOT NULL REFERENCES users (name),"
+                  " created_ns BIGINT NOT NULL,"
+                  " expires_ns BIGINT NOT NULL,"
+                  " last_seen_ns BIGINT NOT NULL)",
+                  "CREATE INDEX sessions_user ON sessions (user_name)",
+                  "CREATE TABLE api_tokens ("
+                  " digest TEXT PRIMARY KEY NOT NULL,"
+                  " user_name TEXT COLLATE \"C\" NOT NULL REFERENCES users (name),"
+                  " label TEXT NOT NULL,"
+                  " created_ns BIGINT NOT NULL,"
+                  " last_used_ns BIGINT NOT NULL DEFAULT 0)",
+                  "CREATE TABLE audit_log ("
+                  " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                  " time_ns BIGINT NOT NULL,"
+                  " actor TEXT NOT NULL,"
+                  " action TEXT NOT NULL,"
+                  " target TEXT COLLATE \"C\" NOT NULL,"
+                  " old_value TEXT NOT NULL,"
+                  " new_value TEXT NOT NULL)",
+                  "CREATE INDEX audit_log_target ON audit_log (target, seq)",
               }},
 };
 static_assert(kMigrations.back().version == kPostgresSchemaVersion,
@@ -390,7 +422,27 @@ public:
     common::Result<std::vector<AgentEvent>> agent_events(const std::string& agent_id,
                                                          std::size_t limit) override;
 
+    common::Result<void> add_user(const UserAccount& user) override;
+    common::Result<std::optional<UserAccount>> find_user(const std::string& name) override;
+    common::Result<std::vector<UserAccount>> users() override;
+    common::Result<void> set_user_disabled(const std::string& name, bool disabled) override;
+    common::Result<void> set_password_hash(const std::string& name,
+                                           const std::string& password_hash) override;
+    common::Result<void> add_session(const std::string& digest, const std::string& user,
+                                     std::int64_t created_ns, std::int64_t expires_ns) override;
+    common::Result<std::optional<UserAccount>> session_user(const std::string& digest,
+                                                            std::int64_t now_ns) override;
+    common::Result<void> delete_session(const std::string& digest) override;
+    common::Result<void> add_api_token(const std::string& digest, const std::string& user,
+                                       const std::string& label, std::int64_t created_ns) override;
+    common::Result<std::optional<UserAccount>> token_user(const std::string& digest,
+                                                          std::int64_t now_ns) override;
+    common::Result<void> append_audit(const AuditEntry& entry) override;
+    common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
+                                                          std::size_t limit) override;
+
 private:
+    common::Result<std::vector<UserAccount>> select_users(const std::string* only);
     // Runs BODY(Session&) on a pooled session; maps exceptions to kDatabase naming WHAT.
     template <typename T, typename Body>
     common::Result<T> with_session(std::string_view what, Body&& body) {
@@ -704,6 +756,242 @@ common::Result<std::vector<AgentEvent>> PostgresStore::agent_events(const std::s
         out.reserve(times.size());
         for (std::size_t i = 0; i < times.size(); ++i) {
             out.push_back(AgentEvent{times[i], agent_id, events[i], details[i]});
+        }
+        return out;
+    });
+}
+
+constexpr std::string_view kUserColumns =
+    "users.name, users.role, users.password_hash, users.created_ns, users.disabled";
+
+// Extraction targets for kUserColumns.
+struct UserRows {
+    std::vector<std::string> names;
+    std::vector<int> roles;
+    std::vector<std::string> hashes;
+    std::vector<Poco::Int64> created;
+    std::vector<int> disabled;
+
+    void extract_into(Statement& stmt) {
+        stmt.addExtract(into(names));
+        stmt.addExtract(into(roles));
+        stmt.addExtract(into(hashes));
+        stmt.addExtract(into(created));
+        stmt.addExtract(into(disabled));
+    }
+    std::vector<UserAccount> accounts() const {
+        std::vector<UserAccount> out;
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            UserAccount u;
+            u.name = names[i];
+            u.role = roles[i] == 3 ? Role::kAdmin : roles[i] == 2 ? Role::kRuleAuthor : Role::kAnalyst;
+            u.password_hash = hashes[i];
+            u.created_ns = created[i];
+            u.disabled = disabled[i] != 0;
+            out.push_back(std::move(u));
+        }
+        return out;
+    }
+};
+
+bool user_exists(Session& session, std::string name) {
+    std::vector<int> found;
+    session << "SELECT 1 FROM users WHERE name = $1 FOR UPDATE", use(name), into(found), now;
+    return !found.empty();
+}
+
+common::Error no_account(const std::string& name) {
+    return make_error(ErrorCode::kNotFound, "there is no account '" + name + "'");
+}
+
+common::Result<void> PostgresStore::add_user(const UserAccount& user) {
+    if (auto ok = check_user_name(user.name); !ok) return ok.error();
+    return with_session<void>("add account '" + user.name + "'",
+                              [&](Session& session) -> common::Result<void> {
+        std::string name = user.name;
+        int role = static_cast<int>(user.role);
+        std::string hash = user.password_hash;
+        Poco::Int64 created = user.created_ns;
+        int disabled = user.disabled ? 1 : 0;
+        Statement stmt(session);
+        stmt << "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            use(name), use(role), use(hash), use(created), use(disabled);
+        if (stmt.execute() == 0) {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "account '" + user.name + "' exists already");
+        }
+        return {};
+    });
+}
+
+common::Result<std::vector<UserAccount>> PostgresStore::select_users(const std::string* only) {
+    return with_session<std::vector<UserAccount>>("accounts query failed", [&](Session& session) {
+        std::string name = only != nullptr ? *only : std::string();
+        UserRows rows;
+        Statement stmt(session);
+        stmt << "SELECT " + std::string(kUserColumns) + " FROM users" +
+                    (only != nullptr ? " WHERE name = $1" : "") + " ORDER BY name";
+        if (only != nullptr) stmt.addBind(use(name));
+        rows.extract_into(stmt);
+        stmt.execute();
+        return rows.accounts();
+    });
+}
+
+common::Result<std::optional<UserAccount>> PostgresStore::find_user(const std::string& name) {
+    auto rows = select_users(&name);
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<UserAccount>();
+    return std::optional<UserAccount>(std::move(rows->front()));
+}
+
+common::Result<std::vector<UserAccount>> PostgresStore::users() { return select_users(nullptr); }
+
+common::Result<void> PostgresStore::set_user_disabled(const std::string& name, bool disabled) {
+    return with_session<void>("disable account '" + name + "'",
+                              [&](Session& session) -> common::Result<void> {
+        Transaction tx(session);
+        std::string user = name;
+        int flag = disabled ? 1 : 0;
+        Statement stmt(session);
+        stmt << "UPDATE users SET disabled = $1 WHERE name = $2", use(flag), use(user);
+        if (stmt.execute() == 0) return no_account(name);
+        if (disabled) session << "DELETE FROM sessions WHERE user_name = $1", use(user), now;
+        tx.commit();
+        return {};
+    });
+}
+
+common::Result<void> PostgresStore::set_password_hash(const std::string& name,
+                                                      const std::string& password_hash) {
+    return with_session<void>("password of account '" + name + "'",
+                              [&](Session& session) -> common::Result<void> {
+        std::string user = name;
+        std::string hash = password_hash;
+        Statement stmt(session);
+        stmt << "UPDATE users SET password_hash = $1 WHERE name = $2", use(hash), use(user);
+        if (stmt.execute() == 0) return no_account(name);
+        return {};
+    });
+}
+
+common::Result<void> PostgresStore::add_session(const std::string& digest, const std::string& user,
+                                                std::int64_t created_ns, std::int64_t expires_ns) {
+    return with_session<void>("session of account '" + user + "'",
+                              [&](Session& session) -> common::Result<void> {
+        Transaction tx(session);
+        if (!user_exists(session, user)) return no_account(user);
+        std::string d = digest;
+        std::string u = user;
+        Poco::Int64 created = created_ns;
+        Poco::Int64 expires = expires_ns;
+        session << "DELETE FROM sessions WHERE expires_ns <= $1", use(created), now;
+        session << "INSERT INTO sessions (digest, user_name, created_ns, expires_ns, last_seen_ns)"
+                   " VALUES ($1, $2, $3, $4, $3)",
+            use(d), use(u), use(created), use(expires), now;
+        tx.commit();
+        return {};
+    });
+}
+
+common::Result<std::optional<UserAccount>> PostgresStore::session_user(const std::string& digest,
+                                                                       std::int64_t now_ns) {
+    return with_session<std::optional<UserAccount>>("credential lookup", [&](Session& session) {
+        std::string d = digest;
+        Poco::Int64 at = now_ns;
+        UserRows rows;
+        // One statement: touch the session and return its account when it is still valid.
+        Statement stmt(session);
+        stmt << "UPDATE sessions SET last_seen_ns = $2 FROM users"
+                " WHERE sessions.digest = $1 AND sessions.expires_ns > $2"
+                " AND users.name = sessions.user_name AND users.disabled = 0"
+                " RETURNING " + std::string(kUserColumns),
+            use(d), use(at);
+        rows.extract_into(stmt);
+        stmt.execute();
+        auto accounts = rows.accounts();
+        return accounts.empty() ? std::optional<UserAccount>() : std::optional(accounts.front());
+    });
+}
+
+common::Result<void> PostgresStore::delete_session(const std::string& digest) {
+    return with_session<void>("end session", [&](Session& session) -> common::Result<void> {
+        std::string d = digest;
+        session << "DELETE FROM sessions WHERE digest = $1", use(d), now;
+        return {};
+    });
+}
+
+common::Result<void> PostgresStore::add_api_token(const std::string& digest,
+                                                  const std::string& user,
+                                                  const std::string& label,
+                                                  std::int64_t created_ns) {
+    return with_session<void>("token of account '" + user + "'",
+                              [&](Session& session) -> common::Result<void> {
+        Transaction tx(session);
+        if (!user_exists(session, user)) return no_account(user);
+        std::string d = digest;
+        std::string u = user;
+        std::string l = label;
+        Poco::Int64 created = created_ns;
+        session << "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
+                   " VALUES ($1, $2, $3, $4)",
+            use(d), use(u), use(l), use(created), now;
+        tx.commit();
+        return {};
+    });
+}
+
+common::Result<std::optional<UserAccount>> PostgresStore::token_user(const std::string& digest,
+                                                                     std::int64_t now_ns) {
+    return with_session<std::optional<UserAccount>>("credential lookup", [&](Session& session) {
+        std::string d = digest;
+        Poco::Int64 at = now_ns;
+        UserRows rows;
+        Statement stmt(session);
+        stmt << "UPDATE api_tokens SET last_used_ns = $2 FROM users"
+                " WHERE api_tokens.digest = $1 AND users.name = api_tokens.user_name"
+                " AND users.disabled = 0 RETURNING " + std::string(kUserColumns),
+            use(d), use(at);
+        rows.extract_into(stmt);
+        stmt.execute();
+        auto accounts = rows.accounts();
+        return accounts.empty() ? std::optional<UserAccount>() : std::optional(accounts.front());
+    });
+}
+
+common::Result<void> PostgresStore::append_audit(const AuditEntry& e) {
+    return with_session<void>("audit log", [&](Session& session) -> common::Result<void> {
+        Poco::Int64 at = e.time_ns;
+        std::string actor = e.actor;
+        std::string action = e.action;
+        std::string target = e.target;
+        std::string old_value = e.old_value;
+        std::string new_value = e.new_value;
+        session << "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+                   " VALUES ($1, $2, $3, $4, $5, $6)",
+            use(at), use(actor), use(action), use(target), use(old_value), use(new_value), now;
+        return {};
+    });
+}
+
+common::Result<std::vector<AuditEntry>> PostgresStore::audit_entries(const std::string& target,
+                                                                     std::size_t limit) {
+    return with_session<std::vector<AuditEntry>>("audit log query failed", [&](Session& session) {
+        std::string t = target;
+        auto n = static_cast<Poco::Int64>(std::min<std::size_t>(limit, INT64_MAX));
+        std::vector<Poco::Int64> times;
+        std::vector<std::string> actors;
+        std::vector<std::string> actions;
+        std::vector<std::string> olds;
+        std::vector<std::string> news;
+        session << "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
+                   " WHERE target = $1 ORDER BY seq DESC LIMIT $2",
+            use(t), use(n), into(times), into(actors), into(actions), into(olds), into(news), now;
+        std::vector<AuditEntry> out;
+        for (std::size_t i = times.size(); i-- > 0;) {
+            out.push_back(AuditEntry{times[i], actors[i], actions[i], target, olds[i], news[i]});
         }
         return out;
     });

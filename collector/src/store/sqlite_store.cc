@@ -20,7 +20,9 @@
 #include <Poco/Nullable.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
+#include <climits>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -51,7 +53,7 @@ constexpr std::size_t kOpenTimeoutSeconds = 2;
 struct Migration {
     int version;
     std::string_view description;
-    std::array<std::string_view, 4> statements;  // empty entries are skipped
+    std::array<std::string_view, 8> statements;  // empty entries are skipped
 };
 
 // Append only: a released migration is never edited, a change is a new migration.
@@ -104,6 +106,38 @@ constexpr std::array kMigrations = {
                   " event TEXT NOT NULL,"
                   " detail TEXT NOT NULL)",
                   "CREATE INDEX agent_events_agent ON agent_events (agent_id, seq)",
+              }},
+    Migration{3,
+              "accounts, sessions, API tokens and the audit log",
+              {
+                  "CREATE TABLE users ("
+                  " name TEXT PRIMARY KEY NOT NULL,"
+                  " role INTEGER NOT NULL CHECK (role IN (1, 2, 3)),"
+                  " password_hash TEXT NOT NULL,"
+                  " created_ns INTEGER NOT NULL,"
+                  " disabled INTEGER NOT NULL DEFAULT 0)",
+                  "CREATE TABLE sessions ("
+                  " digest TEXT PRIMARY KEY NOT NULL,"
+                  " user_name TEXT NOT NULL REFERENCES users (name),"
+                  " created_ns INTEGER NOT NULL,"
+                  " expires_ns INTEGER NOT NULL,"
+                  " last_seen_ns INTEGER NOT NULL)",
+                  "CREATE INDEX sessions_user ON sessions (user_name)",
+                  "CREATE TABLE api_tokens ("
+                  " digest TEXT PRIMARY KEY NOT NULL,"
+                  " user_name TEXT NOT NULL REFERENCES users (name),"
+                  " label TEXT NOT NULL,"
+                  " created_ns INTEGER NOT NULL,"
+                  " last_used_ns INTEGER NOT NULL DEFAULT 0)",
+                  "CREATE TABLE audit_log ("
+                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                  " time_ns INTEGER NOT NULL,"
+                  " actor TEXT NOT NULL,"
+                  " action TEXT NOT NULL,"
+                  " target TEXT NOT NULL,"
+                  " old_value TEXT NOT NULL,"
+                  " new_value TEXT NOT NULL)",
+                  "CREATE INDEX audit_log_target ON audit_log (target, seq)",
               }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
@@ -295,7 +329,37 @@ public:
     common::Result<std::vector<AgentEvent>> agent_events(const std::string& agent_id,
                                                          std::size_t limit) override;
 
+    common::Result<void> add_user(const UserAccount& user) override;
+    common::Result<std::optional<UserAccount>> find_user(const std::string& name) override;
+    common::Result<std::vector<UserAccount>> users() override;
+    common::Result<void> set_user_disabled(const std::string& name, bool disabled) override;
+    common::Result<void> set_password_hash(const std::string& name,
+                                           const std::string& password_hash) override;
+    common::Result<void> add_session(const std::string& digest, const std::string& user,
+                                     std::int64_t created_ns, std::int64_t expires_ns) override;
+    common::Result<std::optional<UserAccount>> session_user(const std::string& digest,
+                                                            std::int64_t now_ns) override;
+    common::Result<void> delete_session(const std::string& digest) override;
+    common::Result<void> add_api_token(const std::string& digest, const std::string& user,
+                                       const std::string& label, std::int64_t created_ns) override;
+    common::Result<std::optional<UserAccount>> token_user(const std::string& digest,
+                                                          std::int64_t now_ns) override;
+    common::Result<void> append_audit(const AuditEntry& entry) override;
+    common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
+                                                          std::size_t limit) override;
+
 private:
+    common::Result<std::vector<UserAccount>> select_users(const std::string* only);
+    // Runs BODY(db, error) -> bool in an immediate write transaction: committed when BODY
+    // returns true, rolled back otherwise; a false without an error message is kNotFound
+    // (NOT_FOUND's text), any other failure kDatabase naming WHAT.
+    template <typename Body>
+    common::Result<void> write(const std::string& what, const std::string& not_found, Body&& body);
+    // The account behind a secret (a session or token digest) in TABLE, touching COLUMN.
+    common::Result<std::optional<UserAccount>> secret_user(std::string_view sql_select,
+                                                           std::string_view sql_touch,
+                                                           const std::string& digest,
+                                                           std::int64_t now_ns);
     common::Result<std::vector<AgentStatus>> select_agents(const std::string* only);
     const std::string path_;
     std::mutex write_mutex_;
@@ -638,6 +702,220 @@ common::Result<std::vector<AgentEvent>> SqliteStore::agent_events(const std::str
         out.push_back(AgentEvent{q.i64(0), agent_id, q.text(1), q.text(2)});
     }
     if (rc != SQLITE_DONE) return database_error(path_, "agent events query failed", q.error());
+    return out;
+}
+
+template <typename Body>
+common::Result<void> SqliteStore::write(const std::string& what, const std::string& not_found,
+                                        Body&& body) {
+    std::lock_guard lock(write_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    std::string error;
+    if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, what, error);
+    if (body(db, error) && exec(db, "COMMIT", error)) return {};
+    std::string ignored;
+    exec(db, "ROLLBACK", ignored);
+    if (error.empty()) return make_error(ErrorCode::kNotFound, not_found);
+    return database_error(path_, what, error);
+}
+
+// Runs a statement that must complete; false (with the message in ERROR) if it did not.
+bool run(Sql& sql, std::string& error) {
+    if (sql.step() == SQLITE_DONE) return true;
+    error = sql.error();
+    return false;
+}
+
+bool user_exists(sqlite3* db, const std::string& name) {
+    Sql q(db, "SELECT 1 FROM users WHERE name = ?");
+    q.bind(1, name);
+    return q.step() == SQLITE_ROW;
+}
+
+constexpr std::string_view kUserColumns =
+    "users.name, users.role, users.password_hash, users.created_ns, users.disabled";
+
+UserAccount user_from(const Sql& q) {
+    UserAccount u;
+    u.name = q.text(0);
+    u.role = parse_role(to_string(static_cast<Role>(q.i64(1)))).value_or(Role::kAnalyst);
+    u.password_hash = q.text(2);
+    u.created_ns = q.i64(3);
+    u.disabled = q.i64(4) != 0;
+    return u;
+}
+
+common::Result<void> SqliteStore::add_user(const UserAccount& user) {
+    if (auto ok = check_user_name(user.name); !ok) return ok.error();
+    bool exists = false;
+    auto result = write("add account '" + user.name + "'", "", [&](sqlite3* db, std::string& error) {
+        if (user_exists(db, user.name)) {
+            exists = true;
+            error = "exists";
+            return false;
+        }
+        Sql q(db, "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
+                  " VALUES (?, ?, ?, ?, ?)");
+        q.bind(1, user.name).bind(2, static_cast<std::int64_t>(user.role));
+        q.bind(3, user.password_hash).bind(4, user.created_ns);
+        q.bind(5, static_cast<std::int64_t>(user.disabled ? 1 : 0));
+        return run(q, error);
+    });
+    if (exists) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "account '" + user.name + "' exists already");
+    }
+    return result;
+}
+
+common::Result<std::vector<UserAccount>> SqliteStore::select_users(const std::string* only) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, "SELECT " + std::string(kUserColumns) + " FROM users" +
+                  (only ? " WHERE name = ?" : "") + " ORDER BY name");
+    if (only) q.bind(1, *only);
+    std::vector<UserAccount> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) out.push_back(user_from(q));
+    if (rc != SQLITE_DONE) return database_error(path_, "accounts query failed", q.error());
+    return out;
+}
+
+common::Result<std::optional<UserAccount>> SqliteStore::find_user(const std::string& name) {
+    auto rows = select_users(&name);
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<UserAccount>();
+    return std::optional<UserAccount>(std::move(rows->front()));
+}
+
+common::Result<std::vector<UserAccount>> SqliteStore::users() { return select_users(nullptr); }
+
+common::Result<void> SqliteStore::set_user_disabled(const std::string& name, bool disabled) {
+    return write("disable account '" + name + "'", "there is no account '" + name + "'",
+                 [&](sqlite3* db, std::string& error) {
+                     Sql q(db, "UPDATE users SET disabled = ? WHERE name = ?");
+                     q.bind(1, static_cast<std::int64_t>(disabled ? 1 : 0)).bind(2, name);
+                     if (!run(q, error)) return false;
+                     if (sqlite3_changes(db) == 0) return false;
+                     if (!disabled) return true;
+                     Sql end(db, "DELETE FROM sessions WHERE user_name = ?");
+                     end.bind(1, name);
+                     return run(end, error);
+                 });
+}
+
+common::Result<void> SqliteStore::set_password_hash(const std::string& name,
+                                                    const std::string& password_hash) {
+    return write("password of account '" + name + "'", "there is no account '" + name + "'",
+                 [&](sqlite3* db, std::string& error) {
+                     Sql q(db, "UPDATE users SET password_hash = ? WHERE name = ?");
+                     q.bind(1, password_hash).bind(2, name);
+                     return run(q, error) && sqlite3_changes(db) > 0;
+                 });
+}
+
+common::Result<void> SqliteStore::add_session(const std::string& digest, const std::string& user,
+                                              std::int64_t created_ns, std::int64_t expires_ns) {
+    return write("session of account '" + user + "'", "there is no account '" + user + "'",
+                 [&](sqlite3* db, std::string& error) {
+                     if (!user_exists(db, user)) return false;
+                     Sql prune(db, "DELETE FROM sessions WHERE expires_ns <= ?");
+                     prune.bind(1, created_ns);
+                     if (!run(prune, error)) return false;
+                     Sql q(db, "INSERT INTO sessions (digest, user_name, created_ns, expires_ns,"
+                               " last_seen_ns) VALUES (?, ?, ?, ?, ?)");
+                     q.bind(1, digest).bind(2, user).bind(3, created_ns).bind(4, expires_ns);
+                     q.bind(5, created_ns);
+                     return run(q, error);
+                 });
+}
+
+common::Result<std::optional<UserAccount>> SqliteStore::secret_user(std::string_view sql_select,
+                                                                    std::string_view sql_touch,
+                                                                    const std::string& digest,
+                                                                    std::int64_t now_ns) {
+    std::optional<UserAccount> found;
+    auto done = write("credential lookup", "", [&](sqlite3* db, std::string& error) {
+        Sql q(db, sql_select);
+        q.bind(1, digest).bind(2, now_ns);
+        const int rc = q.step();
+        if (rc == SQLITE_DONE) return true;
+        if (rc != SQLITE_ROW) {
+            error = q.error();
+            return false;
+        }
+        found = user_from(q);
+        Sql touch(db, sql_touch);
+        touch.bind(1, now_ns).bind(2, digest);
+        return run(touch, error);
+    });
+    if (!done) return done.error();
+    return found;
+}
+
+common::Result<std::optional<UserAccount>> SqliteStore::session_user(const std::string& digest,
+                                                                     std::int64_t now_ns) {
+    return secret_user("SELECT " + std::string(kUserColumns) +
+                           " FROM sessions JOIN users ON users.name = sessions.user_name"
+                           " WHERE sessions.digest = ? AND sessions.expires_ns > ?"
+                           " AND users.disabled = 0",
+                       "UPDATE sessions SET last_seen_ns = ? WHERE digest = ?", digest, now_ns);
+}
+
+common::Result<void> SqliteStore::delete_session(const std::string& digest) {
+    return write("end session", "", [&](sqlite3* db, std::string& error) {
+        Sql q(db, "DELETE FROM sessions WHERE digest = ?");
+        q.bind(1, digest);
+        return run(q, error);
+    });
+}
+
+common::Result<void> SqliteStore::add_api_token(const std::string& digest, const std::string& user,
+                                                const std::string& label,
+                                                std::int64_t created_ns) {
+    return write("token of account '" + user + "'", "there is no account '" + user + "'",
+                 [&](sqlite3* db, std::string& error) {
+                     if (!user_exists(db, user)) return false;
+                     Sql q(db, "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
+                               " VALUES (?, ?, ?, ?)");
+                     q.bind(1, digest).bind(2, user).bind(3, label).bind(4, created_ns);
+                     return run(q, error);
+                 });
+}
+
+common::Result<std::optional<UserAccount>> SqliteStore::token_user(const std::string& digest,
+                                                                   std::int64_t now_ns) {
+    // The "? IS NOT NULL" only keeps the two lookups' placeholders alike.
+    return secret_user("SELECT " + std::string(kUserColumns) +
+                           " FROM api_tokens JOIN users ON users.name = api_tokens.user_name"
+                           " WHERE api_tokens.digest = ? AND ? IS NOT NULL AND users.disabled = 0",
+                       "UPDATE api_tokens SET last_used_ns = ? WHERE digest = ?", digest, now_ns);
+}
+
+common::Result<void> SqliteStore::append_audit(const AuditEntry& e) {
+    return write("audit log", "", [&](sqlite3* db, std::string& error) {
+        Sql q(db, "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+                  " VALUES (?, ?, ?, ?, ?, ?)");
+        q.bind(1, e.time_ns).bind(2, e.actor).bind(3, e.action).bind(4, e.target);
+        q.bind(5, e.old_value).bind(6, e.new_value);
+        return run(q, error);
+    });
+}
+
+common::Result<std::vector<AuditEntry>> SqliteStore::audit_entries(const std::string& target,
+                                                                   std::size_t limit) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
+              " WHERE target = ? ORDER BY seq DESC LIMIT ?");
+    q.bind(1, target).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    std::vector<AuditEntry> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+        out.push_back(AuditEntry{q.i64(0), q.text(1), q.text(2), target, q.text(3), q.text(4)});
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "audit log query failed", q.error());
+    std::reverse(out.begin(), out.end());
     return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include "senningen/collector/http_api.h"
 #include "senningen/collector/sqlite_store.h"
+#include "api_accounts.h"
 
 namespace senningen::collector {
 namespace {
@@ -24,6 +25,7 @@ protected:
         ASSERT_NE(::mkdtemp(dir_template), nullptr);
         dir_ = dir_template;
         store_ = open_sqlite_store(dir_ + "/alerts.db").value();
+        authorization_ = test::add_token_account(*store_, "reader", Role::kAnalyst);
         server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
         port_ = server_->start().value();
     }
@@ -36,6 +38,7 @@ protected:
         Poco::Net::HTTPClientSession session("127.0.0.1", port_);
         Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, target,
                                    Poco::Net::HTTPMessage::HTTP_1_1);
+        req.set("Authorization", authorization_);
         session.sendRequest(req);
         Poco::Net::HTTPResponse resp;
         std::string body;
@@ -57,6 +60,7 @@ protected:
     }
 
     std::string dir_;
+    std::string authorization_;
     std::unique_ptr<AlertStore> store_;
     std::unique_ptr<ApiServer> server_;
     std::uint16_t port_ = 0;

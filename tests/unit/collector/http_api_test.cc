@@ -18,6 +18,7 @@
 
 #include "senningen/collector/sqlite_store.h"
 #include "senningen/common/log.h"
+#include "api_accounts.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -41,9 +42,14 @@ struct Response {
     }
 };
 
+// The credentials every request sends; set before the first request of a test, then only read
+// (also from the concurrency test's threads).
+std::string g_authorization;  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+
 Response request(Poco::Net::HTTPClientSession& session, const std::string& target,
                  const std::string& method = Poco::Net::HTTPRequest::HTTP_GET) {
     Poco::Net::HTTPRequest req(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
+    if (!g_authorization.empty()) req.set("Authorization", g_authorization);
     session.sendRequest(req);
     Poco::Net::HTTPResponse resp;
     std::istream& in = session.receiveResponse(resp);
@@ -101,6 +107,7 @@ protected:
             make_alert("sensor-c", base_ns() + 40 * kMinuteNs, 1),
         };
         ASSERT_TRUE(store_->insert(alerts_).ok());
+        g_authorization = test::add_token_account(*store_);
         server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
         auto port = server_->start();
         ASSERT_TRUE(port.ok()) << port.error().message;
@@ -321,6 +328,11 @@ public:
     common::Result<std::uint64_t> count() override { return fail<std::uint64_t>(); }
     std::uint64_t undecodable_rows() const override { return 0; }
     std::string backend_name() const override { return "broken"; }
+    // Credentials still work, so that the requests reach the failing calls.
+    common::Result<std::optional<UserAccount>> token_user(const std::string& /*digest*/,
+                                                          std::int64_t /*now_ns*/) override {
+        return std::optional<UserAccount>(UserAccount{"tester", Role::kAdmin, "", 0, false});
+    }
 
     static constexpr const char* kSecret = "/var/lib/secret/alerts.db: disk I/O error";
 
@@ -339,6 +351,7 @@ protected:
     static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
 
     Response get_from(AlertStore& store, const std::string& target) {
+        g_authorization = "Bearer snt_anything";
         ApiServer server(store, ApiOptions{});
         auto port = server.start();
         EXPECT_TRUE(port.ok()) << port.error().message;

@@ -262,7 +262,7 @@ TEST_P(StoreTest, RecordsAppliedMigrations) {
     Poco::Data::Session raw = backend_->raw();
     std::vector<int> versions;
     raw << "SELECT version FROM schema_version ORDER BY version", into(versions), now;
-    EXPECT_EQ(versions, (std::vector<int>{1, 2}));
+    EXPECT_EQ(versions, (std::vector<int>{1, 2, 3}));
     EXPECT_EQ(versions.back(), backend_->schema_version());
     Poco::Int64 indexes = 0;
     raw << backend_->count_alert_indexes_sql(), into(indexes), now;
@@ -459,6 +459,144 @@ TEST_P(StoreTest, AgentIdsWithSqlMetacharactersAreJustIds) {
     ASSERT_TRUE(agent->has_value());
     EXPECT_EQ((*agent)->id, id);
     EXPECT_EQ(store_->agents().value().size(), 1U);
+}
+
+// Accounts, sessions, tokens, audit log.
+
+UserAccount account(const std::string& name, Role role) {
+    return UserAccount{name, role, "pbkdf2-sha256$1000$00$00", base_ns(), false};
+}
+
+TEST_P(StoreTest, AddsAndFindsAccountsListedByName) {
+    ASSERT_TRUE(store_->add_user(account("zoe", Role::kAnalyst)).ok());
+    ASSERT_TRUE(store_->add_user(account("adam", Role::kAdmin)).ok());
+    ASSERT_TRUE(store_->add_user(account("Rita", Role::kRuleAuthor)).ok());
+    auto found = store_->find_user("adam");
+    ASSERT_TRUE(found.ok()) << found.error().message;
+    ASSERT_TRUE(found->has_value());
+    EXPECT_EQ(**found, account("adam", Role::kAdmin));
+    EXPECT_FALSE(store_->find_user("nobody").value().has_value());
+    std::vector<std::string> names;
+    std::vector<Role> roles;
+    auto listed = store_->users();
+    ASSERT_TRUE(listed.ok()) << listed.error().message;
+    for (const UserAccount& u : *listed) {
+        names.push_back(u.name);
+        roles.push_back(u.role);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"Rita", "adam", "zoe"}));
+    EXPECT_EQ(roles, (std::vector<Role>{Role::kRuleAuthor, Role::kAdmin, Role::kAnalyst}));
+}
+
+TEST_P(StoreTest, RefusesADuplicateOrMalformedAccountName) {
+    ASSERT_TRUE(store_->add_user(account("ann", Role::kAnalyst)).ok());
+    auto again = store_->add_user(account("ann", Role::kAdmin));
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(again.error().message.find("exists"), std::string::npos) << again.error().message;
+    EXPECT_EQ(store_->find_user("ann").value()->role, Role::kAnalyst);
+    for (const std::string& bad : {std::string(), std::string("-x"), std::string("a b"),
+                                   std::string("x'; DROP TABLE users; --"),
+                                   std::string(kMaxUserNameLength + 1, 'a')}) {
+        auto refused = store_->add_user(account(bad, Role::kAnalyst));
+        ASSERT_FALSE(refused.ok()) << bad;
+        EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument) << bad;
+    }
+    EXPECT_EQ(store_->users().value().size(), 1U);
+}
+
+TEST_P(StoreTest, SessionsResolveUntilTheyExpireOrEnd) {
+    ASSERT_TRUE(store_->add_user(account("ann", Role::kAnalyst)).ok());
+    const std::int64_t t0 = base_ns();
+    ASSERT_TRUE(store_->add_session("d1", "ann", t0, t0 + 100).ok());
+    auto user = store_->session_user("d1", t0 + 50);
+    ASSERT_TRUE(user.ok()) << user.error().message;
+    ASSERT_TRUE(user->has_value());
+    EXPECT_EQ((*user)->name, "ann");
+    EXPECT_FALSE(store_->session_user("d1", t0 + 100).value().has_value());  // expired
+    EXPECT_FALSE(store_->session_user("other", t0 + 50).value().has_value());
+
+    ASSERT_TRUE(store_->add_session("d2", "ann", t0, t0 + 100).ok());
+    ASSERT_TRUE(store_->delete_session("d2").ok());
+    EXPECT_FALSE(store_->session_user("d2", t0 + 1).value().has_value());
+
+    auto unknown = store_->add_session("d3", "nobody", t0, t0 + 100);
+    ASSERT_FALSE(unknown.ok());
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, SessionLookupNotesLastSeenAndNewSessionsPruneExpiredOnes) {
+    ASSERT_TRUE(store_->add_user(account("ann", Role::kAnalyst)).ok());
+    const std::int64_t t0 = base_ns();
+    ASSERT_TRUE(store_->add_session("old", "ann", t0, t0 + 10).ok());
+    ASSERT_TRUE(store_->add_session("live", "ann", t0, t0 + 1000).ok());
+    ASSERT_TRUE(store_->session_user("live", t0 + 5).value().has_value());
+    Poco::Data::Session raw = backend_->raw();
+    Poco::Int64 seen = 0;
+    raw << "SELECT last_seen_ns FROM sessions WHERE digest = 'live'", into(seen), now;
+    EXPECT_EQ(seen, t0 + 5);
+    ASSERT_TRUE(store_->add_session("new", "ann", t0 + 20, t0 + 1000).ok());
+    Poco::Int64 rows = 0;
+    raw << "SELECT count(*) FROM sessions", into(rows), now;
+    EXPECT_EQ(rows, 2);  // "old" is gone
+}
+
+TEST_P(StoreTest, DisablingAnAccountEndsItsSessionsAndTokens) {
+    ASSERT_TRUE(store_->add_user(account("ann", Role::kAnalyst)).ok());
+    const std::int64_t t0 = base_ns();
+    ASSERT_TRUE(store_->add_session("s", "ann", t0, t0 + 100).ok());
+    ASSERT_TRUE(store_->add_api_token("t", "ann", "ci", t0).ok());
+    ASSERT_TRUE(store_->token_user("t", t0 + 1).value().has_value());
+    ASSERT_TRUE(store_->set_user_disabled("ann", true).ok());
+    EXPECT_TRUE(store_->find_user("ann").value()->disabled);
+    EXPECT_FALSE(store_->session_user("s", t0 + 1).value().has_value());
+    EXPECT_FALSE(store_->token_user("t", t0 + 1).value().has_value());
+    ASSERT_TRUE(store_->set_user_disabled("ann", false).ok());
+    EXPECT_TRUE(store_->token_user("t", t0 + 2).value().has_value());
+    EXPECT_FALSE(store_->session_user("s", t0 + 2).value().has_value());  // ended for good
+    EXPECT_EQ(store_->set_user_disabled("nobody", true).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, TokensResolveToTheirAccountAndNoteLastUse) {
+    ASSERT_TRUE(store_->add_user(account("bot", Role::kRuleAuthor)).ok());
+    ASSERT_TRUE(store_->add_api_token("tok", "bot", "pipeline", base_ns()).ok());
+    auto user = store_->token_user("tok", base_ns() + 7);
+    ASSERT_TRUE(user.ok()) << user.error().message;
+    ASSERT_TRUE(user->has_value());
+    EXPECT_EQ((*user)->role, Role::kRuleAuthor);
+    EXPECT_FALSE(store_->token_user("tok2", base_ns()).value().has_value());
+    Poco::Data::Session raw = backend_->raw();
+    Poco::Int64 used = 0;
+    raw << "SELECT last_used_ns FROM api_tokens WHERE digest = 'tok'", into(used), now;
+    EXPECT_EQ(used, base_ns() + 7);
+    EXPECT_EQ(store_->add_api_token("x", "nobody", "", base_ns()).error().code,
+              ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, PasswordHashCanBeReplaced) {
+    ASSERT_TRUE(store_->add_user(account("ann", Role::kAnalyst)).ok());
+    ASSERT_TRUE(store_->set_password_hash("ann", "new-hash").ok());
+    EXPECT_EQ(store_->find_user("ann").value()->password_hash, "new-hash");
+    EXPECT_EQ(store_->set_password_hash("nobody", "h").error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, AuditEntriesAreKeptPerTargetOldestFirst) {
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_TRUE(store_
+                        ->append_audit(AuditEntry{base_ns() + i, "ann", "alert.status", "a1",
+                                                  "v" + std::to_string(i), "v" + std::to_string(i + 1)})
+                        .ok());
+    }
+    ASSERT_TRUE(store_->append_audit(AuditEntry{base_ns(), "bob", "user.add", "carl", "", "analyst"})
+                    .ok());
+    auto entries = store_->audit_entries("a1", 3);
+    ASSERT_TRUE(entries.ok()) << entries.error().message;
+    ASSERT_EQ(entries->size(), 3U);
+    EXPECT_EQ(entries->front(),
+              (AuditEntry{base_ns() + 2, "ann", "alert.status", "a1", "v2", "v3"}));
+    EXPECT_EQ(entries->back().new_value, "v5");
+    EXPECT_EQ(store_->audit_entries("carl", 10).value().size(), 1U);
+    EXPECT_TRUE(store_->audit_entries("nothing", 10).value().empty());
 }
 }  // namespace
 }  // namespace senningen::collector

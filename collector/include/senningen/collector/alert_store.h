@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "senningen/collector/auth.h"
 #include "senningen/common/alert.h"
 #include "senningen/common/result.h"
 #include "senningen/common/wire.h"
@@ -58,6 +59,38 @@ struct AgentEvent {
     bool operator==(const AgentEvent&) const = default;
 };
 
+// An account of the API and web UI (docs/collector.md, "Accounts"). Names are unique; an
+// account is disabled, never deleted, so that the audit log keeps naming someone who existed.
+struct UserAccount {
+    std::string name;
+    Role role = Role::kAnalyst;
+    std::string password_hash;  // hash_password()'s self-describing string
+    std::int64_t created_ns = 0;
+    bool disabled = false;
+
+    bool operator==(const UserAccount&) const = default;
+};
+
+// One line of the audit log: who changed what, from which value to which.
+struct AuditEntry {
+    std::int64_t time_ns = 0;
+    std::string actor;   // the account that acted
+    std::string action;  // e.g. "user.add", "alert.status"
+    std::string target;  // what was acted on: an account name, an alert id
+    std::string old_value;
+    std::string new_value;
+
+    bool operator==(const AuditEntry&) const = default;
+};
+
+// The most characters of an account name, a token label or an audit value the store accepts.
+inline constexpr std::size_t kMaxUserNameLength = 64;
+inline constexpr std::size_t kMaxTokenLabelLength = 128;
+
+// kInvalidArgument unless NAME is 1..kMaxUserNameLength of [A-Za-z0-9._@-], starting with a
+// letter or digit; the message names the input.
+common::Result<void> check_user_name(const std::string& name);
+
 // Implementations are safe to call from several threads at once: the ingest thread inserts
 // while HTTP worker threads query and count.
 class AlertStore {
@@ -99,6 +132,37 @@ public:
     // An agent's events, newest first, at most LIMIT.
     virtual common::Result<std::vector<AgentEvent>> agent_events(const std::string& agent_id,
                                                                  std::size_t limit);
+
+    // Accounts, sessions and API tokens. A backend without them answers kUnsupported. Session
+    // ids and tokens are never stored, only their secret_digest().
+    //
+    // Adds an account; kInvalidArgument for a bad name or one that exists already.
+    virtual common::Result<void> add_user(const UserAccount& user);
+    virtual common::Result<std::optional<UserAccount>> find_user(const std::string& name);
+    virtual common::Result<std::vector<UserAccount>> users();  // by name
+    // kNotFound for an unknown account. Disabling also ends the account's sessions.
+    virtual common::Result<void> set_user_disabled(const std::string& name, bool disabled);
+    virtual common::Result<void> set_password_hash(const std::string& name,
+                                                   const std::string& password_hash);
+    // A session for USER until EXPIRES_NS; expired sessions of every account are removed on
+    // the way. kNotFound for an unknown account.
+    virtual common::Result<void> add_session(const std::string& digest, const std::string& user,
+                                             std::int64_t created_ns, std::int64_t expires_ns);
+    // The account of an unexpired session of an enabled account, noting NOW_NS as last seen;
+    // nullopt otherwise.
+    virtual common::Result<std::optional<UserAccount>> session_user(const std::string& digest,
+                                                                    std::int64_t now_ns);
+    virtual common::Result<void> delete_session(const std::string& digest);
+    // kNotFound for an unknown account.
+    virtual common::Result<void> add_api_token(const std::string& digest, const std::string& user,
+                                               const std::string& label, std::int64_t created_ns);
+    // The account of a token of an enabled account, noting NOW_NS as last used; else nullopt.
+    virtual common::Result<std::optional<UserAccount>> token_user(const std::string& digest,
+                                                                  std::int64_t now_ns);
+    virtual common::Result<void> append_audit(const AuditEntry& entry);
+    // The entries about TARGET, oldest first, at most LIMIT (the newest LIMIT).
+    virtual common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
+                                                                  std::size_t limit);
 };
 
 }  // namespace senningen::collector

@@ -1,19 +1,29 @@
-// The collector's REST API for CERT analysts: health and alert queries over HTTP/1.1, JSON in
-// the EVE shape of common/json_codec.h, errors as RFC 7807 problem documents. Read only; it
+// The collector's REST API for CERT analysts: health, login and alert queries over HTTP/1.1,
+// JSON in the EVE shape of common/json_codec.h, errors as RFC 7807 problem documents. It
 // serves whatever AlertStore it is given and keeps Poco out of this header. Every path
 // outside /api/ is the web UI's static files, when a web root is configured.
 //
-//   GET /api/v1/health
-//   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
+//   GET  /api/v1/health                 open
+//   POST /api/v1/login, /api/v1/logout  open (login is rate limited)
+//   GET  /api/v1/me                     any account
+//   GET  /api/v1/alerts?since=&until=&severity=&agent=&limit=     Permission::kReadAlerts
+//   GET  /api/v1/agents, /api/v1/agents/{id}                       Permission::kReadAgents
+//   GET  /api/v1/users                                             Permission::kManageUsers
 //
+// Everything but health, login and logout needs a session cookie (from login) or an
+// "Authorization: Bearer snt_..." token (from 'senningen-collector user token'); without one
+// the answer is 401, with a role that lacks the route's Permission 403.
 // The reference for clients is docs/collector.md ("REST API").
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "senningen/collector/alert_store.h"
+#include "senningen/collector/auth.h"
 #include "senningen/common/result.h"
 
 namespace senningen::collector {
@@ -25,6 +35,15 @@ struct ApiOptions {
     // The web UI's folder (index.html, scripts, styles), read once at start() and served at
     // every path outside /api/. Empty: no UI, only the API.
     std::string web_root;
+    // A login's session lasts this long (absolute, not sliding).
+    std::chrono::seconds session_lifetime{8 * 3600};
+    // Marks the session cookie Secure: set it when clients reach the API over HTTPS (a TLS
+    // proxy in front), or browsers send the cookie over plain HTTP too.
+    bool secure_cookie = false;
+    // A larger request body is refused with 413 before it is read.
+    std::size_t max_body_bytes = 64 * 1024;
+    // Failed logins per account name and per client address (docs/collector.md).
+    LoginLimiter::Options login_limits;
 };
 
 class ApiServer {
