@@ -12,6 +12,7 @@ const state = {
   seen: new Set(),   // alert ids already shown, to mark new arrivals
   timer: null,
   view: "alerts",
+  user: null,        // {user, role, permissions} once logged in
 };
 
 // --- small DOM helpers -------------------------------------------------------------------
@@ -40,8 +41,10 @@ function setStatus(id, text, bad = false) {
 
 // --- API -----------------------------------------------------------------------------------
 
-async function getJson(path) {
-  const response = await fetch(API + path, { headers: { Accept: "application/json" } });
+async function getJson(path, init = {}) {
+  const response = await fetch(API + path, {
+    ...init, headers: { Accept: "application/json", ...(init.headers || {}) },
+  });
   // Flow ids are 64-bit and JavaScript numbers hold 53 bits: they are read as strings, or the
   // page would show a neighbouring flow's id.
   const text = await response.text();
@@ -50,6 +53,10 @@ async function getJson(path) {
     body = JSON.parse(text.replace(/"flow_id":(\d+)/g, '"flow_id":"$1"'));
   } catch {
     body = null;
+  }
+  if (response.status === 401 && path !== "/login") {
+    // The session ended (expired, logged out elsewhere, account disabled): log in again.
+    showLogin("Your session has ended; log in again.");
   }
   if (!response.ok) {
     // RFC 7807 problem documents say what was wrong in "detail".
@@ -281,14 +288,66 @@ async function loadHealth() {
 
 // --- navigation, live updates, keys --------------------------------------------------------
 
+// --- login ---------------------------------------------------------------------------------
+
+function postJson(path, body) {
+  return getJson(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+}
+
+function showLogin(message = "") {
+  state.user = null;
+  clearInterval(state.timer);
+  document.getElementById("app").hidden = true;
+  document.getElementById("login").hidden = false;
+  document.getElementById("whoami").textContent = "";
+  document.getElementById("logout").hidden = true;
+  setStatus("login-status", message, message !== "");
+  document.getElementById("login-name").focus();
+}
+
+function showApp(me) {
+  state.user = me;
+  document.getElementById("login").hidden = true;
+  document.getElementById("app").hidden = false;
+  document.getElementById("whoami").textContent = `${me.user} (${me.role})`;
+  document.getElementById("logout").hidden = false;
+  showView();
+  schedule();
+}
+
+async function login(event) {
+  event.preventDefault();
+  const name = document.getElementById("login-name").value;
+  const password = document.getElementById("login-password");
+  setStatus("login-status", "logging in…");
+  try {
+    const me = await postJson("/login", { name, password: password.value });
+    password.value = "";
+    showApp(me);
+  } catch (e) {
+    setStatus("login-status", `Not logged in: ${e.message}`, true);
+  }
+}
+
+async function logout() {
+  try {
+    await postJson("/logout", {});
+  } finally {
+    showLogin("Logged out.");
+  }
+}
+
 function refresh() {
+  if (!state.user) return Promise.resolve();
   loadHealth();
   return state.view === "alerts" ? loadAlerts() : loadAgents();
 }
 
 function schedule() {
   clearInterval(state.timer);
-  if (document.getElementById("live").checked) state.timer = setInterval(refresh, POLL_MS);
+  if (state.user && document.getElementById("live").checked) state.timer = setInterval(refresh, POLL_MS);
 }
 
 function showView() {
@@ -310,7 +369,8 @@ function onKey(event) {
     closeDetail();
     return;
   }
-  if (typing || event.ctrlKey || event.metaKey || event.altKey || state.view !== "alerts") return;
+  if (!state.user || typing || event.ctrlKey || event.metaKey || event.altKey ||
+      state.view !== "alerts") return;
   const detailOpen = !document.getElementById("detail").hidden;
   if (event.key === "j") select(state.selected + 1, detailOpen);
   else if (event.key === "k") select(state.selected < 0 ? 0 : state.selected - 1, detailOpen);
@@ -328,8 +388,11 @@ function start() {
   document.getElementById("live").addEventListener("change", schedule);
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", showView);
-  showView();
-  schedule();
+  document.getElementById("login-form").addEventListener("submit", login);
+  document.getElementById("logout").addEventListener("click", logout);
+  loadHealth();
+  // Already logged in (the session cookie is HttpOnly, so ask the server)?
+  getJson("/me").then(showApp, () => showLogin());
 }
 
 start();

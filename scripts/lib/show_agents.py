@@ -1,10 +1,14 @@
 """Prints the agents a collector knows (GET /api/v1/agents), one line each.
-Usage: show_agents.py http://HOST:PORT"""
+Usage: SENNINGEN_TOKEN=snt_... show_agents.py http://HOST:PORT"""
 import json
+import os
 import sys
 import urllib.request
 
-with urllib.request.urlopen(sys.argv[1] + "/api/v1/agents", timeout=10) as r:
+token = os.environ.get("SENNINGEN_TOKEN", "")
+request = urllib.request.Request(sys.argv[1] + "/api/v1/agents",
+                                 headers={"Authorization": "Bearer " + token} if token else {})
+with urllib.request.urlopen(request, timeout=10) as r:
     agents = json.load(r)["agents"]
 for a in agents:
     c = a["counters"]

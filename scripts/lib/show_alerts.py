@@ -1,10 +1,18 @@
 #!/usr/bin/python3
 """Prints the alerts a collector's REST API returns, for a person to read.
-  show_alerts.py http://127.0.0.1:8080 [--limit N]
+  SENNINGEN_TOKEN=snt_... show_alerts.py http://127.0.0.1:8080 [--limit N]
+(the token from 'senningen-collector user token NAME')
 """
 import json
+import os
 import sys
 import urllib.request
+
+
+def get(url):
+    token = os.environ.get("SENNINGEN_TOKEN", "")
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
 
 SEVERITY = {1: ("critical", "\033[1;97;41m"), 2: ("high", "\033[1;31m"),
             3: ("medium", "\033[33m"), 4: ("low", "\033[36m")}
@@ -14,9 +22,9 @@ def main():
     base = sys.argv[1].rstrip("/")
     limit = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--limit" else "100"
     colour = sys.stdout.isatty()
-    with urllib.request.urlopen(f"{base}/api/v1/health", timeout=10) as r:
+    with get(f"{base}/api/v1/health") as r:
         health = json.load(r)
-    with urllib.request.urlopen(f"{base}/api/v1/alerts?limit={limit}", timeout=10) as r:
+    with get(f"{base}/api/v1/alerts?limit={limit}") as r:
         alerts = json.load(r)["alerts"]
     print(f"Collector {base}: {health.get('status')}, {health.get('alerts')} alerts stored "
           f"({health.get('backend')}).  GET {base}/api/v1/alerts returned {len(alerts)}, newest first:\n")

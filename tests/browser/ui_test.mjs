@@ -5,7 +5,7 @@
 // Exit codes: 0 passed, 1 failed, 77 skipped (no Chromium or no playwright-core: scripts/test
 // installs both; CTest reports 77 as "Skipped").
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,10 +35,28 @@ const work = mkdtempSync(path.join(tmpdir(), "senningen-ui-"));
 mkdirSync(SHOTS, { recursive: true });
 const children = [];
 
+const DB = () => `sqlite:${path.join(work, "alerts.db")}`;
+const ANALYST = "ana";
+const PASSWORD = "ui-test-password-1";
+
+// Accounts are made with the collector's CLI before it starts, as an operator would: an
+// analyst who logs in through the page, and a token for the test's own API calls.
+function addAccount() {
+  const file = path.join(work, "password");
+  writeFileSync(file, PASSWORD + "\n", { mode: 0o600 });
+  const add = spawnSync(COLLECTOR, ["user", "add", ANALYST, "--role", "analyst", "--password-file",
+    file, "--db", DB()], { encoding: "utf8", timeout: 60000 });
+  assert.equal(add.status, 0, `user add failed: ${add.stderr}`);
+  const token = spawnSync(COLLECTOR, ["user", "token", ANALYST, "--label", "ui test", "--db", DB()],
+    { encoding: "utf8", timeout: 60000 });
+  assert.equal(token.status, 0, `user token failed: ${token.stderr}`);
+  return token.stdout.trim();
+}
+
 function startCollector() {
   return new Promise((resolve, reject) => {
     const proc = spawn(COLLECTOR, ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-      "--db", `sqlite:${path.join(work, "alerts.db")}`, "--insecure", "--quiet",
+      "--db", DB(), "--insecure", "--quiet",
       "--web-root", path.join(REPO, "collector/web")], { stdio: ["ignore", "pipe", "inherit"] });
     children.push(proc);
     let out = "";
@@ -66,10 +84,13 @@ function runAgent(broker) {
 }
 
 async function main() {
+  const token = addAccount();
   const collector = await startCollector();
   runAgent(collector.broker);
+  const auth = { headers: { Authorization: `Bearer ${token}` } };
+  assert.equal((await fetch(`${collector.http}/api/v1/alerts`)).status, 401, "no credentials, no alerts");
   // Flow ids are 64-bit: kept as the exact decimal text, which the page must show too.
-  const raw = await (await fetch(`${collector.http}/api/v1/alerts?limit=1000`)).text();
+  const raw = await (await fetch(`${collector.http}/api/v1/alerts?limit=1000`, auth)).text();
   const expected = JSON.parse(raw.replace(/"flow_id":(\d+)/g, '"flow_id":"$1"'));
   assert.ok(expected.count >= 6, `the demo should store at least 6 alerts, got ${expected.count}`);
 
@@ -83,8 +104,27 @@ async function main() {
     page.on("pageerror", (e) => errors.push(e.message));
     page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 
-    // The queue: every stored alert, newest first, with the health line filled in.
+    // Not logged in: the login form, and no alerts. A wrong password is refused with the
+    // server's words; the right one opens the queue and names the user in the header.
     await page.goto(collector.http + "/");
+    const loginForm = page.locator("#login-form");
+    await loginForm.waitFor({ state: "visible" });
+    assert.equal(await page.locator("#app").isVisible(), false);
+    await page.fill("#login-name", ANALYST);
+    await page.fill("#login-password", "not the password");
+    await page.click("#login-form button[type=submit]");
+    await page.waitForFunction(() => /Not logged in: the name or the password is wrong/.test(
+      document.getElementById("login-status").textContent));
+    await page.screenshot({ path: path.join(SHOTS, "login.png"), fullPage: true });
+    await page.fill("#login-password", PASSWORD);
+    await page.click("#login-form button[type=submit]");
+    await page.locator("#app").waitFor({ state: "visible" });
+    assert.equal(await page.locator("#whoami").textContent(), `${ANALYST} (analyst)`);
+    const cookies = await page.context().cookies();
+    const session = cookies.find((c) => c.name === "senningen_session");
+    assert.ok(session && session.httpOnly && session.sameSite === "Strict", "HttpOnly, SameSite=Strict cookie");
+
+    // The queue: every stored alert, newest first, with the health line filled in.
     const rows = page.locator("#alerts tbody tr");
     await rows.first().waitFor();
     assert.equal(await rows.count(), expected.count);
@@ -149,11 +189,19 @@ async function main() {
     assert.equal(cells[8], String(expected.count), "alerts counter from the heartbeat");
     await page.screenshot({ path: path.join(SHOTS, "agents.png"), fullPage: true });
 
-    // The one failed load is the over-long agent filter above, refused on purpose.
-    const unexpected = errors.filter((e) => !/status of 400/.test(e));
+    // Log out: back to the login form, and the old session no longer works.
+    await page.click("#logout");
+    await loginForm.waitFor({ state: "visible" });
+    assert.equal(await page.locator("#whoami").textContent(), "");
+    const after = await page.evaluate(async () => (await fetch("/api/v1/me")).status);
+    assert.equal(after, 401, "the session ended with the logout");
+
+    // The failed loads: the over-long agent filter above (400), refused on purpose, and the
+    // 401s of not being logged in (first visit, wrong password, after logout).
+    const unexpected = errors.filter((e) => !/status of 40[01]/.test(e));
     assert.deepEqual(unexpected, [], "no script errors in the page");
-    assert.equal(errors.length - unexpected.length, 1, "exactly one refused request");
-    console.log(`ok: ${expected.count} alerts shown, filter, detail, keys and agents checked; screenshots in ${SHOTS}`);
+    assert.equal(errors.filter((e) => /status of 400/.test(e)).length, 1, "exactly one refused filter");
+    console.log(`ok: login, ${expected.count} alerts shown, filter, detail, keys, agents and logout checked; screenshots in ${SHOTS}`);
   } finally {
     await browser.close();
   }
