@@ -193,6 +193,18 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
                     name, value, "is longer than " + std::to_string(kMaxAgentIdLength) + " bytes");
             }
             query.agent_id = value;
+        } else if (name == "status") {
+            if (!is_alert_status(value)) {
+                return bad_parameter(name, value,
+                                     "is not one of new, in_progress, escalated, "
+                                     "false_positive, resolved");
+            }
+            query.status = value;
+        } else if (name == "assignee") {
+            if (value.empty() || value.size() > kMaxUserNameLength) {
+                return bad_parameter(name, value, "is not an account name");
+            }
+            query.assignee = value;
         } else if (name == "limit") {
             int limit = 0;
             if (!parse_int(value, limit) || limit < 1 ||
@@ -205,7 +217,7 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
             return make_error(ErrorCode::kInvalidArgument,
                               "parameter " + echo(name) +
                                   " is not known; the parameters are since, until, severity, "
-                                  "agent, limit");
+                                  "agent, status, assignee, limit");
         }
     }
     if (query.since_ns && query.until_ns && *query.until_ns < *query.since_ns) {
@@ -254,6 +266,19 @@ Reply health(ApiContext& context) {
     return json_reply(HTTPResponse::HTTP_OK, object);
 }
 
+Reply store_unavailable(std::string_view what, const common::Error& error) {
+    common::log_error(kComponent, std::string(what) + ": " + error.message);
+    return problem(HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
+                   "the store does not answer; details are in the collector's log");
+}
+
+Poco::JSON::Object::Ptr triage_json(const AlertTriage& t) {
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("status", t.status);
+    o->set("assignee", t.assignee);
+    return o;
+}
+
 Reply alerts(ApiContext& context, const Poco::URI& uri) {
     auto query = parse_alert_query(uri.getQueryParameters());
     if (!query) return problem(HTTPResponse::HTTP_BAD_REQUEST, query.error().message);
@@ -264,10 +289,20 @@ Reply alerts(ApiContext& context, const Poco::URI& uri) {
                        "the alert store does not answer; details are in the collector's log");
     }
     Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
-    for (const common::Alert& alert : *found) list->add(common::alert_to_json_object(alert));
+    std::vector<std::string> ids;
+    for (const common::Alert& alert : *found) {
+        list->add(common::alert_to_json_object(alert));
+        ids.push_back(alert.id);
+    }
+    // Triage state beside the alerts, keyed by id: the alert objects keep the EVE schema.
+    auto triage = context.store.triage_of(ids);
+    if (!triage) return store_unavailable("alerts", triage.error());
+    Poco::JSON::Object::Ptr states = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    for (const auto& [id, t] : *triage) states->set(id, triage_json(t));
     Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
     object.set("alerts", list);
     object.set("count", static_cast<Poco::UInt64>(found->size()));
+    object.set("triage", states);
     return json_reply(HTTPResponse::HTTP_OK, object);
 }
 
@@ -355,12 +390,6 @@ std::string_view permission_name(Permission p) {
 constexpr std::array kAllPermissions = {Permission::kReadAlerts, Permission::kTriageAlerts,
                                         Permission::kReadAgents, Permission::kPublishRules,
                                         Permission::kManageUsers};
-
-Reply store_unavailable(std::string_view what, const common::Error& error) {
-    common::log_error(kComponent, std::string(what) + ": " + error.message);
-    return problem(HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
-                   "the store does not answer; details are in the collector's log");
-}
 
 Reply unauthorized(ApiContext& context) {
     std::string detail =
@@ -583,6 +612,168 @@ Reply logout(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     return reply;
 }
 
+constexpr std::size_t kMaxCommentLength = 4000;
+constexpr std::size_t kAuditShown = 200;
+
+Poco::JSON::Object::Ptr audit_json(const AuditEntry& e) {
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("time", common::format_timestamp(e.time_ns));
+    o->set("actor", e.actor);
+    o->set("action", e.action);
+    o->set("old", e.old_value);
+    o->set("new", e.new_value);
+    return o;
+}
+
+Reply alert_detail(ApiContext& context, const std::string& id) {
+    AlertQuery q;
+    q.alert_id = id;
+    q.limit = 1;
+    auto found = context.store.query(q);
+    if (!found) return store_unavailable("alert", found.error());
+    if (found->empty()) return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no alert " + echo(id));
+    auto triage = context.store.triage_of({id});
+    auto comments = context.store.comments(id);
+    auto audit = context.store.audit_entries(id, kAuditShown);
+    if (!triage) return store_unavailable("alert", triage.error());
+    if (!comments) return store_unavailable("alert", comments.error());
+    if (!audit) return store_unavailable("alert", audit.error());
+    const AlertTriage t = triage->count(id) ? triage->at(id) : AlertTriage{};
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("alert", common::alert_to_json_object(found->front()));
+    object.set("status", t.status);
+    object.set("assignee", t.assignee);
+    Poco::JSON::Array::Ptr comment_list = new Poco::JSON::Array;
+    for (const AlertComment& c : *comments) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        o->set("time", common::format_timestamp(c.time_ns));
+        o->set("author", c.author);
+        o->set("text", c.text);
+        comment_list->add(o);
+    }
+    object.set("comments", comment_list);
+    Poco::JSON::Array::Ptr audit_list = new Poco::JSON::Array;
+    for (const AuditEntry& e : *audit) audit_list->add(audit_json(e));
+    object.set("audit", audit_list);
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+// The change a PATCH or bulk body asks for, or the reply that refuses it.
+std::variant<TriageChange, Reply> triage_change(ApiContext& context,
+                                                const Poco::JSON::Object::Ptr& body) {
+    TriageChange change;
+    for (const std::string& key : body->getNames()) {
+        if (key != "status" && key != "assignee" && key != "ids") {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           "field " + echo(key) + " is not known; use status, assignee");
+        }
+    }
+    if (body->has("status")) {
+        change.status = string_field(body, "status");
+        if (!change.status || !is_alert_status(*change.status)) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           "status must be one of new, in_progress, escalated, false_positive, "
+                           "resolved");
+        }
+    }
+    if (body->has("assignee")) {
+        change.assignee = string_field(body, "assignee");
+        if (!change.assignee) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           "assignee must be an account name, or \"\" to unassign");
+        }
+        if (!change.assignee->empty()) {
+            auto user = context.store.find_user(*change.assignee);
+            if (!user) return store_unavailable("triage", user.error());
+            if (!*user || (*user)->disabled) {
+                return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                               "assignee " + echo(*change.assignee) + " is not an enabled account");
+            }
+        }
+    }
+    if (!change.status && !change.assignee) {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST, "the body needs status or assignee");
+    }
+    return change;
+}
+
+Reply apply_triage(ApiContext& context, const std::vector<std::string>& ids,
+                   const TriageChange& change, const UserAccount& user) {
+    auto done = context.store.update_triage(ids, change, user.name, common::now_ns());
+    if (!done) {
+        if (done.error().code == ErrorCode::kNotFound) {
+            return problem(HTTPResponse::HTTP_NOT_FOUND, done.error().message);
+        }
+        return store_unavailable("triage", done.error());
+    }
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const AuditEntry& e : *done) {
+        Poco::JSON::Object::Ptr o = audit_json(e);
+        o->set("alert", e.target);
+        list->add(o);
+    }
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("updated", static_cast<Poco::UInt64>(ids.size()));
+    object.set("changes", list);
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+Reply patch_alert(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                  const std::string& id, const UserAccount& user) {
+    auto parsed = json_body(context, request);
+    if (auto* refused = std::get_if<Reply>(&parsed)) return std::move(*refused);
+    const auto& body = std::get<Poco::JSON::Object::Ptr>(parsed);
+    if (body->has("ids")) return problem(HTTPResponse::HTTP_BAD_REQUEST, "field 'ids' is for bulk");
+    auto change = triage_change(context, body);
+    if (auto* refused = std::get_if<Reply>(&change)) return std::move(*refused);
+    return apply_triage(context, {id}, std::get<TriageChange>(change), user);
+}
+
+Reply bulk_triage(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                  const UserAccount& user) {
+    auto parsed = json_body(context, request);
+    if (auto* refused = std::get_if<Reply>(&parsed)) return std::move(*refused);
+    const auto& body = std::get<Poco::JSON::Object::Ptr>(parsed);
+    Poco::JSON::Array::Ptr list = body->has("ids") ? body->getArray("ids") : nullptr;
+    if (!list || list->size() == 0 || list->size() > kMaxQueryLimit) {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                       "ids must be an array of 1.." + std::to_string(kMaxQueryLimit) +
+                           " alert ids");
+    }
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        Poco::Dynamic::Var v = list->get(static_cast<unsigned>(i));
+        if (!v.isString()) return problem(HTTPResponse::HTTP_BAD_REQUEST, "ids must be strings");
+        ids.push_back(v.convert<std::string>());
+    }
+    auto change = triage_change(context, body);
+    if (auto* refused = std::get_if<Reply>(&change)) return std::move(*refused);
+    return apply_triage(context, ids, std::get<TriageChange>(change), user);
+}
+
+Reply post_comment(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                   const std::string& id, const UserAccount& user) {
+    auto parsed = json_body(context, request);
+    if (auto* refused = std::get_if<Reply>(&parsed)) return std::move(*refused);
+    const auto text = string_field(std::get<Poco::JSON::Object::Ptr>(parsed), "text");
+    if (!text || text->empty() || text->size() > kMaxCommentLength) {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                       "the body needs a string 'text' of 1.." + std::to_string(kMaxCommentLength) +
+                           " bytes");
+    }
+    auto added = context.store.add_comment(id, AlertComment{common::now_ns(), user.name, *text});
+    if (!added) {
+        if (added.error().code == ErrorCode::kNotFound) {
+            return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no alert " + echo(id));
+        }
+        return store_unavailable("comment", added.error());
+    }
+    Poco::JSON::Object object;
+    object.set("added", true);
+    Reply reply = json_reply(HTTPResponse::HTTP_CREATED, object);
+    return reply;
+}
+
 Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     Poco::URI uri;
     try {
@@ -636,6 +827,33 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
         if (!get) return method_not_allowed(request.getMethod(), path);
         if (auto refused = need(Permission::kReadAlerts)) return *refused;
         return alerts(context, uri);
+    }
+    if (path == std::string(kAlertsPath) + "/bulk") {
+        if (!post) return method_not_allowed(request.getMethod(), path, "POST");
+        if (auto refused = need(Permission::kTriageAlerts)) return *refused;
+        return bulk_triage(context, request, user);
+    }
+    if (path.starts_with(std::string(kAlertsPath) + "/")) {
+        std::string rest = path.substr(kAlertsPath.size() + 1);
+        const bool comments = rest.ends_with("/comments");
+        if (comments) rest.resize(rest.size() - std::string_view("/comments").size());
+        if (rest.empty() || rest.find('/') != std::string::npos) {
+            return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
+        }
+        if (comments) {
+            if (!post) return method_not_allowed(request.getMethod(), path, "POST");
+            if (auto refused = need(Permission::kTriageAlerts)) return *refused;
+            return post_comment(context, request, rest, user);
+        }
+        if (get) {
+            if (auto refused = need(Permission::kReadAlerts)) return *refused;
+            return alert_detail(context, rest);
+        }
+        if (request.getMethod() == "PATCH") {
+            if (auto refused = need(Permission::kTriageAlerts)) return *refused;
+            return patch_alert(context, request, rest, user);
+        }
+        return method_not_allowed(request.getMethod(), path, "GET, PATCH");
     }
     if (path == kAgentsPath || path.starts_with(std::string(kAgentsPath) + "/")) {
         if (!get) return method_not_allowed(request.getMethod(), path);

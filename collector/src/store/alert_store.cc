@@ -16,6 +16,13 @@ common::Error no_accounts(const AlertStore& store) {
 
 }  // namespace
 
+bool is_alert_status(std::string_view status) {
+    for (std::string_view s : kAlertStatuses) {
+        if (s == status) return true;
+    }
+    return false;
+}
+
 common::Result<void> check_user_name(const std::string& name) {
     auto bad = [&](const std::string& why) -> common::Result<void> {
         return common::make_error(common::ErrorCode::kInvalidArgument,
@@ -90,6 +97,23 @@ common::Result<std::optional<UserAccount>> AlertStore::token_user(const std::str
 common::Result<void> AlertStore::append_audit(const AuditEntry&) { return no_accounts(*this); }
 common::Result<std::vector<AuditEntry>> AlertStore::audit_entries(const std::string&,
                                                                   std::size_t) {
+    return no_accounts(*this);
+}
+
+common::Result<std::map<std::string, AlertTriage>> AlertStore::triage_of(
+    const std::vector<std::string>&) {
+    return no_accounts(*this);
+}
+common::Result<std::vector<AuditEntry>> AlertStore::update_triage(const std::vector<std::string>&,
+                                                                  const TriageChange&,
+                                                                  const std::string&,
+                                                                  std::int64_t) {
+    return no_accounts(*this);
+}
+common::Result<void> AlertStore::add_comment(const std::string&, const AlertComment&) {
+    return no_accounts(*this);
+}
+common::Result<std::vector<AlertComment>> AlertStore::comments(const std::string&) {
     return no_accounts(*this);
 }
 

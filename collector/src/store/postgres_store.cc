@@ -143,6 +143,24 @@ constexpr std::array kMigrations = {
                   " new_value TEXT NOT NULL)",
                   "CREATE INDEX audit_log_target ON audit_log (target, seq)",
               }},
+    Migration{4,
+              "alert triage: status, assignee and comments",
+              {
+                  "CREATE TABLE alert_triage ("
+                  " alert_id TEXT COLLATE \"C\" PRIMARY KEY NOT NULL REFERENCES alerts (id),"
+                  " status TEXT NOT NULL,"
+                  " assignee TEXT COLLATE \"C\" NOT NULL,"
+                  " updated_ns BIGINT NOT NULL)",
+                  "CREATE INDEX alert_triage_status ON alert_triage (status)",
+                  "CREATE INDEX alert_triage_assignee ON alert_triage (assignee)",
+                  "CREATE TABLE alert_comments ("
+                  " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                  " alert_id TEXT COLLATE \"C\" NOT NULL REFERENCES alerts (id),"
+                  " time_ns BIGINT NOT NULL,"
+                  " author TEXT NOT NULL,"
+                  " text TEXT NOT NULL)",
+                  "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
+              }},
 };
 static_assert(kMigrations.back().version == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must name the last migration");
@@ -440,6 +458,15 @@ public:
     common::Result<void> append_audit(const AuditEntry& entry) override;
     common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
                                                           std::size_t limit) override;
+    common::Result<std::map<std::string, AlertTriage>> triage_of(
+        const std::vector<std::string>& ids) override;
+    common::Result<std::vector<AuditEntry>> update_triage(const std::vector<std::string>& ids,
+                                                          const TriageChange& change,
+                                                          const std::string& actor,
+                                                          std::int64_t at_ns) override;
+    common::Result<void> add_comment(const std::string& alert_id,
+                                     const AlertComment& comment) override;
+    common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
 
 private:
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
@@ -530,6 +557,9 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
     Poco::Int64 until = q.until_ns.value_or(0);
     std::vector<int> severities = q.severities;
     std::string agent = q.agent_id.value_or(std::string());
+    std::string alert_id = q.alert_id.value_or(std::string());
+    std::string status = q.status.value_or(std::string());
+    std::string assignee = q.assignee.value_or(std::string());
     auto limit = static_cast<Poco::Int64>(q.limit);
 
     int parameter = 0;
@@ -549,6 +579,15 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         add_condition(in + ")");
     }
     if (q.agent_id) add_condition("agent_id = " + next());
+    if (q.alert_id) add_condition("id = " + next());
+    if (q.status) {
+        add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
+                      " 'new') = " + next());
+    }
+    if (q.assignee) {
+        add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
+                      " AND t.assignee = " + next() + ")");
+    }
     sql += " ORDER BY ts_ns DESC, id ASC LIMIT " + next();
 
     auto eves = with_session<std::vector<std::string>>("query failed", [&](Session& session) {
@@ -560,6 +599,9 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         if (q.until_ns) stmt.addBind(use(until));
         for (int& s : severities) stmt.addBind(use(s));
         if (q.agent_id) stmt.addBind(use(agent));
+        if (q.alert_id) stmt.addBind(use(alert_id));
+        if (q.status) stmt.addBind(use(status));
+        if (q.assignee) stmt.addBind(use(assignee));
         stmt.addBind(use(limit));
         stmt.addExtract(into(out));
         stmt.execute();
@@ -961,18 +1003,151 @@ common::Result<std::optional<UserAccount>> PostgresStore::token_user(const std::
     });
 }
 
+void insert_audit(Session& session, const AuditEntry& e) {
+    Poco::Int64 at = e.time_ns;
+    std::string actor = e.actor;
+    std::string action = e.action;
+    std::string target = e.target;
+    std::string old_value = e.old_value;
+    std::string new_value = e.new_value;
+    session << "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+               " VALUES ($1, $2, $3, $4, $5, $6)",
+        use(at), use(actor), use(action), use(target), use(old_value), use(new_value), now;
+}
+
 common::Result<void> PostgresStore::append_audit(const AuditEntry& e) {
     return with_session<void>("audit log", [&](Session& session) -> common::Result<void> {
-        Poco::Int64 at = e.time_ns;
-        std::string actor = e.actor;
-        std::string action = e.action;
-        std::string target = e.target;
-        std::string old_value = e.old_value;
-        std::string new_value = e.new_value;
-        session << "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
-                   " VALUES ($1, $2, $3, $4, $5, $6)",
-            use(at), use(actor), use(action), use(target), use(old_value), use(new_value), now;
+        insert_audit(session, e);
         return {};
+    });
+}
+
+// Locks the alert's row until the transaction ends, so that triage changes of one alert are
+// applied (and audited) one after the other; false when the alert is not stored.
+bool lock_alert(Session& session, std::string id) {
+    std::vector<int> found;
+    session << "SELECT 1 FROM alerts WHERE id = $1 FOR UPDATE", use(id), into(found), now;
+    return !found.empty();
+}
+
+common::Result<std::map<std::string, AlertTriage>> PostgresStore::triage_of(
+    const std::vector<std::string>& ids) {
+    return with_session<std::map<std::string, AlertTriage>>("triage query failed", [&](Session&
+                                                                                         session) {
+        std::map<std::string, AlertTriage> out;
+        if (ids.empty()) return out;
+        std::vector<std::string> found_ids;
+        std::vector<Poco::Nullable<std::string>> statuses;
+        std::vector<Poco::Nullable<std::string>> assignees;
+        std::string sql = "SELECT alerts.id, t.status, t.assignee FROM alerts"
+                          " LEFT JOIN alert_triage t ON t.alert_id = alerts.id"
+                          " WHERE alerts.id IN (";
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            sql += (i ? ", $" : "$") + std::to_string(i + 1);
+        }
+        sql += ")";
+        std::vector<std::string> bound = ids;
+        Statement stmt(session);
+        stmt << sql;
+        for (std::string& id : bound) stmt.addBind(use(id));
+        stmt.addExtract(into(found_ids));
+        stmt.addExtract(into(statuses));
+        stmt.addExtract(into(assignees));
+        stmt.execute();
+        for (std::size_t i = 0; i < found_ids.size(); ++i) {
+            AlertTriage t;
+            if (!statuses[i].isNull()) t = {statuses[i].value(), assignees[i].value()};
+            out[found_ids[i]] = t;
+        }
+        return out;
+    });
+}
+
+common::Result<std::vector<AuditEntry>> PostgresStore::update_triage(
+    const std::vector<std::string>& ids, const TriageChange& change, const std::string& actor,
+    std::int64_t at_ns) {
+    if (change.status && !is_alert_status(*change.status)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "status '" + *change.status + "' is not a triage status");
+    }
+    // Rows locked in id order: two bulk updates over overlapping ids cannot deadlock.
+    std::vector<std::string> order = ids;
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    return with_session<std::vector<AuditEntry>>(
+        "triage update", [&](Session& session) -> common::Result<std::vector<AuditEntry>> {
+            Transaction tx(session);
+            std::vector<AuditEntry> entries;
+            for (const std::string& id : order) {
+                if (!lock_alert(session, id)) {
+                    return make_error(ErrorCode::kNotFound, "there is no alert '" + id + "'");
+                }
+                std::string key = id;
+                std::vector<std::string> statuses;
+                std::vector<std::string> assignees;
+                session << "SELECT status, assignee FROM alert_triage WHERE alert_id = $1",
+                    use(key), into(statuses), into(assignees), now;
+                AlertTriage before;
+                if (!statuses.empty()) before = {statuses.front(), assignees.front()};
+                AlertTriage after = before;
+                if (change.status) after.status = *change.status;
+                if (change.assignee) after.assignee = *change.assignee;
+                if (after == before) continue;
+                Poco::Int64 at = at_ns;
+                session << "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
+                           " VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id) DO UPDATE SET"
+                           " status = excluded.status, assignee = excluded.assignee,"
+                           " updated_ns = excluded.updated_ns",
+                    use(key), use(after.status), use(after.assignee), use(at), now;
+                if (after.status != before.status) {
+                    entries.push_back({at_ns, actor, "alert.status", id, before.status, after.status});
+                    insert_audit(session, entries.back());
+                }
+                if (after.assignee != before.assignee) {
+                    entries.push_back(
+                        {at_ns, actor, "alert.assignee", id, before.assignee, after.assignee});
+                    insert_audit(session, entries.back());
+                }
+            }
+            tx.commit();
+            return entries;
+        });
+}
+
+common::Result<void> PostgresStore::add_comment(const std::string& alert_id,
+                                                const AlertComment& c) {
+    return with_session<void>("comment", [&](Session& session) -> common::Result<void> {
+        Transaction tx(session);
+        if (!lock_alert(session, alert_id)) {
+            return make_error(ErrorCode::kNotFound, "there is no alert '" + alert_id + "'");
+        }
+        std::string id = alert_id;
+        Poco::Int64 at = c.time_ns;
+        std::string author = c.author;
+        std::string text = c.text;
+        session << "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
+                   " VALUES ($1, $2, $3, $4)",
+            use(id), use(at), use(author), use(text), now;
+        insert_audit(session, {c.time_ns, c.author, "alert.comment", alert_id, "", c.text});
+        tx.commit();
+        return {};
+    });
+}
+
+common::Result<std::vector<AlertComment>> PostgresStore::comments(const std::string& alert_id) {
+    return with_session<std::vector<AlertComment>>("comments query failed", [&](Session& session) {
+        std::string id = alert_id;
+        std::vector<Poco::Int64> times;
+        std::vector<std::string> authors;
+        std::vector<std::string> texts;
+        session << "SELECT time_ns, author, text FROM alert_comments WHERE alert_id = $1"
+                   " ORDER BY seq",
+            use(id), into(times), into(authors), into(texts), now;
+        std::vector<AlertComment> out;
+        for (std::size_t i = 0; i < times.size(); ++i) {
+            out.push_back({times[i], authors[i], texts[i]});
+        }
+        return out;
     });
 }
 

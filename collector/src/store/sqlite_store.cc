@@ -139,6 +139,24 @@ constexpr std::array kMigrations = {
                   " new_value TEXT NOT NULL)",
                   "CREATE INDEX audit_log_target ON audit_log (target, seq)",
               }},
+    Migration{4,
+              "alert triage: status, assignee and comments",
+              {
+                  "CREATE TABLE alert_triage ("
+                  " alert_id TEXT PRIMARY KEY NOT NULL REFERENCES alerts (id),"
+                  " status TEXT NOT NULL,"
+                  " assignee TEXT NOT NULL,"
+                  " updated_ns INTEGER NOT NULL)",
+                  "CREATE INDEX alert_triage_status ON alert_triage (status)",
+                  "CREATE INDEX alert_triage_assignee ON alert_triage (assignee)",
+                  "CREATE TABLE alert_comments ("
+                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                  " alert_id TEXT NOT NULL REFERENCES alerts (id),"
+                  " time_ns INTEGER NOT NULL,"
+                  " author TEXT NOT NULL,"
+                  " text TEXT NOT NULL)",
+                  "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
+              }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
@@ -347,6 +365,15 @@ public:
     common::Result<void> append_audit(const AuditEntry& entry) override;
     common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
                                                           std::size_t limit) override;
+    common::Result<std::map<std::string, AlertTriage>> triage_of(
+        const std::vector<std::string>& ids) override;
+    common::Result<std::vector<AuditEntry>> update_triage(const std::vector<std::string>& ids,
+                                                          const TriageChange& change,
+                                                          const std::string& actor,
+                                                          std::int64_t at_ns) override;
+    common::Result<void> add_comment(const std::string& alert_id,
+                                     const AlertComment& comment) override;
+    common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
 
 private:
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
@@ -433,6 +460,9 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     Poco::Int64 until = q.until_ns.value_or(0);
     std::vector<int> severities = q.severities;
     std::string agent = q.agent_id.value_or(std::string());
+    std::string alert_id = q.alert_id.value_or(std::string());
+    std::string status = q.status.value_or(std::string());
+    std::string assignee = q.assignee.value_or(std::string());
     auto limit = static_cast<Poco::Int64>(q.limit);
 
     std::string sql = "SELECT eve FROM alerts";
@@ -451,6 +481,15 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         add_condition(in);
     }
     if (q.agent_id) add_condition("agent_id = ?");
+    if (q.alert_id) add_condition("id = ?");
+    if (q.status) {
+        add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
+                      " 'new') = ?");
+    }
+    if (q.assignee) {
+        add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
+                      " AND t.assignee = ?)");
+    }
     sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
 
     std::vector<std::string> eves;
@@ -464,6 +503,9 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
             if (q.until_ns) stmt.addBind(use(until));
             for (int& s : severities) stmt.addBind(use(s));
             if (q.agent_id) stmt.addBind(use(agent));
+            if (q.alert_id) stmt.addBind(use(alert_id));
+            if (q.status) stmt.addBind(use(status));
+            if (q.assignee) stmt.addBind(use(assignee));
             stmt.addBind(use(limit));
             stmt.addExtract(into(eves));
             stmt.execute();
@@ -539,6 +581,7 @@ public:
                  : std::string();
     }
     const std::string& error() const { return error_; }
+    sqlite3_stmt* handle() const { return stmt_; }
 
 private:
     sqlite3* db_;
@@ -892,14 +935,123 @@ common::Result<std::optional<UserAccount>> SqliteStore::token_user(const std::st
                        "UPDATE api_tokens SET last_used_ns = ? WHERE digest = ?", digest, now_ns);
 }
 
+bool insert_audit(sqlite3* db, const AuditEntry& e, std::string& error) {
+    Sql q(db, "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+              " VALUES (?, ?, ?, ?, ?, ?)");
+    q.bind(1, e.time_ns).bind(2, e.actor).bind(3, e.action).bind(4, e.target);
+    q.bind(5, e.old_value).bind(6, e.new_value);
+    return run(q, error);
+}
+
 common::Result<void> SqliteStore::append_audit(const AuditEntry& e) {
-    return write("audit log", "", [&](sqlite3* db, std::string& error) {
-        Sql q(db, "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
-                  " VALUES (?, ?, ?, ?, ?, ?)");
-        q.bind(1, e.time_ns).bind(2, e.actor).bind(3, e.action).bind(4, e.target);
-        q.bind(5, e.old_value).bind(6, e.new_value);
-        return run(q, error);
+    return write("audit log", "",
+                 [&](sqlite3* db, std::string& error) { return insert_audit(db, e, error); });
+}
+
+common::Result<std::map<std::string, AlertTriage>> SqliteStore::triage_of(
+    const std::vector<std::string>& ids) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    std::map<std::string, AlertTriage> out;
+    Sql q(db, "SELECT alerts.id, t.status, t.assignee FROM alerts"
+              " LEFT JOIN alert_triage t ON t.alert_id = alerts.id WHERE alerts.id = ?");
+    for (const std::string& id : ids) {
+        sqlite3_reset(q.handle());
+        q.bind(1, id);
+        const int rc = q.step();
+        if (rc == SQLITE_ROW) {
+            AlertTriage t;
+            if (sqlite3_column_type(q.handle(), 1) != SQLITE_NULL) t = {q.text(1), q.text(2)};
+            out[id] = t;
+        } else if (rc != SQLITE_DONE) {
+            return database_error(path_, "triage query failed", q.error());
+        }
+    }
+    return out;
+}
+
+common::Result<std::vector<AuditEntry>> SqliteStore::update_triage(
+    const std::vector<std::string>& ids, const TriageChange& change, const std::string& actor,
+    std::int64_t at_ns) {
+    if (change.status && !is_alert_status(*change.status)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "status '" + *change.status + "' is not a triage status");
+    }
+    std::vector<AuditEntry> entries;
+    std::string missing;
+    auto done = write("triage update", "", [&](sqlite3* db, std::string& error) {
+        for (const std::string& id : ids) {
+            Sql exists(db, "SELECT 1 FROM alerts WHERE id = ?");
+            exists.bind(1, id);
+            if (exists.step() != SQLITE_ROW) {
+                missing = id;
+                error = "no such alert";
+                return false;
+            }
+            AlertTriage before;
+            {
+                Sql q(db, "SELECT status, assignee FROM alert_triage WHERE alert_id = ?");
+                q.bind(1, id);
+                if (q.step() == SQLITE_ROW) before = {q.text(0), q.text(1)};
+            }
+            AlertTriage after = before;
+            if (change.status) after.status = *change.status;
+            if (change.assignee) after.assignee = *change.assignee;
+            if (after == before) continue;
+            Sql up(db, "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
+                       " VALUES (?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
+                       " status = excluded.status, assignee = excluded.assignee,"
+                       " updated_ns = excluded.updated_ns");
+            up.bind(1, id).bind(2, after.status).bind(3, after.assignee).bind(4, at_ns);
+            if (!run(up, error)) return false;
+            std::vector<AuditEntry> mine;
+            if (after.status != before.status) {
+                mine.push_back({at_ns, actor, "alert.status", id, before.status, after.status});
+            }
+            if (after.assignee != before.assignee) {
+                mine.push_back({at_ns, actor, "alert.assignee", id, before.assignee, after.assignee});
+            }
+            for (const AuditEntry& e : mine) {
+                if (!insert_audit(db, e, error)) return false;
+                entries.push_back(e);
+            }
+        }
+        return true;
     });
+    if (!missing.empty()) {
+        return make_error(ErrorCode::kNotFound, "there is no alert '" + missing + "'");
+    }
+    if (!done) return done.error();
+    return entries;
+}
+
+common::Result<void> SqliteStore::add_comment(const std::string& alert_id,
+                                              const AlertComment& c) {
+    return write("comment", "there is no alert '" + alert_id + "'",
+                 [&](sqlite3* db, std::string& error) {
+                     Sql exists(db, "SELECT 1 FROM alerts WHERE id = ?");
+                     exists.bind(1, alert_id);
+                     if (exists.step() != SQLITE_ROW) return false;
+                     Sql q(db, "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
+                               " VALUES (?, ?, ?, ?)");
+                     q.bind(1, alert_id).bind(2, c.time_ns).bind(3, c.author).bind(4, c.text);
+                     return run(q, error) &&
+                            insert_audit(db, {c.time_ns, c.author, "alert.comment", alert_id, "",
+                                              c.text},
+                                         error);
+                 });
+}
+
+common::Result<std::vector<AlertComment>> SqliteStore::comments(const std::string& alert_id) {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, "SELECT time_ns, author, text FROM alert_comments WHERE alert_id = ? ORDER BY seq");
+    q.bind(1, alert_id);
+    std::vector<AlertComment> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) out.push_back({q.i64(0), q.text(1), q.text(2)});
+    if (rc != SQLITE_DONE) return database_error(path_, "comments query failed", q.error());
+    return out;
 }
 
 common::Result<std::vector<AuditEntry>> SqliteStore::audit_entries(const std::string& target,

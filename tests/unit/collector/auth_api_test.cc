@@ -11,6 +11,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "api_accounts.h"
 #include "senningen/collector/http_api.h"
@@ -259,6 +260,123 @@ TEST_F(AuthApiTest, LoginRehashesAWeakStoredHash) {
     const std::string stored = store_->find_user("ann").value()->password_hash;
     EXPECT_FALSE(needs_rehash(stored)) << stored;
     EXPECT_TRUE(verify_password(test::kTestPassword, stored));
+}
+
+
+// Triage over the API.
+
+class TriageApiTest : public AuthApiTest {
+protected:
+    void SetUp() override {
+        AuthApiTest::SetUp();
+        alerts_ = {test::make_alert("sensor-a", test::base_ns(), 1),
+                   test::make_alert("sensor-a", test::base_ns() + test::kMinuteNs, 2),
+                   test::make_alert("sensor-b", test::base_ns() + 2 * test::kMinuteNs, 3)};
+        ASSERT_TRUE(store_->insert(alerts_).ok());
+        analyst_ = {{"Authorization", test::add_token_account(*store_, "ann", Role::kAnalyst)},
+                    {"Content-Type", "application/json"}};
+        author_ = {{"Authorization", test::add_token_account(*store_, "rita", Role::kRuleAuthor)},
+                   {"Content-Type", "application/json"}};
+        start();
+    }
+    std::vector<std::string> listed(const std::string& query) {
+        Reply r = send("GET", "/api/v1/alerts" + query, analyst_);
+        EXPECT_EQ(r.status, 200) << r.body;
+        std::vector<std::string> ids;
+        auto list = r.json()->getArray("alerts");
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            ids.push_back(list->getObject(static_cast<unsigned>(i))
+                              ->getObject("alert")
+                              ->getValue<std::string>("id"));
+        }
+        return ids;
+    }
+
+    std::vector<common::Alert> alerts_;
+    std::map<std::string, std::string> analyst_;
+    std::map<std::string, std::string> author_;
+};
+
+TEST_F(TriageApiTest, PatchChangesStatusAndAssigneeAndTheDetailShowsTheAuditTrail) {
+    const std::string id = alerts_[1].id;
+    Reply r = send("PATCH", "/api/v1/alerts/" + id, analyst_,
+                   R"({"status":"in_progress","assignee":"ann"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()->getArray("changes")->size(), 2U);
+    ASSERT_EQ(send("POST", "/api/v1/alerts/" + id + "/comments", analyst_,
+                   R"({"text":"scanner from the lab"})").status, 201);
+
+    Reply detail = send("GET", "/api/v1/alerts/" + id, analyst_);
+    ASSERT_EQ(detail.status, 200) << detail.body;
+    auto d = detail.json();
+    EXPECT_EQ(d->getObject("alert")->getObject("alert")->getValue<std::string>("id"), id);
+    EXPECT_EQ(d->getValue<std::string>("status"), "in_progress");
+    EXPECT_EQ(d->getValue<std::string>("assignee"), "ann");
+    auto comments = d->getArray("comments");
+    ASSERT_EQ(comments->size(), 1U);
+    EXPECT_EQ(comments->getObject(0)->getValue<std::string>("author"), "ann");
+    EXPECT_EQ(comments->getObject(0)->getValue<std::string>("text"), "scanner from the lab");
+    auto audit = d->getArray("audit");
+    ASSERT_EQ(audit->size(), 3U);
+    auto first = audit->getObject(0);
+    EXPECT_EQ(first->getValue<std::string>("actor"), "ann");
+    EXPECT_EQ(first->getValue<std::string>("action"), "alert.status");
+    EXPECT_EQ(first->getValue<std::string>("old"), "new");
+    EXPECT_EQ(first->getValue<std::string>("new"), "in_progress");
+    EXPECT_EQ(audit->getObject(2)->getValue<std::string>("action"), "alert.comment");
+
+    // The list carries the triage state beside the alerts, and filters on it.
+    Reply list = send("GET", "/api/v1/alerts", analyst_);
+    EXPECT_EQ(list.json()->getObject("triage")->getObject(id)->getValue<std::string>("status"),
+              "in_progress");
+    EXPECT_EQ(listed("?status=in_progress"), (std::vector<std::string>{id}));
+    EXPECT_EQ(listed("?assignee=ann"), (std::vector<std::string>{id}));
+    EXPECT_EQ(listed("?status=new"), (std::vector<std::string>{alerts_[2].id, alerts_[0].id}));
+    EXPECT_EQ(send("GET", "/api/v1/alerts?status=closed", analyst_).status, 400);
+}
+
+TEST_F(TriageApiTest, BulkUpdatesEveryIdOrNone) {
+    Reply r = send("POST", "/api/v1/alerts/bulk", analyst_,
+                   R"({"ids":[")" + alerts_[0].id + R"(","missing"],"status":"resolved"})");
+    EXPECT_EQ(r.status, 404) << r.body;
+    EXPECT_NE(r.detail().find("missing"), std::string::npos);
+    EXPECT_EQ(listed("?status=resolved").size(), 0U);
+    Reply ok = send("POST", "/api/v1/alerts/bulk", analyst_,
+                    R"({"ids":[")" + alerts_[0].id + R"(",")" + alerts_[2].id +
+                        R"("],"status":"false_positive"})");
+    ASSERT_EQ(ok.status, 200) << ok.body;
+    EXPECT_EQ(listed("?status=false_positive"),
+              (std::vector<std::string>{alerts_[2].id, alerts_[0].id}));
+    EXPECT_EQ(send("POST", "/api/v1/alerts/bulk", analyst_, R"({"ids":[],"status":"new"})").status,
+              400);
+}
+
+TEST_F(TriageApiTest, BadChangesAreRefusedNamingTheProblem) {
+    const std::string target = "/api/v1/alerts/" + alerts_[0].id;
+    EXPECT_EQ(send("PATCH", target, analyst_, R"({"status":"closed"})").status, 400);
+    Reply nobody = send("PATCH", target, analyst_, R"({"assignee":"nobody"})");
+    EXPECT_EQ(nobody.status, 400);
+    EXPECT_NE(nobody.detail().find("nobody"), std::string::npos);
+    EXPECT_EQ(send("PATCH", target, analyst_, R"({"colour":"red"})").status, 400);
+    EXPECT_EQ(send("PATCH", target, analyst_, R"({})").status, 400);
+    EXPECT_EQ(send("PATCH", "/api/v1/alerts/missing", analyst_, R"({"status":"resolved"})").status,
+              404);
+    EXPECT_EQ(send("GET", "/api/v1/alerts/missing", analyst_).status, 404);
+    EXPECT_EQ(send("POST", target + "/comments", analyst_, R"({"text":""})").status, 400);
+    EXPECT_EQ(send("DELETE", target, analyst_).status, 405);
+}
+
+TEST_F(TriageApiTest, RuleAuthorsReadButCannotTriage) {
+    const std::string target = "/api/v1/alerts/" + alerts_[0].id;
+    EXPECT_EQ(send("GET", target, author_).status, 200);
+    Reply r = send("PATCH", target, author_, R"({"status":"resolved"})");
+    EXPECT_EQ(r.status, 403) << r.body;
+    EXPECT_NE(r.detail().find("triage-alerts"), std::string::npos);
+    EXPECT_EQ(send("POST", target + "/comments", author_, R"({"text":"x"})").status, 403);
+    EXPECT_EQ(send("POST", "/api/v1/alerts/bulk", author_,
+                   R"({"ids":[")" + alerts_[0].id + R"("],"status":"resolved"})").status,
+              403);
+    EXPECT_EQ(store_->audit_entries(alerts_[0].id, 10).value().size(), 0U);
 }
 
 }  // namespace

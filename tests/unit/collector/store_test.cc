@@ -262,7 +262,7 @@ TEST_P(StoreTest, RecordsAppliedMigrations) {
     Poco::Data::Session raw = backend_->raw();
     std::vector<int> versions;
     raw << "SELECT version FROM schema_version ORDER BY version", into(versions), now;
-    EXPECT_EQ(versions, (std::vector<int>{1, 2, 3}));
+    EXPECT_EQ(versions, (std::vector<int>{1, 2, 3, 4}));
     EXPECT_EQ(versions.back(), backend_->schema_version());
     Poco::Int64 indexes = 0;
     raw << backend_->count_alert_indexes_sql(), into(indexes), now;
@@ -597,6 +597,90 @@ TEST_P(StoreTest, AuditEntriesAreKeptPerTargetOldestFirst) {
     EXPECT_EQ(entries->back().new_value, "v5");
     EXPECT_EQ(store_->audit_entries("carl", 10).value().size(), 1U);
     EXPECT_TRUE(store_->audit_entries("nothing", 10).value().empty());
+}
+
+// Triage.
+
+TEST_P(StoreTest, UntriagedAlertsAreNewAndUnknownIdsAreLeftOut) {
+    const std::vector<Alert> alerts = seed();
+    auto triage = store_->triage_of({alerts[0].id, "no-such-alert"});
+    ASSERT_TRUE(triage.ok()) << triage.error().message;
+    ASSERT_EQ(triage->size(), 1U);
+    EXPECT_EQ(triage->at(alerts[0].id), (AlertTriage{"new", ""}));
+}
+
+TEST_P(StoreTest, TriageUpdatesAreAuditedOnlyWhenSomethingChanges) {
+    const std::vector<Alert> alerts = seed();
+    const std::string id = alerts[1].id;
+    auto first = store_->update_triage({id}, {"in_progress", "ann"}, "bob", base_ns());
+    ASSERT_TRUE(first.ok()) << first.error().message;
+    EXPECT_EQ(*first, (std::vector<AuditEntry>{
+                          {base_ns(), "bob", "alert.status", id, "new", "in_progress"},
+                          {base_ns(), "bob", "alert.assignee", id, "", "ann"}}));
+    auto same = store_->update_triage({id}, {"in_progress", std::nullopt}, "bob", base_ns() + 1);
+    ASSERT_TRUE(same.ok());
+    EXPECT_TRUE(same->empty());
+    ASSERT_TRUE(store_->update_triage({id}, {"resolved", std::nullopt}, "ann", base_ns() + 2).ok());
+    EXPECT_EQ(store_->triage_of({id}).value().at(id), (AlertTriage{"resolved", "ann"}));
+    auto audit = store_->audit_entries(id, 10).value();
+    ASSERT_EQ(audit.size(), 3U);
+    EXPECT_EQ(audit.back(), (AuditEntry{base_ns() + 2, "ann", "alert.status", id, "in_progress",
+                                        "resolved"}));
+}
+
+TEST_P(StoreTest, BulkTriageIsAllOrNothing) {
+    const std::vector<Alert> alerts = seed();
+    auto refused = store_->update_triage({alerts[0].id, "missing-id"}, {"escalated", std::nullopt},
+                                         "bob", base_ns());
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+    EXPECT_NE(refused.error().message.find("missing-id"), std::string::npos);
+    EXPECT_EQ(store_->triage_of({alerts[0].id}).value().at(alerts[0].id).status, "new");
+    EXPECT_TRUE(store_->audit_entries(alerts[0].id, 10).value().empty());
+
+    auto bad = store_->update_triage({alerts[0].id}, {"closed", std::nullopt}, "bob", base_ns());
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+
+    auto bulk = store_->update_triage({alerts[0].id, alerts[2].id, alerts[0].id},
+                                      {"false_positive", std::nullopt}, "bob", base_ns());
+    ASSERT_TRUE(bulk.ok()) << bulk.error().message;
+    EXPECT_EQ(bulk->size(), 2U) << "a repeated id changes once";
+}
+
+TEST_P(StoreTest, QueryFiltersByTriageStatusAndAssignee) {
+    const std::vector<Alert> alerts = seed();
+    ASSERT_TRUE(store_->update_triage({alerts[1].id, alerts[3].id}, {"escalated", "ann"}, "bob",
+                                      base_ns())
+                    .ok());
+    ASSERT_TRUE(store_->update_triage({alerts[3].id}, {std::nullopt, "carl"}, "bob", base_ns()).ok());
+    AlertQuery q;
+    q.status = "escalated";
+    EXPECT_EQ(ids_of(query_ok(q)), (std::vector<std::string>{alerts[3].id, alerts[1].id}));
+    q.status = "new";
+    EXPECT_EQ(ids_of(query_ok(q)),
+              (std::vector<std::string>{alerts[4].id, alerts[2].id, alerts[0].id}));
+    q.status.reset();
+    q.assignee = "ann";
+    EXPECT_EQ(ids_of(query_ok(q)), (std::vector<std::string>{alerts[1].id}));
+    q.alert_id = alerts[2].id;
+    EXPECT_TRUE(query_ok(q).empty());
+    q.assignee.reset();
+    EXPECT_EQ(ids_of(query_ok(q)), (std::vector<std::string>{alerts[2].id}));
+}
+
+TEST_P(StoreTest, CommentsAreKeptInOrderAndAudited) {
+    const std::vector<Alert> alerts = seed();
+    const std::string id = alerts[0].id;
+    ASSERT_TRUE(store_->add_comment(id, {base_ns(), "ann", "looks like a scan"}).ok());
+    ASSERT_TRUE(store_->add_comment(id, {base_ns() + 1, "bob", "blocked at the edge"}).ok());
+    EXPECT_EQ(store_->comments(id).value(),
+              (std::vector<AlertComment>{{base_ns(), "ann", "looks like a scan"},
+                                         {base_ns() + 1, "bob", "blocked at the edge"}}));
+    EXPECT_EQ(store_->audit_entries(id, 10).value().size(), 2U);
+    EXPECT_EQ(store_->add_comment("missing-id", {base_ns(), "ann", "x"}).error().code,
+              ErrorCode::kNotFound);
+    EXPECT_TRUE(store_->comments(alerts[1].id).value().empty());
 }
 }  // namespace
 }  // namespace senningen::collector

@@ -3,11 +3,14 @@
 // PostgreSQL later), so that nothing above the store knows which database is underneath.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "senningen/collector/auth.h"
@@ -27,7 +30,37 @@ struct AlertQuery {
     std::optional<std::int64_t> until_ns;  // exclusive: timestamp_ns < until_ns (windows tile)
     std::vector<int> severities;           // any of these exact values, each 1..4
     std::optional<std::string> agent_id;   // exact match
+    std::optional<std::string> alert_id;   // exact match
+    std::optional<std::string> status;     // triage status; "new" includes never triaged
+    std::optional<std::string> assignee;   // exact account name
     std::size_t limit = 100;               // 1..kMaxQueryLimit
+};
+
+// The triage workflow of docs/collector.md: every alert starts "new".
+inline constexpr std::array<std::string_view, 5> kAlertStatuses = {
+    "new", "in_progress", "escalated", "false_positive", "resolved"};
+bool is_alert_status(std::string_view status);
+
+// An alert's triage state; an alert never triaged is {"new", ""}.
+struct AlertTriage {
+    std::string status = "new";
+    std::string assignee;  // an account name, or empty
+
+    bool operator==(const AlertTriage&) const = default;
+};
+
+// What a triage update changes; unset fields stay as they are.
+struct TriageChange {
+    std::optional<std::string> status;
+    std::optional<std::string> assignee;  // empty: unassign
+};
+
+struct AlertComment {
+    std::int64_t time_ns = 0;
+    std::string author;
+    std::string text;
+
+    bool operator==(const AlertComment&) const = default;
 };
 
 struct InsertResult {
@@ -163,6 +196,23 @@ public:
     // The entries about TARGET, oldest first, at most LIMIT (the newest LIMIT).
     virtual common::Result<std::vector<AuditEntry>> audit_entries(const std::string& target,
                                                                   std::size_t limit);
+
+    // Triage. A backend without it answers kUnsupported.
+    // The triage state of each of IDS that exists ({"new", ""} when never triaged).
+    virtual common::Result<std::map<std::string, AlertTriage>> triage_of(
+        const std::vector<std::string>& ids);
+    // Applies CHANGE to every alert of IDS in one transaction, appending an audit entry (ACTOR,
+    // AT_NS, "alert.status" or "alert.assignee", old and new value) per value that changes;
+    // returns those entries. An id that is not stored fails the whole update (kNotFound naming
+    // it); a status outside kAlertStatuses is kInvalidArgument.
+    virtual common::Result<std::vector<AuditEntry>> update_triage(
+        const std::vector<std::string>& ids, const TriageChange& change, const std::string& actor,
+        std::int64_t at_ns);
+    // Adds a comment (and an "alert.comment" audit entry); kNotFound for an unknown alert.
+    virtual common::Result<void> add_comment(const std::string& alert_id,
+                                             const AlertComment& comment);
+    // The alert's comments, oldest first.
+    virtual common::Result<std::vector<AlertComment>> comments(const std::string& alert_id);
 };
 
 }  // namespace senningen::collector
