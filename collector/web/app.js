@@ -13,7 +13,15 @@ const state = {
   timer: null,
   view: "alerts",
   user: null,        // {user, role, permissions} once logged in
+  triage: {},        // alert id -> {status, assignee}, beside the alerts
 };
+
+const STATUSES = ["new", "in_progress", "escalated", "false_positive", "resolved"];
+
+function triageText(t) {
+  if (!t) return "";
+  return t.assignee ? `${t.status} · ${t.assignee}` : t.status;
+}
 
 // --- small DOM helpers -------------------------------------------------------------------
 
@@ -80,6 +88,9 @@ function alertQuery() {
   if (sev.length) params.set("severity", sev.join(","));
   const agent = form.elements.agent.value.trim();
   if (agent) params.set("agent", agent);
+  if (form.elements.status.value) params.set("status", form.elements.status.value);
+  const assignee = form.elements.assignee.value.trim();
+  if (assignee) params.set("assignee", assignee);
   const since = toRfc3339(form.elements.since.value);
   if (since) params.set("since", since);
   const until = toRfc3339(form.elements.until.value);
@@ -110,7 +121,8 @@ function renderAlerts() {
       el("td", { class: "sig", text: a.alert.signature }),
       el("td", { text: a.alert.source }),
       el("td", { text: flowText(a) }),
-      el("td", { text: a.agent ? a.agent.id : "" }));
+      el("td", { text: a.agent ? a.agent.id : "" }),
+      el("td", { class: "triage", text: triageText(state.triage[a.alert.id]) }));
     if (!state.seen.has(a.alert.id)) {
       if (state.seen.size) tr.classList.add("new");  // not on the first load
     }
@@ -127,6 +139,7 @@ async function loadAlerts() {
     const selectedId = state.selected >= 0 ? state.alerts[state.selected]?.alert.id : null;
     const body = await getJson(`/alerts?${alertQuery()}`);
     state.alerts = body.alerts;
+    state.triage = body.triage || {};
     state.selected = selectedId ? state.alerts.findIndex((a) => a.alert.id === selectedId) : -1;
     renderAlerts();
     const n = body.count;
@@ -192,8 +205,88 @@ function openDetail(a) {
     table.append(body);
     parts.push(el("h4", { text: "Matched strings" }), table);
   }
+  const triage = el("section", { id: "triage", "aria-label": "Triage" }, el("h4", { text: "Triage" }),
+    el("p", { class: "status", text: "loading…" }));
+  parts.push(triage);
   panel.replaceChildren(...parts);
   panel.hidden = false;
+  loadTriage(a.alert.id, triage);
+}
+
+// --- triage --------------------------------------------------------------------------------
+
+function canTriage() {
+  return Boolean(state.user && state.user.permissions.includes("triage-alerts"));
+}
+
+async function loadTriage(id, section) {
+  let d;
+  try {
+    d = await getJson(`/alerts/${encodeURIComponent(id)}`);
+  } catch (e) {
+    section.replaceChildren(el("h4", { text: "Triage" }),
+      el("p", { class: "status bad", text: `Triage could not be loaded: ${e.message}` }));
+    return;
+  }
+  const parts = [el("h4", { text: "Triage" })];
+  const message = el("p", { id: "triage-status", class: "status", role: "status" });
+  if (canTriage()) {
+    const status = el("select", { id: "triage-select", name: "status" });
+    for (const s of STATUSES) {
+      const option = el("option", { value: s, text: s });
+      if (s === d.status) option.selected = true;
+      status.append(option);
+    }
+    const assignee = el("input", { id: "triage-assignee", name: "assignee", type: "text",
+      autocomplete: "off", spellcheck: "false" });
+    assignee.value = d.assignee;
+    const form = el("form", { id: "triage-form", class: "triage-form" },
+      el("label", {}, "Status ", status), el("label", {}, "Assignee ", assignee),
+      el("button", { type: "submit", text: "Save" }));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const change = {};
+      if (status.value !== d.status) change.status = status.value;
+      if (assignee.value.trim() !== d.assignee) change.assignee = assignee.value.trim();
+      if (!Object.keys(change).length) return;
+      send(`/alerts/${encodeURIComponent(id)}`, "PATCH", change, id, section, message);
+    });
+    const text = el("textarea", { id: "comment-text", name: "text", rows: "2", maxlength: "4000" });
+    const comment = el("form", { id: "comment-form", class: "comment-form" },
+      el("label", {}, "Comment ", text), el("button", { type: "submit", text: "Add comment" }));
+    comment.addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (!text.value.trim()) return;
+      send(`/alerts/${encodeURIComponent(id)}/comments`, "POST", { text: text.value }, id, section, message);
+    });
+    parts.push(form, comment, message);
+  } else {
+    parts.push(dl([["status", d.status], ["assignee", d.assignee || "nobody"]]));
+  }
+  if (d.comments.length) {
+    const list = el("ul", { id: "comments", class: "comments" });
+    for (const c of d.comments) list.append(el("li", {}, el("strong", { text: c.author }), ` ${shortTime(c.time)}: `, c.text));
+    parts.push(el("h4", { text: "Comments" }), list);
+  }
+  const audit = el("ol", { id: "audit", class: "audit", "aria-label": "Audit trail" });
+  for (const e of d.audit) {
+    const what = e.action === "alert.comment" ? "commented" : `${e.action.replace("alert.", "")}: ${e.old || "—"} → ${e.new || "—"}`;
+    audit.append(el("li", {}, `${shortTime(e.time)} `, el("strong", { text: e.actor }), ` ${what}`));
+  }
+  if (!d.audit.length) audit.append(el("li", { text: "no changes yet" }));
+  parts.push(el("h4", { text: "Audit trail" }), audit);
+  section.replaceChildren(...parts);
+}
+
+async function send(path, method, body, id, section, message) {
+  try {
+    await getJson(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    await loadTriage(id, section);
+    loadAlerts();
+  } catch (e) {
+    message.textContent = `Not saved: ${e.message}`;
+    message.classList.add("bad");
+  }
 }
 
 function closeDetail() {

@@ -180,6 +180,36 @@ async function main() {
     assert.equal(selectedId, next.alert.id);
     assert.ok((await detail.textContent()).includes(next.alert.id));
 
+    // Triage the open alert: status and assignee, then a comment; the audit trail shows who
+    // changed what from which value, and the queue filters on the new status.
+    await detail.locator("#triage-form").waitFor();
+    await page.selectOption("#triage-select", "escalated");
+    await page.fill("#triage-assignee", ANALYST);
+    await page.click("#triage-form button[type=submit]");
+    const audit = detail.locator("#audit li");
+    await page.waitForFunction(() => document.querySelectorAll("#audit li").length === 2);
+    const trail = await audit.allTextContents();
+    assert.match(trail[0], new RegExp(`${ANALYST} status: new → escalated`));
+    assert.match(trail[1], new RegExp(`${ANALYST} assignee: — → ${ANALYST}`));
+    await page.fill("#comment-text", "seen before on the lab network");
+    await page.click("#comment-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#audit li").length === 3);
+    assert.match(await detail.locator("#comments").textContent(), /seen before on the lab network/);
+    await page.screenshot({ path: path.join(SHOTS, "triage.png"), fullPage: true });
+    const stored = await (await fetch(`${collector.http}/api/v1/alerts/${next.alert.id}`, auth)).json();
+    assert.equal(stored.status, "escalated");
+    assert.equal(stored.assignee, ANALYST);
+    assert.deepEqual(stored.audit.map((e) => e.action), ["alert.status", "alert.assignee", "alert.comment"]);
+
+    await page.selectOption("#filter-status", "escalated");
+    await page.click("#filters button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#alerts tbody tr").length === 1);
+    assert.equal(await rows.nth(0).getAttribute("data-id"), next.alert.id);
+    assert.equal(await rows.nth(0).locator("td.triage").textContent(), `escalated · ${ANALYST}`);
+    await page.screenshot({ path: path.join(SHOTS, "filtered-status.png"), fullPage: true });
+    await page.click("#filters button[type=reset]");
+    await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, expected.count);
+
     // Agents: the demo agent, its state from its heartbeats and its counters.
     await page.click("#nav-agents");
     const agentRow = page.locator("#agents tbody tr", { hasText: "ui-test-agent" });
@@ -201,7 +231,7 @@ async function main() {
     const unexpected = errors.filter((e) => !/status of 40[01]/.test(e));
     assert.deepEqual(unexpected, [], "no script errors in the page");
     assert.equal(errors.filter((e) => /status of 400/.test(e)).length, 1, "exactly one refused filter");
-    console.log(`ok: login, ${expected.count} alerts shown, filter, detail, keys, agents and logout checked; screenshots in ${SHOTS}`);
+    console.log(`ok: login, ${expected.count} alerts shown, filter, detail, keys, triage with audit trail, agents and logout checked; screenshots in ${SHOTS}`);
   } finally {
     await browser.close();
   }
