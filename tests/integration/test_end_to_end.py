@@ -353,5 +353,62 @@ class Errors(unittest.TestCase):
             self.assertEqual(proc.wait(timeout=20), 0)
 
 
+class Accounts(unittest.TestCase):
+    """The 'user' commands on a collector's store, and what the API makes of the result."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="senningen-accounts-")
+        self.db = "sqlite:" + os.path.join(self.tmp.name, "alerts.db")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def user(self, *args, stdin=None):
+        return subprocess.run([COLLECTOR, "user", *args, "--db", self.db], input=stdin,
+                              capture_output=True, text=True, timeout=60)
+
+    def test_cli_accounts_tokens_and_disabling_reach_the_api(self):
+        res = self.user("add", "carol", "--role", "analyst", stdin="a-long-enough-password\n")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        again = self.user("add", "carol", "--role", "admin", stdin="a-long-enough-password\n")
+        self.assertEqual(again.returncode, 64)
+        self.assertIn("account 'carol' exists already", again.stderr)
+        argv = self.user("add", "dave", "--role", "admin", "--password", "secret-on-argv")
+        self.assertEqual(argv.returncode, 64)
+        self.assertIn("not taken on the command line", argv.stderr)
+        short = self.user("add", "erin", "--role", "admin", stdin="short\n")
+        self.assertEqual(short.returncode, 64)
+        self.assertIn("too short", short.stderr)
+        token = self.user("token", "carol", "--label", "test").stdout.strip()
+        self.assertRegex(token, r"^snt_[0-9a-f]{64}$")
+
+        collector = Collector(self.tmp.name, args=["--db", self.db], token=token)
+        try:
+            status, _, me = collector.get("/api/v1/me")
+            self.assertEqual((status, me["user"], me["role"]), (200, "carol", "analyst"))
+            status, _, _ = api_get(collector.http + "/api/v1/alerts", "snt_" + "0" * 64)
+            self.assertEqual(status, 401)
+            self.assertEqual(self.user("disable", "carol").returncode, 0)
+            status, _, problem = collector.get("/api/v1/alerts")
+            self.assertEqual(status, 401, problem)
+        finally:
+            self.assertEqual(collector.stop(), 0)
+        listing = self.user("list").stdout
+        self.assertRegex(listing, r"carol\s+analyst\s+disabled")
+
+    def test_a_collector_without_accounts_says_how_to_add_one(self):
+        collector = Collector(self.tmp.name, args=["--db", self.db], token="snt_none")
+        try:
+            status, _, problem = collector.get("/api/v1/alerts")
+            self.assertEqual(status, 401)
+            self.assertIn("user add NAME --role admin", problem["detail"])
+            status, _, _ = collector.get("/api/v1/health")
+            self.assertEqual(status, 200)
+        finally:
+            collector.stop()
+        with open(os.path.join(self.tmp.name, "collector.log")) as f:
+            self.assertIn("no accounts yet", f.read())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -6,7 +6,10 @@
 //   GET  /api/v1/health                 open
 //   POST /api/v1/login, /api/v1/logout  open (login is rate limited)
 //   GET  /api/v1/me                     any account
-//   GET  /api/v1/alerts?since=&until=&severity=&agent=&limit=     Permission::kReadAlerts
+//   GET  /api/v1/alerts?since=&until=&severity=&agent=&status=&assignee=&limit=
+//   GET  /api/v1/alerts/{id}             (detail, comments, audit)  Permission::kReadAlerts
+//   PATCH /api/v1/alerts/{id}, POST /api/v1/alerts/{id}/comments,
+//   POST /api/v1/alerts/bulk                                        Permission::kTriageAlerts
 //   GET  /api/v1/agents, /api/v1/agents/{id}                       Permission::kReadAgents
 //   GET  /api/v1/users                                             Permission::kManageUsers
 //
