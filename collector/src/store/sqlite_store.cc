@@ -382,7 +382,8 @@ private:
     // (NOT_FOUND's text), any other failure kDatabase naming WHAT.
     template <typename Body>
     common::Result<void> write(const std::string& what, const std::string& not_found, Body&& body);
-    // The account behind a secret (a session or token digest) in TABLE, touching COLUMN.
+    // The account behind a secret's DIGEST: SQL_SELECT finds it (digest, then now if it has a
+    // second placeholder), SQL_TOUCH notes NOW_NS as its last use.
     common::Result<std::optional<UserAccount>> secret_user(std::string_view sql_select,
                                                            std::string_view sql_touch,
                                                            const std::string& digest,
@@ -880,7 +881,9 @@ common::Result<std::optional<UserAccount>> SqliteStore::secret_user(std::string_
     std::optional<UserAccount> found;
     auto done = write("credential lookup", "", [&](sqlite3* db, std::string& error) {
         Sql q(db, sql_select);
-        q.bind(1, digest).bind(2, now_ns);
+        q.bind(1, digest);
+        // Sessions expire (a second placeholder for now); tokens do not.
+        if (sqlite3_bind_parameter_count(q.handle()) == 2) q.bind(2, now_ns);
         const int rc = q.step();
         if (rc == SQLITE_DONE) return true;
         if (rc != SQLITE_ROW) {
@@ -928,10 +931,9 @@ common::Result<void> SqliteStore::add_api_token(const std::string& digest, const
 
 common::Result<std::optional<UserAccount>> SqliteStore::token_user(const std::string& digest,
                                                                    std::int64_t now_ns) {
-    // The "? IS NOT NULL" only keeps the two lookups' placeholders alike.
     return secret_user("SELECT " + std::string(kUserColumns) +
                            " FROM api_tokens JOIN users ON users.name = api_tokens.user_name"
-                           " WHERE api_tokens.digest = ? AND ? IS NOT NULL AND users.disabled = 0",
+                           " WHERE api_tokens.digest = ? AND users.disabled = 0",
                        "UPDATE api_tokens SET last_used_ns = ? WHERE digest = ?", digest, now_ns);
 }
 
