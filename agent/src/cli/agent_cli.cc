@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/collector_link.h"
 #include "cli/enroll_command.h"
 #include "senningen/agent/capture/pcap_file.h"
 #include "senningen/agent/capture/pcap_live.h"
@@ -63,21 +64,10 @@ constexpr const char* kUsage =
     "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
     "  --intel-log PATH         intel hits in Zeek's intel.log format\n"
     "  --extract-dir DIR        write files carried by traffic (HTTP, SMB) into DIR\n"
-    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n"
-    "  --collector HOST:PORT    send alerts to this collector over Broker\n"
-    "  --collector-timeout SEC  give up waiting for the collector's acknowledgements (default 30)\n"
-    "  --agent-id ID            this agent's id (default: the host name)\n"
-    "  --identity DIR           the identity 'senningen-agent enroll' installed: certificate,\n"
-    "                           key, CA, agent id and collector address\n"
-    "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
-    "                           certificates for the Broker connection, file by file\n"
-    "  --insecure               no certificates: unauthenticated link (tests and labs only)\n"
-    "  --queue PATH             the durable queue (default DIR/queue.db with --identity)\n"
-    "  --queue-max N            queue capacity in records (default 1000000)\n"
-    "  --queue-full POLICY      block (default: the producer waits) or drop-oldest\n"
-    "  --queue-sync MODE        full (default: fsync every commit) or normal\n"
-    "  --commit-interval MS     how often queued alerts are committed to disk (default 100)\n"
-    "  --heartbeat SEC          heartbeat interval (default 30)\n"
+    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n";
+
+// After the collector flags (cli::kCollectorLinkUsage).
+constexpr const char* kUsageTail =
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
@@ -98,23 +88,10 @@ struct Options {
     std::optional<std::string> intel_log;
     std::string extract_dir;
     std::uint64_t extract_max_bytes = 100ULL << 20;
-    std::optional<std::string> collector;
-    int collector_timeout_s = 30;
-    std::string agent_id;
-    common::TlsOptions tls;
-    std::string identity;
-    bool insecure = false;
-    std::string queue;
-    long long queue_max = 1'000'000;
-    QueueFullPolicy queue_full = QueueFullPolicy::kBlock;
-    QueueSync queue_sync = QueueSync::kFull;
-    long long commit_interval_ms = 100;
-    long long heartbeat_s = 30;
+    cli::CollectorLink link;  // collector, identity, certificates, queue
     std::size_t stream_depth = 1 << 20;
     bool quiet = false;
 };
-
-void resolve_identity(Options& o, std::vector<std::string>& problems);
 
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
     char* end = nullptr;
@@ -140,6 +117,8 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             std::fputs(kUsage, stdout);
+            std::fputs(cli::kCollectorLinkUsage, stdout);
+            std::fputs(kUsageTail, stdout);
             return kExitOk;
         }
         if (arg == "--version") {
@@ -154,16 +133,10 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.quiet = true;
             continue;
         }
-        if (arg == "--insecure") {
-            o.insecure = true;
-            continue;
-        }
+        if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
         static const std::vector<std::string> kValueFlags = {
-            "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user", "--rules", "--intel", "--policy", "--output", "-o", "--collector",
-            "--collector-timeout", "--agent-id", "--tls-cert", "--tls-key", "--tls-ca",
-            "--identity", "--queue", "--queue-max", "--queue-full", "--queue-sync",
-            "--commit-interval", "--heartbeat",
-            "--stream-depth", "--metadata-log", "--intel-log", "--extract-dir",
+            "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
+            "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log", "--intel-log", "--extract-dir",
             "--extract-max-bytes"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
@@ -182,8 +155,6 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.policies.push_back(*v);
         } else if (arg == "--output" || arg == "-o") {
             o.output = *v;
-        } else if (arg == "--collector") {
-            o.collector = *v;
         } else if (arg == "--metadata-log") {
             o.metadata_log = *v;
         } else if (arg == "--intel-log") {
@@ -195,52 +166,6 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.extract_max_bytes = static_cast<std::uint64_t>(n);
             } else {
                 problems.push_back("--extract-max-bytes '" + *v + "' is not 1..2^40 bytes");
-            }
-        } else if (arg == "--collector-timeout") {
-            if (parse_number(*v, 1, 86400, n)) {
-                o.collector_timeout_s = static_cast<int>(n);
-            } else {
-                problems.push_back("--collector-timeout '" + *v + "' is not 1..86400 seconds");
-            }
-        } else if (arg == "--agent-id") {
-            o.agent_id = *v;
-        } else if (arg == "--tls-cert") {
-            o.tls.certificate = *v;
-        } else if (arg == "--tls-key") {
-            o.tls.key = *v;
-        } else if (arg == "--tls-ca") {
-            o.tls.ca_file = *v;
-        } else if (arg == "--identity") {
-            o.identity = *v;
-        } else if (arg == "--queue") {
-            o.queue = *v;
-        } else if (arg == "--queue-max") {
-            if (!parse_number(*v, 1, 1LL << 32, o.queue_max)) {
-                problems.push_back("--queue-max '" + *v + "' is not 1..4294967296 records");
-            }
-        } else if (arg == "--queue-full") {
-            if (*v == "block") {
-                o.queue_full = QueueFullPolicy::kBlock;
-            } else if (*v == "drop-oldest") {
-                o.queue_full = QueueFullPolicy::kDropOldest;
-            } else {
-                problems.push_back("--queue-full '" + *v + "' is not block or drop-oldest");
-            }
-        } else if (arg == "--queue-sync") {
-            if (*v == "full") {
-                o.queue_sync = QueueSync::kFull;
-            } else if (*v == "normal") {
-                o.queue_sync = QueueSync::kNormal;
-            } else {
-                problems.push_back("--queue-sync '" + *v + "' is not full or normal");
-            }
-        } else if (arg == "--commit-interval") {
-            if (!parse_number(*v, 1, 60000, o.commit_interval_ms)) {
-                problems.push_back("--commit-interval '" + *v + "' is not 1..60000 ms");
-            }
-        } else if (arg == "--heartbeat") {
-            if (!parse_number(*v, 1, 86400, o.heartbeat_s)) {
-                problems.push_back("--heartbeat '" + *v + "' is not 1..86400 seconds");
             }
         } else if (arg == "--interface" || arg == "-i") {
             o.live.interface = *v;
@@ -273,58 +198,10 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
     }
     if (o.capture.empty() && !o.live.interface.empty()) o.capture = "interface:" + o.live.interface;
     if (!o.live.bpf.empty() && o.live.interface.empty()) problems.push_back("--bpf needs --interface");
-    resolve_identity(o, problems);
-    if (o.collector) {
-        long long port = 0;
-        const auto colon = o.collector->rfind(':');
-        if (colon == std::string::npos || colon == 0 ||
-            !parse_number(o.collector->substr(colon + 1), 1, 65535, port)) {
-            problems.push_back("--collector '" + *o.collector + "' is not HOST:PORT");
-        }
-    }
-    if (o.tls.enabled() && (o.tls.key.empty() || o.tls.ca_file.empty())) {
-        problems.push_back("--tls-cert needs --tls-key and --tls-ca too");
-    }
+    cli::resolve_collector_link(o.link, cli::QueueNeed::kDurable, problems);
     if (!problems.empty()) return problems;
-    if (o.agent_id.empty()) {
-        char host[256] = {};
-        o.agent_id = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "agent";
-    }
-    if (!o.output && !o.collector) o.output = "-";
+    if (!o.output && !o.link.collector) o.output = "-";
     return o;
-}
-
-// The identity brings the collector's address, the certificates and the agent id; without one
-// a collector needs certificates or an explicit --insecure, and always a durable queue.
-void resolve_identity(Options& o, std::vector<std::string>& problems) {
-    if (!o.identity.empty()) {
-        auto id = load_identity(o.identity);
-        if (!id) {
-            problems.push_back("--identity: " + id.error().message);
-            return;
-        }
-        if (!o.collector) o.collector = id->collector;
-        if (o.tls.enabled()) problems.push_back("--identity and --tls-cert exclude each other");
-        o.tls = {id->certificate(), id->key(), id->ca()};
-        if (!o.agent_id.empty() && o.agent_id != id->agent) {
-            problems.push_back("--agent-id '" + o.agent_id + "' is not the enrolled agent '" +
-                               id->agent + "' (the id comes from the certificate)");
-        }
-        o.agent_id = id->agent;
-        if (o.queue.empty()) o.queue = id->queue();
-    }
-    if (!o.collector) return;
-    if (!o.tls.enabled() && !o.insecure) {
-        problems.push_back("--collector needs an identity (--identity DIR after 'senningen-agent "
-                           "enroll BUNDLE'), or --tls-cert/--tls-key/--tls-ca, or --insecure");
-    }
-    if (o.insecure && o.tls.enabled()) {
-        problems.push_back("--insecure and certificates exclude each other");
-    }
-    if (o.queue.empty()) {
-        problems.push_back("--collector needs --queue PATH (the durable queue; --identity puts "
-                           "it in the identity directory)");
-    }
 }
 
 // Names a capture file for the durable queue's progress mark: the same file (path, size,
@@ -527,47 +404,13 @@ int run_agent(int argc, char** argv) {
     std::uint64_t skip_alerts = 0;
     std::uint64_t alert_ordinal = 0;
     std::unique_ptr<Forwarder> forwarder;
-    if (opt.collector) {
-        const auto colon = opt.collector->rfind(':');
-        ForwarderOptions fo;
-        fo.host = opt.collector->substr(0, colon);
-        fo.port = static_cast<std::uint16_t>(std::stoi(opt.collector->substr(colon + 1)));
-        fo.queue_path = opt.queue;
-        fo.max_pending_alerts = static_cast<std::size_t>(opt.queue_max);
-        fo.queue_policy = opt.queue_full;
-        fo.queue_sync = opt.queue_sync;
-        fo.commit_interval = std::chrono::milliseconds(opt.commit_interval_ms);
-        fo.heartbeat_interval = std::chrono::seconds(opt.heartbeat_s);
-        common::TransportOptions to;
-        to.role = common::TransportRole::kAgent;
-        to.agent_id = opt.agent_id;
-        to.tls = opt.tls;
-        to.insecure = opt.insecure;
-        to.threads = 2;
-        std::shared_ptr<const common::Signer> signer;
-        if (opt.tls.enabled()) {
-            auto loaded = common::Signer::load(opt.tls.certificate, opt.tls.key);
-            if (!loaded) {
-                std::fprintf(stderr, "senningen-agent: %s\n", loaded.error().message.c_str());
-                return kExitConfig;
-            }
-            if ((*loaded)->common_name() != opt.agent_id) {
-                std::fprintf(stderr,
-                             "senningen-agent: certificate %s names agent '%s', not '%s' (the id "
-                             "comes from the certificate)\n",
-                             opt.tls.certificate.c_str(), (*loaded)->common_name().c_str(),
-                             opt.agent_id.c_str());
-                return kExitConfig;
-            }
-            signer = std::move(loaded).value();
-        }
-        auto transport = common::make_broker_transport(to);
-        if (!transport) {
-            std::fprintf(stderr, "senningen-agent: %s\n", transport.error().message.c_str());
+    if (opt.link.collector) {
+        auto made = cli::make_forwarder(opt.link);
+        if (!made) {
+            std::fprintf(stderr, "senningen-agent: %s\n", made.error().message.c_str());
             return kExitConfig;
         }
-        forwarder = std::make_unique<Forwarder>(std::move(transport).value(), fo, opt.agent_id,
-                                                signer);
+        forwarder = std::move(made).value();
         // A capture is a source: a run killed halfway resumes after the alerts it had queued.
         forwarder->set_source(capture_source_key(opt.capture));
         forwarder->set_stats_source([&live, pack = rules ? rules->version() : std::string()] {
@@ -593,7 +436,7 @@ int run_agent(int argc, char** argv) {
 
     bool write_failed = false;
     EngineOptions eo;
-    eo.agent_id = opt.agent_id;
+    eo.agent_id = opt.link.agent_id;
     eo.stream_depth = opt.stream_depth;
     eo.extract_dir = opt.extract_dir;
     eo.extract_max_bytes = opt.extract_max_bytes;
@@ -759,7 +602,7 @@ int run_agent(int argc, char** argv) {
 
     if (forwarder) {
         const auto deadline =
-            std::chrono::steady_clock::now() + std::chrono::seconds(opt.collector_timeout_s);
+            std::chrono::steady_clock::now() + std::chrono::seconds(opt.link.collector_timeout_s);
         const bool all_acked = forwarder->drain(deadline);
         const ForwarderCounters fc = forwarder->counters();
         forwarder->stop();
@@ -767,9 +610,9 @@ int run_agent(int argc, char** argv) {
             std::fprintf(stderr,
                          "senningen-agent: collector %s acknowledged %llu of %llu alerts within "
                          "%d s; the rest were not delivered\n",
-                         opt.collector->c_str(), static_cast<unsigned long long>(fc.alerts_acked),
+                         opt.link.collector->c_str(), static_cast<unsigned long long>(fc.alerts_acked),
                          static_cast<unsigned long long>(fc.alerts_submitted),
-                         opt.collector_timeout_s);
+                         opt.link.collector_timeout_s);
             if (exit_code == kExitOk) exit_code = kExitUnavailable;
         } else {
             common::log_info("agent", "collector acknowledged all " +
