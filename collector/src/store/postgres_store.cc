@@ -126,6 +126,23 @@ constexpr std::string_view kAgentColumns =
     " sequence, uptime_s, interval_s, packets, kernel_drops, bytes, files_scanned, alerts,"
     " queue_depth, queue_oldest_age_s FROM agents";
 
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...");
+// a log line and a problem detail want one.
+std::string one_line(std::string_view text) {
+    std::string out;
+    bool space = false;
+    for (char c : text) {
+        if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+            space = !out.empty();
+            continue;
+        }
+        if (space) out += ' ';
+        space = false;
+        out += c;
+    }
+    return out;
+}
+
 void register_connector() {
     static std::once_flag once;
     std::call_once(once, [] { Poco::Data::PostgreSQL::Connector::registerConnector(); });
@@ -139,9 +156,9 @@ common::Result<std::map<std::string, std::string>> parse_conninfo(const std::str
         std::string message = error != nullptr ? error : "out of memory";
         PQfreemem(error);
         while (!message.empty() && message.back() == '\n') message.pop_back();
-        return make_error(ErrorCode::kInvalidArgument,
-                          "PostgreSQL connection string '" + redact_conninfo(conninfo) +
-                              "' is malformed: " + message);
+        return make_error(ErrorCode::kInvalidArgument, "PostgreSQL connection string '" +
+                                                           redact_conninfo(conninfo) +
+                                                           "' is malformed: " + message);
     }
     std::map<std::string, std::string> out;
     for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
@@ -208,8 +225,9 @@ public:
         std::unique_lock lock(mutex_);
         const auto deadline = std::chrono::steady_clock::now() +
                               std::chrono::milliseconds(options_.acquire_timeout_ms);
-        if (!available_.wait_until(lock, deadline,
-                                   [&] { return !idle_.empty() || open_ < options_.max_connections; })) {
+        if (!available_.wait_until(lock, deadline, [&] {
+                return !idle_.empty() || open_ < options_.max_connections;
+            })) {
             return make_error(ErrorCode::kDatabase,
                               "PostgreSQL database '" + name_ + "': all " +
                                   std::to_string(options_.max_connections) +
@@ -232,12 +250,13 @@ public:
             return Lease(*this, std::move(session));
         } catch (const Poco::Exception& e) {
             release_slot();
-            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + name_ +
-                                                        "': cannot connect: " + e.displayText());
+            return make_error(ErrorCode::kDatabase,
+                              "PostgreSQL database '" + name_ +
+                                  "': cannot connect: " + one_line(e.displayText()));
         } catch (const std::exception& e) {
             release_slot();
-            return make_error(ErrorCode::kDatabase,
-                              "PostgreSQL database '" + name_ + "': cannot connect: " + e.what());
+            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + name_ +
+                                                        "': cannot connect: " + one_line(e.what()));
         }
     }
 
@@ -405,10 +424,8 @@ private:
         }
     }
     common::Error error(std::string_view what, std::string_view detail) const {
-        std::string text(detail);
-        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
         return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + pool_->name() + "': " +
-                                                    std::string(what) + ": " + text);
+                                                    std::string(what) + ": " + one_line(detail));
     }
     common::Result<std::vector<AgentStatus>> select_agents(const std::string* only);
 
@@ -679,7 +696,9 @@ common::Result<std::vector<AgentStatus>> PostgresStore::select_agents(const std:
     });
 }
 
-common::Result<std::vector<AgentStatus>> PostgresStore::agents() { return select_agents(nullptr); }
+common::Result<std::vector<AgentStatus>> PostgresStore::agents() {
+    return select_agents(nullptr);
+}
 
 common::Result<std::optional<AgentStatus>> PostgresStore::agent(const std::string& agent_id) {
     auto rows = select_agents(&agent_id);
@@ -690,23 +709,23 @@ common::Result<std::optional<AgentStatus>> PostgresStore::agent(const std::strin
 
 common::Result<std::vector<AgentEvent>> PostgresStore::agent_events(const std::string& agent_id,
                                                                     std::size_t limit) {
-    return with_session<std::vector<AgentEvent>>("agent events query failed", [&](Session&
-                                                                                      session) {
-        std::string id = agent_id;
-        auto n = static_cast<Poco::Int64>(std::min<std::size_t>(limit, INT64_MAX));
-        std::vector<Poco::Int64> times;
-        std::vector<std::string> events;
-        std::vector<std::string> details;
-        session << "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = $1"
-                   " ORDER BY seq DESC LIMIT $2",
-            use(id), use(n), into(times), into(events), into(details), now;
-        std::vector<AgentEvent> out;
-        out.reserve(times.size());
-        for (std::size_t i = 0; i < times.size(); ++i) {
-            out.push_back(AgentEvent{times[i], agent_id, events[i], details[i]});
-        }
-        return out;
-    });
+    return with_session<std::vector<AgentEvent>>(
+        "agent events query failed", [&](Session& session) {
+            std::string id = agent_id;
+            auto n = static_cast<Poco::Int64>(std::min<std::size_t>(limit, INT64_MAX));
+            std::vector<Poco::Int64> times;
+            std::vector<std::string> events;
+            std::vector<std::string> details;
+            session << "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = $1"
+                       " ORDER BY seq DESC LIMIT $2",
+                use(id), use(n), into(times), into(events), into(details), now;
+            std::vector<AgentEvent> out;
+            out.reserve(times.size());
+            for (std::size_t i = 0; i < times.size(); ++i) {
+                out.push_back(AgentEvent{times[i], agent_id, events[i], details[i]});
+            }
+            return out;
+        });
 }
 
 // One migration per transaction, each under the advisory lock: a second collector starting at
@@ -823,8 +842,9 @@ common::Result<std::unique_ptr<AlertStore>> open_postgres_store(const std::strin
         try {
             if (auto migrated = migrate(**lease, name); !migrated) return migrated.error();
         } catch (const Poco::Exception& e) {
-            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + name +
-                                                        "': migration failed: " + e.displayText());
+            return make_error(ErrorCode::kDatabase,
+                              "PostgreSQL database '" + name +
+                                  "': migration failed: " + one_line(e.displayText()));
         }
     }
     return std::unique_ptr<AlertStore>(std::make_unique<PostgresStore>(std::move(pool)));

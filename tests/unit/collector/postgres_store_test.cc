@@ -135,8 +135,10 @@ TEST_F(PostgresStoreTest, AgentStateChangesFromTwoStoresAreRecordedOnce) {
     common::Heartbeat hb;
     hb.agent_id = "gw";
     ASSERT_TRUE(one->record_heartbeat(hb, base_ns()).ok());
-    std::thread t1([&] { EXPECT_TRUE(one->set_agent_state("gw", "offline", base_ns() + 1, "a").ok()); });
-    std::thread t2([&] { EXPECT_TRUE(two->set_agent_state("gw", "offline", base_ns() + 2, "b").ok()); });
+    std::thread t1(
+        [&] { EXPECT_TRUE(one->set_agent_state("gw", "offline", base_ns() + 1, "a").ok()); });
+    std::thread t2(
+        [&] { EXPECT_TRUE(two->set_agent_state("gw", "offline", base_ns() + 2, "b").ok()); });
     t1.join();
     t2.join();
     auto events = two->agent_events("gw", 10);

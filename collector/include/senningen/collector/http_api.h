@@ -4,13 +4,17 @@
 //
 //   GET /api/v1/health
 //   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
+//   GET /api/v1/agents, /api/v1/agents/{id}
+//   GET /api/v1/openapi.json   (docs/api/openapi.json, compiled in)
 //
-// The reference for clients is docs/collector.md ("REST API").
+// The reference for clients is docs/collector.md ("REST API") and the OpenAPI document.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "senningen/collector/alert_store.h"
 #include "senningen/common/result.h"
@@ -22,6 +26,12 @@ struct ApiOptions {
     std::uint16_t port = 0;          // 0 picks a free port; start() says which
     int max_threads = 8;             // concurrent requests served; more wait in a queue
 };
+
+// The path of every resource the server answers, in OpenAPI's notation ("/api/v1/agents/{id}").
+std::vector<std::string> api_routes();
+
+// docs/api/openapi.json as it was at build time; the server answers it at /api/v1/openapi.json.
+std::string_view openapi_document();
 
 class ApiServer {
 public:
