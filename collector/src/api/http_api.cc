@@ -20,6 +20,7 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <exception>
@@ -312,6 +313,40 @@ Reply one_agent(ApiContext& context, const std::string& id) {
     return json_reply(HTTPResponse::HTTP_OK, *object);
 }
 
+Reply openapi(ApiContext& /*context*/, const Poco::URI& /*uri*/, const std::string& /*id*/) {
+    return Reply{HTTPResponse::HTTP_OK, std::string(kJsonType), std::string(openapi_document()),
+                 {}};
+}
+
+Reply health_route(ApiContext& context, const Poco::URI& /*uri*/, const std::string& /*id*/) {
+    return health(context);
+}
+Reply alerts_route(ApiContext& context, const Poco::URI& uri, const std::string& /*id*/) {
+    return alerts(context, uri);
+}
+Reply agents_route(ApiContext& context, const Poco::URI& uri, const std::string& /*id*/) {
+    return agents(context, uri);
+}
+Reply one_agent_route(ApiContext& context, const Poco::URI& /*uri*/, const std::string& id) {
+    return one_agent(context, id);
+}
+
+// Every resource the server has, in OpenAPI's path notation; all answer GET only. A path
+// ending in "{id}" matches any path below its prefix, the rest being the id. api_routes()
+// hands this list to the test that holds docs/api/openapi.json to it.
+struct Route {
+    std::string_view path;
+    Reply (*handler)(ApiContext&, const Poco::URI&, const std::string&);
+};
+constexpr std::string_view kIdSuffix = "{id}";
+constexpr std::array kRoutes = {
+    Route{kHealthPath, health_route},
+    Route{kAlertsPath, alerts_route},
+    Route{kAgentsPath, agents_route},
+    Route{"/api/v1/agents/{id}", one_agent_route},
+    Route{"/api/v1/openapi.json", openapi},
+};
+
 Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
     Poco::URI uri;
     try {
@@ -330,18 +365,17 @@ Reply route(ApiContext& context, const Poco::Net::HTTPServerRequest& request) {
         if (!get) return method_not_allowed(request.getMethod(), path);
         return Reply{HTTPResponse::HTTP_OK, file->content_type, file->body, {}};
     }
-    if (path == kHealthPath) {
-        return get ? health(context) : method_not_allowed(request.getMethod(), path);
-    }
-    if (path == kAlertsPath) {
-        return get ? alerts(context, uri) : method_not_allowed(request.getMethod(), path);
-    }
-    if (path == kAgentsPath) {
-        return get ? agents(context, uri) : method_not_allowed(request.getMethod(), path);
-    }
-    if (path.starts_with(std::string(kAgentsPath) + "/")) {
+    for (const Route& r : kRoutes) {
+        std::string id;
+        if (r.path.ends_with(kIdSuffix)) {
+            const std::string_view prefix = r.path.substr(0, r.path.size() - kIdSuffix.size());
+            if (!path.starts_with(prefix)) continue;
+            id = path.substr(prefix.size());
+        } else if (path != r.path) {
+            continue;
+        }
         if (!get) return method_not_allowed(request.getMethod(), path);
-        return one_agent(context, path.substr(kAgentsPath.size() + 1));
+        return r.handler(context, uri, id);
     }
     return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
 }
@@ -417,6 +451,13 @@ private:
 };
 
 }  // namespace
+
+std::vector<std::string> api_routes() {
+    std::vector<std::string> out;
+    out.reserve(kRoutes.size());
+    for (const Route& r : kRoutes) out.emplace_back(r.path);
+    return out;
+}
 
 struct ApiServer::Impl {
     ApiOptions options;

@@ -11,13 +11,16 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include "senningen/collector/sqlite_store.h"
 #include "senningen/common/log.h"
+#include "store_backends.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -84,12 +87,15 @@ void expect_problem(const Response& r, int status, const std::string& detail_par
         << p->getValue<std::string>("detail");
 }
 
-class HttpApiTest : public ::testing::Test {
+// Over every store backend (store_backends.h): the API must answer the same on each.
+class HttpApiTest : public ::testing::TestWithParam<test::BackendParam> {
 protected:
     static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
 
     void SetUp() override {
-        auto opened = open_sqlite_store(dir_.file("alerts.db"));
+        backend_ = GetParam().make();
+        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
+        auto opened = backend_->open();
         ASSERT_TRUE(opened.ok()) << opened.error().message;
         store_ = std::move(opened).value();
         // a0 oldest ... a4 newest, ten minutes apart (see the severities and agents below).
@@ -113,11 +119,13 @@ protected:
     void TearDown() override {
         session_.reset();
         if (server_) server_->stop();
+        server_.reset();
+        store_.reset();
     }
 
     Response get(const std::string& target) { return request(*session_, target); }
 
-    test::TempDir dir_;
+    std::unique_ptr<test::StoreBackend> backend_;
     std::unique_ptr<AlertStore> store_;
     std::vector<Alert> alerts_;
     std::unique_ptr<ApiServer> server_;
@@ -125,19 +133,19 @@ protected:
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
 };
 
-TEST_F(HttpApiTest, HealthReportsStatusAndAlertCount) {
+TEST_P(HttpApiTest, HealthReportsStatusAndAlertCount) {
     Response r = get("/api/v1/health");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
     Poco::JSON::Object::Ptr h = r.json();
     EXPECT_EQ(h->getValue<std::string>("status"), "ok");
     EXPECT_EQ(h->getValue<std::string>("version"), "0.1.0");
-    EXPECT_EQ(h->getValue<std::string>("backend"), "sqlite");
+    EXPECT_EQ(h->getValue<std::string>("backend"), backend_->name());
     EXPECT_EQ(h->getValue<std::uint64_t>("alerts"), 5U);
     EXPECT_GE(h->getValue<std::int64_t>("uptime_seconds"), 0);
 }
 
-TEST_F(HttpApiTest, AlertsAreNewestFirstWithCount) {
+TEST_P(HttpApiTest, AlertsAreNewestFirstWithCount) {
     Response r = get("/api/v1/alerts");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
@@ -150,7 +158,7 @@ TEST_F(HttpApiTest, AlertsAreNewestFirstWithCount) {
     EXPECT_EQ(first->getValue<std::string>("timestamp"), "2026-11-28T10:40:00.000000000Z");
 }
 
-TEST_F(HttpApiTest, FiltersBySinceAndUntil) {
+TEST_P(HttpApiTest, FiltersBySinceAndUntil) {
     Response r = get(alerts_target({{"since", "2026-11-28T10:10:00Z"}}));
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[3], alerts_[2], alerts_[1]}));
@@ -164,7 +172,7 @@ TEST_F(HttpApiTest, FiltersBySinceAndUntil) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[2], alerts_[1]}));
 }
 
-TEST_F(HttpApiTest, FiltersBySeverityList) {
+TEST_P(HttpApiTest, FiltersBySeverityList) {
     Response r = get("/api/v1/alerts?severity=1,2");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[1], alerts_[0]}));
@@ -173,13 +181,13 @@ TEST_F(HttpApiTest, FiltersBySeverityList) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[3]}));
 }
 
-TEST_F(HttpApiTest, FiltersByAgent) {
+TEST_P(HttpApiTest, FiltersByAgent) {
     Response r = get("/api/v1/alerts?agent=sensor-a");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[1], alerts_[0]}));
 }
 
-TEST_F(HttpApiTest, LimitKeepsTheNewest) {
+TEST_P(HttpApiTest, LimitKeepsTheNewest) {
     Response r = get("/api/v1/alerts?limit=2");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json()->getValue<int>("count"), 2);
@@ -189,7 +197,7 @@ TEST_F(HttpApiTest, LimitKeepsTheNewest) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[2]}));
 }
 
-TEST_F(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
+TEST_P(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
     Response r = get("/api/v1/alerts?severity=7");
     expect_problem(r, 400, "parameter 'severity'");
     Poco::JSON::Object::Ptr p = r.json();
@@ -197,7 +205,7 @@ TEST_F(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
     EXPECT_EQ(p->getValue<std::string>("detail"), "parameter 'severity': '7' is not one of 1..4");
 }
 
-TEST_F(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
+TEST_P(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"/api/v1/alerts?severity=1,,2", "'severity'"},
         {"/api/v1/alerts?severity=0", "'severity'"},
@@ -226,20 +234,20 @@ TEST_F(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
     }
 }
 
-TEST_F(HttpApiTest, LongParameterValuesAreCutInTheProblem) {
+TEST_P(HttpApiTest, LongParameterValuesAreCutInTheProblem) {
     const std::string agent(5000, 'x');
     Response r = get(alerts_target({{"agent", agent}}));
     expect_problem(r, 400, "'agent'");
     EXPECT_LT(r.body.size(), 500U);
 }
 
-TEST_F(HttpApiTest, UnknownPathIsA404Problem) {
+TEST_P(HttpApiTest, UnknownPathIsA404Problem) {
     expect_problem(get("/api/v1/nothing"), 404, "/api/v1/nothing");
     expect_problem(get("/"), 404, "'/'");
     expect_problem(get("/api/v1/alerts/"), 404, "/api/v1/alerts/");
 }
 
-TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
+TEST_P(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
     for (const char* target : {"/api/v1/alerts", "/api/v1/health"}) {
         for (const std::string& method :
              {Poco::Net::HTTPRequest::HTTP_POST, Poco::Net::HTTPRequest::HTTP_DELETE,
@@ -252,7 +260,7 @@ TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
     }
 }
 
-TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
+TEST_P(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
     for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "sensor-a' --", "%", "_",
                               "\"sensor-a\"", "sensor-a\\"}) {
         SCOPED_TRACE(agent);
@@ -266,7 +274,7 @@ TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
     EXPECT_EQ(all.json()->getValue<int>("count"), 5);
 }
 
-TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
+TEST_P(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(get("/api/v1/health").status, 200);
     constexpr int kClients = 6;
     std::vector<std::thread> clients;
@@ -284,7 +292,7 @@ TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
     EXPECT_EQ(ok.load(), kClients * 5);
 }
 
-TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
+TEST_P(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
     ApiOptions options;
     options.port = port_;
     ApiServer second(*store_, options);
@@ -295,7 +303,7 @@ TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
         << started.error().message;
 }
 
-TEST_F(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
+TEST_P(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
     auto again = server_->start();
     ASSERT_FALSE(again.ok());
     EXPECT_EQ(again.error().code, ErrorCode::kInvalidArgument);
@@ -305,6 +313,57 @@ TEST_F(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
     Poco::Net::HTTPClientSession late("127.0.0.1", port_);
     EXPECT_ANY_THROW(request(late, "/api/v1/health"));
 }
+
+// The OpenAPI document describes exactly the resources the server has, the server answers it
+// byte for byte as committed, and every documented path answers (no 404) with the documented
+// success status.
+TEST_P(HttpApiTest, EveryRouteIsInTheOpenApiDocumentAndEveryDocumentedPathAnswers) {
+    std::ifstream in(std::string(SENNINGEN_SOURCE_DIR) + "/docs/api/openapi.json",
+                     std::ios::binary);
+    ASSERT_TRUE(in) << "docs/api/openapi.json";
+    const std::string committed((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+
+    Response served = get("/api/v1/openapi.json");
+    ASSERT_EQ(served.status, 200) << served.body;
+    EXPECT_EQ(served.content_type, "application/json; charset=utf-8");
+    EXPECT_EQ(served.body, committed);
+
+    Poco::JSON::Object::Ptr doc = served.json();
+    EXPECT_EQ(doc->getValue<std::string>("openapi").substr(0, 2), "3.");
+    Poco::JSON::Object::Ptr paths = doc->getObject("paths");
+    ASSERT_TRUE(paths);
+    std::set<std::string> documented;
+    for (const auto& [path, item] : *paths) documented.insert(path);
+    const std::vector<std::string> routes = api_routes();
+    EXPECT_EQ(documented, std::set<std::string>(routes.begin(), routes.end()));
+
+    common::Heartbeat hb;
+    hb.agent_id = "plc-gw-1";
+    ASSERT_TRUE(store_->record_heartbeat(hb, base_ns()).ok());
+    for (const std::string& path : documented) {
+        std::string target = path;
+        if (const auto brace = target.find("{id}"); brace != std::string::npos) {
+            target.replace(brace, 4, hb.agent_id);
+        }
+        Poco::JSON::Object::Ptr operations = paths->getObject(path);
+        // The server answers GET only, so GET is the only operation a path may document.
+        EXPECT_EQ(operations->size(), 1U) << path;
+        ASSERT_TRUE(operations->has("get")) << path;
+        Poco::JSON::Object::Ptr responses = operations->getObject("get")->getObject("responses");
+        ASSERT_TRUE(responses) << path;
+        Response r = get(target);
+        EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+        EXPECT_TRUE(responses->has("200")) << path;
+        EXPECT_TRUE(responses->has("405")) << path;
+        Response post = request(*session_, target, Poco::Net::HTTPRequest::HTTP_POST);
+        EXPECT_EQ(post.status, 405) << target;
+        EXPECT_EQ(post.content_type, "application/problem+json") << target;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, HttpApiTest, ::testing::ValuesIn(test::all_backends()),
+                         test::backend_param_name);
 
 // A store whose every call fails in a chosen way, to check what leaks to the client.
 class BrokenStore final : public AlertStore {

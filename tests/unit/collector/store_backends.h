@@ -12,8 +12,8 @@
 
 #include <cstdlib>
 #include <functional>
-#include <ostream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -116,7 +116,9 @@ struct BackendParam {
 };
 
 // For gtest's messages: the backend's name, not the bytes of the struct.
-inline void PrintTo(const BackendParam& param, std::ostream* os) { *os << param.name; }
+inline void PrintTo(const BackendParam& param, std::ostream* os) {
+    *os << param.name;
+}
 
 inline std::vector<BackendParam> all_backends() {
     return {{"sqlite", [] { return std::make_unique<SqliteBackend>(); }},

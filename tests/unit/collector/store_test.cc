@@ -312,8 +312,7 @@ TEST_P(StoreTest, UndecodableRowIsSkippedAndCounted) {
     {
         Poco::Data::Session raw = backend_->raw();
         // The id is a UUID this test made, safe to splice; the placeholder syntax differs.
-        raw << "UPDATE alerts SET eve = '{\"timestamp\": broken' WHERE id = '" + a[2].id + "'",
-            now;
+        raw << "UPDATE alerts SET eve = '{\"timestamp\": broken' WHERE id = '" + a[2].id + "'", now;
     }
     std::vector<Alert> back = query_ok(AlertQuery{});
     EXPECT_EQ(ids_of(back), ids_of({a[4], a[3], a[1], a[0]}));
@@ -382,8 +381,7 @@ TEST_P(StoreTest, FirstHeartbeatMakesAnOnlineAgentAndAnEvent) {
     EXPECT_EQ(a.last, expected);  // every counter survives the trip
     auto events = store_->agent_events("plc-gw-1", 10);
     ASSERT_TRUE(events.ok()) << events.error().message;
-    EXPECT_EQ(*events,
-              (std::vector<AgentEvent>{{t0, "plc-gw-1", "online", "first heartbeat"}}));
+    EXPECT_EQ(*events, (std::vector<AgentEvent>{{t0, "plc-gw-1", "online", "first heartbeat"}}));
 }
 
 TEST_P(StoreTest, LaterHeartbeatsUpdateCountersButNotStateSince) {

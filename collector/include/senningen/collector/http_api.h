@@ -5,13 +5,17 @@
 //
 //   GET /api/v1/health
 //   GET /api/v1/alerts?since=&until=&severity=&agent=&limit=
+//   GET /api/v1/agents, /api/v1/agents/{id}
+//   GET /api/v1/openapi.json   (docs/api/openapi.json, compiled in)
 //
-// The reference for clients is docs/collector.md ("REST API").
+// The reference for clients is docs/collector.md ("REST API") and the OpenAPI document.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "senningen/collector/alert_store.h"
 #include "senningen/common/result.h"
@@ -26,6 +30,12 @@ struct ApiOptions {
     // every path outside /api/. Empty: no UI, only the API.
     std::string web_root;
 };
+
+// The path of every resource the server answers, in OpenAPI's notation ("/api/v1/agents/{id}").
+std::vector<std::string> api_routes();
+
+// docs/api/openapi.json as it was at build time; the server answers it at /api/v1/openapi.json.
+std::string_view openapi_document();
 
 class ApiServer {
 public:
