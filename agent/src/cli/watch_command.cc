@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -161,6 +162,20 @@ int run_watch_command(int argc, char** argv) {
         return kExitIoError;
     }
 
+    // Heartbeat counters, shared with the forwarder's thread (which may outlive the pool).
+    struct Scanned {
+        std::atomic<std::uint64_t> files{0};
+        std::atomic<std::uint64_t> alerts{0};
+    };
+    auto scanned = std::make_shared<Scanned>();
+    (*out)->set_stats_source([scanned, pack = detail::pack_version(rules.get(), cfg.intel)] {
+        AgentStats st;
+        st.files_scanned = scanned->files.load(std::memory_order_relaxed);
+        st.alerts = scanned->alerts.load(std::memory_order_relaxed);
+        st.pack_version = pack;
+        return st;
+    });
+
     FileScanOptions fso;
     fso.agent_id = cfg.agent_id;
     fso.max_file_size = cfg.max_file_size;
@@ -174,6 +189,10 @@ int run_watch_command(int argc, char** argv) {
     po.memory_limit = cfg.memory_limit;
     ScanPool pool(
         rules, cfg.intel.empty() ? nullptr : &intel, fso, po, &cache, [&](FileScanResult&& result) {
+            if (result.outcome == Outcome::kScanned) {
+                scanned->files.fetch_add(1, std::memory_order_relaxed);
+            }
+            scanned->alerts.fetch_add(result.alerts.size(), std::memory_order_relaxed);
             switch (result.outcome) {
                 case Outcome::kScanned:
                 case Outcome::kCached: break;
