@@ -214,10 +214,13 @@ std::string capture_source_key(const std::string& path) {
 }
 
 // What the heartbeat reports while the main thread reads the capture.
+// What the heartbeat reports, published by the packet thread for the forwarder's thread.
 struct LiveCounters {
     std::atomic<std::uint64_t> packets{0};
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> alerts{0};
+    std::atomic<std::uint64_t> files_scanned{0};  // files carried by traffic, hashed and scanned
+    std::atomic<std::uint64_t> kernel_drops{0};   // live capture: pcap_stats ps_drop
 };
 
 // Zeek's #open/#close stamp: local wall-clock time, "2026-01-15-09-00-00".
@@ -418,6 +421,8 @@ int run_agent(int argc, char** argv) {
             st.packets = live.packets.load();
             st.bytes = live.bytes.load();
             st.alerts = live.alerts.load();
+            st.files_scanned = live.files_scanned.load();
+            st.kernel_drops = live.kernel_drops.load();
             st.pack_version = pack;
             return st;
         });
@@ -518,6 +523,20 @@ int run_agent(int argc, char** argv) {
         reloaded_intel = std::move(new_intel);  // the previous reload's store is freed here
         common::log_info("agent", "reloaded rules, intel and policy");
     };
+    // The counters the heartbeat reports. pcap_stats is asked here, on the thread that reads
+    // the handle, never on the forwarder's: libpcap handles are not thread-safe.
+    auto publish_counters = [&] {
+        const EngineCounters& ec = engine.counters();
+        live.packets.store(ec.packets, std::memory_order_relaxed);
+        live.bytes.store(ec.bytes, std::memory_order_relaxed);
+        live.files_scanned.store(ec.files, std::memory_order_relaxed);
+        if (live_capture) {
+            if (auto st = live_capture->stats()) {
+                live.kernel_drops.store(st->dropped, std::memory_order_relaxed);
+            }
+        }
+    };
+    auto next_idle_publish = std::chrono::steady_clock::time_point{};
     auto next_packet = [&](RawPacket& p) -> common::Result<bool> {
         if (!live_capture) return (*capture)->next(p);
         while (!LiveSignals::stop_requested()) {
@@ -525,6 +544,12 @@ int run_agent(int argc, char** argv) {
             auto got = live_capture->next(p);
             if (!got) return got.error();
             if (*got == 1) return true;
+            // Idle: a quiet link still reports its last packets and its drops (at most ten
+            // times a second: the buffer runs empty often between packets of a busy link).
+            if (const auto t = std::chrono::steady_clock::now(); t >= next_idle_publish) {
+                publish_counters();
+                next_idle_publish = t + std::chrono::milliseconds(100);
+            }
             pollfd fd{live_capture->selectable_fd(), POLLIN, 0};
             ::poll(&fd, 1, 200);  // EINTR on a signal is fine: the loop looks at the flags
         }
@@ -541,14 +566,10 @@ int run_agent(int argc, char** argv) {
         }
         if (!*more) break;
         engine.process(packet, linktype);
-        if ((++packets_read & 1023U) == 0) {
-            live.packets.store(engine.counters().packets, std::memory_order_relaxed);
-            live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
-        }
+        if ((++packets_read & 1023U) == 0) publish_counters();
     }
-    live.packets.store(engine.counters().packets, std::memory_order_relaxed);
-    live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
     engine.finish();
+    publish_counters();
     if (forwarder && exit_code == kExitOk) forwarder->finish_source();
     if (live_capture) {
         if (auto st = live_capture->stats()) {

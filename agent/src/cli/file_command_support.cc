@@ -175,6 +175,10 @@ AlertOutput::~AlertOutput() {
     if (close_ && file_ != nullptr) std::fclose(file_);
 }
 
+void AlertOutput::set_stats_source(std::function<AgentStats()> stats) {
+    if (forwarder_) forwarder_->set_stats_source(std::move(stats));
+}
+
 void AlertOutput::write(common::Alert&& alert) {
     std::lock_guard lock(mutex_);
     if (file_ != nullptr && !failed_) {

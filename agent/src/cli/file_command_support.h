@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,8 @@ public:
     ~AlertOutput();
 
     void write(common::Alert&& alert);  // thread-safe
+    // What the collector's heartbeats report (files scanned, alerts); no-op without one.
+    void set_stats_source(std::function<AgentStats()> stats);
     // Flushes and, with a collector, waits up to TIMEOUT_S for every acknowledgement.
     // false when a write failed or the collector did not acknowledge (PROBLEM says which).
     bool finish(int timeout_s, std::string& problem);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -170,6 +171,20 @@ int run_watch_command(int argc, char** argv) {
         return kExitIoError;
     }
 
+    // Heartbeat counters, shared with the forwarder's thread (which may outlive the pool).
+    struct Scanned {
+        std::atomic<std::uint64_t> files{0};
+        std::atomic<std::uint64_t> alerts{0};
+    };
+    auto scanned = std::make_shared<Scanned>();
+    (*out)->set_stats_source([scanned, pack = detail::pack_version(inspection.rules.get(), cfg.intel)] {
+        AgentStats st;
+        st.files_scanned = scanned->files.load(std::memory_order_relaxed);
+        st.alerts = scanned->alerts.load(std::memory_order_relaxed);
+        st.pack_version = pack;
+        return st;
+    });
+
     FileScanOptions fso;
     fso.agent_id = link.agent_id;
     fso.max_file_size = cfg.max_file_size;
@@ -184,6 +199,10 @@ int run_watch_command(int argc, char** argv) {
     ScanPool pool(
         inspection.rules, inspection.intel_or_null(), fso, po, &cache,
         [&](FileScanResult&& result) {
+            if (result.outcome == Outcome::kScanned) {
+                scanned->files.fetch_add(1, std::memory_order_relaxed);
+            }
+            scanned->alerts.fetch_add(result.alerts.size(), std::memory_order_relaxed);
             detail::log_result("watch", result);
             for (auto& alert : result.alerts) {
                 common::log_info("watch", result.facts.path + ": alert " + alert.rule);

@@ -37,6 +37,8 @@ public:
     virtual int schema_version() const = 0;
     // SQL counting the alerts table's three query indexes.
     virtual std::string count_alert_indexes_sql() const = 0;
+    // SQL that leaves the stored alert ID (a UUID the test made) undecodable.
+    virtual std::string corrupt_alert_sql(const std::string& id) const = 0;
 };
 
 class SqliteBackend final : public StoreBackend {
@@ -48,6 +50,10 @@ public:
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts'"
                " AND name IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
+    }
+    // SQLite rows hold the compact record format (schema 3): a format byte no build reads.
+    std::string corrupt_alert_sql(const std::string& id) const override {
+        return "UPDATE alerts SET body = x'01ff00' WHERE id = '" + id + "'";
     }
 
 private:
@@ -101,6 +107,9 @@ public:
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts'"
                " AND indexname IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
+    }
+    std::string corrupt_alert_sql(const std::string& id) const override {
+        return "UPDATE alerts SET eve = '{\"timestamp\": broken' WHERE id = '" + id + "'";
     }
 
 private:
