@@ -190,6 +190,7 @@ TEST_F(SqliteBatchTest, InsertBatchesIsOneTransaction) {
 }
 
 TEST(SqliteStoreMigration, AVersion2FileKeepsItsJsonRowsReadable) {
+    Poco::Data::SQLite::Connector::registerConnector();  // before any store has done it
     test::TempDir dir;
     const std::string path = dir.file("v2.db");
     const Alert old_alert = make_alert("sensor-old", base_ns(), 3);
