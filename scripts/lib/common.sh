@@ -10,6 +10,8 @@ SENNINGEN_BUILD_PACKAGES=(
     libsqlite3-dev libpq-dev libgtest-dev libgmock-dev
 )
 SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara)
+# The peers and tools of tests/bench/ (tests/bench/network/run.sh installs the missing ones).
+SENNINGEN_BENCH_PACKAGES=(python3 openssl time tcpdump ngrep libndpi-bin)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

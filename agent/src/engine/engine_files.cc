@@ -199,8 +199,10 @@ std::uint64_t Engine::file_begin(const FileStart& start) {
     const std::uint64_t handle = ++next_file_;
     file->flow_id = current_flow_->id;
     file->direction = start.is_orig ? 0 : 1;
-    // Deterministic ids (same capture, same ids) keep golden output stable.
-    file->fuid = "F" + zeek_uid(current_flow_->id * 31 + handle).substr(1);
+    // Deterministic ids (same capture, same ids) keep golden output stable: from the flow and
+    // the file's place in it, so that they do not depend on how flows are spread over workers.
+    const std::uint64_t ordinal = ++states_[current_flow_->id].files;
+    file->fuid = "F" + zeek_uid(current_flow_->id * 31 + ordinal).substr(1);
     file->source = std::string(start.source);
     file->filename = std::string(start.filename);
     file->declared_mime = std::string(start.mime_type);
