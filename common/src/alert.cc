@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -43,7 +44,7 @@ std::string new_uuid() {
     if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
         // OpenSSL's generator never fails once seeded; should it, fall back to the clock and
         // a counter, which are still unique within this process.
-        static std::uint64_t counter = 0;
+        static std::atomic<std::uint64_t> counter{0};  // worker threads make alerts too
         const auto t = static_cast<std::uint64_t>(now_ns());
         const std::uint64_t c = ++counter;
         for (int i = 0; i < 8; ++i) {
