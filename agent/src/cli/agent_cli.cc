@@ -28,6 +28,7 @@
 #include "senningen/agent/cli.h"
 #include "senningen/agent/files/commands.h"
 #include "senningen/agent/engine/engine.h"
+#include "senningen/agent/engine/worker_pool.h"
 #include "senningen/agent/forward/forwarder.h"
 #include "senningen/agent/intel/intel_store.h"
 #include "senningen/agent/scan/yara_rules.h"
@@ -69,6 +70,11 @@ constexpr const char* kUsage =
 // After the collector flags (cli::kCollectorLinkUsage).
 constexpr const char* kUsageTail =
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
+    "  --workers N              inspection threads, flows sharded by hash (default 1, max 16)\n"
+    "  --stream-memory BYTES    TCP bytes held for YARA over all flows before the largest\n"
+    "                           streams are scanned early (default 67108864)\n"
+    "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
+    "                           the least recently used flow is evicted beyond it)\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
     "\n"
@@ -90,6 +96,9 @@ struct Options {
     std::uint64_t extract_max_bytes = 100ULL << 20;
     cli::CollectorLink link;  // collector, identity, certificates, queue
     std::size_t stream_depth = 1 << 20;
+    std::size_t workers = 1;
+    std::size_t max_flows = 131072;
+    std::size_t stream_memory = 64 << 20;
     bool quiet = false;
 };
 
@@ -136,8 +145,9 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
         static const std::vector<std::string> kValueFlags = {
             "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
-            "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log", "--intel-log", "--extract-dir",
-            "--extract-max-bytes"};
+            "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
+            "--intel-log", "--extract-dir", "--extract-max-bytes", "--workers", "--max-flows",
+            "--stream-memory"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -190,6 +200,25 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.stream_depth = static_cast<std::size_t>(n);
             } else {
                 problems.push_back("--stream-depth '" + *v + "' is not 0..1073741824 bytes");
+            }
+        } else if (arg == "--stream-memory") {
+            if (parse_number(*v, 65536, 1LL << 40, n)) {
+                o.stream_memory = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--stream-memory '" + *v + "' is not 65536..1099511627776 bytes");
+            }
+        } else if (arg == "--max-flows") {
+            if (parse_number(*v, 16, 1LL << 26, n)) {
+                o.max_flows = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--max-flows '" + *v + "' is not 16..67108864");
+            }
+        } else if (arg == "--workers") {
+            if (parse_number(*v, 1, static_cast<long long>(WorkerPool::kMaxWorkers), n)) {
+                o.workers = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--workers '" + *v + "' is not 1.." +
+                                   std::to_string(WorkerPool::kMaxWorkers));
             }
         }
     }
@@ -303,10 +332,10 @@ int run_agent(int argc, char** argv) {
         common::log_info("agent", "loaded " + std::to_string(rules->rule_count()) +
                                       " YARA rules, pack " + rules->version());
     }
-    IntelStore intel;
+    auto intel = std::make_shared<IntelStore>();
     for (const auto& path : opt.intel) {
         IntelLoadStats stats;
-        auto loaded = intel.load_file(path, stats);
+        auto loaded = intel->load_file(path, stats);
         if (!loaded) {
             std::fprintf(stderr, "senningen-agent: intel: %s\n", loaded.error().message.c_str());
             return loaded.error().code == common::ErrorCode::kNotFound ? kExitNoInput
@@ -443,46 +472,55 @@ int run_agent(int argc, char** argv) {
     EngineOptions eo;
     eo.agent_id = opt.link.agent_id;
     eo.stream_depth = opt.stream_depth;
+    // Each worker's table holds its share: the shards are even, the total stays the limit.
+    eo.max_flows = std::max<std::size_t>(opt.max_flows / opt.workers, 1);
+    eo.stream_memory = opt.stream_memory / opt.workers;
     eo.extract_dir = opt.extract_dir;
     eo.extract_max_bytes = opt.extract_max_bytes;
-    Engine engine(eo, rules, opt.intel.empty() ? nullptr : &intel, [&](common::Alert&& alert) {
+    // The sinks run on one thread at a time: the merger's, or this one with one worker.
+    WorkerOutputs outputs;
+    outputs.alert = [&](common::Alert&& alert) {
         if (out && !write_failed) {
             const std::string line = common::alert_to_json(alert) + "\n";
             if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) write_failed = true;
         }
         live.alerts.fetch_add(1, std::memory_order_relaxed);
-        // Alerts an interrupted run had already queued are not queued twice.
+        // Alerts an interrupted run had already queued are not queued twice (the merged order
+        // is deterministic for a given capture and --workers).
         if (forwarder && alert_ordinal++ >= skip_alerts) forwarder->submit(std::move(alert));
-    });
-
-    engine.set_policy(policy);
+    };
 
     bool intel_log_failed = false;
     if (intel_log) {
-        engine.set_intel_log_sink([&](const std::string& line) {
+        outputs.intel_log = [&](const std::string& line) {
             if (intel_log_failed) return;
             if (std::fwrite(line.data(), 1, line.size(), intel_log) != line.size() ||
                 std::fputc('\n', intel_log) == EOF) {
                 intel_log_failed = true;
             }
-        });
+        };
     }
 
     bool records_failed = false;
     if (records) {
-        engine.set_record_sink([&](const std::string& line) {
+        outputs.record = [&](const std::string& line) {
             if (records_failed) return;
             if (std::fwrite(line.data(), 1, line.size(), records) != line.size() ||
                 std::fputc('\n', records) == EOF) {
                 records_failed = true;
             }
-        });
+        };
+    }
+    const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
+    WorkerPool engine(opt.workers, linktype, eo, rules, opt.intel.empty() ? nullptr : intel,
+                      policy, std::move(outputs));
+    if (opt.workers > 1) {
+        common::log_info("agent", std::to_string(opt.workers) + " inspection workers");
     }
 
     const auto started = std::chrono::steady_clock::now();
     int exit_code = kExitOk;
     RawPacket packet;
-    const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
     if (!opt.run_as.empty()) {
         if (auto dropped = drop_privileges(opt.run_as); !dropped) {
             std::fprintf(stderr, "senningen-agent: %s\n", dropped.error().message.c_str());
@@ -493,7 +531,6 @@ int run_agent(int argc, char** argv) {
     LiveSignals::install();
     // SIGHUP: rules, intel and policy are read again and swapped in between two packets; on
     // any problem the old ones stay and the problem is logged.
-    std::unique_ptr<IntelStore> reloaded_intel;
     auto reload = [&] {
         std::shared_ptr<YaraRules> new_rules;
         if (!opt.rules.empty()) {
@@ -506,7 +543,7 @@ int run_agent(int argc, char** argv) {
             }
             new_rules = std::move(compiled).value();
         }
-        auto new_intel = std::make_unique<IntelStore>();
+        auto new_intel = std::make_shared<IntelStore>();
         for (const auto& path : opt.intel) {
             IntelLoadStats stats;
             if (auto loaded = new_intel->load_file(path, stats); !loaded) {
@@ -519,17 +556,18 @@ int run_agent(int argc, char** argv) {
             common::log_warn("agent", "reload: policy: " + new_policy.error().message);
             return;
         }
-        engine.reload(new_rules, opt.intel.empty() ? nullptr : new_intel.get(), *new_policy);
-        reloaded_intel = std::move(new_intel);  // the previous reload's store is freed here
+        // The engines hold the stores they use: the previous one is freed once each moved on.
+        engine.reload(new_rules, opt.intel.empty() ? nullptr : std::move(new_intel),
+                      *new_policy);
         common::log_info("agent", "reloaded rules, intel and policy");
     };
     // The counters the heartbeat reports. pcap_stats is asked here, on the thread that reads
     // the handle, never on the forwarder's: libpcap handles are not thread-safe.
+    // The engines' own counters are summed only once they finish (they run on worker
+    // threads); until then the capture side's packet and byte counts are what is published.
     auto publish_counters = [&] {
-        const EngineCounters& ec = engine.counters();
-        live.packets.store(ec.packets, std::memory_order_relaxed);
-        live.bytes.store(ec.bytes, std::memory_order_relaxed);
-        live.files_scanned.store(ec.files, std::memory_order_relaxed);
+        live.packets.store(engine.packets(), std::memory_order_relaxed);
+        live.bytes.store(engine.bytes(), std::memory_order_relaxed);
         if (live_capture) {
             if (auto st = live_capture->stats()) {
                 live.kernel_drops.store(st->dropped, std::memory_order_relaxed);
@@ -544,6 +582,7 @@ int run_agent(int argc, char** argv) {
             auto got = live_capture->next(p);
             if (!got) return got.error();
             if (*got == 1) return true;
+            engine.flush();  // nothing waits in a half-full batch while the link is quiet
             // Idle: a quiet link still reports its last packets and its drops (at most ten
             // times a second: the buffer runs empty often between packets of a busy link).
             if (const auto t = std::chrono::steady_clock::now(); t >= next_idle_publish) {
@@ -565,11 +604,12 @@ int run_agent(int argc, char** argv) {
             break;
         }
         if (!*more) break;
-        engine.process(packet, linktype);
+        engine.process(packet);
         if ((++packets_read & 1023U) == 0) publish_counters();
     }
     engine.finish();
     publish_counters();
+    live.files_scanned.store(engine.counters().files, std::memory_order_relaxed);
     if (forwarder && exit_code == kExitOk) forwarder->finish_source();
     if (live_capture) {
         if (auto st = live_capture->stats()) {
@@ -607,8 +647,8 @@ int run_agent(int argc, char** argv) {
         if (intel_log != stdout) std::fclose(intel_log);
     }
 
-    const EngineCounters& c = engine.counters();
-    const FlowTableCounters& f = engine.flow_counters();
+    const EngineCounters c = engine.counters();
+    const FlowTableCounters f = engine.flow_counters();
     common::log_info(
         "agent",
         opt.capture + ": " + std::to_string(c.packets) + " packets, " + std::to_string(c.bytes) +
