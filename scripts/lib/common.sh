@@ -11,6 +11,8 @@ SENNINGEN_BUILD_PACKAGES=(
 )
 SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay
                          chromium fonts-liberation postgresql)
+# The peers and tools of tests/bench/ (tests/bench/network/run.sh installs the missing ones).
+SENNINGEN_BENCH_PACKAGES=(python3 openssl time tcpdump ngrep libndpi-bin)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -55,6 +55,11 @@ postgres_start() {
     else
         SENNINGEN_POSTGRES_AS=()
     fi
+    # A server left running by an interrupted earlier run: stop it before its files go.
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        "${SENNINGEN_POSTGRES_AS[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop \
+            >/dev/null 2>&1 || true
+    fi
     rm -rf "$dir"
     mkdir -p "$dir"
     if [ "$(id -u)" -eq 0 ]; then
@@ -62,6 +67,9 @@ postgres_start() {
     fi
     SENNINGEN_POSTGRES_DIR="$dir"
     trap postgres_stop EXIT
+    # Bash skips the EXIT trap when a signal kills it; exiting on the signal runs it.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 
     "${SENNINGEN_POSTGRES_AS[@]}" "$bin/initdb" -D "$dir/data" -A trust -U senningen -E UTF8 \
         --no-sync >"$dir/initdb.log" 2>&1 || {

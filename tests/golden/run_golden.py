@@ -15,7 +15,11 @@ A case may also pin the agent's other outputs. With "records": true in case.json
 expected-records.json beside it) the metadata records (--metadata-log) must equal
 expected-records.json, in order; with "intel_log": true (or an expected-intel.log) the lines of
 --intel-log must equal expected-intel.log, apart from the #open/#close stamps (wall-clock time).
-  run_golden.py --agent BUILD/agent/senningen-agent CASE_DIR [--update]
+
+With --workers N (N > 1) the agent shards flows over N worker threads; the alerts, records and
+intel.log lines must then be the same as the expectation (made with one worker) as multisets:
+the workers' outputs are merged in another order.
+  run_golden.py --agent BUILD/agent/senningen-agent CASE_DIR [--update] [--workers N]
 """
 import argparse
 import json
@@ -55,6 +59,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--agent", required=True)
     parser.add_argument("--update", action="store_true", help="rewrite expected.json")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="inspection threads; >1 compares order-insensitively")
     parser.add_argument("case_dir")
     args = parser.parse_args()
 
@@ -74,6 +80,16 @@ def main():
     for i in case.get("intel", []):
         cmd += ["--intel", resolve(case_dir, i)]
     cmd += case.get("args", [])
+    if args.workers > 1:
+        if args.update:
+            print("FAIL: --update writes expectations with one worker only")
+            return 1
+        cmd += ["--workers", str(args.workers)]
+    unordered = args.workers > 1
+
+    def canon(items):
+        # Order-insensitive comparison: each item as canonical JSON, sorted.
+        return sorted(json.dumps(x, sort_keys=True) for x in items)
     records_path = os.path.join(case_dir, "expected-records.json")
     intel_path = os.path.join(case_dir, "expected-intel.log")
     want_records = case.get("records", False) or os.path.exists(records_path)
@@ -135,7 +151,9 @@ def main():
     if want_records:
         with open(records_path) as f:
             expected_records = json.load(f)
-        if records != expected_records:
+        same = (canon(records) == canon(expected_records) if unordered
+                else records == expected_records)
+        if not same:
             failed = True
             print(f"FAIL: {len(records)} records, expected {len(expected_records)}; first differences:")
             shown = 0
@@ -151,7 +169,9 @@ def main():
     if want_intel:
         with open(intel_path) as f:
             expected_intel = [line.rstrip("\n") for line in f]
-        if intel_lines != expected_intel:
+        same = (sorted(intel_lines) == sorted(expected_intel) if unordered
+                else intel_lines == expected_intel)
+        if not same:
             failed = True
             print("FAIL: intel.log differs:")
             for line in sorted(set(expected_intel) - set(intel_lines)):
@@ -165,7 +185,7 @@ def main():
     with open(expected_path) as f:
         expected = json.load(f)
     expected.sort(key=sort_key)
-    if alerts != expected:
+    if (canon(alerts) != canon(expected)) if unordered else (alerts != expected):
         print(f"FAIL: {len(alerts)} alerts, expected {len(expected)}; differences:")
         got = {json.dumps(a, sort_keys=True) for a in alerts}
         want = {json.dumps(a, sort_keys=True) for a in expected}

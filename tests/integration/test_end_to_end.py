@@ -106,6 +106,7 @@ class Collector:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
         self.log.close()
         return self.proc.returncode
 

@@ -33,6 +33,10 @@ COLLECTOR = os.environ.get("SENNINGEN_COLLECTOR",
                            os.path.join(REPO, "build/collector/senningen-collector"))
 CAPTURE = os.path.join(REPO, "tests/golden/demo/input.pcap")
 RULES = os.path.join(REPO, "rules/packs/demo/demo.yar")
+# Assembled at run time so that this file is not itself a match.
+EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!" + "$H+H*").encode()
+FILE_RULE = ('rule eicar_test { strings: $e = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" '
+             'condition: $e }\n')
 
 
 def run(*cmd, timeout=60):
@@ -214,6 +218,62 @@ class TransportSecurity(unittest.TestCase):
         self.assertEqual(res.returncode, 78, res.stderr)
         self.assertIn("names agent 'honest-agent', not 'someone-else'", res.stderr)
         self.assertEqual(self.stored_for("someone-else"), 0)
+
+    # ---- file inspection: `scan` and `watch` sign with the identity too ----
+
+    def file_tree(self, name):
+        tree = self.path(name)
+        os.makedirs(tree)
+        with open(os.path.join(tree, "drop.bin"), "wb") as f:
+            f.write(b"head " + EICAR)
+        with open(os.path.join(tree, "clean.txt"), "w") as f:
+            f.write("nothing to see")
+        rules = self.path(name + ".yar")
+        with open(rules, "w") as f:
+            f.write(FILE_RULE)
+        return tree, rules
+
+    def stored_rows(self, agent):
+        con = sqlite3.connect(self.db)
+        try:
+            return con.execute("SELECT kind, rule FROM alerts WHERE agent_id = ?",
+                               (agent,)).fetchall()
+        finally:
+            con.close()
+
+    def test_scan_delivers_signed_file_alerts_with_the_identity(self):
+        identity = self.enroll("scan-agent")
+        tree, rules = self.file_tree("scan-tree")
+        res = run(AGENT, "scan", tree, "--rules", rules, "--identity", identity,
+                  "--collector-timeout", "30", timeout=120)
+        # 1: a file matched, and (else it would be 2) the collector acknowledged every alert.
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertEqual(self.stored_rows("scan-agent"), [("file", "eicar_test")])
+        self.assertNotIn("claiming agent 'scan-agent'", self.collector_log())
+
+    def test_scan_on_an_unauthenticated_link_is_refused(self):
+        tree, rules = self.file_tree("anon-scan-tree")
+        res = run(AGENT, "scan", tree, "--rules", rules, "--collector", self.broker,
+                  "--quiet")
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("--collector needs an identity", res.stderr)
+        res = run(AGENT, "scan", tree, "--rules", rules, "--collector", self.broker,
+                  "--insecure", "--agent-id", "anon-scan", "--collector-timeout", "5",
+                  timeout=120)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("acknowledged 0 of 1 alerts", res.stderr)
+        self.assertEqual(self.stored_for("anon-scan"), 0)
+
+    def test_watch_delivers_with_the_identity_its_config_names(self):
+        identity = self.enroll("watch-agent")
+        tree, rules = self.file_tree("watch-tree")
+        conf = self.path("watch.conf")
+        with open(conf, "w") as f:
+            f.write(f"watch = {tree}\nrules = {rules}\nidentity = {identity}\n"
+                    f"queue = {self.path('watch-queue.db')}\nfull_scan_interval = 0\n")
+        res = run(AGENT, "watch", "--config", conf, "--run-for", "3", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(self.stored_rows("watch-agent"), [("file", "eicar_test")])
 
     # ---- the command line ----
 

@@ -80,6 +80,13 @@ public:
         buf_.clear();
         broken_ = true;
     }
+    // A hole in the stream (a TCP gap): the partial PDU is dropped and framing restarts with
+    // the bytes after the hole. The framing functions check every header, so bytes that are
+    // not a PDU start break the stream as usual; a hole between PDUs (whole segments missed)
+    // loses nothing else.
+    void resync() {
+        if (!broken_) buf_.clear();
+    }
     bool broken() const { return broken_; }
     std::size_t buffered() const { return buf_.size(); }
 

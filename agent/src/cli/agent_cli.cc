@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/collector_link.h"
 #include "cli/enroll_command.h"
 #include "senningen/agent/capture/pcap_file.h"
 #include "senningen/agent/capture/pcap_live.h"
@@ -27,6 +28,7 @@
 #include "senningen/agent/cli.h"
 #include "senningen/agent/files/commands.h"
 #include "senningen/agent/engine/engine.h"
+#include "senningen/agent/engine/worker_pool.h"
 #include "senningen/agent/forward/forwarder.h"
 #include "senningen/agent/intel/intel_store.h"
 #include "senningen/agent/scan/yara_rules.h"
@@ -63,22 +65,16 @@ constexpr const char* kUsage =
     "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
     "  --intel-log PATH         intel hits in Zeek's intel.log format\n"
     "  --extract-dir DIR        write files carried by traffic (HTTP, SMB) into DIR\n"
-    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n"
-    "  --collector HOST:PORT    send alerts to this collector over Broker\n"
-    "  --collector-timeout SEC  give up waiting for the collector's acknowledgements (default 30)\n"
-    "  --agent-id ID            this agent's id (default: the host name)\n"
-    "  --identity DIR           the identity 'senningen-agent enroll' installed: certificate,\n"
-    "                           key, CA, agent id and collector address\n"
-    "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
-    "                           certificates for the Broker connection, file by file\n"
-    "  --insecure               no certificates: unauthenticated link (tests and labs only)\n"
-    "  --queue PATH             the durable queue (default DIR/queue.db with --identity)\n"
-    "  --queue-max N            queue capacity in records (default 1000000)\n"
-    "  --queue-full POLICY      block (default: the producer waits) or drop-oldest\n"
-    "  --queue-sync MODE        full (default: fsync every commit) or normal\n"
-    "  --commit-interval MS     how often queued alerts are committed to disk (default 100)\n"
-    "  --heartbeat SEC          heartbeat interval (default 30)\n"
+    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n";
+
+// After the collector flags (cli::kCollectorLinkUsage).
+constexpr const char* kUsageTail =
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
+    "  --workers N              inspection threads, flows sharded by hash (default 1, max 16)\n"
+    "  --stream-memory BYTES    TCP bytes held for YARA over all flows before the largest\n"
+    "                           streams are scanned early (default 67108864)\n"
+    "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
+    "                           the least recently used flow is evicted beyond it)\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
     "\n"
@@ -98,23 +94,13 @@ struct Options {
     std::optional<std::string> intel_log;
     std::string extract_dir;
     std::uint64_t extract_max_bytes = 100ULL << 20;
-    std::optional<std::string> collector;
-    int collector_timeout_s = 30;
-    std::string agent_id;
-    common::TlsOptions tls;
-    std::string identity;
-    bool insecure = false;
-    std::string queue;
-    long long queue_max = 1'000'000;
-    QueueFullPolicy queue_full = QueueFullPolicy::kBlock;
-    QueueSync queue_sync = QueueSync::kFull;
-    long long commit_interval_ms = 100;
-    long long heartbeat_s = 30;
+    cli::CollectorLink link;  // collector, identity, certificates, queue
     std::size_t stream_depth = 1 << 20;
+    std::size_t workers = 1;
+    std::size_t max_flows = 131072;
+    std::size_t stream_memory = 64 << 20;
     bool quiet = false;
 };
-
-void resolve_identity(Options& o, std::vector<std::string>& problems);
 
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
     char* end = nullptr;
@@ -140,6 +126,8 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             std::fputs(kUsage, stdout);
+            std::fputs(cli::kCollectorLinkUsage, stdout);
+            std::fputs(kUsageTail, stdout);
             return kExitOk;
         }
         if (arg == "--version") {
@@ -154,17 +142,12 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.quiet = true;
             continue;
         }
-        if (arg == "--insecure") {
-            o.insecure = true;
-            continue;
-        }
+        if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
         static const std::vector<std::string> kValueFlags = {
-            "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user", "--rules", "--intel", "--policy", "--output", "-o", "--collector",
-            "--collector-timeout", "--agent-id", "--tls-cert", "--tls-key", "--tls-ca",
-            "--identity", "--queue", "--queue-max", "--queue-full", "--queue-sync",
-            "--commit-interval", "--heartbeat",
-            "--stream-depth", "--metadata-log", "--intel-log", "--extract-dir",
-            "--extract-max-bytes"};
+            "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
+            "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
+            "--intel-log", "--extract-dir", "--extract-max-bytes", "--workers", "--max-flows",
+            "--stream-memory"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -182,8 +165,6 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             o.policies.push_back(*v);
         } else if (arg == "--output" || arg == "-o") {
             o.output = *v;
-        } else if (arg == "--collector") {
-            o.collector = *v;
         } else if (arg == "--metadata-log") {
             o.metadata_log = *v;
         } else if (arg == "--intel-log") {
@@ -195,52 +176,6 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.extract_max_bytes = static_cast<std::uint64_t>(n);
             } else {
                 problems.push_back("--extract-max-bytes '" + *v + "' is not 1..2^40 bytes");
-            }
-        } else if (arg == "--collector-timeout") {
-            if (parse_number(*v, 1, 86400, n)) {
-                o.collector_timeout_s = static_cast<int>(n);
-            } else {
-                problems.push_back("--collector-timeout '" + *v + "' is not 1..86400 seconds");
-            }
-        } else if (arg == "--agent-id") {
-            o.agent_id = *v;
-        } else if (arg == "--tls-cert") {
-            o.tls.certificate = *v;
-        } else if (arg == "--tls-key") {
-            o.tls.key = *v;
-        } else if (arg == "--tls-ca") {
-            o.tls.ca_file = *v;
-        } else if (arg == "--identity") {
-            o.identity = *v;
-        } else if (arg == "--queue") {
-            o.queue = *v;
-        } else if (arg == "--queue-max") {
-            if (!parse_number(*v, 1, 1LL << 32, o.queue_max)) {
-                problems.push_back("--queue-max '" + *v + "' is not 1..4294967296 records");
-            }
-        } else if (arg == "--queue-full") {
-            if (*v == "block") {
-                o.queue_full = QueueFullPolicy::kBlock;
-            } else if (*v == "drop-oldest") {
-                o.queue_full = QueueFullPolicy::kDropOldest;
-            } else {
-                problems.push_back("--queue-full '" + *v + "' is not block or drop-oldest");
-            }
-        } else if (arg == "--queue-sync") {
-            if (*v == "full") {
-                o.queue_sync = QueueSync::kFull;
-            } else if (*v == "normal") {
-                o.queue_sync = QueueSync::kNormal;
-            } else {
-                problems.push_back("--queue-sync '" + *v + "' is not full or normal");
-            }
-        } else if (arg == "--commit-interval") {
-            if (!parse_number(*v, 1, 60000, o.commit_interval_ms)) {
-                problems.push_back("--commit-interval '" + *v + "' is not 1..60000 ms");
-            }
-        } else if (arg == "--heartbeat") {
-            if (!parse_number(*v, 1, 86400, o.heartbeat_s)) {
-                problems.push_back("--heartbeat '" + *v + "' is not 1..86400 seconds");
             }
         } else if (arg == "--interface" || arg == "-i") {
             o.live.interface = *v;
@@ -266,6 +201,25 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             } else {
                 problems.push_back("--stream-depth '" + *v + "' is not 0..1073741824 bytes");
             }
+        } else if (arg == "--stream-memory") {
+            if (parse_number(*v, 65536, 1LL << 40, n)) {
+                o.stream_memory = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--stream-memory '" + *v + "' is not 65536..1099511627776 bytes");
+            }
+        } else if (arg == "--max-flows") {
+            if (parse_number(*v, 16, 1LL << 26, n)) {
+                o.max_flows = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--max-flows '" + *v + "' is not 16..67108864");
+            }
+        } else if (arg == "--workers") {
+            if (parse_number(*v, 1, static_cast<long long>(WorkerPool::kMaxWorkers), n)) {
+                o.workers = static_cast<std::size_t>(n);
+            } else {
+                problems.push_back("--workers '" + *v + "' is not 1.." +
+                                   std::to_string(WorkerPool::kMaxWorkers));
+            }
         }
     }
     if (o.capture.empty() == o.live.interface.empty()) {
@@ -273,58 +227,10 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
     }
     if (o.capture.empty() && !o.live.interface.empty()) o.capture = "interface:" + o.live.interface;
     if (!o.live.bpf.empty() && o.live.interface.empty()) problems.push_back("--bpf needs --interface");
-    resolve_identity(o, problems);
-    if (o.collector) {
-        long long port = 0;
-        const auto colon = o.collector->rfind(':');
-        if (colon == std::string::npos || colon == 0 ||
-            !parse_number(o.collector->substr(colon + 1), 1, 65535, port)) {
-            problems.push_back("--collector '" + *o.collector + "' is not HOST:PORT");
-        }
-    }
-    if (o.tls.enabled() && (o.tls.key.empty() || o.tls.ca_file.empty())) {
-        problems.push_back("--tls-cert needs --tls-key and --tls-ca too");
-    }
+    cli::resolve_collector_link(o.link, cli::QueueNeed::kDurable, problems);
     if (!problems.empty()) return problems;
-    if (o.agent_id.empty()) {
-        char host[256] = {};
-        o.agent_id = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "agent";
-    }
-    if (!o.output && !o.collector) o.output = "-";
+    if (!o.output && !o.link.collector) o.output = "-";
     return o;
-}
-
-// The identity brings the collector's address, the certificates and the agent id; without one
-// a collector needs certificates or an explicit --insecure, and always a durable queue.
-void resolve_identity(Options& o, std::vector<std::string>& problems) {
-    if (!o.identity.empty()) {
-        auto id = load_identity(o.identity);
-        if (!id) {
-            problems.push_back("--identity: " + id.error().message);
-            return;
-        }
-        if (!o.collector) o.collector = id->collector;
-        if (o.tls.enabled()) problems.push_back("--identity and --tls-cert exclude each other");
-        o.tls = {id->certificate(), id->key(), id->ca()};
-        if (!o.agent_id.empty() && o.agent_id != id->agent) {
-            problems.push_back("--agent-id '" + o.agent_id + "' is not the enrolled agent '" +
-                               id->agent + "' (the id comes from the certificate)");
-        }
-        o.agent_id = id->agent;
-        if (o.queue.empty()) o.queue = id->queue();
-    }
-    if (!o.collector) return;
-    if (!o.tls.enabled() && !o.insecure) {
-        problems.push_back("--collector needs an identity (--identity DIR after 'senningen-agent "
-                           "enroll BUNDLE'), or --tls-cert/--tls-key/--tls-ca, or --insecure");
-    }
-    if (o.insecure && o.tls.enabled()) {
-        problems.push_back("--insecure and certificates exclude each other");
-    }
-    if (o.queue.empty()) {
-        problems.push_back("--collector needs --queue PATH (the durable queue; --identity puts "
-                           "it in the identity directory)");
-    }
 }
 
 // Names a capture file for the durable queue's progress mark: the same file (path, size,
@@ -337,10 +243,13 @@ std::string capture_source_key(const std::string& path) {
 }
 
 // What the heartbeat reports while the main thread reads the capture.
+// What the heartbeat reports, published by the packet thread for the forwarder's thread.
 struct LiveCounters {
     std::atomic<std::uint64_t> packets{0};
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> alerts{0};
+    std::atomic<std::uint64_t> files_scanned{0};  // files carried by traffic, hashed and scanned
+    std::atomic<std::uint64_t> kernel_drops{0};   // live capture: pcap_stats ps_drop
 };
 
 // Zeek's #open/#close stamp: local wall-clock time, "2026-01-15-09-00-00".
@@ -423,10 +332,10 @@ int run_agent(int argc, char** argv) {
         common::log_info("agent", "loaded " + std::to_string(rules->rule_count()) +
                                       " YARA rules, pack " + rules->version());
     }
-    IntelStore intel;
+    auto intel = std::make_shared<IntelStore>();
     for (const auto& path : opt.intel) {
         IntelLoadStats stats;
-        auto loaded = intel.load_file(path, stats);
+        auto loaded = intel->load_file(path, stats);
         if (!loaded) {
             std::fprintf(stderr, "senningen-agent: intel: %s\n", loaded.error().message.c_str());
             return loaded.error().code == common::ErrorCode::kNotFound ? kExitNoInput
@@ -527,47 +436,13 @@ int run_agent(int argc, char** argv) {
     std::uint64_t skip_alerts = 0;
     std::uint64_t alert_ordinal = 0;
     std::unique_ptr<Forwarder> forwarder;
-    if (opt.collector) {
-        const auto colon = opt.collector->rfind(':');
-        ForwarderOptions fo;
-        fo.host = opt.collector->substr(0, colon);
-        fo.port = static_cast<std::uint16_t>(std::stoi(opt.collector->substr(colon + 1)));
-        fo.queue_path = opt.queue;
-        fo.max_pending_alerts = static_cast<std::size_t>(opt.queue_max);
-        fo.queue_policy = opt.queue_full;
-        fo.queue_sync = opt.queue_sync;
-        fo.commit_interval = std::chrono::milliseconds(opt.commit_interval_ms);
-        fo.heartbeat_interval = std::chrono::seconds(opt.heartbeat_s);
-        common::TransportOptions to;
-        to.role = common::TransportRole::kAgent;
-        to.agent_id = opt.agent_id;
-        to.tls = opt.tls;
-        to.insecure = opt.insecure;
-        to.threads = 2;
-        std::shared_ptr<const common::Signer> signer;
-        if (opt.tls.enabled()) {
-            auto loaded = common::Signer::load(opt.tls.certificate, opt.tls.key);
-            if (!loaded) {
-                std::fprintf(stderr, "senningen-agent: %s\n", loaded.error().message.c_str());
-                return kExitConfig;
-            }
-            if ((*loaded)->common_name() != opt.agent_id) {
-                std::fprintf(stderr,
-                             "senningen-agent: certificate %s names agent '%s', not '%s' (the id "
-                             "comes from the certificate)\n",
-                             opt.tls.certificate.c_str(), (*loaded)->common_name().c_str(),
-                             opt.agent_id.c_str());
-                return kExitConfig;
-            }
-            signer = std::move(loaded).value();
-        }
-        auto transport = common::make_broker_transport(to);
-        if (!transport) {
-            std::fprintf(stderr, "senningen-agent: %s\n", transport.error().message.c_str());
+    if (opt.link.collector) {
+        auto made = cli::make_forwarder(opt.link);
+        if (!made) {
+            std::fprintf(stderr, "senningen-agent: %s\n", made.error().message.c_str());
             return kExitConfig;
         }
-        forwarder = std::make_unique<Forwarder>(std::move(transport).value(), fo, opt.agent_id,
-                                                signer);
+        forwarder = std::move(made).value();
         // A capture is a source: a run killed halfway resumes after the alerts it had queued.
         forwarder->set_source(capture_source_key(opt.capture));
         forwarder->set_stats_source([&live, pack = rules ? rules->version() : std::string()] {
@@ -575,6 +450,8 @@ int run_agent(int argc, char** argv) {
             st.packets = live.packets.load();
             st.bytes = live.bytes.load();
             st.alerts = live.alerts.load();
+            st.files_scanned = live.files_scanned.load();
+            st.kernel_drops = live.kernel_drops.load();
             st.pack_version = pack;
             return st;
         });
@@ -593,48 +470,57 @@ int run_agent(int argc, char** argv) {
 
     bool write_failed = false;
     EngineOptions eo;
-    eo.agent_id = opt.agent_id;
+    eo.agent_id = opt.link.agent_id;
     eo.stream_depth = opt.stream_depth;
+    // Each worker's table holds its share: the shards are even, the total stays the limit.
+    eo.max_flows = std::max<std::size_t>(opt.max_flows / opt.workers, 1);
+    eo.stream_memory = opt.stream_memory / opt.workers;
     eo.extract_dir = opt.extract_dir;
     eo.extract_max_bytes = opt.extract_max_bytes;
-    Engine engine(eo, rules, opt.intel.empty() ? nullptr : &intel, [&](common::Alert&& alert) {
+    // The sinks run on one thread at a time: the merger's, or this one with one worker.
+    WorkerOutputs outputs;
+    outputs.alert = [&](common::Alert&& alert) {
         if (out && !write_failed) {
             const std::string line = common::alert_to_json(alert) + "\n";
             if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) write_failed = true;
         }
         live.alerts.fetch_add(1, std::memory_order_relaxed);
-        // Alerts an interrupted run had already queued are not queued twice.
+        // Alerts an interrupted run had already queued are not queued twice (the merged order
+        // is deterministic for a given capture and --workers).
         if (forwarder && alert_ordinal++ >= skip_alerts) forwarder->submit(std::move(alert));
-    });
-
-    engine.set_policy(policy);
+    };
 
     bool intel_log_failed = false;
     if (intel_log) {
-        engine.set_intel_log_sink([&](const std::string& line) {
+        outputs.intel_log = [&](const std::string& line) {
             if (intel_log_failed) return;
             if (std::fwrite(line.data(), 1, line.size(), intel_log) != line.size() ||
                 std::fputc('\n', intel_log) == EOF) {
                 intel_log_failed = true;
             }
-        });
+        };
     }
 
     bool records_failed = false;
     if (records) {
-        engine.set_record_sink([&](const std::string& line) {
+        outputs.record = [&](const std::string& line) {
             if (records_failed) return;
             if (std::fwrite(line.data(), 1, line.size(), records) != line.size() ||
                 std::fputc('\n', records) == EOF) {
                 records_failed = true;
             }
-        });
+        };
+    }
+    const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
+    WorkerPool engine(opt.workers, linktype, eo, rules, opt.intel.empty() ? nullptr : intel,
+                      policy, std::move(outputs));
+    if (opt.workers > 1) {
+        common::log_info("agent", std::to_string(opt.workers) + " inspection workers");
     }
 
     const auto started = std::chrono::steady_clock::now();
     int exit_code = kExitOk;
     RawPacket packet;
-    const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
     if (!opt.run_as.empty()) {
         if (auto dropped = drop_privileges(opt.run_as); !dropped) {
             std::fprintf(stderr, "senningen-agent: %s\n", dropped.error().message.c_str());
@@ -645,7 +531,6 @@ int run_agent(int argc, char** argv) {
     LiveSignals::install();
     // SIGHUP: rules, intel and policy are read again and swapped in between two packets; on
     // any problem the old ones stay and the problem is logged.
-    std::unique_ptr<IntelStore> reloaded_intel;
     auto reload = [&] {
         std::shared_ptr<YaraRules> new_rules;
         if (!opt.rules.empty()) {
@@ -658,7 +543,7 @@ int run_agent(int argc, char** argv) {
             }
             new_rules = std::move(compiled).value();
         }
-        auto new_intel = std::make_unique<IntelStore>();
+        auto new_intel = std::make_shared<IntelStore>();
         for (const auto& path : opt.intel) {
             IntelLoadStats stats;
             if (auto loaded = new_intel->load_file(path, stats); !loaded) {
@@ -671,10 +556,25 @@ int run_agent(int argc, char** argv) {
             common::log_warn("agent", "reload: policy: " + new_policy.error().message);
             return;
         }
-        engine.reload(new_rules, opt.intel.empty() ? nullptr : new_intel.get(), *new_policy);
-        reloaded_intel = std::move(new_intel);  // the previous reload's store is freed here
+        // The engines hold the stores they use: the previous one is freed once each moved on.
+        engine.reload(new_rules, opt.intel.empty() ? nullptr : std::move(new_intel),
+                      *new_policy);
         common::log_info("agent", "reloaded rules, intel and policy");
     };
+    // The counters the heartbeat reports. pcap_stats is asked here, on the thread that reads
+    // the handle, never on the forwarder's: libpcap handles are not thread-safe.
+    // The engines' own counters are summed only once they finish (they run on worker
+    // threads); until then the capture side's packet and byte counts are what is published.
+    auto publish_counters = [&] {
+        live.packets.store(engine.packets(), std::memory_order_relaxed);
+        live.bytes.store(engine.bytes(), std::memory_order_relaxed);
+        if (live_capture) {
+            if (auto st = live_capture->stats()) {
+                live.kernel_drops.store(st->dropped, std::memory_order_relaxed);
+            }
+        }
+    };
+    auto next_idle_publish = std::chrono::steady_clock::time_point{};
     auto next_packet = [&](RawPacket& p) -> common::Result<bool> {
         if (!live_capture) return (*capture)->next(p);
         while (!LiveSignals::stop_requested()) {
@@ -682,6 +582,13 @@ int run_agent(int argc, char** argv) {
             auto got = live_capture->next(p);
             if (!got) return got.error();
             if (*got == 1) return true;
+            engine.flush();  // nothing waits in a half-full batch while the link is quiet
+            // Idle: a quiet link still reports its last packets and its drops (at most ten
+            // times a second: the buffer runs empty often between packets of a busy link).
+            if (const auto t = std::chrono::steady_clock::now(); t >= next_idle_publish) {
+                publish_counters();
+                next_idle_publish = t + std::chrono::milliseconds(100);
+            }
             pollfd fd{live_capture->selectable_fd(), POLLIN, 0};
             ::poll(&fd, 1, 200);  // EINTR on a signal is fine: the loop looks at the flags
         }
@@ -697,15 +604,12 @@ int run_agent(int argc, char** argv) {
             break;
         }
         if (!*more) break;
-        engine.process(packet, linktype);
-        if ((++packets_read & 1023U) == 0) {
-            live.packets.store(engine.counters().packets, std::memory_order_relaxed);
-            live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
-        }
+        engine.process(packet);
+        if ((++packets_read & 1023U) == 0) publish_counters();
     }
-    live.packets.store(engine.counters().packets, std::memory_order_relaxed);
-    live.bytes.store(engine.counters().bytes, std::memory_order_relaxed);
     engine.finish();
+    publish_counters();
+    live.files_scanned.store(engine.counters().files, std::memory_order_relaxed);
     if (forwarder && exit_code == kExitOk) forwarder->finish_source();
     if (live_capture) {
         if (auto st = live_capture->stats()) {
@@ -743,8 +647,8 @@ int run_agent(int argc, char** argv) {
         if (intel_log != stdout) std::fclose(intel_log);
     }
 
-    const EngineCounters& c = engine.counters();
-    const FlowTableCounters& f = engine.flow_counters();
+    const EngineCounters c = engine.counters();
+    const FlowTableCounters f = engine.flow_counters();
     common::log_info(
         "agent",
         opt.capture + ": " + std::to_string(c.packets) + " packets, " + std::to_string(c.bytes) +
@@ -759,7 +663,7 @@ int run_agent(int argc, char** argv) {
 
     if (forwarder) {
         const auto deadline =
-            std::chrono::steady_clock::now() + std::chrono::seconds(opt.collector_timeout_s);
+            std::chrono::steady_clock::now() + std::chrono::seconds(opt.link.collector_timeout_s);
         const bool all_acked = forwarder->drain(deadline);
         const ForwarderCounters fc = forwarder->counters();
         forwarder->stop();
@@ -767,9 +671,9 @@ int run_agent(int argc, char** argv) {
             std::fprintf(stderr,
                          "senningen-agent: collector %s acknowledged %llu of %llu alerts within "
                          "%d s; the rest were not delivered\n",
-                         opt.collector->c_str(), static_cast<unsigned long long>(fc.alerts_acked),
+                         opt.link.collector->c_str(), static_cast<unsigned long long>(fc.alerts_acked),
                          static_cast<unsigned long long>(fc.alerts_submitted),
-                         opt.collector_timeout_s);
+                         opt.link.collector_timeout_s);
             if (exit_code == kExitOk) exit_code = kExitUnavailable;
         } else {
             common::log_info("agent", "collector acknowledged all " +

@@ -74,65 +74,76 @@ std::string pack_version(const YaraRules* rules, const std::vector<std::string>&
     return version;
 }
 
-bool parse_size(const std::string& text, std::uint64_t& out) {
-    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return false;
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
-    if (errno != 0) return false;
-    std::string unit(end);
-    for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    std::uint64_t mult = 1;
-    if (unit.empty() || unit == "B")
-        mult = 1;
-    else if (unit == "K" || unit == "KB" || unit == "KIB")
-        mult = 1ULL << 10;
-    else if (unit == "M" || unit == "MB" || unit == "MIB")
-        mult = 1ULL << 20;
-    else if (unit == "G" || unit == "GB" || unit == "GIB")
-        mult = 1ULL << 30;
-    else
-        return false;
-    if (v > (~0ULL) / mult) return false;
-    out = v * mult;
-    return true;
+Result<Inspection> load_inspection(const std::vector<std::string>& rules,
+                                   const std::vector<std::string>& intel,
+                                   const std::string& cache_file, const char* component) {
+    Inspection in;
+    if (!rules.empty()) {
+        auto compiled = load_file_rules(rules);
+        if (!compiled) return make_error(compiled.error().code, "rules: " + compiled.error().message);
+        in.rules = std::move(compiled).value();
+        common::log_info(component, "loaded " + std::to_string(in.rules->rule_count()) +
+                                        " YARA rules, pack " + in.rules->version());
+    }
+    if (auto loaded = load_intel(intel, *in.intel); !loaded) {
+        return make_error(loaded.error().code, "intel: " + loaded.error().message);
+    }
+    in.has_intel = !intel.empty();
+    in.cache = std::make_unique<ScanCache>(pack_version(in.rules.get(), intel));
+    if (!cache_file.empty()) {
+        std::string note;
+        if (auto loaded = in.cache->load(cache_file, &note); !loaded) {
+            common::log_warn(component, loaded.error().message);
+        }
+        if (!note.empty()) common::log_info(component, note);
+        common::log_info(component, "scan cache " + cache_file + ": " +
+                                        std::to_string(in.cache->size()) + " files known clean");
+    }
+    return in;
 }
 
-bool parse_seconds(const std::string& text, long long& out) {
-    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return false;
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(text.c_str(), &end, 10);
-    if (errno != 0 || v < 0) return false;
-    const std::string unit(end);
-    long long mult = 1;
-    if (unit.empty() || unit == "s")
-        mult = 1;
-    else if (unit == "m")
-        mult = 60;
-    else if (unit == "h")
-        mult = 3600;
-    else if (unit == "d")
-        mult = 86400;
-    else
-        return false;
-    if (v > (1LL << 40) / mult) return false;
-    out = v * mult;
-    return true;
+WalkCounters walk_into(ScanPool& pool, const std::string& root, const WalkOptions& options,
+                       const std::atomic<bool>* stop) {
+    WalkCallbacks callbacks;
+    callbacks.file = [&](std::string path, std::uint64_t size) {
+        pool.submit(std::move(path), false, size);
+    };
+    callbacks.skip = [&](const std::string& path, Outcome outcome, const std::string& reason) {
+        FileScanResult r;
+        r.outcome = outcome;
+        r.reason = reason;
+        r.facts.path = path;
+        pool.record(std::move(r));
+    };
+    return walk_tree(root, options, callbacks, stop);
 }
 
-bool parse_host_port(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size()) return false;
-    char* end = nullptr;
-    const long port = std::strtol(text.c_str() + colon + 1, &end, 10);
-    return *end == '\0' && port >= 1 && port <= 65535;
+void log_result(const char* component, const FileScanResult& result) {
+    switch (result.outcome) {
+        case Outcome::kScanned:
+        case Outcome::kCached: break;
+        case Outcome::kNotRegular:
+        case Outcome::kSymlink:
+            common::log_debug(component, result.facts.path + ": " + result.reason);
+            break;
+        default:
+            common::log_warn(component, result.facts.path + ": " + result.reason + " (" +
+                                            std::string(to_string(result.outcome)) + ")");
+    }
+}
+
+std::string outcome_counts(const ScanTotals& totals) {
+    std::string out;
+    for (std::size_t i = 2; i < kOutcomeCount; ++i) {
+        if (totals.outcomes[i] == 0) continue;
+        out += ", " + std::string(to_string(static_cast<Outcome>(i))) + " " +
+               std::to_string(totals.outcomes[i]);
+    }
+    return out;
 }
 
 Result<std::unique_ptr<AlertOutput>> AlertOutput::open(const std::optional<std::string>& output,
-                                                       const std::optional<std::string>& collector,
-                                                       const std::string& agent_id,
-                                                       const common::TlsOptions& tls) {
+                                                       const cli::CollectorLink& link) {
     std::unique_ptr<AlertOutput> out(new AlertOutput());
     if (output && *output != "-") {
         out->file_ = std::fopen(output->c_str(), "a");
@@ -146,23 +157,15 @@ Result<std::unique_ptr<AlertOutput>> AlertOutput::open(const std::optional<std::
         out->file_ = stdout;
         out->name_ = "stdout";
     }
-    if (collector) {
-        const auto colon = collector->rfind(':');
-        ForwarderOptions fo;
-        fo.host = collector->substr(0, colon);
-        fo.port = static_cast<std::uint16_t>(std::stoi(collector->substr(colon + 1)));
-        common::TransportOptions to;
-        to.role = common::TransportRole::kAgent;
-        to.agent_id = agent_id;
-        to.tls = tls;
-        auto transport = common::make_broker_transport(to);
-        if (!transport) {
-            return make_error(transport.error().code,
-                              "collector " + *collector + ": " + transport.error().message);
+    if (link.collector) {
+        auto forwarder = cli::make_forwarder(link);
+        if (!forwarder) return forwarder.error();
+        if (!link.queue.empty()) {
+            if (auto opened = (*forwarder)->open_queue(); !opened) return opened.error();
         }
-        out->forwarder_ = std::make_unique<Forwarder>(std::move(transport).value(), fo, agent_id);
+        out->forwarder_ = std::move(forwarder).value();
         out->forwarder_->start();
-        out->collector_ = *collector;
+        out->collector_ = *link.collector;
     }
     return out;
 }
@@ -170,6 +173,10 @@ Result<std::unique_ptr<AlertOutput>> AlertOutput::open(const std::optional<std::
 AlertOutput::~AlertOutput() {
     if (forwarder_) forwarder_->stop();
     if (close_ && file_ != nullptr) std::fclose(file_);
+}
+
+void AlertOutput::set_stats_source(std::function<AgentStats()> stats) {
+    if (forwarder_) forwarder_->set_stats_source(std::move(stats));
 }
 
 void AlertOutput::write(common::Alert&& alert) {

@@ -18,6 +18,8 @@
 
 #include "file_command_support.h"
 #include "senningen/agent/files/commands.h"
+#include "senningen/agent/files/host_limits.h"
+#include "senningen/agent/files/option_values.h"
 #include "senningen/agent/files/scan_pool.h"
 #include "senningen/agent/files/tree_walk.h"
 #include "senningen/common/log.h"
@@ -36,10 +38,6 @@ constexpr const char* kScanUsage =
     "  --intel FILE             Zeek intel file (repeatable)\n"
     "  --output PATH|-          alert JSON lines to PATH, or - for stdout\n"
     "                           (default: stdout when no collector is named, else none)\n"
-    "  --collector HOST:PORT    also send alerts to this collector over Broker\n"
-    "  --collector-timeout SEC  wait this long for acknowledgements (default 30)\n"
-    "  --agent-id ID            this agent's id (default: the host name)\n"
-    "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
     "  --threads N              scanner threads, 1..32 (default 1)\n"
     "  --exclude GLOB           skip matching paths (repeatable; no '/': base name)\n"
     "  --no-recursive           do not descend into subdirectories\n"
@@ -52,6 +50,11 @@ constexpr const char* kScanUsage =
     "  --quiet                  only warnings and errors on stderr\n"
     "  --help\n"
     "\n"
+    "Alerts also go to a collector (batches signed with the agent's identity; the queue is in\n"
+    "memory unless --queue names a file):\n";
+
+constexpr const char* kScanUsageTail =
+    "\n"
     "Exit codes: 0 no match; 1 at least one match; 2 error (bad option, a PATH that does\n"
     "not exist, rules that do not compile, output not writable).\n";
 
@@ -61,11 +64,8 @@ struct ScanOptions {
     std::vector<std::string> intel;
     std::vector<std::string> excludes;
     std::optional<std::string> output;
-    std::optional<std::string> collector;
     std::optional<std::string> cache;
-    int collector_timeout_s = 30;
-    std::string agent_id;
-    common::TlsOptions tls;
+    cli::CollectorLink link;
     int threads = 1;
     bool recursive = true;
     std::uint64_t max_size = 64ULL << 20;
@@ -75,15 +75,6 @@ struct ScanOptions {
     bool all_strings = false;
 };
 
-bool parse_int(const std::string& text, long long lo, long long hi, long long& out) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(text.c_str(), &end, 10);
-    if (errno != 0 || end == text.c_str() || *end != '\0' || v < lo || v > hi) return false;
-    out = v;
-    return true;
-}
-
 std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code) {
     ScanOptions o;
     std::vector<std::string> problems;
@@ -91,6 +82,8 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             std::fputs(kScanUsage, stdout);
+            std::fputs(cli::kCollectorLinkUsage, stdout);
+            std::fputs(kScanUsageTail, stdout);
             exit_code = kScanNoMatch;
             return std::nullopt;
         }
@@ -110,13 +103,10 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
             o.paths.push_back(arg);
             continue;
         }
+        if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
         static const std::vector<std::string> kValueFlags = {
-            "--rules",    "--intel",     "--output",
-            "-o",         "--collector", "--collector-timeout",
-            "--agent-id", "--tls-cert",  "--tls-key",
-            "--tls-ca",   "--threads",   "--exclude",
-            "--max-size", "--timeout",   "--cache",
-            "--cpu"};
+            "--rules",   "--intel",    "--output",  "-o",    "--threads",
+            "--exclude", "--max-size", "--timeout", "--cache", "--cpu"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -133,23 +123,6 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
             o.intel.push_back(v);
         } else if (arg == "--output" || arg == "-o") {
             o.output = v;
-        } else if (arg == "--collector") {
-            if (!detail::parse_host_port(v))
-                problems.push_back("--collector '" + v + "' is not HOST:PORT");
-            o.collector = v;
-        } else if (arg == "--collector-timeout") {
-            if (parse_int(v, 1, 86400, n))
-                o.collector_timeout_s = static_cast<int>(n);
-            else
-                problems.push_back("--collector-timeout '" + v + "' is not 1..86400 seconds");
-        } else if (arg == "--agent-id") {
-            o.agent_id = v;
-        } else if (arg == "--tls-cert") {
-            o.tls.certificate = v;
-        } else if (arg == "--tls-key") {
-            o.tls.key = v;
-        } else if (arg == "--tls-ca") {
-            o.tls.ca_file = v;
         } else if (arg == "--threads") {
             if (parse_int(v, 1, 32, n))
                 o.threads = static_cast<int>(n);
@@ -158,7 +131,7 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
         } else if (arg == "--exclude") {
             o.excludes.push_back(v);
         } else if (arg == "--max-size") {
-            if (!detail::parse_size(v, o.max_size)) {
+            if (!parse_size(v, o.max_size)) {
                 problems.push_back("--max-size '" + v + "' is not a size (e.g. 4096, 64M, 1G)");
             }
         } else if (arg == "--timeout") {
@@ -176,9 +149,7 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
         }
     }
     if (o.paths.empty()) problems.push_back("at least one PATH to scan is required");
-    if (o.tls.enabled() && (o.tls.key.empty() || o.tls.ca_file.empty())) {
-        problems.push_back("--tls-cert needs --tls-key and --tls-ca too");
-    }
+    cli::resolve_collector_link(o.link, cli::QueueNeed::kOptional, problems);
     if (!problems.empty()) {
         for (const auto& p : problems)
             std::fprintf(stderr, "senningen-agent scan: %s\n", p.c_str());
@@ -186,11 +157,7 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
         exit_code = kScanError;
         return std::nullopt;
     }
-    if (o.agent_id.empty()) {
-        char host[256] = {};
-        o.agent_id = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "agent";
-    }
-    if (!o.output && !o.collector) o.output = "-";
+    if (!o.output && !o.link.collector) o.output = "-";
     return o;
 }
 
@@ -206,9 +173,12 @@ std::string human_bytes(double bytes) {
     return buf;
 }
 
-bool problem_outcome(Outcome o) {
-    return o == Outcome::kPermissionDenied || o == Outcome::kVanished || o == Outcome::kChanged ||
-           o == Outcome::kTooLarge || o == Outcome::kTimeout || o == Outcome::kError;
+// Seconds with two decimals: the CPU the scan took (all threads), which a benchmark on a busy
+// machine compares when wall-clock time mostly says how busy the machine was.
+std::string cpu_text(std::int64_t ns) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", static_cast<double>(ns) / 1e9);
+    return buf;
 }
 
 }  // namespace
@@ -234,43 +204,25 @@ int run_scan_command(int argc, char** argv) {
         roots.push_back(*canonical);
     }
     if (missing) return kScanError;
-    std::shared_ptr<YaraRules> rules;
-    if (!opt.rules.empty()) {
-        auto compiled = detail::load_file_rules(opt.rules);
-        if (!compiled) {
-            std::fprintf(stderr, "senningen-agent scan: rules: %s\n",
-                         compiled.error().message.c_str());
-            return kScanError;
-        }
-        rules = std::move(compiled).value();
-        common::log_info("scan", "loaded " + std::to_string(rules->rule_count()) +
-                                     " YARA rules, pack " + rules->version());
-    }
-    IntelStore intel;
-    if (auto loaded = detail::load_intel(opt.intel, intel); !loaded) {
-        std::fprintf(stderr, "senningen-agent scan: intel: %s\n", loaded.error().message.c_str());
+    auto loaded = detail::load_inspection(opt.rules, opt.intel, opt.cache.value_or(""), "scan");
+    if (!loaded) {
+        std::fprintf(stderr, "senningen-agent scan: %s\n", loaded.error().message.c_str());
         return kScanError;
     }
-    if (!rules && opt.intel.empty()) {
+    detail::Inspection& inspection = *loaded;
+    if (!inspection.rules && opt.intel.empty()) {
         common::log_warn("scan", "no --rules and no --intel: files are only hashed");
     }
-    std::unique_ptr<ScanCache> cache;
-    if (opt.cache) {
-        cache = std::make_unique<ScanCache>(detail::pack_version(rules.get(), opt.intel));
-        std::string note;
-        if (auto loaded = cache->load(*opt.cache, &note); !loaded) {
-            common::log_warn("scan", loaded.error().message);
-        }
-        if (!note.empty()) common::log_info("scan", note);
-    }
-    auto output = detail::AlertOutput::open(opt.output, opt.collector, opt.agent_id, opt.tls);
+    // Without --cache every file is read: the cache in memory is not used.
+    ScanCache* cache = opt.cache ? inspection.cache.get() : nullptr;
+    auto output = detail::AlertOutput::open(opt.output, opt.link);
     if (!output) {
         std::fprintf(stderr, "senningen-agent scan: %s\n", output.error().message.c_str());
         return kScanError;
     }
 
     FileScanOptions fso;
-    fso.agent_id = opt.agent_id;
+    fso.agent_id = opt.link.agent_id;
     fso.max_file_size = opt.max_size;
     fso.timeout_seconds = opt.timeout_s;
     fso.fast_mode = !opt.all_strings;
@@ -282,15 +234,9 @@ int run_scan_command(int argc, char** argv) {
     po.idle_io = true;
     po.idle_cpu = false;
     std::atomic<bool> matched{false};
-    ScanPool pool(rules, opt.intel.empty() ? nullptr : &intel, fso, po, cache.get(),
+    ScanPool pool(inspection.rules, inspection.intel_or_null(), fso, po, cache,
                   [&](FileScanResult&& result) {
-                      if (problem_outcome(result.outcome)) {
-                          common::log_warn("scan", result.facts.path + ": " + result.reason + " (" +
-                                                       std::string(to_string(result.outcome)) +
-                                                       ")");
-                      } else if (!result.reason.empty()) {
-                          common::log_debug("scan", result.facts.path + ": " + result.reason);
-                      }
+                      detail::log_result("scan", result);
                       if (!result.alerts.empty()) matched = true;
                       for (auto& alert : result.alerts) (*output)->write(std::move(alert));
                   });
@@ -298,6 +244,7 @@ int run_scan_command(int argc, char** argv) {
     // The progress line is for a person at a terminal, never for a log or a pipe.
     const bool progress = !opt.quiet && (isatty(STDERR_FILENO) == 1);
     const auto started = std::chrono::steady_clock::now();
+    const std::int64_t cpu_started = process_cpu_ns();
     std::atomic<bool> done{false};
     std::mutex progress_mutex;
     std::condition_variable progress_cv;
@@ -324,17 +271,8 @@ int run_scan_command(int argc, char** argv) {
     WalkOptions walk;
     walk.recursive = opt.recursive;
     walk.excludes = opt.excludes;
-    WalkCallbacks callbacks;
-    callbacks.file = [&](std::string path) { pool.submit(std::move(path)); };
-    callbacks.skip = [&](const std::string& path, Outcome outcome, const std::string& reason) {
-        FileScanResult r;
-        r.outcome = outcome;
-        r.reason = reason;
-        r.facts.path = path;
-        pool.record(std::move(r));
-    };
     std::uint64_t excluded = 0;
-    for (const auto& root : roots) excluded += walk_tree(root, walk, callbacks).excluded;
+    for (const auto& root : roots) excluded += detail::walk_into(pool, root, walk).excluded;
     pool.wait_idle();
     pool.stop();
     done = true;
@@ -351,12 +289,8 @@ int run_scan_command(int argc, char** argv) {
                           std::to_string(t.matched_files) + " matched, " +
                           std::to_string(t.alerts) + " alerts; " +
                           std::to_string(t.count(Outcome::kCached)) + " unchanged (cache); " +
-                          std::to_string(excluded) + " excluded";
-    for (std::size_t i = 2; i < kOutcomeCount; ++i) {
-        if (t.outcomes[i] == 0) continue;
-        summary += ", " + std::string(to_string(static_cast<Outcome>(i))) + " " +
-                   std::to_string(t.outcomes[i]);
-    }
+                          std::to_string(excluded) + " excluded" + detail::outcome_counts(t) +
+                          "; CPU " + cpu_text(process_cpu_ns() - cpu_started) + " s";
     common::log_info("scan", summary);
 
     int code = matched ? kScanMatch : kScanNoMatch;
@@ -367,7 +301,7 @@ int run_scan_command(int argc, char** argv) {
         }
     }
     std::string problem;
-    if (!(*output)->finish(opt.collector_timeout_s, problem)) {
+    if (!(*output)->finish(opt.link.collector_timeout_s, problem)) {
         std::fprintf(stderr, "senningen-agent scan: %s\n", problem.c_str());
         code = kScanError;
     }

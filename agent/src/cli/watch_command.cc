@@ -11,14 +11,17 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli/collector_link.h"
 #include "file_command_support.h"
 #include "senningen/agent/cli.h"
 #include "senningen/agent/files/commands.h"
+#include "senningen/agent/files/option_values.h"
 #include "senningen/agent/files/scan_pool.h"
 #include "senningen/agent/files/tree_walk.h"
 #include "senningen/agent/files/watch_config.h"
@@ -30,13 +33,17 @@ namespace senningen::agent::files {
 namespace {
 
 constexpr const char* kWatchUsage =
-    "usage: senningen-agent watch --config FILE [--output PATH|-] [--collector HOST:PORT]\n"
-    "                             [--run-for SEC] [--quiet]\n"
+    "usage: senningen-agent watch --config FILE [--output PATH|-] [--run-for SEC] [--quiet]\n"
+    "                             [collector options]\n"
     "\n"
     "Watches the directories the config names (inotify) and scans written, created or\n"
     "moved-in files with YARA and intel; full scans at start and on a schedule. The config\n"
-    "keys are documented in packaging/senningen-agent.conf.template. --output and\n"
-    "--collector override the config; --run-for stops after SEC seconds (tests, trials).\n"
+    "keys are documented in packaging/senningen-agent.conf.template. --output and the\n"
+    "collector options override the config; --run-for stops after SEC seconds (tests, trials).\n"
+    "\n"
+    "Collector options (batches are signed with the agent's identity):\n";
+
+constexpr const char* kWatchUsageTail =
     "\n"
     "Exit codes: 0 stopped by SIGINT/SIGTERM or --run-for; 64 bad command line; 66 config,\n"
     "rule or intel file missing; 69 collector did not acknowledge every alert at exit;\n"
@@ -48,12 +55,39 @@ void on_stop_signal(int /*sig*/) {
     g_stop = true;
 }
 
+// The collector settings of the config file, overridden by those given on the command line.
+cli::CollectorLink collector_link_of(const WatchConfig& cfg, const cli::CollectorLink& given) {
+    cli::CollectorLink link;
+    link.collector = given.collector ? given.collector : cfg.collector;
+    link.agent_id = !given.agent_id.empty() ? given.agent_id : cfg.agent_id;
+    const bool given_credentials =
+        !given.identity.empty() || given.tls.enabled() || given.insecure;
+    if (given_credentials) {
+        link.identity = given.identity;
+        link.tls = given.tls;
+        link.insecure = given.insecure;
+    } else {
+        link.identity = cfg.identity;
+        link.tls = {cfg.tls_cert, cfg.tls_key, cfg.tls_ca};
+        link.insecure = cfg.insecure;
+    }
+    link.queue = !given.queue.empty() ? given.queue : cfg.queue;
+    // The config has no keys for these: the command line (or the defaults) decides.
+    link.collector_timeout_s = given.collector_timeout_s;
+    link.queue_max = given.queue_max;
+    link.queue_full = given.queue_full;
+    link.queue_sync = given.queue_sync;
+    link.commit_interval_ms = given.commit_interval_ms;
+    link.heartbeat_s = given.heartbeat_s;
+    return link;
+}
+
 }  // namespace
 
 int run_watch_command(int argc, char** argv) {
     std::string config_path;
     std::optional<std::string> output;
-    std::optional<std::string> collector;
+    cli::CollectorLink cli_link;  // collector options given on the command line
     long long run_for_s = 0;
     bool quiet = false;
     std::vector<std::string> problems;
@@ -61,13 +95,16 @@ int run_watch_command(int argc, char** argv) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             std::fputs(kWatchUsage, stdout);
+            std::fputs(cli::kCollectorLinkUsage, stdout);
+            std::fputs(kWatchUsageTail, stdout);
             return kExitOk;
         }
         if (arg == "--quiet" || arg == "-q") {
             quiet = true;
             continue;
         }
-        if (arg != "--config" && arg != "--output" && arg != "--collector" && arg != "--run-for") {
+        if (cli::parse_collector_flag(argc, argv, i, cli_link, problems)) continue;
+        if (arg != "--config" && arg != "--output" && arg != "--run-for") {
             problems.push_back("unknown option '" + arg + "'");
             continue;
         }
@@ -78,12 +115,7 @@ int run_watch_command(int argc, char** argv) {
         const std::string v = argv[++i];
         if (arg == "--config") config_path = v;
         if (arg == "--output") output = v;
-        if (arg == "--collector") {
-            if (!detail::parse_host_port(v))
-                problems.push_back("--collector '" + v + "' is not HOST:PORT");
-            collector = v;
-        }
-        if (arg == "--run-for" && (!detail::parse_seconds(v, run_for_s) || run_for_s == 0)) {
+        if (arg == "--run-for" && (!parse_seconds(v, run_for_s) || run_for_s == 0)) {
             problems.push_back("--run-for '" + v + "' is not a duration of at least 1 s");
         }
     }
@@ -103,12 +135,14 @@ int run_watch_command(int argc, char** argv) {
     }
     WatchConfig& cfg = *loaded;
     if (output) cfg.output = output;
-    if (collector) cfg.collector = collector;
-    if (!cfg.output && !cfg.collector) cfg.output = "-";
-    if (cfg.agent_id.empty()) {
-        char host[256] = {};
-        cfg.agent_id = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "agent";
+    cli::CollectorLink link = collector_link_of(cfg, cli_link);
+    cli::resolve_collector_link(link, cli::QueueNeed::kOptional, problems);
+    if (!problems.empty()) {
+        for (const auto& p : problems)
+            std::fprintf(stderr, "senningen-agent watch: %s\n", p.c_str());
+        return kExitConfig;
     }
+    if (!cfg.output && !link.collector) cfg.output = "-";
     for (auto& root : cfg.roots) {
         auto canonical = canonical_path(root.path);
         if (!canonical) {
@@ -123,46 +157,36 @@ int run_watch_command(int argc, char** argv) {
         return kExitNoInput;
     }
 
-    std::shared_ptr<YaraRules> rules;
-    if (!cfg.rules.empty()) {
-        auto compiled = detail::load_file_rules(cfg.rules);
-        if (!compiled) {
-            std::fprintf(stderr, "senningen-agent watch: rules: %s\n",
-                         compiled.error().message.c_str());
-            return compiled.error().code == common::ErrorCode::kNotFound ? kExitNoInput
-                                                                         : kExitConfig;
-        }
-        rules = std::move(compiled).value();
-        common::log_info("watch", "loaded " + std::to_string(rules->rule_count()) +
-                                      " YARA rules, pack " + rules->version());
+    auto loaded_inspection = detail::load_inspection(cfg.rules, cfg.intel, cfg.cache_file, "watch");
+    if (!loaded_inspection) {
+        const common::Error& e = loaded_inspection.error();
+        std::fprintf(stderr, "senningen-agent watch: %s\n", e.message.c_str());
+        return e.code == common::ErrorCode::kNotFound ? kExitNoInput : kExitConfig;
     }
-    IntelStore intel;
-    if (auto ok = detail::load_intel(cfg.intel, intel); !ok) {
-        std::fprintf(stderr, "senningen-agent watch: intel: %s\n", ok.error().message.c_str());
-        return ok.error().code == common::ErrorCode::kNotFound ? kExitNoInput : kExitConfig;
-    }
-    ScanCache cache(detail::pack_version(rules.get(), cfg.intel));
-    if (!cfg.cache_file.empty()) {
-        std::string note;
-        if (auto ok = cache.load(cfg.cache_file, &note); !ok) {
-            common::log_warn("watch", ok.error().message);
-        }
-        if (!note.empty()) common::log_info("watch", note);
-        common::log_info("watch", "scan cache " + cfg.cache_file + ": " +
-                                      std::to_string(cache.size()) + " files known clean");
-    }
-    common::TlsOptions tls;
-    tls.certificate = cfg.tls_cert;
-    tls.key = cfg.tls_key;
-    tls.ca_file = cfg.tls_ca;
-    auto out = detail::AlertOutput::open(cfg.output, cfg.collector, cfg.agent_id, tls);
+    detail::Inspection& inspection = *loaded_inspection;
+    ScanCache& cache = *inspection.cache;
+    auto out = detail::AlertOutput::open(cfg.output, link);
     if (!out) {
         std::fprintf(stderr, "senningen-agent watch: %s\n", out.error().message.c_str());
         return kExitIoError;
     }
 
+    // Heartbeat counters, shared with the forwarder's thread (which may outlive the pool).
+    struct Scanned {
+        std::atomic<std::uint64_t> files{0};
+        std::atomic<std::uint64_t> alerts{0};
+    };
+    auto scanned = std::make_shared<Scanned>();
+    (*out)->set_stats_source([scanned, pack = detail::pack_version(inspection.rules.get(), cfg.intel)] {
+        AgentStats st;
+        st.files_scanned = scanned->files.load(std::memory_order_relaxed);
+        st.alerts = scanned->alerts.load(std::memory_order_relaxed);
+        st.pack_version = pack;
+        return st;
+    });
+
     FileScanOptions fso;
-    fso.agent_id = cfg.agent_id;
+    fso.agent_id = link.agent_id;
     fso.max_file_size = cfg.max_file_size;
     fso.mmap_threshold = cfg.mmap_threshold;
     fso.timeout_seconds = cfg.file_timeout_s;
@@ -173,18 +197,13 @@ int run_watch_command(int argc, char** argv) {
     po.idle_cpu = cfg.cpu_idle;
     po.memory_limit = cfg.memory_limit;
     ScanPool pool(
-        rules, cfg.intel.empty() ? nullptr : &intel, fso, po, &cache, [&](FileScanResult&& result) {
-            switch (result.outcome) {
-                case Outcome::kScanned:
-                case Outcome::kCached: break;
-                case Outcome::kNotRegular:
-                case Outcome::kSymlink:
-                    common::log_debug("watch", result.facts.path + ": " + result.reason);
-                    break;
-                default:
-                    common::log_warn("watch", result.facts.path + ": " + result.reason + " (" +
-                                                  std::string(to_string(result.outcome)) + ")");
+        inspection.rules, inspection.intel_or_null(), fso, po, &cache,
+        [&](FileScanResult&& result) {
+            if (result.outcome == Outcome::kScanned) {
+                scanned->files.fetch_add(1, std::memory_order_relaxed);
             }
+            scanned->alerts.fetch_add(result.alerts.size(), std::memory_order_relaxed);
+            detail::log_result("watch", result);
             for (auto& alert : result.alerts) {
                 common::log_info("watch", result.facts.path + ": alert " + alert.rule);
                 (*out)->write(std::move(alert));
@@ -199,16 +218,7 @@ int run_watch_command(int argc, char** argv) {
     auto scan_tree = [&](const std::string& dir, bool recursive) {
         WalkOptions w = walk_excluding;
         w.recursive = recursive;
-        WalkCallbacks cb;
-        cb.file = [&](std::string path) { pool.submit(std::move(path)); };
-        cb.skip = [&](const std::string& path, Outcome outcome, const std::string& reason) {
-            FileScanResult r;
-            r.outcome = outcome;
-            r.reason = reason;
-            r.facts.path = path;
-            pool.record(std::move(r));
-        };
-        walk_tree(dir, w, cb, &g_stop);
+        detail::walk_into(pool, dir, w, &g_stop);
     };
 
     // Tree walks (full scans, new subdirectories, overflow rescans) run on their own thread,
@@ -355,13 +365,8 @@ int run_watch_command(int argc, char** argv) {
     std::string summary = "stopping: " + std::to_string(t.count(Outcome::kScanned)) +
                           " files scanned, " + std::to_string(t.alerts) + " alerts; inotify " +
                           std::to_string(w.events) + " events, " + std::to_string(w.overflows) +
-                          " overflows, " + std::to_string(w.watches) + " watches";
-    for (std::size_t i = 2; i < kOutcomeCount; ++i) {
-        if (t.outcomes[i] != 0) {
-            summary += ", " + std::string(to_string(static_cast<Outcome>(i))) + " " +
-                       std::to_string(t.outcomes[i]);
-        }
-    }
+                          " overflows, " + std::to_string(w.watches) + " watches" +
+                          detail::outcome_counts(t);
     common::log_info("watch", summary);
     int code = kExitOk;
     if (!cfg.cache_file.empty()) {
@@ -370,7 +375,7 @@ int run_watch_command(int argc, char** argv) {
         }
     }
     std::string problem;
-    if (!(*out)->finish(30, problem)) {
+    if (!(*out)->finish(link.collector_timeout_s, problem)) {
         std::fprintf(stderr, "senningen-agent watch: %s\n", problem.c_str());
         code = problem.rfind("collector", 0) == 0 ? kExitUnavailable : kExitIoError;
     }

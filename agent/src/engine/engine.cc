@@ -12,6 +12,9 @@ namespace senningen::agent {
 namespace {
 
 constexpr int kMaxDetectAttempts = 4;  // payload packets looked at before giving up on a flow
+// Bytes a stream scanned early keeps, so that a string cut by the early scan is still found
+// whole by the next one (rules' strings are short).
+constexpr std::size_t kScanOverlap = 256;
 
 const char* proto_name(std::uint8_t ip_proto) {
     switch (ip_proto) {
@@ -66,6 +69,9 @@ void Engine::process(const RawPacket& raw, int linktype) {
     ++counters_.decoded;
     int direction = 0;
     Flow& flow = flows_.update(packet, direction);
+    // A closed flow lingers only to absorb its last ACKs and retransmissions: its analyzer
+    // and streams are gone, nothing is inspected twice.
+    if (flow.ended) return;
     if (flow.packets[0] + flow.packets[1] == 1) on_flow_start(flow, packet);
     if (packet.ip_proto == kIpProtoUdp) {
         on_udp(flow, direction, packet);
@@ -85,7 +91,11 @@ void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
                 packet.ts_ns, nullptr);
 }
 
-Engine::FlowState& Engine::state_of(Flow& flow) { return states_[flow.id]; }
+Engine::FlowState& Engine::state_of(Flow& flow) {
+    FlowState& state = states_[flow.id];
+    state.flow = &flow;
+    return state;
+}
 
 AnalyzerContext Engine::context(const Flow& flow, int direction, std::int64_t ts_ns) {
     current_flow_ = &flow;
@@ -128,11 +138,27 @@ void Engine::deliver_stream(Flow& flow, FlowState& state, int direction, std::in
     const auto& stream = flow.stream[direction];
     if (!stream || !state.analyzer) return;
     const std::span<const std::uint8_t> all = stream->data();
-    if (all.size() <= state.delivered[direction]) return;
-    const auto fresh = all.subspan(static_cast<std::size_t>(state.delivered[direction]));
-    state.delivered[direction] = all.size();
-    state.analyzer->data(context(flow, direction, ts_ns), fresh);
-    current_flow_ = nullptr;
+    const std::uint64_t begin = stream->start();  // what was delivered may be discarded
+    const std::uint64_t end = stream->size();
+    const std::span<const StreamGap> gaps = stream->gaps();
+    // The bytes up to each hole, the hole (Analyzer::gap), and so on to the end of the data.
+    for (;;) {
+        std::size_t& told = state.gaps_told[direction];
+        const StreamGap* gap = told < gaps.size() ? &gaps[told] : nullptr;
+        const std::uint64_t limit = gap ? gap->at : end;
+        if (limit > state.delivered[direction]) {
+            const auto fresh =
+                all.subspan(static_cast<std::size_t>(state.delivered[direction] - begin),
+                            static_cast<std::size_t>(limit - state.delivered[direction]));
+            state.delivered[direction] = limit;
+            state.analyzer->data(context(flow, direction, ts_ns), fresh);
+            current_flow_ = nullptr;
+        }
+        if (!gap) break;
+        ++told;
+        state.analyzer->gap(context(flow, direction, ts_ns), gap->bytes);
+        current_flow_ = nullptr;
+    }
 }
 
 void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
@@ -142,6 +168,43 @@ void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
     const auto& stream = flow.stream[direction];
     if (stream && !flow.scanned[direction] && stream->depth_reached()) {
         scan_stream(flow, direction);
+    }
+    if (stream) trim_stream(flow, state, direction);
+}
+
+void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
+    TcpStream& stream = *flow.stream[direction];
+    if (!state.analyzer && state.detect_attempts < kMaxDetectAttempts) return;  // detecting
+    // What the analyzer has had (everything, without one) is no longer needed for parsing.
+    const std::uint64_t parsed = state.analyzer ? state.delivered[direction] : stream.size();
+    if (!scanner_ || flow.scanned[direction]) stream.discard(parsed);
+    const std::size_t held = stream.data().size();
+    held_bytes_ = held_bytes_ - state.held[direction] + held;
+    state.held[direction] = held;
+    if (scanner_ && held_bytes_ > options_.stream_memory) shed_stream_memory();
+}
+
+void Engine::shed_stream_memory() {
+    // Down to half the budget, so that this sweep is rare: each direction holding more than
+    // the overlap is scanned now and keeps only its tail (and what the analyzer has not had).
+    const std::size_t target = options_.stream_memory / 2;
+    for (auto& [id, state] : states_) {
+        if (held_bytes_ <= target) break;
+        if (state.flow == nullptr) continue;
+        Flow& flow = *state.flow;
+        for (int dir = 0; dir < 2; ++dir) {
+            if (!flow.stream[dir] || state.held[dir] <= kScanOverlap) continue;
+            TcpStream& stream = *flow.stream[dir];
+            const std::uint64_t parsed = state.analyzer ? state.delivered[dir] : stream.size();
+            const std::uint64_t keep_from = std::min(parsed, stream.size() - kScanOverlap);
+            if (keep_from <= stream.start()) continue;
+            ++counters_.early_scans;
+            scan_bytes(flow, dir, stream.data(), flow.last_ts_ns, stream.start());
+            stream.discard(keep_from);
+            const std::size_t held = stream.data().size();
+            held_bytes_ = held_bytes_ - state.held[dir] + held;
+            state.held[dir] = held;
+        }
     }
 }
 
@@ -155,6 +218,7 @@ void Engine::on_flow_end(Flow& flow) {
         }
     }
     if (it != states_.end()) {
+        held_bytes_ -= it->second.held[0] + it->second.held[1];
         if (it->second.analyzer) {
             it->second.analyzer->end(context(flow, 0, flow.last_ts_ns));
             current_flow_ = nullptr;
@@ -225,11 +289,11 @@ void Engine::scan_stream(Flow& flow, int direction) {
     flow.scanned[direction] = true;
     TcpStream& stream = *flow.stream[direction];
     stream.flush_gaps(gap_counters_);
-    scan_bytes(flow, direction, stream.data(), flow.last_ts_ns);
+    scan_bytes(flow, direction, stream.data(), flow.last_ts_ns, stream.start());
 }
 
 void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
-                        std::int64_t ts_ns) {
+                        std::int64_t ts_ns, std::uint64_t offset) {
     if (!scanner_ || bytes.empty()) return;
     ++counters_.yara_scans;
     auto matches = scanner_->scan(bytes);
@@ -247,6 +311,7 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
         alert.severity = severity_from_meta(m.meta, 3);
         alert.pack_version = rules_->version();
         alert.matches = std::move(m.strings);
+        for (auto& s : alert.matches) s.offset += offset;
         emit(std::move(alert));
     }
 }

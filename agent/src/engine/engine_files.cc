@@ -23,6 +23,19 @@ struct EvpCtxDeleter {
 };
 using EvpCtx = std::unique_ptr<EVP_MD_CTX, EvpCtxDeleter>;
 
+// OpenSSL 3 looks a digest up (locks, name compares) on every EVP_DigestInit_ex given the
+// legacy EVP_md5() & co.; fetched once here, shared read-only by every engine thread. Kept
+// for the life of the process.
+struct Digests {
+    const EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    const EVP_MD* sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    const EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+};
+const Digests& digests() {
+    static const Digests fetched;  // thread-safe initialisation
+    return fetched;
+}
+
 struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }
 };
@@ -199,8 +212,10 @@ std::uint64_t Engine::file_begin(const FileStart& start) {
     const std::uint64_t handle = ++next_file_;
     file->flow_id = current_flow_->id;
     file->direction = start.is_orig ? 0 : 1;
-    // Deterministic ids (same capture, same ids) keep golden output stable.
-    file->fuid = "F" + zeek_uid(current_flow_->id * 31 + handle).substr(1);
+    // Deterministic ids (same capture, same ids) keep golden output stable: from the flow and
+    // the file's place in it, so that they do not depend on how flows are spread over workers.
+    const std::uint64_t ordinal = ++states_[current_flow_->id].files;
+    file->fuid = "F" + zeek_uid(current_flow_->id * 31 + ordinal).substr(1);
     file->source = std::string(start.source);
     file->filename = std::string(start.filename);
     file->declared_mime = std::string(start.mime_type);
@@ -210,9 +225,10 @@ std::uint64_t Engine::file_begin(const FileStart& start) {
     file->sha1.reset(EVP_MD_CTX_new());
     file->sha256.reset(EVP_MD_CTX_new());
     file->digests_ok = file->md5 && file->sha1 && file->sha256 &&
-                       EVP_DigestInit_ex(file->md5.get(), EVP_md5(), nullptr) == 1 &&
-                       EVP_DigestInit_ex(file->sha1.get(), EVP_sha1(), nullptr) == 1 &&
-                       EVP_DigestInit_ex(file->sha256.get(), EVP_sha256(), nullptr) == 1;
+                       digests().md5 && digests().sha1 && digests().sha256 &&
+                       EVP_DigestInit_ex(file->md5.get(), digests().md5, nullptr) == 1 &&
+                       EVP_DigestInit_ex(file->sha1.get(), digests().sha1, nullptr) == 1 &&
+                       EVP_DigestInit_ex(file->sha256.get(), digests().sha256, nullptr) == 1;
     ++counters_.files;
     files_.emplace(handle, std::move(file));
     return handle;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <pwd.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -14,8 +13,10 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 namespace senningen::agent::files {
@@ -57,7 +58,8 @@ std::string lower_extension(std::string_view name) {
     return ext;
 }
 
-// One pass over the bytes feeds all three digests.
+// One pass over the bytes feeds all three digests, a chunk at a time so that each chunk is
+// still in the CPU's cache for the second and third digest.
 class Hashes {
 public:
     Hashes() {
@@ -73,8 +75,12 @@ public:
     Hashes(const Hashes&) = delete;
     Hashes& operator=(const Hashes&) = delete;
 
-    void update(const void* data, std::size_t size) {
-        for (auto* c : ctx_) ok_ = ok_ && EVP_DigestUpdate(c, data, size) == 1;
+    void update(const char* data, std::size_t size) {
+        constexpr std::size_t kChunk = 128 << 10;
+        for (std::size_t at = 0; at < size; at += kChunk) {
+            const std::size_t n = std::min(kChunk, size - at);
+            for (auto* c : ctx_) ok_ = ok_ && EVP_DigestUpdate(c, data + at, n) == 1;
+        }
     }
     bool finish(FileFacts& facts) {
         std::string* out[3] = {&facts.sha256, &facts.sha1, &facts.md5};
@@ -97,43 +103,77 @@ private:
     bool ok_ = true;
 };
 
-// A mapped file that shrinks under us raises SIGBUS when a page past its new end is touched.
-// The hashing pass (which touches every page before YARA does) runs under this guard and
-// turns that signal into a "changed while read" outcome instead of a crash.
-thread_local sigjmp_buf* t_bus_jump = nullptr;
+// A mapped file that shrinks while it is scanned raises SIGBUS when a page past its new end is
+// touched, in the hashing or anywhere inside libyara. The handler, on the faulting thread,
+// maps zero pages over the rest of that thread's mapping and returns: the access is retried
+// and reads zeros, the pass ends normally (no jump through libyara's frames, so nothing leaks
+// and the YR_SCANNER stays usable), and the scanner reports the file as changed. A SIGBUS
+// anywhere else goes to the handler that was there before (or the default: the process dies).
+struct BusGuardState {
+    std::uintptr_t begin = 0;
+    std::uintptr_t end = 0;  // page-rounded
+    volatile std::sig_atomic_t faulted = 0;
+};
+thread_local BusGuardState* t_bus_guard = nullptr;
+struct sigaction g_previous_bus {};
+std::uintptr_t g_page_size = 4096;
 
-void on_sigbus(int sig, siginfo_t* /*info*/, void* /*context*/) {
-    if (t_bus_jump != nullptr) siglongjmp(*t_bus_jump, 1);
+void on_sigbus(int sig, siginfo_t* info, void* context) {
+    BusGuardState* guard = t_bus_guard;
+    const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    if (guard != nullptr && addr >= guard->begin && addr < guard->end) {
+        const std::uintptr_t page = addr & ~(g_page_size - 1);
+        void* zeros = mmap(reinterpret_cast<void*>(page), guard->end - page, PROT_READ,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (zeros != MAP_FAILED) {
+            guard->faulted = 1;
+            return;
+        }
+    }
+    if ((g_previous_bus.sa_flags & SA_SIGINFO) != 0 && g_previous_bus.sa_sigaction != nullptr) {
+        g_previous_bus.sa_sigaction(sig, info, context);
+        return;
+    }
+    if (g_previous_bus.sa_handler != SIG_DFL && g_previous_bus.sa_handler != SIG_IGN) {
+        g_previous_bus.sa_handler(sig);
+        return;
+    }
+    // Returning re-executes the access, which now kills the process as SIGBUS always did.
     signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 void install_sigbus_guard() {
     static std::once_flag once;
     std::call_once(once, [] {
+        const long page = sysconf(_SC_PAGESIZE);
+        if (page > 0) g_page_size = static_cast<std::uintptr_t>(page);
         struct sigaction action {};
         action.sa_sigaction = on_sigbus;
-        action.sa_flags = SA_SIGINFO | SA_NODEFER;
+        action.sa_flags = SA_SIGINFO;
         sigemptyset(&action.sa_mask);
-        sigaction(SIGBUS, &action, nullptr);
+        sigaction(SIGBUS, &action, &g_previous_bus);
     });
 }
 
-// Only trivially destructible state lives between sigsetjmp and a possible siglongjmp.
-bool hash_mapped_guarded(Hashes& hashes, const unsigned char* data, std::size_t size) {
-    sigjmp_buf jump;
-    if (sigsetjmp(jump, 1) != 0) {
-        t_bus_jump = nullptr;
-        return false;
+// Guards one mapping on the calling thread for its lifetime (which must end before munmap).
+class BusGuard {
+public:
+    BusGuard(const void* addr, std::size_t size) {
+        state_.begin = reinterpret_cast<std::uintptr_t>(addr);
+        state_.end = state_.begin + ((size + g_page_size - 1) & ~(g_page_size - 1));
+        t_bus_guard = &state_;
     }
-    t_bus_jump = &jump;
-    constexpr std::size_t kChunk = 1 << 20;
-    for (std::size_t at = 0; at < size; at += kChunk) {
-        hashes.update(data + at, std::min(kChunk, size - at));
-    }
-    t_bus_jump = nullptr;
-    return true;
-}
+    ~BusGuard() { t_bus_guard = nullptr; }
+    BusGuard(const BusGuard&) = delete;
+    BusGuard& operator=(const BusGuard&) = delete;
+    bool faulted() const { return state_.faulted != 0; }
+
+private:
+    BusGuardState state_;
+};
+
+// Read buffers up to this size stay with the scanner for the next file.
+constexpr std::size_t kKeptBuffer = 8 << 20;
 
 struct Fd {
     int fd = -1;
@@ -148,6 +188,23 @@ struct Mapping {
     ~Mapping() {
         if (addr != MAP_FAILED) munmap(addr, size);
     }
+};
+
+// Bytes held against the scanner threads' shared budget while a file is in the buffer.
+class MemoryHold {
+public:
+    MemoryHold(MemoryGate* gate, std::uint64_t bytes) : gate_(gate), bytes_(bytes) {
+        if (gate_ != nullptr) gate_->acquire(bytes_);
+    }
+    ~MemoryHold() {
+        if (gate_ != nullptr) gate_->release(bytes_);
+    }
+    MemoryHold(const MemoryHold&) = delete;
+    MemoryHold& operator=(const MemoryHold&) = delete;
+
+private:
+    MemoryGate* gate_;
+    std::uint64_t bytes_;
 };
 
 bool same_content_stamp(const struct stat& a, const struct stat& b) {
@@ -275,12 +332,13 @@ FileScanResult FileScanner::scan(const std::string& path) {
     if (cache_ != nullptr && cache_->contains(result.facts.identity)) {
         return finish(Outcome::kCached, {});
     }
-    result.facts.owner = owner_name(before.st_uid);
+    result.facts.owner = owner_of(before.st_uid);
 
     Hashes hashes;
-    std::string buffer;
     Mapping mapping;
+    std::optional<BusGuard> guard;
     std::string_view data;
+    std::optional<MemoryHold> hold;
     if (size >= options_.mmap_threshold && size > 0) {
         mapping.size = static_cast<std::size_t>(size);
         mapping.addr = mmap(nullptr, mapping.size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
@@ -288,27 +346,23 @@ FileScanResult FileScanner::scan(const std::string& path) {
             return finish(Outcome::kError, std::string("mmap: ") + std::strerror(errno));
         }
         madvise(mapping.addr, mapping.size, MADV_SEQUENTIAL);
+        madvise(mapping.addr, mapping.size, MADV_WILLNEED);
         result.mapped = true;
-        if (!hash_mapped_guarded(hashes, static_cast<const unsigned char*>(mapping.addr),
-                                 mapping.size)) {
-            return finish(Outcome::kChanged, "shrank while it was read");
-        }
+        guard.emplace(mapping.addr, mapping.size);
         data = std::string_view(static_cast<const char*>(mapping.addr), mapping.size);
+        if (options_.test_hook) options_.test_hook("mapped", path);
     } else {
         // One byte more than the size tells a file that grows while it is read.
-        const std::uint64_t want = size + 1;
-        if (gate_ != nullptr) gate_->acquire(want);
-        struct Release {
-            MemoryGate* gate;
-            std::uint64_t bytes;
-            ~Release() {
-                if (gate) gate->release(bytes);
-            }
-        } release{gate_, want};
-        buffer.resize(static_cast<std::size_t>(want));
+        const std::size_t want = static_cast<std::size_t>(size) + 1;
+        hold.emplace(gate_, want);
+        if (buffer_size_ < want) {
+            buffer_.reset();  // the old buffer goes before the new one is taken
+            buffer_size_ = std::max<std::size_t>(want, 64 << 10);
+            buffer_.reset(new char[buffer_size_]);
+        }
         std::size_t got = 0;
-        while (got < buffer.size()) {
-            const ssize_t n = ::read(fd.fd, buffer.data() + got, buffer.size() - got);
+        while (got < want) {
+            const ssize_t n = ::read(fd.fd, buffer_.get() + got, want - got);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) {
                 return finish(Outcome::kError, std::string("read: ") + std::strerror(errno));
@@ -322,15 +376,30 @@ FileScanResult FileScanner::scan(const std::string& path) {
                                                  std::to_string(got) + (got > size ? "+" : "") +
                                                  " read)");
         }
-        buffer.resize(got);
-        hashes.update(buffer.data(), buffer.size());
-        data = buffer;
-        match(path, data, result);
+        data = std::string_view(buffer_.get(), got);
+    }
+    // YARA first, then the digests over the same bytes (now in the CPU's caches or the page
+    // cache). Either may be the first to touch a page of a file truncated meanwhile.
+    match(path, data, result);
+    hashes.update(data.data(), data.size());
+    const bool truncated = guard && guard->faulted();
+    guard.reset();
+    hold.reset();
+    if (buffer_size_ > kKeptBuffer) {
+        buffer_.reset();
+        buffer_size_ = 0;
+    }
+    if (truncated) {
+        // What YARA and the digests saw is no version of the file: pages past its new end
+        // read as zeros. Nothing of it is reported; the watcher sees the write and rescans.
+        result.alerts.clear();
+        return finish(Outcome::kChanged,
+                      "truncated while it was scanned (" + std::to_string(size) +
+                          " bytes mapped; SIGBUS caught, digests and matches discarded)");
     }
     if (!hashes.finish(result.facts)) {
         return finish(Outcome::kError, "OpenSSL could not compute the digests");
     }
-    if (result.mapped) match(path, data, result);
     // Intel alerts need the digests, which exist only now.
     if (intel_ != nullptr) {
         const std::string name(base_name(path));
@@ -376,6 +445,17 @@ FileScanResult FileScanner::scan(const std::string& path) {
     }
     if (cache_ != nullptr && result.alerts.empty()) cache_->insert(result.facts.identity);
     return finish(Outcome::kScanned, {});
+}
+
+const std::string& FileScanner::owner_of(std::uint32_t uid) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - owners_since_ > std::chrono::minutes(1) || owners_.size() > 4096) {
+        owners_.clear();
+        owners_since_ = now;
+    }
+    auto it = owners_.find(uid);
+    if (it == owners_.end()) it = owners_.emplace(uid, owner_name(uid)).first;
+    return it->second;
 }
 
 void FileScanner::match(const std::string& path, std::string_view data, FileScanResult& result) {

@@ -24,21 +24,21 @@ ScanPool::~ScanPool() {
     stop();
 }
 
-void ScanPool::submit(std::string path, bool urgent) {
+void ScanPool::submit(std::string path, bool urgent, std::uint64_t size) {
     std::unique_lock lock(mutex_);
-    space_cv_.wait(lock, [&] { return stopping_ || queue_.size() < options_.queue_limit; });
+    space_cv_.wait(lock, [&] { return stopping_ || queued() < options_.queue_limit; });
     if (stopping_) return;
     if (urgent) {
-        queue_.push_front(std::move(path));
+        urgent_.push_back(std::move(path));
     } else {
-        queue_.push_back(std::move(path));
+        by_size_.push(Queued{size, submitted_++, std::move(path)});
     }
     work_cv_.notify_one();
 }
 
 void ScanPool::wait_idle() {
     std::unique_lock lock(mutex_);
-    idle_cv_.wait(lock, [&] { return stopping_ || (queue_.empty() && busy_ == 0); });
+    idle_cv_.wait(lock, [&] { return stopping_ || (queued() == 0 && busy_ == 0); });
 }
 
 void ScanPool::stop() {
@@ -46,7 +46,8 @@ void ScanPool::stop() {
         std::lock_guard lock(mutex_);
         if (stopping_ && threads_.empty()) return;
         stopping_ = true;
-        queue_.clear();
+        urgent_.clear();
+        by_size_ = {};
     }
     work_cv_.notify_all();
     space_cv_.notify_all();
@@ -90,10 +91,16 @@ void ScanPool::worker(int index) {
         std::string path;
         {
             std::unique_lock lock(mutex_);
-            work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            work_cv_.wait(lock, [&] { return stopping_ || queued() != 0; });
             if (stopping_) return;
-            path = std::move(queue_.front());
-            queue_.pop_front();
+            if (!urgent_.empty()) {
+                path = std::move(urgent_.front());
+                urgent_.pop_front();
+            } else {
+                // top() is const: the path is copied out rather than moved (a short string).
+                path = by_size_.top().path;
+                by_size_.pop();
+            }
             ++busy_;
         }
         space_cv_.notify_one();
@@ -104,7 +111,7 @@ void ScanPool::worker(int index) {
         {
             std::lock_guard lock(mutex_);
             --busy_;
-            if (queue_.empty() && busy_ == 0) idle_cv_.notify_all();
+            if (queued() == 0 && busy_ == 0) idle_cv_.notify_all();
         }
     }
 }

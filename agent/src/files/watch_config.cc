@@ -1,5 +1,7 @@
 #include "senningen/agent/files/watch_config.h"
 
+#include "senningen/agent/files/option_values.h"
+
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -18,69 +20,6 @@ std::string trim(const std::string& s) {
     while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
     while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
     return s.substr(b, e - b);
-}
-
-bool to_size(const std::string& text, std::uint64_t& out) {
-    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return false;
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
-    if (errno != 0) return false;
-    std::string unit(end);
-    for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    std::uint64_t mult = 0;
-    if (unit.empty() || unit == "B") mult = 1;
-    if (unit == "K" || unit == "KB" || unit == "KIB") mult = 1ULL << 10;
-    if (unit == "M" || unit == "MB" || unit == "MIB") mult = 1ULL << 20;
-    if (unit == "G" || unit == "GB" || unit == "GIB") mult = 1ULL << 30;
-    if (mult == 0 || v > (~0ULL) / mult) return false;
-    out = v * mult;
-    return true;
-}
-
-bool to_seconds(const std::string& text, long long& out) {
-    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return false;
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(text.c_str(), &end, 10);
-    if (errno != 0) return false;
-    const std::string unit(end);
-    long long mult = 0;
-    if (unit.empty() || unit == "s") mult = 1;
-    if (unit == "m") mult = 60;
-    if (unit == "h") mult = 3600;
-    if (unit == "d") mult = 86400;
-    if (mult == 0 || v > (1LL << 40) / mult) return false;
-    out = v * mult;
-    return true;
-}
-
-bool to_int(const std::string& text, long long lo, long long hi, long long& out) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(text.c_str(), &end, 10);
-    if (errno != 0 || end == text.c_str() || *end != '\0' || v < lo || v > hi) return false;
-    out = v;
-    return true;
-}
-
-bool to_bool(const std::string& text, bool& out) {
-    if (text == "true" || text == "yes" || text == "on" || text == "1") {
-        out = true;
-        return true;
-    }
-    if (text == "false" || text == "no" || text == "off" || text == "0") {
-        out = false;
-        return true;
-    }
-    return false;
-}
-
-bool host_port(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size()) return false;
-    long long port = 0;
-    return to_int(text.substr(colon + 1), 1, 65535, port);
 }
 
 }  // namespace
@@ -108,7 +47,8 @@ common::Result<WatchConfig> parse_watch_config(const std::string& text, const st
             problems.push_back(where + key + " = '" + value + "' is not " + what);
         };
         long long n = 0;
-        if (value.empty() && key != "output" && key != "cache_file" && key != "agent_id") {
+        if (value.empty() && key != "output" && key != "cache_file" && key != "agent_id" &&
+            key != "identity" && key != "queue") {
             problems.push_back(where + key + " has no value");
             continue;
         }
@@ -127,12 +67,18 @@ common::Result<WatchConfig> parse_watch_config(const std::string& text, const st
         } else if (key == "output") {
             if (!value.empty()) c.output = value;
         } else if (key == "collector") {
-            if (host_port(value))
+            if (parse_host_port(value))
                 c.collector = value;
             else
                 bad("HOST:PORT");
         } else if (key == "agent_id") {
             c.agent_id = value;
+        } else if (key == "identity") {
+            c.identity = value;
+        } else if (key == "insecure") {
+            if (!parse_bool(value, c.insecure)) bad("true or false");
+        } else if (key == "queue") {
+            c.queue = value;
         } else if (key == "tls_cert") {
             c.tls_cert = value;
         } else if (key == "tls_key") {
@@ -157,45 +103,45 @@ common::Result<WatchConfig> parse_watch_config(const std::string& text, const st
                                        "' (close_write, moved_to, create)");
             }
         } else if (key == "debounce_ms") {
-            if (to_int(value, 0, 600000, n))
+            if (parse_int(value, 0, 600000, n))
                 c.debounce_ms = static_cast<int>(n);
             else
                 bad("0..600000 milliseconds");
         } else if (key == "max_file_size") {
-            if (!to_size(value, c.max_file_size)) bad("a size (e.g. 4096, 64M, 1G)");
+            if (!parse_size(value, c.max_file_size)) bad("a size (e.g. 4096, 64M, 1G)");
         } else if (key == "mmap_threshold") {
-            if (!to_size(value, c.mmap_threshold)) bad("a size (e.g. 4096, 64M, 1G)");
+            if (!parse_size(value, c.mmap_threshold)) bad("a size (e.g. 4096, 64M, 1G)");
         } else if (key == "memory_limit") {
-            if (!to_size(value, c.memory_limit) || c.memory_limit < (1ULL << 20)) {
+            if (!parse_size(value, c.memory_limit) || c.memory_limit < (1ULL << 20)) {
                 bad("a size of at least 1M");
             }
         } else if (key == "scan_on_start") {
-            if (!to_bool(value, c.scan_on_start)) bad("true or false");
+            if (!parse_bool(value, c.scan_on_start)) bad("true or false");
         } else if (key == "full_scan_interval") {
-            if (!to_seconds(value, c.full_scan_interval_s))
+            if (!parse_seconds(value, c.full_scan_interval_s))
                 bad("a duration (e.g. 3600, 90m, 24h, 7d; 0: never)");
         } else if (key == "cache_file") {
             c.cache_file = value;
         } else if (key == "cache_save_interval") {
-            if (!to_seconds(value, c.cache_save_interval_s) || c.cache_save_interval_s == 0) {
+            if (!parse_seconds(value, c.cache_save_interval_s) || c.cache_save_interval_s == 0) {
                 bad("a duration of at least 1 s");
             }
         } else if (key == "threads") {
-            if (to_int(value, 1, 32, n))
+            if (parse_int(value, 1, 32, n))
                 c.threads = static_cast<int>(n);
             else
                 bad("1..32");
         } else if (key == "cpu_percent") {
-            if (to_int(value, 1, 3200, n))
+            if (parse_int(value, 1, 3200, n))
                 c.cpu_percent = static_cast<double>(n);
             else
                 bad("1..3200 percent of one core");
         } else if (key == "io_idle") {
-            if (!to_bool(value, c.io_idle)) bad("true or false");
+            if (!parse_bool(value, c.io_idle)) bad("true or false");
         } else if (key == "cpu_idle") {
-            if (!to_bool(value, c.cpu_idle)) bad("true or false");
+            if (!parse_bool(value, c.cpu_idle)) bad("true or false");
         } else if (key == "file_timeout") {
-            if (to_int(value, 1, 3600, n))
+            if (parse_int(value, 1, 3600, n))
                 c.file_timeout_s = static_cast<int>(n);
             else
                 bad("1..3600 seconds");
@@ -214,6 +160,9 @@ common::Result<WatchConfig> parse_watch_config(const std::string& text, const st
     const bool any_tls = !c.tls_cert.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
     if (any_tls && (c.tls_cert.empty() || c.tls_key.empty() || c.tls_ca.empty())) {
         problems.push_back(source + ": tls_cert, tls_key and tls_ca go together");
+    }
+    if (any_tls && !c.identity.empty()) {
+        problems.push_back(source + ": identity and tls_cert/tls_key/tls_ca exclude each other");
     }
     if (!problems.empty()) {
         std::string all;

@@ -140,7 +140,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
 }
 
 void TcpStream::append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters) {
-    const std::size_t room = depth_ > data_.size() ? depth_ - data_.size() : 0;
+    const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
     const std::size_t keep = std::min(room, bytes.size());
     data_.insert(data_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
     counters.bytes_beyond_depth += bytes.size() - keep;
@@ -156,7 +156,7 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     }
     // Whatever is held ends up in data_ at the latest at flush time, so held bytes can never
     // usefully exceed the room left under the depth.
-    const std::size_t room = depth_ > data_.size() ? depth_ - data_.size() : 0;
+    const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
     if (pending_bytes_ + bytes.size() > room || pending_.size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
@@ -183,11 +183,32 @@ void TcpStream::flush_gaps(ReassemblyCounters& counters) {
         const std::uint64_t offset = pending_.begin()->first;
         if (offset > base_) {
             ++counters.gaps;
+            if (size() < depth_) gaps_.push_back({size(), offset - base_});
             next_seq_ += static_cast<std::uint32_t>(offset - base_);
             base_ = offset;
         }
         drain_pending(counters);
     }
+}
+
+void TcpStream::discard(std::uint64_t offset) {
+    if (offset <= dropped_) return;
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(offset - dropped_, data_.size()));
+    dropped_ += n;
+    if (n == data_.size()) {
+        std::vector<std::uint8_t>().swap(data_);  // the memory goes back: the point of discarding
+        return;
+    }
+    data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(n));
+    if (data_.capacity() > 4096 && data_.capacity() > 4 * data_.size()) data_.shrink_to_fit();
+}
+
+void TcpStream::release() {
+    dropped_ += data_.size();
+    std::vector<std::uint8_t>().swap(data_);
+    std::vector<StreamGap>().swap(gaps_);
+    pending_.clear();
+    pending_bytes_ = 0;
 }
 
 // ---- FlowTable ---------------------------------------------------------------------------
@@ -367,6 +388,11 @@ void FlowTable::finish_flow(std::uint64_t id) {
     flow.ended = true;
     if (on_end_) {
         on_end_(flow);
+    }
+    for (auto& stream : flow.stream) {
+        if (stream) {
+            stream->release();
+        }
     }
 }
 

@@ -45,7 +45,10 @@ void Forwarder::finish_source() {
     source_finished_ = true;
 }
 
-void Forwarder::set_stats_source(std::function<AgentStats()> stats) { stats_ = std::move(stats); }
+void Forwarder::set_stats_source(std::function<AgentStats()> stats) {
+    const std::lock_guard<std::mutex> lock(stats_mutex_);
+    stats_ = std::move(stats);
+}
 
 std::uint64_t Forwarder::source_progress() const {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -387,8 +390,13 @@ void Forwarder::heartbeat_if_due(std::chrono::steady_clock::time_point now, bool
     hb.interval_s = static_cast<std::uint64_t>(std::max<long long>(
         1, static_cast<long long>(options_.heartbeat_interval.count())));
     hb.stopping = stopping;
-    if (stats_) {
-        const AgentStats s = stats_();
+    std::function<AgentStats()> stats;
+    {
+        const std::lock_guard<std::mutex> lock(stats_mutex_);
+        stats = stats_;
+    }
+    if (stats) {
+        const AgentStats s = stats();
         hb.packets = s.packets;
         hb.kernel_drops = s.kernel_drops;
         hb.bytes = s.bytes;

@@ -22,14 +22,15 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
+#include <array>
 #include <charconv>
+#include <cstdint>
 #include <chrono>
 #include <exception>
 #include <istream>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <array>
 #include <variant>
 #include <vector>
 #include <algorithm>
@@ -774,6 +775,147 @@ Reply post_comment(ApiContext& context, Poco::Net::HTTPServerRequest& request,
     return reply;
 }
 
+// The handlers behind the route table: each gets the request, its URI, the id a "{id}" in
+// the route's path matched (else empty) and the account (nullptr on open routes).
+using Handler = Reply (*)(ApiContext&, Poco::Net::HTTPServerRequest&, const Poco::URI&,
+                          const std::string&, const UserAccount*);
+
+Reply openapi_route(ApiContext& /*context*/, Poco::Net::HTTPServerRequest& /*request*/,
+                    const Poco::URI& /*uri*/, const std::string& /*id*/,
+                    const UserAccount* /*user*/) {
+    return Reply{HTTPResponse::HTTP_OK, std::string(kJsonType), std::string(openapi_document()),
+                 {}};
+}
+Reply health_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                   const Poco::URI& /*uri*/, const std::string& /*id*/,
+                   const UserAccount* /*user*/) {
+    return health(context);
+}
+Reply login_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                  const Poco::URI& /*uri*/, const std::string& /*id*/,
+                  const UserAccount* /*user*/) {
+    return login(context, request);
+}
+Reply logout_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                   const Poco::URI& /*uri*/, const std::string& /*id*/,
+                   const UserAccount* /*user*/) {
+    return logout(context, request);
+}
+Reply me_route(ApiContext& /*context*/, Poco::Net::HTTPServerRequest& /*request*/,
+               const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
+    return identity(*user);
+}
+Reply users_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                  const Poco::URI& /*uri*/, const std::string& /*id*/,
+                  const UserAccount* /*user*/) {
+    return list_users(context);
+}
+Reply alerts_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                   const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
+    return alerts(context, uri);
+}
+Reply bulk_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                 const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
+    return bulk_triage(context, request, *user);
+}
+Reply alert_detail_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                         const Poco::URI& /*uri*/, const std::string& id,
+                         const UserAccount* /*user*/) {
+    return alert_detail(context, id);
+}
+Reply patch_alert_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                        const Poco::URI& /*uri*/, const std::string& id, const UserAccount* user) {
+    return patch_alert(context, request, id, *user);
+}
+Reply comment_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
+                    const Poco::URI& /*uri*/, const std::string& id, const UserAccount* user) {
+    return post_comment(context, request, id, *user);
+}
+Reply agents_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                   const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
+    return agents(context, uri);
+}
+Reply one_agent_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                      const Poco::URI& /*uri*/, const std::string& id,
+                      const UserAccount* /*user*/) {
+    return one_agent(context, id);
+}
+
+// Who may use a route: anyone, any account, or an account whose role has the permission.
+enum class Access { kOpen, kAccount, kPermission };
+
+// Every resource and method the server has, in OpenAPI's path notation. A "{id}" stands for
+// one non-empty path segment. Paths without "{id}" are matched first, so /api/v1/alerts/bulk
+// is not taken for an alert id. api_routes() hands this list to the test that holds
+// docs/api/openapi.json to it.
+struct Route {
+    std::string_view method;
+    std::string_view path;
+    Access access;
+    Permission permission;  // with Access::kPermission only
+    Handler handler;
+};
+constexpr std::string_view kIdPart = "{id}";
+constexpr std::string_view kGet = "GET";
+constexpr std::string_view kPost = "POST";
+constexpr std::string_view kPatch = "PATCH";
+constexpr std::array kRoutes = {
+    Route{kGet, kHealthPath, Access::kOpen, Permission::kReadAlerts, health_route},
+    Route{kGet, "/api/v1/openapi.json", Access::kOpen, Permission::kReadAlerts, openapi_route},
+    Route{kPost, kLoginPath, Access::kOpen, Permission::kReadAlerts, login_route},
+    Route{kPost, kLogoutPath, Access::kOpen, Permission::kReadAlerts, logout_route},
+    Route{kGet, kMePath, Access::kAccount, Permission::kReadAlerts, me_route},
+    Route{kGet, kUsersPath, Access::kPermission, Permission::kManageUsers, users_route},
+    Route{kGet, kAlertsPath, Access::kPermission, Permission::kReadAlerts, alerts_route},
+    Route{kPost, "/api/v1/alerts/bulk", Access::kPermission, Permission::kTriageAlerts,
+          bulk_route},
+    Route{kGet, "/api/v1/alerts/{id}", Access::kPermission, Permission::kReadAlerts,
+          alert_detail_route},
+    Route{kPatch, "/api/v1/alerts/{id}", Access::kPermission, Permission::kTriageAlerts,
+          patch_alert_route},
+    Route{kPost, "/api/v1/alerts/{id}/comments", Access::kPermission, Permission::kTriageAlerts,
+          comment_route},
+    Route{kGet, kAgentsPath, Access::kPermission, Permission::kReadAgents, agents_route},
+    Route{kGet, "/api/v1/agents/{id}", Access::kPermission, Permission::kReadAgents,
+          one_agent_route},
+};
+
+// Whether PATH is ROUTE_PATH; for a route path with "{id}", the part it matched in ID. An id
+// is not empty; it may contain '/' only where "{id}" ends the route path (agent ids can).
+bool path_matches(std::string_view route_path, const std::string& path, std::string& id) {
+    const auto brace = route_path.find(kIdPart);
+    if (brace == std::string_view::npos) return path == route_path;
+    const std::string_view prefix = route_path.substr(0, brace);
+    const std::string_view suffix = route_path.substr(brace + kIdPart.size());
+    if (path.size() <= prefix.size() + suffix.size() || !path.starts_with(prefix) ||
+        !path.ends_with(suffix)) {
+        return false;
+    }
+    id = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
+    return suffix.empty() || id.find('/') == std::string::npos;
+}
+
+// The routes of the one path template PATH matches (one route per method), and the id it
+// matched. Paths without "{id}" win; among templates, the longest fixed part wins, so that
+// /api/v1/alerts/X/comments is not alert "X/comments".
+std::vector<const Route*> routes_at(const std::string& path, std::string& id) {
+    std::vector<const Route*> out;
+    std::size_t best = 0;
+    for (const Route& r : kRoutes) {
+        std::string matched;
+        if (!path_matches(r.path, path, matched)) continue;
+        const bool templated = r.path.find(kIdPart) != std::string_view::npos;
+        // Exact paths rank above every template.
+        const std::size_t rank = templated ? r.path.size() - kIdPart.size() : SIZE_MAX;
+        if (rank < best) continue;
+        if (rank > best || (!out.empty() && out.front()->path != r.path)) out.clear();
+        best = rank;
+        out.push_back(&r);
+        id = std::move(matched);
+    }
+    return out;
+}
+
 Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     Poco::URI uri;
     try {
@@ -792,16 +934,21 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
         if (!get) return method_not_allowed(request.getMethod(), path);
         return Reply{HTTPResponse::HTTP_OK, file->content_type, file->body, {}};
     }
-    const bool post = request.getMethod() == Poco::Net::HTTPRequest::HTTP_POST;
-    if (path == kHealthPath) {
-        return get ? health(context) : method_not_allowed(request.getMethod(), path);
+    std::string id;
+    const std::vector<const Route*> matches = routes_at(path, id);
+    const Route* chosen = nullptr;
+    std::string allowed;
+    for (const Route* r : matches) {
+        if (r->method == request.getMethod()) chosen = r;
+        allowed += (allowed.empty() ? "" : ", ") + std::string(r->method);
     }
-    if (path == kLoginPath) {
-        return post ? login(context, request) : method_not_allowed(request.getMethod(), path, "POST");
+    const bool open = !matches.empty() && std::all_of(matches.begin(), matches.end(), [](auto* r) {
+        return r->access == Access::kOpen;
+    });
+    if (chosen != nullptr && chosen->access == Access::kOpen) {
+        return chosen->handler(context, request, uri, id, nullptr);
     }
-    if (path == kLogoutPath) {
-        return post ? logout(context, request) : method_not_allowed(request.getMethod(), path, "POST");
-    }
+    if (open) return method_not_allowed(request.getMethod(), path, allowed);
     // Everything else under /api/ needs an account, also to learn what exists.
     if (request.hasContentLength() &&
         static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
@@ -811,57 +958,14 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     if (!who) return store_unavailable("authentication", who.error());
     if (!*who) return unauthorized(context);
     const UserAccount& user = **who;
-    auto need = [&](Permission p) -> std::optional<Reply> {
-        if (allows(user.role, p)) return std::nullopt;
-        return forbidden(user, p);
-    };
-    if (path == kMePath) {
-        return get ? identity(user) : method_not_allowed(request.getMethod(), path);
+    if (matches.empty()) {
+        return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
     }
-    if (path == kUsersPath) {
-        if (!get) return method_not_allowed(request.getMethod(), path);
-        if (auto refused = need(Permission::kManageUsers)) return *refused;
-        return list_users(context);
+    if (chosen == nullptr) return method_not_allowed(request.getMethod(), path, allowed);
+    if (chosen->access == Access::kPermission && !allows(user.role, chosen->permission)) {
+        return forbidden(user, chosen->permission);
     }
-    if (path == kAlertsPath) {
-        if (!get) return method_not_allowed(request.getMethod(), path);
-        if (auto refused = need(Permission::kReadAlerts)) return *refused;
-        return alerts(context, uri);
-    }
-    if (path == std::string(kAlertsPath) + "/bulk") {
-        if (!post) return method_not_allowed(request.getMethod(), path, "POST");
-        if (auto refused = need(Permission::kTriageAlerts)) return *refused;
-        return bulk_triage(context, request, user);
-    }
-    if (path.starts_with(std::string(kAlertsPath) + "/")) {
-        std::string rest = path.substr(kAlertsPath.size() + 1);
-        const bool comments = rest.ends_with("/comments");
-        if (comments) rest.resize(rest.size() - std::string_view("/comments").size());
-        if (rest.empty() || rest.find('/') != std::string::npos) {
-            return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
-        }
-        if (comments) {
-            if (!post) return method_not_allowed(request.getMethod(), path, "POST");
-            if (auto refused = need(Permission::kTriageAlerts)) return *refused;
-            return post_comment(context, request, rest, user);
-        }
-        if (get) {
-            if (auto refused = need(Permission::kReadAlerts)) return *refused;
-            return alert_detail(context, rest);
-        }
-        if (request.getMethod() == "PATCH") {
-            if (auto refused = need(Permission::kTriageAlerts)) return *refused;
-            return patch_alert(context, request, rest, user);
-        }
-        return method_not_allowed(request.getMethod(), path, "GET, PATCH");
-    }
-    if (path == kAgentsPath || path.starts_with(std::string(kAgentsPath) + "/")) {
-        if (!get) return method_not_allowed(request.getMethod(), path);
-        if (auto refused = need(Permission::kReadAgents)) return *refused;
-        if (path == kAgentsPath) return agents(context, uri);
-        return one_agent(context, path.substr(kAgentsPath.size() + 1));
-    }
-    return problem(HTTPResponse::HTTP_NOT_FOUND, "there is no resource at " + echo(path));
+    return chosen->handler(context, request, uri, id, &user);
 }
 
 void send(const Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
@@ -936,6 +1040,13 @@ private:
 };
 
 }  // namespace
+
+std::vector<std::string> api_routes() {
+    std::vector<std::string> out;
+    out.reserve(kRoutes.size());
+    for (const Route& r : kRoutes) out.push_back(std::string(r.method) + " " + std::string(r.path));
+    return out;
+}
 
 struct ApiServer::Impl {
     ApiOptions options;

@@ -321,7 +321,8 @@ int run_collector(int argc, char** argv) {
     while (!g_stop) ingest.poll(std::chrono::milliseconds(200));
 
     const IngestCounters c = ingest.counters();
-    common::log_info("collector", "stopping: " + std::to_string(c.batches) + " batches, " +
+    common::log_info("collector", "stopping: " + std::to_string(c.batches) + " batches in " +
+                                      std::to_string(c.transactions) + " transactions, " +
                                       std::to_string(c.alerts_inserted) + " alerts stored, " +
                                       std::to_string(c.alerts_duplicate) + " duplicates, " +
                                       std::to_string(c.alerts_rejected) + " rejected, " +

@@ -1,6 +1,7 @@
 #include "senningen/collector/ingest.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "senningen/common/log.h"
 
@@ -86,8 +87,8 @@ IngestCounters Ingest::counters() const {
 
 void Ingest::poll(std::chrono::milliseconds timeout) {
     for (auto& item : transport_.receive(timeout)) {
-        if (const auto* batch = std::get_if<common::AlertBatch>(&item)) {
-            handle_batch(*batch);
+        if (auto* batch = std::get_if<common::AlertBatch>(&item)) {
+            handle_batch(std::move(*batch));
         } else if (auto* hb = std::get_if<common::Heartbeat>(&item)) {
             handle_heartbeat(std::move(*hb));
         } else if (const auto* ev = std::get_if<common::PeerEvent>(&item)) {
@@ -106,53 +107,69 @@ void Ingest::poll(std::chrono::milliseconds timeout) {
                                            bad->message);
         }
     }
+    commit_group();
     check_liveness();
 }
 
-void Ingest::handle_batch(const common::AlertBatch& batch) {
+void Ingest::handle_batch(common::AlertBatch batch) {
     // Refused batches are not acknowledged: the agent keeps them, and an operator who fixes
     // the enrollment gets them delivered.
     if (!authenticate(batch, "batch", batch.batch_id)) return;
-    std::vector<common::Alert> valid;
-    valid.reserve(batch.alerts.size());
     std::uint64_t rejected = 0;
-    for (const auto& alert : batch.alerts) {
+    std::erase_if(batch.alerts, [&](const common::Alert& alert) {
         if (alert.agent_id != batch.agent_id) {
             ++rejected;
             common::log_warn("ingest", "batch " + std::to_string(batch.batch_id) + " from agent '" +
                                            batch.agent_id + "' carries alert " + alert.id +
                                            " claiming agent '" + alert.agent_id + "': rejected");
-            continue;
+            return true;
         }
         if (auto ok = common::validate(alert); !ok) {
             ++rejected;
             common::log_warn("ingest", "alert " + alert.id + " from agent '" + batch.agent_id +
                                            "' rejected: " + ok.error().message);
-            continue;
+            return true;
         }
-        valid.push_back(alert);
-    }
-    auto result = store_.insert(valid);
+        return false;
+    });
+    group_size_ += batch.alerts.size();
+    group_.push_back(Grouped{std::move(batch.agent_id), batch.batch_id, rejected});
+    group_alerts_.push_back(std::move(batch.alerts));
+    if (group_size_ >= kMaxGroupAlerts) commit_group();
+}
+
+void Ingest::commit_group() {
+    if (group_.empty()) return;
+    auto results = store_.insert_batches(group_alerts_);
+    std::vector<Grouped> group = std::exchange(group_, {});
+    group_alerts_.clear();
+    group_size_ = 0;
     const std::lock_guard<std::mutex> lock(mutex_);
-    ++counters_.batches;
-    if (!result) {
-        ++counters_.store_errors;
-        common::log_error("ingest", "store refused batch " + std::to_string(batch.batch_id) +
-                                        " from agent '" + batch.agent_id +
-                                        "' (not acknowledged, the agent will resend): " +
-                                        result.error().message);
+    counters_.batches += group.size();
+    if (!results) {
+        counters_.store_errors += group.size();
+        common::log_error("ingest", "store refused a group of " + std::to_string(group.size()) +
+                                        " batches, the first " +
+                                        std::to_string(group.front().batch_id) + " from agent '" +
+                                        group.front().agent_id +
+                                        "' (not acknowledged, the agents will resend): " +
+                                        results.error().message);
         return;
     }
-    counters_.alerts_inserted += result->inserted;
-    counters_.alerts_duplicate += result->duplicates;
-    counters_.alerts_rejected += rejected;
-    common::BatchAck ack;
-    ack.agent_id = batch.agent_id;
-    ack.batch_id = batch.batch_id;
-    ack.inserted = result->inserted;
-    ack.duplicates = result->duplicates;
-    ack.rejected = rejected;
-    transport_.send(ack);
+    ++counters_.transactions;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        const InsertResult& r = (*results)[i];
+        counters_.alerts_inserted += r.inserted;
+        counters_.alerts_duplicate += r.duplicates;
+        counters_.alerts_rejected += group[i].rejected;
+        common::BatchAck ack;
+        ack.agent_id = std::move(group[i].agent_id);
+        ack.batch_id = group[i].batch_id;
+        ack.inserted = r.inserted;
+        ack.duplicates = r.duplicates;
+        ack.rejected = group[i].rejected;
+        transport_.send(ack);
+    }
 }
 
 }  // namespace senningen::collector

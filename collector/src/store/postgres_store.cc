@@ -1,36 +1,37 @@
-// PostgreSQL backend of AlertStore, over Poco::Data's PostgreSQL connector.
+// PostgreSQL backend of AlertStore, over libpq.
 //
-// Why Poco's connector and not libpq directly: it does what this store needs (bound $n
-// parameters, NULLs, 64-bit integers, affected-row counts, transactions), and it notices a
-// connection the server dropped (Session::isConnected() turns false after the failed call),
-// which is what the pool below builds on. libpq itself is used for one thing Poco lacks:
-// parsing a postgresql:// URL (PQconninfoParse), since Poco's connector only takes
-// "key=value" strings.
+// Why libpq and not Poco::Data's PostgreSQL connector (Poco 1.11, which the SQLite backend's
+// Poco::Data would suggest): that connector never frees a connection that failed. Its
+// SessionHandle only calls PQfinish() while PQstatus() is CONNECTION_OK, so a connection that
+// could not be opened, or that the server dropped (a restart), leaks its PGconn; LeakSanitizer
+// showed it in this store's reconnect and unreachable-server tests. Reconnecting after a
+// server restart is exactly what this store must do, so it talks to libpq itself, wrapped once
+// below (PgConn, PgResult). The connector also splits its connection string at spaces, so a
+// password with a space could not be passed; libpq's PQconnectdbParams has no such limit.
 //
-// Threading: a pool of sessions, one per call in flight (the ingest thread and the HTTP
+// Threading: a pool of connections, one per call in flight (the ingest thread and the HTTP
 // workers). PostgreSQL's MVCC lets readers and writers run side by side, also across
 // collector processes sharing the database.
 //
-// Every value reaches the server as a bound parameter; the only SQL assembled at run time is
-// the WHERE clause of query(), built from fixed fragments and $n placeholders.
+// Every value reaches the server as a bound parameter (PQexecParams, text format); the only
+// SQL assembled at run time is the WHERE clause of query(), built from fixed fragments and $n
+// placeholders.
 #include "senningen/collector/postgres_store.h"
 
-#include <Poco/Data/PostgreSQL/Connector.h>
-#include <Poco/Data/Session.h>
-#include <Poco/Data/Statement.h>
-#include <Poco/Exception.h>
-#include <Poco/Nullable.h>
 #include <libpq-fe.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -42,15 +43,10 @@ namespace {
 
 using common::ErrorCode;
 using common::make_error;
-using Poco::Data::Session;
-using Poco::Data::Statement;
-using Poco::Data::Keywords::into;
-using Poco::Data::Keywords::now;
-using Poco::Data::Keywords::use;
 
 // Any constant will do, as long as nothing else in the database takes the same advisory lock:
 // "SNNG" in ASCII.
-constexpr Poco::Int64 kMigrationLockKey = 0x534e4e47;
+constexpr std::int64_t kMigrationLockKey = 0x534e4e47;
 
 struct Migration {
     int version;
@@ -176,9 +172,21 @@ constexpr std::string_view kAgentColumns =
     " sequence, uptime_s, interval_s, packets, kernel_drops, bytes, files_scanned, alerts,"
     " queue_depth, queue_oldest_age_s FROM agents";
 
-void register_connector() {
-    static std::once_flag once;
-    std::call_once(once, [] { Poco::Data::PostgreSQL::Connector::registerConnector(); });
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...");
+// a log line and a problem detail want one.
+std::string one_line(std::string_view text) {
+    std::string out;
+    bool space = false;
+    for (char c : text) {
+        if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+            space = !out.empty();
+            continue;
+        }
+        if (space) out += ' ';
+        space = false;
+        out += c;
+    }
+    return out;
 }
 
 // libpq's parse of CONNINFO: keyword => value, only those set. The error is libpq's message.
@@ -189,9 +197,9 @@ common::Result<std::map<std::string, std::string>> parse_conninfo(const std::str
         std::string message = error != nullptr ? error : "out of memory";
         PQfreemem(error);
         while (!message.empty() && message.back() == '\n') message.pop_back();
-        return make_error(ErrorCode::kInvalidArgument,
-                          "PostgreSQL connection string '" + redact_conninfo(conninfo) +
-                              "' is malformed: " + message);
+        return make_error(ErrorCode::kInvalidArgument, "PostgreSQL connection string '" +
+                                                           redact_conninfo(conninfo) +
+                                                           "' is malformed: " + message);
     }
     std::map<std::string, std::string> out;
     for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
@@ -201,9 +209,10 @@ common::Result<std::map<std::string, std::string>> parse_conninfo(const std::str
     return out;
 }
 
-// "key='value' ..." in libpq's quoting: backslash and quote escaped. Poco's connector splits
-// the string at every space before libpq sees it, so a value with white space in it cannot be
-// passed at all: that is refused here, naming the keyword (not the value, a password perhaps).
+// "key='value' ..." in libpq's quoting: backslash and quote escaped. For Poco's connector
+// (postgres_keyword_string), which splits the string at every space before libpq sees it, so
+// a value with white space in it cannot be passed at all: that is refused here, naming the
+// keyword (not the value, a password perhaps).
 common::Result<std::string> to_keyword_string(const std::map<std::string, std::string>& keywords,
                                               const std::string& name) {
     std::string out;
@@ -226,40 +235,121 @@ common::Result<std::string> to_keyword_string(const std::map<std::string, std::s
     return out;
 }
 
-// The pool: sessions are made on demand up to a maximum and kept while they work. A session
-// that broke is never handed out again, and since a broken session usually means the server
-// restarted (which ends every connection), the idle ones are dropped too, so that only the
-// call that met the broken connection fails.
-class SessionPool {
+// --- libpq, wrapped once ---------------------------------------------------------------
+
+struct PgConnClose {
+    void operator()(PGconn* c) const { PQfinish(c); }
+};
+using PgConn = std::unique_ptr<PGconn, PgConnClose>;
+
+struct PgResultClear {
+    void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, PgResultClear>;
+
+// A statement the server refused or a connection that broke. Thrown by the helpers below and
+// caught at the boundary of every store call (with_connection), never beyond this file: it
+// keeps the SQL sequences readable, as the exceptions of Poco::Data do in the SQLite backend.
+class SqlError : public std::runtime_error {
 public:
-    SessionPool(std::string keywords, std::string name, const PostgresOptions& options)
+    using std::runtime_error::runtime_error;
+};
+
+// A bound parameter: text, or NULL.
+using Param = std::optional<std::string>;
+
+Param param(std::int64_t v) {
+    return std::to_string(v);
+}
+Param param(std::uint64_t v) {
+    return std::to_string(static_cast<std::int64_t>(v));
+}
+Param param(int v) {
+    return std::to_string(v);
+}
+Param param(std::string v) {
+    return v;
+}
+
+// Runs SQL with PARAMS as $1, $2, ... and returns the result; throws SqlError.
+PgResult exec(PGconn* conn, const std::string& sql, const std::vector<Param>& params = {}) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
+    PgResult result(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                 values.data(), nullptr, nullptr, 0));
+    const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        throw SqlError(
+            one_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
+    }
+    return result;
+}
+
+std::string text(const PgResult& r, int row, int col) {
+    return {PQgetvalue(r.get(), row, col),
+            static_cast<std::size_t>(PQgetlength(r.get(), row, col))};
+}
+
+std::int64_t integer(const PgResult& r, int row, int col) {
+    const char* v = PQgetvalue(r.get(), row, col);
+    const char* end = v + PQgetlength(r.get(), row, col);
+    std::int64_t out = 0;
+    const auto [ptr, ec] = std::from_chars(v, end, out);
+    if (ec != std::errc() || ptr != end) {
+        throw SqlError("column " + std::to_string(col) + " of row " + std::to_string(row) +
+                       " is not an integer: '" + std::string(v, end) + "'");
+    }
+    return out;
+}
+
+// Rows an INSERT, UPDATE or DELETE affected.
+std::uint64_t affected(const PgResult& r) {
+    const std::string n = PQcmdTuples(r.get());
+    std::uint64_t out = 0;
+    std::from_chars(n.data(), n.data() + n.size(), out);
+    return out;
+}
+
+// Server notices ("relation already exists, skipping") would go to stderr; the store reports
+// what matters itself.
+void ignore_notice(void* /*arg*/, const char* /*message*/) {}
+
+// The pool: connections are made on demand up to a maximum and kept while they work. A
+// connection that broke is closed, never handed out again, and since a broken connection
+// usually means the server restarted (which ends every connection), the idle ones are closed
+// too, so that only the call that met the broken connection fails.
+class ConnectionPool {
+public:
+    ConnectionPool(std::map<std::string, std::string> keywords, std::string name,
+                   const PostgresOptions& options)
         : keywords_(std::move(keywords)), name_(std::move(name)), options_(options) {}
 
     class Lease {
     public:
-        Lease(SessionPool& pool, std::unique_ptr<Session> session)
-            : pool_(&pool), session_(std::move(session)) {}
+        Lease(ConnectionPool& pool, PgConn conn) : pool_(&pool), conn_(std::move(conn)) {}
         Lease(Lease&& other) noexcept
-            : pool_(std::exchange(other.pool_, nullptr)), session_(std::move(other.session_)) {}
+            : pool_(std::exchange(other.pool_, nullptr)), conn_(std::move(other.conn_)) {}
         Lease(const Lease&) = delete;
         Lease& operator=(const Lease&) = delete;
         Lease& operator=(Lease&&) = delete;
         ~Lease() {
-            if (pool_ != nullptr) pool_->give_back(std::move(session_));
+            if (pool_ != nullptr) pool_->give_back(std::move(conn_));
         }
-        Session& operator*() { return *session_; }
+        PGconn* get() const { return conn_.get(); }
 
     private:
-        SessionPool* pool_;
-        std::unique_ptr<Session> session_;
+        ConnectionPool* pool_;
+        PgConn conn_;
     };
 
     common::Result<Lease> acquire() {
         std::unique_lock lock(mutex_);
         const auto deadline = std::chrono::steady_clock::now() +
                               std::chrono::milliseconds(options_.acquire_timeout_ms);
-        if (!available_.wait_until(lock, deadline,
-                                   [&] { return !idle_.empty() || open_ < options_.max_connections; })) {
+        if (!available_.wait_until(lock, deadline, [&] {
+                return !idle_.empty() || open_ < options_.max_connections;
+            })) {
             return make_error(ErrorCode::kDatabase,
                               "PostgreSQL database '" + name_ + "': all " +
                                   std::to_string(options_.max_connections) +
@@ -267,52 +357,51 @@ public:
                                   std::to_string(options_.acquire_timeout_ms) + " ms");
         }
         if (!idle_.empty()) {
-            std::unique_ptr<Session> session = std::move(idle_.back());
+            PgConn conn = std::move(idle_.back());
             idle_.pop_back();
-            return Lease(*this, std::move(session));
+            return Lease(*this, std::move(conn));
         }
         ++open_;
-        lock.unlock();  // connecting takes a round trip or more; others may use idle sessions
-        try {
-            auto session = std::make_unique<Session>("PostgreSQL", keywords_);
-            // libpq prints the server's notices to stderr ("relation already exists,
-            // skipping"); the store reports what matters itself. (Not through the "options"
-            // keyword: its value needs a space, see to_keyword_string.)
-            *session << "SET client_min_messages TO warning", now;
-            return Lease(*this, std::move(session));
-        } catch (const Poco::Exception& e) {
-            release_slot();
-            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + name_ +
-                                                        "': cannot connect: " + e.displayText());
-        } catch (const std::exception& e) {
-            release_slot();
+        lock.unlock();  // connecting takes a round trip or more; others may use idle ones
+        PgConn conn = connect();
+        if (PQstatus(conn.get()) != CONNECTION_OK) {
+            const std::string message =
+                conn ? one_line(PQerrorMessage(conn.get())) : std::string("out of memory");
+            conn.reset();
+            {
+                std::lock_guard relock(mutex_);
+                --open_;
+            }
+            available_.notify_one();
             return make_error(ErrorCode::kDatabase,
-                              "PostgreSQL database '" + name_ + "': cannot connect: " + e.what());
+                              "PostgreSQL database '" + name_ + "': cannot connect: " + message);
         }
+        PQsetNoticeProcessor(conn.get(), ignore_notice, nullptr);
+        return Lease(*this, std::move(conn));
     }
 
     const std::string& name() const { return name_; }
 
 private:
-    void release_slot() {
-        {
-            std::lock_guard lock(mutex_);
-            --open_;
+    PgConn connect() const {
+        std::vector<const char*> keys;
+        std::vector<const char*> values;
+        for (const auto& [key, value] : keywords_) {
+            keys.push_back(key.c_str());
+            values.push_back(value.c_str());
         }
-        available_.notify_one();
+        keys.push_back(nullptr);
+        values.push_back(nullptr);
+        return PgConn(PQconnectdbParams(keys.data(), values.data(), 0));
     }
 
-    void give_back(std::unique_ptr<Session> session) {
-        bool healthy = false;
-        try {
-            healthy = session->isConnected();
-        } catch (...) {  // NOLINT(bugprone-empty-catch): a session that cannot say is unhealthy
-        }
-        std::vector<std::unique_ptr<Session>> dropped;
+    void give_back(PgConn conn) {
+        std::vector<PgConn> dropped;
         {
             std::lock_guard lock(mutex_);
-            if (healthy) {
-                idle_.push_back(std::move(session));
+            if (PQstatus(conn.get()) == CONNECTION_OK &&
+                PQtransactionStatus(conn.get()) == PQTRANS_IDLE) {
+                idle_.push_back(std::move(conn));
             } else {
                 --open_;
                 open_ -= idle_.size();
@@ -320,110 +409,74 @@ private:
             }
         }
         available_.notify_all();
-        // Closed outside the lock: closing may wait on the network.
-        try {
-            session.reset();
-            dropped.clear();
-        } catch (...) {  // NOLINT(bugprone-empty-catch): closing a dead connection may complain
-        }
+        // Closed outside the lock (PQfinish may wait on the network): CONN and DROPPED go here.
     }
 
-    const std::string keywords_;
+    const std::map<std::string, std::string> keywords_;
     const std::string name_;
     const PostgresOptions options_;
     std::mutex mutex_;
     std::condition_variable available_;
-    std::vector<std::unique_ptr<Session>> idle_;
-    std::size_t open_ = 0;  // sessions in existence: idle plus leased
+    std::vector<PgConn> idle_;
+    std::size_t open_ = 0;  // connections in existence: idle plus leased
 };
 
 // Rolls back unless committed; a connection that died mid-transaction cannot roll back, and
 // the error that got us here matters more than that one.
 class Transaction {
 public:
-    explicit Transaction(Session& session) : session_(session) { session_.begin(); }
+    explicit Transaction(PGconn* conn) : conn_(conn) { exec(conn_, "BEGIN"); }
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;
     ~Transaction() {
         if (done_) return;
-        try {
-            session_.rollback();
-        } catch (...) {  // NOLINT(bugprone-empty-catch): see above
-        }
+        PQclear(PQexec(conn_, "ROLLBACK"));
     }
     void commit() {
-        session_.commit();
+        exec(conn_, "COMMIT");
         done_ = true;
     }
 
 private:
-    Session& session_;
+    PGconn* conn_;
     bool done_ = false;
 };
 
-// One alert's column values, bound by reference to the prepared insert and refilled per alert.
-struct InsertRow {
-    std::string id;
-    std::string agent_id;
-    Poco::Int64 ts_ns = 0;
-    int severity = 0;
-    std::string kind;
-    std::string source;
-    std::string rule;
-    std::string category;
-    std::string pack;
-    Poco::Nullable<std::string> src_ip;
-    Poco::Nullable<int> src_port;
-    Poco::Nullable<std::string> dest_ip;
-    Poco::Nullable<int> dest_port;
-    Poco::Nullable<std::string> proto;
-    Poco::Nullable<std::string> app_proto;
-    Poco::Nullable<Poco::Int64> flow_id;
-    Poco::Int64 received_ns = 0;
-    std::string eve;
-
-    void fill(const common::Alert& a, std::string json, std::int64_t received) {
-        id = a.id;
-        agent_id = a.agent_id;
-        ts_ns = a.timestamp_ns;
-        severity = a.severity;
-        kind = std::string(common::to_string(a.kind));
-        source = std::string(common::to_string(a.source));
-        rule = a.rule;
-        category = a.category;
-        pack = a.pack_version;
-        if (a.network) {
-            const common::NetworkContext& n = *a.network;
-            src_ip = n.src_ip;
-            src_port = static_cast<int>(n.src_port);
-            dest_ip = n.dest_ip;
-            dest_port = static_cast<int>(n.dest_port);
-            proto = n.proto;
-            if (n.app_proto.empty()) {
-                app_proto.clear();
-            } else {
-                app_proto = n.app_proto;
-            }
-            // BIGINT is signed; a flow id above 2^63 is stored wrapped. The exact value is in
-            // eve, the column only serves lookups.
-            flow_id = static_cast<Poco::Int64>(n.flow_id);
-        } else {
-            src_ip.clear();
-            src_port.clear();
-            dest_ip.clear();
-            dest_port.clear();
-            proto.clear();
-            app_proto.clear();
-            flow_id.clear();
-        }
-        received_ns = received;
-        eve = std::move(json);
+// One alert's column values, in kInsertSql's order.
+std::vector<Param> insert_params(const common::Alert& a, std::string eve, std::int64_t received) {
+    std::vector<Param> p;
+    p.reserve(18);
+    p.push_back(param(a.id));
+    p.push_back(param(a.agent_id));
+    p.push_back(param(a.timestamp_ns));
+    p.push_back(param(a.severity));
+    p.push_back(param(std::string(common::to_string(a.kind))));
+    p.push_back(param(std::string(common::to_string(a.source))));
+    p.push_back(param(a.rule));
+    p.push_back(param(a.category));
+    p.push_back(param(a.pack_version));
+    if (a.network) {
+        const common::NetworkContext& n = *a.network;
+        p.push_back(param(n.src_ip));
+        p.push_back(param(static_cast<int>(n.src_port)));
+        p.push_back(param(n.dest_ip));
+        p.push_back(param(static_cast<int>(n.dest_port)));
+        p.push_back(param(n.proto));
+        p.push_back(n.app_proto.empty() ? Param() : param(n.app_proto));
+        // BIGINT is signed; a flow id above 2^63 is stored wrapped. The exact value is in
+        // eve, the column only serves lookups.
+        p.push_back(param(n.flow_id));
+    } else {
+        p.insert(p.end(), 7, Param());
     }
-};
+    p.push_back(param(received));
+    p.push_back(param(std::move(eve)));
+    return p;
+}
 
 class PostgresStore final : public AlertStore {
 public:
-    explicit PostgresStore(std::unique_ptr<SessionPool> pool) : pool_(std::move(pool)) {}
+    explicit PostgresStore(std::unique_ptr<ConnectionPool> pool) : pool_(std::move(pool)) {}
 
     common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
@@ -470,28 +523,22 @@ public:
 
 private:
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
-    // Runs BODY(Session&) on a pooled session; maps exceptions to kDatabase naming WHAT.
+    // Runs BODY(PGconn*) on a pooled connection; an SqlError becomes kDatabase naming WHAT.
     template <typename T, typename Body>
-    common::Result<T> with_session(std::string_view what, Body&& body) {
+    common::Result<T> with_connection(std::string_view what, Body&& body) {
         auto lease = pool_->acquire();
         if (!lease) return lease.error();
         try {
-            return body(**lease);
-        } catch (const Poco::Exception& e) {
-            return error(what, e.displayText());
-        } catch (const std::exception& e) {
-            return error(what, e.what());
+            return body(lease->get());
+        } catch (const SqlError& e) {
+            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + pool_->name() +
+                                                        "': " + std::string(what) + ": " +
+                                                        e.what());
         }
-    }
-    common::Error error(std::string_view what, std::string_view detail) const {
-        std::string text(detail);
-        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-        return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + pool_->name() + "': " +
-                                                    std::string(what) + ": " + text);
     }
     common::Result<std::vector<AgentStatus>> select_agents(const std::string* only);
 
-    std::unique_ptr<SessionPool> pool_;
+    std::unique_ptr<ConnectionPool> pool_;
     std::atomic<std::uint64_t> undecodable_{0};
 };
 
@@ -514,21 +561,15 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return alerts[a].id < alerts[b].id; });
 
-    return with_session<InsertResult>("insert failed", [&](Session& session) {
-        Transaction tx(session);
-        InsertRow row;
-        Statement insert_stmt =
-            (session << std::string(kInsertSql), use(row.id), use(row.agent_id), use(row.ts_ns),
-             use(row.severity), use(row.kind), use(row.source), use(row.rule), use(row.category),
-             use(row.pack), use(row.src_ip), use(row.src_port), use(row.dest_ip),
-             use(row.dest_port), use(row.proto), use(row.app_proto), use(row.flow_id),
-             use(row.received_ns), use(row.eve));
+    return with_connection<InsertResult>("insert failed", [&](PGconn* conn) {
+        Transaction tx(conn);
+        const std::string sql(kInsertSql);
         const std::int64_t received = common::now_ns();
         InsertResult result;
         for (std::size_t i : order) {
-            row.fill(alerts[i], std::move(eves[i]), received);
             // ON CONFLICT DO NOTHING: a duplicate id affects no row.
-            if (insert_stmt.execute() > 0) {
+            if (affected(exec(conn, sql, insert_params(alerts[i], std::move(eves[i]), received))) >
+                0) {
                 ++result.inserted;
             } else {
                 ++result.duplicates;
@@ -552,18 +593,11 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         }
     }
 
-    // Bound by reference: these locals must outlive the statement's execution.
-    Poco::Int64 since = q.since_ns.value_or(0);
-    Poco::Int64 until = q.until_ns.value_or(0);
-    std::vector<int> severities = q.severities;
-    std::string agent = q.agent_id.value_or(std::string());
-    std::string alert_id = q.alert_id.value_or(std::string());
-    std::string status = q.status.value_or(std::string());
-    std::string assignee = q.assignee.value_or(std::string());
-    auto limit = static_cast<Poco::Int64>(q.limit);
-
-    int parameter = 0;
-    auto next = [&] { return "$" + std::to_string(++parameter); };
+    std::vector<Param> params;
+    auto next = [&](Param value) {
+        params.push_back(std::move(value));
+        return "$" + std::to_string(params.size());
+    };
     std::string sql = "SELECT eve FROM alerts";
     std::string_view glue = " WHERE ";
     auto add_condition = [&](const std::string& condition) {
@@ -571,40 +605,32 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         sql += condition;
         glue = " AND ";
     };
-    if (q.since_ns) add_condition("ts_ns >= " + next());
-    if (q.until_ns) add_condition("ts_ns < " + next());
-    if (!severities.empty()) {
-        std::string in = "severity IN (" + next();
-        for (std::size_t i = 1; i < severities.size(); ++i) in += ", " + next();
+    if (q.since_ns) add_condition("ts_ns >= " + next(param(*q.since_ns)));
+    if (q.until_ns) add_condition("ts_ns < " + next(param(*q.until_ns)));
+    if (!q.severities.empty()) {
+        std::string in = "severity IN (";
+        for (std::size_t i = 0; i < q.severities.size(); ++i) {
+            in += (i == 0 ? "" : ", ") + next(param(q.severities[i]));
+        }
         add_condition(in + ")");
     }
-    if (q.agent_id) add_condition("agent_id = " + next());
-    if (q.alert_id) add_condition("id = " + next());
+    if (q.agent_id) add_condition("agent_id = " + next(param(*q.agent_id)));
+    if (q.alert_id) add_condition("id = " + next(param(*q.alert_id)));
     if (q.status) {
         add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
-                      " 'new') = " + next());
+                      " 'new') = " + next(param(*q.status)));
     }
     if (q.assignee) {
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
-                      " AND t.assignee = " + next() + ")");
+                      " AND t.assignee = " + next(param(*q.assignee)) + ")");
     }
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT " + next();
+    sql += " ORDER BY ts_ns DESC, id ASC LIMIT " + next(param(static_cast<std::int64_t>(q.limit)));
 
-    auto eves = with_session<std::vector<std::string>>("query failed", [&](Session& session) {
+    auto eves = with_connection<std::vector<std::string>>("query failed", [&](PGconn* conn) {
+        PgResult r = exec(conn, sql, params);
         std::vector<std::string> out;
-        Statement stmt(session);
-        stmt << sql;
-        // Same order as the placeholders above.
-        if (q.since_ns) stmt.addBind(use(since));
-        if (q.until_ns) stmt.addBind(use(until));
-        for (int& s : severities) stmt.addBind(use(s));
-        if (q.agent_id) stmt.addBind(use(agent));
-        if (q.alert_id) stmt.addBind(use(alert_id));
-        if (q.status) stmt.addBind(use(status));
-        if (q.assignee) stmt.addBind(use(assignee));
-        stmt.addBind(use(limit));
-        stmt.addExtract(into(out));
-        stmt.execute();
+        out.reserve(static_cast<std::size_t>(PQntuples(r.get())));
+        for (int row = 0; row < PQntuples(r.get()); ++row) out.push_back(text(r, row, 0));
         return out;
     });
     if (!eves) return eves.error();
@@ -624,74 +650,58 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
 }
 
 common::Result<std::uint64_t> PostgresStore::count() {
-    return with_session<std::uint64_t>("count failed", [&](Session& session) {
-        Poco::Int64 n = 0;
-        session << "SELECT count(*) FROM alerts", into(n), now;
-        return static_cast<std::uint64_t>(n);
+    return with_connection<std::uint64_t>("count failed", [&](PGconn* conn) {
+        return static_cast<std::uint64_t>(integer(exec(conn, "SELECT count(*) FROM alerts"), 0, 0));
     });
 }
 
 // Inside an open transaction: the state change, if it is one, becomes an event.
-void record_event_if_changed(Session& session, std::string agent_id, const std::string& before,
-                             std::string after, Poco::Int64 at_ns, std::string detail) {
+void record_event_if_changed(PGconn* conn, const std::string& agent_id, const std::string& before,
+                             const std::string& after, std::int64_t at_ns,
+                             const std::string& detail) {
     if (before == after) return;
-    session << "INSERT INTO agent_events (time_ns, agent_id, event, detail)"
-               " VALUES ($1, $2, $3, $4)",
-        use(at_ns), use(agent_id), use(after), use(detail), now;
+    exec(conn,
+         "INSERT INTO agent_events (time_ns, agent_id, event, detail) VALUES ($1, $2, $3, $4)",
+         {param(at_ns), param(agent_id), param(after), param(detail)});
 }
 
 // The agent's current state, locking its row until the transaction ends (so a heartbeat on one
 // collector and the liveness check on another cannot both record a change); empty when the
 // agent was never seen.
-std::string lock_agent_state(Session& session, std::string agent_id) {
-    std::vector<std::string> states;
-    session << "SELECT state FROM agents WHERE id = $1 FOR UPDATE", use(agent_id), into(states),
-        now;
-    return states.empty() ? std::string() : states.front();
+std::string lock_agent_state(PGconn* conn, const std::string& agent_id) {
+    PgResult r = exec(conn, "SELECT state FROM agents WHERE id = $1 FOR UPDATE", {param(agent_id)});
+    return PQntuples(r.get()) == 0 ? std::string() : text(r, 0, 0);
 }
 
 common::Result<void> PostgresStore::record_heartbeat(const common::Heartbeat& hb,
                                                      std::int64_t received_ns) {
-    auto i64 = [](std::uint64_t v) { return static_cast<Poco::Int64>(v); };
-    return with_session<void>(
-        "heartbeat of agent '" + hb.agent_id + "'", [&](Session& session) -> common::Result<void> {
-            Transaction tx(session);
-            std::string id = hb.agent_id;
-            std::string state = hb.stopping ? "stopped" : "online";
-            const std::string before = lock_agent_state(session, id);
-            Poco::Int64 at = received_ns;
-            Poco::Int64 sequence = i64(hb.sequence);
-            std::string version = hb.version;
-            Poco::Int64 uptime = i64(hb.uptime_s);
-            std::string pack = hb.pack_version;
-            Poco::Int64 interval = i64(hb.interval_s);
-            Poco::Int64 packets = i64(hb.packets);
-            Poco::Int64 drops = i64(hb.kernel_drops);
-            Poco::Int64 bytes = i64(hb.bytes);
-            Poco::Int64 files = i64(hb.files_scanned);
-            Poco::Int64 alerts = i64(hb.alerts);
-            Poco::Int64 depth = i64(hb.queue_depth);
-            Poco::Int64 oldest = i64(hb.queue_oldest_age_s);
-            session << "INSERT INTO agents (id, state, first_seen_ns, last_seen_ns, state_since_ns,"
-                       " sequence, version, uptime_s, pack_version, interval_s, packets,"
-                       " kernel_drops, bytes, files_scanned, alerts, queue_depth,"
-                       " queue_oldest_age_s)"
-                       " VALUES ($1, $2, $3, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-                       " $14, $15)"
-                       " ON CONFLICT (id) DO UPDATE SET state = $2, last_seen_ns = $3,"
-                       " state_since_ns = CASE WHEN agents.state = $2 THEN agents.state_since_ns"
-                       " ELSE $3 END,"
-                       " sequence = $4, version = $5, uptime_s = $6, pack_version = $7,"
-                       " interval_s = $8, packets = $9, kernel_drops = $10, bytes = $11,"
-                       " files_scanned = $12, alerts = $13, queue_depth = $14,"
-                       " queue_oldest_age_s = $15",
-                use(id), use(state), use(at), use(sequence), use(version), use(uptime), use(pack),
-                use(interval), use(packets), use(drops), use(bytes), use(files), use(alerts),
-                use(depth), use(oldest), now;
+    return with_connection<void>(
+        "heartbeat of agent '" + hb.agent_id + "'", [&](PGconn* conn) -> common::Result<void> {
+            Transaction tx(conn);
+            const std::string state = hb.stopping ? "stopped" : "online";
+            const std::string before = lock_agent_state(conn, hb.agent_id);
+            exec(conn,
+                 "INSERT INTO agents (id, state, first_seen_ns, last_seen_ns, state_since_ns,"
+                 " sequence, version, uptime_s, pack_version, interval_s, packets,"
+                 " kernel_drops, bytes, files_scanned, alerts, queue_depth, queue_oldest_age_s)"
+                 " VALUES ($1, $2, $3, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+                 " $15)"
+                 " ON CONFLICT (id) DO UPDATE SET state = $2, last_seen_ns = $3,"
+                 " state_since_ns = CASE WHEN agents.state = $2 THEN agents.state_since_ns"
+                 " ELSE $3 END,"
+                 " sequence = $4, version = $5, uptime_s = $6, pack_version = $7,"
+                 " interval_s = $8, packets = $9, kernel_drops = $10, bytes = $11,"
+                 " files_scanned = $12, alerts = $13, queue_depth = $14,"
+                 " queue_oldest_age_s = $15",
+                 {param(hb.agent_id), param(state), param(received_ns), param(hb.sequence),
+                  param(hb.version), param(hb.uptime_s), param(hb.pack_version),
+                  param(hb.interval_s), param(hb.packets), param(hb.kernel_drops), param(hb.bytes),
+                  param(hb.files_scanned), param(hb.alerts), param(hb.queue_depth),
+                  param(hb.queue_oldest_age_s)});
             const std::string detail = hb.stopping      ? "the agent stopped cleanly"
                                        : before.empty() ? "first heartbeat"
                                                         : "heartbeat after being " + before;
-            record_event_if_changed(session, id, before, state, at, detail);
+            record_event_if_changed(conn, hb.agent_id, before, state, received_ns, detail);
             tx.commit();
             return {};
         });
@@ -700,20 +710,17 @@ common::Result<void> PostgresStore::record_heartbeat(const common::Heartbeat& hb
 common::Result<void> PostgresStore::set_agent_state(const std::string& agent_id,
                                                     const std::string& state, std::int64_t at_ns,
                                                     const std::string& detail) {
-    return with_session<void>(
-        "state of agent '" + agent_id + "'", [&](Session& session) -> common::Result<void> {
-            Transaction tx(session);
-            std::string id = agent_id;
-            const std::string before = lock_agent_state(session, id);
+    return with_connection<void>(
+        "state of agent '" + agent_id + "'", [&](PGconn* conn) -> common::Result<void> {
+            Transaction tx(conn);
+            const std::string before = lock_agent_state(conn, agent_id);
             if (before.empty()) {
                 return make_error(ErrorCode::kNotFound, "agent '" + agent_id + "' was never seen");
             }
             if (before != state) {
-                std::string new_state = state;
-                Poco::Int64 at = at_ns;
-                session << "UPDATE agents SET state = $1, state_since_ns = $2 WHERE id = $3",
-                    use(new_state), use(at), use(id), now;
-                record_event_if_changed(session, id, before, state, at, detail);
+                exec(conn, "UPDATE agents SET state = $1, state_since_ns = $2 WHERE id = $3",
+                     {param(state), param(at_ns), param(agent_id)});
+                record_event_if_changed(conn, agent_id, before, state, at_ns, detail);
             }
             tx.commit();
             return {};
@@ -721,51 +728,37 @@ common::Result<void> PostgresStore::set_agent_state(const std::string& agent_id,
 }
 
 common::Result<std::vector<AgentStatus>> PostgresStore::select_agents(const std::string* only) {
-    return with_session<std::vector<AgentStatus>>("agents query failed", [&](Session& session) {
-        std::vector<std::string> ids;
-        std::vector<std::string> states;
-        std::vector<std::string> versions;
-        std::vector<std::string> packs;
-        // first_seen_ns ... queue_oldest_age_s, in kAgentColumns' order.
-        std::array<std::vector<Poco::Int64>, 13> numbers;
-        std::string id = only != nullptr ? *only : std::string();
-        Statement stmt(session);
-        stmt << std::string(kAgentColumns) + (only != nullptr ? " WHERE id = $1" : "") +
-                    " ORDER BY id";
-        if (only != nullptr) stmt.addBind(use(id));
-        stmt.addExtract(into(ids));
-        stmt.addExtract(into(states));
-        stmt.addExtract(into(versions));
-        stmt.addExtract(into(packs));
-        for (auto& column : numbers) stmt.addExtract(into(column));
-        stmt.execute();
-
+    return with_connection<std::vector<AgentStatus>>("agents query failed", [&](PGconn* conn) {
+        const std::string sql =
+            std::string(kAgentColumns) + (only != nullptr ? " WHERE id = $1" : "") + " ORDER BY id";
+        std::vector<Param> params;
+        if (only != nullptr) params.push_back(param(*only));
+        PgResult r = exec(conn, sql, params);
         std::vector<AgentStatus> out;
-        out.reserve(ids.size());
-        auto u64 = [&](std::size_t column, std::size_t row) {
-            return static_cast<std::uint64_t>(numbers[column][row]);
-        };
-        for (std::size_t r = 0; r < ids.size(); ++r) {
+        const int rows = PQntuples(r.get());
+        out.reserve(static_cast<std::size_t>(rows));
+        for (int row = 0; row < rows; ++row) {
+            auto u64 = [&](int col) { return static_cast<std::uint64_t>(integer(r, row, col)); };
             AgentStatus a;
-            a.id = ids[r];
-            a.state = states[r];
-            a.first_seen_ns = numbers[0][r];
-            a.last_seen_ns = numbers[1][r];
-            a.state_since_ns = numbers[2][r];
+            a.id = text(r, row, 0);
+            a.state = text(r, row, 1);
+            a.first_seen_ns = integer(r, row, 4);
+            a.last_seen_ns = integer(r, row, 5);
+            a.state_since_ns = integer(r, row, 6);
             common::Heartbeat& h = a.last;
             h.agent_id = a.id;
-            h.version = versions[r];
-            h.pack_version = packs[r];
-            h.sequence = u64(3, r);
-            h.uptime_s = u64(4, r);
-            h.interval_s = u64(5, r);
-            h.packets = u64(6, r);
-            h.kernel_drops = u64(7, r);
-            h.bytes = u64(8, r);
-            h.files_scanned = u64(9, r);
-            h.alerts = u64(10, r);
-            h.queue_depth = u64(11, r);
-            h.queue_oldest_age_s = u64(12, r);
+            h.version = text(r, row, 2);
+            h.pack_version = text(r, row, 3);
+            h.sequence = u64(7);
+            h.uptime_s = u64(8);
+            h.interval_s = u64(9);
+            h.packets = u64(10);
+            h.kernel_drops = u64(11);
+            h.bytes = u64(12);
+            h.files_scanned = u64(13);
+            h.alerts = u64(14);
+            h.queue_depth = u64(15);
+            h.queue_oldest_age_s = u64(16);
             h.stopping = a.state == "stopped";
             out.push_back(std::move(a));
         }
@@ -773,7 +766,9 @@ common::Result<std::vector<AgentStatus>> PostgresStore::select_agents(const std:
     });
 }
 
-common::Result<std::vector<AgentStatus>> PostgresStore::agents() { return select_agents(nullptr); }
+common::Result<std::vector<AgentStatus>> PostgresStore::agents() {
+    return select_agents(nullptr);
+}
 
 common::Result<std::optional<AgentStatus>> PostgresStore::agent(const std::string& agent_id) {
     auto rows = select_agents(&agent_id);
@@ -784,20 +779,17 @@ common::Result<std::optional<AgentStatus>> PostgresStore::agent(const std::strin
 
 common::Result<std::vector<AgentEvent>> PostgresStore::agent_events(const std::string& agent_id,
                                                                     std::size_t limit) {
-    return with_session<std::vector<AgentEvent>>("agent events query failed", [&](Session&
-                                                                                      session) {
-        std::string id = agent_id;
-        auto n = static_cast<Poco::Int64>(std::min<std::size_t>(limit, INT64_MAX));
-        std::vector<Poco::Int64> times;
-        std::vector<std::string> events;
-        std::vector<std::string> details;
-        session << "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = $1"
-                   " ORDER BY seq DESC LIMIT $2",
-            use(id), use(n), into(times), into(events), into(details), now;
+    return with_connection<std::vector<AgentEvent>>("agent events query failed", [&](PGconn* conn) {
+        const auto n = static_cast<std::int64_t>(
+            std::min<std::size_t>(limit, static_cast<std::size_t>(INT64_MAX)));
+        PgResult r = exec(conn,
+                          "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = $1"
+                          " ORDER BY seq DESC LIMIT $2",
+                          {param(agent_id), param(n)});
         std::vector<AgentEvent> out;
-        out.reserve(times.size());
-        for (std::size_t i = 0; i < times.size(); ++i) {
-            out.push_back(AgentEvent{times[i], agent_id, events[i], details[i]});
+        for (int row = 0; row < PQntuples(r.get()); ++row) {
+            out.push_back(
+                AgentEvent{integer(r, row, 0), agent_id, text(r, row, 1), text(r, row, 2)});
         }
         return out;
     });
@@ -806,40 +798,33 @@ common::Result<std::vector<AgentEvent>> PostgresStore::agent_events(const std::s
 constexpr std::string_view kUserColumns =
     "users.name, users.role, users.password_hash, users.created_ns, users.disabled";
 
-// Extraction targets for kUserColumns.
-struct UserRows {
-    std::vector<std::string> names;
-    std::vector<int> roles;
-    std::vector<std::string> hashes;
-    std::vector<Poco::Int64> created;
-    std::vector<int> disabled;
-
-    void extract_into(Statement& stmt) {
-        stmt.addExtract(into(names));
-        stmt.addExtract(into(roles));
-        stmt.addExtract(into(hashes));
-        stmt.addExtract(into(created));
-        stmt.addExtract(into(disabled));
+// The accounts in R's rows, whose columns are kUserColumns.
+std::vector<UserAccount> user_accounts(const PgResult& r) {
+    std::vector<UserAccount> out;
+    const int rows = PQntuples(r.get());
+    out.reserve(static_cast<std::size_t>(rows));
+    for (int row = 0; row < rows; ++row) {
+        UserAccount u;
+        u.name = text(r, row, 0);
+        const std::int64_t role = integer(r, row, 1);
+        u.role = role == 3 ? Role::kAdmin : role == 2 ? Role::kRuleAuthor : Role::kAnalyst;
+        u.password_hash = text(r, row, 2);
+        u.created_ns = integer(r, row, 3);
+        u.disabled = integer(r, row, 4) != 0;
+        out.push_back(std::move(u));
     }
-    std::vector<UserAccount> accounts() const {
-        std::vector<UserAccount> out;
-        for (std::size_t i = 0; i < names.size(); ++i) {
-            UserAccount u;
-            u.name = names[i];
-            u.role = roles[i] == 3 ? Role::kAdmin : roles[i] == 2 ? Role::kRuleAuthor : Role::kAnalyst;
-            u.password_hash = hashes[i];
-            u.created_ns = created[i];
-            u.disabled = disabled[i] != 0;
-            out.push_back(std::move(u));
-        }
-        return out;
-    }
-};
+    return out;
+}
 
-bool user_exists(Session& session, std::string name) {
-    std::vector<int> found;
-    session << "SELECT 1 FROM users WHERE name = $1 FOR UPDATE", use(name), into(found), now;
-    return !found.empty();
+std::optional<UserAccount> first_account(const PgResult& r) {
+    auto accounts = user_accounts(r);
+    return accounts.empty() ? std::optional<UserAccount>() : std::optional(accounts.front());
+}
+
+// Locks the account's row until the transaction ends; false when there is no such account.
+bool user_exists(PGconn* conn, const std::string& name) {
+    return PQntuples(exec(conn, "SELECT 1 FROM users WHERE name = $1 FOR UPDATE", {param(name)})
+                         .get()) > 0;
 }
 
 common::Error no_account(const std::string& name) {
@@ -848,36 +833,31 @@ common::Error no_account(const std::string& name) {
 
 common::Result<void> PostgresStore::add_user(const UserAccount& user) {
     if (auto ok = check_user_name(user.name); !ok) return ok.error();
-    return with_session<void>("add account '" + user.name + "'",
-                              [&](Session& session) -> common::Result<void> {
-        std::string name = user.name;
-        int role = static_cast<int>(user.role);
-        std::string hash = user.password_hash;
-        Poco::Int64 created = user.created_ns;
-        int disabled = user.disabled ? 1 : 0;
-        Statement stmt(session);
-        stmt << "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
-            use(name), use(role), use(hash), use(created), use(disabled);
-        if (stmt.execute() == 0) {
-            return make_error(ErrorCode::kInvalidArgument,
-                              "account '" + user.name + "' exists already");
-        }
-        return {};
-    });
+    return with_connection<void>(
+        "add account '" + user.name + "'", [&](PGconn* conn) -> common::Result<void> {
+            PgResult r = exec(conn,
+                              "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
+                              " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                              {param(user.name), param(static_cast<int>(user.role)),
+                               param(user.password_hash), param(user.created_ns),
+                               param(user.disabled ? 1 : 0)});
+            if (affected(r) == 0) {
+                return make_error(ErrorCode::kInvalidArgument,
+                                  "account '" + user.name + "' exists already");
+            }
+            return {};
+        });
 }
 
 common::Result<std::vector<UserAccount>> PostgresStore::select_users(const std::string* only) {
-    return with_session<std::vector<UserAccount>>("accounts query failed", [&](Session& session) {
-        std::string name = only != nullptr ? *only : std::string();
-        UserRows rows;
-        Statement stmt(session);
-        stmt << "SELECT " + std::string(kUserColumns) + " FROM users" +
-                    (only != nullptr ? " WHERE name = $1" : "") + " ORDER BY name";
-        if (only != nullptr) stmt.addBind(use(name));
-        rows.extract_into(stmt);
-        stmt.execute();
-        return rows.accounts();
+    return with_connection<std::vector<UserAccount>>("accounts query failed", [&](PGconn* conn) {
+        std::vector<Param> params;
+        if (only != nullptr) params.push_back(param(*only));
+        return user_accounts(exec(conn,
+                                  "SELECT " + std::string(kUserColumns) + " FROM users" +
+                                      (only != nullptr ? " WHERE name = $1" : "") +
+                                      " ORDER BY name",
+                                  params));
     });
 }
 
@@ -891,76 +871,64 @@ common::Result<std::optional<UserAccount>> PostgresStore::find_user(const std::s
 common::Result<std::vector<UserAccount>> PostgresStore::users() { return select_users(nullptr); }
 
 common::Result<void> PostgresStore::set_user_disabled(const std::string& name, bool disabled) {
-    return with_session<void>("disable account '" + name + "'",
-                              [&](Session& session) -> common::Result<void> {
-        Transaction tx(session);
-        std::string user = name;
-        int flag = disabled ? 1 : 0;
-        Statement stmt(session);
-        stmt << "UPDATE users SET disabled = $1 WHERE name = $2", use(flag), use(user);
-        if (stmt.execute() == 0) return no_account(name);
-        if (disabled) session << "DELETE FROM sessions WHERE user_name = $1", use(user), now;
-        tx.commit();
-        return {};
-    });
+    return with_connection<void>(
+        "disable account '" + name + "'", [&](PGconn* conn) -> common::Result<void> {
+            Transaction tx(conn);
+            if (affected(exec(conn, "UPDATE users SET disabled = $1 WHERE name = $2",
+                              {param(disabled ? 1 : 0), param(name)})) == 0) {
+                return no_account(name);
+            }
+            if (disabled) exec(conn, "DELETE FROM sessions WHERE user_name = $1", {param(name)});
+            tx.commit();
+            return {};
+        });
 }
 
 common::Result<void> PostgresStore::set_password_hash(const std::string& name,
                                                       const std::string& password_hash) {
-    return with_session<void>("password of account '" + name + "'",
-                              [&](Session& session) -> common::Result<void> {
-        std::string user = name;
-        std::string hash = password_hash;
-        Statement stmt(session);
-        stmt << "UPDATE users SET password_hash = $1 WHERE name = $2", use(hash), use(user);
-        if (stmt.execute() == 0) return no_account(name);
-        return {};
-    });
+    return with_connection<void>(
+        "password of account '" + name + "'", [&](PGconn* conn) -> common::Result<void> {
+            if (affected(exec(conn, "UPDATE users SET password_hash = $1 WHERE name = $2",
+                              {param(password_hash), param(name)})) == 0) {
+                return no_account(name);
+            }
+            return {};
+        });
 }
 
 common::Result<void> PostgresStore::add_session(const std::string& digest, const std::string& user,
                                                 std::int64_t created_ns, std::int64_t expires_ns) {
-    return with_session<void>("session of account '" + user + "'",
-                              [&](Session& session) -> common::Result<void> {
-        Transaction tx(session);
-        if (!user_exists(session, user)) return no_account(user);
-        std::string d = digest;
-        std::string u = user;
-        Poco::Int64 created = created_ns;
-        Poco::Int64 expires = expires_ns;
-        session << "DELETE FROM sessions WHERE expires_ns <= $1", use(created), now;
-        session << "INSERT INTO sessions (digest, user_name, created_ns, expires_ns, last_seen_ns)"
-                   " VALUES ($1, $2, $3, $4, $3)",
-            use(d), use(u), use(created), use(expires), now;
-        tx.commit();
-        return {};
-    });
+    return with_connection<void>(
+        "session of account '" + user + "'", [&](PGconn* conn) -> common::Result<void> {
+            Transaction tx(conn);
+            if (!user_exists(conn, user)) return no_account(user);
+            exec(conn, "DELETE FROM sessions WHERE expires_ns <= $1", {param(created_ns)});
+            exec(conn,
+                 "INSERT INTO sessions (digest, user_name, created_ns, expires_ns, last_seen_ns)"
+                 " VALUES ($1, $2, $3, $4, $3)",
+                 {param(digest), param(user), param(created_ns), param(expires_ns)});
+            tx.commit();
+            return {};
+        });
 }
 
 common::Result<std::optional<UserAccount>> PostgresStore::session_user(const std::string& digest,
                                                                        std::int64_t now_ns) {
-    return with_session<std::optional<UserAccount>>("credential lookup", [&](Session& session) {
-        std::string d = digest;
-        Poco::Int64 at = now_ns;
-        UserRows rows;
+    return with_connection<std::optional<UserAccount>>("credential lookup", [&](PGconn* conn) {
         // One statement: touch the session and return its account when it is still valid.
-        Statement stmt(session);
-        stmt << "UPDATE sessions SET last_seen_ns = $2 FROM users"
-                " WHERE sessions.digest = $1 AND sessions.expires_ns > $2"
-                " AND users.name = sessions.user_name AND users.disabled = 0"
-                " RETURNING " + std::string(kUserColumns),
-            use(d), use(at);
-        rows.extract_into(stmt);
-        stmt.execute();
-        auto accounts = rows.accounts();
-        return accounts.empty() ? std::optional<UserAccount>() : std::optional(accounts.front());
+        return first_account(exec(conn,
+                                  "UPDATE sessions SET last_seen_ns = $2 FROM users"
+                                  " WHERE sessions.digest = $1 AND sessions.expires_ns > $2"
+                                  " AND users.name = sessions.user_name AND users.disabled = 0"
+                                  " RETURNING " +
+                                      std::string(kUserColumns),
+                                  {param(digest), param(now_ns)}));
     });
 }
 
 common::Result<void> PostgresStore::delete_session(const std::string& digest) {
-    return with_session<void>("end session", [&](Session& session) -> common::Result<void> {
-        std::string d = digest;
-        session << "DELETE FROM sessions WHERE digest = $1", use(d), now;
+    return with_connection<void>("end session", [&](PGconn* conn) -> common::Result<void> {
+        exec(conn, "DELETE FROM sessions WHERE digest = $1", {param(digest)});
         return {};
     });
 }
@@ -969,98 +937,78 @@ common::Result<void> PostgresStore::add_api_token(const std::string& digest,
                                                   const std::string& user,
                                                   const std::string& label,
                                                   std::int64_t created_ns) {
-    return with_session<void>("token of account '" + user + "'",
-                              [&](Session& session) -> common::Result<void> {
-        Transaction tx(session);
-        if (!user_exists(session, user)) return no_account(user);
-        std::string d = digest;
-        std::string u = user;
-        std::string l = label;
-        Poco::Int64 created = created_ns;
-        session << "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
-                   " VALUES ($1, $2, $3, $4)",
-            use(d), use(u), use(l), use(created), now;
-        tx.commit();
-        return {};
-    });
+    return with_connection<void>(
+        "token of account '" + user + "'", [&](PGconn* conn) -> common::Result<void> {
+            Transaction tx(conn);
+            if (!user_exists(conn, user)) return no_account(user);
+            exec(conn,
+                 "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
+                 " VALUES ($1, $2, $3, $4)",
+                 {param(digest), param(user), param(label), param(created_ns)});
+            tx.commit();
+            return {};
+        });
 }
 
 common::Result<std::optional<UserAccount>> PostgresStore::token_user(const std::string& digest,
                                                                      std::int64_t now_ns) {
-    return with_session<std::optional<UserAccount>>("credential lookup", [&](Session& session) {
-        std::string d = digest;
-        Poco::Int64 at = now_ns;
-        UserRows rows;
-        Statement stmt(session);
-        stmt << "UPDATE api_tokens SET last_used_ns = $2 FROM users"
-                " WHERE api_tokens.digest = $1 AND users.name = api_tokens.user_name"
-                " AND users.disabled = 0 RETURNING " + std::string(kUserColumns),
-            use(d), use(at);
-        rows.extract_into(stmt);
-        stmt.execute();
-        auto accounts = rows.accounts();
-        return accounts.empty() ? std::optional<UserAccount>() : std::optional(accounts.front());
+    return with_connection<std::optional<UserAccount>>("credential lookup", [&](PGconn* conn) {
+        return first_account(exec(conn,
+                                  "UPDATE api_tokens SET last_used_ns = $2 FROM users"
+                                  " WHERE api_tokens.digest = $1"
+                                  " AND users.name = api_tokens.user_name"
+                                  " AND users.disabled = 0 RETURNING " +
+                                      std::string(kUserColumns),
+                                  {param(digest), param(now_ns)}));
     });
 }
 
-void insert_audit(Session& session, const AuditEntry& e) {
-    Poco::Int64 at = e.time_ns;
-    std::string actor = e.actor;
-    std::string action = e.action;
-    std::string target = e.target;
-    std::string old_value = e.old_value;
-    std::string new_value = e.new_value;
-    session << "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
-               " VALUES ($1, $2, $3, $4, $5, $6)",
-        use(at), use(actor), use(action), use(target), use(old_value), use(new_value), now;
-}
-
-common::Result<void> PostgresStore::append_audit(const AuditEntry& e) {
-    return with_session<void>("audit log", [&](Session& session) -> common::Result<void> {
-        insert_audit(session, e);
-        return {};
-    });
+void insert_audit(PGconn* conn, const AuditEntry& e) {
+    exec(conn,
+         "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+         " VALUES ($1, $2, $3, $4, $5, $6)",
+         {param(e.time_ns), param(e.actor), param(e.action), param(e.target), param(e.old_value),
+          param(e.new_value)});
 }
 
 // Locks the alert's row until the transaction ends, so that triage changes of one alert are
 // applied (and audited) one after the other; false when the alert is not stored.
-bool lock_alert(Session& session, std::string id) {
-    std::vector<int> found;
-    session << "SELECT 1 FROM alerts WHERE id = $1 FOR UPDATE", use(id), into(found), now;
-    return !found.empty();
+bool lock_alert(PGconn* conn, const std::string& id) {
+    return PQntuples(
+               exec(conn, "SELECT 1 FROM alerts WHERE id = $1 FOR UPDATE", {param(id)}).get()) > 0;
+}
+
+common::Result<void> PostgresStore::append_audit(const AuditEntry& e) {
+    return with_connection<void>("audit log", [&](PGconn* conn) -> common::Result<void> {
+        insert_audit(conn, e);
+        return {};
+    });
 }
 
 common::Result<std::map<std::string, AlertTriage>> PostgresStore::triage_of(
     const std::vector<std::string>& ids) {
-    return with_session<std::map<std::string, AlertTriage>>("triage query failed", [&](Session&
-                                                                                         session) {
-        std::map<std::string, AlertTriage> out;
-        if (ids.empty()) return out;
-        std::vector<std::string> found_ids;
-        std::vector<Poco::Nullable<std::string>> statuses;
-        std::vector<Poco::Nullable<std::string>> assignees;
-        std::string sql = "SELECT alerts.id, t.status, t.assignee FROM alerts"
-                          " LEFT JOIN alert_triage t ON t.alert_id = alerts.id"
-                          " WHERE alerts.id IN (";
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            sql += (i ? ", $" : "$") + std::to_string(i + 1);
-        }
-        sql += ")";
-        std::vector<std::string> bound = ids;
-        Statement stmt(session);
-        stmt << sql;
-        for (std::string& id : bound) stmt.addBind(use(id));
-        stmt.addExtract(into(found_ids));
-        stmt.addExtract(into(statuses));
-        stmt.addExtract(into(assignees));
-        stmt.execute();
-        for (std::size_t i = 0; i < found_ids.size(); ++i) {
-            AlertTriage t;
-            if (!statuses[i].isNull()) t = {statuses[i].value(), assignees[i].value()};
-            out[found_ids[i]] = t;
-        }
-        return out;
-    });
+    return with_connection<std::map<std::string, AlertTriage>>(
+        "triage query failed", [&](PGconn* conn) {
+            std::map<std::string, AlertTriage> out;
+            if (ids.empty()) return out;
+            std::string sql = "SELECT alerts.id, t.status, t.assignee FROM alerts"
+                              " LEFT JOIN alert_triage t ON t.alert_id = alerts.id"
+                              " WHERE alerts.id IN (";
+            std::vector<Param> params;
+            params.reserve(ids.size());
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                sql += (i ? ", $" : "$") + std::to_string(i + 1);
+                params.push_back(param(ids[i]));
+            }
+            sql += ")";
+            PgResult r = exec(conn, sql, params);
+            for (int row = 0; row < PQntuples(r.get()); ++row) {
+                AlertTriage t;
+                if (PQgetisnull(r.get(), row, 1) == 0) t = {text(r, row, 1), text(r, row, 2)};
+                out[text(r, row, 0)] = t;
+            }
+            return out;
+        });
 }
 
 common::Result<std::vector<AuditEntry>> PostgresStore::update_triage(
@@ -1074,39 +1022,37 @@ common::Result<std::vector<AuditEntry>> PostgresStore::update_triage(
     std::vector<std::string> order = ids;
     std::sort(order.begin(), order.end());
     order.erase(std::unique(order.begin(), order.end()), order.end());
-    return with_session<std::vector<AuditEntry>>(
-        "triage update", [&](Session& session) -> common::Result<std::vector<AuditEntry>> {
-            Transaction tx(session);
+    return with_connection<std::vector<AuditEntry>>(
+        "triage update", [&](PGconn* conn) -> common::Result<std::vector<AuditEntry>> {
+            Transaction tx(conn);
             std::vector<AuditEntry> entries;
             for (const std::string& id : order) {
-                if (!lock_alert(session, id)) {
+                if (!lock_alert(conn, id)) {
                     return make_error(ErrorCode::kNotFound, "there is no alert '" + id + "'");
                 }
-                std::string key = id;
-                std::vector<std::string> statuses;
-                std::vector<std::string> assignees;
-                session << "SELECT status, assignee FROM alert_triage WHERE alert_id = $1",
-                    use(key), into(statuses), into(assignees), now;
+                PgResult r = exec(conn,
+                                  "SELECT status, assignee FROM alert_triage WHERE alert_id = $1",
+                                  {param(id)});
                 AlertTriage before;
-                if (!statuses.empty()) before = {statuses.front(), assignees.front()};
+                if (PQntuples(r.get()) > 0) before = {text(r, 0, 0), text(r, 0, 1)};
                 AlertTriage after = before;
                 if (change.status) after.status = *change.status;
                 if (change.assignee) after.assignee = *change.assignee;
                 if (after == before) continue;
-                Poco::Int64 at = at_ns;
-                session << "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
-                           " VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id) DO UPDATE SET"
-                           " status = excluded.status, assignee = excluded.assignee,"
-                           " updated_ns = excluded.updated_ns",
-                    use(key), use(after.status), use(after.assignee), use(at), now;
+                exec(conn,
+                     "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
+                     " VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id) DO UPDATE SET"
+                     " status = excluded.status, assignee = excluded.assignee,"
+                     " updated_ns = excluded.updated_ns",
+                     {param(id), param(after.status), param(after.assignee), param(at_ns)});
                 if (after.status != before.status) {
                     entries.push_back({at_ns, actor, "alert.status", id, before.status, after.status});
-                    insert_audit(session, entries.back());
+                    insert_audit(conn, entries.back());
                 }
                 if (after.assignee != before.assignee) {
                     entries.push_back(
                         {at_ns, actor, "alert.assignee", id, before.assignee, after.assignee});
-                    insert_audit(session, entries.back());
+                    insert_audit(conn, entries.back());
                 }
             }
             tx.commit();
@@ -1116,36 +1062,30 @@ common::Result<std::vector<AuditEntry>> PostgresStore::update_triage(
 
 common::Result<void> PostgresStore::add_comment(const std::string& alert_id,
                                                 const AlertComment& c) {
-    return with_session<void>("comment", [&](Session& session) -> common::Result<void> {
-        Transaction tx(session);
-        if (!lock_alert(session, alert_id)) {
+    return with_connection<void>("comment", [&](PGconn* conn) -> common::Result<void> {
+        Transaction tx(conn);
+        if (!lock_alert(conn, alert_id)) {
             return make_error(ErrorCode::kNotFound, "there is no alert '" + alert_id + "'");
         }
-        std::string id = alert_id;
-        Poco::Int64 at = c.time_ns;
-        std::string author = c.author;
-        std::string text = c.text;
-        session << "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
-                   " VALUES ($1, $2, $3, $4)",
-            use(id), use(at), use(author), use(text), now;
-        insert_audit(session, {c.time_ns, c.author, "alert.comment", alert_id, "", c.text});
+        exec(conn,
+             "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
+             " VALUES ($1, $2, $3, $4)",
+             {param(alert_id), param(c.time_ns), param(c.author), param(c.text)});
+        insert_audit(conn, {c.time_ns, c.author, "alert.comment", alert_id, "", c.text});
         tx.commit();
         return {};
     });
 }
 
 common::Result<std::vector<AlertComment>> PostgresStore::comments(const std::string& alert_id) {
-    return with_session<std::vector<AlertComment>>("comments query failed", [&](Session& session) {
-        std::string id = alert_id;
-        std::vector<Poco::Int64> times;
-        std::vector<std::string> authors;
-        std::vector<std::string> texts;
-        session << "SELECT time_ns, author, text FROM alert_comments WHERE alert_id = $1"
-                   " ORDER BY seq",
-            use(id), into(times), into(authors), into(texts), now;
+    return with_connection<std::vector<AlertComment>>("comments query failed", [&](PGconn* conn) {
+        PgResult r = exec(conn,
+                          "SELECT time_ns, author, text FROM alert_comments WHERE alert_id = $1"
+                          " ORDER BY seq",
+                          {param(alert_id)});
         std::vector<AlertComment> out;
-        for (std::size_t i = 0; i < times.size(); ++i) {
-            out.push_back({times[i], authors[i], texts[i]});
+        for (int row = 0; row < PQntuples(r.get()); ++row) {
+            out.push_back({integer(r, row, 0), text(r, row, 1), text(r, row, 2)});
         }
         return out;
     });
@@ -1153,39 +1093,35 @@ common::Result<std::vector<AlertComment>> PostgresStore::comments(const std::str
 
 common::Result<std::vector<AuditEntry>> PostgresStore::audit_entries(const std::string& target,
                                                                      std::size_t limit) {
-    return with_session<std::vector<AuditEntry>>("audit log query failed", [&](Session& session) {
-        std::string t = target;
-        auto n = static_cast<Poco::Int64>(std::min<std::size_t>(limit, INT64_MAX));
-        std::vector<Poco::Int64> times;
-        std::vector<std::string> actors;
-        std::vector<std::string> actions;
-        std::vector<std::string> olds;
-        std::vector<std::string> news;
-        session << "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
-                   " WHERE target = $1 ORDER BY seq DESC LIMIT $2",
-            use(t), use(n), into(times), into(actors), into(actions), into(olds), into(news), now;
+    return with_connection<std::vector<AuditEntry>>("audit log query failed", [&](PGconn* conn) {
+        const auto n = static_cast<std::int64_t>(
+            std::min<std::size_t>(limit, static_cast<std::size_t>(INT64_MAX)));
+        PgResult r = exec(conn,
+                          "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
+                          " WHERE target = $1 ORDER BY seq DESC LIMIT $2",
+                          {param(target), param(n)});
         std::vector<AuditEntry> out;
-        for (std::size_t i = times.size(); i-- > 0;) {
-            out.push_back(AuditEntry{times[i], actors[i], actions[i], target, olds[i], news[i]});
+        for (int row = PQntuples(r.get()); row-- > 0;) {
+            out.push_back(AuditEntry{integer(r, row, 0), text(r, row, 1), text(r, row, 2), target,
+                                     text(r, row, 3), text(r, row, 4)});
         }
         return out;
     });
 }
 
 // One migration per transaction, each under the advisory lock: a second collector starting at
-// the same moment waits, then finds the work done. Throws Poco::Exception on SQL errors.
-common::Result<void> migrate(Session& session, const std::string& name) {
+// the same moment waits, then finds the work done. Throws SqlError.
+common::Result<void> migrate(PGconn* conn, const std::string& name) {
     for (;;) {
-        Transaction tx(session);
-        Poco::Int64 key = kMigrationLockKey;
-        session << "SELECT pg_advisory_xact_lock($1)", use(key), now;
-        session << "CREATE TABLE IF NOT EXISTS schema_version ("
-                   " version INTEGER PRIMARY KEY NOT NULL,"
-                   " description TEXT NOT NULL,"
-                   " applied_ns BIGINT NOT NULL)",
-            now;
-        int current = 0;
-        session << "SELECT COALESCE(MAX(version), 0) FROM schema_version", into(current), now;
+        Transaction tx(conn);
+        exec(conn, "SELECT pg_advisory_xact_lock($1)", {param(kMigrationLockKey)});
+        exec(conn,
+             "CREATE TABLE IF NOT EXISTS schema_version ("
+             " version INTEGER PRIMARY KEY NOT NULL,"
+             " description TEXT NOT NULL,"
+             " applied_ns BIGINT NOT NULL)");
+        const std::int64_t current =
+            integer(exec(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version"), 0, 0);
         if (current > kPostgresSchemaVersion) {
             return make_error(ErrorCode::kUnsupported,
                               "PostgreSQL database '" + name + "' has schema version " +
@@ -1200,14 +1136,12 @@ common::Result<void> migrate(Session& session, const std::string& name) {
         const auto next = std::find_if(kMigrations.begin(), kMigrations.end(),
                                        [&](const Migration& m) { return m.version > current; });
         for (std::string_view sql : next->statements) {
-            if (!sql.empty()) session << std::string(sql), now;
+            if (!sql.empty()) exec(conn, std::string(sql));
         }
-        int version = next->version;
-        std::string description(next->description);
-        Poco::Int64 applied = common::now_ns();
-        session << "INSERT INTO schema_version (version, description, applied_ns)"
-                   " VALUES ($1, $2, $3)",
-            use(version), use(description), use(applied), now;
+        exec(
+            conn,
+            "INSERT INTO schema_version (version, description, applied_ns) VALUES ($1, $2, $3)",
+            {param(next->version), param(std::string(next->description)), param(common::now_ns())});
         tx.commit();
     }
 }
@@ -1276,18 +1210,15 @@ common::Result<std::unique_ptr<AlertStore>> open_postgres_store(const std::strin
     if (keywords->count("application_name") == 0) {
         (*keywords)["application_name"] = "senningen-collector";
     }
-    auto keyword_string = to_keyword_string(*keywords, name);
-    if (!keyword_string) return keyword_string.error();
-    register_connector();
-    auto pool = std::make_unique<SessionPool>(*keyword_string, name, options);
+    auto pool = std::make_unique<ConnectionPool>(std::move(keywords).value(), name, options);
     {
         auto lease = pool->acquire();
         if (!lease) return lease.error();
         try {
-            if (auto migrated = migrate(**lease, name); !migrated) return migrated.error();
-        } catch (const Poco::Exception& e) {
-            return make_error(ErrorCode::kDatabase, "PostgreSQL database '" + name +
-                                                        "': migration failed: " + e.displayText());
+            if (auto migrated = migrate(lease->get(), name); !migrated) return migrated.error();
+        } catch (const SqlError& e) {
+            return make_error(ErrorCode::kDatabase,
+                              "PostgreSQL database '" + name + "': migration failed: " + e.what());
         }
     }
     return std::unique_ptr<AlertStore>(std::make_unique<PostgresStore>(std::move(pool)));

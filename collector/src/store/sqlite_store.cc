@@ -1,7 +1,8 @@
 // SQLite backend of AlertStore.
 //
 // Threading: two connections to the same file. The writer connection, behind write_mutex_,
-// serves insert() and the migrations; the reader connection, behind read_mutex_, serves
+// serves insert(), insert_batches() (one transaction for a whole group of batches) and the
+// migrations; the reader connection, behind read_mutex_, serves
 // query() and count() and is opened query_only. In WAL mode a reader sees the last committed
 // snapshot and neither blocks nor is blocked by the writer, so HTTP queries never wait for an
 // ingest batch (they only wait for each other, which is cheap: a query returns at most
@@ -15,9 +16,7 @@
 #include <Poco/Data/SQLite/Connector.h>
 #include <Poco/Data/SQLite/Utility.h>
 #include <Poco/Data/Session.h>
-#include <Poco/Data/Statement.h>
 #include <Poco/Exception.h>
-#include <Poco/Nullable.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -30,6 +29,7 @@
 #include <utility>
 
 #include "senningen/common/json_codec.h"
+#include "senningen/common/record_codec.h"
 
 namespace senningen::collector {
 
@@ -38,7 +38,6 @@ namespace {
 using common::ErrorCode;
 using common::make_error;
 using Poco::Data::Session;
-using Poco::Data::Statement;
 using Poco::Data::Keywords::into;
 using Poco::Data::Keywords::now;
 using Poco::Data::Keywords::use;
@@ -107,7 +106,48 @@ constexpr std::array kMigrations = {
                   " detail TEXT NOT NULL)",
                   "CREATE INDEX agent_events_agent ON agent_events (agent_id, seq)",
               }},
+    // Encoding each alert as EVE JSON cost more than everything else on the ingest path put
+    // together (Poco's JSON builds a tree per alert); new rows keep the alert in the compact
+    // record format (common/record_codec.h) in body, and JSON is made when an alert is read
+    // out through the API. Rows written before keep their eve text and are still read.
+    // SQLite cannot drop a NOT NULL constraint, hence the table is rebuilt.
     Migration{3,
+              "alert bodies in the compact record format; eve only in older rows",
+              {
+                  "CREATE TABLE alerts_v3 ("
+                  " id TEXT PRIMARY KEY NOT NULL,"
+                  " agent_id TEXT NOT NULL,"
+                  " ts_ns INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " kind TEXT NOT NULL,"
+                  " source TEXT NOT NULL,"
+                  " rule TEXT NOT NULL,"
+                  " category TEXT NOT NULL,"
+                  " pack TEXT NOT NULL,"
+                  " src_ip TEXT,"
+                  " src_port INTEGER,"
+                  " dest_ip TEXT,"
+                  " dest_port INTEGER,"
+                  " proto TEXT,"
+                  " app_proto TEXT,"
+                  " flow_id INTEGER,"
+                  " received_ns INTEGER NOT NULL,"
+                  " eve TEXT,"
+                  " body BLOB,"
+                  " CHECK (eve IS NOT NULL OR body IS NOT NULL))",
+                  "INSERT INTO alerts_v3 (id, agent_id, ts_ns, severity, kind, source, rule,"
+                  " category, pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto,"
+                  " flow_id, received_ns, eve, body)"
+                  " SELECT id, agent_id, ts_ns, severity, kind, source, rule, category, pack,"
+                  " src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns,"
+                  " eve, NULL FROM alerts",
+                  "DROP TABLE alerts",
+                  "ALTER TABLE alerts_v3 RENAME TO alerts",
+                  "CREATE INDEX alerts_ts ON alerts (ts_ns)",
+                  "CREATE INDEX alerts_agent_ts ON alerts (agent_id, ts_ns)",
+                  "CREATE INDEX alerts_severity_ts ON alerts (severity, ts_ns)",
+              }},
+    Migration{4,
               "accounts, sessions, API tokens and the audit log",
               {
                   "CREATE TABLE users ("
@@ -139,7 +179,7 @@ constexpr std::array kMigrations = {
                   " new_value TEXT NOT NULL)",
                   "CREATE INDEX audit_log_target ON audit_log (target, seq)",
               }},
-    Migration{4,
+    Migration{5,
               "alert triage: status, assignee and comments",
               {
                   "CREATE TABLE alert_triage ("
@@ -163,8 +203,12 @@ static_assert(kMigrations.back().version == kSqliteSchemaVersion,
 
 constexpr std::string_view kInsertSql =
     "INSERT OR IGNORE INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
-    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, eve)"
+    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+// The writer's page cache. The indexes' hot pages (the right edges of the time-ordered ones,
+// and whatever the id index touches) stay in memory; a fixed size, so memory stays bounded.
+constexpr int kWriterCacheKiB = 64 * 1024;
 
 common::Error database_error(const std::string& path, std::string_view what,
                              std::string_view detail) {
@@ -266,73 +310,78 @@ common::Result<void> migrate(Session& session, const std::string& path) {
     return {};
 }
 
-// The column values of one alert, bound by reference to the prepared insert statement and
-// refilled for each alert of a batch.
-struct InsertRow {
-    std::string id;
-    std::string agent_id;
-    Poco::Int64 ts_ns = 0;
-    int severity = 0;
-    std::string kind;
-    std::string source;
-    std::string rule;
-    std::string category;
-    std::string pack;
-    Poco::Nullable<std::string> src_ip;
-    Poco::Nullable<int> src_port;
-    Poco::Nullable<std::string> dest_ip;
-    Poco::Nullable<int> dest_port;
-    Poco::Nullable<std::string> proto;
-    Poco::Nullable<std::string> app_proto;
-    Poco::Nullable<Poco::Int64> flow_id;
-    Poco::Int64 received_ns = 0;
-    std::string eve;
-
-    void fill(const common::Alert& a, std::string json, std::int64_t received) {
-        id = a.id;
-        agent_id = a.agent_id;
-        ts_ns = a.timestamp_ns;
-        severity = a.severity;
-        kind = std::string(common::to_string(a.kind));
-        source = std::string(common::to_string(a.source));
-        rule = a.rule;
-        category = a.category;
-        pack = a.pack_version;
-        if (a.network) {
-            const common::NetworkContext& n = *a.network;
-            src_ip = n.src_ip;
-            src_port = static_cast<int>(n.src_port);
-            dest_ip = n.dest_ip;
-            dest_port = static_cast<int>(n.dest_port);
-            proto = n.proto;
-            if (n.app_proto.empty()) {
-                app_proto.clear();
-            } else {
-                app_proto = n.app_proto;
-            }
-            // SQLite integers are signed; a flow id above 2^63 is stored wrapped. The exact
-            // value is in eve, the column only serves lookups.
-            flow_id = static_cast<Poco::Int64>(n.flow_id);
-        } else {
-            src_ip.clear();
-            src_port.clear();
-            dest_ip.clear();
-            dest_port.clear();
-            proto.clear();
-            app_proto.clear();
-            flow_id.clear();
+// Inserts, queries and the agent tables go through SQLite's C API on the same connections
+// (under the same mutexes): Poco's binding makes flat rows no simpler and costs per value.
+class Sql {
+public:
+    Sql(sqlite3* db, std::string_view sql) : db_(db) {
+        if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
+            SQLITE_OK) {
+            error_ = sqlite3_errmsg(db);
         }
-        received_ns = received;
-        eve = std::move(json);
     }
+    ~Sql() { sqlite3_finalize(stmt_); }
+    Sql(const Sql&) = delete;
+    Sql& operator=(const Sql&) = delete;
+
+    Sql& bind(int i, std::int64_t v) {
+        if (stmt_) sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Sql& bind(int i, const std::string& v) {
+        if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // SQLITE_ROW, SQLITE_DONE, or an error (message in error()).
+    int step() {
+        if (!stmt_) return SQLITE_ERROR;
+        const int rc = sqlite3_step(stmt_);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = sqlite3_errmsg(db_);
+        return rc;
+    }
+    std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
+    std::uint64_t u64(int col) const { return static_cast<std::uint64_t>(i64(col)); }
+    std::string text(int col) const {
+        const auto* p = sqlite3_column_text(stmt_, col);
+        return p ? std::string(reinterpret_cast<const char*>(p),
+                               static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                 : std::string();
+    }
+    bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+    std::string_view blob(int col) const {
+        const void* p = sqlite3_column_blob(stmt_, col);
+        return p ? std::string_view(static_cast<const char*>(p),
+                                    static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                 : std::string_view();
+    }
+    const std::string& error() const { return error_; }
+    sqlite3_stmt* handle() const { return stmt_; }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+    std::string error_;
 };
+
+bool exec(sqlite3* db, const char* sql, std::string& error) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    error = msg ? msg : "unknown error";
+    sqlite3_free(msg);
+    return false;
+}
 
 class SqliteStore final : public AlertStore {
 public:
     SqliteStore(std::string path, Session writer, Session reader)
         : path_(std::move(path)), writer_(std::move(writer)), reader_(std::move(reader)) {}
+    ~SqliteStore() override { sqlite3_finalize(insert_stmt_); }  // before the sessions close
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
 
     common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) override;
+    common::Result<std::vector<InsertResult>> insert_batches(
+        const std::vector<std::vector<common::Alert>>& batches) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
     std::uint64_t undecodable_rows() const override { return undecodable_.load(); }
@@ -376,6 +425,8 @@ public:
     common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
 
 private:
+    common::Result<std::vector<InsertResult>> insert_group(
+        const std::vector<const std::vector<common::Alert>*>& batches);
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
     // Runs BODY(db, error) -> bool in an immediate write transaction: committed when BODY
     // returns true, rolled back otherwise; a false without an error message is kNotFound
@@ -392,6 +443,7 @@ private:
     const std::string path_;
     std::mutex write_mutex_;
     Session writer_;
+    sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
     std::mutex read_mutex_;
     Session reader_;
     std::atomic<std::uint64_t> undecodable_{0};
@@ -399,48 +451,123 @@ private:
 
 common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert>& alerts) {
     if (alerts.empty()) return InsertResult{};
-    // Validate and encode before taking the lock, so the write lock is held for SQL only.
-    std::vector<std::string> eves;
-    eves.reserve(alerts.size());
-    for (std::size_t i = 0; i < alerts.size(); ++i) {
-        if (auto valid = common::validate(alerts[i]); !valid) {
-            return make_error(ErrorCode::kInvalidArgument, "alert " + std::to_string(i) +
-                                                               " of the batch ('" + alerts[i].id +
-                                                               "'): " + valid.error().message);
+    auto results = insert_group({&alerts});
+    if (!results) return results.error();
+    return results->front();
+}
+
+common::Result<std::vector<InsertResult>> SqliteStore::insert_batches(
+    const std::vector<std::vector<common::Alert>>& batches) {
+    std::vector<const std::vector<common::Alert>*> group;
+    group.reserve(batches.size());
+    for (const auto& b : batches) group.push_back(&b);
+    return insert_group(group);
+}
+
+namespace {
+
+// Binds one alert's columns to the insert statement. Texts are bound SQLITE_STATIC: ALERT and
+// BODY outlive the step that reads them.
+void bind_alert(sqlite3_stmt* st, const common::Alert& a, std::int64_t received,
+                const std::string& body) {
+    auto text = [st](int i, std::string_view v) {
+        sqlite3_bind_text(st, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    };
+    text(1, a.id);
+    text(2, a.agent_id);
+    sqlite3_bind_int64(st, 3, a.timestamp_ns);
+    sqlite3_bind_int(st, 4, a.severity);
+    text(5, common::to_string(a.kind));
+    text(6, common::to_string(a.source));
+    text(7, a.rule);
+    text(8, a.category);
+    text(9, a.pack_version);
+    if (a.network) {
+        const common::NetworkContext& n = *a.network;
+        text(10, n.src_ip);
+        sqlite3_bind_int(st, 11, static_cast<int>(n.src_port));
+        text(12, n.dest_ip);
+        sqlite3_bind_int(st, 13, static_cast<int>(n.dest_port));
+        text(14, n.proto);
+        if (n.app_proto.empty()) {
+            sqlite3_bind_null(st, 15);
+        } else {
+            text(15, n.app_proto);
         }
-        eves.push_back(common::alert_to_json(alerts[i]));
+        // SQLite integers are signed; a flow id above 2^63 is stored wrapped. The exact value
+        // is in body, the column only serves lookups.
+        sqlite3_bind_int64(st, 16, static_cast<std::int64_t>(n.flow_id));
+    } else {
+        for (int i = 10; i <= 16; ++i) sqlite3_bind_null(st, i);
     }
+    sqlite3_bind_int64(st, 17, received);
+    sqlite3_bind_blob(st, 18, body.data(), static_cast<int>(body.size()), SQLITE_STATIC);
+}
+
+}  // namespace
+
+common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
+    const std::vector<const std::vector<common::Alert>*>& batches) {
+    // Validate and encode before taking the lock, so the write lock is held for SQL only.
+    std::size_t total = 0;
+    for (const auto* b : batches) total += b->size();
+    std::vector<std::string> bodies;
+    bodies.reserve(total);
+    for (std::size_t k = 0; k < batches.size(); ++k) {
+        const auto& alerts = *batches[k];
+        for (std::size_t i = 0; i < alerts.size(); ++i) {
+            if (auto valid = common::validate(alerts[i]); !valid) {
+                const std::string which =
+                    batches.size() == 1 ? "" : " " + std::to_string(k) + " of the group";
+                return make_error(ErrorCode::kInvalidArgument,
+                                  "alert " + std::to_string(i) + " of the batch" + which + " ('" +
+                                      alerts[i].id + "'): " + valid.error().message);
+            }
+            bodies.push_back(common::encode_alert_record(alerts[i]));
+        }
+    }
+    std::vector<InsertResult> results(batches.size());
+    if (total == 0) return results;
 
     std::lock_guard lock(write_mutex_);
-    try {
-        WriteTransaction tx(writer_);
-        InsertRow row;
-        Statement insert_stmt =
-            (writer_ << std::string(kInsertSql), use(row.id), use(row.agent_id), use(row.ts_ns),
-             use(row.severity), use(row.kind), use(row.source), use(row.rule), use(row.category),
-             use(row.pack), use(row.src_ip), use(row.src_port), use(row.dest_ip),
-             use(row.dest_port), use(row.proto), use(row.app_proto), use(row.flow_id),
-             use(row.received_ns), use(row.eve));
-        sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
-        const std::int64_t received = common::now_ns();
-        InsertResult result;
-        for (std::size_t i = 0; i < alerts.size(); ++i) {
-            row.fill(alerts[i], std::move(eves[i]), received);
-            insert_stmt.execute();
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    if (insert_stmt_ == nullptr &&
+        sqlite3_prepare_v3(db, kInsertSql.data(), static_cast<int>(kInsertSql.size()),
+                           SQLITE_PREPARE_PERSISTENT, &insert_stmt_, nullptr) != SQLITE_OK) {
+        return database_error(path_, "cannot prepare the insert", sqlite3_errmsg(db));
+    }
+    std::string error;
+    if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "insert failed", error);
+    const std::int64_t received = common::now_ns();
+    std::size_t row = 0;
+    for (std::size_t k = 0; k < batches.size(); ++k) {
+        for (const common::Alert& alert : *batches[k]) {
+            bind_alert(insert_stmt_, alert, received, bodies[row++]);
+            const int rc = sqlite3_step(insert_stmt_);
+            sqlite3_reset(insert_stmt_);
+            if (rc != SQLITE_DONE) {
+                error = sqlite3_errmsg(db);
+                sqlite3_clear_bindings(insert_stmt_);
+                std::string ignored;
+                exec(db, "ROLLBACK", ignored);
+                return database_error(path_, "insert failed", error);
+            }
             // OR IGNORE makes a duplicate id a successful no-op: changes() tells them apart.
             if (sqlite3_changes(db) > 0) {
-                ++result.inserted;
+                ++results[k].inserted;
             } else {
-                ++result.duplicates;
+                ++results[k].duplicates;
             }
         }
-        tx.commit();
-        return result;
-    } catch (const Poco::Exception& e) {
-        return database_error(path_, "insert failed", e.displayText());
-    } catch (const std::exception& e) {
-        return database_error(path_, "insert failed", e.what());
     }
+    // The bound texts belong to the caller's alerts: nothing may point at them afterwards.
+    sqlite3_clear_bindings(insert_stmt_);
+    if (!exec(db, "COMMIT", error)) {
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "commit failed", error);
+    }
+    return results;
 }
 
 common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
@@ -456,17 +583,7 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         }
     }
 
-    // Bound by reference: these locals must outlive the statement's execution.
-    Poco::Int64 since = q.since_ns.value_or(0);
-    Poco::Int64 until = q.until_ns.value_or(0);
-    std::vector<int> severities = q.severities;
-    std::string agent = q.agent_id.value_or(std::string());
-    std::string alert_id = q.alert_id.value_or(std::string());
-    std::string status = q.status.value_or(std::string());
-    std::string assignee = q.assignee.value_or(std::string());
-    auto limit = static_cast<Poco::Int64>(q.limit);
-
-    std::string sql = "SELECT eve FROM alerts";
+    std::string sql = "SELECT body, eve FROM alerts";
     std::string_view glue = " WHERE ";
     auto add_condition = [&](std::string_view condition) {
         sql += glue;
@@ -475,9 +592,9 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     };
     if (q.since_ns) add_condition("ts_ns >= ?");
     if (q.until_ns) add_condition("ts_ns < ?");
-    if (!severities.empty()) {
+    if (!q.severities.empty()) {
         std::string in = "severity IN (?";
-        for (std::size_t i = 1; i < severities.size(); ++i) in += ", ?";
+        for (std::size_t i = 1; i < q.severities.size(); ++i) in += ", ?";
         in += ")";
         add_condition(in);
     }
@@ -493,34 +610,24 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     }
     sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
 
-    std::vector<std::string> eves;
-    {
-        std::lock_guard lock(read_mutex_);
-        try {
-            Statement stmt(reader_);
-            stmt << sql;
-            // Same order as the placeholders above.
-            if (q.since_ns) stmt.addBind(use(since));
-            if (q.until_ns) stmt.addBind(use(until));
-            for (int& s : severities) stmt.addBind(use(s));
-            if (q.agent_id) stmt.addBind(use(agent));
-            if (q.alert_id) stmt.addBind(use(alert_id));
-            if (q.status) stmt.addBind(use(status));
-            if (q.assignee) stmt.addBind(use(assignee));
-            stmt.addBind(use(limit));
-            stmt.addExtract(into(eves));
-            stmt.execute();
-        } catch (const Poco::Exception& e) {
-            return database_error(path_, "query failed", e.displayText());
-        } catch (const std::exception& e) {
-            return database_error(path_, "query failed", e.what());
-        }
-    }
-
     std::vector<common::Alert> alerts;
-    alerts.reserve(eves.size());
-    for (const std::string& eve : eves) {
-        auto alert = common::alert_from_json(eve);
+    std::lock_guard lock(read_mutex_);
+    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
+    // Same order as the placeholders above.
+    int i = 0;
+    if (q.since_ns) stmt.bind(++i, *q.since_ns);
+    if (q.until_ns) stmt.bind(++i, *q.until_ns);
+    for (int s : q.severities) stmt.bind(++i, std::int64_t{s});
+    if (q.agent_id) stmt.bind(++i, *q.agent_id);
+    if (q.alert_id) stmt.bind(++i, *q.alert_id);
+    if (q.status) stmt.bind(++i, *q.status);
+    if (q.assignee) stmt.bind(++i, *q.assignee);
+    stmt.bind(++i, static_cast<std::int64_t>(q.limit));
+    int rc = 0;
+    while ((rc = stmt.step()) == SQLITE_ROW) {
+        // Rows since schema 3 hold the compact record; older ones their EVE JSON.
+        auto alert = stmt.is_null(0) ? common::alert_from_json(stmt.text(1))
+                                     : common::decode_alert_record(stmt.blob(0));
         if (!alert) {
             // One damaged row must not hide every other alert from the analyst.
             undecodable_.fetch_add(1);
@@ -528,6 +635,7 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         }
         alerts.push_back(std::move(alert).value());
     }
+    if (rc != SQLITE_DONE) return database_error(path_, "query failed", stmt.error());
     return alerts;
 }
 
@@ -542,60 +650,6 @@ common::Result<std::uint64_t> SqliteStore::count() {
     } catch (const std::exception& e) {
         return database_error(path_, "count failed", e.what());
     }
-}
-
-// The agent tables go through SQLite's C API on the same connections (under the same
-// mutexes): their rows are flat numbers and texts, which Poco's binding makes no simpler.
-class Sql {
-public:
-    Sql(sqlite3* db, std::string_view sql) : db_(db) {
-        if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
-            SQLITE_OK) {
-            error_ = sqlite3_errmsg(db);
-        }
-    }
-    ~Sql() { sqlite3_finalize(stmt_); }
-    Sql(const Sql&) = delete;
-    Sql& operator=(const Sql&) = delete;
-
-    Sql& bind(int i, std::int64_t v) {
-        if (stmt_) sqlite3_bind_int64(stmt_, i, v);
-        return *this;
-    }
-    Sql& bind(int i, const std::string& v) {
-        if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-        return *this;
-    }
-    // SQLITE_ROW, SQLITE_DONE, or an error (message in error()).
-    int step() {
-        if (!stmt_) return SQLITE_ERROR;
-        const int rc = sqlite3_step(stmt_);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = sqlite3_errmsg(db_);
-        return rc;
-    }
-    std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
-    std::uint64_t u64(int col) const { return static_cast<std::uint64_t>(i64(col)); }
-    std::string text(int col) const {
-        const auto* p = sqlite3_column_text(stmt_, col);
-        return p ? std::string(reinterpret_cast<const char*>(p),
-                               static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
-                 : std::string();
-    }
-    const std::string& error() const { return error_; }
-    sqlite3_stmt* handle() const { return stmt_; }
-
-private:
-    sqlite3* db_;
-    sqlite3_stmt* stmt_ = nullptr;
-    std::string error_;
-};
-
-bool exec(sqlite3* db, const char* sql, std::string& error) {
-    char* msg = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
-    error = msg ? msg : "unknown error";
-    sqlite3_free(msg);
-    return false;
 }
 
 // Inside an open write transaction: the state change, if it is one, becomes an event.
@@ -1090,6 +1144,7 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
                                   "journal mode is '" + mode + "'");
         }
         if (auto migrated = migrate(writer, path); !migrated) return migrated.error();
+        writer << "PRAGMA cache_size = -" + std::to_string(kWriterCacheKiB), now;
 
         // Opened after the migrations so that it never sees a half-made schema.
         Session reader("SQLite", path, kOpenTimeoutSeconds);

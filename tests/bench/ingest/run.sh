@@ -12,7 +12,14 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" senningen-collector senningen_bench_ingest >/dev/null
 work="$(mktemp -d /tmp/senningen-bench-ingest.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+# The simulated agents stand for separate hosts, each with its own disk: their queues go to
+# memory (tmpfs) when there is one, so that twenty agents' fsyncs do not queue up on the disk
+# the collector commits to. BENCH_QUEUE_DIR=/some/disk/dir puts them back on a disk.
+queues="${BENCH_QUEUE_DIR:-}"
+if [ -z "$queues" ] && [ -d /dev/shm ]; then queues="$(mktemp -d /dev/shm/senningen-bench-queues.XXXXXX)"; fi
+queues="${queues:-$work}"
+trap 'rm -rf "$work"; case "$queues" in /dev/shm/senningen-bench-queues.*) rm -rf "$queues";; esac' EXIT
+echo "uptime: $(uptime)"
 echo "build $build ($(grep -m1 CMAKE_BUILD_TYPE "$build/CMakeCache.txt" | cut -d= -f2)), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build/tests/bench/senningen_bench_ingest" --collector "$build/collector/senningen-collector" \
-    --workdir "$work" --agents "$agents" --seconds "$seconds"
+    --workdir "$work" --queue-dir "$queues" --agents "$agents" --seconds "$seconds"

@@ -14,6 +14,8 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -23,6 +25,7 @@
 
 #include "senningen/agent/files/host_limits.h"
 #include "senningen/agent/files/scan_cache.h"
+#include "senningen/agent/files/scan_pool.h"
 
 namespace senningen::agent::files {
 namespace {
@@ -92,6 +95,55 @@ TEST_F(FileScannerTest, DigestsAreRightOnTheReadAndTheMmapPath) {
     EXPECT_EQ(map.facts.sha256, read.facts.sha256);
     EXPECT_EQ(map.facts.sha1, read.facts.sha1);
     EXPECT_EQ(map.facts.md5, read.facts.md5);
+}
+
+// A mapped file that a writer truncates while it is scanned: the pages past the new end would
+// raise SIGBUS. The test hook truncates right after mmap, before any page was touched, so the
+// signal is certain, not a race: inside libyara (which scans first) when there are rules, in
+// the digests when there are none. (Pages already touched may stay mapped after a truncation,
+// depending on the kernel; then the after-scan fstat reports the change instead.)
+TEST_F(FileScannerTest, FileTruncatedWhileMappedIsChangedNotACrash) {
+    // The second rule reads the file's last byte, far past the truncation point.
+    auto rules = compile(std::string(kEicarRule) +
+                         "\nrule last_byte { condition: uint8(filesize - 1) == 0x2a }");
+    ASSERT_TRUE(rules);
+    const std::string content = eicar() + std::string(256 * 1024, 'x') + eicar();
+    for (const bool with_rules : {true, false}) {
+        SCOPED_TRACE(with_rules ? "SIGBUS in libyara" : "SIGBUS in the digests");
+        const std::string tag = with_rules ? "yara" : "digests";
+        const std::string path = write("shrinking-" + tag + ".bin", content);
+        FileScanOptions options;
+        options.mmap_threshold = 1;
+        int truncations = 0;
+        options.test_hook = [&](std::string_view at, const std::string& p) {
+            if (at != "mapped" || p != path) return;
+            ASSERT_EQ(::truncate(p.c_str(), 4096), 0);
+            ++truncations;
+        };
+        FileScanner scanner(with_rules ? rules : nullptr, nullptr, options);
+        const FileScanResult shrunk = scanner.scan(path);
+        EXPECT_EQ(truncations, 1);
+        EXPECT_TRUE(shrunk.mapped);
+        EXPECT_EQ(shrunk.outcome, Outcome::kChanged);
+        EXPECT_NE(shrunk.reason.find("truncated while it was scanned"), std::string::npos)
+            << shrunk.reason;
+        EXPECT_NE(shrunk.reason.find("SIGBUS"), std::string::npos) << shrunk.reason;
+        // What was scanned is no version of the file: neither digests nor matches are kept
+        // (eicar_test matched in the first page before the fault).
+        EXPECT_TRUE(shrunk.alerts.empty());
+        EXPECT_TRUE(shrunk.facts.sha256.empty());
+
+        // The same scanner (and YR_SCANNER) goes on: the next file is scanned normally.
+        const std::string next = write("next-" + tag + ".bin", content);
+        const FileScanResult fine = scanner.scan(next);
+        ASSERT_EQ(fine.outcome, Outcome::kScanned) << fine.reason;
+        EXPECT_FALSE(fine.facts.sha256.empty());
+        if (with_rules) {
+            ASSERT_EQ(fine.alerts.size(), 2U);
+            EXPECT_EQ(fine.alerts[0].rule, "eicar_test");
+            EXPECT_EQ(fine.alerts[1].rule, "last_byte");
+        }
+    }
 }
 
 TEST_F(FileScannerTest, EicarMatchBecomesAFileAlertWithContextAndStrings) {
@@ -223,7 +275,8 @@ TEST_F(FileScannerTest, FifoIsSkippedWithoutBlocking) {
     FileScanner scanner(compile(kEicarRule), nullptr, FileScanOptions{});
     const auto t0 = std::chrono::steady_clock::now();
     const FileScanResult result = scanner.scan(path);
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+    // Opening a FIFO for reading would wait for a writer forever; seconds mean it did not.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
     EXPECT_EQ(result.outcome, Outcome::kNotRegular);
     EXPECT_NE(result.reason.find("FIFO"), std::string::npos) << result.reason;
 }
@@ -370,6 +423,48 @@ TEST_F(FileScannerTest, CachePersistsAndIsDroppedForAnotherPackOrDamage) {
     EXPECT_NE(loaded.error().message.find("checksum"), std::string::npos);
     EXPECT_EQ(damaged.size(), 0U);
     EXPECT_TRUE(ScanCache("pack-1").load((dir_ / "none").string()));  // absent: empty, fine
+}
+
+// The pool hands out urgent paths first, then the largest queued file, so that no thread is
+// left alone with a big file at the end of a scan. The sink holds the only thread on its first
+// file until everything else is queued: the order that follows is the queue's, not a race.
+TEST_F(FileScannerTest, PoolTakesUrgentThenLargestFilesFirst) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool all_queued = false;
+    std::vector<std::string> order;
+    PoolOptions po;
+    po.threads = 1;
+    po.idle_cpu = false;
+    ScanPool pool(nullptr, nullptr, FileScanOptions{}, po, nullptr, [&](FileScanResult&& r) {
+        std::unique_lock lock(m);
+        order.push_back(fs::path(r.facts.path).filename().string());
+        if (order.size() == 1) {
+            cv.notify_all();
+            cv.wait(lock, [&] { return all_queued; });
+        }
+    });
+    pool.submit(write("first", "1"), false, 1);
+    {
+        // The thread holds "first" before anything else is queued.
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return !order.empty(); });
+    }
+    const std::pair<const char*, std::size_t> files[] = {
+        {"ten", 10}, {"thousand", 1000}, {"hundred", 100}, {"five-thousand", 5000}};
+    for (const auto& [name, size] : files) {
+        pool.submit(write(name, std::string(size, 'x')), false, size);
+    }
+    pool.submit(write("urgent", "u"), true, 1);
+    {
+        std::lock_guard lock(m);
+        all_queued = true;
+    }
+    cv.notify_all();
+    pool.wait_idle();
+    pool.stop();
+    EXPECT_EQ(order, (std::vector<std::string>{"first", "urgent", "five-thousand", "thousand",
+                                               "hundred", "ten"}));
 }
 
 TEST(HostLimits, ThreadGoesToTheIdleIoClass) {

@@ -62,7 +62,7 @@ TEST_F(TreeWalk, SymlinksAreReportedNeverFollowed) {
     std::vector<std::string> files;
     std::map<std::string, std::string> skipped;
     WalkCallbacks cb;
-    cb.file = [&](std::string p) { files.push_back(std::move(p)); };
+    cb.file = [&](std::string p, std::uint64_t /*size*/) { files.push_back(std::move(p)); };
     cb.skip = [&](const std::string& p, Outcome o, const std::string& why) {
         EXPECT_EQ(o, Outcome::kSymlink) << p;
         skipped[fs::path(p).filename().string()] = why;
@@ -87,7 +87,7 @@ TEST_F(TreeWalk, FifoIsReportedAndExclusionsPruneTheTree) {
     std::vector<std::string> files;
     std::vector<std::pair<std::string, Outcome>> skipped;
     WalkCallbacks cb;
-    cb.file = [&](std::string p) { files.push_back(std::move(p)); };
+    cb.file = [&](std::string p, std::uint64_t /*size*/) { files.push_back(std::move(p)); };
     cb.skip = [&](const std::string& p, Outcome o, const std::string&) {
         skipped.emplace_back(p, o);
     };
@@ -234,6 +234,9 @@ TEST(WatchConfig, ParsesEveryKey) {
         "output = /var/log/x.jsonl\n"
         "collector = 10.0.0.1:9999\n"
         "agent_id = ews-7\n"
+        "identity = /var/lib/senningen/agent\n"
+        "queue = /var/lib/senningen/agent/files-queue.db\n"
+        "insecure = no\n"
         "triggers = close_write, create\n"
         "debounce_ms = 250\n"
         "max_file_size = 16M\n"
@@ -264,6 +267,9 @@ TEST(WatchConfig, ParsesEveryKey) {
     EXPECT_EQ(c->threads, 2);
     EXPECT_EQ(c->memory_limit, 64ULL << 20);
     EXPECT_EQ(*c->collector, "10.0.0.1:9999");
+    EXPECT_EQ(c->identity, "/var/lib/senningen/agent");
+    EXPECT_EQ(c->queue, "/var/lib/senningen/agent/files-queue.db");
+    EXPECT_FALSE(c->insecure);
 }
 
 TEST(WatchConfig, EveryProblemIsReportedAtOnceWithItsLine) {
@@ -304,7 +310,8 @@ TEST(WatchConfig, ShippedTemplateDocumentsEveryKeyAndParses) {
                             "threads",       "cpu_percent",
                             "io_idle",       "cpu_idle",
                             "memory_limit",  "mmap_threshold",
-                            "file_timeout"}) {
+                            "file_timeout",  "identity",
+                            "insecure",      "queue"}) {
         const bool documented = text.find("\n" + std::string(key) + " =") != std::string::npos ||
                                 text.find("\n#" + std::string(key) + " =") != std::string::npos;
         EXPECT_TRUE(documented) << key << " is not in the template";

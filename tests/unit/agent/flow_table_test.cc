@@ -140,6 +140,43 @@ TEST(TcpStream, GapIsCountedAndTheStreamGoesOn) {
     EXPECT_EQ(c.gaps, 2u) << "nothing waiting, nothing to count";
 }
 
+TEST(TcpStream, DiscardFreesTheFrontAndKeepsOffsets) {
+    TcpStream s(1024);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "abcdef", c);
+    s.discard(4);
+    EXPECT_EQ(s.start(), 4u);
+    EXPECT_EQ(s.size(), 6u);
+    EXPECT_EQ(as_text(s.data()), "ef");
+    add(s, 7, kAck, "gh", c);
+    EXPECT_EQ(as_text(s.data()), "efgh");
+    s.discard(2);  // already gone: nothing changes
+    EXPECT_EQ(as_text(s.data()), "efgh");
+    s.discard(100);  // past the end: everything goes
+    EXPECT_TRUE(s.data().empty());
+    EXPECT_EQ(s.start(), 8u);
+    add(s, 9, kAck, "ij", c);
+    EXPECT_EQ(as_text(s.data()), "ij");
+}
+
+TEST(TcpStream, GapsSayWhereInTheDataTheyAre) {
+    TcpStream s(1024);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "abc", c);
+    add(s, 7, kAck, "ghi", c);    // 3 bytes missing before "ghi"
+    add(s, 15, kAck, "opq", c);   // 5 bytes missing before "opq"
+    EXPECT_TRUE(s.gaps().empty()) << "a hole is not a gap until it is given up";
+    s.flush_gaps(c);
+    ASSERT_EQ(s.gaps().size(), 2u);
+    EXPECT_EQ(s.gaps()[0].at, 3u);
+    EXPECT_EQ(s.gaps()[0].bytes, 3u);
+    EXPECT_EQ(s.gaps()[1].at, 6u);
+    EXPECT_EQ(s.gaps()[1].bytes, 5u);
+    EXPECT_EQ(as_text(s.data()), "abcghiopq");
+}
+
 TEST(TcpStream, SequenceWrapAround) {
     TcpStream s(1024);
     ReassemblyCounters c;

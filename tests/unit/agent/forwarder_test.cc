@@ -264,6 +264,32 @@ TEST_F(ForwarderTest, SendsAHeartbeatWithCountersWhenConnected) {
     EXPECT_LT(state_->heartbeats[0].sequence, state_->heartbeats[1].sequence);
 }
 
+TEST_F(ForwarderTest, AStatsSourceSetWhileRunningReachesTheNextHeartbeat) {
+    // The file watcher sets its counters after the forwarder started (its output opens first).
+    auto o = fast_options();
+    o.heartbeat_interval = std::chrono::seconds(1);
+    auto f = make(o);
+    f->start();
+    connect_peer();
+    ASSERT_TRUE(eventually([&] {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return !state_->heartbeats.empty();
+    }));
+    f->set_stats_source([] {
+        AgentStats st;
+        st.files_scanned = 12;
+        st.kernel_drops = 3;
+        return st;
+    });
+    ASSERT_TRUE(eventually([&] {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->heartbeats.back().files_scanned == 12u;
+    }));
+    const std::lock_guard<std::mutex> lock(state_->mutex);
+    EXPECT_EQ(state_->heartbeats.front().files_scanned, 0u);
+    EXPECT_EQ(state_->heartbeats.back().kernel_drops, 3u);
+}
+
 TEST_F(ForwarderTest, UnacknowledgedAlertsSurviveARestartAndGoFirst) {
     char dir_template[] = "/tmp/senningen-fwd-XXXXXX";
     ASSERT_NE(::mkdtemp(dir_template), nullptr);

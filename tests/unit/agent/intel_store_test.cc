@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -234,7 +233,7 @@ TEST_F(IntelStoreTest, WhitelistColumnIsKept) {
 
 // The lookup cost does not grow with the number of subnets (one probe per prefix length in
 // use). 100k keep the Debug suite quick: loading 1M lines takes over a minute there.
-TEST_F(IntelStoreTest, ManySubnetsLookUpInConstantProbes) {
+TEST_F(IntelStoreTest, HundredThousandSubnetsAreEachFound) {
     std::string text = "#fields\tindicator\tindicator_type\n";
     text.reserve(3'000'000);
     // 100k /24-/32 networks spread over 10.0.0.0/8 and 11.0.0.0/8.
@@ -247,7 +246,7 @@ TEST_F(IntelStoreTest, ManySubnetsLookUpInConstantProbes) {
     const auto path = write("million.intel", text);
     ASSERT_TRUE(store_.load_file(path, stats_));
     EXPECT_EQ(stats_.skipped, 0U);
-    const auto started = std::chrono::steady_clock::now();
+    // Lookup speed is the network benchmark's business (tests/bench/network), not a timed test.
     int found = 0;
     for (int i = 0; i < 100'000; ++i) {
         const std::string addr = std::to_string(10 + (i & 1)) + "." +
@@ -257,8 +256,6 @@ TEST_F(IntelStoreTest, ManySubnetsLookUpInConstantProbes) {
     }
     EXPECT_EQ(found, 100'000);
     EXPECT_EQ(store_.find_subnet("12.0.0.1"), nullptr);
-    // At most 33 hash probes per lookup whatever the count: well under a second here.
-    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
 }
 
 TEST_F(IntelStoreTest, ProblemListIsCappedButEveryLineCounted) {
@@ -413,7 +410,7 @@ TEST_F(IntelStoreTest, BrokenFileLeavesTheStoreUnchanged) {
     EXPECT_EQ(stats_.loaded, 1U);
 }
 
-TEST_F(IntelStoreTest, HundredThousandIndicatorsLoadQuicklyAndResolve) {
+TEST_F(IntelStoreTest, HundredThousandIndicatorsLoadAndResolve) {
     std::string text = "#fields\tindicator\tindicator_type\tmeta.source\n";
     text.reserve(4'000'000);
     for (int i = 0; i < 50'000; ++i) {
@@ -423,26 +420,19 @@ TEST_F(IntelStoreTest, HundredThousandIndicatorsLoadQuicklyAndResolve) {
     }
     const auto path = write("bulk.intel", text);
 
-    const auto started = std::chrono::steady_clock::now();
     ASSERT_TRUE(store_.load_file(path, stats_));
-    const auto load_time = std::chrono::steady_clock::now() - started;
     EXPECT_EQ(stats_.loaded, 100'000U);
     EXPECT_EQ(stats_.skipped, 0U);
     EXPECT_EQ(store_.size(), 100'000U);
-    // Generous for a Debug build on a shared machine; a release build takes ~0.1 s.
-    EXPECT_LT(load_time, std::chrono::seconds(10));
-
+    // Load and lookup speed are measured by tests/bench/network, not timed here.
     int found = 0;
-    const auto lookups_started = std::chrono::steady_clock::now();
     for (int i = 0; i < 50'000; ++i) {
         const std::string addr = "10." + std::to_string((i >> 16) & 0xff) + "." +
                                  std::to_string((i >> 8) & 0xff) + "." + std::to_string(i & 0xff);
         if (store_.find_addr(addr) != nullptr) ++found;
         if (store_.find_domain("HOST" + std::to_string(i) + ".bulk.example") != nullptr) ++found;
     }
-    const auto lookup_time = std::chrono::steady_clock::now() - lookups_started;
     EXPECT_EQ(found, 100'000);
-    EXPECT_LT(lookup_time, std::chrono::seconds(5));
     EXPECT_EQ(store_.find_addr("10.1.0.0"), nullptr);  // 65536 is past the last one
     EXPECT_EQ(store_.find_domain("host50000.bulk.example"), nullptr);
 }

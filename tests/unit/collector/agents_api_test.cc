@@ -1,4 +1,4 @@
-// GET /api/v1/agents and /api/v1/agents/{id} over a real SQLite store and a real server.
+// GET /api/v1/agents and /api/v1/agents/{id} over a real store (each backend) and a real server.
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -7,32 +7,31 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-
-#include <filesystem>
 
 #include "senningen/collector/http_api.h"
-#include "senningen/collector/sqlite_store.h"
 #include "api_accounts.h"
+#include "store_backends.h"
 
 namespace senningen::collector {
 namespace {
 
-class AgentsApiTest : public ::testing::Test {
+// Over every store backend (store_backends.h).
+class AgentsApiTest : public ::testing::TestWithParam<test::BackendParam> {
 protected:
     void SetUp() override {
-        char dir_template[] = "/tmp/senningen-agents-api-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        dir_ = dir_template;
-        store_ = open_sqlite_store(dir_ + "/alerts.db").value();
+        backend_ = GetParam().make();
+        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
+        auto opened = backend_->open();
+        ASSERT_TRUE(opened.ok()) << opened.error().message;
+        store_ = std::move(opened).value();
         authorization_ = test::add_token_account(*store_, "reader", Role::kAnalyst);
         server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
         port_ = server_->start().value();
     }
     void TearDown() override {
-        server_->stop();
+        if (server_) server_->stop();
+        server_.reset();
         store_.reset();
-        std::filesystem::remove_all(dir_);
     }
     std::pair<int, std::string> get(const std::string& target) {
         Poco::Net::HTTPClientSession session("127.0.0.1", port_);
@@ -59,14 +58,14 @@ protected:
         ASSERT_TRUE(store_->record_heartbeat(hb, at_ns).ok());
     }
 
-    std::string dir_;
+    std::unique_ptr<test::StoreBackend> backend_;
     std::string authorization_;
     std::unique_ptr<AlertStore> store_;
     std::unique_ptr<ApiServer> server_;
     std::uint16_t port_ = 0;
 };
 
-TEST_F(AgentsApiTest, ListsAgentsByIdWithStateAndCounters) {
+TEST_P(AgentsApiTest, ListsAgentsByIdWithStateAndCounters) {
     EXPECT_EQ(json(get("/api/v1/agents").second)->getValue<int>("count"), 0);
     heartbeat("zulu", 3, 1'800'000'000'000'000'000);
     heartbeat("alpha", 0, 1'800'000'001'000'000'000);
@@ -82,7 +81,7 @@ TEST_F(AgentsApiTest, ListsAgentsByIdWithStateAndCounters) {
     EXPECT_EQ(zulu->getValue<std::string>("last_heartbeat"), "2027-01-15T08:00:00.000000000Z");
 }
 
-TEST_F(AgentsApiTest, OneAgentShowsItsStateChangesNewestFirst) {
+TEST_P(AgentsApiTest, OneAgentShowsItsStateChangesNewestFirst) {
     heartbeat("plc-gw-1", 0, 1'800'000'000'000'000'000);
     ASSERT_TRUE(store_->set_agent_state("plc-gw-1", "offline", 1'800'000'100'000'000'000,
                                         "no heartbeat for 100 s (3 missed, every 30 s)")
@@ -99,13 +98,16 @@ TEST_F(AgentsApiTest, OneAgentShowsItsStateChangesNewestFirst) {
     EXPECT_EQ(events->getObject(1)->getValue<std::string>("event"), "online");
 }
 
-TEST_F(AgentsApiTest, UnknownAgentsAndParametersAreProblems) {
+TEST_P(AgentsApiTest, UnknownAgentsAndParametersAreProblems) {
     auto [status, body] = get("/api/v1/agents/nobody");
     EXPECT_EQ(status, 404);
     EXPECT_NE(body.find("nobody"), std::string::npos);
     EXPECT_EQ(get("/api/v1/agents?limit=3").first, 400);
     EXPECT_FALSE(store_->set_agent_state("nobody", "offline", 1, "x").ok());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, AgentsApiTest, ::testing::ValuesIn(test::all_backends()),
+                         test::backend_param_name);
 
 }  // namespace
 }  // namespace senningen::collector

@@ -7,18 +7,23 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
+#include <Poco/String.h>
 #include <Poco/URI.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include "senningen/collector/sqlite_store.h"
 #include "senningen/common/log.h"
 #include "api_accounts.h"
+#include "store_backends.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -90,12 +95,15 @@ void expect_problem(const Response& r, int status, const std::string& detail_par
         << p->getValue<std::string>("detail");
 }
 
-class HttpApiTest : public ::testing::Test {
+// Over every store backend (store_backends.h): the API must answer the same on each.
+class HttpApiTest : public ::testing::TestWithParam<test::BackendParam> {
 protected:
     static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
 
     void SetUp() override {
-        auto opened = open_sqlite_store(dir_.file("alerts.db"));
+        backend_ = GetParam().make();
+        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
+        auto opened = backend_->open();
         ASSERT_TRUE(opened.ok()) << opened.error().message;
         store_ = std::move(opened).value();
         // a0 oldest ... a4 newest, ten minutes apart (see the severities and agents below).
@@ -120,11 +128,13 @@ protected:
     void TearDown() override {
         session_.reset();
         if (server_) server_->stop();
+        server_.reset();
+        store_.reset();
     }
 
     Response get(const std::string& target) { return request(*session_, target); }
 
-    test::TempDir dir_;
+    std::unique_ptr<test::StoreBackend> backend_;
     std::unique_ptr<AlertStore> store_;
     std::vector<Alert> alerts_;
     std::unique_ptr<ApiServer> server_;
@@ -132,19 +142,19 @@ protected:
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
 };
 
-TEST_F(HttpApiTest, HealthReportsStatusAndAlertCount) {
+TEST_P(HttpApiTest, HealthReportsStatusAndAlertCount) {
     Response r = get("/api/v1/health");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
     Poco::JSON::Object::Ptr h = r.json();
     EXPECT_EQ(h->getValue<std::string>("status"), "ok");
     EXPECT_EQ(h->getValue<std::string>("version"), "0.1.0");
-    EXPECT_EQ(h->getValue<std::string>("backend"), "sqlite");
+    EXPECT_EQ(h->getValue<std::string>("backend"), backend_->name());
     EXPECT_EQ(h->getValue<std::uint64_t>("alerts"), 5U);
     EXPECT_GE(h->getValue<std::int64_t>("uptime_seconds"), 0);
 }
 
-TEST_F(HttpApiTest, AlertsAreNewestFirstWithCount) {
+TEST_P(HttpApiTest, AlertsAreNewestFirstWithCount) {
     Response r = get("/api/v1/alerts");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
@@ -157,7 +167,7 @@ TEST_F(HttpApiTest, AlertsAreNewestFirstWithCount) {
     EXPECT_EQ(first->getValue<std::string>("timestamp"), "2026-11-28T10:40:00.000000000Z");
 }
 
-TEST_F(HttpApiTest, FiltersBySinceAndUntil) {
+TEST_P(HttpApiTest, FiltersBySinceAndUntil) {
     Response r = get(alerts_target({{"since", "2026-11-28T10:10:00Z"}}));
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[3], alerts_[2], alerts_[1]}));
@@ -171,7 +181,7 @@ TEST_F(HttpApiTest, FiltersBySinceAndUntil) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[2], alerts_[1]}));
 }
 
-TEST_F(HttpApiTest, FiltersBySeverityList) {
+TEST_P(HttpApiTest, FiltersBySeverityList) {
     Response r = get("/api/v1/alerts?severity=1,2");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[4], alerts_[1], alerts_[0]}));
@@ -180,13 +190,13 @@ TEST_F(HttpApiTest, FiltersBySeverityList) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[3]}));
 }
 
-TEST_F(HttpApiTest, FiltersByAgent) {
+TEST_P(HttpApiTest, FiltersByAgent) {
     Response r = get("/api/v1/alerts?agent=sensor-a");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[1], alerts_[0]}));
 }
 
-TEST_F(HttpApiTest, LimitKeepsTheNewest) {
+TEST_P(HttpApiTest, LimitKeepsTheNewest) {
     Response r = get("/api/v1/alerts?limit=2");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json()->getValue<int>("count"), 2);
@@ -196,7 +206,7 @@ TEST_F(HttpApiTest, LimitKeepsTheNewest) {
     EXPECT_EQ(alert_ids(r), ids_of({alerts_[2]}));
 }
 
-TEST_F(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
+TEST_P(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
     Response r = get("/api/v1/alerts?severity=7");
     expect_problem(r, 400, "parameter 'severity'");
     Poco::JSON::Object::Ptr p = r.json();
@@ -204,7 +214,7 @@ TEST_F(HttpApiTest, SeverityOutOfRangeIsAProblemNamingIt) {
     EXPECT_EQ(p->getValue<std::string>("detail"), "parameter 'severity': '7' is not one of 1..4");
 }
 
-TEST_F(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
+TEST_P(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"/api/v1/alerts?severity=1,,2", "'severity'"},
         {"/api/v1/alerts?severity=0", "'severity'"},
@@ -233,20 +243,20 @@ TEST_F(HttpApiTest, BadParametersAreProblemsNamingTheParameter) {
     }
 }
 
-TEST_F(HttpApiTest, LongParameterValuesAreCutInTheProblem) {
+TEST_P(HttpApiTest, LongParameterValuesAreCutInTheProblem) {
     const std::string agent(5000, 'x');
     Response r = get(alerts_target({{"agent", agent}}));
     expect_problem(r, 400, "'agent'");
     EXPECT_LT(r.body.size(), 500U);
 }
 
-TEST_F(HttpApiTest, UnknownPathIsA404Problem) {
+TEST_P(HttpApiTest, UnknownPathIsA404Problem) {
     expect_problem(get("/api/v1/nothing"), 404, "/api/v1/nothing");
     expect_problem(get("/"), 404, "'/'");
     expect_problem(get("/api/v1/alerts/"), 404, "/api/v1/alerts/");
 }
 
-TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
+TEST_P(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
     for (const char* target : {"/api/v1/alerts", "/api/v1/health"}) {
         for (const std::string& method :
              {Poco::Net::HTTPRequest::HTTP_POST, Poco::Net::HTTPRequest::HTTP_DELETE,
@@ -259,7 +269,7 @@ TEST_F(HttpApiTest, WrongMethodIsA405ProblemWithAllow) {
     }
 }
 
-TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
+TEST_P(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
     for (const char* agent : {"' OR '1'='1", "x'; DROP TABLE alerts; --", "sensor-a' --", "%", "_",
                               "\"sensor-a\"", "sensor-a\\"}) {
         SCOPED_TRACE(agent);
@@ -273,7 +283,7 @@ TEST_F(HttpApiTest, SqlMetacharactersInAgentMatchNothingAndHarmNothing) {
     EXPECT_EQ(all.json()->getValue<int>("count"), 5);
 }
 
-TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
+TEST_P(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(get("/api/v1/health").status, 200);
     constexpr int kClients = 6;
     std::vector<std::thread> clients;
@@ -291,7 +301,7 @@ TEST_F(HttpApiTest, ServesSeveralRequestsOnOneConnectionAndFromManyClients) {
     EXPECT_EQ(ok.load(), kClients * 5);
 }
 
-TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
+TEST_P(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
     ApiOptions options;
     options.port = port_;
     ApiServer second(*store_, options);
@@ -302,7 +312,7 @@ TEST_F(HttpApiTest, PortInUseIsUnavailableNamingHostAndPort) {
         << started.error().message;
 }
 
-TEST_F(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
+TEST_P(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
     auto again = server_->start();
     ASSERT_FALSE(again.ok());
     EXPECT_EQ(again.error().code, ErrorCode::kInvalidArgument);
@@ -312,6 +322,73 @@ TEST_F(HttpApiTest, SecondStartIsRefusedAndStopIsIdempotent) {
     Poco::Net::HTTPClientSession late("127.0.0.1", port_);
     EXPECT_ANY_THROW(request(late, "/api/v1/health"));
 }
+
+// The OpenAPI document describes exactly the resources the server has, the server answers it
+// byte for byte as committed, and every documented path answers (no 404) with the documented
+// success status.
+TEST_P(HttpApiTest, EveryRouteIsInTheOpenApiDocumentAndEveryDocumentedPathAnswers) {
+    std::ifstream in(std::string(SENNINGEN_SOURCE_DIR) + "/docs/api/openapi.json",
+                     std::ios::binary);
+    ASSERT_TRUE(in) << "docs/api/openapi.json";
+    const std::string committed((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+
+    Response served = get("/api/v1/openapi.json");
+    ASSERT_EQ(served.status, 200) << served.body;
+    EXPECT_EQ(served.content_type, "application/json; charset=utf-8");
+    EXPECT_EQ(served.body, committed);
+
+    Poco::JSON::Object::Ptr doc = served.json();
+    EXPECT_EQ(doc->getValue<std::string>("openapi").substr(0, 2), "3.");
+    Poco::JSON::Object::Ptr paths = doc->getObject("paths");
+    ASSERT_TRUE(paths);
+    // "METHOD PATH" of every documented operation against the server's route table.
+    std::set<std::string> documented;
+    for (const auto& [path, item] : *paths) {
+        for (const auto& [method, operation] : *paths->getObject(path)) {
+            documented.insert(Poco::toUpper(method) + " " + path);
+        }
+    }
+    const std::vector<std::string> routes = api_routes();
+    EXPECT_EQ(documented, std::set<std::string>(routes.begin(), routes.end()));
+
+    // Every GET answers 200 (with an agent and an alert to name), every operation documents a
+    // success and a 405, and a method no route has gets 405 naming exactly the documented ones.
+    common::Heartbeat hb;
+    hb.agent_id = "plc-gw-1";
+    ASSERT_TRUE(store_->record_heartbeat(hb, base_ns()).ok());
+    for (const auto& [path, item] : *paths) {
+        Poco::JSON::Object::Ptr operations = paths->getObject(path);
+        std::string target = path;
+        if (const auto brace = target.find("{id}"); brace != std::string::npos) {
+            target.replace(brace, 4, path.starts_with("/api/v1/agents/") ? hb.agent_id
+                                                                         : alerts_[0].id);
+        }
+        std::set<std::string> methods;
+        for (const auto& [method, operation] : *operations) {
+            methods.insert(Poco::toUpper(method));
+            Poco::JSON::Object::Ptr responses =
+                operations->getObject(method)->getObject("responses");
+            ASSERT_TRUE(responses) << method << " " << path;
+            EXPECT_TRUE(responses->has("200") || responses->has("201")) << method << " " << path;
+            EXPECT_TRUE(responses->has("405")) << method << " " << path;
+            if (method == "get") {
+                Response r = get(target);
+                EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+            }
+        }
+        Response other = request(*session_, target, Poco::Net::HTTPRequest::HTTP_DELETE);
+        EXPECT_EQ(other.status, 405) << target;
+        EXPECT_EQ(other.content_type, "application/problem+json") << target;
+        std::set<std::string> allowed;
+        std::istringstream allow(other.allow);
+        for (std::string m; std::getline(allow >> std::ws, m, ',');) allowed.insert(m);
+        EXPECT_EQ(allowed, methods) << target << ": Allow: " << other.allow;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, HttpApiTest, ::testing::ValuesIn(test::all_backends()),
+                         test::backend_param_name);
 
 // A store whose every call fails in a chosen way, to check what leaks to the client.
 class BrokenStore final : public AlertStore {

@@ -115,6 +115,71 @@ TEST_F(IngestTest, InsecureModeTakesTheIdFromTheMessage) {
     EXPECT_EQ(transport_.acks[0].agent_id, "lab-agent");
 }
 
+TEST_F(IngestTest, BatchesThatArriveTogetherShareOneTransaction) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer_a = enroll("agent-a");
+    auto signer_b = enroll("agent-b");
+    auto a1 = batch("agent-a", 4, 1);
+    auto a2 = batch("agent-a", 2, 2);
+    auto b1 = batch("agent-b", 3, 7);
+    ASSERT_TRUE(signer_a->sign(a1).ok());
+    ASSERT_TRUE(signer_a->sign(a2).ok());
+    ASSERT_TRUE(signer_b->sign(b1).ok());
+    auto forged = batch("agent-b", 5, 8);
+    ASSERT_TRUE(signer_a->sign(forged).ok());  // agent-a speaking for agent-b: refused
+    transport_.inbox = {a1, b1, forged, a2};
+    ingest.poll(0ms);
+    ASSERT_EQ(transport_.acks.size(), 3u);
+    EXPECT_EQ(transport_.acks[0].agent_id, "agent-a");
+    EXPECT_EQ(transport_.acks[0].batch_id, 1u);
+    EXPECT_EQ(transport_.acks[0].inserted, 4u);
+    EXPECT_EQ(transport_.acks[1].agent_id, "agent-b");
+    EXPECT_EQ(transport_.acks[1].batch_id, 7u);
+    EXPECT_EQ(transport_.acks[1].inserted, 3u);
+    EXPECT_EQ(transport_.acks[2].batch_id, 2u);
+    EXPECT_EQ(transport_.acks[2].inserted, 2u);
+    EXPECT_EQ(store_->count().value(), 9u);
+    const IngestCounters c = ingest.counters();
+    EXPECT_EQ(c.transactions, 1u);
+    EXPECT_EQ(c.batches, 3u);
+    EXPECT_EQ(c.alerts_inserted, 9u);
+    EXPECT_EQ(c.messages_refused, 1u);
+}
+
+TEST_F(IngestTest, AGroupHoldsAtMostkMaxGroupAlerts) {
+    Ingest ingest(transport_, *store_, nullptr);
+    const int half = static_cast<int>(kMaxGroupAlerts / 2);
+    transport_.inbox = {batch("lab", half, 1), batch("lab", half, 2), batch("lab", 1, 3)};
+    ingest.poll(0ms);
+    ASSERT_EQ(transport_.acks.size(), 3u);
+    EXPECT_EQ(ingest.counters().transactions, 2u);  // the first two fill a group
+    EXPECT_EQ(store_->count().value(), kMaxGroupAlerts + 1);
+}
+
+// A store that refuses every write, to see what ingest does then.
+class BrokenStore final : public AlertStore {
+public:
+    common::Result<InsertResult> insert(const std::vector<common::Alert>&) override {
+        return common::make_error(common::ErrorCode::kDatabase, "disk on fire");
+    }
+    common::Result<std::vector<common::Alert>> query(const AlertQuery&) override {
+        return std::vector<common::Alert>{};
+    }
+    common::Result<std::uint64_t> count() override { return std::uint64_t{0}; }
+    std::uint64_t undecodable_rows() const override { return 0; }
+    std::string backend_name() const override { return "broken"; }
+};
+
+TEST_F(IngestTest, AStoreErrorAcknowledgesNoBatchOfTheGroup) {
+    BrokenStore broken;
+    Ingest ingest(transport_, broken, nullptr);
+    transport_.inbox = {batch("lab", 2, 1), batch("lab", 3, 2)};
+    ingest.poll(0ms);
+    EXPECT_TRUE(transport_.acks.empty());
+    EXPECT_EQ(ingest.counters().store_errors, 2u);
+    EXPECT_EQ(ingest.counters().alerts_inserted, 0u);
+}
+
 TEST_F(IngestTest, HeartbeatsMakeAnAgentOnlineAndSilenceMakesItOffline) {
     Ingest ingest(transport_, *store_, verifier_.get());
     auto signer = enroll("agent-h");

@@ -12,8 +12,8 @@
 
 #include <cstdlib>
 #include <functional>
-#include <ostream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -37,6 +37,8 @@ public:
     virtual int schema_version() const = 0;
     // SQL counting the alerts table's three query indexes.
     virtual std::string count_alert_indexes_sql() const = 0;
+    // SQL that leaves the stored alert ID (a UUID the test made) undecodable.
+    virtual std::string corrupt_alert_sql(const std::string& id) const = 0;
 };
 
 class SqliteBackend final : public StoreBackend {
@@ -48,6 +50,10 @@ public:
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts'"
                " AND name IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
+    }
+    // SQLite rows hold the compact record format (schema 3): a format byte no build reads.
+    std::string corrupt_alert_sql(const std::string& id) const override {
+        return "UPDATE alerts SET body = x'01ff00' WHERE id = '" + id + "'";
     }
 
 private:
@@ -102,6 +108,9 @@ public:
         return "SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts'"
                " AND indexname IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
     }
+    std::string corrupt_alert_sql(const std::string& id) const override {
+        return "UPDATE alerts SET eve = '{\"timestamp\": broken' WHERE id = '" + id + "'";
+    }
 
 private:
     std::string skip_;
@@ -116,7 +125,9 @@ struct BackendParam {
 };
 
 // For gtest's messages: the backend's name, not the bytes of the struct.
-inline void PrintTo(const BackendParam& param, std::ostream* os) { *os << param.name; }
+inline void PrintTo(const BackendParam& param, std::ostream* os) {
+    *os << param.name;
+}
 
 inline std::vector<BackendParam> all_backends() {
     return {{"sqlite", [] { return std::make_unique<SqliteBackend>(); }},

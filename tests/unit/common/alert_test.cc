@@ -9,15 +9,30 @@
 namespace senningen::common {
 namespace {
 
-TEST(Uuid, IsVersion4AndUnique) {
+TEST(Uuid, IsVersion7AndUnique) {
     std::set<std::string> seen;
     for (int i = 0; i < 1000; ++i) {
         const std::string id = new_uuid();
         ASSERT_TRUE(is_uuid(id)) << id;
-        EXPECT_EQ(id[14], '4');
+        EXPECT_EQ(id[14], '7');
         EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id;
         EXPECT_TRUE(seen.insert(id).second);
     }
+}
+
+TEST(Uuid, StartsWithTheTimeInMillisecondsSoThatLaterIdsSortLater) {
+    const auto before_ms = static_cast<std::uint64_t>(now_ns() / 1'000'000);
+    const std::string first = new_uuid();
+    const auto after_ms = static_cast<std::uint64_t>(now_ns() / 1'000'000);
+    const std::uint64_t stamped = std::stoull(first.substr(0, 8) + first.substr(9, 4), nullptr, 16);
+    EXPECT_GE(stamped, before_ms);
+    EXPECT_LE(stamped, after_ms);
+    // Two milliseconds on, every id sorts after the first (within one millisecond the order
+    // is random).
+    const auto until = now_ns() + 2'000'000;
+    while (now_ns() < until) {
+    }
+    for (int i = 0; i < 100; ++i) EXPECT_LT(first, new_uuid());
 }
 
 TEST(Uuid, RejectsNearMisses) {

@@ -209,9 +209,9 @@ public:
 
     void gap(const AnalyzerContext& ctx, std::uint64_t /*bytes*/) override {
         const int dir = ctx.direction & 1;
-        streams_[dir].lose();
-        fragment_[dir].clear();
-        ctx.host.weird("dnp3_gap", "hole in the TCP stream: the direction is no longer inspected");
+        streams_[dir].resync();
+        fragment_[dir].clear();  // an application fragment cut by the hole is not completed
+        ctx.host.weird("dnp3_gap", "hole in the TCP stream: framing restarts after it");
     }
 
 private:

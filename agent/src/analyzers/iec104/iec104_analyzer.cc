@@ -151,8 +151,8 @@ public:
     }
 
     void gap(const AnalyzerContext& ctx, std::uint64_t /*bytes*/) override {
-        streams_[ctx.direction & 1].lose();
-        ctx.host.weird("iec104_gap", "hole in the TCP stream: the direction is no longer inspected");
+        streams_[ctx.direction & 1].resync();
+        ctx.host.weird("iec104_gap", "hole in the TCP stream: framing restarts after it");
     }
 
 private:

@@ -88,8 +88,8 @@ public:
     }
 
     void gap(const AnalyzerContext& ctx, std::uint64_t /*bytes*/) override {
-        streams_[ctx.direction & 1].lose();
-        ctx.host.weird("modbus_gap", "hole in the TCP stream: the direction is no longer inspected");
+        streams_[ctx.direction & 1].resync();
+        ctx.host.weird("modbus_gap", "hole in the TCP stream: framing restarts after it");
     }
 
 private:

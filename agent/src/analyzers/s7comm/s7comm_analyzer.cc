@@ -113,9 +113,9 @@ public:
 
     void gap(const AnalyzerContext& ctx, std::uint64_t /*bytes*/) override {
         const int dir = ctx.direction & 1;
-        streams_[dir].lose();
-        pdu_[dir].clear();
-        ctx.host.weird("s7_gap", "hole in the TCP stream: the direction is no longer inspected");
+        streams_[dir].resync();
+        pdu_[dir].clear();  // a COTP-fragmented PDU cut by the hole is not completed
+        ctx.host.weird("s7_gap", "hole in the TCP stream: framing restarts after it");
     }
 
 private:

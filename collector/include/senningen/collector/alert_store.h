@@ -136,6 +136,18 @@ public:
     // common::validate(); one that does not fails the whole batch with kInvalidArgument.
     virtual common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) = 0;
 
+    // Group commit: several batches (from one or several agents) in one transaction, which is
+    // what lets ingest keep up with many agents (docs/collector.md, "Store"). Result i belongs
+    // to BATCHES[i]; an id repeated across the batches counts as a duplicate where it comes
+    // second, as within one batch. Every alert must pass common::validate(), or the call fails
+    // with kInvalidArgument and stores nothing. On error, callers acknowledge none of the
+    // batches: the agents resend them and the idempotent insert absorbs whatever a backend
+    // had stored. The default validates everything, then runs insert() once per batch (one
+    // transaction each, so a database error can leave earlier batches stored); backends
+    // override it with a single transaction.
+    virtual common::Result<std::vector<InsertResult>> insert_batches(
+        const std::vector<std::vector<common::Alert>>& batches);
+
     // Newest first: timestamp descending, then id ascending so that equal timestamps have a
     // stable order. A bad query (limit 0 or above kMaxQueryLimit, severity outside 1..4) is
     // kInvalidArgument. A stored row that no longer decodes is skipped and counted in

@@ -5,6 +5,7 @@
 //
 //   GET  /api/v1/health                 open
 //   POST /api/v1/login, /api/v1/logout  open (login is rate limited)
+//   GET  /api/v1/openapi.json           open (docs/api/openapi.json, compiled in)
 //   GET  /api/v1/me                     any account
 //   GET  /api/v1/alerts?since=&until=&severity=&agent=&status=&assignee=&limit=
 //   GET  /api/v1/alerts/{id}             (detail, comments, audit)  Permission::kReadAlerts
@@ -13,10 +14,10 @@
 //   GET  /api/v1/agents, /api/v1/agents/{id}                       Permission::kReadAgents
 //   GET  /api/v1/users                                             Permission::kManageUsers
 //
-// Everything but health, login and logout needs a session cookie (from login) or an
-// "Authorization: Bearer snt_..." token (from 'senningen-collector user token'); without one
-// the answer is 401, with a role that lacks the route's Permission 403.
-// The reference for clients is docs/collector.md ("REST API").
+// Everything but health, login, logout and the OpenAPI document needs a session cookie (from
+// login) or an "Authorization: Bearer snt_..." token (from 'senningen-collector user token');
+// without one the answer is 401, with a role that lacks the route's Permission 403.
+// The reference for clients is docs/collector.md ("REST API") and the OpenAPI document.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "senningen/collector/alert_store.h"
 #include "senningen/collector/auth.h"
@@ -48,6 +51,13 @@ struct ApiOptions {
     // Failed logins per account name and per client address (docs/collector.md).
     LoginLimiter::Options login_limits;
 };
+
+// Every method and resource the server answers, as "METHOD PATH" with the path in OpenAPI's
+// notation ("GET /api/v1/agents/{id}").
+std::vector<std::string> api_routes();
+
+// docs/api/openapi.json as it was at build time; the server answers it at /api/v1/openapi.json.
+std::string_view openapi_document();
 
 class ApiServer {
 public:

@@ -35,8 +35,8 @@ struct PostgresOptions {
 // Connections come from a pool. A connection that breaks (the server restarted) fails the call
 // that was using it with kDatabase; the pool then drops every idle connection, so the next call
 // connects afresh.
-common::Result<std::unique_ptr<AlertStore>> open_postgres_store(const std::string& conninfo,
-                                                                const PostgresOptions& options = {});
+common::Result<std::unique_ptr<AlertStore>> open_postgres_store(
+    const std::string& conninfo, const PostgresOptions& options = {});
 
 // CONNINFO as libpq parses it, in the "key='value' ..." form Poco's connector takes (it does
 // not read URLs). kInvalidArgument for a malformed CONNINFO.

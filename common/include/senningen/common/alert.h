@@ -88,7 +88,7 @@ struct Alert {
     bool operator==(const Alert&) const = default;
 };
 
-// A fresh random (v4) UUID.
+// A fresh UUID, version 7 (RFC 9562): time-ordered to the millisecond, 74 random bits.
 std::string new_uuid();
 bool is_uuid(std::string_view text);
 

@@ -32,6 +32,10 @@ struct EngineOptions {
     std::string agent_id = "agent";
     std::size_t stream_depth = 1 << 20;
     std::size_t max_flows = 65536;
+    // TCP bytes held over all streams for the YARA scan at the end of each direction. Beyond
+    // it, the streams holding the most are scanned early and keep only a kScanOverlap tail
+    // (counted in early_scans); without rules, bytes go as soon as the analyzer has them.
+    std::size_t stream_memory = 64 << 20;
     int yara_timeout_seconds = 10;
     // Files from traffic (HTTP bodies, SMB writes): bytes of each file kept for YARA, and
     // optional extraction to a directory ("" = none), each file cut at extract_max_bytes.
@@ -55,6 +59,7 @@ struct EngineCounters {
     std::uint64_t protocol_events = 0;
     std::uint64_t policy_alerts = 0;  // ICS policy rules that fired
     std::uint64_t yara_scans = 0;
+    std::uint64_t early_scans = 0;  // stream scans ahead of the end, to stay in stream_memory
     std::uint64_t yara_errors = 0;
     std::uint64_t intel_hits = 0;
     std::uint64_t intel_whitelisted = 0;  // hits suppressed by meta.whitelist
@@ -115,6 +120,10 @@ private:
         std::unique_ptr<Analyzer> analyzer;
         std::string_view name;
         std::uint64_t delivered[2] = {0, 0};  // stream bytes already handed to the analyzer
+        std::size_t gaps_told[2] = {0, 0};    // stream gaps already reported to the analyzer
+        std::uint64_t files = 0;              // files the flow carried so far (for fuids)
+        Flow* flow = nullptr;                 // owned by the flow table, valid while this is
+        std::size_t held[2] = {0, 0};         // stream bytes held, as counted in held_bytes_
         int detect_attempts = 0;
         std::vector<std::string> policy_fired;  // rules limited to one alert per flow that fired
     };
@@ -154,8 +163,12 @@ private:
     void on_flow_start(const Flow& flow, const DecodedPacket& packet);
     void on_flow_end(Flow& flow);
     void scan_stream(Flow& flow, int direction);
+    // OFFSET: where BYTES start in the stream (match offsets are stream offsets).
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
-                    std::int64_t ts_ns);
+                    std::int64_t ts_ns, std::uint64_t offset = 0);
+    // Frees stream bytes nobody needs any more, and keeps held_bytes_ within stream_memory.
+    void trim_stream(Flow& flow, FlowState& state, int direction);
+    void shed_stream_memory();
     void intel_hit(const Flow& flow, int direction, const Indicator& indicator,
                    std::string_view where, std::int64_t ts_ns, const FileFacts* file = nullptr);
     common::Alert make_network_alert(const Flow& flow, int direction, std::int64_t ts_ns) const;
@@ -184,6 +197,7 @@ private:
     std::int64_t current_ts_ns_ = 0;  // gaps found when a stream is flushed for scanning
     FlowTable flows_;  // last: its end handler uses the members above while it is destroyed
     std::int64_t last_ts_ns_ = 0;
+    std::size_t held_bytes_ = 0;  // TCP stream bytes held over all flows (with rules)
 };
 
 // The header lines of Zeek's intel.log (#separator ... #types), each ending in a newline;

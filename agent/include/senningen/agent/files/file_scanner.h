@@ -1,13 +1,19 @@
 // File inspection: one path in; its facts (size, mtime, owner, SHA-256, SHA-1, MD5) and its
-// YARA and intel alerts out. The file is read once, with read() when small and mmap() when
-// large, and the hashes and YARA see the same bytes. The scanner never writes, locks or
+// YARA and intel alerts out. The file is read once, with read() into a buffer the scanner
+// keeps (no page faults, no zero-fill, no munmap per file) when small and mmap() when large,
+// and the hashes and YARA see the same bytes. A mapped file truncated while it is scanned
+// would raise SIGBUS: the pages past its new end read as zeros instead and the file counts
+// as changed during the scan. The scanner never writes, locks or
 // follows a symlink, and opens with O_NOATIME where the kernel permits it. Anything that keeps
 // a file from being scanned (a FIFO, permission denied, a file that vanished or changed while
 // it was read, the size cap) is an Outcome with a reason: data to count, not an error path.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +65,9 @@ struct FileScanOptions {
     // YARA's fast mode (see YaraScanner::set_fast_mode): the same rules match, each string
     // shows its first match only unless a rule counts it.
     bool fast_mode = true;
+    // Tests only: called on the mapped path with "mapped" (after mmap, before YARA and the
+    // digests touch a page), so that a test can truncate the file at that moment.
+    std::function<void(std::string_view stage, const std::string& path)> test_hook;
 };
 
 // The external variables the file scanner defines for each file, all strings (as
@@ -81,6 +90,7 @@ public:
 
 private:
     void match(const std::string& path, std::string_view data, FileScanResult& result);
+    const std::string& owner_of(std::uint32_t uid);
 
     std::shared_ptr<const YaraRules> rules_;
     std::unique_ptr<YaraScanner> yara_;
@@ -88,6 +98,13 @@ private:
     FileScanOptions options_;
     ScanCache* cache_;
     MemoryGate* gate_;
+    // The read buffer, kept between files (up to kKeptBuffer bytes).
+    std::unique_ptr<char[]> buffer_;
+    std::size_t buffer_size_ = 0;
+    // User names by uid: getpwuid_r reads /etc/passwd (or asks NSS) on every call. Entries
+    // are dropped after a minute so that a renamed user is seen.
+    std::unordered_map<std::uint32_t, std::string> owners_;
+    std::chrono::steady_clock::time_point owners_since_{};
 };
 
 }  // namespace senningen::agent::files

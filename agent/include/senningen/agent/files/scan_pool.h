@@ -1,5 +1,7 @@
 // Scanner threads: paths in through a bounded queue, one FileScanner (and YR_SCANNER) per
-// thread, results out through one callback (called by one thread at a time). Each thread
+// thread, results out through one callback (called by one thread at a time). The queue hands
+// out urgent paths first, then the largest file queued: with the largest files first, no
+// thread is left alone with a big file at the end of a scan while the others idle. Each thread
 // lowers its own priority (idle I/O class, optionally SCHED_IDLE) and paces itself to its share
 // of the CPU budget; file buffers are bounded by a shared MemoryGate.
 #pragma once
@@ -12,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,9 +55,10 @@ public:
     ScanPool(const ScanPool&) = delete;
     ScanPool& operator=(const ScanPool&) = delete;
 
-    // Queues PATH; waits while the queue is full. URGENT puts it at the front (a file an event
-    // just named goes before the rest of a full scan).
-    void submit(std::string path, bool urgent = false);
+    // Queues PATH of SIZE bytes (as listed; 0 when unknown); waits while the queue is full.
+    // URGENT puts it before everything else (a file an event just named goes before the rest
+    // of a full scan); among the others the largest goes first.
+    void submit(std::string path, bool urgent = false, std::uint64_t size = 0);
     void wait_idle();  // until the queue is empty and no thread is scanning
     void stop();       // drops what is queued and joins the threads
 
@@ -81,7 +85,18 @@ private:
     std::condition_variable work_cv_;
     std::condition_variable space_cv_;
     std::condition_variable idle_cv_;
-    std::deque<std::string> queue_;
+    struct Queued {
+        std::uint64_t size = 0;
+        std::uint64_t order = 0;  // submission order breaks ties: equal sizes go first in, first out
+        std::string path;
+        bool operator<(const Queued& o) const {
+            return size != o.size ? size < o.size : order > o.order;
+        }
+    };
+    std::size_t queued() const { return urgent_.size() + by_size_.size(); }
+    std::deque<std::string> urgent_;
+    std::priority_queue<Queued> by_size_;
+    std::uint64_t submitted_ = 0;
     int busy_ = 0;
     bool stopping_ = false;
 

@@ -25,7 +25,9 @@ struct WalkOptions {
 };
 
 struct WalkCallbacks {
-    std::function<void(std::string path)> file;  // a regular file (lstat), to be scanned
+    // A regular file (lstat) to be scanned, with its size as listed (so that a scan can take
+    // the largest files first).
+    std::function<void(std::string path, std::uint64_t size)> file;
     // Something not handed on, with why: kSymlink, kNotRegular, kPermissionDenied (a directory
     // that cannot be listed), kVanished, kError (a loop, other errors).
     std::function<void(const std::string& path, Outcome outcome, const std::string& reason)> skip;

@@ -20,7 +20,10 @@ struct WatchConfig {
     std::optional<std::string> output;  // output
     std::optional<std::string> collector;
     std::string agent_id;
+    std::string identity;  // the directory `senningen-agent enroll` installed
     std::string tls_cert, tls_key, tls_ca;
+    bool insecure = false;
+    std::string queue;  // the durable queue's file; empty: in memory
     WatchTriggers triggers;  // triggers
     int debounce_ms = 500;
     std::uint64_t max_file_size = 64ULL << 20;

@@ -30,6 +30,12 @@ struct ReassemblyCounters {
     std::uint64_t bytes_beyond_depth = 0;
 };
 
+// A hole skipped by flush_gaps(): BYTES were never seen before stream offset AT.
+struct StreamGap {
+    std::uint64_t at;
+    std::uint64_t bytes;
+};
+
 // One direction of a TCP connection.
 class TcpStream {
 public:
@@ -44,10 +50,22 @@ public:
     // waiting bytes are appended in order (so the stream goes on after the gap).
     void flush_gaps(ReassemblyCounters& counters);
 
-    // The in-order bytes so far, at most depth bytes.
+    // The in-order bytes kept, from stream offset start() to size() (at most depth bytes in
+    // all): everything unless the owner discard()ed a front it no longer needs.
     std::span<const std::uint8_t> data() const { return data_; }
-    bool depth_reached() const { return data_.size() >= depth_; }
+    std::uint64_t start() const { return dropped_; }
+    std::uint64_t size() const { return dropped_ + data_.size(); }
+    bool depth_reached() const { return size() >= depth_; }
+    // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them).
+    void discard(std::uint64_t offset);
     bool fin_seen() const { return fin_seen_; }
+    // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
+    // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
+    std::span<const StreamGap> gaps() const { return gaps_; }
+
+    // Frees the bytes (data, held segments, gaps) once the owner has had its last look: a
+    // closed flow lingers in the table without its streams' memory.
+    void release();
 
 private:
     std::size_t depth_;
@@ -55,6 +73,8 @@ private:
     bool fin_seen_ = false;
     std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     std::vector<std::uint8_t> data_;
+    std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
+    std::vector<StreamGap> gaps_;
     // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
     // still orders correctly.
     std::map<std::uint64_t, std::vector<std::uint8_t>> pending_;

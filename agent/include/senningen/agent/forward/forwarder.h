@@ -96,7 +96,8 @@ public:
     // progress, so that reading it again later is a new inspection, not a resume.
     void finish_source();
 
-    // Before start(): called on the worker thread for each heartbeat; must be thread-safe.
+    // Called on the worker thread for each heartbeat, so it must be thread-safe; may be set
+    // or replaced (nullptr: none) at any time, also while the forwarder runs.
     void set_stats_source(std::function<AgentStats()> stats);
 
     // Waits until every submitted alert is acknowledged (true) or DEADLINE passes (false).
@@ -145,6 +146,7 @@ private:
     std::uint64_t source_count_ = 0;
     std::uint64_t source_resumed_at_ = 0;
     bool source_finished_ = false;
+    std::mutex stats_mutex_;  // guards stats_ only, never held while it runs
     std::function<AgentStats()> stats_;
 
     // Owned by the worker thread.
