@@ -12,24 +12,23 @@
 #include <fstream>
 #include <sstream>
 
+#include "senningen/common/openssl_util.h"
 #include "senningen/common/record_codec.h"
 
 namespace senningen::common {
 
-namespace {
+std::string to_hex(const unsigned char* data, std::size_t n) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+        out += kDigits[data[i] >> 4];
+        out += kDigits[data[i] & 0xf];
+    }
+    return out;
+}
 
-// RAII for the OpenSSL objects used here; each freed by its own function.
-template <typename T, void (*Free)(T*)>
-struct Deleter {
-    void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
+namespace {
 
 std::string openssl_reason() {
     const unsigned long e = ERR_get_error();
@@ -57,22 +56,11 @@ X509Ptr parse_certificate(const std::string& pem) {
     return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
 
-std::string hex(const unsigned char* data, std::size_t n) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(n * 2);
-    for (std::size_t i = 0; i < n; ++i) {
-        out += kDigits[data[i] >> 4];
-        out += kDigits[data[i] & 0xf];
-    }
-    return out;
-}
-
 std::string fingerprint(X509* cert) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     X509_digest(cert, EVP_sha256(), md, &n);
-    return hex(md, n);
+    return to_hex(md, n);
 }
 
 std::string subject_cn(X509* cert) {

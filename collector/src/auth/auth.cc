@@ -9,6 +9,8 @@
 #include <charconv>
 #include <vector>
 
+#include "senningen/common/openssl_util.h"
+
 namespace senningen::collector {
 
 namespace {
@@ -18,16 +20,7 @@ constexpr std::size_t kSaltBytes = 16;
 constexpr std::size_t kKeyBytes = 32;
 constexpr std::size_t kSecretBytes = 32;
 
-std::string to_hex(const unsigned char* data, std::size_t n) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(n * 2);
-    for (std::size_t i = 0; i < n; ++i) {
-        out += kDigits[data[i] >> 4];
-        out += kDigits[data[i] & 0xf];
-    }
-    return out;
-}
+using common::to_hex;
 
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';

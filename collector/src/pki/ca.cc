@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "senningen/common/enrollment.h"
+#include "senningen/common/openssl_util.h"
 
 namespace senningen::collector {
 
@@ -29,15 +30,11 @@ using common::ErrorCode;
 using common::make_error;
 using common::Result;
 
-template <typename T, void (*Free)(T*)>
-struct Deleter {
-    void operator()(T* p) const { Free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
+using common::BioPtr;
+using common::CrlPtr;
+using common::PkeyPtr;
+using common::X509Ptr;
+using BnPtr = std::unique_ptr<BIGNUM, common::OpensslDeleter<BIGNUM, BN_free>>;
 
 constexpr std::int64_t kDay = 86400;
 // The revocation list is re-signed at every revocation; between those it must not expire,
@@ -108,16 +105,6 @@ std::string cert_pem(X509* cert) {
     return std::string(data, static_cast<std::size_t>(n));
 }
 
-std::string hex(const unsigned char* data, std::size_t n) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) {
-        out += kDigits[data[i] >> 4];
-        out += kDigits[data[i] & 0xf];
-    }
-    return out;
-}
-
 bool add_extension(X509* cert, X509* issuer, int nid, const char* value) {
     X509V3_CTX ctx;
     X509V3_set_ctx_nodb(&ctx);
@@ -181,7 +168,7 @@ Result<std::pair<X509Ptr, std::string>> make_certificate(EVP_PKEY* key, const st
     if (X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha256()) <= 0) {
         return make_error(ErrorCode::kInternal, "signing the certificate: " + openssl_reason());
     }
-    return std::make_pair(std::move(cert), hex(serial, sizeof serial));
+    return std::make_pair(std::move(cert), common::to_hex(serial, sizeof serial));
 }
 
 struct IndexEntry {

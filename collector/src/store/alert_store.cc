@@ -23,6 +23,21 @@ bool is_alert_status(std::string_view status) {
     return false;
 }
 
+common::Result<void> check_query(const AlertQuery& q) {
+    if (q.limit == 0 || q.limit > kMaxQueryLimit) {
+        return common::make_error(common::ErrorCode::kInvalidArgument,
+                                  "query limit " + std::to_string(q.limit) + " is outside 1.." +
+                                      std::to_string(kMaxQueryLimit));
+    }
+    for (int s : q.severities) {
+        if (s < common::kSeverityMin || s > common::kSeverityMax) {
+            return common::make_error(common::ErrorCode::kInvalidArgument,
+                                      "query severity " + std::to_string(s) + " is outside 1..4");
+        }
+    }
+    return {};
+}
+
 common::Result<void> check_user_name(const std::string& name) {
     auto bad = [&](const std::string& why) -> common::Result<void> {
         return common::make_error(common::ErrorCode::kInvalidArgument,

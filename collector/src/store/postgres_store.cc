@@ -581,17 +581,7 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
 }
 
 common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery& q) {
-    if (q.limit == 0 || q.limit > kMaxQueryLimit) {
-        return make_error(ErrorCode::kInvalidArgument, "query limit " + std::to_string(q.limit) +
-                                                           " is outside 1.." +
-                                                           std::to_string(kMaxQueryLimit));
-    }
-    for (int s : q.severities) {
-        if (s < common::kSeverityMin || s > common::kSeverityMax) {
-            return make_error(ErrorCode::kInvalidArgument,
-                              "query severity " + std::to_string(s) + " is outside 1..4");
-        }
-    }
+    if (auto ok = check_query(q); !ok) return ok.error();
 
     std::vector<Param> params;
     auto next = [&](Param value) {

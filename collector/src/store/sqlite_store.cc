@@ -571,17 +571,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
 }
 
 common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
-    if (q.limit == 0 || q.limit > kMaxQueryLimit) {
-        return make_error(ErrorCode::kInvalidArgument, "query limit " + std::to_string(q.limit) +
-                                                           " is outside 1.." +
-                                                           std::to_string(kMaxQueryLimit));
-    }
-    for (int s : q.severities) {
-        if (s < common::kSeverityMin || s > common::kSeverityMax) {
-            return make_error(ErrorCode::kInvalidArgument,
-                              "query severity " + std::to_string(s) + " is outside 1..4");
-        }
-    }
+    if (auto ok = check_query(q); !ok) return ok.error();
 
     std::string sql = "SELECT body, eve FROM alerts";
     std::string_view glue = " WHERE ";

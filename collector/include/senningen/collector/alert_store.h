@@ -124,6 +124,10 @@ inline constexpr std::size_t kMaxTokenLabelLength = 128;
 // letter or digit; the message names the input.
 common::Result<void> check_user_name(const std::string& name);
 
+// kInvalidArgument for a query every backend refuses: limit 0 or above kMaxQueryLimit, a
+// severity outside 1..4. Backends call it before building their SQL.
+common::Result<void> check_query(const AlertQuery& q);
+
 // Implementations are safe to call from several threads at once: the ingest thread inserts
 // while HTTP worker threads query and count.
 class AlertStore {
