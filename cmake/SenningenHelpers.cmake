@@ -10,6 +10,11 @@ if(SENNINGEN_SANITIZE)
     add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
     add_link_options(-fsanitize=address,undefined)
 endif()
+if(SENNINGEN_SANITIZE OR SENNINGEN_FUZZ)
+    # Bounds checks in the standard library (span::subspan/first, vector::operator[]): a slice
+    # past its buffer aborts at the slice, not at some later read the sanitizer may miss.
+    add_compile_definitions(_GLIBCXX_ASSERTIONS)
+endif()
 
 # senningen_library(NAME DIR [DEPS ...]): one static library per component, sources
 # found under DIR/src, public headers under DIR/include.

@@ -184,13 +184,14 @@ private:
                 return;
             }
             const std::uint32_t next = le32(one.data() + 20);
-            const auto this_msg = next != 0 && next <= one.size() ? one.first(next) : one;
-            smb2(ctx, this_msg);
-            if (next == 0) return;
+            if (next == 0) return smb2(ctx, one);
+            // Checked before the message is parsed: a NextCommand shorter than a header would
+            // hand smb2() a message without room for its own header.
             if (next < kHeaderLen || next >= one.size() || (next & 7) != 0) {
                 ctx.host.weird("smb_bad_next_command", "compound offset out of range");
                 return;
             }
+            smb2(ctx, one.first(next));
             pos += next;
         }
     }
