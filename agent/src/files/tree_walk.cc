@@ -28,16 +28,6 @@ bool inside(std::string_view path, std::string_view root) {
            (path.size() == root.size() || path[root.size()] == '/');
 }
 
-// Appends rather than concatenating temporaries: GCC 12 at -O3 warns (-Wrestrict, a false
-// positive) about "/" + std::string(name).
-std::string join(const std::string& dir, const char* name) {
-    std::string path;
-    path.reserve(dir.size() + 1 + std::strlen(name));
-    if (dir != "/") path += dir;
-    path += '/';
-    path += name;
-    return path;
-}
 
 }  // namespace
 
@@ -51,6 +41,17 @@ bool is_excluded(std::string_view path, const std::vector<std::string>& patterns
         if (fnmatch(pattern.c_str(), whole ? full.c_str() : base.c_str(), 0) == 0) return true;
     }
     return false;
+}
+
+// Appends rather than concatenating temporaries: GCC 12 at -O3 warns (-Wrestrict, a false
+// positive) about "/" + std::string(name).
+std::string join_path(const std::string& dir, const char* name) {
+    std::string path;
+    path.reserve(dir.size() + 1 + std::strlen(name));
+    if (dir != "/") path += dir;
+    path += '/';
+    path += name;
+    return path;
 }
 
 common::Result<std::string> canonical_path(const std::string& path) {
@@ -123,7 +124,7 @@ WalkCounters walk_tree(const std::string& root, const WalkOptions& options, cons
         while (dirent* entry = ::readdir(handle.get())) {
             const char* name = entry->d_name;
             if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
-            std::string path = join(dir, name);
+            std::string path = join_path(dir, name);
             if (is_excluded(path, options.excludes)) {
                 ++counters.excluded;
                 continue;

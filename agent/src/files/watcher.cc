@@ -22,9 +22,6 @@ constexpr std::uint32_t kDirMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN
                                    IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
                                    IN_DONT_FOLLOW | IN_EXCL_UNLINK;
 
-std::string join(const std::string& dir, const char* name) {
-    return dir == "/" ? "/" + std::string(name) : dir + "/" + name;
-}
 
 }  // namespace
 
@@ -163,7 +160,7 @@ void Watcher::read_events(Instance& instance) {
             }
             const auto dir = instance.dirs.find(event.wd);
             if (dir == instance.dirs.end() || event.len == 0) continue;
-            const std::string path = join(dir->second, name);
+            const std::string path = join_path(dir->second, name);
             if (is_excluded(path, options_.excludes)) continue;
             if ((event.mask & IN_ISDIR) != 0) {
                 if ((event.mask & (IN_CREATE | IN_MOVED_TO)) != 0 && instance.root.recursive) {

@@ -45,6 +45,9 @@ struct WalkCounters {
 WalkCounters walk_tree(const std::string& root, const WalkOptions& options,
                        const WalkCallbacks& callbacks, const std::atomic<bool>* stop = nullptr);
 
+// DIR + "/" + NAME, without doubling the slash of the root directory.
+std::string join_path(const std::string& dir, const char* name);
+
 // The canonical absolute form of PATH (realpath), or an error naming PATH and the problem.
 common::Result<std::string> canonical_path(const std::string& path);
 
