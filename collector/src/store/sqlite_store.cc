@@ -30,6 +30,7 @@
 
 #include "senningen/common/json_codec.h"
 #include "senningen/common/record_codec.h"
+#include "rollup.h"
 
 namespace senningen::collector {
 
@@ -53,7 +54,12 @@ struct Migration {
     int version;
     std::string_view description;
     std::array<std::string_view, 8> statements;  // empty entries are skipped
+    // Run after the statements, in the same transaction, for what SQL alone cannot do; false
+    // with a message in the string fails the migration.
+    bool (*backfill)(sqlite3*, std::string&) = nullptr;
 };
+
+bool backfill_file_targets(sqlite3* db, std::string& error);
 
 // Append only: a released migration is never edited, a change is a new migration.
 constexpr std::array kMigrations = {
@@ -197,14 +203,46 @@ constexpr std::array kMigrations = {
                   " text TEXT NOT NULL)",
                   "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
               }},
+    // Migration 6 is taken by another branch's change; numbers only need to grow.
+    // Aggregations answer from hourly counts kept in the insert transaction, because a
+    // GROUP BY over millions of alerts is too slow for the UI's chart (docs/collector.md,
+    // "Aggregation and groups"); alert_hour_counts holds the same without agent and rule,
+    // a few rows per hour. target is what related alerts are grouped on; file paths live only
+    // in the encoded body, hence the backfill in C++.
+    Migration{7,
+              "hourly alert counts; alert targets for grouping",
+              {
+                  "ALTER TABLE alerts ADD COLUMN target TEXT",
+                  "CREATE TABLE alert_counts ("
+                  " hour INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " agent_id TEXT NOT NULL,"
+                  " rule TEXT NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (hour, severity, agent_id, rule)) WITHOUT ROWID",
+                  "CREATE INDEX alert_counts_agent ON alert_counts (agent_id, hour)",
+                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour)",
+                  "CREATE TABLE alert_hour_counts ("
+                  " hour INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (hour, severity)) WITHOUT ROWID",
+                  "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+                  " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
+                  " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
+                  "INSERT INTO alert_hour_counts (hour, severity, n)"
+                  " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
+                  "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'",
+              },
+              backfill_file_targets},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
 
 constexpr std::string_view kInsertSql =
     "INSERT OR IGNORE INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
-    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body,"
+    " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 // The writer's page cache. The indexes' hot pages (the right edges of the time-ordered ones,
 // and whatever the id index touches) stay in memory; a fixed size, so memory stays bounded.
@@ -299,6 +337,13 @@ common::Result<void> migrate(Session& session, const std::string& path) {
         for (std::string_view sql : m.statements) {
             if (!sql.empty()) session << std::string(sql), now;
         }
+        if (m.backfill != nullptr) {
+            std::string error;
+            if (!m.backfill(Poco::Data::SQLite::Utility::dbHandle(session), error)) {
+                return database_error(path, "migration " + std::to_string(m.version) + " failed",
+                                      error);
+            }
+        }
         int version = m.version;
         std::string description(m.description);
         Poco::Int64 applied = common::now_ns();
@@ -371,6 +416,30 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     return false;
 }
 
+bool run(Sql& sql, std::string& error);
+
+// Migration 7: the target of file alerts is their path, which rows keep only inside the
+// encoded body (or the EVE text of rows older than schema 3). A row that does not decode keeps
+// no target, as query() skips it too.
+bool backfill_file_targets(sqlite3* db, std::string& error) {
+    Sql rows(db, "SELECT id, body, eve FROM alerts WHERE kind = 'file'");
+    Sql update(db, "UPDATE alerts SET target = ? WHERE id = ?");
+    int rc = 0;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+        auto alert = rows.is_null(1) ? common::alert_from_json(rows.text(2))
+                                     : common::decode_alert_record(rows.blob(1));
+        if (!alert) continue;
+        sqlite3_reset(update.handle());
+        update.bind(1, group_target(*alert)).bind(2, rows.text(0));
+        if (!run(update, error)) return false;
+    }
+    if (rc != SQLITE_DONE) {
+        error = rows.error();
+        return false;
+    }
+    return true;
+}
+
 class SqliteStore final : public AlertStore {
 public:
     SqliteStore(std::string path, Session writer, Session reader)
@@ -384,6 +453,8 @@ public:
         const std::vector<std::vector<common::Alert>>& batches) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
+    common::Result<AggregateResult> aggregate(const AggregateQuery& q) override;
+    common::Result<std::vector<AlertGroup>> groups(const GroupQuery& q) override;
     std::uint64_t undecodable_rows() const override { return undecodable_.load(); }
     std::string backend_name() const override { return "sqlite"; }
 
@@ -502,6 +573,30 @@ void bind_alert(sqlite3_stmt* st, const common::Alert& a, std::int64_t received,
     }
     sqlite3_bind_int64(st, 17, received);
     sqlite3_bind_blob(st, 18, body.data(), static_cast<int>(body.size()), SQLITE_STATIC);
+    const std::string target = group_target(a);
+    sqlite3_bind_text(st, 19, target.data(), static_cast<int>(target.size()), SQLITE_TRANSIENT);
+}
+
+// Adds DELTA to the hourly counts, inside the insert's transaction.
+bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& error) {
+    Sql counts(db, "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, severity, agent_id, rule)"
+                   " DO UPDATE SET n = n + excluded.n");
+    for (const auto& [key, n] : delta.counts) {
+        sqlite3_reset(counts.handle());
+        counts.bind(1, key.hour_ns).bind(2, std::int64_t{key.severity});
+        counts.bind(3, key.agent_id).bind(4, key.rule).bind(5, static_cast<std::int64_t>(n));
+        if (!run(counts, error)) return false;
+    }
+    Sql hours(db, "INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
+                  " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n");
+    for (const auto& [key, n] : delta.hour_counts) {
+        sqlite3_reset(hours.handle());
+        hours.bind(1, key.first).bind(2, std::int64_t{key.second});
+        hours.bind(3, static_cast<std::int64_t>(n));
+        if (!run(hours, error)) return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -540,6 +635,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "insert failed", error);
     const std::int64_t received = common::now_ns();
     std::size_t row = 0;
+    detail::RollupDelta rollup;
     for (std::size_t k = 0; k < batches.size(); ++k) {
         for (const common::Alert& alert : *batches[k]) {
             bind_alert(insert_stmt_, alert, received, bodies[row++]);
@@ -555,6 +651,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
             // OR IGNORE makes a duplicate id a successful no-op: changes() tells them apart.
             if (sqlite3_changes(db) > 0) {
                 ++results[k].inserted;
+                rollup.add(alert);
             } else {
                 ++results[k].duplicates;
             }
@@ -562,6 +659,11 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     }
     // The bound texts belong to the caller's alerts: nothing may point at them afterwards.
     sqlite3_clear_bindings(insert_stmt_);
+    if (!apply_rollup(db, rollup, error)) {
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "insert failed: hourly counts", error);
+    }
     if (!exec(db, "COMMIT", error)) {
         std::string ignored;
         exec(db, "ROLLBACK", ignored);
@@ -570,10 +672,11 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     return results;
 }
 
-common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
-    if (auto ok = check_query(q); !ok) return ok.error();
-
-    std::string sql = "SELECT body, eve FROM alerts";
+// The WHERE clause of the list's filters (empty when nothing filters), in "?" placeholders;
+// bind_filters() binds their values in the same order. Aggregation and grouping use both, so
+// every filter of the list applies to them too.
+std::string filter_sql(const AlertQuery& q) {
+    std::string sql;
     std::string_view glue = " WHERE ";
     auto add_condition = [&](std::string_view condition) {
         sql += glue;
@@ -598,13 +701,12 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
                       " AND t.assignee = ?)");
     }
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+    return sql;
+}
 
-    std::vector<common::Alert> alerts;
-    std::lock_guard lock(read_mutex_);
-    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
-    // Same order as the placeholders above.
-    int i = 0;
+// Binds filter_sql()'s values after placeholder I; returns the last placeholder bound.
+int bind_filters(Sql& stmt, const AlertQuery& q, int i) {
+    // Same order as the placeholders of filter_sql().
     if (q.since_ns) stmt.bind(++i, *q.since_ns);
     if (q.until_ns) stmt.bind(++i, *q.until_ns);
     for (int s : q.severities) stmt.bind(++i, std::int64_t{s});
@@ -612,6 +714,19 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     if (q.alert_id) stmt.bind(++i, *q.alert_id);
     if (q.status) stmt.bind(++i, *q.status);
     if (q.assignee) stmt.bind(++i, *q.assignee);
+    return i;
+}
+
+common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
+    if (auto ok = check_query(q); !ok) return ok.error();
+
+    std::string sql = "SELECT body, eve FROM alerts" + filter_sql(q);
+    sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+
+    std::vector<common::Alert> alerts;
+    std::lock_guard lock(read_mutex_);
+    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
+    int i = bind_filters(stmt, q, 0);
     stmt.bind(++i, static_cast<std::int64_t>(q.limit));
     int rc = 0;
     while ((rc = stmt.step()) == SQLITE_ROW) {
@@ -627,6 +742,72 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     }
     if (rc != SQLITE_DONE) return database_error(path_, "query failed", stmt.error());
     return alerts;
+}
+
+common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) {
+    if (auto ok = check_aggregate_query(q); !ok) return ok.error();
+    const bool rollup = q.use_rollup && rollup_answers(q);
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    std::unique_ptr<Sql> stmt;
+    if (rollup) {
+        const detail::RollupSql r =
+            detail::rollup_sql(q, [](int) { return std::string("?"); }, "");
+        stmt = std::make_unique<Sql>(db, r.sql);
+        int i = 0;
+        for (std::int64_t v : r.ints) stmt->bind(++i, v);
+        if (r.agent) stmt->bind(++i, *r.agent);
+    } else {
+        const detail::ScanSql parts = detail::scan_sql(q, "");
+        stmt = std::make_unique<Sql>(db, parts.head + filter_sql(q.filter) + parts.tail);
+        bind_filters(*stmt, q.filter, 0);
+    }
+    int rc = 0;
+    AggregateResult result;
+    if (q.by == AggregateBy::kHour) {
+        std::vector<detail::HourRow> rows;
+        while ((rc = stmt->step()) == SQLITE_ROW) {
+            rows.push_back({stmt->i64(0), static_cast<int>(stmt->i64(1)), stmt->u64(2)});
+        }
+        result = detail::hourly_result(rows, q.limit, rollup);
+    } else {
+        std::vector<detail::KeyRow> rows;
+        while ((rc = stmt->step()) == SQLITE_ROW) rows.push_back({stmt->text(0), stmt->u64(1)});
+        result = detail::keyed_result(std::move(rows), q.limit, rollup);
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "aggregation failed", stmt->error());
+    return result;
+}
+
+common::Result<std::vector<AlertGroup>> SqliteStore::groups(const GroupQuery& q) {
+    if (auto ok = check_group_query(q); !ok) return ok.error();
+    // The window's three placeholders come before the filters' in the text, the limit after.
+    const std::string sql = detail::group_sql(filter_sql(q.filter), "?", "?", "?", "?", "");
+    std::lock_guard lock(read_mutex_);
+    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
+    stmt.bind(1, q.window_ns).bind(2, q.window_ns).bind(3, q.window_ns);
+    int i = bind_filters(stmt, q.filter, 3);
+    stmt.bind(++i, static_cast<std::int64_t>(q.limit));
+    std::vector<AlertGroup> out;
+    int rc = 0;
+    while ((rc = stmt.step()) == SQLITE_ROW) {
+        AlertGroup g;
+        g.rule = stmt.text(0);
+        g.agent_id = stmt.text(1);
+        g.target = stmt.text(2);
+        g.window_start_ns = stmt.i64(3);
+        g.count = stmt.u64(4);
+        g.first_ns = stmt.i64(5);
+        g.last_ns = stmt.i64(6);
+        g.top_severity = static_cast<int>(stmt.i64(7));
+        g.newest_id = stmt.text(8);
+        for (std::size_t k = 0; k < g.status_counts.size(); ++k) {
+            g.status_counts[k] = stmt.u64(9 + static_cast<int>(k));
+        }
+        out.push_back(std::move(g));
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "grouping failed", stmt.error());
+    return out;
 }
 
 common::Result<std::uint64_t> SqliteStore::count() {

@@ -1,0 +1,215 @@
+// What the SQLite and PostgreSQL stores share for aggregation: the hourly counts kept beside
+// the alerts (the "rollup"), the SQL that reads them, and turning rows into results. Internal
+// to the store; docs/collector.md ("Aggregation and groups") says why the rollup exists.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "senningen/collector/alert_store.h"
+
+namespace senningen::collector::detail {
+
+// One row of alert_counts: alerts of one hour, severity, agent and rule.
+struct RollupKey {
+    std::int64_t hour_ns = 0;
+    int severity = 0;
+    std::string agent_id;
+    std::string rule;
+
+    auto operator<=>(const RollupKey&) const = default;
+};
+
+// Counts of the alerts an insert transaction stored, made in memory first so that a batch of
+// thousands becomes a handful of upserts. Keys are sorted: every writer updates rows in the
+// same order, so two collectors on one PostgreSQL cannot deadlock on them.
+struct RollupDelta {
+    std::map<RollupKey, std::uint64_t> counts;
+    std::map<std::pair<std::int64_t, int>, std::uint64_t> hour_counts;  // (hour, severity)
+
+    void add(const common::Alert& alert) {
+        const std::int64_t hour = hour_start(alert.timestamp_ns);
+        ++counts[RollupKey{hour, alert.severity, alert.agent_id, alert.rule}];
+        ++hour_counts[{hour, alert.severity}];
+    }
+    bool empty() const { return counts.empty(); }
+};
+
+// The hour of an alerts row, in SQL that SQLite and PostgreSQL both read (% truncates toward
+// zero in both, hence the double modulo for times before 1970).
+inline constexpr std::string_view kHourOfRowSql =
+    "(ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000))";
+
+// One row of a keyed aggregation (rule, agent, severity as text) or of an hourly one.
+struct KeyRow {
+    std::string key;
+    std::uint64_t count = 0;
+};
+struct HourRow {
+    std::int64_t hour_ns = 0;
+    int severity = 0;
+    std::uint64_t count = 0;
+};
+
+// Rows ordered by count descending, at most LIMIT + 1 of them (the extra one says truncated).
+inline AggregateResult keyed_result(std::vector<KeyRow> rows, std::size_t limit,
+                                    bool from_rollup) {
+    AggregateResult out;
+    out.from_rollup = from_rollup;
+    out.truncated = rows.size() > limit;
+    if (out.truncated) rows.resize(limit);
+    for (KeyRow& r : rows) {
+        AggregateBucket b;
+        b.key = std::move(r.key);
+        b.count = r.count;
+        out.buckets.push_back(std::move(b));
+    }
+    return out;
+}
+
+// Rows ordered by hour descending: the newest LIMIT hours, returned ascending.
+inline AggregateResult hourly_result(const std::vector<HourRow>& rows, std::size_t limit,
+                                     bool from_rollup) {
+    AggregateResult out;
+    out.from_rollup = from_rollup;
+    for (const HourRow& r : rows) {
+        if (out.buckets.empty() || out.buckets.back().hour_ns != r.hour_ns) {
+            if (out.buckets.size() == limit) {
+                out.truncated = true;
+                break;
+            }
+            AggregateBucket b;
+            b.hour_ns = r.hour_ns;
+            out.buckets.push_back(b);
+        }
+        AggregateBucket& b = out.buckets.back();
+        b.count += r.count;
+        if (r.severity >= common::kSeverityMin && r.severity <= common::kSeverityMax) {
+            b.severity_counts[static_cast<std::size_t>(r.severity - 1)] += r.count;
+        }
+    }
+    std::reverse(out.buckets.begin(), out.buckets.end());
+    return out;
+}
+
+// The rollup's SQL for Q (rollup_answers(Q) must hold), with PLACEHOLDER(i) making the i-th
+// placeholder ("?" or "$i"); the values to bind, in order, go to BIND_INTS / the agent.
+// Hourly and per-severity counts without an agent filter read alert_hour_counts (a few rows
+// per hour); the others alert_counts.
+struct RollupSql {
+    std::string sql;
+    std::vector<std::int64_t> ints;     // bound first, in order
+    std::optional<std::string> agent;   // bound last when set
+};
+
+template <typename Placeholder>
+RollupSql rollup_sql(const AggregateQuery& q, Placeholder placeholder, std::string_view collate) {
+    const AlertQuery& f = q.filter;
+    const bool coarse = !f.agent_id && (q.by == AggregateBy::kHour || q.by == AggregateBy::kSeverity);
+    RollupSql out;
+    int n = 0;
+    std::string where;
+    auto cond = [&](const std::string& c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
+    if (f.since_ns) {
+        cond("hour >= " + placeholder(++n));
+        out.ints.push_back(*f.since_ns);
+    }
+    if (f.until_ns) {
+        cond("hour < " + placeholder(++n));
+        out.ints.push_back(*f.until_ns);
+    }
+    if (!f.severities.empty()) {
+        std::string in = "severity IN (";
+        for (std::size_t i = 0; i < f.severities.size(); ++i) {
+            in += (i == 0 ? "" : ", ") + placeholder(++n);
+            out.ints.push_back(f.severities[i]);
+        }
+        cond(in + ")");
+    }
+    if (f.agent_id) {
+        cond("agent_id = " + placeholder(++n));
+        out.agent = *f.agent_id;
+    }
+    const std::string table = coarse ? " FROM alert_hour_counts" : " FROM alert_counts";
+    switch (q.by) {
+        case AggregateBy::kHour:
+            out.sql = "SELECT hour, severity, SUM(n)" + table + where +
+                      " GROUP BY hour, severity ORDER BY hour DESC";
+            break;
+        case AggregateBy::kSeverity:
+            out.sql = "SELECT severity, SUM(n)" + table + where +
+                      " GROUP BY severity ORDER BY SUM(n) DESC, severity LIMIT " +
+                      std::to_string(q.limit + 1);
+            break;
+        case AggregateBy::kRule:
+        case AggregateBy::kAgent: {
+            const std::string col = q.by == AggregateBy::kRule ? "rule" : "agent_id";
+            out.sql = "SELECT " + col + ", SUM(n)" + table + where + " GROUP BY " + col +
+                      " ORDER BY SUM(n) DESC, " + col + std::string(collate) + " LIMIT " +
+                      std::to_string(q.limit + 1);
+            break;
+        }
+    }
+    return out;
+}
+
+// The SELECT list and grouping of an aggregation over the alerts table; WHERE (the list's
+// filters) goes between FROM_ALERTS and the tail.
+struct ScanSql {
+    std::string head;  // "SELECT ... FROM alerts"
+    std::string tail;  // " GROUP BY ... ORDER BY ... [LIMIT n]"
+};
+
+inline ScanSql scan_sql(const AggregateQuery& q, std::string_view collate) {
+    switch (q.by) {
+        case AggregateBy::kHour:
+            return {"SELECT " + std::string(kHourOfRowSql) + ", severity, count(*) FROM alerts",
+                    " GROUP BY 1, 2 ORDER BY 1 DESC"};
+        case AggregateBy::kSeverity:
+            return {"SELECT severity, count(*) FROM alerts",
+                    " GROUP BY severity ORDER BY count(*) DESC, severity LIMIT " +
+                        std::to_string(q.limit + 1)};
+        case AggregateBy::kRule:
+        case AggregateBy::kAgent: {
+            const std::string col = q.by == AggregateBy::kRule ? "rule" : "agent_id";
+            return {"SELECT " + col + ", count(*) FROM alerts",
+                    " GROUP BY " + col + " ORDER BY count(*) DESC, " + col + std::string(collate) +
+                        " LIMIT " + std::to_string(q.limit + 1)};
+        }
+    }
+    return {};
+}
+
+// Grouping related alerts (GroupQuery): the innermost query reads alerts with the list's WHERE
+// (inserted between GROUP_HEAD and GROUP_TAIL); W1..W3 and the final LIMIT are placeholders
+// the caller makes. ROW_NUMBER picks the newest alert of each group, ties broken by id as the
+// list orders them.
+inline std::string group_sql(const std::string& where, const std::string& w1,
+                             const std::string& w2, const std::string& w3,
+                             const std::string& limit, std::string_view collate) {
+    std::string status_sums;
+    for (std::string_view s : kAlertStatuses) {
+        status_sums += ", SUM(CASE WHEN st = '" + std::string(s) + "' THEN 1 ELSE 0 END)";
+    }
+    const std::string c(collate);
+    return "SELECT rule, agent_id, target, w, count(*), MIN(ts_ns), MAX(ts_ns), MIN(severity),"
+           " MAX(CASE WHEN rn = 1 THEN id END)" +
+           status_sums +
+           " FROM (SELECT m.*, ROW_NUMBER() OVER (PARTITION BY rule, agent_id, target, w"
+           " ORDER BY ts_ns DESC, id ASC) AS rn"
+           " FROM (SELECT id, rule, agent_id, COALESCE(target, '') AS target, ts_ns, severity,"
+           " (ts_ns - (((ts_ns % " + w1 + ") + " + w2 + ") % " + w3 + ")) AS w,"
+           " COALESCE((SELECT status FROM alert_triage s WHERE s.alert_id = alerts.id), 'new')"
+           " AS st FROM alerts" + where + ") AS m) AS r"
+           " GROUP BY rule, agent_id, target, w"
+           " ORDER BY MAX(ts_ns) DESC, rule" + c + ", agent_id" + c + ", target" + c +
+           ", w DESC LIMIT " + limit;
+}
+
+}  // namespace senningen::collector::detail
