@@ -14,8 +14,9 @@
 // collector processes sharing the database.
 //
 // Every value reaches the server as a bound parameter (PQexecParams, text format); the only
-// SQL assembled at run time is the WHERE clause of query(), built from fixed fragments and $n
-// placeholders.
+// SQL assembled at run time is the WHERE clause of the list's filters (filter_sql(), shared by
+// query(), aggregate() and groups()) and the aggregation queries around it (rollup.h), built
+// from fixed fragments, $n placeholders and limits that are our own integers.
 #include "senningen/collector/postgres_store.h"
 
 #include <libpq-fe.h>
@@ -709,6 +710,10 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
 
 common::Result<AggregateResult> PostgresStore::aggregate(const AggregateQuery& q) {
     if (auto ok = check_aggregate_query(q); !ok) return ok.error();
+    if (auto parts = detail::aggregate_in_parts(
+            q, [this](const AggregateQuery& part) { return aggregate(part); })) {
+        return std::move(*parts);
+    }
     const bool rollup = q.use_rollup && rollup_answers(q);
     std::vector<Param> params;
     std::string sql;

@@ -212,4 +212,92 @@ inline std::string group_sql(const std::string& where, const std::string& w1,
            ", w DESC LIMIT " + limit;
 }
 
+// A range whose ends fall inside hours, with whole hours between them (since 10:20, until
+// 16:45): the whole hours come from the rollup and only the two partial hours at the edges
+// are counted over the alerts, so a range picked to the minute stays fast. Returns nullopt
+// when Q is not of that kind; RUN(part) answers one part (an AggregateQuery with use_rollup
+// saying how). Exact: parts cover disjoint times; keyed parts are merged from complete lists,
+// and when one is cut off at kMaxAggregateLimit keys the whole query is counted over alerts.
+template <typename Run>
+std::optional<common::Result<AggregateResult>> aggregate_in_parts(const AggregateQuery& q,
+                                                                  Run run) {
+    if (!q.use_rollup || rollup_answers(q)) return std::nullopt;
+    AggregateQuery whole = q;
+    whole.filter.since_ns.reset();
+    whole.filter.until_ns.reset();
+    if (!rollup_answers(whole)) return std::nullopt;  // another filter than time
+    const AlertQuery& f = q.filter;
+    auto ceil_hour = [](std::int64_t t) {
+        const std::int64_t h = hour_start(t);
+        return h == t ? t : h + kHourNs;
+    };
+    if (f.since_ns) whole.filter.since_ns = ceil_hour(*f.since_ns);
+    if (f.until_ns) whole.filter.until_ns = hour_start(*f.until_ns);
+    if (whole.filter.since_ns && whole.filter.until_ns &&
+        *whole.filter.since_ns >= *whole.filter.until_ns) {
+        return std::nullopt;  // no whole hour inside: at most two hours of alerts to count
+    }
+    const bool keyed = q.by != AggregateBy::kHour;
+    if (keyed) whole.limit = kMaxAggregateLimit;
+    std::vector<AggregateQuery> parts = {whole};
+    auto edge = [&](std::int64_t from, std::int64_t to) {
+        AggregateQuery e = whole;
+        e.use_rollup = false;
+        e.filter.since_ns = from;
+        e.filter.until_ns = to;
+        parts.push_back(e);
+    };
+    if (f.since_ns && *whole.filter.since_ns != *f.since_ns) {
+        edge(*f.since_ns, *whole.filter.since_ns);
+    }
+    if (f.until_ns && *whole.filter.until_ns != *f.until_ns) {
+        edge(*whole.filter.until_ns, *f.until_ns);
+    }
+    AggregateResult out;
+    out.from_rollup = true;
+    std::map<std::string, std::uint64_t> sums;
+    for (const AggregateQuery& part : parts) {
+        auto r = run(part);
+        if (!r) return common::Result<AggregateResult>(r.error());
+        if (keyed && r->truncated) {
+            AggregateQuery scan = q;
+            scan.use_rollup = false;
+            return run(scan);
+        }
+        out.truncated = out.truncated || r->truncated;
+        for (AggregateBucket& b : r->buckets) {
+            if (keyed) {
+                sums[b.key] += b.count;
+            } else {
+                out.buckets.push_back(std::move(b));
+            }
+        }
+    }
+    if (keyed) {
+        for (auto& [key, count] : sums) {
+            AggregateBucket b;
+            b.key = key;
+            b.count = count;
+            out.buckets.push_back(std::move(b));
+        }
+        // Most first, ties by key (bytewise, as the SQL orders them).
+        std::stable_sort(out.buckets.begin(), out.buckets.end(),
+                         [](const auto& a, const auto& b) { return a.count > b.count; });
+        if (out.buckets.size() > q.limit) {
+            out.buckets.resize(q.limit);
+            out.truncated = true;
+        }
+    } else {
+        // The parts' hours do not overlap: order them and keep the newest.
+        std::sort(out.buckets.begin(), out.buckets.end(),
+                  [](const auto& a, const auto& b) { return a.hour_ns < b.hour_ns; });
+        if (out.buckets.size() > q.limit) {
+            out.buckets.erase(out.buckets.begin(),
+                              out.buckets.end() - static_cast<std::ptrdiff_t>(q.limit));
+            out.truncated = true;
+        }
+    }
+    return common::Result<AggregateResult>(std::move(out));
+}
+
 }  // namespace senningen::collector::detail

@@ -10,7 +10,9 @@
 // connection rather than none.
 //
 // Every value reaches SQLite as a bound parameter; the only SQL text assembled at run time is
-// the WHERE clause of query(), built from fixed fragments and "?" placeholders.
+// the WHERE clause of the list's filters (filter_sql(), shared by query(), aggregate() and
+// groups()) and the aggregation queries around it (rollup.h), built from fixed fragments,
+// "?" placeholders and limits that are our own integers.
 #include "senningen/collector/sqlite_store.h"
 
 #include <Poco/Data/SQLite/Connector.h>
@@ -746,6 +748,10 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
 
 common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) {
     if (auto ok = check_aggregate_query(q); !ok) return ok.error();
+    if (auto parts = detail::aggregate_in_parts(
+            q, [this](const AggregateQuery& part) { return aggregate(part); })) {
+        return std::move(*parts);
+    }
     const bool rollup = q.use_rollup && rollup_answers(q);
     std::lock_guard lock(read_mutex_);
     sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
