@@ -59,7 +59,7 @@ struct Migration {
     void (*backfill)(PGconn*) = nullptr;
 };
 
-void backfill_file_targets(PGconn* conn);
+void backfill_migration_6(PGconn* conn);
 
 // Append only: a released migration is never edited, a change is a new migration. The same
 // tables as the SQLite backend's, in PostgreSQL's types. Texts compare bytewise (COLLATE "C"),
@@ -172,7 +172,11 @@ constexpr std::array kMigrations = {
               "hourly alert counts; alert targets for grouping",
               {
                   "ALTER TABLE alerts ADD COLUMN target TEXT COLLATE \"C\"",
-                  "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'",
+                  "CREATE TABLE alert_minute_counts ("
+                  " minute BIGINT NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n BIGINT NOT NULL,"
+                  " PRIMARY KEY (minute, severity))",
                   "CREATE TABLE alert_counts ("
                   " hour BIGINT NOT NULL,"
                   " severity INTEGER NOT NULL,"
@@ -193,7 +197,7 @@ constexpr std::array kMigrations = {
                   "INSERT INTO alert_hour_counts (hour, severity, n)"
                   " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
               },
-              backfill_file_targets},
+              backfill_migration_6},
 };
 static_assert(kMigrations.back().version == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must name the last migration");
@@ -527,6 +531,12 @@ void apply_rollup(PGconn* conn, const detail::RollupDelta& delta) {
     for (const auto& [key, n] : delta.hour_counts) {
         exec(conn, hours, {param(key.first), param(key.second), param(n)});
     }
+    const std::string minutes =
+        "INSERT INTO alert_minute_counts (minute, severity, n) VALUES ($1, $2, $3)"
+        " ON CONFLICT (minute, severity) DO UPDATE SET n = alert_minute_counts.n + EXCLUDED.n";
+    for (const auto& [key, n] : delta.minute_counts) {
+        exec(conn, minutes, {param(key.first), param(key.second), param(n)});
+    }
 }
 
 class PostgresStore final : public AlertStore {
@@ -714,7 +724,7 @@ common::Result<AggregateResult> PostgresStore::aggregate(const AggregateQuery& q
             q, [this](const AggregateQuery& part) { return aggregate(part); })) {
         return std::move(*parts);
     }
-    const bool rollup = q.use_rollup && rollup_answers(q);
+    const bool rollup = q.use_rollup && (rollup_answers(q) || detail::minute_rollup_answers(q));
     std::vector<Param> params;
     std::string sql;
     if (rollup) {
@@ -1240,9 +1250,14 @@ common::Result<std::vector<AuditEntry>> PostgresStore::audit_entries(const std::
     });
 }
 
-// Migration 6: file alerts' target is their path, kept only in eve. A row whose eve does not
-// decode keeps no target, as query() skips it too.
-void backfill_file_targets(PGconn* conn) {
+// Migration 6, after its statements (which are as many as a migration holds): per-minute
+// totals from the stored alerts, and the targets. File alerts' target is their path, kept
+// only in eve; a row whose eve does not decode keeps no target, as query() skips it too.
+void backfill_migration_6(PGconn* conn) {
+    exec(conn, "INSERT INTO alert_minute_counts (minute, severity, n) SELECT " +
+                   std::string(detail::kMinuteOfRowSql) +
+                   ", severity, count(*) FROM alerts GROUP BY 1, 2");
+    exec(conn, "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'");
     PgResult rows = exec(conn, "SELECT id, eve FROM alerts WHERE kind = 'file'");
     for (int row = 0; row < PQntuples(rows.get()); ++row) {
         auto alert = common::alert_from_json(text(rows, row, 1));

@@ -16,6 +16,17 @@
 
 namespace senningen::collector::detail {
 
+inline constexpr std::int64_t kMinuteNs = 60'000'000'000;
+
+inline std::int64_t floor_to(std::int64_t t, std::int64_t unit) {
+    const std::int64_t rem = t % unit;
+    return t - (rem < 0 ? rem + unit : rem);
+}
+inline std::int64_t ceil_to(std::int64_t t, std::int64_t unit) {
+    const std::int64_t f = floor_to(t, unit);
+    return f == t ? t : f + unit;
+}
+
 // One row of alert_counts: alerts of one hour, severity, agent and rule.
 struct RollupKey {
     std::int64_t hour_ns = 0;
@@ -31,15 +42,21 @@ struct RollupKey {
 // same order, so two collectors on one PostgreSQL cannot deadlock on them.
 struct RollupDelta {
     std::map<RollupKey, std::uint64_t> counts;
-    std::map<std::pair<std::int64_t, int>, std::uint64_t> hour_counts;  // (hour, severity)
+    std::map<std::pair<std::int64_t, int>, std::uint64_t> hour_counts;    // (hour, severity)
+    std::map<std::pair<std::int64_t, int>, std::uint64_t> minute_counts;  // (minute, severity)
 
     void add(const common::Alert& alert) {
         const std::int64_t hour = hour_start(alert.timestamp_ns);
         ++counts[RollupKey{hour, alert.severity, alert.agent_id, alert.rule}];
         ++hour_counts[{hour, alert.severity}];
+        ++minute_counts[{floor_to(alert.timestamp_ns, kMinuteNs), alert.severity}];
     }
     bool empty() const { return counts.empty(); }
 };
+
+// The minute of an alerts row, likewise.
+inline constexpr std::string_view kMinuteOfRowSql =
+    "(ts_ns - (((ts_ns % 60000000000) + 60000000000) % 60000000000))";
 
 // The hour of an alerts row, in SQL that SQLite and PostgreSQL both read (% truncates toward
 // zero in both, hence the double modulo for times before 1970).
@@ -112,16 +129,20 @@ template <typename Placeholder>
 RollupSql rollup_sql(const AggregateQuery& q, Placeholder placeholder, std::string_view collate) {
     const AlertQuery& f = q.filter;
     const bool coarse = !f.agent_id && (q.by == AggregateBy::kHour || q.by == AggregateBy::kSeverity);
+    // A range on whole minutes that are not whole hours: the per-minute totals (see
+    // minute_rollup_answers()).
+    const bool by_minute = !rollup_answers(q);
+    const std::string time_col = by_minute ? "minute" : "hour";
     RollupSql out;
     int n = 0;
     std::string where;
     auto cond = [&](const std::string& c) { where += (where.empty() ? " WHERE " : " AND ") + c; };
     if (f.since_ns) {
-        cond("hour >= " + placeholder(++n));
+        cond(time_col + " >= " + placeholder(++n));
         out.ints.push_back(*f.since_ns);
     }
     if (f.until_ns) {
-        cond("hour < " + placeholder(++n));
+        cond(time_col + " < " + placeholder(++n));
         out.ints.push_back(*f.until_ns);
     }
     if (!f.severities.empty()) {
@@ -136,11 +157,13 @@ RollupSql rollup_sql(const AggregateQuery& q, Placeholder placeholder, std::stri
         cond("agent_id = " + placeholder(++n));
         out.agent = *f.agent_id;
     }
-    const std::string table = coarse ? " FROM alert_hour_counts" : " FROM alert_counts";
+    const std::string table = by_minute ? " FROM alert_minute_counts"
+                              : coarse  ? " FROM alert_hour_counts"
+                                        : " FROM alert_counts";
     switch (q.by) {
         case AggregateBy::kHour:
             out.sql = "SELECT hour, severity, SUM(n)" + table + where +
-                      " GROUP BY hour, severity ORDER BY hour DESC";
+                      " GROUP BY hour, severity ORDER BY hour DESC, severity DESC";
             break;
         case AggregateBy::kSeverity:
             out.sql = "SELECT severity, SUM(n)" + table + where +
@@ -212,75 +235,128 @@ inline std::string group_sql(const std::string& where, const std::string& w1,
            ", w DESC LIMIT " + limit;
 }
 
-// A range whose ends fall inside hours, with whole hours between them (since 10:20, until
-// 16:45): the whole hours come from the rollup and only the two partial hours at the edges
-// are counted over the alerts, so a range picked to the minute stays fast. Returns nullopt
-// when Q is not of that kind; RUN(part) answers one part (an AggregateQuery with use_rollup
-// saying how). Exact: parts cover disjoint times; keyed parts are merged from complete lists,
-// and when one is cut off at kMaxAggregateLimit keys the whole query is counted over alerts.
+// Whether the per-minute totals answer Q: counts by severity of a range on whole minutes,
+// with no filter but severity (alert_minute_counts has no agent or rule).
+inline bool minute_rollup_answers(const AggregateQuery& q) {
+    if (q.by != AggregateBy::kSeverity || q.filter.agent_id) return false;
+    const auto& f = q.filter;
+    if (!f.since_ns || !f.until_ns || floor_to(*f.since_ns, kMinuteNs) != *f.since_ns ||
+        floor_to(*f.until_ns, kMinuteNs) != *f.until_ns) {
+        return false;
+    }
+    AggregateQuery rest = q;
+    rest.filter.since_ns.reset();
+    rest.filter.until_ns.reset();
+    return rollup_answers(rest);
+}
+
+// A range whose ends fall inside hours (since 10:20:07, until 16:45): the whole hours come
+// from the hourly totals; inside the edge hours, whole minutes come from the per-minute totals
+// (without an agent filter) and only the seconds at the very ends are counted over the
+// alerts, so a range picked to the second stays fast. Returns nullopt when Q is not of that
+// kind; RUN(part) answers one part (an AggregateQuery with use_rollup saying how). Exact:
+// parts cover disjoint times; keyed parts are merged from complete lists, and when one is cut
+// off at kMaxAggregateLimit keys the whole query is counted over the alerts.
 template <typename Run>
 std::optional<common::Result<AggregateResult>> aggregate_in_parts(const AggregateQuery& q,
                                                                   Run run) {
-    if (!q.use_rollup || rollup_answers(q)) return std::nullopt;
-    AggregateQuery whole = q;
-    whole.filter.since_ns.reset();
-    whole.filter.until_ns.reset();
-    if (!rollup_answers(whole)) return std::nullopt;  // another filter than time
+    if (!q.use_rollup || rollup_answers(q) || minute_rollup_answers(q)) return std::nullopt;
+    AggregateQuery base = q;
+    base.filter.since_ns.reset();
+    base.filter.until_ns.reset();
+    if (!rollup_answers(base)) return std::nullopt;  // another filter than time
     const AlertQuery& f = q.filter;
-    auto ceil_hour = [](std::int64_t t) {
-        const std::int64_t h = hour_start(t);
-        return h == t ? t : h + kHourNs;
+    if (f.since_ns && f.until_ns && *f.since_ns >= *f.until_ns) return std::nullopt;  // empty
+    const bool keyed = q.by == AggregateBy::kRule || q.by == AggregateBy::kAgent;
+    const bool minutes = !f.agent_id && !keyed;
+    std::vector<AggregateQuery> parts;
+    auto range = [&](std::optional<std::int64_t> from, std::optional<std::int64_t> to) {
+        AggregateQuery part = base;
+        part.filter.since_ns = from;
+        part.filter.until_ns = to;
+        if (keyed) part.limit = kMaxAggregateLimit;
+        return part;
     };
-    if (f.since_ns) whole.filter.since_ns = ceil_hour(*f.since_ns);
-    if (f.until_ns) whole.filter.until_ns = hour_start(*f.until_ns);
-    if (whole.filter.since_ns && whole.filter.until_ns &&
-        *whole.filter.since_ns >= *whole.filter.until_ns) {
-        return std::nullopt;  // no whole hour inside: at most two hours of alerts to count
-    }
-    const bool keyed = q.by != AggregateBy::kHour;
-    if (keyed) whole.limit = kMaxAggregateLimit;
-    std::vector<AggregateQuery> parts = {whole};
+    // [FROM, TO) inside one hour: by hour it is counted per severity (one bucket). Naming every
+    // severity (every stored alert has one of 1..4) lets SQLite count from its (severity, time)
+    // index alone, without reading the alert rows.
     auto edge = [&](std::int64_t from, std::int64_t to) {
-        AggregateQuery e = whole;
-        e.use_rollup = false;
-        e.filter.since_ns = from;
-        e.filter.until_ns = to;
-        parts.push_back(e);
+        auto piece = [&](std::int64_t a, std::int64_t b, bool rollup) {
+            if (a >= b) return;
+            AggregateQuery part = range(a, b);
+            part.use_rollup = rollup;
+            if (!keyed) {
+                part.by = AggregateBy::kSeverity;
+                part.limit = kMaxAggregateLimit;
+                if (!rollup && minutes && part.filter.severities.empty()) {
+                    part.filter.severities = {1, 2, 3, 4};
+                }
+            }
+            parts.push_back(part);
+        };
+        const std::int64_t m1 = ceil_to(from, kMinuteNs);
+        const std::int64_t m2 = floor_to(to, kMinuteNs);
+        if (!minutes || m1 >= m2) {
+            piece(from, to, false);
+            return;
+        }
+        piece(from, m1, false);
+        piece(m1, m2, true);
+        piece(m2, to, false);
     };
-    if (f.since_ns && *whole.filter.since_ns != *f.since_ns) {
-        edge(*f.since_ns, *whole.filter.since_ns);
-    }
-    if (f.until_ns && *whole.filter.until_ns != *f.until_ns) {
-        edge(*whole.filter.until_ns, *f.until_ns);
+    const std::optional<std::int64_t> h1 =
+        f.since_ns ? std::optional(ceil_to(*f.since_ns, kHourNs)) : std::nullopt;
+    const std::optional<std::int64_t> h2 =
+        f.until_ns ? std::optional(hour_start(*f.until_ns)) : std::nullopt;
+    if (!h1 || !h2 || *h1 < *h2) {
+        parts.push_back(range(h1, h2));  // the whole hours
+        if (f.since_ns && *h1 != *f.since_ns) edge(*f.since_ns, *h1);
+        if (f.until_ns && *h2 != *f.until_ns) edge(*h2, *f.until_ns);
+    } else if (*f.since_ns < *h2) {  // across one hour boundary, no whole hour
+        edge(*f.since_ns, *h2);
+        edge(*h2, *f.until_ns);
+    } else {  // inside one hour
+        edge(*f.since_ns, *f.until_ns);
     }
     AggregateResult out;
-    out.from_rollup = true;
+    out.from_rollup = std::any_of(parts.begin(), parts.end(),
+                                  [](const AggregateQuery& p) { return p.use_rollup; });
+    if (!out.from_rollup) return std::nullopt;  // nothing to gain: count the alerts at once
     std::map<std::string, std::uint64_t> sums;
+    std::map<std::int64_t, AggregateBucket> hours;
     for (const AggregateQuery& part : parts) {
         auto r = run(part);
         if (!r) return common::Result<AggregateResult>(r.error());
-        if (keyed && r->truncated) {
+        if ((keyed || q.by == AggregateBy::kSeverity) && r->truncated) {
             AggregateQuery scan = q;
             scan.use_rollup = false;
             return run(scan);
         }
         out.truncated = out.truncated || r->truncated;
+        const bool per_severity = q.by == AggregateBy::kHour && part.by == AggregateBy::kSeverity;
         for (AggregateBucket& b : r->buckets) {
-            if (keyed) {
+            if (q.by != AggregateBy::kHour) {
                 sums[b.key] += b.count;
+            } else if (per_severity) {
+                AggregateBucket& hour = hours[hour_start(*part.filter.since_ns)];
+                hour.hour_ns = hour_start(*part.filter.since_ns);
+                const int severity = b.key.empty() ? 0 : b.key[0] - '0';
+                if (severity < common::kSeverityMin || severity > common::kSeverityMax) continue;
+                hour.severity_counts[static_cast<std::size_t>(severity - 1)] += b.count;
+                hour.count += b.count;
             } else {
-                out.buckets.push_back(std::move(b));
+                hours[b.hour_ns] = b;  // whole hours: no other part has them
             }
         }
     }
-    if (keyed) {
+    if (q.by != AggregateBy::kHour) {
         for (auto& [key, count] : sums) {
             AggregateBucket b;
             b.key = key;
             b.count = count;
             out.buckets.push_back(std::move(b));
         }
-        // Most first, ties by key (bytewise, as the SQL orders them).
+        // Most first, ties by key (bytewise, as the SQL orders them; severities are digits).
         std::stable_sort(out.buckets.begin(), out.buckets.end(),
                          [](const auto& a, const auto& b) { return a.count > b.count; });
         if (out.buckets.size() > q.limit) {
@@ -288,9 +364,9 @@ std::optional<common::Result<AggregateResult>> aggregate_in_parts(const Aggregat
             out.truncated = true;
         }
     } else {
-        // The parts' hours do not overlap: order them and keep the newest.
-        std::sort(out.buckets.begin(), out.buckets.end(),
-                  [](const auto& a, const auto& b) { return a.hour_ns < b.hour_ns; });
+        for (auto& [hour, b] : hours) {
+            if (b.count > 0) out.buckets.push_back(b);
+        }
         if (out.buckets.size() > q.limit) {
             out.buckets.erase(out.buckets.begin(),
                               out.buckets.end() - static_cast<std::ptrdiff_t>(q.limit));

@@ -3,7 +3,8 @@
 // Threading: two connections to the same file. The writer connection, behind write_mutex_,
 // serves insert(), insert_batches() (one transaction for a whole group of batches) and the
 // migrations; the reader connection, behind read_mutex_, serves
-// query() and count() and is opened query_only. In WAL mode a reader sees the last committed
+// query() and count() and is opened query_only (aggregate() and groups() have a small pool of
+// readers of their own, see ReaderPool). In WAL mode a reader sees the last committed
 // snapshot and neither blocks nor is blocked by the writer, so HTTP queries never wait for an
 // ingest batch (they only wait for each other, which is cheap: a query returns at most
 // kMaxQueryLimit rows). A Poco::Data::Session is not safe to share unlocked, hence a mutex per
@@ -24,6 +25,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <condition_variable>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -61,7 +63,7 @@ struct Migration {
     bool (*backfill)(sqlite3*, std::string&) = nullptr;
 };
 
-bool backfill_file_targets(sqlite3* db, std::string& error);
+bool backfill_migration_7(sqlite3* db, std::string& error);
 
 // Append only: a released migration is never edited, a change is a new migration.
 constexpr std::array kMigrations = {
@@ -222,8 +224,10 @@ constexpr std::array kMigrations = {
                   " rule TEXT NOT NULL,"
                   " n INTEGER NOT NULL,"
                   " PRIMARY KEY (hour, severity, agent_id, rule)) WITHOUT ROWID",
-                  "CREATE INDEX alert_counts_agent ON alert_counts (agent_id, hour)",
-                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour)",
+                  // Covering (n included): agent- and rule-keyed counts never visit the table.
+                  "CREATE INDEX alert_counts_agent ON alert_counts"
+                  " (agent_id, hour, severity, rule, n)",
+                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour, severity, agent_id, n)",
                   "CREATE TABLE alert_hour_counts ("
                   " hour INTEGER NOT NULL,"
                   " severity INTEGER NOT NULL,"
@@ -232,11 +236,15 @@ constexpr std::array kMigrations = {
                   "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
                   " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
                   " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
+                  "CREATE TABLE alert_minute_counts ("
+                  " minute INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (minute, severity)) WITHOUT ROWID",
                   "INSERT INTO alert_hour_counts (hour, severity, n)"
                   " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
-                  "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'",
               },
-              backfill_file_targets},
+              backfill_migration_7},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
@@ -420,10 +428,18 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
 
 bool run(Sql& sql, std::string& error);
 
-// Migration 7: the target of file alerts is their path, which rows keep only inside the
-// encoded body (or the EVE text of rows older than schema 3). A row that does not decode keeps
-// no target, as query() skips it too.
-bool backfill_file_targets(sqlite3* db, std::string& error) {
+// Migration 7, after its statements (which are as many as a migration holds): per-minute
+// totals from the stored alerts, and the targets. The target of file alerts is their path,
+// which rows keep only inside the encoded body (or the EVE text of rows older than schema 3);
+// a row that does not decode keeps no target, as query() skips it too.
+bool backfill_migration_7(sqlite3* db, std::string& error) {
+    const std::string minutes = "INSERT INTO alert_minute_counts (minute, severity, n) SELECT " +
+                                std::string(detail::kMinuteOfRowSql) +
+                                ", severity, count(*) FROM alerts GROUP BY 1, 2";
+    if (!exec(db, minutes.c_str(), error) ||
+        !exec(db, "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'", error)) {
+        return false;
+    }
     Sql rows(db, "SELECT id, body, eve FROM alerts WHERE kind = 'file'");
     Sql update(db, "UPDATE alerts SET target = ? WHERE id = ?");
     int rc = 0;
@@ -441,6 +457,87 @@ bool backfill_file_targets(sqlite3* db, std::string& error) {
     }
     return true;
 }
+
+// Connections of their own for aggregate() and groups(), opened on demand up to
+// kAggregateReaders: in WAL mode readers neither block each other nor the writer, so twenty
+// clients polling the chart run side by side instead of queueing behind the one reader
+// connection the list uses (and behind each other's slow queries). query_only, as the reader.
+constexpr std::size_t kAggregateReaders = 4;
+
+class ReaderPool {
+public:
+    explicit ReaderPool(std::string path) : path_(std::move(path)) {}
+    ~ReaderPool() {
+        for (sqlite3* db : idle_) sqlite3_close(db);
+    }
+    ReaderPool(const ReaderPool&) = delete;
+    ReaderPool& operator=(const ReaderPool&) = delete;
+
+    class Lease {
+    public:
+        Lease(ReaderPool& pool, sqlite3* db) : pool_(&pool), db_(db) {}
+        Lease(Lease&& other) noexcept
+            : pool_(std::exchange(other.pool_, nullptr)), db_(std::exchange(other.db_, nullptr)) {}
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        Lease& operator=(Lease&&) = delete;
+        ~Lease() {
+            if (pool_ != nullptr) pool_->give_back(db_);
+        }
+        sqlite3* get() const { return db_; }
+
+    private:
+        ReaderPool* pool_;
+        sqlite3* db_;
+    };
+
+    common::Result<Lease> acquire() {
+        std::unique_lock lock(mutex_);
+        available_.wait(lock, [&] { return !idle_.empty() || open_ < kAggregateReaders; });
+        if (!idle_.empty()) {
+            sqlite3* db = idle_.back();
+            idle_.pop_back();
+            return Lease(*this, db);
+        }
+        ++open_;
+        lock.unlock();
+        sqlite3* db = nullptr;
+        int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+                                 nullptr);
+        std::string error;
+        if (rc == SQLITE_OK) {
+            sqlite3_busy_timeout(db, kBusyTimeoutMs);
+            if (!exec(db, "PRAGMA query_only = ON", error)) rc = SQLITE_ERROR;
+        } else {
+            error = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        }
+        if (rc != SQLITE_OK) {
+            sqlite3_close(db);
+            {
+                std::lock_guard relock(mutex_);
+                --open_;
+            }
+            available_.notify_one();
+            return database_error(path_, "cannot open a reader for aggregations", error);
+        }
+        return Lease(*this, db);
+    }
+
+private:
+    void give_back(sqlite3* db) {
+        {
+            std::lock_guard lock(mutex_);
+            idle_.push_back(db);
+        }
+        available_.notify_one();
+    }
+
+    const std::string path_;
+    std::mutex mutex_;
+    std::condition_variable available_;
+    std::vector<sqlite3*> idle_;
+    std::size_t open_ = 0;
+};
 
 class SqliteStore final : public AlertStore {
 public:
@@ -519,6 +616,7 @@ private:
     sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
     std::mutex read_mutex_;
     Session reader_;
+    ReaderPool aggregate_readers_{path_};
     std::atomic<std::uint64_t> undecodable_{0};
 };
 
@@ -590,15 +688,22 @@ bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& er
         counts.bind(3, key.agent_id).bind(4, key.rule).bind(5, static_cast<std::int64_t>(n));
         if (!run(counts, error)) return false;
     }
-    Sql hours(db, "INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
-                  " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n");
-    for (const auto& [key, n] : delta.hour_counts) {
-        sqlite3_reset(hours.handle());
-        hours.bind(1, key.first).bind(2, std::int64_t{key.second});
-        hours.bind(3, static_cast<std::int64_t>(n));
-        if (!run(hours, error)) return false;
-    }
-    return true;
+    auto per_time = [&](const char* sql, const auto& per_key) {
+        Sql up(db, sql);
+        for (const auto& [key, n] : per_key) {
+            sqlite3_reset(up.handle());
+            up.bind(1, key.first).bind(2, std::int64_t{key.second});
+            up.bind(3, static_cast<std::int64_t>(n));
+            if (!run(up, error)) return false;
+        }
+        return true;
+    };
+    return per_time("INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
+                    " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n",
+                    delta.hour_counts) &&
+           per_time("INSERT INTO alert_minute_counts (minute, severity, n) VALUES (?, ?, ?)"
+                    " ON CONFLICT (minute, severity) DO UPDATE SET n = n + excluded.n",
+                    delta.minute_counts);
 }
 
 }  // namespace
@@ -752,9 +857,10 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
             q, [this](const AggregateQuery& part) { return aggregate(part); })) {
         return std::move(*parts);
     }
-    const bool rollup = q.use_rollup && rollup_answers(q);
-    std::lock_guard lock(read_mutex_);
-    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    const bool rollup = q.use_rollup && (rollup_answers(q) || detail::minute_rollup_answers(q));
+    auto lease = aggregate_readers_.acquire();
+    if (!lease) return lease.error();
+    sqlite3* db = lease->get();
     std::unique_ptr<Sql> stmt;
     if (rollup) {
         const detail::RollupSql r =
@@ -771,9 +877,19 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
     int rc = 0;
     AggregateResult result;
     if (q.by == AggregateBy::kHour) {
+        // Newest hour first: the rows of one hour more than the limit are enough to know that
+        // the answer is cut, and the rollup's queries stream in that order without sorting.
         std::vector<detail::HourRow> rows;
+        std::size_t hours = 0;
         while ((rc = stmt->step()) == SQLITE_ROW) {
-            rows.push_back({stmt->i64(0), static_cast<int>(stmt->i64(1)), stmt->u64(2)});
+            const std::int64_t hour = stmt->i64(0);
+            if (rows.empty() || rows.back().hour_ns != hour) {
+                if (++hours > q.limit + 1) {
+                    rc = SQLITE_DONE;
+                    break;
+                }
+            }
+            rows.push_back({hour, static_cast<int>(stmt->i64(1)), stmt->u64(2)});
         }
         result = detail::hourly_result(rows, q.limit, rollup);
     } else {
@@ -789,8 +905,9 @@ common::Result<std::vector<AlertGroup>> SqliteStore::groups(const GroupQuery& q)
     if (auto ok = check_group_query(q); !ok) return ok.error();
     // The window's three placeholders come before the filters' in the text, the limit after.
     const std::string sql = detail::group_sql(filter_sql(q.filter), "?", "?", "?", "?", "");
-    std::lock_guard lock(read_mutex_);
-    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
+    auto lease = aggregate_readers_.acquire();
+    if (!lease) return lease.error();
+    Sql stmt(lease->get(), sql);
     stmt.bind(1, q.window_ns).bind(2, q.window_ns).bind(3, q.window_ns);
     int i = bind_filters(stmt, q.filter, 3);
     stmt.bind(++i, static_cast<std::int64_t>(q.limit));
