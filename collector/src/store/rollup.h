@@ -274,7 +274,8 @@ std::optional<common::Result<AggregateResult>> aggregate_in_parts(const Aggregat
         AggregateQuery part = base;
         part.filter.since_ns = from;
         part.filter.until_ns = to;
-        if (keyed) part.limit = kMaxAggregateLimit;
+        // Keys are merged across parts: each part lists all of them (up to the cap).
+        if (q.by != AggregateBy::kHour) part.limit = kMaxAggregateLimit;
         return part;
     };
     // [FROM, TO) inside one hour: by hour it is counted per severity (one bucket). Naming every
