@@ -138,11 +138,11 @@ async function loadAlerts() {
   try {
     const selectedId = state.selected >= 0 ? state.alerts[state.selected]?.alert.id : null;
     const body = await getJson(`/alerts?${alertQuery()}`);
-    state.alerts = body.alerts;
+    state.alerts = body.alerts.filter(inGroupFocus);
     state.triage = body.triage || {};
     state.selected = selectedId ? state.alerts.findIndex((a) => a.alert.id === selectedId) : -1;
     renderAlerts();
-    const n = body.count;
+    const n = state.alerts.length;
     setStatus("alerts-status", n === 0 ? "No alerts match." : `${n} alert${n === 1 ? "" : "s"}, newest first.`);
     if (state.selected < 0) closeDetail();
   } catch (e) {
@@ -293,23 +293,68 @@ function closeDetail() {
   document.getElementById("detail").hidden = true;
 }
 
-// Stacked bars of the loaded alerts per UTC hour, severity 1 at the bottom. Computed from the
-// alerts on the page, so it covers what the filters select (at most the "Show" limit).
-function renderChart() {
+// Stacked bars of alerts per UTC hour, severity 1 at the bottom: the true counts of every
+// alert the filters select (GET /alerts/aggregate, answered from the collector's hourly
+// totals), not of the page below. The newest CHART_HOURS hours, gaps shown as empty slots.
+const CHART_HOURS = 24;
+const HOUR_MS = 3600 * 1000;
+let chartSeq = 0;  // a slower, older answer must not overwrite a newer one
+
+// The queue's filters for the aggregate and group resources: the list's, without paging.
+function aggregateQuery() {
+  const params = alertQuery();
+  for (const k of ["limit", "sort", "cursor"]) params.delete(k);
+  return params;
+}
+
+async function renderChart() {
+  const seq = ++chartSeq;
+  // Whenever the queue reloads (filters, live updates), the grouped view follows.
+  if (groups.on) loadGroups();
+  const params = aggregateQuery();
+  params.set("by", "hour");
+  params.set("limit", String(CHART_HOURS));
   const svg = document.getElementById("chart");
-  const NS = "http://www.w3.org/2000/svg";
-  const buckets = new Map();  // "YYYY-MM-DDTHH" -> [count sev1..4]
-  for (const a of state.alerts) {
-    const hour = a.timestamp.slice(0, 13);
-    if (!buckets.has(hour)) buckets.set(hour, [0, 0, 0, 0]);
-    buckets.get(hour)[a.alert.severity - 1] += 1;
-  }
-  const hours = [...buckets.keys()].sort().slice(-24);
   const caption = document.getElementById("chart-caption");
-  caption.textContent = hours.length
-    ? `Alerts per hour (UTC) by severity, of the ${state.alerts.length} shown below`
-    : "Alerts per hour by severity: no alerts shown";
-  const max = Math.max(1, ...hours.map((h) => buckets.get(h).reduce((x, y) => x + y, 0)));
+  let body;
+  try {
+    body = await getJson(`/alerts/aggregate?${params}`);
+  } catch (e) {
+    if (seq !== chartSeq) return;
+    caption.textContent = `Alerts per hour could not be loaded: ${e.message}`;
+    svg.replaceChildren();
+    return;
+  }
+  if (seq !== chartSeq) return;
+  drawChart(svg, caption, body);
+}
+
+function drawChart(svg, caption, body) {
+  const NS = "http://www.w3.org/2000/svg";
+  const counts = new Map();  // "YYYY-MM-DDTHH" -> [count sev1..4]
+  for (const b of body.buckets) {
+    counts.set(b.hour.slice(0, 13), [1, 2, 3, 4].map((s) => b.severity[s]));
+  }
+  const hourMs = (h) => Date.parse(`${h}:00:00Z`);
+  const known = [...counts.keys()];  // ascending, as the API lists them
+  const hours = [];
+  if (known.length) {
+    const last = hourMs(known[known.length - 1]);
+    const first = Math.max(hourMs(known[0]), last - (CHART_HOURS - 1) * HOUR_MS);
+    for (let t = first; t <= last; t += HOUR_MS) hours.push(new Date(t).toISOString().slice(0, 13));
+  }
+  // Without a "since" filter the grouped view covers the hours the chart shows: grouping
+  // counts over the alerts themselves, and on a large store all of them would be slow.
+  groups.since = hours.length ? `${hours[0]}:00:00Z` : null;
+  const total = body.total;
+  caption.textContent = !hours.length
+    ? "Alerts per hour by severity: no alert matches the filters"
+    : body.truncated
+      ? `Alerts per hour (UTC) by severity: ${total} alerts in the newest ${CHART_HOURS} hours that have alerts`
+      : `Alerts per hour (UTC) by severity: all ${total} alerts that match the filters`;
+  svg.setAttribute("data-total", String(total));
+  const sums = hours.map((h) => (counts.get(h) || [0]).reduce((x, y) => x + y, 0));
+  const max = Math.max(1, ...sums);
   const W = 720, H = 140, left = 30, bottom = 18;
   const slot = Math.min((W - left) / Math.max(hours.length, 1), 40);
   const shapes = [];
@@ -322,8 +367,7 @@ function renderChart() {
   shapes.push(text(left - 4, 10, String(max), "end"), text(left - 4, H - bottom, "0", "end"));
   hours.forEach((hour, i) => {
     let y = H - bottom;
-    const counts = buckets.get(hour);
-    counts.forEach((count, s) => {
+    (counts.get(hour) || [0, 0, 0, 0]).forEach((count, s) => {
       if (!count) return;
       const h = (count / max) * (H - bottom - 8);
       const r = document.createElementNS(NS, "rect");
@@ -333,15 +377,121 @@ function renderChart() {
       r.setAttribute("height", h);
       r.setAttribute("fill", `var(--sev-${s + 1})`);
       r.setAttribute("data-severity", String(s + 1));
+      r.setAttribute("data-hour", hour);
+      r.setAttribute("data-count", String(count));
       const title = document.createElementNS(NS, "title");
       title.textContent = `${hour}:00Z severity ${s + 1}: ${count}`;
       r.append(title);
       shapes.push(r);
       y -= h;
     });
-    shapes.push(text(left + i * slot + slot / 2, H - 4, `${hour.slice(11)}h`));
+    // Every label when they fit, else every third.
+    if (hours.length <= 12 || i % 3 === 0) shapes.push(text(left + i * slot + slot / 2, H - 4, `${hour.slice(11)}h`));
   });
   svg.replaceChildren(...shapes);
+}
+
+// --- related alerts grouped ----------------------------------------------------------------
+
+// The queue as groups of related alerts (GET /alerts/groups): same rule, agent and target in
+// one UTC hour. Clicking a group narrows the queue to its alerts: the filters take its agent
+// and hour, and the rows its rule and target (focus).
+const groups = { on: false, focus: null, seq: 0, since: null };
+
+// What the collector groups on: the file path of a file alert, else the destination address.
+function targetOf(a) {
+  return a.alert.kind === "file" ? (a.file ? a.file.path : "") : (a.dest_ip || "");
+}
+
+function inGroupFocus(a) {
+  const f = groups.focus;
+  return !f || (a.alert.signature === f.rule && (a.agent ? a.agent.id : "") === f.agent && targetOf(a) === f.target);
+}
+
+async function loadGroups() {
+  const seq = ++groups.seq;
+  const params = aggregateQuery();
+  const since = params.has("since") ? null : groups.since;
+  if (since) params.set("since", since);
+  params.set("window", "1h");
+  params.set("limit", "500");
+  let body;
+  try {
+    body = await getJson(`/alerts/groups?${params}`);
+  } catch (e) {
+    if (seq === groups.seq) setStatus("groups-status", `Groups could not be loaded: ${e.message}`, true);
+    return;
+  }
+  if (seq !== groups.seq) return;
+  const statusText = (st) => Object.entries(st).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(" · ");
+  const rows = body.groups.map((g) => {
+    const tr = el("tr", { "data-newest": g.newest_id, tabindex: "0" },
+      el("td", { text: shortTime(g.last) }),
+      el("td", {}, severityBadge(g.severity)),
+      el("td", { class: "sig", text: g.rule }),
+      el("td", { text: g.agent }),
+      el("td", { text: g.target }),
+      el("td", { class: "count", text: String(g.count) }),
+      el("td", { text: shortTime(g.first) }),
+      el("td", { class: "triage", text: statusText(g.statuses) }));
+    tr.addEventListener("click", () => focusGroup(g));
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") focusGroup(g); });
+    return tr;
+  });
+  document.querySelector("#groups tbody").replaceChildren(...rows);
+  const alerts = body.groups.reduce((n, g) => n + g.count, 0);
+  setStatus("groups-status", body.count === 0 ? "No alerts match."
+    : `${body.count} group${body.count === 1 ? "" : "s"} of ${alerts} alert${alerts === 1 ? "" : "s"}` +
+      `${since ? ` since ${shortTime(since)} (the hours of the chart)` : ""}, most recently active first.`);
+}
+
+function showGroups(on) {
+  groups.on = on;
+  document.getElementById("group-related").checked = on;
+  document.getElementById("groups").hidden = !on;
+  document.getElementById("groups-status").hidden = !on;
+  document.getElementById("queue").hidden = on;
+  document.getElementById("alerts-status").hidden = on;
+  if (on) {
+    closeDetail();
+    loadGroups();
+  }
+}
+
+// datetime-local wants "YYYY-MM-DDTHH:MM:SS" (the page reads it as UTC).
+function toLocalInput(ts) {
+  return ts.slice(0, 19);
+}
+
+function focusGroup(g) {
+  const form = document.getElementById("filters");
+  form.elements.agent.value = g.agent;
+  form.elements.since.value = toLocalInput(g.window_start);
+  form.elements.until.value = toLocalInput(g.window_end);
+  if (form.elements.rule) form.elements.rule.value = g.rule;
+  groups.focus = { rule: g.rule, agent: g.agent, target: g.target };
+  document.getElementById("group-focus-text").textContent =
+    `Group: ${g.rule} · ${g.agent} → ${g.target || "no target"} (${g.count} alert${g.count === 1 ? "" : "s"})`;
+  document.getElementById("group-focus").hidden = false;
+  showGroups(false);
+  loadAlerts();
+}
+
+function clearGroupFocus() {
+  groups.focus = null;
+  document.getElementById("group-focus").hidden = true;
+}
+
+function startGroups() {
+  const status = el("p", { id: "groups-status", class: "status", role: "status", "aria-live": "polite" });
+  status.hidden = true;
+  document.getElementById("groups").before(status);
+  document.getElementById("group-related").addEventListener("change", (e) => showGroups(e.target.checked));
+  document.getElementById("group-focus-clear").addEventListener("click", () => {
+    clearGroupFocus();
+    loadAlerts();
+  });
+  document.getElementById("filters").addEventListener("reset", clearGroupFocus);
 }
 
 // --- agents --------------------------------------------------------------------------------
@@ -483,6 +633,7 @@ function start() {
   window.addEventListener("hashchange", showView);
   document.getElementById("login-form").addEventListener("submit", login);
   document.getElementById("logout").addEventListener("click", logout);
+  startGroups();
   loadHealth();
   // Already logged in (the session cookie is HttpOnly, so ask the server)?
   getJson("/me").then(showApp, () => showLogin());

@@ -131,9 +131,52 @@ async function main() {
     assert.match(await page.locator("#health").textContent(), /collector .* sqlite .* alerts stored/);
     const firstSig = await rows.nth(0).locator("td.sig").textContent();
     assert.equal(firstSig, expected.alerts[0].alert.signature, "newest first, as the API");
-    // The chart has one bar segment per (hour, severity) present.
-    assert.ok(await page.locator("#chart rect").count() >= 1, "the hourly chart has bars");
+    // The chart: one bar segment per (hour, severity) present, with the true counts of every
+    // matching alert, as the aggregate resource gives them and as the stored alerts add up.
+    const chartCounts = async () => page.$$eval("#chart rect", (rects) => rects.map((r) =>
+      [r.getAttribute("data-hour"), r.getAttribute("data-severity"), Number(r.getAttribute("data-count"))]));
+    await page.waitForFunction((n) => document.getElementById("chart").getAttribute("data-total") === String(n), expected.count);
+    const hourly = await (await fetch(`${collector.http}/api/v1/alerts/aggregate?by=hour`, auth)).json();
+    const fromApi = [];
+    for (const b of hourly.buckets) {
+      for (const s of ["1", "2", "3", "4"]) if (b.severity[s]) fromApi.push([b.hour.slice(0, 13), s, b.severity[s]]);
+    }
+    const fromAlerts = new Map();
+    for (const a of expected.alerts) {
+      const k = `${a.timestamp.slice(0, 13)}|${a.alert.severity}`;
+      fromAlerts.set(k, (fromAlerts.get(k) || 0) + 1);
+    }
+    assert.deepEqual(await chartCounts(), fromApi, "chart bars are the aggregate's counts");
+    assert.deepEqual(new Map(fromApi.map(([h, s, n]) => [`${h}|${s}`, n])), fromAlerts, "aggregate counts are the stored alerts");
+    assert.match(await page.locator("#chart-caption").textContent(), new RegExp(`all ${expected.count} alerts`));
     await page.screenshot({ path: path.join(SHOTS, "alerts.png"), fullPage: true });
+
+    // Related alerts grouped: the toggle shows groups whose counts add up to every alert;
+    // clicking one narrows the queue to exactly its alerts.
+    const grouped = await (await fetch(`${collector.http}/api/v1/alerts/groups`, auth)).json();
+    assert.equal(grouped.groups.reduce((n, g) => n + g.count, 0), expected.count);
+    await page.check("#group-related");
+    const groupRows = page.locator("#groups tbody tr");
+    await page.waitForFunction((n) => document.querySelectorAll("#groups tbody tr").length === n, grouped.count);
+    assert.equal(await page.locator("#alerts").isVisible(), false, "the queue gives way to the groups");
+    const shownCounts = (await page.locator("#groups tbody td.count").allTextContents()).map(Number);
+    assert.deepEqual(shownCounts, grouped.groups.map((g) => g.count));
+    await page.screenshot({ path: path.join(SHOTS, "groups.png"), fullPage: true });
+    const biggest = grouped.groups.reduce((a, g) => (g.count > a.count ? g : a));
+    const members = expected.alerts.filter((a) => a.alert.signature === biggest.rule &&
+      a.agent.id === biggest.agent && a.timestamp >= biggest.window_start && a.timestamp < biggest.window_end &&
+      (a.alert.kind === "file" ? a.file.path : a.dest_ip) === biggest.target);
+    assert.equal(members.length, biggest.count, "the group is the alerts of its rule, agent, target and hour");
+    await groupRows.nth(grouped.groups.indexOf(biggest)).click();
+    await page.locator("#alerts").waitFor({ state: "visible" });
+    await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, biggest.count);
+    assert.deepEqual((await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute("data-id")))).sort(),
+      members.map((a) => a.alert.id).sort());
+    assert.ok(await page.locator("#group-focus").isVisible(), "the page says the queue shows one group");
+    await page.screenshot({ path: path.join(SHOTS, "group-alerts.png"), fullPage: true });
+    await page.click("#filters button[type=reset]");
+    await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, expected.count);
+    assert.equal(await page.locator("#group-focus").isVisible(), false);
 
     // Filter on one severity: only those rows remain, and the count agrees with the API.
     const sev = expected.alerts[0].alert.severity;
@@ -143,6 +186,8 @@ async function main() {
     await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, want);
     const badges = await page.locator("#alerts tbody tr td .sev").allTextContents();
     assert.deepEqual([...new Set(badges)], [String(sev)]);
+    await page.waitForFunction((n) => document.getElementById("chart").getAttribute("data-total") === String(n), want);
+    assert.ok((await chartCounts()).every(([, s]) => s === String(sev)), "the chart follows the filters");
     await page.screenshot({ path: path.join(SHOTS, "filtered.png"), fullPage: true });
 
     // A filter the API refuses shows its problem detail, not a blank page.
@@ -226,12 +271,13 @@ async function main() {
     const after = await page.evaluate(async () => (await fetch("/api/v1/me")).status);
     assert.equal(after, 401, "the session ended with the logout");
 
-    // The failed loads: the over-long agent filter above (400), refused on purpose, and the
-    // 401s of not being logged in (first visit, wrong password, after logout).
+    // The failed loads: the over-long agent filter above (400; the chart reloads only after
+    // the queue did), refused on purpose, and the 401s of not being logged in (first visit,
+    // wrong password, after logout).
     const unexpected = errors.filter((e) => !/status of 40[01]/.test(e));
     assert.deepEqual(unexpected, [], "no script errors in the page");
     assert.equal(errors.filter((e) => /status of 400/.test(e)).length, 1, "exactly one refused filter");
-    console.log(`ok: login, ${expected.count} alerts shown, filter, detail, keys, triage with audit trail, agents and logout checked; screenshots in ${SHOTS}`);
+    console.log(`ok: login, ${expected.count} alerts shown, hourly chart counts, grouped view, filter, detail, keys, triage with audit trail, agents and logout checked; screenshots in ${SHOTS}`);
   } finally {
     await browser.close();
   }

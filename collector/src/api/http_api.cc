@@ -23,6 +23,8 @@
 #include <Poco/URI.h>
 
 #include <array>
+#include <initializer_list>
+#include <map>
 #include <charconv>
 #include <cstdint>
 #include <chrono>
@@ -304,6 +306,174 @@ Reply alerts(ApiContext& context, const Poco::URI& uri) {
     object.set("alerts", list);
     object.set("count", static_cast<Poco::UInt64>(found->size()));
     object.set("triage", states);
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+// The list's filters plus the parameters of one aggregation or grouping (OWN, taken out
+// before the rest goes to parse_alert_query(), so that every filter of the list applies).
+struct SplitParameters {
+    std::map<std::string, std::string> own;
+    Poco::URI::QueryParameters rest;
+};
+
+common::Result<SplitParameters> split_parameters(const Poco::URI::QueryParameters& parameters,
+                                                 std::initializer_list<std::string_view> own) {
+    SplitParameters out;
+    for (const auto& [name, value] : parameters) {
+        if (std::find(own.begin(), own.end(), name) == own.end()) {
+            out.rest.emplace_back(name, value);
+        } else if (!out.own.emplace(name, value).second) {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "parameter " + echo(name) + " is given more than once");
+        }
+    }
+    return out;
+}
+
+common::Result<std::size_t> parse_bucket_limit(const std::map<std::string, std::string>& own) {
+    const auto it = own.find("limit");
+    if (it == own.end()) return kDefaultLimit;
+    int limit = 0;
+    if (!parse_int(it->second, limit) || limit < 1 ||
+        static_cast<std::size_t>(limit) > kMaxAggregateLimit) {
+        return bad_parameter("limit", it->second,
+                             "is not an integer in 1.." + std::to_string(kMaxAggregateLimit));
+    }
+    return static_cast<std::size_t>(limit);
+}
+
+// "90s", "15m", "1h", "7d": a whole number and a unit.
+common::Result<std::int64_t> parse_window(const std::string& value) {
+    constexpr std::int64_t kSecondNs = 1'000'000'000;
+    const auto bad = [&] {
+        return bad_parameter("window", value,
+                             "is not a duration of 1m..30d such as 15m, 1h or 1d (a whole "
+                             "number and one of s, m, h, d)");
+    };
+    if (value.size() < 2) return bad();
+    std::int64_t unit = 0;
+    switch (value.back()) {
+        case 's': unit = kSecondNs; break;
+        case 'm': unit = 60 * kSecondNs; break;
+        case 'h': unit = kHourNs; break;
+        case 'd': unit = 24 * kHourNs; break;
+        default: return bad();
+    }
+    int amount = 0;
+    if (!parse_int(std::string_view(value).substr(0, value.size() - 1), amount)) return bad();
+    const std::int64_t ns = static_cast<std::int64_t>(amount) * unit;
+    if (ns < kMinGroupWindowNs || ns > kMaxGroupWindowNs) return bad();
+    return ns;
+}
+
+Reply aggregate(ApiContext& context, const Poco::URI& uri) {
+    auto split = split_parameters(uri.getQueryParameters(), {"by", "limit"});
+    if (!split) return problem(HTTPResponse::HTTP_BAD_REQUEST, split.error().message);
+    auto filter = parse_alert_query(split->rest);
+    if (!filter) return problem(HTTPResponse::HTTP_BAD_REQUEST, filter.error().message);
+    AggregateQuery q;
+    q.filter = std::move(filter).value();
+    // Without "by": per hour, what the UI's chart asks for.
+    if (const auto by = split->own.find("by"); by != split->own.end()) {
+        const auto parsed_by = parse_aggregate_by(by->second);
+        if (!parsed_by) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           bad_parameter("by", by->second,
+                                         "is not one of hour, rule, agent, severity")
+                               .message);
+        }
+        q.by = *parsed_by;
+    }
+    auto limit = parse_bucket_limit(split->own);
+    if (!limit) return problem(HTTPResponse::HTTP_BAD_REQUEST, limit.error().message);
+    q.limit = *limit;
+    auto result = context.store.aggregate(q);
+    if (!result) {
+        if (result.error().code == ErrorCode::kInvalidArgument) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST, result.error().message);
+        }
+        return store_unavailable("aggregate", result.error());
+    }
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    std::uint64_t total = 0;
+    for (const AggregateBucket& b : result->buckets) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        if (q.by == AggregateBy::kHour) {
+            o->set("hour", common::format_timestamp(b.hour_ns));
+        } else if (q.by == AggregateBy::kSeverity) {
+            int severity = 0;
+            static_cast<void>(parse_int(b.key, severity));
+            o->set("key", severity);
+        } else {
+            o->set("key", b.key);
+        }
+        o->set("count", static_cast<Poco::UInt64>(b.count));
+        if (q.by == AggregateBy::kHour) {
+            Poco::JSON::Object::Ptr sev = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+            for (std::size_t i = 0; i < b.severity_counts.size(); ++i) {
+                sev->set(std::to_string(i + 1), static_cast<Poco::UInt64>(b.severity_counts[i]));
+            }
+            o->set("severity", sev);
+        }
+        total += b.count;
+        list->add(o);
+    }
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("by", std::string(to_string(q.by)));
+    object.set("buckets", list);
+    object.set("total", static_cast<Poco::UInt64>(total));
+    object.set("truncated", result->truncated);
+    object.set("source", result->from_rollup ? "rollup" : "alerts");
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+Reply alert_groups(ApiContext& context, const Poco::URI& uri) {
+    auto split = split_parameters(uri.getQueryParameters(), {"window", "limit"});
+    if (!split) return problem(HTTPResponse::HTTP_BAD_REQUEST, split.error().message);
+    auto filter = parse_alert_query(split->rest);
+    if (!filter) return problem(HTTPResponse::HTTP_BAD_REQUEST, filter.error().message);
+    GroupQuery q;
+    q.filter = std::move(filter).value();
+    if (const auto w = split->own.find("window"); w != split->own.end()) {
+        auto window = parse_window(w->second);
+        if (!window) return problem(HTTPResponse::HTTP_BAD_REQUEST, window.error().message);
+        q.window_ns = *window;
+    }
+    auto limit = parse_bucket_limit(split->own);
+    if (!limit) return problem(HTTPResponse::HTTP_BAD_REQUEST, limit.error().message);
+    q.limit = *limit;
+    auto found = context.store.groups(q);
+    if (!found) {
+        if (found.error().code == ErrorCode::kInvalidArgument) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST, found.error().message);
+        }
+        return store_unavailable("groups", found.error());
+    }
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const AlertGroup& g : *found) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        o->set("rule", g.rule);
+        o->set("agent", g.agent_id);
+        o->set("target", g.target);
+        o->set("window_start", common::format_timestamp(g.window_start_ns));
+        o->set("window_end", common::format_timestamp(g.window_start_ns + q.window_ns));
+        o->set("count", static_cast<Poco::UInt64>(g.count));
+        o->set("first", common::format_timestamp(g.first_ns));
+        o->set("last", common::format_timestamp(g.last_ns));
+        o->set("severity", g.top_severity);
+        o->set("newest_id", g.newest_id);
+        Poco::JSON::Object::Ptr statuses = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        for (std::size_t i = 0; i < kAlertStatuses.size(); ++i) {
+            statuses->set(std::string(kAlertStatuses[i]),
+                          static_cast<Poco::UInt64>(g.status_counts[i]));
+        }
+        o->set("statuses", statuses);
+        list->add(o);
+    }
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("window_seconds", static_cast<Poco::Int64>(q.window_ns / 1'000'000'000));
+    object.set("groups", list);
+    object.set("count", static_cast<Poco::UInt64>(found->size()));
     return json_reply(HTTPResponse::HTTP_OK, object);
 }
 
@@ -814,6 +984,15 @@ Reply alerts_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*
                    const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
     return alerts(context, uri);
 }
+Reply aggregate_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                      const Poco::URI& uri, const std::string& /*id*/,
+                      const UserAccount* /*user*/) {
+    return aggregate(context, uri);
+}
+Reply groups_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                   const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
+    return alert_groups(context, uri);
+}
 Reply bulk_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
                  const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
     return bulk_triage(context, request, *user);
@@ -869,6 +1048,10 @@ constexpr std::array kRoutes = {
     Route{kGet, kAlertsPath, Access::kPermission, Permission::kReadAlerts, alerts_route},
     Route{kPost, "/api/v1/alerts/bulk", Access::kPermission, Permission::kTriageAlerts,
           bulk_route},
+    Route{kGet, "/api/v1/alerts/aggregate", Access::kPermission, Permission::kReadAlerts,
+          aggregate_route},
+    Route{kGet, "/api/v1/alerts/groups", Access::kPermission, Permission::kReadAlerts,
+          groups_route},
     Route{kGet, "/api/v1/alerts/{id}", Access::kPermission, Permission::kReadAlerts,
           alert_detail_route},
     Route{kPatch, "/api/v1/alerts/{id}", Access::kPermission, Permission::kTriageAlerts,

@@ -38,6 +38,85 @@ common::Result<void> check_query(const AlertQuery& q) {
     return {};
 }
 
+std::string_view to_string(AggregateBy by) {
+    switch (by) {
+        case AggregateBy::kRule: return "rule";
+        case AggregateBy::kAgent: return "agent";
+        case AggregateBy::kSeverity: return "severity";
+        case AggregateBy::kHour: return "hour";
+    }
+    return "hour";
+}
+
+std::optional<AggregateBy> parse_aggregate_by(std::string_view text) {
+    for (AggregateBy by :
+         {AggregateBy::kRule, AggregateBy::kAgent, AggregateBy::kSeverity, AggregateBy::kHour}) {
+        if (to_string(by) == text) return by;
+    }
+    return std::nullopt;
+}
+
+std::int64_t hour_start(std::int64_t timestamp_ns) {
+    const std::int64_t rem = timestamp_ns % kHourNs;
+    return timestamp_ns - (rem < 0 ? rem + kHourNs : rem);
+}
+
+bool rollup_answers(const AggregateQuery& q) {
+    auto whole_hour = [](const std::optional<std::int64_t>& t) {
+        return !t || hour_start(*t) == *t;
+    };
+    if (!whole_hour(q.filter.since_ns) || !whole_hour(q.filter.until_ns)) return false;
+    // Everything the rollup can filter on is cleared; whatever is left (any other filter,
+    // including ones added to AlertQuery later) means counting the alerts themselves.
+    AlertQuery rest = q.filter;
+    rest.since_ns.reset();
+    rest.until_ns.reset();
+    rest.severities.clear();
+    rest.agent_id.reset();
+    rest.limit = AlertQuery{}.limit;
+    return rest == AlertQuery{};
+}
+
+namespace {
+
+common::Result<void> check_bucket_limit(std::size_t limit) {
+    if (limit == 0 || limit > kMaxAggregateLimit) {
+        return common::make_error(common::ErrorCode::kInvalidArgument,
+                                  "limit " + std::to_string(limit) + " is outside 1.." +
+                                      std::to_string(kMaxAggregateLimit));
+    }
+    return {};
+}
+
+// check_query() without its limit, which aggregations do not use.
+common::Result<void> check_filter(AlertQuery filter) {
+    filter.limit = 1;
+    return check_query(filter);
+}
+
+}  // namespace
+
+common::Result<void> check_aggregate_query(const AggregateQuery& q) {
+    if (auto ok = check_filter(q.filter); !ok) return ok;
+    return check_bucket_limit(q.limit);
+}
+
+common::Result<void> check_group_query(const GroupQuery& q) {
+    if (auto ok = check_filter(q.filter); !ok) return ok;
+    if (q.window_ns < kMinGroupWindowNs || q.window_ns > kMaxGroupWindowNs) {
+        return common::make_error(common::ErrorCode::kInvalidArgument,
+                                  "group window of " + std::to_string(q.window_ns) +
+                                      " ns is outside one minute..30 days");
+    }
+    return check_bucket_limit(q.limit);
+}
+
+std::string group_target(const common::Alert& alert) {
+    if (alert.kind == common::AlertKind::kFile && alert.file) return alert.file->path;
+    if (alert.network) return alert.network->dest_ip;
+    return {};
+}
+
 common::Result<void> check_user_name(const std::string& name) {
     auto bad = [&](const std::string& why) -> common::Result<void> {
         return common::make_error(common::ErrorCode::kInvalidArgument,
@@ -83,6 +162,16 @@ common::Result<std::vector<InsertResult>> AlertStore::insert_batches(
         results.push_back(*r);
     }
     return results;
+}
+
+common::Result<AggregateResult> AlertStore::aggregate(const AggregateQuery&) {
+    return common::make_error(common::ErrorCode::kUnsupported,
+                              "the " + backend_name() + " store does not aggregate");
+}
+
+common::Result<std::vector<AlertGroup>> AlertStore::groups(const GroupQuery&) {
+    return common::make_error(common::ErrorCode::kUnsupported,
+                              "the " + backend_name() + " store does not group alerts");
 }
 
 common::Result<void> AlertStore::record_heartbeat(const common::Heartbeat&, std::int64_t) {

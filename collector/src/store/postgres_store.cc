@@ -14,8 +14,9 @@
 // collector processes sharing the database.
 //
 // Every value reaches the server as a bound parameter (PQexecParams, text format); the only
-// SQL assembled at run time is the WHERE clause of query(), built from fixed fragments and $n
-// placeholders.
+// SQL assembled at run time is the WHERE clause of the list's filters (filter_sql(), shared by
+// query(), aggregate() and groups()) and the aggregation queries around it (rollup.h), built
+// from fixed fragments, $n placeholders and limits that are our own integers.
 #include "senningen/collector/postgres_store.h"
 
 #include <libpq-fe.h>
@@ -36,6 +37,7 @@
 #include <utility>
 
 #include "senningen/common/json_codec.h"
+#include "rollup.h"
 
 namespace senningen::collector {
 
@@ -52,7 +54,12 @@ struct Migration {
     int version;
     std::string_view description;
     std::array<std::string_view, 8> statements;  // empty entries are skipped
+    // Run after the statements, in the same transaction, for what SQL alone cannot do; throws
+    // SqlError.
+    void (*backfill)(PGconn*) = nullptr;
 };
+
+void backfill_migration_6(PGconn* conn);
 
 // Append only: a released migration is never edited, a change is a new migration. The same
 // tables as the SQLite backend's, in PostgreSQL's types. Texts compare bytewise (COLLATE "C"),
@@ -157,15 +164,49 @@ constexpr std::array kMigrations = {
                   " text TEXT NOT NULL)",
                   "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
               }},
+    // Migration 5 is taken by another branch's change; numbers only need to grow. As SQLite's
+    // migration 7: hourly counts for aggregations, kept in the insert transaction, and the
+    // target related alerts are grouped on (file paths decoded in C++, as a damaged eve must
+    // not stop the migration).
+    Migration{6,
+              "hourly alert counts; alert targets for grouping",
+              {
+                  "ALTER TABLE alerts ADD COLUMN target TEXT COLLATE \"C\"",
+                  "CREATE TABLE alert_minute_counts ("
+                  " minute BIGINT NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n BIGINT NOT NULL,"
+                  " PRIMARY KEY (minute, severity))",
+                  "CREATE TABLE alert_counts ("
+                  " hour BIGINT NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " agent_id TEXT COLLATE \"C\" NOT NULL,"
+                  " rule TEXT COLLATE \"C\" NOT NULL,"
+                  " n BIGINT NOT NULL,"
+                  " PRIMARY KEY (hour, severity, agent_id, rule))",
+                  "CREATE INDEX alert_counts_agent ON alert_counts (agent_id, hour)",
+                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour)",
+                  "CREATE TABLE alert_hour_counts ("
+                  " hour BIGINT NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n BIGINT NOT NULL,"
+                  " PRIMARY KEY (hour, severity))",
+                  "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+                  " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
+                  " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
+                  "INSERT INTO alert_hour_counts (hour, severity, n)"
+                  " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
+              },
+              backfill_migration_6},
 };
 static_assert(kMigrations.back().version == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must name the last migration");
 
 constexpr std::string_view kInsertSql =
     "INSERT INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
-    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, eve)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    " ON CONFLICT (id) DO NOTHING";
+    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, eve,"
+    " target) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+    " $17, $18, $19) ON CONFLICT (id) DO NOTHING";
 
 constexpr std::string_view kAgentColumns =
     "SELECT id, state, version, pack_version, first_seen_ns, last_seen_ns, state_since_ns,"
@@ -471,7 +512,31 @@ std::vector<Param> insert_params(const common::Alert& a, std::string eve, std::i
     }
     p.push_back(param(received));
     p.push_back(param(std::move(eve)));
+    p.push_back(param(group_target(a)));
     return p;
+}
+
+// Adds DELTA to the hourly counts, inside the insert's transaction, in DELTA's (sorted) order.
+void apply_rollup(PGconn* conn, const detail::RollupDelta& delta) {
+    const std::string counts =
+        "INSERT INTO alert_counts (hour, severity, agent_id, rule, n) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (hour, severity, agent_id, rule) DO UPDATE SET n = alert_counts.n + EXCLUDED.n";
+    for (const auto& [key, n] : delta.counts) {
+        exec(conn, counts, {param(key.hour_ns), param(key.severity), param(key.agent_id),
+                            param(key.rule), param(n)});
+    }
+    const std::string hours =
+        "INSERT INTO alert_hour_counts (hour, severity, n) VALUES ($1, $2, $3)"
+        " ON CONFLICT (hour, severity) DO UPDATE SET n = alert_hour_counts.n + EXCLUDED.n";
+    for (const auto& [key, n] : delta.hour_counts) {
+        exec(conn, hours, {param(key.first), param(key.second), param(n)});
+    }
+    const std::string minutes =
+        "INSERT INTO alert_minute_counts (minute, severity, n) VALUES ($1, $2, $3)"
+        " ON CONFLICT (minute, severity) DO UPDATE SET n = alert_minute_counts.n + EXCLUDED.n";
+    for (const auto& [key, n] : delta.minute_counts) {
+        exec(conn, minutes, {param(key.first), param(key.second), param(n)});
+    }
 }
 
 class PostgresStore final : public AlertStore {
@@ -481,6 +546,8 @@ public:
     common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
+    common::Result<AggregateResult> aggregate(const AggregateQuery& q) override;
+    common::Result<std::vector<AlertGroup>> groups(const GroupQuery& q) override;
     std::uint64_t undecodable_rows() const override { return undecodable_.load(); }
     std::string backend_name() const override { return "postgresql"; }
 
@@ -566,29 +633,32 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
         const std::string sql(kInsertSql);
         const std::int64_t received = common::now_ns();
         InsertResult result;
+        detail::RollupDelta rollup;
         for (std::size_t i : order) {
             // ON CONFLICT DO NOTHING: a duplicate id affects no row.
             if (affected(exec(conn, sql, insert_params(alerts[i], std::move(eves[i]), received))) >
                 0) {
                 ++result.inserted;
+                rollup.add(alerts[i]);
             } else {
                 ++result.duplicates;
             }
         }
+        apply_rollup(conn, rollup);
         tx.commit();
         return result;
     });
 }
 
-common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery& q) {
-    if (auto ok = check_query(q); !ok) return ok.error();
-
-    std::vector<Param> params;
+// The WHERE clause of the list's filters (empty when nothing filters), their values appended
+// to PARAMS as $n. Aggregation and grouping use it too, so every filter of the list applies to
+// them.
+std::string filter_sql(const AlertQuery& q, std::vector<Param>& params) {
     auto next = [&](Param value) {
         params.push_back(std::move(value));
         return "$" + std::to_string(params.size());
     };
-    std::string sql = "SELECT eve FROM alerts";
+    std::string sql;
     std::string_view glue = " WHERE ";
     auto add_condition = [&](const std::string& condition) {
         sql += glue;
@@ -614,7 +684,16 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
                       " AND t.assignee = " + next(param(*q.assignee)) + ")");
     }
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT " + next(param(static_cast<std::int64_t>(q.limit)));
+    return sql;
+}
+
+common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery& q) {
+    if (auto ok = check_query(q); !ok) return ok.error();
+
+    std::vector<Param> params;
+    std::string sql = "SELECT eve FROM alerts" + filter_sql(q, params);
+    params.push_back(param(static_cast<std::int64_t>(q.limit)));
+    sql += " ORDER BY ts_ns DESC, id ASC LIMIT $" + std::to_string(params.size());
 
     auto eves = with_connection<std::vector<std::string>>("query failed", [&](PGconn* conn) {
         PgResult r = exec(conn, sql, params);
@@ -637,6 +716,78 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
         alerts.push_back(std::move(alert).value());
     }
     return alerts;
+}
+
+common::Result<AggregateResult> PostgresStore::aggregate(const AggregateQuery& q) {
+    if (auto ok = check_aggregate_query(q); !ok) return ok.error();
+    if (auto parts = detail::aggregate_in_parts(
+            q, [this](const AggregateQuery& part) { return aggregate(part); })) {
+        return std::move(*parts);
+    }
+    const bool rollup = q.use_rollup && (rollup_answers(q) || detail::minute_rollup_answers(q));
+    std::vector<Param> params;
+    std::string sql;
+    if (rollup) {
+        detail::RollupSql r = detail::rollup_sql(
+            q, [](int i) { return "$" + std::to_string(i); }, " COLLATE \"C\"");
+        for (std::int64_t v : r.ints) params.push_back(param(v));
+        if (r.agent) params.push_back(param(*r.agent));
+        sql = std::move(r.sql);
+    } else {
+        const detail::ScanSql parts = detail::scan_sql(q, " COLLATE \"C\"");
+        sql = parts.head + filter_sql(q.filter, params) + parts.tail;
+    }
+    return with_connection<AggregateResult>("aggregation failed", [&](PGconn* conn) {
+        PgResult r = exec(conn, sql, params);
+        const int n = PQntuples(r.get());
+        if (q.by == AggregateBy::kHour) {
+            std::vector<detail::HourRow> rows;
+            rows.reserve(static_cast<std::size_t>(n));
+            for (int row = 0; row < n; ++row) {
+                rows.push_back({integer(r, row, 0), static_cast<int>(integer(r, row, 1)),
+                                static_cast<std::uint64_t>(integer(r, row, 2))});
+            }
+            return detail::hourly_result(rows, q.limit, rollup);
+        }
+        std::vector<detail::KeyRow> rows;
+        rows.reserve(static_cast<std::size_t>(n));
+        for (int row = 0; row < n; ++row) {
+            rows.push_back({text(r, row, 0), static_cast<std::uint64_t>(integer(r, row, 1))});
+        }
+        return detail::keyed_result(std::move(rows), q.limit, rollup);
+    });
+}
+
+common::Result<std::vector<AlertGroup>> PostgresStore::groups(const GroupQuery& q) {
+    if (auto ok = check_group_query(q); !ok) return ok.error();
+    std::vector<Param> params = {param(q.window_ns)};
+    const std::string where = filter_sql(q.filter, params);
+    params.push_back(param(static_cast<std::int64_t>(q.limit)));
+    const std::string sql = detail::group_sql(where, "$1", "$1", "$1",
+                                              "$" + std::to_string(params.size()),
+                                              " COLLATE \"C\"");
+    return with_connection<std::vector<AlertGroup>>("grouping failed", [&](PGconn* conn) {
+        PgResult r = exec(conn, sql, params);
+        std::vector<AlertGroup> out;
+        for (int row = 0; row < PQntuples(r.get()); ++row) {
+            AlertGroup g;
+            g.rule = text(r, row, 0);
+            g.agent_id = text(r, row, 1);
+            g.target = text(r, row, 2);
+            g.window_start_ns = integer(r, row, 3);
+            g.count = static_cast<std::uint64_t>(integer(r, row, 4));
+            g.first_ns = integer(r, row, 5);
+            g.last_ns = integer(r, row, 6);
+            g.top_severity = static_cast<int>(integer(r, row, 7));
+            g.newest_id = text(r, row, 8);
+            for (std::size_t k = 0; k < g.status_counts.size(); ++k) {
+                g.status_counts[k] =
+                    static_cast<std::uint64_t>(integer(r, row, 9 + static_cast<int>(k)));
+            }
+            out.push_back(std::move(g));
+        }
+        return out;
+    });
 }
 
 common::Result<std::uint64_t> PostgresStore::count() {
@@ -1099,6 +1250,23 @@ common::Result<std::vector<AuditEntry>> PostgresStore::audit_entries(const std::
     });
 }
 
+// Migration 6, after its statements (which are as many as a migration holds): per-minute
+// totals from the stored alerts, and the targets. File alerts' target is their path, kept
+// only in eve; a row whose eve does not decode keeps no target, as query() skips it too.
+void backfill_migration_6(PGconn* conn) {
+    exec(conn, "INSERT INTO alert_minute_counts (minute, severity, n) SELECT " +
+                   std::string(detail::kMinuteOfRowSql) +
+                   ", severity, count(*) FROM alerts GROUP BY 1, 2");
+    exec(conn, "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'");
+    PgResult rows = exec(conn, "SELECT id, eve FROM alerts WHERE kind = 'file'");
+    for (int row = 0; row < PQntuples(rows.get()); ++row) {
+        auto alert = common::alert_from_json(text(rows, row, 1));
+        if (!alert) continue;
+        exec(conn, "UPDATE alerts SET target = $1 WHERE id = $2",
+             {param(group_target(*alert)), param(text(rows, row, 0))});
+    }
+}
+
 // One migration per transaction, each under the advisory lock: a second collector starting at
 // the same moment waits, then finds the work done. Throws SqlError.
 common::Result<void> migrate(PGconn* conn, const std::string& name) {
@@ -1128,6 +1296,7 @@ common::Result<void> migrate(PGconn* conn, const std::string& name) {
         for (std::string_view sql : next->statements) {
             if (!sql.empty()) exec(conn, std::string(sql));
         }
+        if (next->backfill != nullptr) next->backfill(conn);
         exec(
             conn,
             "INSERT INTO schema_version (version, description, applied_ns) VALUES ($1, $2, $3)",

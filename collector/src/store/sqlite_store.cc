@@ -3,14 +3,17 @@
 // Threading: two connections to the same file. The writer connection, behind write_mutex_,
 // serves insert(), insert_batches() (one transaction for a whole group of batches) and the
 // migrations; the reader connection, behind read_mutex_, serves
-// query() and count() and is opened query_only. In WAL mode a reader sees the last committed
+// query() and count() and is opened query_only (aggregate() and groups() have a small pool of
+// readers of their own, see ReaderPool). In WAL mode a reader sees the last committed
 // snapshot and neither blocks nor is blocked by the writer, so HTTP queries never wait for an
 // ingest batch (they only wait for each other, which is cheap: a query returns at most
 // kMaxQueryLimit rows). A Poco::Data::Session is not safe to share unlocked, hence a mutex per
 // connection rather than none.
 //
 // Every value reaches SQLite as a bound parameter; the only SQL text assembled at run time is
-// the WHERE clause of query(), built from fixed fragments and "?" placeholders.
+// the WHERE clause of the list's filters (filter_sql(), shared by query(), aggregate() and
+// groups()) and the aggregation queries around it (rollup.h), built from fixed fragments,
+// "?" placeholders and limits that are our own integers.
 #include "senningen/collector/sqlite_store.h"
 
 #include <Poco/Data/SQLite/Connector.h>
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <condition_variable>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -30,6 +34,7 @@
 
 #include "senningen/common/json_codec.h"
 #include "senningen/common/record_codec.h"
+#include "rollup.h"
 
 namespace senningen::collector {
 
@@ -53,7 +58,12 @@ struct Migration {
     int version;
     std::string_view description;
     std::array<std::string_view, 8> statements;  // empty entries are skipped
+    // Run after the statements, in the same transaction, for what SQL alone cannot do; false
+    // with a message in the string fails the migration.
+    bool (*backfill)(sqlite3*, std::string&) = nullptr;
 };
+
+bool backfill_migration_7(sqlite3* db, std::string& error);
 
 // Append only: a released migration is never edited, a change is a new migration.
 constexpr std::array kMigrations = {
@@ -197,14 +207,52 @@ constexpr std::array kMigrations = {
                   " text TEXT NOT NULL)",
                   "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
               }},
+    // Migration 6 is taken by another branch's change; numbers only need to grow.
+    // Aggregations answer from hourly counts kept in the insert transaction, because a
+    // GROUP BY over millions of alerts is too slow for the UI's chart (docs/collector.md,
+    // "Aggregation and groups"); alert_hour_counts holds the same without agent and rule,
+    // a few rows per hour. target is what related alerts are grouped on; file paths live only
+    // in the encoded body, hence the backfill in C++.
+    Migration{7,
+              "hourly alert counts; alert targets for grouping",
+              {
+                  "ALTER TABLE alerts ADD COLUMN target TEXT",
+                  "CREATE TABLE alert_counts ("
+                  " hour INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " agent_id TEXT NOT NULL,"
+                  " rule TEXT NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (hour, severity, agent_id, rule)) WITHOUT ROWID",
+                  // Covering (n included): agent- and rule-keyed counts never visit the table.
+                  "CREATE INDEX alert_counts_agent ON alert_counts"
+                  " (agent_id, hour, severity, rule, n)",
+                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour, severity, agent_id, n)",
+                  "CREATE TABLE alert_hour_counts ("
+                  " hour INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (hour, severity)) WITHOUT ROWID",
+                  "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+                  " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
+                  " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
+                  "CREATE TABLE alert_minute_counts ("
+                  " minute INTEGER NOT NULL,"
+                  " severity INTEGER NOT NULL,"
+                  " n INTEGER NOT NULL,"
+                  " PRIMARY KEY (minute, severity)) WITHOUT ROWID",
+                  "INSERT INTO alert_hour_counts (hour, severity, n)"
+                  " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
+              },
+              backfill_migration_7},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
 
 constexpr std::string_view kInsertSql =
     "INSERT OR IGNORE INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
-    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body,"
+    " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 // The writer's page cache. The indexes' hot pages (the right edges of the time-ordered ones,
 // and whatever the id index touches) stay in memory; a fixed size, so memory stays bounded.
@@ -299,6 +347,13 @@ common::Result<void> migrate(Session& session, const std::string& path) {
         for (std::string_view sql : m.statements) {
             if (!sql.empty()) session << std::string(sql), now;
         }
+        if (m.backfill != nullptr) {
+            std::string error;
+            if (!m.backfill(Poco::Data::SQLite::Utility::dbHandle(session), error)) {
+                return database_error(path, "migration " + std::to_string(m.version) + " failed",
+                                      error);
+            }
+        }
         int version = m.version;
         std::string description(m.description);
         Poco::Int64 applied = common::now_ns();
@@ -371,6 +426,119 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     return false;
 }
 
+bool run(Sql& sql, std::string& error);
+
+// Migration 7, after its statements (which are as many as a migration holds): per-minute
+// totals from the stored alerts, and the targets. The target of file alerts is their path,
+// which rows keep only inside the encoded body (or the EVE text of rows older than schema 3);
+// a row that does not decode keeps no target, as query() skips it too.
+bool backfill_migration_7(sqlite3* db, std::string& error) {
+    const std::string minutes = "INSERT INTO alert_minute_counts (minute, severity, n) SELECT " +
+                                std::string(detail::kMinuteOfRowSql) +
+                                ", severity, count(*) FROM alerts GROUP BY 1, 2";
+    if (!exec(db, minutes.c_str(), error) ||
+        !exec(db, "UPDATE alerts SET target = dest_ip WHERE kind <> 'file'", error)) {
+        return false;
+    }
+    Sql rows(db, "SELECT id, body, eve FROM alerts WHERE kind = 'file'");
+    Sql update(db, "UPDATE alerts SET target = ? WHERE id = ?");
+    int rc = 0;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+        auto alert = rows.is_null(1) ? common::alert_from_json(rows.text(2))
+                                     : common::decode_alert_record(rows.blob(1));
+        if (!alert) continue;
+        sqlite3_reset(update.handle());
+        update.bind(1, group_target(*alert)).bind(2, rows.text(0));
+        if (!run(update, error)) return false;
+    }
+    if (rc != SQLITE_DONE) {
+        error = rows.error();
+        return false;
+    }
+    return true;
+}
+
+// Connections of their own for aggregate() and groups(), opened on demand up to
+// kAggregateReaders: in WAL mode readers neither block each other nor the writer, so twenty
+// clients polling the chart run side by side instead of queueing behind the one reader
+// connection the list uses (and behind each other's slow queries). query_only, as the reader.
+constexpr std::size_t kAggregateReaders = 4;
+
+class ReaderPool {
+public:
+    explicit ReaderPool(std::string path) : path_(std::move(path)) {}
+    ~ReaderPool() {
+        for (sqlite3* db : idle_) sqlite3_close(db);
+    }
+    ReaderPool(const ReaderPool&) = delete;
+    ReaderPool& operator=(const ReaderPool&) = delete;
+
+    class Lease {
+    public:
+        Lease(ReaderPool& pool, sqlite3* db) : pool_(&pool), db_(db) {}
+        Lease(Lease&& other) noexcept
+            : pool_(std::exchange(other.pool_, nullptr)), db_(std::exchange(other.db_, nullptr)) {}
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        Lease& operator=(Lease&&) = delete;
+        ~Lease() {
+            if (pool_ != nullptr) pool_->give_back(db_);
+        }
+        sqlite3* get() const { return db_; }
+
+    private:
+        ReaderPool* pool_;
+        sqlite3* db_;
+    };
+
+    common::Result<Lease> acquire() {
+        std::unique_lock lock(mutex_);
+        available_.wait(lock, [&] { return !idle_.empty() || open_ < kAggregateReaders; });
+        if (!idle_.empty()) {
+            sqlite3* db = idle_.back();
+            idle_.pop_back();
+            return Lease(*this, db);
+        }
+        ++open_;
+        lock.unlock();
+        sqlite3* db = nullptr;
+        int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+                                 nullptr);
+        std::string error;
+        if (rc == SQLITE_OK) {
+            sqlite3_busy_timeout(db, kBusyTimeoutMs);
+            if (!exec(db, "PRAGMA query_only = ON", error)) rc = SQLITE_ERROR;
+        } else {
+            error = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        }
+        if (rc != SQLITE_OK) {
+            sqlite3_close(db);
+            {
+                std::lock_guard relock(mutex_);
+                --open_;
+            }
+            available_.notify_one();
+            return database_error(path_, "cannot open a reader for aggregations", error);
+        }
+        return Lease(*this, db);
+    }
+
+private:
+    void give_back(sqlite3* db) {
+        {
+            std::lock_guard lock(mutex_);
+            idle_.push_back(db);
+        }
+        available_.notify_one();
+    }
+
+    const std::string path_;
+    std::mutex mutex_;
+    std::condition_variable available_;
+    std::vector<sqlite3*> idle_;
+    std::size_t open_ = 0;
+};
+
 class SqliteStore final : public AlertStore {
 public:
     SqliteStore(std::string path, Session writer, Session reader)
@@ -384,6 +552,8 @@ public:
         const std::vector<std::vector<common::Alert>>& batches) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
+    common::Result<AggregateResult> aggregate(const AggregateQuery& q) override;
+    common::Result<std::vector<AlertGroup>> groups(const GroupQuery& q) override;
     std::uint64_t undecodable_rows() const override { return undecodable_.load(); }
     std::string backend_name() const override { return "sqlite"; }
 
@@ -446,6 +616,7 @@ private:
     sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
     std::mutex read_mutex_;
     Session reader_;
+    ReaderPool aggregate_readers_{path_};
     std::atomic<std::uint64_t> undecodable_{0};
 };
 
@@ -502,6 +673,37 @@ void bind_alert(sqlite3_stmt* st, const common::Alert& a, std::int64_t received,
     }
     sqlite3_bind_int64(st, 17, received);
     sqlite3_bind_blob(st, 18, body.data(), static_cast<int>(body.size()), SQLITE_STATIC);
+    const std::string target = group_target(a);
+    sqlite3_bind_text(st, 19, target.data(), static_cast<int>(target.size()), SQLITE_TRANSIENT);
+}
+
+// Adds DELTA to the hourly counts, inside the insert's transaction.
+bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& error) {
+    Sql counts(db, "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, severity, agent_id, rule)"
+                   " DO UPDATE SET n = n + excluded.n");
+    for (const auto& [key, n] : delta.counts) {
+        sqlite3_reset(counts.handle());
+        counts.bind(1, key.hour_ns).bind(2, std::int64_t{key.severity});
+        counts.bind(3, key.agent_id).bind(4, key.rule).bind(5, static_cast<std::int64_t>(n));
+        if (!run(counts, error)) return false;
+    }
+    auto per_time = [&](const char* sql, const auto& per_key) {
+        Sql up(db, sql);
+        for (const auto& [key, n] : per_key) {
+            sqlite3_reset(up.handle());
+            up.bind(1, key.first).bind(2, std::int64_t{key.second});
+            up.bind(3, static_cast<std::int64_t>(n));
+            if (!run(up, error)) return false;
+        }
+        return true;
+    };
+    return per_time("INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
+                    " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n",
+                    delta.hour_counts) &&
+           per_time("INSERT INTO alert_minute_counts (minute, severity, n) VALUES (?, ?, ?)"
+                    " ON CONFLICT (minute, severity) DO UPDATE SET n = n + excluded.n",
+                    delta.minute_counts);
 }
 
 }  // namespace
@@ -540,6 +742,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "insert failed", error);
     const std::int64_t received = common::now_ns();
     std::size_t row = 0;
+    detail::RollupDelta rollup;
     for (std::size_t k = 0; k < batches.size(); ++k) {
         for (const common::Alert& alert : *batches[k]) {
             bind_alert(insert_stmt_, alert, received, bodies[row++]);
@@ -555,6 +758,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
             // OR IGNORE makes a duplicate id a successful no-op: changes() tells them apart.
             if (sqlite3_changes(db) > 0) {
                 ++results[k].inserted;
+                rollup.add(alert);
             } else {
                 ++results[k].duplicates;
             }
@@ -562,6 +766,11 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     }
     // The bound texts belong to the caller's alerts: nothing may point at them afterwards.
     sqlite3_clear_bindings(insert_stmt_);
+    if (!apply_rollup(db, rollup, error)) {
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "insert failed: hourly counts", error);
+    }
     if (!exec(db, "COMMIT", error)) {
         std::string ignored;
         exec(db, "ROLLBACK", ignored);
@@ -570,10 +779,11 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     return results;
 }
 
-common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
-    if (auto ok = check_query(q); !ok) return ok.error();
-
-    std::string sql = "SELECT body, eve FROM alerts";
+// The WHERE clause of the list's filters (empty when nothing filters), in "?" placeholders;
+// bind_filters() binds their values in the same order. Aggregation and grouping use both, so
+// every filter of the list applies to them too.
+std::string filter_sql(const AlertQuery& q) {
+    std::string sql;
     std::string_view glue = " WHERE ";
     auto add_condition = [&](std::string_view condition) {
         sql += glue;
@@ -598,13 +808,12 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
                       " AND t.assignee = ?)");
     }
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+    return sql;
+}
 
-    std::vector<common::Alert> alerts;
-    std::lock_guard lock(read_mutex_);
-    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
-    // Same order as the placeholders above.
-    int i = 0;
+// Binds filter_sql()'s values after placeholder I; returns the last placeholder bound.
+int bind_filters(Sql& stmt, const AlertQuery& q, int i) {
+    // Same order as the placeholders of filter_sql().
     if (q.since_ns) stmt.bind(++i, *q.since_ns);
     if (q.until_ns) stmt.bind(++i, *q.until_ns);
     for (int s : q.severities) stmt.bind(++i, std::int64_t{s});
@@ -612,6 +821,19 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     if (q.alert_id) stmt.bind(++i, *q.alert_id);
     if (q.status) stmt.bind(++i, *q.status);
     if (q.assignee) stmt.bind(++i, *q.assignee);
+    return i;
+}
+
+common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
+    if (auto ok = check_query(q); !ok) return ok.error();
+
+    std::string sql = "SELECT body, eve FROM alerts" + filter_sql(q);
+    sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+
+    std::vector<common::Alert> alerts;
+    std::lock_guard lock(read_mutex_);
+    Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
+    int i = bind_filters(stmt, q, 0);
     stmt.bind(++i, static_cast<std::int64_t>(q.limit));
     int rc = 0;
     while ((rc = stmt.step()) == SQLITE_ROW) {
@@ -627,6 +849,88 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
     }
     if (rc != SQLITE_DONE) return database_error(path_, "query failed", stmt.error());
     return alerts;
+}
+
+common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) {
+    if (auto ok = check_aggregate_query(q); !ok) return ok.error();
+    if (auto parts = detail::aggregate_in_parts(
+            q, [this](const AggregateQuery& part) { return aggregate(part); })) {
+        return std::move(*parts);
+    }
+    const bool rollup = q.use_rollup && (rollup_answers(q) || detail::minute_rollup_answers(q));
+    auto lease = aggregate_readers_.acquire();
+    if (!lease) return lease.error();
+    sqlite3* db = lease->get();
+    std::unique_ptr<Sql> stmt;
+    if (rollup) {
+        const detail::RollupSql r =
+            detail::rollup_sql(q, [](int) { return std::string("?"); }, "");
+        stmt = std::make_unique<Sql>(db, r.sql);
+        int i = 0;
+        for (std::int64_t v : r.ints) stmt->bind(++i, v);
+        if (r.agent) stmt->bind(++i, *r.agent);
+    } else {
+        const detail::ScanSql parts = detail::scan_sql(q, "");
+        stmt = std::make_unique<Sql>(db, parts.head + filter_sql(q.filter) + parts.tail);
+        bind_filters(*stmt, q.filter, 0);
+    }
+    int rc = 0;
+    AggregateResult result;
+    if (q.by == AggregateBy::kHour) {
+        // Newest hour first: the rows of one hour more than the limit are enough to know that
+        // the answer is cut, and the rollup's queries stream in that order without sorting.
+        std::vector<detail::HourRow> rows;
+        std::size_t hours = 0;
+        while ((rc = stmt->step()) == SQLITE_ROW) {
+            const std::int64_t hour = stmt->i64(0);
+            if (rows.empty() || rows.back().hour_ns != hour) {
+                if (++hours > q.limit + 1) {
+                    rc = SQLITE_DONE;
+                    break;
+                }
+            }
+            rows.push_back({hour, static_cast<int>(stmt->i64(1)), stmt->u64(2)});
+        }
+        result = detail::hourly_result(rows, q.limit, rollup);
+    } else {
+        std::vector<detail::KeyRow> rows;
+        while ((rc = stmt->step()) == SQLITE_ROW) rows.push_back({stmt->text(0), stmt->u64(1)});
+        result = detail::keyed_result(std::move(rows), q.limit, rollup);
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "aggregation failed", stmt->error());
+    return result;
+}
+
+common::Result<std::vector<AlertGroup>> SqliteStore::groups(const GroupQuery& q) {
+    if (auto ok = check_group_query(q); !ok) return ok.error();
+    // The window's three placeholders come before the filters' in the text, the limit after.
+    const std::string sql = detail::group_sql(filter_sql(q.filter), "?", "?", "?", "?", "");
+    auto lease = aggregate_readers_.acquire();
+    if (!lease) return lease.error();
+    Sql stmt(lease->get(), sql);
+    stmt.bind(1, q.window_ns).bind(2, q.window_ns).bind(3, q.window_ns);
+    int i = bind_filters(stmt, q.filter, 3);
+    stmt.bind(++i, static_cast<std::int64_t>(q.limit));
+    std::vector<AlertGroup> out;
+    int rc = 0;
+    while ((rc = stmt.step()) == SQLITE_ROW) {
+        AlertGroup g;
+        g.rule = stmt.text(0);
+        g.agent_id = stmt.text(1);
+        g.target = stmt.text(2);
+        g.window_start_ns = stmt.i64(3);
+        g.count = stmt.u64(4);
+        g.first_ns = stmt.i64(5);
+        g.last_ns = stmt.i64(6);
+        g.top_severity = static_cast<int>(stmt.i64(7));
+        g.newest_id = stmt.text(8);
+        for (std::size_t k = 0; k < g.status_counts.size(); ++k) {
+            g.status_counts[k] = stmt.u64(9 + static_cast<int>(k));
+        }
+        out.push_back(std::move(g));
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "grouping failed", stmt.error());
+    return out;
 }
 
 common::Result<std::uint64_t> SqliteStore::count() {

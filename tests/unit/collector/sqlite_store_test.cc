@@ -83,7 +83,7 @@ TEST(SqliteStore, UpgradesAVersion1FileKeepingItsAlerts) {
     Poco::Int64 first_applied = 0;
     raw << "SELECT version FROM schema_version ORDER BY version", into(versions), now;
     raw << "SELECT applied_ns FROM schema_version WHERE version = 1", into(first_applied), now;
-    EXPECT_EQ(versions, (std::vector<int>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(versions, (std::vector<int>{1, 2, 3, 4, 5, 7}));  // 6 is another branch's
     EXPECT_EQ(first_applied, 1);  // version 1 was not applied again
 }
 

@@ -34,6 +34,9 @@ struct AlertQuery {
     std::optional<std::string> status;     // triage status; "new" includes never triaged
     std::optional<std::string> assignee;   // exact account name
     std::size_t limit = 100;               // 1..kMaxQueryLimit
+
+    // Defaulted, so that a filter added later takes part: rollup_answers() relies on it.
+    bool operator==(const AlertQuery&) const = default;
 };
 
 // The triage workflow of docs/collector.md: every alert starts "new".
@@ -128,6 +131,86 @@ common::Result<void> check_user_name(const std::string& name);
 // severity outside 1..4. Backends call it before building their SQL.
 common::Result<void> check_query(const AlertQuery& q);
 
+// Aggregation and grouping (docs/collector.md, "Aggregation and groups").
+inline constexpr std::int64_t kHourNs = 3'600'000'000'000;
+// The most buckets or groups one aggregation or grouping returns.
+inline constexpr std::size_t kMaxAggregateLimit = 10000;
+
+enum class AggregateBy { kRule, kAgent, kSeverity, kHour };
+std::string_view to_string(AggregateBy by);
+std::optional<AggregateBy> parse_aggregate_by(std::string_view text);
+
+struct AggregateQuery {
+    AlertQuery filter;  // which alerts count; its limit plays no part
+    AggregateBy by = AggregateBy::kHour;
+    // The most buckets: keys by count descending, or the newest hours (returned ascending).
+    std::size_t limit = 100;  // 1..kMaxAggregateLimit
+    // False forces counting over the alerts table; the tests compare both ways.
+    bool use_rollup = true;
+};
+
+struct AggregateBucket {
+    std::string key;           // the rule, agent id or severity ("1".."4"); empty by hour
+    std::int64_t hour_ns = 0;  // by hour: the hour's first nanosecond, UTC
+    std::uint64_t count = 0;
+    std::array<std::uint64_t, 4> severity_counts{};  // by hour: alerts of severity 1..4
+
+    bool operator==(const AggregateBucket&) const = default;
+};
+
+struct AggregateResult {
+    std::vector<AggregateBucket> buckets;
+    bool truncated = false;    // there were more buckets than the limit
+    bool from_rollup = false;  // answered from the hourly counts rather than the alerts
+
+    bool operator==(const AggregateResult&) const = default;
+};
+
+// The hour that holds TIMESTAMP_NS: floor division, also before 1970.
+std::int64_t hour_start(std::int64_t timestamp_ns);
+
+// Whether the hourly counts answer Q exactly: no filter but since/until on whole hours,
+// severities and agent (and rule, once the list has it). Backends use them only then.
+bool rollup_answers(const AggregateQuery& q);
+
+// kInvalidArgument for a bad aggregation: check_query()'s problems, a limit outside
+// 1..kMaxAggregateLimit.
+common::Result<void> check_aggregate_query(const AggregateQuery& q);
+
+// Related alerts: the same rule, agent and target (the destination address of a network
+// alert, the file path of a file alert) in the same window. Windows are fixed buckets of
+// window_ns counted from the Unix epoch, so a group never changes as alerts arrive elsewhere.
+inline constexpr std::int64_t kMinGroupWindowNs = 60'000'000'000;            // a minute
+inline constexpr std::int64_t kMaxGroupWindowNs = 30 * 24 * kHourNs;         // 30 days
+
+struct GroupQuery {
+    AlertQuery filter;  // which alerts take part; its limit plays no part
+    std::int64_t window_ns = kHourNs;
+    std::size_t limit = 100;  // the most groups, newest activity first; 1..kMaxAggregateLimit
+};
+
+struct AlertGroup {
+    std::string rule;
+    std::string agent_id;
+    std::string target;  // destination address, file path, or empty
+    std::int64_t window_start_ns = 0;
+    std::uint64_t count = 0;
+    std::int64_t first_ns = 0;
+    std::int64_t last_ns = 0;
+    int top_severity = 0;   // the most severe (lowest number) in the group
+    std::string newest_id;  // the id of the newest alert (of those at last_ns, any one)
+    std::array<std::uint64_t, kAlertStatuses.size()> status_counts{};  // kAlertStatuses order
+
+    bool operator==(const AlertGroup&) const = default;
+};
+
+// kInvalidArgument for a bad grouping: check_query()'s problems, a window outside
+// kMinGroupWindowNs..kMaxGroupWindowNs, a limit outside 1..kMaxAggregateLimit.
+common::Result<void> check_group_query(const GroupQuery& q);
+
+// What an alert's target is for grouping: file path for file alerts, else destination address.
+std::string group_target(const common::Alert& alert);
+
 // Implementations are safe to call from several threads at once: the ingest thread inserts
 // while HTTP worker threads query and count.
 class AlertStore {
@@ -159,6 +242,13 @@ public:
     virtual common::Result<std::vector<common::Alert>> query(const AlertQuery& q) = 0;
 
     virtual common::Result<std::uint64_t> count() = 0;
+
+    // Counts of the alerts Q's filter selects, per Q.by. Exact whether answered from the
+    // hourly counts kept beside the alerts or by counting alerts. A backend without it
+    // answers kUnsupported; a bad query is kInvalidArgument.
+    virtual common::Result<AggregateResult> aggregate(const AggregateQuery& q);
+    // Related alerts grouped (see GroupQuery), newest activity (last_ns) first.
+    virtual common::Result<std::vector<AlertGroup>> groups(const GroupQuery& q);
 
     // Rows query() has skipped since the store was opened because they did not decode.
     virtual std::uint64_t undecodable_rows() const = 0;
