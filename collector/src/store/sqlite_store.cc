@@ -23,6 +23,8 @@
 #include <array>
 #include <climits>
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <exception>
 #include <mutex>
 #include <string_view>
@@ -54,7 +56,7 @@ constexpr std::size_t kOpenTimeoutSeconds = 2;
 struct Migration {
     int version;
     std::string_view description;
-    std::array<std::string_view, 8> statements;  // empty entries are skipped
+    std::array<std::string_view, 12> statements;  // empty entries are skipped
 };
 
 // Append only: a released migration is never edited, a change is a new migration.
@@ -201,8 +203,9 @@ constexpr std::array kMigrations = {
               }},
     // The alert list's filters (docs/collector.md, "GET /api/v1/alerts"). Addresses as 16
     // bytes (IPv4 mapped into ::ffff:0:0/96), so that a CIDR block is a range scan of an
-    // index; text columns cannot do that. Free text through a trigram index (FTS5), which
-    // answers substrings of 3 and more characters without reading every row. Both are
+    // index; text columns cannot do that. Free text both as a column (search_text, for a LIKE
+    // walk in time order, quick for common text) and through a trigram index (FTS5, quick
+    // for rare text); query() picks (tests/bench/alert_text measured both). Both are
     // filled for older rows here by functions the store registers on its connection
     // (register_functions), and by insert_group for new ones.
     Migration{6,
@@ -210,9 +213,10 @@ constexpr std::array kMigrations = {
               {
                   "ALTER TABLE alerts ADD COLUMN src_bin BLOB",
                   "ALTER TABLE alerts ADD COLUMN dest_bin BLOB",
+                  "ALTER TABLE alerts ADD COLUMN search_text TEXT",
                   "UPDATE alerts SET src_bin = senningen_ip16(src_ip),"
-                  " dest_bin = senningen_ip16(dest_ip)"
-                  " WHERE src_ip IS NOT NULL OR dest_ip IS NOT NULL",
+                  " dest_bin = senningen_ip16(dest_ip),"
+                  " search_text = senningen_search_text(body, eve)",
                   "CREATE INDEX alerts_src_bin ON alerts (src_bin)",
                   "CREATE INDEX alerts_dest_bin ON alerts (dest_bin)",
                   "CREATE INDEX alerts_rule_ts ON alerts (rule, ts_ns)",
@@ -221,7 +225,7 @@ constexpr std::array kMigrations = {
                   "CREATE VIRTUAL TABLE alerts_text USING fts5(text, content='',"
                   " tokenize='trigram case_sensitive 1')",
                   "INSERT INTO alerts_text (rowid, text)"
-                  " SELECT rowid, senningen_search_text(body, eve) FROM alerts",
+                  " SELECT rowid, search_text FROM alerts WHERE search_text IS NOT NULL",
               }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
@@ -230,8 +234,8 @@ static_assert(kMigrations.back().version == kSqliteSchemaVersion,
 constexpr std::string_view kInsertSql =
     "INSERT OR IGNORE INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
     " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body,"
-    " src_bin, dest_bin)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " src_bin, dest_bin, search_text)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 // The free-text index row of an alert just inserted (migration 6).
 constexpr std::string_view kInsertTextSql = "INSERT INTO alerts_text (rowid, text) VALUES (?, ?)";
 
@@ -449,10 +453,17 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     return false;
 }
 
+// How query() answers a free-text filter: a LIKE on each row's search_text as the rows come
+// in the query's order, or the trigram index's set of matching rows.
+enum class TextPath { kScan, kIndex };
+
 class SqliteStore final : public AlertStore {
 public:
-    SqliteStore(std::string path, Session writer, Session reader)
-        : path_(std::move(path)), writer_(std::move(writer)), reader_(std::move(reader)) {}
+    SqliteStore(std::string path, Session writer, Session reader, SqliteOptions options)
+        : path_(std::move(path)),
+          writer_(std::move(writer)),
+          reader_(std::move(reader)),
+          options_(options) {}
     ~SqliteStore() override {  // before the sessions close
         sqlite3_finalize(insert_stmt_);
         sqlite3_finalize(text_stmt_);
@@ -506,6 +517,11 @@ public:
     common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
 
 private:
+    // The query in one of the ways of answering free text; with a DEADLINE, an
+    // empty optional when it was reached first.
+    common::Result<std::optional<std::vector<common::Alert>>> run_query(
+        const AlertQuery& q, TextPath text_path,
+        std::optional<std::chrono::steady_clock::time_point> deadline);
     common::Result<std::vector<InsertResult>> insert_group(
         const std::vector<const std::vector<common::Alert>*>& batches);
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
@@ -529,6 +545,7 @@ private:
     std::mutex read_mutex_;
     Session reader_;
     std::atomic<std::uint64_t> undecodable_{0};
+    const SqliteOptions options_;
 };
 
 common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert>& alerts) {
@@ -603,7 +620,7 @@ SearchColumns search_columns(const common::Alert& a) {
     return c;
 }
 
-// Binds the 16-byte addresses (parameters 19 and 20 of kInsertSql); C outlives the step.
+// Binds the filter columns (parameters 19 to 21 of kInsertSql); C outlives the step.
 void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
     auto blob = [st](int i, const std::optional<std::array<std::uint8_t, 16>>& v) {
         if (v) {
@@ -614,6 +631,7 @@ void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
     };
     blob(19, c.src);
     blob(20, c.dest);
+    sqlite3_bind_text(st, 21, c.text.data(), static_cast<int>(c.text.size()), SQLITE_STATIC);
 }
 
 }  // namespace
@@ -631,7 +649,7 @@ std::string ascii_upper(std::string text) {
 // through ADD (fixed fragments with "?") and their values, in order, through PUSH. The
 // ORDER BY and LIMIT end the statement, so this comes last.
 template <typename Add, typename Push>
-void append_list_filters(const AlertQuery& q, Add&& add, Push&& push) {
+void append_list_filters(const AlertQuery& q, TextPath text_path, Add&& add, Push&& push) {
     if (q.rule) {
         add("rule = ?");
         push(*q.rule);
@@ -661,7 +679,19 @@ void append_list_filters(const AlertQuery& q, Add&& add, Push&& push) {
         push(q.ip->low);
         push(q.ip->high);
     }
-    if (q.text) {
+    if (q.text && text_path == TextPath::kScan) {
+        // LIKE's own characters escaped; search_text is lower-cased, and so is the pattern.
+        std::string pattern = "%";
+        for (char c : normalize_search(*q.text)) {
+            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+            pattern += c;
+        }
+        pattern += '%';
+        // LIKE is case-insensitive in SQLite; GLOB is not, but has other special characters.
+        // The text is lower-cased on both sides, so case folding changes nothing.
+        add("search_text LIKE ? ESCAPE '\\'");
+        push(std::move(pattern));
+    } else if (q.text) {
         // A phrase of the trigram tokenizer: the text as a substring. Quotes are doubled.
         std::string phrase = "\"";
         for (char c : normalize_search(*q.text)) {
@@ -795,7 +825,40 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
 
 common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
     if (auto ok = check_query(q); !ok) return ok.error();
+    if (!q.text || options_.text_scan_budget.count() <= 0) {
+        auto done = run_query(q, TextPath::kIndex, std::nullopt);
+        if (!done) return done.error();
+        return std::move(*done).value();
+    }
+    // Free text: first the walk in the query's order, for as long as the budget allows; when
+    // the text is rare the walk would read most of the table, and the trigram index answers.
+    const auto deadline = std::chrono::steady_clock::now() + options_.text_scan_budget;
+    auto walked = run_query(q, TextPath::kScan, deadline);
+    if (!walked) return walked.error();
+    if (*walked) return std::move(**walked);
+    auto done = run_query(q, TextPath::kIndex, std::nullopt);
+    if (!done) return done.error();
+    return std::move(*done).value();
+}
 
+namespace {
+
+// sqlite3_progress_handler's callback: a non-zero answer interrupts the statement.
+int past_deadline(void* deadline) {
+    return std::chrono::steady_clock::now() >
+                   *static_cast<const std::chrono::steady_clock::time_point*>(deadline)
+               ? 1
+               : 0;
+}
+
+// How many virtual machine steps pass between two looks at the clock.
+constexpr int kProgressSteps = 10000;
+
+}  // namespace
+
+common::Result<std::optional<std::vector<common::Alert>>> SqliteStore::run_query(
+    const AlertQuery& q, TextPath text_path,
+    std::optional<std::chrono::steady_clock::time_point> deadline) {
     // The SQL is fixed fragments and "?"; the values go to PARAMS, bound in the same order.
     using Value = std::variant<std::int64_t, std::string, std::array<std::uint8_t, 16>>;
     std::vector<Value> params;
@@ -839,7 +902,7 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
                       " AND t.assignee = ?)");
         params.emplace_back(*q.assignee);
     }
-    append_list_filters(q, add_condition, [&](auto v) { params.emplace_back(std::move(v)); });
+    append_list_filters(q, text_path, add_condition, [&](auto v) { params.emplace_back(std::move(v)); });
     sql += order_and_limit(q);
 
     std::vector<common::Alert> alerts;
@@ -858,6 +921,8 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
                               SQLITE_TRANSIENT);
         }
     }
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    if (deadline) sqlite3_progress_handler(db, kProgressSteps, past_deadline, &*deadline);
     int rc = 0;
     while ((rc = stmt.step()) == SQLITE_ROW) {
         // Rows since schema 3 hold the compact record; older ones their EVE JSON.
@@ -870,8 +935,10 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         }
         alerts.push_back(std::move(alert).value());
     }
+    if (deadline) sqlite3_progress_handler(db, 0, nullptr, nullptr);
+    if (deadline && rc == SQLITE_INTERRUPT) return std::optional<std::vector<common::Alert>>();
     if (rc != SQLITE_DONE) return database_error(path_, "query failed", stmt.error());
-    return alerts;
+    return std::optional(std::move(alerts));
 }
 
 common::Result<std::uint64_t> SqliteStore::count() {
@@ -1364,7 +1431,8 @@ common::Result<std::vector<AuditEntry>> SqliteStore::audit_entries(const std::st
 
 }  // namespace
 
-common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path) {
+common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path,
+                                                              const SqliteOptions& options) {
     if (path.empty() || path == ":memory:" || path.starts_with("file::memory:")) {
         return make_error(ErrorCode::kInvalidArgument,
                           "SQLite database path '" + path +
@@ -1389,7 +1457,7 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
         configure_connection(reader);
         reader << "PRAGMA query_only = ON", now;
         return std::unique_ptr<AlertStore>(
-            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader)));
+            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader), options));
     } catch (const Poco::Exception& e) {
         return database_error(path, "cannot open", e.displayText());
     } catch (const std::exception& e) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
@@ -251,6 +252,7 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
                     "DROP INDEX alerts_dest_bin", "DROP INDEX alerts_rule_ts",
                     "ALTER TABLE alerts DROP COLUMN src_bin",
                     "ALTER TABLE alerts DROP COLUMN dest_bin",
+                    "ALTER TABLE alerts DROP COLUMN search_text",
                     "DELETE FROM schema_version WHERE version >= 6"};
         } else {
             undo = {"ALTER TABLE alerts DROP COLUMN src_bin, DROP COLUMN dest_bin,"
@@ -276,6 +278,51 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
     ASSERT_TRUE(store_->insert({fresh}).ok());
     q.text = "powershell";
     EXPECT_EQ(ids(q), ids_of({fresh, a[2]}));
+}
+
+// SQLite answers free text either by walking the rows with LIKE or through the trigram
+// index (SqliteOptions::text_scan_budget picks); both give the same alerts in the same order.
+TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
+    test::TempDir dir;
+    const std::string path = dir.file("alerts.db");
+    std::vector<Alert> alerts;
+    const std::vector<std::string> rules = {"Alpha_Beacon", "beta beacon", "GAMMA 100%_done",
+                                            "delta \"quoted\" rule"};
+    for (int i = 0; i < 40; ++i) {
+        Alert a = make_alert("s", base_ns() + (i % 7) * kMinuteNs, 1 + i % 4);
+        a.rule = rules[static_cast<std::size_t>(i) % rules.size()];
+        if (i % 5 == 0) common::add_match(a, "$m", 1, "Beacon\x01\xfe");
+        alerts.push_back(a);
+    }
+    {
+        auto store = open_sqlite_store(path);
+        ASSERT_TRUE(store.ok()) << store.error().message;
+        ASSERT_TRUE((*store)->insert(alerts).ok());
+    }
+    auto walk = open_sqlite_store(path, SqliteOptions{std::chrono::hours(1)});
+    auto index = open_sqlite_store(path, SqliteOptions{std::chrono::milliseconds(0)});
+    ASSERT_TRUE(walk.ok() && index.ok());
+    for (const char* text : {"beacon", "BEACON", "100%_", "0%_d", "\"quoted\"", "|01 fe|",
+                             "n|01", "alpha_", "nothing here"}) {
+        for (AlertSort sort : {AlertSort::kTimeDesc, AlertSort::kSeverityAsc}) {
+            SCOPED_TRACE(text);
+            AlertQuery q;
+            q.text = text;
+            q.sort = sort;
+            q.limit = 7;
+            auto by_walk = (*walk)->query(q);
+            auto by_index = (*index)->query(q);
+            ASSERT_TRUE(by_walk.ok() && by_index.ok());
+            EXPECT_EQ(ids_of(*by_walk), ids_of(*by_index));
+            std::size_t expected = 0;
+            for (const Alert& a : alerts) {
+                if (alert_search_text(a).find(normalize_search(text)) != std::string::npos) {
+                    ++expected;
+                }
+            }
+            EXPECT_EQ(by_walk->size(), std::min<std::size_t>(expected, 7));
+        }
+    }
 }
 
 TEST(AddressRange, ParsesAddressesAndBlocks) {

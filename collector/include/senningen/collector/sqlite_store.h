@@ -2,6 +2,7 @@
 // versioned (table schema_version) and migrated forward when the file is opened.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,15 @@ inline constexpr int kSqliteSchemaVersion = 6;
 // the migrations it lacks. Errors: a path that cannot be opened => kDatabase naming the path
 // and SQLite's message; ":memory:" or an empty path => kInvalidArgument (WAL and the separate
 // reader connection need a real file).
-common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path);
+struct SqliteOptions {
+    // How long the free-text filter first walks the alerts in the query's order, testing each
+    // row's text with LIKE (quick when the text is common: the page fills after a few rows),
+    // before it gives up and asks the trigram index for every match instead (quick when the
+    // text is rare). Zero: the trigram index at once. Either way the answer is the same.
+    std::chrono::milliseconds text_scan_budget{25};
+};
+
+common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path,
+                                                              const SqliteOptions& options = {});
 
 }  // namespace senningen::collector
