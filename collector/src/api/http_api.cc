@@ -597,7 +597,9 @@ bool stream_export(ApiContext& context, AlertQuery query, std::vector<common::Al
         }
         out.flush();
         if (!out) return false;
-        if (page.size() < query.limit) return true;
+        // Only an empty page ends the export: a short one may only be short because a damaged
+        // row was skipped (AlertStore::query), with more alerts behind it.
+        if (page.empty()) return true;
         const common::Alert& last = page.back();
         query.after = AlertPosition{last.timestamp_ns, last.severity, last.id};
         auto next = context.store.query(query);
