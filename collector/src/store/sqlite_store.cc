@@ -453,6 +453,9 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     return false;
 }
 
+// The longest time slice query() gives the free-text walk before the index may finish.
+constexpr std::chrono::milliseconds kMaxTextSlice{1000};
+
 // How query() answers a free-text filter: a LIKE on each row's search_text as the rows come
 // in the query's order, or the trigram index's set of matching rows.
 enum class TextPath { kScan, kIndex };
@@ -830,15 +833,23 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         if (!done) return done.error();
         return std::move(*done).value();
     }
-    // Free text: first the walk in the query's order, for as long as the budget allows; when
-    // the text is rare the walk would read most of the table, and the trigram index answers.
-    const auto deadline = std::chrono::steady_clock::now() + options_.text_scan_budget;
-    auto walked = run_query(q, TextPath::kScan, deadline);
-    if (!walked) return walked.error();
-    if (*walked) return std::move(**walked);
-    auto done = run_query(q, TextPath::kIndex, std::nullopt);
-    if (!done) return done.error();
-    return std::move(*done).value();
+    // Free text: the walk in the query's order is quick when the text is common (the page
+    // fills after a few rows), the trigram index when it is rare; which one is not known
+    // beforehand. So each gets a slice of time in turn, the slices doubling, until one
+    // finishes: never much more than four times what the better one alone needs.
+    auto slice = options_.text_scan_budget;
+    for (;;) {
+        for (TextPath path : {TextPath::kScan, TextPath::kIndex}) {
+            // Past a second the index is left to finish: it reads only the matching rows.
+            const bool last = path == TextPath::kIndex && slice >= kMaxTextSlice;
+            auto done = run_query(q, path,
+                                  last ? std::nullopt
+                                       : std::optional(std::chrono::steady_clock::now() + slice));
+            if (!done) return done.error();
+            if (*done) return std::move(**done);
+        }
+        slice *= 2;
+    }
 }
 
 namespace {

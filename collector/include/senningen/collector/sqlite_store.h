@@ -20,11 +20,12 @@ inline constexpr int kSqliteSchemaVersion = 6;
 // and SQLite's message; ":memory:" or an empty path => kInvalidArgument (WAL and the separate
 // reader connection need a real file).
 struct SqliteOptions {
-    // How long the free-text filter first walks the alerts in the query's order, testing each
+    // A free-text filter is answered by walking the alerts in the query's order, testing each
     // row's text with LIKE (quick when the text is common: the page fills after a few rows),
-    // before it gives up and asks the trigram index for every match instead (quick when the
-    // text is rare). Zero: the trigram index at once. Either way the answer is the same.
-    std::chrono::milliseconds text_scan_budget{25};
+    // or by the trigram index's matches (quick when the text is rare). Each gets this long
+    // in turn, then twice as long, and so on, until one finishes. Zero: the trigram index
+    // at once. Either way the answer is the same.
+    std::chrono::milliseconds text_scan_budget{5};
 };
 
 common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path,
