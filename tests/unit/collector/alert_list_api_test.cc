@@ -8,11 +8,14 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <sstream>
 #include <string>
@@ -430,6 +433,66 @@ TEST_P(AlertListApiTest, ExportRefusesBadParametersAndNeedsAnAccount) {
     // Every role that reads alerts may export: here a rule author.
     const std::string author = test::add_token_account(*store_, "writer", Role::kRuleAuthor);
     EXPECT_EQ(get("/api/v1/alerts/export?format=csv", author).status, 200);
+}
+
+// A store whose query() answers from a real one the first time and fails afterwards: an
+// export that loses its store after the first page.
+class FailsAfterFirstQuery final : public AlertStore {
+public:
+    explicit FailsAfterFirstQuery(AlertStore& real) : real_(real) {}
+    common::Result<InsertResult> insert(const std::vector<Alert>& alerts) override {
+        return real_.insert(alerts);
+    }
+    common::Result<std::vector<Alert>> query(const AlertQuery& q) override {
+        if (queries_++ == 0) return real_.query(q);
+        return common::make_error(common::ErrorCode::kDatabase, "the disk went away");
+    }
+    common::Result<std::uint64_t> count() override { return real_.count(); }
+    std::uint64_t undecodable_rows() const override { return 0; }
+    std::string backend_name() const override { return "failing"; }
+    common::Result<std::optional<UserAccount>> token_user(const std::string& /*digest*/,
+                                                          std::int64_t /*now_ns*/) override {
+        return std::optional<UserAccount>(UserAccount{"tester", Role::kAnalyst, "", 0, false});
+    }
+
+private:
+    AlertStore& real_;
+    std::atomic<int> queries_{0};
+};
+
+// Over a raw socket, to see the chunked framing: the first page arrives, the final empty
+// chunk never does, and the connection is closed.
+TEST(AlertExportFailure, CutsTheConnectionInsteadOfEndingTheChunks) {
+    common::set_log_level(common::LogLevel::kOff);
+    test::TempDir dir;
+    auto real = open_sqlite_store(dir.file("alerts.db"));
+    ASSERT_TRUE(real.ok()) << real.error().message;
+    std::vector<Alert> alerts;
+    for (std::size_t i = 0; i < kMaxQueryLimit + 1; ++i) {
+        alerts.push_back(make_alert("s", base_ns() + static_cast<std::int64_t>(i), 2));
+    }
+    ASSERT_TRUE((*real)->insert(alerts).ok());
+    FailsAfterFirstQuery store(**real);
+    ApiServer server(store, ApiOptions{});
+    auto port = server.start();
+    ASSERT_TRUE(port.ok()) << port.error().message;
+
+    Poco::Net::StreamSocket socket(Poco::Net::SocketAddress("127.0.0.1", *port));
+    socket.setReceiveTimeout(Poco::Timespan(20, 0));
+    const std::string request =
+        "GET /api/v1/alerts/export?format=eve HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer snt_any\r\nConnection: close\r\n\r\n";
+    socket.sendBytes(request.data(), static_cast<int>(request.size()));
+    std::string received;
+    char buffer[65536];
+    for (int n = 0; (n = socket.receiveBytes(buffer, sizeof buffer)) > 0;) {
+        received.append(buffer, static_cast<std::size_t>(n));
+    }
+    EXPECT_TRUE(received.starts_with("HTTP/1.1 200")) << received.substr(0, 200);
+    EXPECT_NE(received.find("Transfer-Encoding: chunked"), std::string::npos);
+    EXPECT_NE(received.find(alerts.back().id), std::string::npos);  // the newest, on page one
+    EXPECT_FALSE(received.ends_with("\r\n0\r\n\r\n")) << received.substr(received.size() - 40);
+    server.stop();
 }
 
 }  // namespace
