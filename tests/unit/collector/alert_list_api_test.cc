@@ -268,7 +268,9 @@ TEST_P(AlertListApiTest, CursorWalksEveryAlertOnceAcrossEqualTimestamps) {
             for (const std::string& id : listed_ids(r)) walked.push_back(id);
             if (r.json()->isNull("next_cursor")) break;
             // The page size may change between pages; the filters may not.
-            p = {{"limit", page == 0 ? "2" : "3"}, {"severity", "1,2,3,4"}, {"sort", sort},
+            p = {{"limit", page == 0 ? "2" : "3"},
+                 {"severity", "1,2,3,4"},
+                 {"sort", sort},
                  {"cursor", r.json()->getValue<std::string>("next_cursor")}};
         }
         EXPECT_EQ(walked, expected);
@@ -297,11 +299,10 @@ TEST_P(AlertListApiTest, TamperedOrMovedCursorIsA400) {
     }
     // The same cursor with other filters or another sort.
     EXPECT_EQ(list({{"limit", "2"}, {"cursor", cursor}}).status, 400);
-    EXPECT_EQ(list({{"limit", "2"}, {"agent", "s"}, {"sort", "timestamp"}, {"cursor", cursor}})
-                  .status,
-              400);
-    EXPECT_EQ(list({{"limit", "2"}, {"agent", "s"}, {"severity", "2"}, {"cursor", cursor}})
-                  .status,
+    EXPECT_EQ(
+        list({{"limit", "2"}, {"agent", "s"}, {"sort", "timestamp"}, {"cursor", cursor}}).status,
+        400);
+    EXPECT_EQ(list({{"limit", "2"}, {"agent", "s"}, {"severity", "2"}, {"cursor", cursor}}).status,
               400);
 }
 
@@ -372,7 +373,8 @@ TEST_P(AlertListApiTest, CsvExportQuotesAndDefusesFormulas) {
     common::add_match(a, "$b", 9, std::string("\x00\xff", 2));
     Alert b = make_alert("plain", base_ns() - 1, 4);
     insert({a, b});
-    ASSERT_TRUE(store_->update_triage({b.id}, TriageChange{"escalated", "tester"}, "tester", 1).ok());
+    ASSERT_TRUE(
+        store_->update_triage({b.id}, TriageChange{"escalated", "tester"}, "tester", 1).ok());
 
     Response r = exported({{"format", "csv"}});
     ASSERT_EQ(r.status, 200) << r.body;

@@ -54,20 +54,20 @@ protected:
     // a0 .. a5, a minute apart, a0 oldest:
     //   a0 10.0.0.5 -> 10.0.1.20 TCP policy  "SENNINGEN TEST modbus write to coil"
     //   a1 192.168.7.9 -> 10.0.1.20 UDP intel "Intel hit on a bad domain"
-    //   a2 2001:db8::1 -> 2001:db8:0:1::2 TCP yara "ET MALWARE Evil-Download", match "PowerShell -enc"
-    //   a3 ::ffff:10.0.0.7 (written as IPv6) -> 172.16.0.1 ICMP policy
-    //   a4 a file alert (no addresses), yara "Webshell_PHP", match "eval(base64_decode("
-    //   a5 fe80::1 -> ff02::1 udp (lower case) policy
+    //   a2 2001:db8::1 -> 2001:db8:0:1::2 TCP yara "ET MALWARE Evil-Download", match "PowerShell
+    //   -enc" a3 ::ffff:10.0.0.7 (written as IPv6) -> 172.16.0.1 ICMP policy a4 a file alert (no
+    //   addresses), yara "Webshell_PHP", match "eval(base64_decode(" a5 fe80::1 -> ff02::1 udp
+    //   (lower case) policy
     std::vector<Alert> seed() {
         std::vector<Alert> a;
         a.push_back(with_addresses(make_alert("s1", base_ns(), 2), "10.0.0.5", "10.0.1.20"));
-        Alert intel = with_addresses(make_alert("s1", base_ns() + kMinuteNs, 3), "192.168.7.9",
-                                     "10.0.1.20");
+        Alert intel =
+            with_addresses(make_alert("s1", base_ns() + kMinuteNs, 3), "192.168.7.9", "10.0.1.20");
         intel.source = common::RuleSource::kIntel;
         intel.rule = "Intel hit on a bad domain";
         intel.network->proto = "UDP";
-        intel.intel = common::IntelContext{"bad.example", "Intel::DOMAIN", "DNS::IN_REQUEST",
-                                           {"feed-a"}};
+        intel.intel =
+            common::IntelContext{"bad.example", "Intel::DOMAIN", "DNS::IN_REQUEST", {"feed-a"}};
         a.push_back(intel);
         Alert yara = with_addresses(make_alert("s2", base_ns() + 2 * kMinuteNs, 1), "2001:db8::1",
                                     "2001:db8:0:1::2");
@@ -178,8 +178,8 @@ TEST_P(AlertListStoreTest, FreeTextFindsSignaturesAndMatchedStringsInAnyCase) {
     };
     EXPECT_EQ(search("evil-down"), ids_of({a[2]}));
     EXPECT_EQ(search("EVIL-DOWN"), ids_of({a[2]}));
-    EXPECT_EQ(search("powershell -ENC"), ids_of({a[2]}));    // a matched string
-    EXPECT_EQ(search("base64_decode("), ids_of({a[4]}));     // LIKE's "_" is just a character
+    EXPECT_EQ(search("powershell -ENC"), ids_of({a[2]}));  // a matched string
+    EXPECT_EQ(search("base64_decode("), ids_of({a[4]}));   // LIKE's "_" is just a character
     EXPECT_EQ(search("test modbus"), ids_of({a[5], a[3], a[0]}));
     EXPECT_TRUE(search("evil download").empty());
     EXPECT_TRUE(search("%%%").empty());
@@ -248,17 +248,20 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
         Poco::Data::Session raw = backend_->raw();
         std::vector<std::string> undo;
         if (backend_->name() == "sqlite") {
-            undo = {"DROP TABLE alerts_text", "DROP INDEX alerts_src_bin",
-                    "DROP INDEX alerts_dest_bin", "DROP INDEX alerts_rule_ts",
+            undo = {"DROP TABLE alerts_text",
+                    "DROP INDEX alerts_src_bin",
+                    "DROP INDEX alerts_dest_bin",
+                    "DROP INDEX alerts_rule_ts",
                     "ALTER TABLE alerts DROP COLUMN src_bin",
                     "ALTER TABLE alerts DROP COLUMN dest_bin",
                     "ALTER TABLE alerts DROP COLUMN search_text",
                     "DELETE FROM schema_version WHERE version >= 6"};
         } else {
-            undo = {"ALTER TABLE alerts DROP COLUMN src_bin, DROP COLUMN dest_bin,"
-                    " DROP COLUMN search_text",
-                    "DROP INDEX IF EXISTS alerts_rule_ts",
-                    "DELETE FROM schema_version WHERE version >= 5"};
+            undo = {
+                "ALTER TABLE alerts DROP COLUMN src_bin, DROP COLUMN dest_bin,"
+                " DROP COLUMN search_text",
+                "DROP INDEX IF EXISTS alerts_rule_ts",
+                "DELETE FROM schema_version WHERE version >= 5"};
         }
         for (const std::string& sql : undo) raw << sql, now;
     }
@@ -272,8 +275,8 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
     q.text = "BASE64";
     EXPECT_EQ(ids(q), ids_of({a[4]}));
     // And new alerts are indexed as they come.
-    Alert fresh = with_addresses(make_alert("s9", base_ns() + 9 * kMinuteNs, 1), "10.9.9.9",
-                                 "10.0.1.20");
+    Alert fresh =
+        with_addresses(make_alert("s9", base_ns() + 9 * kMinuteNs, 1), "10.9.9.9", "10.0.1.20");
     fresh.rule = "Fresh PowerShell rule";
     ASSERT_TRUE(store_->insert({fresh}).ok());
     q.text = "powershell";
@@ -302,8 +305,8 @@ TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
     auto walk = open_sqlite_store(path, SqliteOptions{std::chrono::hours(1)});
     auto index = open_sqlite_store(path, SqliteOptions{std::chrono::milliseconds(0)});
     ASSERT_TRUE(walk.ok() && index.ok());
-    for (const char* text : {"beacon", "BEACON", "100%_", "0%_d", "\"quoted\"", "|01 fe|",
-                             "n|01", "alpha_", "nothing here"}) {
+    for (const char* text : {"beacon", "BEACON", "100%_", "0%_d", "\"quoted\"", "|01 fe|", "n|01",
+                             "alpha_", "nothing here"}) {
         for (AlertSort sort : {AlertSort::kTimeDesc, AlertSort::kSeverityAsc}) {
             SCOPED_TRACE(text);
             AlertQuery q;
@@ -328,10 +331,10 @@ TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
 TEST(AddressRange, ParsesAddressesAndBlocks) {
     auto r = parse_address_range("10.0.0.0/8");
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(r->low, (std::array<std::uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10,
-                                                     0, 0, 0}));
+    EXPECT_EQ(r->low, (std::array<std::uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0,
+                                                    0, 0}));
     EXPECT_EQ(r->high, (std::array<std::uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10,
-                                                      255, 255, 255}));
+                                                     255, 255, 255}));
     EXPECT_EQ(parse_address_range("10.0.0.0/8").value(),
               parse_address_range("::ffff:10.0.0.0/104").value());
     EXPECT_EQ(parse_address_range("10.1.2.3").value().low,
@@ -344,10 +347,9 @@ TEST(AddressRange, ParsesAddressesAndBlocks) {
     EXPECT_EQ(all->high, ones);
     EXPECT_TRUE(parse_address_range("2001:db8::1/128").ok());
     EXPECT_TRUE(parse_address_range("0.0.0.0/0").ok());
-    for (const char* bad : {"", "10.0.0", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/+8",
-                            "10.0.0.0/", "10.0.0.5/8", "2001:db8::/129", "2001:db8::1/64",
-                            "::ffff:10.0.0.1/96", "host.example", "10.0.0.0/8/8",
-                            "10.0.0.0 /8", "1.2.3.4/08x"}) {
+    for (const char* bad : {"", "10.0.0", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/+8", "10.0.0.0/",
+                            "10.0.0.5/8", "2001:db8::/129", "2001:db8::1/64", "::ffff:10.0.0.1/96",
+                            "host.example", "10.0.0.0/8/8", "10.0.0.0 /8", "1.2.3.4/08x"}) {
         SCOPED_TRACE(bad);
         auto parsed = parse_address_range(bad);
         ASSERT_FALSE(parsed.ok());
