@@ -14,6 +14,7 @@ const state = {
   view: "alerts",
   user: null,        // {user, role, permissions} once logged in
   triage: {},        // alert id -> {status, assignee}, beside the alerts
+  nextCursor: null,  // the list's next_cursor: more alerts behind the last one shown
 };
 
 const STATUSES = ["new", "in_progress", "escalated", "false_positive", "resolved"];
@@ -91,12 +92,62 @@ function alertQuery() {
   if (form.elements.status.value) params.set("status", form.elements.status.value);
   const assignee = form.elements.assignee.value.trim();
   if (assignee) params.set("assignee", assignee);
+  listFilters(form, params);
   const since = toRfc3339(form.elements.since.value);
   if (since) params.set("since", since);
   const until = toRfc3339(form.elements.until.value);
   if (until) params.set("until", until);
   params.set("limit", form.elements.limit.value);
   return params;
+}
+
+// --- list filters, more pages, exports ----------------------------------------------------
+
+// The rule, address/CIDR and free-text filters of GET /api/v1/alerts.
+function listFilters(form, params) {
+  for (const name of ["rule", "ip", "q"]) {
+    const value = form.elements[name].value.trim();
+    if (value) params.set(name, value);
+  }
+}
+
+// The export links carry the filters shown (not the page size: an export has every match).
+function updateExports() {
+  const params = alertQuery();
+  params.delete("limit");
+  for (const format of ["eve", "csv"]) {
+    params.set("format", format);
+    document.getElementById(`export-${format}`).href = `${API}/alerts/export?${params}`;
+  }
+}
+
+function showMore(cursor) {
+  state.nextCursor = cursor || null;
+  document.getElementById("load-more").hidden = !state.nextCursor;
+}
+
+// The next page behind the last alert shown. Live updates would replace the extended queue
+// with the newest page again, so they pause while older alerts are shown.
+async function loadMore() {
+  if (!state.nextCursor) return;
+  const live = document.getElementById("live");
+  if (live.checked) {
+    live.checked = false;
+    schedule();
+  }
+  try {
+    const params = alertQuery();
+    params.set("cursor", state.nextCursor);
+    const body = await getJson(`/alerts?${params}`);
+    state.alerts = state.alerts.concat(body.alerts);
+    Object.assign(state.triage, body.triage || {});
+    renderAlerts();
+    showMore(body.next_cursor);
+    const n = state.alerts.length;
+    setStatus("alerts-status", `${n} alert${n === 1 ? "" : "s"} shown${state.nextCursor ? ", more to load" : ", all of them"}; live updates paused.`);
+  } catch (e) {
+    setStatus("alerts-status", `More alerts could not be loaded: ${e.message}`, true);
+  }
 }
 
 // --- alerts --------------------------------------------------------------------------------
@@ -142,6 +193,8 @@ async function loadAlerts() {
     state.triage = body.triage || {};
     state.selected = selectedId ? state.alerts.findIndex((a) => a.alert.id === selectedId) : -1;
     renderAlerts();
+    showMore(body.next_cursor);
+    updateExports();
     const n = state.alerts.length;
     setStatus("alerts-status", n === 0 ? "No alerts match." : `${n} alert${n === 1 ? "" : "s"}, newest first.`);
     if (state.selected < 0) closeDetail();
@@ -629,6 +682,7 @@ function start() {
   form.addEventListener("submit", (e) => { e.preventDefault(); loadAlerts(); });
   form.addEventListener("reset", () => setTimeout(loadAlerts, 0));
   document.getElementById("live").addEventListener("change", schedule);
+  document.getElementById("load-more").addEventListener("click", loadMore);
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", showView);
   document.getElementById("login-form").addEventListener("submit", login);

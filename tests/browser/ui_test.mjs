@@ -198,6 +198,29 @@ async function main() {
     await page.click("#filters button[type=reset]");
     await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, expected.count);
 
+    // Free text: a piece of a signature, in upper case, finds the alerts whose signature or
+    // matched strings hold it in any case; the export links carry the filter, and the CSV
+    // export (with the page's session) has the same alerts.
+    const textAlert = expected.alerts.find((a) => a.alert.source === "yara") || expected.alerts[0];
+    const fragment = textAlert.alert.signature.slice(-8).trim().toUpperCase();
+    assert.ok(fragment.length >= 3, `a free-text fragment of 3 or more characters: '${fragment}'`);
+    const holds = (a) => [a.alert.signature, ...(a.matches || []).map((m) => m.data)]
+      .some((t) => t.toLowerCase().includes(fragment.toLowerCase()));
+    const wantText = expected.alerts.filter(holds).length;
+    assert.ok(wantText >= 1 && wantText < expected.count, `'${fragment}' selects some alerts: ${wantText}`);
+    await page.fill("#filter-q", fragment);
+    await page.click("#filters button[type=submit]");
+    await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, wantText);
+    const shownIds = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+    assert.deepEqual(shownIds, expected.alerts.filter(holds).map((a) => a.alert.id));
+    const csvHref = await page.locator("#export-csv").getAttribute("href");
+    assert.equal(new URL(csvHref, collector.http).searchParams.get("q"), fragment);
+    const csv = await page.evaluate(async (href) => (await fetch(href)).text(), csvHref);
+    assert.equal(csv.trim().split("\r\n").length, wantText + 1, "the CSV export: a header and the same alerts");
+    await page.screenshot({ path: path.join(SHOTS, "filtered-text.png"), fullPage: true });
+    await page.click("#filters button[type=reset]");
+    await page.waitForFunction((n) => document.querySelectorAll("#alerts tbody tr").length === n, expected.count);
+
     // Open the YARA alert: the detail shows its file context and matched strings.
     const yaraIndex = expected.alerts.findIndex((a) => a.alert.source === "yara" && a.matches && a.matches.length);
     assert.ok(yaraIndex >= 0, "the demo has a YARA alert with matched strings");
@@ -277,7 +300,7 @@ async function main() {
     const unexpected = errors.filter((e) => !/status of 40[01]/.test(e));
     assert.deepEqual(unexpected, [], "no script errors in the page");
     assert.equal(errors.filter((e) => /status of 400/.test(e)).length, 1, "exactly one refused filter");
-    console.log(`ok: login, ${expected.count} alerts shown, hourly chart counts, grouped view, filter, detail, keys, triage with audit trail, agents and logout checked; screenshots in ${SHOTS}`);
+    console.log(`ok: login, ${expected.count} alerts shown, hourly chart counts, grouped view, filter, free text and export, detail, keys, triage with audit trail, agents and logout checked; screenshots in ${SHOTS}`);
   } finally {
     await browser.close();
   }

@@ -15,12 +15,16 @@
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <array>
 #include <initializer_list>
@@ -29,6 +33,8 @@
 #include <cstdint>
 #include <chrono>
 #include <exception>
+#include <functional>
+#include <map>
 #include <istream>
 #include <mutex>
 #include <optional>
@@ -43,6 +49,7 @@
 #include "senningen/collector/static_files.h"
 #include "senningen/common/json_codec.h"
 #include "senningen/common/log.h"
+#include "senningen/common/openssl_util.h"
 
 namespace senningen::collector {
 
@@ -92,6 +99,10 @@ struct Reply {
     std::string body;
     std::string allow;  // for 405 only
     std::vector<std::pair<std::string, std::string>> headers = {};  // Set-Cookie, Retry-After
+    // Set for a streamed body (exports): called once the headers are out, with the chunked
+    // body stream; false when it could not finish, and the connection is then cut so that the
+    // client sees a truncated transfer rather than a complete-looking short one.
+    std::function<bool(std::ostream&)> stream = {};
 };
 
 std::string stringify(const Poco::JSON::Object& object) {
@@ -167,6 +178,133 @@ common::Result<std::vector<int>> parse_severities(std::string_view value) {
     return out;
 }
 
+// --- the alert list's filters, sort and cursor, and the export ---------------------------
+
+constexpr std::string_view kAlertParameterNames =
+    "since, until, severity, agent, status, assignee, rule, source, proto, src, dest, ip, q, "
+    "sort, limit, cursor";
+constexpr std::size_t kMaxRuleLength = 1024;
+constexpr std::size_t kMaxProtoLength = 32;
+
+// rule (exact signature), source (yara, intel, policy), proto (e.g. TCP).
+common::Result<void> parse_list_text_filter(const std::string& name, const std::string& value,
+                                            AlertQuery& query) {
+    if (name == "source") {
+        if (!common::parse_rule_source(value)) {
+            return bad_parameter(name, value, "is not one of yara, intel, policy");
+        }
+        query.source = value;
+        return {};
+    }
+    const std::size_t max = name == "rule" ? kMaxRuleLength : kMaxProtoLength;
+    if (value.empty()) return bad_parameter(name, value, "is empty");
+    if (value.size() > max) {
+        return bad_parameter(name, value, "is longer than " + std::to_string(max) + " bytes");
+    }
+    (name == "rule" ? query.rule : query.proto) = value;
+    return {};
+}
+
+common::Result<void> parse_search_text(const std::string& value) {
+    AlertQuery probe;
+    probe.text = value;
+    if (auto ok = check_query(probe); !ok) {
+        return bad_parameter("q", value,
+                             "is not free text of " + std::to_string(kMinSearchLength) + ".." +
+                                 std::to_string(kMaxSearchLength) +
+                                 " bytes without control characters");
+    }
+    return {};
+}
+
+constexpr std::array<std::pair<std::string_view, AlertSort>, 4> kSorts = {{
+    {"-timestamp", AlertSort::kTimeDesc},
+    {"timestamp", AlertSort::kTimeAsc},
+    {"severity", AlertSort::kSeverityAsc},
+    {"-severity", AlertSort::kSeverityDesc},
+}};
+
+common::Result<AlertSort> parse_sort(const std::string& value) {
+    for (const auto& [name, sort] : kSorts) {
+        if (value == name) return sort;
+    }
+    return bad_parameter("sort", value, "is not one of -timestamp, timestamp, severity, -severity");
+}
+
+// What a cursor is bound to: the filters and the sort, i.e. every parameter but the cursor,
+// the page size and the export format, in a canonical order.
+std::string cursor_binding(const Poco::URI::QueryParameters& parameters) {
+    std::vector<std::string> parts;
+    for (const auto& [name, value] : parameters) {
+        if (name == "cursor" || name == "limit" || name == "format") continue;
+        parts.push_back(name + "=" + value);
+    }
+    std::sort(parts.begin(), parts.end());
+    std::string out;
+    for (const std::string& p : parts) out += p + '\n';
+    return out;
+}
+
+// The cursor's MAC: HMAC-SHA256 under the server's key of the position and the binding, cut
+// to 128 bits. A cursor can then neither be forged nor moved to other filters.
+std::string cursor_mac(const std::array<unsigned char, 32>& key, const std::string& position,
+                       const std::string& binding) {
+    const std::string message = position + '\0' + binding;
+    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+    unsigned int length = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(),
+         &length);
+    return common::to_hex(mac.data(), std::min<std::size_t>(length, 16));
+}
+
+// "1.SORT.TIMESTAMP.SEVERITY.ID.MAC": opaque to clients, readable in a log.
+std::string make_cursor(const std::array<unsigned char, 32>& key, const AlertQuery& query,
+                        const common::Alert& last, const std::string& binding) {
+    const std::string position = "1." + std::to_string(static_cast<int>(query.sort)) + "." +
+                                 std::to_string(last.timestamp_ns) + "." +
+                                 std::to_string(last.severity) + "." + last.id;
+    return position + "." + cursor_mac(key, position, binding);
+}
+
+common::Result<AlertPosition> parse_cursor(const std::array<unsigned char, 32>& key,
+                                           const std::string& cursor, AlertSort sort,
+                                           const std::string& binding) {
+    auto refuse = [&](std::string_view why) -> common::Result<AlertPosition> {
+        return bad_parameter("cursor", cursor, why);
+    };
+    const std::size_t mac_dot = cursor.rfind('.');
+    if (cursor.size() > 200 || mac_dot == std::string::npos) {
+        return refuse("is not a cursor of this API");
+    }
+    const std::string position = cursor.substr(0, mac_dot);
+    const std::string mac = cursor.substr(mac_dot + 1);
+    const std::string expected = cursor_mac(key, position, binding);
+    if (mac.size() != expected.size() ||
+        CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
+        return refuse("does not belong to these filters and this sort, or was altered, or "
+                      "comes from before the collector restarted; start again without it");
+    }
+    // Made by this server, so well-formed; checked all the same.
+    std::vector<std::string> parts;
+    std::istringstream in(position);
+    for (std::string part; std::getline(in, part, '.');) parts.push_back(part);
+    AlertPosition out;
+    int sort_number = -1;
+    if (parts.size() != 5 || parts[0] != "1" || !parse_int(parts[1], sort_number) ||
+        sort_number != static_cast<int>(sort) || !parse_int(parts[3], out.severity) ||
+        !common::is_uuid(parts[4])) {
+        return refuse("is not a cursor of this API");
+    }
+    const auto [end, ec] = std::from_chars(parts[2].data(), parts[2].data() + parts[2].size(),
+                                           out.timestamp_ns);
+    if (ec != std::errc() || end != parts[2].data() + parts[2].size()) {
+        return refuse("is not a cursor of this API");
+    }
+    out.id = parts[4];
+    return out;
+}
+
 common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& parameters) {
     AlertQuery query;
     query.limit = kDefaultLimit;
@@ -208,6 +346,25 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
                 return bad_parameter(name, value, "is not an account name");
             }
             query.assignee = value;
+        } else if (name == "rule" || name == "source" || name == "proto") {
+            auto parsed = parse_list_text_filter(name, value, query);
+            if (!parsed) return parsed.error();
+        } else if (name == "src" || name == "dest" || name == "ip") {
+            auto range = parse_address_range(value);
+            if (!range) {
+                return bad_parameter(name, value,
+                                     "is not an IPv4 or IPv6 address or CIDR block (" +
+                                         range.error().message + ")");
+            }
+            (name == "src" ? query.src : name == "dest" ? query.dest : query.ip) = *range;
+        } else if (name == "q") {
+            auto parsed = parse_search_text(value);
+            if (!parsed) return parsed.error();
+            query.text = value;
+        } else if (name == "sort") {
+            auto sort = parse_sort(value);
+            if (!sort) return sort.error();
+            query.sort = *sort;
         } else if (name == "limit") {
             int limit = 0;
             if (!parse_int(value, limit) || limit < 1 ||
@@ -219,8 +376,8 @@ common::Result<AlertQuery> parse_alert_query(const Poco::URI::QueryParameters& p
         } else {
             return make_error(ErrorCode::kInvalidArgument,
                               "parameter " + echo(name) +
-                                  " is not known; the parameters are since, until, severity, "
-                                  "agent, status, assignee, limit");
+                                  " is not known; the parameters are " +
+                                  std::string(kAlertParameterNames));
         }
     }
     if (query.since_ns && query.until_ns && *query.until_ns < *query.since_ns) {
@@ -244,6 +401,8 @@ struct ApiContext {
     // as long as a wrong password; made on first use (it costs one full KDF run).
     std::once_flag dummy_once;
     std::string dummy_hash;
+    // Signs list cursors (cursor_mac); random per start, so a restart ends old cursors.
+    std::array<unsigned char, 32> cursor_key{};
 };
 
 Reply health(ApiContext& context) {
@@ -282,8 +441,34 @@ Poco::JSON::Object::Ptr triage_json(const AlertTriage& t) {
     return o;
 }
 
+// The list's query: the filters of parse_alert_query and a cursor, checked against them.
+common::Result<AlertQuery> parse_list_query(const ApiContext& context,
+                                            const Poco::URI::QueryParameters& parameters) {
+    Poco::URI::QueryParameters filters;
+    std::optional<std::string> cursor;
+    for (const auto& [name, value] : parameters) {
+        if (name != "cursor") {
+            filters.emplace_back(name, value);
+        } else if (cursor) {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "parameter 'cursor' is given more than once");
+        } else {
+            cursor = value;
+        }
+    }
+    auto query = parse_alert_query(filters);
+    if (!query) return query.error();
+    if (cursor) {
+        auto after = parse_cursor(context.cursor_key, *cursor, query->sort,
+                                  cursor_binding(parameters));
+        if (!after) return after.error();
+        query->after = std::move(after).value();
+    }
+    return query;
+}
+
 Reply alerts(ApiContext& context, const Poco::URI& uri) {
-    auto query = parse_alert_query(uri.getQueryParameters());
+    auto query = parse_list_query(context, uri.getQueryParameters());
     if (!query) return problem(HTTPResponse::HTTP_BAD_REQUEST, query.error().message);
     auto found = context.store.query(*query);
     if (!found) {
@@ -306,6 +491,13 @@ Reply alerts(ApiContext& context, const Poco::URI& uri) {
     object.set("alerts", list);
     object.set("count", static_cast<Poco::UInt64>(found->size()));
     object.set("triage", states);
+    // A full page may have a next one: the cursor continues behind its last alert.
+    if (!found->empty() && found->size() == query->limit) {
+        object.set("next_cursor", make_cursor(context.cursor_key, *query, found->back(),
+                                              cursor_binding(uri.getQueryParameters())));
+    } else {
+        object.set("next_cursor", Poco::Dynamic::Var());
+    }
     return json_reply(HTTPResponse::HTTP_OK, object);
 }
 
@@ -475,6 +667,164 @@ Reply alert_groups(ApiContext& context, const Poco::URI& uri) {
     object.set("groups", list);
     object.set("count", static_cast<Poco::UInt64>(found->size()));
     return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
+// --- exports ---------------------------------------------------------------------------
+
+// The CSV export's columns (docs/collector.md, "GET /api/v1/alerts/export").
+constexpr std::string_view kCsvHeader =
+    "timestamp,id,agent,severity,signature,category,source,kind,pack,src_ip,src_port,dest_ip,"
+    "dest_port,proto,app_proto,flow_id,file_path,file_sha256,intel_indicator,intel_type,"
+    "matches,status,assignee\r\n";
+
+// One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break, quotes
+// doubled. A cell a spreadsheet would take for a formula (starting with = + - @, a tab or a
+// carriage return) gets a leading apostrophe, so that opening an export runs nothing.
+void append_csv_cell(std::string& out, std::string_view text) {
+    std::string cell;
+    if (!text.empty() && std::string_view("=+-@\t\r").find(text.front()) != std::string_view::npos) {
+        cell = "'";
+    }
+    cell += text;
+    if (cell.find_first_of(",\"\r\n") == std::string::npos) {
+        out += cell;
+        return;
+    }
+    out += '"';
+    for (char c : cell) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    out += '"';
+}
+
+std::string csv_row(const common::Alert& a, const AlertTriage& triage) {
+    std::vector<std::string> cells = {common::format_timestamp(a.timestamp_ns),
+                                      a.id,
+                                      a.agent_id,
+                                      std::to_string(a.severity),
+                                      a.rule,
+                                      a.category,
+                                      std::string(common::to_string(a.source)),
+                                      std::string(common::to_string(a.kind)),
+                                      a.pack_version};
+    if (a.network) {
+        const common::NetworkContext& n = *a.network;
+        cells.insert(cells.end(), {n.src_ip, std::to_string(n.src_port), n.dest_ip,
+                                   std::to_string(n.dest_port), n.proto, n.app_proto,
+                                   std::to_string(n.flow_id)});
+    } else {
+        cells.insert(cells.end(), 7, std::string());
+    }
+    cells.push_back(a.file ? a.file->path : "");
+    cells.push_back(a.file ? a.file->sha256 : "");
+    cells.push_back(a.intel ? a.intel->indicator : "");
+    cells.push_back(a.intel ? a.intel->indicator_type : "");
+    std::string matches;
+    for (const common::StringMatch& m : a.matches) {
+        if (!matches.empty()) matches += '\n';
+        matches += m.identifier + "@" + std::to_string(m.offset) + " " +
+                   common::encode_match_data(m.data);
+    }
+    cells.push_back(std::move(matches));
+    cells.push_back(triage.status);
+    cells.push_back(triage.assignee);
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+        if (i > 0) out += ',';
+        append_csv_cell(out, cells[i]);
+    }
+    out += "\r\n";
+    return out;
+}
+
+// Writes PAGE, then every further page of QUERY behind it, to OUT: one keyset page of at
+// most kMaxQueryLimit alerts in memory at a time, each flushed as a chunk. False when the
+// store failed or the client went away.
+bool stream_export(ApiContext& context, AlertQuery query, std::vector<common::Alert> page,
+                   bool csv, std::ostream& out) {
+    if (csv) out << kCsvHeader;
+    for (;;) {
+        std::map<std::string, AlertTriage> triage;
+        if (csv && !page.empty()) {
+            std::vector<std::string> ids;
+            ids.reserve(page.size());
+            for (const common::Alert& a : page) ids.push_back(a.id);
+            auto states = context.store.triage_of(ids);
+            if (!states) {
+                common::log_error(kComponent, "export: " + states.error().message);
+                return false;
+            }
+            triage = std::move(states).value();
+        }
+        for (const common::Alert& a : page) {
+            if (csv) {
+                const auto t = triage.find(a.id);
+                out << csv_row(a, t == triage.end() ? AlertTriage{} : t->second);
+            } else {
+                out << common::alert_to_json(a) << '\n';
+            }
+        }
+        out.flush();
+        if (!out) return false;
+        // Only an empty page ends the export: a short one may only be short because a damaged
+        // row was skipped (AlertStore::query), with more alerts behind it.
+        if (page.empty()) return true;
+        const common::Alert& last = page.back();
+        query.after = AlertPosition{last.timestamp_ns, last.severity, last.id};
+        auto next = context.store.query(query);
+        if (!next) {
+            common::log_error(kComponent, "export: " + next.error().message);
+            return false;
+        }
+        page = std::move(next).value();
+    }
+}
+
+Reply export_alerts(ApiContext& context, const Poco::URI& uri) {
+    Poco::URI::QueryParameters filters;
+    std::optional<std::string> format;
+    for (const auto& [name, value] : uri.getQueryParameters()) {
+        if (name == "limit" || name == "cursor") {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           "parameter " + echo(name) +
+                               " is not for exports, which always hold every matching alert");
+        }
+        if (name != "format") {
+            filters.emplace_back(name, value);
+        } else if (format) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                           "parameter 'format' is given more than once");
+        } else {
+            format = value;
+        }
+    }
+    if (format && *format != "eve" && *format != "csv") {
+        return problem(HTTPResponse::HTTP_BAD_REQUEST,
+                       "parameter 'format': " + echo(*format) + " is not one of eve, csv");
+    }
+    auto query = parse_alert_query(filters);
+    if (!query) return problem(HTTPResponse::HTTP_BAD_REQUEST, query.error().message);
+    query->limit = kMaxQueryLimit;
+    // The first page before the headers: a store that does not answer is still a clean 503.
+    auto first = context.store.query(*query);
+    if (!first) return store_unavailable("export", first.error());
+    const bool csv = format == "csv";
+    Reply reply{HTTPResponse::HTTP_OK,
+                csv ? "text/csv; charset=utf-8; header=present" : "application/x-ndjson",
+                "",
+                {}};
+    std::string stamp = common::format_timestamp(common::now_ns()).substr(0, 19) + "Z";
+    std::erase(stamp, '-');
+    std::erase(stamp, ':');
+    reply.headers.emplace_back("Content-Disposition",
+                               "attachment; filename=\"senningen-alerts-" + stamp +
+                                   (csv ? ".csv" : ".jsonl") + "\"");
+    reply.stream = [&context, q = *query, page = std::move(first).value(),
+                    csv](std::ostream& out) mutable {
+        return stream_export(context, q, std::move(page), csv, out);
+    };
+    return reply;
 }
 
 Poco::JSON::Object::Ptr agent_json(const AgentStatus& a) {
@@ -993,6 +1343,10 @@ Reply groups_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*
                    const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
     return alert_groups(context, uri);
 }
+Reply export_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                   const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
+    return export_alerts(context, uri);
+}
 Reply bulk_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
                  const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
     return bulk_triage(context, request, *user);
@@ -1052,6 +1406,8 @@ constexpr std::array kRoutes = {
           aggregate_route},
     Route{kGet, "/api/v1/alerts/groups", Access::kPermission, Permission::kReadAlerts,
           groups_route},
+    Route{kGet, "/api/v1/alerts/export", Access::kPermission, Permission::kReadAlerts,
+          export_route},
     Route{kGet, "/api/v1/alerts/{id}", Access::kPermission, Permission::kReadAlerts,
           alert_detail_route},
     Route{kPatch, "/api/v1/alerts/{id}", Access::kPermission, Permission::kTriageAlerts,
@@ -1151,7 +1507,24 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     return chosen->handler(context, request, uri, id, &user);
 }
 
-void send(const Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
+// A streamed body, in chunks. When the stream cannot finish, the connection is shut down
+// before the final empty chunk could be written: the client sees an incomplete transfer.
+void send_stream(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
+                 const Reply& reply) {
+    response.setChunkedTransferEncoding(true);
+    std::ostream& out = response.send();
+    if (reply.stream(out)) return;
+    common::log_warn(kComponent, "streamed response to " +
+                                     request.clientAddress().toString() + " cut short");
+    if (auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request)) {
+        try {
+            impl->socket().shutdown();
+        } catch (const Poco::Exception&) {  // NOLINT(bugprone-empty-catch): gone already
+        }
+    }
+}
+
+void send(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
           const Reply& reply) {
     response.setStatusAndReason(reply.status);
     response.setContentType(reply.content_type);
@@ -1168,6 +1541,10 @@ void send(const Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResp
     // A body left unread (or read only in part) would be parsed as the next request.
     if (request.hasContentLength() || request.getChunkedTransferEncoding()) {
         response.setKeepAlive(false);
+    }
+    if (reply.stream) {
+        send_stream(request, response, reply);
+        return;
     }
     response.setContentLength64(static_cast<Poco::Int64>(reply.body.size()));
     response.sendBuffer(reply.body.data(), reply.body.size());
@@ -1259,6 +1636,10 @@ common::Result<std::uint16_t> ApiServer::start() {
         return make_error(
             ErrorCode::kInvalidArgument,
             "REST API max_threads " + std::to_string(impl.options.max_threads) + " is below 1");
+    }
+    if (RAND_bytes(impl.context->cursor_key.data(),
+                   static_cast<int>(impl.context->cursor_key.size())) != 1) {
+        return make_error(ErrorCode::kInternal, "REST API: the CSPRNG gives no cursor key");
     }
     if (!impl.options.web_root.empty()) {
         auto web = detail::StaticFiles::load(impl.options.web_root);

@@ -1,5 +1,11 @@
 #include "senningen/collector/alert_store.h"
 
+#include <arpa/inet.h>
+
+#include <charconv>
+
+#include "senningen/common/json_codec.h"
+
 namespace senningen::collector {
 
 namespace {
@@ -23,6 +29,78 @@ bool is_alert_status(std::string_view status) {
     return false;
 }
 
+std::optional<std::array<std::uint8_t, 16>> address_bytes(std::string_view ip) {
+    // inet_pton wants a terminated string; an address is at most 45 characters.
+    if (ip.empty() || ip.size() > 45) return std::nullopt;
+    const std::string text(ip);
+    std::array<std::uint8_t, 16> out{};
+    if (text.find(':') == std::string::npos) {
+        if (inet_pton(AF_INET, text.c_str(), out.data() + 12) != 1) return std::nullopt;
+        out[10] = 0xff;
+        out[11] = 0xff;
+        return out;
+    }
+    if (inet_pton(AF_INET6, text.c_str(), out.data()) != 1) return std::nullopt;
+    return out;
+}
+
+common::Result<AddressRange> parse_address_range(std::string_view text) {
+    auto bad = [&](const std::string& why) -> common::Result<AddressRange> {
+        return common::make_error(common::ErrorCode::kInvalidArgument,
+                                  "'" + std::string(text.substr(0, 64)) + "' " + why);
+    };
+    const std::size_t slash = text.find('/');
+    const std::string_view address = text.substr(0, slash);
+    const auto bytes = address_bytes(address);
+    if (!bytes) return bad("is not an IPv4 or IPv6 address or CIDR block");
+    const bool v4 = address.find(':') == std::string_view::npos;
+    const int width = v4 ? 32 : 128;
+    int prefix = width;
+    if (slash != std::string_view::npos) {
+        const std::string_view digits = text.substr(slash + 1);
+        const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+        if (digits.empty() || digits.front() == '-' || digits.front() == '+' || ec != std::errc() ||
+            end != digits.data() + digits.size() || prefix < 0 || prefix > width) {
+            return bad("has a prefix length outside 0.." + std::to_string(width));
+        }
+    }
+    // In the 16-byte space an IPv4 block sits below the 96 bits of ::ffff:0:0/96.
+    const int bits = v4 ? 96 + prefix : prefix;
+    AddressRange range{*bytes, *bytes};
+    for (int i = bits; i < 128; ++i) {
+        const auto mask = static_cast<std::uint8_t>(0x80U >> (i % 8));
+        if ((range.low[i / 8] & mask) != 0) {
+            return bad("has bits set beyond its prefix length; the block starts at a lower "
+                       "address");
+        }
+        range.high[i / 8] = static_cast<std::uint8_t>(range.high[i / 8] | mask);
+    }
+    return range;
+}
+
+namespace {
+
+char ascii_lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+}  // namespace
+
+std::string normalize_search(std::string_view text) {
+    std::string out(text);
+    for (char& c : out) c = ascii_lower(c);
+    return out;
+}
+
+std::string alert_search_text(const common::Alert& alert) {
+    std::string out = normalize_search(alert.rule);
+    for (const common::StringMatch& m : alert.matches) {
+        out += '\n';
+        out += normalize_search(common::encode_match_data(m.data));
+    }
+    return out;
+}
+
 common::Result<void> check_query(const AlertQuery& q) {
     if (q.limit == 0 || q.limit > kMaxQueryLimit) {
         return common::make_error(common::ErrorCode::kInvalidArgument,
@@ -33,6 +111,19 @@ common::Result<void> check_query(const AlertQuery& q) {
         if (s < common::kSeverityMin || s > common::kSeverityMax) {
             return common::make_error(common::ErrorCode::kInvalidArgument,
                                       "query severity " + std::to_string(s) + " is outside 1..4");
+        }
+    }
+    if (q.text) {
+        if (q.text->size() < kMinSearchLength || q.text->size() > kMaxSearchLength) {
+            return common::make_error(common::ErrorCode::kInvalidArgument,
+                                      "query text must be " + std::to_string(kMinSearchLength) +
+                                          ".." + std::to_string(kMaxSearchLength) + " bytes");
+        }
+        for (char c : *q.text) {
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+                return common::make_error(common::ErrorCode::kInvalidArgument,
+                                          "query text contains a control character");
+            }
         }
     }
     return {};
@@ -74,6 +165,9 @@ bool rollup_answers(const AggregateQuery& q) {
     rest.severities.clear();
     rest.agent_id.reset();
     rest.limit = AlertQuery{}.limit;
+    // The order and the page position of a list do not change what is counted.
+    rest.sort = AlertQuery{}.sort;
+    rest.after.reset();
     return rest == AlertQuery{};
 }
 

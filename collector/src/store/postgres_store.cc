@@ -37,6 +37,7 @@
 #include <utility>
 
 #include "senningen/common/json_codec.h"
+#include "senningen/common/openssl_util.h"
 #include "rollup.h"
 
 namespace senningen::collector {
@@ -59,6 +60,7 @@ struct Migration {
     void (*backfill)(PGconn*) = nullptr;
 };
 
+void backfill_filter_columns(PGconn* conn);
 void backfill_migration_6(PGconn* conn);
 
 // Append only: a released migration is never edited, a change is a new migration. The same
@@ -164,8 +166,25 @@ constexpr std::array kMigrations = {
                   " text TEXT NOT NULL)",
                   "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
               }},
-    // Migration 5 is taken by another branch's change; numbers only need to grow. As SQLite's
-    // migration 7: hourly counts for aggregations, kept in the insert transaction, and the
+    // The alert list's filters (docs/collector.md, "GET /api/v1/alerts"): addresses as 16
+    // bytes (IPv4 mapped into ::ffff:0:0/96), so that a CIDR block is a range scan of a B-tree,
+    // and the signature and matched strings as one text column under a trigram index
+    // (pg_trgm, in Debian's postgresql package; trusted since PostgreSQL 13, so the database
+    // owner may create it), so that a substring search does not read every row. Older rows
+    // are filled by backfill_filter_columns, from their EVE JSON.
+    Migration{5,
+              "address and free-text filters: 16-byte addresses, trigram text index, rule index",
+              {
+                  "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+                  "ALTER TABLE alerts ADD COLUMN src_bin BYTEA, ADD COLUMN dest_bin BYTEA,"
+                  " ADD COLUMN search_text TEXT",
+                  "CREATE INDEX alerts_src_bin ON alerts (src_bin)",
+                  "CREATE INDEX alerts_dest_bin ON alerts (dest_bin)",
+                  "CREATE INDEX alerts_rule_ts ON alerts (rule, ts_ns)",
+                  "CREATE INDEX alerts_search_text ON alerts USING gin (search_text gin_trgm_ops)",
+              },
+              backfill_filter_columns},
+    // As SQLite's migration 7: hourly counts for aggregations, kept in the insert transaction, and the
     // target related alerts are grouped on (file paths decoded in C++, as a damaged eve must
     // not stop the migration).
     Migration{6,
@@ -205,8 +224,10 @@ static_assert(kMigrations.back().version == kPostgresSchemaVersion,
 constexpr std::string_view kInsertSql =
     "INSERT INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
     " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, eve,"
-    " target) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-    " $17, $18, $19) ON CONFLICT (id) DO NOTHING";
+    " target, src_bin, dest_bin, search_text)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+    " $19, $20, $21, $22)"
+    " ON CONFLICT (id) DO NOTHING";
 
 constexpr std::string_view kAgentColumns =
     "SELECT id, state, version, pack_version, first_seen_ns, last_seen_ns, state_since_ns,"
@@ -539,6 +560,138 @@ void apply_rollup(PGconn* conn, const detail::RollupDelta& delta) {
     }
 }
 
+// A 16-byte address in bytea's text form, or NULL.
+Param address_param(const std::optional<std::array<std::uint8_t, 16>>& bytes) {
+    if (!bytes) return Param();
+    return "\\x" + common::to_hex(bytes->data(), bytes->size());
+}
+Param address_param(const std::array<std::uint8_t, 16>& bytes) {
+    return address_param(std::optional(bytes));
+}
+
+// The columns of the alert list's filters (migration 5): src_bin, dest_bin, search_text.
+std::vector<Param> filter_params(const common::Alert& a) {
+    std::vector<Param> p;
+    p.push_back(a.network ? address_param(address_bytes(a.network->src_ip)) : Param());
+    p.push_back(a.network ? address_param(address_bytes(a.network->dest_ip)) : Param());
+    p.push_back(param(alert_search_text(a)));
+    return p;
+}
+
+// kInsertSql's values: the row, then the filter columns.
+std::vector<Param> insert_row_params(const common::Alert& a, std::string eve,
+                                     std::int64_t received) {
+    std::vector<Param> p = insert_params(a, std::move(eve), received);
+    std::vector<Param> extra = filter_params(a);
+    p.insert(p.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+    return p;
+}
+
+// Migration 5's backfill: every row's filter columns from its EVE JSON, in id order, a
+// thousand rows per statement. A row that does not decode keeps NULLs (it cannot be listed
+// either).
+void backfill_filter_columns(PGconn* conn) {
+    constexpr int kBatch = 1000;
+    std::string last;
+    for (;;) {
+        PgResult rows = exec(conn, "SELECT id, eve FROM alerts WHERE id > $1 ORDER BY id LIMIT $2",
+                             {param(last), param(kBatch)});
+        const int n = PQntuples(rows.get());
+        if (n == 0) return;
+        std::string sql = "UPDATE alerts AS a SET src_bin = v.s, dest_bin = v.d, search_text = v.t"
+                          " FROM (VALUES ";
+        std::vector<Param> params;
+        params.reserve(static_cast<std::size_t>(n) * 4);
+        for (int row = 0; row < n; ++row) {
+            const std::size_t base = params.size();
+            sql += (row == 0 ? "($" : ", ($") + std::to_string(base + 1) + "::text, $" +
+                   std::to_string(base + 2) + "::bytea, $" + std::to_string(base + 3) +
+                   "::bytea, $" + std::to_string(base + 4) + "::text)";
+            params.push_back(param(text(rows, row, 0)));
+            auto alert = common::alert_from_json(text(rows, row, 1));
+            if (alert) {
+                std::vector<Param> extra = filter_params(*alert);
+                params.insert(params.end(), std::make_move_iterator(extra.begin()),
+                              std::make_move_iterator(extra.end()));
+            } else {
+                params.insert(params.end(), 3, Param());
+            }
+        }
+        sql += ") AS v(id, s, d, t) WHERE a.id = v.id";
+        exec(conn, sql, params);
+        last = text(rows, n - 1, 0);
+    }
+}
+
+std::string ascii_upper(std::string text) {
+    for (char& c : text) {
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    return text;
+}
+
+// The alert list's own filters and, with KEYSET, the position a page continues behind,
+// through ADD with placeholders from NEXT (which binds the value). The same as the SQLite
+// backend's, but for the free text, which is a trigram-indexed LIKE here.
+template <typename Add, typename Next>
+void append_list_filters(const AlertQuery& q, Add&& add, Next&& next, bool keyset) {
+    if (q.rule) add("rule = " + next(param(*q.rule)));
+    if (q.source) add("source = " + next(param(*q.source)));
+    if (q.proto) add("upper(proto) = " + next(param(ascii_upper(*q.proto))));
+    if (q.src) {
+        add("src_bin BETWEEN " + next(address_param(q.src->low)) + " AND " +
+            next(address_param(q.src->high)));
+    }
+    if (q.dest) {
+        add("dest_bin BETWEEN " + next(address_param(q.dest->low)) + " AND " +
+            next(address_param(q.dest->high)));
+    }
+    if (q.ip) {
+        const std::string low = next(address_param(q.ip->low));
+        const std::string high = next(address_param(q.ip->high));
+        add("(src_bin BETWEEN " + low + "::bytea AND " + high + "::bytea OR dest_bin BETWEEN " +
+            low + "::bytea AND " + high + "::bytea)");
+    }
+    if (q.text) {
+        // LIKE's own characters are escaped with its default escape, the backslash.
+        std::string pattern = "%";
+        for (char c : normalize_search(*q.text)) {
+            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+            pattern += c;
+        }
+        pattern += '%';
+        add("search_text LIKE " + next(param(std::move(pattern))));
+    }
+    if (keyset && q.after) {
+        const AlertPosition& p = *q.after;
+        const std::string ts = next(param(p.timestamp_ns));
+        const std::string id = next(param(p.id));
+        const std::string time_part = "(ts_ns " +
+                                      std::string(q.sort == AlertSort::kTimeAsc ? ">" : "<") +
+                                      " " + ts + " OR (ts_ns = " + ts + " AND id > " + id + "))";
+        if (q.sort == AlertSort::kSeverityAsc || q.sort == AlertSort::kSeverityDesc) {
+            const std::string sev = next(param(p.severity));
+            add("(severity " + std::string(q.sort == AlertSort::kSeverityAsc ? ">" : "<") + " " +
+                sev + " OR (severity = " + sev + " AND " + time_part + "))");
+        } else {
+            add(time_part);
+        }
+    }
+}
+
+// The ORDER BY and LIMIT of a query in Q's order, the limit appended to PARAMS.
+std::string order_and_limit(const AlertQuery& q, std::vector<Param>& params) {
+    std::string sql;
+    switch (q.sort) {
+        case AlertSort::kTimeAsc: sql = " ORDER BY ts_ns ASC, id ASC"; break;
+        case AlertSort::kSeverityAsc: sql = " ORDER BY severity ASC, ts_ns DESC, id ASC"; break;
+        case AlertSort::kSeverityDesc: sql = " ORDER BY severity DESC, ts_ns DESC, id ASC"; break;
+        case AlertSort::kTimeDesc: sql = " ORDER BY ts_ns DESC, id ASC"; break;
+    }
+    params.push_back(param(static_cast<std::int64_t>(q.limit)));
+    return sql + " LIMIT $" + std::to_string(params.size());
+}
+
 class PostgresStore final : public AlertStore {
 public:
     explicit PostgresStore(std::unique_ptr<ConnectionPool> pool) : pool_(std::move(pool)) {}
@@ -636,7 +789,7 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
         detail::RollupDelta rollup;
         for (std::size_t i : order) {
             // ON CONFLICT DO NOTHING: a duplicate id affects no row.
-            if (affected(exec(conn, sql, insert_params(alerts[i], std::move(eves[i]), received))) >
+            if (affected(exec(conn, sql, insert_row_params(alerts[i], std::move(eves[i]), received))) >
                 0) {
                 ++result.inserted;
                 rollup.add(alerts[i]);
@@ -651,9 +804,9 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
 }
 
 // The WHERE clause of the list's filters (empty when nothing filters), their values appended
-// to PARAMS as $n. Aggregation and grouping use it too, so every filter of the list applies to
-// them.
-std::string filter_sql(const AlertQuery& q, std::vector<Param>& params) {
+// to PARAMS as $n; with KEYSET, also the keyset position of a page. Aggregation and grouping
+// use it too, so every filter of the list applies to them.
+std::string filter_sql(const AlertQuery& q, std::vector<Param>& params, bool keyset = false) {
     auto next = [&](Param value) {
         params.push_back(std::move(value));
         return "$" + std::to_string(params.size());
@@ -684,6 +837,7 @@ std::string filter_sql(const AlertQuery& q, std::vector<Param>& params) {
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
                       " AND t.assignee = " + next(param(*q.assignee)) + ")");
     }
+    append_list_filters(q, add_condition, next, keyset);
     return sql;
 }
 
@@ -691,9 +845,8 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
     if (auto ok = check_query(q); !ok) return ok.error();
 
     std::vector<Param> params;
-    std::string sql = "SELECT eve FROM alerts" + filter_sql(q, params);
-    params.push_back(param(static_cast<std::int64_t>(q.limit)));
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT $" + std::to_string(params.size());
+    std::string sql = "SELECT eve FROM alerts" + filter_sql(q, params, true);
+    sql += order_and_limit(q, params);
 
     auto eves = with_connection<std::vector<std::string>>("query failed", [&](PGconn* conn) {
         PgResult r = exec(conn, sql, params);

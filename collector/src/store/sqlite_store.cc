@@ -27,10 +27,14 @@
 #include <climits>
 #include <condition_variable>
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <exception>
 #include <mutex>
 #include <string_view>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include "senningen/common/json_codec.h"
 #include "senningen/common/record_codec.h"
@@ -57,7 +61,7 @@ constexpr std::size_t kOpenTimeoutSeconds = 2;
 struct Migration {
     int version;
     std::string_view description;
-    std::array<std::string_view, 8> statements;  // empty entries are skipped
+    std::array<std::string_view, 12> statements;  // empty entries are skipped
     // Run after the statements, in the same transaction, for what SQL alone cannot do; false
     // with a message in the string fails the migration.
     bool (*backfill)(sqlite3*, std::string&) = nullptr;
@@ -207,7 +211,32 @@ constexpr std::array kMigrations = {
                   " text TEXT NOT NULL)",
                   "CREATE INDEX alert_comments_alert ON alert_comments (alert_id, seq)",
               }},
-    // Migration 6 is taken by another branch's change; numbers only need to grow.
+    // The alert list's filters (docs/collector.md, "GET /api/v1/alerts"). Addresses as 16
+    // bytes (IPv4 mapped into ::ffff:0:0/96), so that a CIDR block is a range scan of an
+    // index; text columns cannot do that. Free text both as a column (search_text, for a LIKE
+    // walk in time order, quick for common text) and through a trigram index (FTS5, quick
+    // for rare text); query() picks (tests/bench/alert_text measured both). Both are
+    // filled for older rows here by functions the store registers on its connection
+    // (register_functions), and by insert_group for new ones.
+    Migration{6,
+              "address and free-text filters: 16-byte addresses, trigram text index, rule index",
+              {
+                  "ALTER TABLE alerts ADD COLUMN src_bin BLOB",
+                  "ALTER TABLE alerts ADD COLUMN dest_bin BLOB",
+                  "ALTER TABLE alerts ADD COLUMN search_text TEXT",
+                  "UPDATE alerts SET src_bin = senningen_ip16(src_ip),"
+                  " dest_bin = senningen_ip16(dest_ip),"
+                  " search_text = senningen_search_text(body, eve)",
+                  "CREATE INDEX alerts_src_bin ON alerts (src_bin)",
+                  "CREATE INDEX alerts_dest_bin ON alerts (dest_bin)",
+                  "CREATE INDEX alerts_rule_ts ON alerts (rule, ts_ns)",
+                  // Contentless: the text is alert_search_text(), kept only as the index;
+                  // lower-cased by the store, hence case-sensitive here.
+                  "CREATE VIRTUAL TABLE alerts_text USING fts5(text, content='',"
+                  " tokenize='trigram case_sensitive 1')",
+                  "INSERT INTO alerts_text (rowid, text)"
+                  " SELECT rowid, search_text FROM alerts WHERE search_text IS NOT NULL",
+              }},
     // Aggregations answer from hourly counts kept in the insert transaction, because a
     // GROUP BY over millions of alerts is too slow for the UI's chart (docs/collector.md,
     // "Aggregation and groups"); alert_hour_counts holds the same without agent and rule,
@@ -252,7 +281,10 @@ static_assert(kMigrations.back().version == kSqliteSchemaVersion,
 constexpr std::string_view kInsertSql =
     "INSERT OR IGNORE INTO alerts (id, agent_id, ts_ns, severity, kind, source, rule, category,"
     " pack, src_ip, src_port, dest_ip, dest_port, proto, app_proto, flow_id, received_ns, body,"
-    " target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " target, src_bin, dest_bin, search_text)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+// The free-text index row of an alert just inserted (migration 6).
+constexpr std::string_view kInsertTextSql = "INSERT INTO alerts_text (rowid, text) VALUES (?, ?)";
 
 // The writer's page cache. The indexes' hot pages (the right edges of the time-ordered ones,
 // and whatever the id index touches) stay in memory; a fixed size, so memory stays bounded.
@@ -323,6 +355,55 @@ private:
     Session& session_;
     bool done_ = false;
 };
+
+// senningen_ip16(TEXT): the address as 16 bytes (address_bytes), NULL for anything else.
+void sql_ip16(sqlite3_context* context, int /*argc*/, sqlite3_value** argv) {
+    const auto* text = sqlite3_value_text(argv[0]);
+    const auto bytes = text == nullptr
+                           ? std::nullopt
+                           : address_bytes(std::string_view(
+                                 reinterpret_cast<const char*>(text),
+                                 static_cast<std::size_t>(sqlite3_value_bytes(argv[0]))));
+    if (!bytes) {
+        sqlite3_result_null(context);
+        return;
+    }
+    sqlite3_result_blob(context, bytes->data(), static_cast<int>(bytes->size()), SQLITE_TRANSIENT);
+}
+
+// senningen_search_text(body, eve): alert_search_text() of a stored row, NULL when the row
+// does not decode (it then cannot be found by free text, as it cannot be listed either).
+void sql_search_text(sqlite3_context* context, int /*argc*/, sqlite3_value** argv) {
+    common::Result<common::Alert> alert = common::make_error(ErrorCode::kParse, "no alert");
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
+        alert = common::decode_alert_record(std::string_view(
+            static_cast<const char*>(sqlite3_value_blob(argv[0])),
+            static_cast<std::size_t>(sqlite3_value_bytes(argv[0]))));
+    } else if (const auto* eve = sqlite3_value_text(argv[1]); eve != nullptr) {
+        alert = common::alert_from_json(
+            std::string_view(reinterpret_cast<const char*>(eve),
+                             static_cast<std::size_t>(sqlite3_value_bytes(argv[1]))));
+    }
+    if (!alert) {
+        sqlite3_result_null(context);
+        return;
+    }
+    const std::string text = alert_search_text(*alert);
+    sqlite3_result_text(context, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+}
+
+// The functions migration 6 fills older rows with.
+common::Result<void> register_functions(Session& session, const std::string& path) {
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(session);
+    const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+    if (sqlite3_create_function_v2(db, "senningen_ip16", 1, flags, nullptr, sql_ip16, nullptr,
+                                   nullptr, nullptr) != SQLITE_OK ||
+        sqlite3_create_function_v2(db, "senningen_search_text", 2, flags, nullptr,
+                                   sql_search_text, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return database_error(path, "cannot register SQL functions", sqlite3_errmsg(db));
+    }
+    return {};
+}
 
 // Throws Poco::Exception on SQL errors; returns an Error for a schema this build cannot read.
 common::Result<void> migrate(Session& session, const std::string& path) {
@@ -538,12 +619,24 @@ private:
     std::vector<sqlite3*> idle_;
     std::size_t open_ = 0;
 };
+// The longest time slice query() gives the free-text walk before the index may finish.
+constexpr std::chrono::milliseconds kMaxTextSlice{1000};
+
+// How query() answers a free-text filter: a LIKE on each row's search_text as the rows come
+// in the query's order, or the trigram index's set of matching rows.
+enum class TextPath { kScan, kIndex };
 
 class SqliteStore final : public AlertStore {
 public:
-    SqliteStore(std::string path, Session writer, Session reader)
-        : path_(std::move(path)), writer_(std::move(writer)), reader_(std::move(reader)) {}
-    ~SqliteStore() override { sqlite3_finalize(insert_stmt_); }  // before the sessions close
+    SqliteStore(std::string path, Session writer, Session reader, SqliteOptions options)
+        : path_(std::move(path)),
+          writer_(std::move(writer)),
+          reader_(std::move(reader)),
+          options_(options) {}
+    ~SqliteStore() override {  // before the sessions close
+        sqlite3_finalize(insert_stmt_);
+        sqlite3_finalize(text_stmt_);
+    }
     SqliteStore(const SqliteStore&) = delete;
     SqliteStore& operator=(const SqliteStore&) = delete;
 
@@ -595,6 +688,11 @@ public:
     common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
 
 private:
+    // The query in one of the ways of answering free text; with a DEADLINE, an
+    // empty optional when it was reached first.
+    common::Result<std::optional<std::vector<common::Alert>>> run_query(
+        const AlertQuery& q, TextPath text_path,
+        std::optional<std::chrono::steady_clock::time_point> deadline);
     common::Result<std::vector<InsertResult>> insert_group(
         const std::vector<const std::vector<common::Alert>*>& batches);
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
@@ -614,10 +712,12 @@ private:
     std::mutex write_mutex_;
     Session writer_;
     sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
+    sqlite3_stmt* text_stmt_ = nullptr;    // the same, kInsertTextSql
     std::mutex read_mutex_;
     Session reader_;
     ReaderPool aggregate_readers_{path_};
     std::atomic<std::uint64_t> undecodable_{0};
+    const SqliteOptions options_;
 };
 
 common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert>& alerts) {
@@ -706,6 +806,142 @@ bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& er
                     delta.minute_counts);
 }
 
+// What the filters of migration 6 need of an alert, made before the write lock is taken.
+struct SearchColumns {
+    std::optional<std::array<std::uint8_t, 16>> src;
+    std::optional<std::array<std::uint8_t, 16>> dest;
+    std::string text;
+};
+
+SearchColumns search_columns(const common::Alert& a) {
+    SearchColumns c;
+    if (a.network) {
+        c.src = address_bytes(a.network->src_ip);
+        c.dest = address_bytes(a.network->dest_ip);
+    }
+    c.text = alert_search_text(a);
+    return c;
+}
+
+// Binds the filter columns (parameters 20 to 22 of kInsertSql); C outlives the step.
+void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
+    auto blob = [st](int i, const std::optional<std::array<std::uint8_t, 16>>& v) {
+        if (v) {
+            sqlite3_bind_blob(st, i, v->data(), static_cast<int>(v->size()), SQLITE_STATIC);
+        } else {
+            sqlite3_bind_null(st, i);
+        }
+    };
+    blob(20, c.src);
+    blob(21, c.dest);
+    sqlite3_bind_text(st, 22, c.text.data(), static_cast<int>(c.text.size()), SQLITE_STATIC);
+}
+
+}  // namespace
+
+namespace {
+
+std::string ascii_upper(std::string text) {
+    for (char& c : text) {
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    return text;
+}
+
+// The alert list's own filters, its order, the keyset position and the limit: conditions
+// through ADD (fixed fragments with "?") and their values, in order, through PUSH; with
+// KEYSET, the position a page continues behind. The ORDER BY and LIMIT end the statement, so
+// this comes last.
+template <typename Add, typename Push>
+void append_list_filters(const AlertQuery& q, TextPath text_path, bool keyset, Add&& add,
+                         Push&& push) {
+    if (q.rule) {
+        add("rule = ?");
+        push(*q.rule);
+    }
+    if (q.source) {
+        add("source = ?");
+        push(*q.source);
+    }
+    if (q.proto) {
+        add("upper(proto) = ?");
+        push(ascii_upper(*q.proto));
+    }
+    if (q.src) {
+        add("src_bin BETWEEN ? AND ?");
+        push(q.src->low);
+        push(q.src->high);
+    }
+    if (q.dest) {
+        add("dest_bin BETWEEN ? AND ?");
+        push(q.dest->low);
+        push(q.dest->high);
+    }
+    if (q.ip) {
+        add("(src_bin BETWEEN ? AND ? OR dest_bin BETWEEN ? AND ?)");
+        push(q.ip->low);
+        push(q.ip->high);
+        push(q.ip->low);
+        push(q.ip->high);
+    }
+    if (q.text && text_path == TextPath::kScan) {
+        // LIKE's own characters escaped; search_text is lower-cased, and so is the pattern.
+        std::string pattern = "%";
+        for (char c : normalize_search(*q.text)) {
+            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+            pattern += c;
+        }
+        pattern += '%';
+        // LIKE is case-insensitive in SQLite; GLOB is not, but has other special characters.
+        // The text is lower-cased on both sides, so case folding changes nothing.
+        add("search_text LIKE ? ESCAPE '\\'");
+        push(std::move(pattern));
+    } else if (q.text) {
+        // A phrase of the trigram tokenizer: the text as a substring. Quotes are doubled.
+        std::string phrase = "\"";
+        for (char c : normalize_search(*q.text)) {
+            phrase += c;
+            if (c == '"') phrase += '"';
+        }
+        phrase += '"';
+        add("alerts.rowid IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?)");
+        push(std::move(phrase));
+    }
+    const bool by_severity =
+        q.sort == AlertSort::kSeverityAsc || q.sort == AlertSort::kSeverityDesc;
+    if (keyset && q.after) {
+        const AlertPosition& p = *q.after;
+        // Behind P in the order below: a later sort key, or the same keys and a larger id.
+        const std::string time_part = q.sort == AlertSort::kTimeAsc
+                                          ? "(ts_ns > ? OR (ts_ns = ? AND id > ?))"
+                                          : "(ts_ns < ? OR (ts_ns = ? AND id > ?))";
+        if (by_severity) {
+            add(std::string(q.sort == AlertSort::kSeverityAsc ? "(severity > ?" : "(severity < ?") +
+                " OR (severity = ? AND " + time_part + "))");
+            push(std::int64_t{p.severity});
+            push(std::int64_t{p.severity});
+        } else {
+            add(time_part);
+        }
+        push(p.timestamp_ns);
+        push(p.timestamp_ns);
+        push(p.id);
+    }
+}
+
+// The ORDER BY and LIMIT of a query in Q's order (placeholder for the limit).
+std::string order_and_limit(const AlertQuery& q) {
+    switch (q.sort) {
+        case AlertSort::kTimeAsc: return " ORDER BY ts_ns ASC, id ASC LIMIT ?";
+        case AlertSort::kSeverityAsc:
+            return " ORDER BY severity ASC, ts_ns DESC, id ASC LIMIT ?";
+        case AlertSort::kSeverityDesc:
+            return " ORDER BY severity DESC, ts_ns DESC, id ASC LIMIT ?";
+        case AlertSort::kTimeDesc: break;
+    }
+    return " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+}
+
 }  // namespace
 
 common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
@@ -715,6 +951,8 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     for (const auto* b : batches) total += b->size();
     std::vector<std::string> bodies;
     bodies.reserve(total);
+    std::vector<SearchColumns> search;
+    search.reserve(total);
     for (std::size_t k = 0; k < batches.size(); ++k) {
         const auto& alerts = *batches[k];
         for (std::size_t i = 0; i < alerts.size(); ++i) {
@@ -726,6 +964,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
                                       alerts[i].id + "'): " + valid.error().message);
             }
             bodies.push_back(common::encode_alert_record(alerts[i]));
+            search.push_back(search_columns(alerts[i]));
         }
     }
     std::vector<InsertResult> results(batches.size());
@@ -738,6 +977,11 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
                            SQLITE_PREPARE_PERSISTENT, &insert_stmt_, nullptr) != SQLITE_OK) {
         return database_error(path_, "cannot prepare the insert", sqlite3_errmsg(db));
     }
+    if (text_stmt_ == nullptr &&
+        sqlite3_prepare_v3(db, kInsertTextSql.data(), static_cast<int>(kInsertTextSql.size()),
+                           SQLITE_PREPARE_PERSISTENT, &text_stmt_, nullptr) != SQLITE_OK) {
+        return database_error(path_, "cannot prepare the insert", sqlite3_errmsg(db));
+    }
     std::string error;
     if (!exec(db, "BEGIN IMMEDIATE", error)) return database_error(path_, "insert failed", error);
     const std::int64_t received = common::now_ns();
@@ -745,9 +989,21 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     detail::RollupDelta rollup;
     for (std::size_t k = 0; k < batches.size(); ++k) {
         for (const common::Alert& alert : *batches[k]) {
+            const SearchColumns& columns = search[row];
             bind_alert(insert_stmt_, alert, received, bodies[row++]);
-            const int rc = sqlite3_step(insert_stmt_);
+            bind_search_columns(insert_stmt_, columns);
+            int rc = sqlite3_step(insert_stmt_);
             sqlite3_reset(insert_stmt_);
+            // OR IGNORE makes a duplicate id a successful no-op: changes() tells them apart.
+            const bool fresh = rc == SQLITE_DONE && sqlite3_changes(db) > 0;
+            if (fresh) {
+                sqlite3_bind_int64(text_stmt_, 1, sqlite3_last_insert_rowid(db));
+                sqlite3_bind_text(text_stmt_, 2, columns.text.data(),
+                                  static_cast<int>(columns.text.size()), SQLITE_STATIC);
+                rc = sqlite3_step(text_stmt_);
+                sqlite3_reset(text_stmt_);
+                sqlite3_clear_bindings(text_stmt_);
+            }
             if (rc != SQLITE_DONE) {
                 error = sqlite3_errmsg(db);
                 sqlite3_clear_bindings(insert_stmt_);
@@ -755,8 +1011,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
                 exec(db, "ROLLBACK", ignored);
                 return database_error(path_, "insert failed", error);
             }
-            // OR IGNORE makes a duplicate id a successful no-op: changes() tells them apart.
-            if (sqlite3_changes(db) > 0) {
+            if (fresh) {
                 ++results[k].inserted;
                 rollup.add(alert);
             } else {
@@ -779,62 +1034,140 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     return results;
 }
 
-// The WHERE clause of the list's filters (empty when nothing filters), in "?" placeholders;
-// bind_filters() binds their values in the same order. Aggregation and grouping use both, so
-// every filter of the list applies to them too.
-std::string filter_sql(const AlertQuery& q) {
-    std::string sql;
+namespace {
+
+using FilterValue = std::variant<std::int64_t, std::string, std::array<std::uint8_t, 16>>;
+
+struct FilterSql {
+    std::string where;
+    std::vector<FilterValue> params;
+};
+
+// The list's filters as a WHERE clause (empty when nothing filters) of fixed fragments and
+// "?", with their values in PARAMS in the same order; with KEYSET, also the keyset position
+// of a page. The list, aggregation and grouping all use it, so every filter of the list
+// applies to each of them.
+FilterSql filter_sql(const AlertQuery& q, TextPath text_path, bool keyset) {
+    FilterSql out;
+    std::string& sql = out.where;
+    std::vector<FilterValue>& params = out.params;
     std::string_view glue = " WHERE ";
     auto add_condition = [&](std::string_view condition) {
         sql += glue;
         sql += condition;
         glue = " AND ";
     };
-    if (q.since_ns) add_condition("ts_ns >= ?");
-    if (q.until_ns) add_condition("ts_ns < ?");
+    if (q.since_ns) {
+        add_condition("ts_ns >= ?");
+        params.emplace_back(*q.since_ns);
+    }
+    if (q.until_ns) {
+        add_condition("ts_ns < ?");
+        params.emplace_back(*q.until_ns);
+    }
     if (!q.severities.empty()) {
         std::string in = "severity IN (?";
         for (std::size_t i = 1; i < q.severities.size(); ++i) in += ", ?";
         in += ")";
         add_condition(in);
+        for (int sev : q.severities) params.emplace_back(std::int64_t{sev});
     }
-    if (q.agent_id) add_condition("agent_id = ?");
-    if (q.alert_id) add_condition("id = ?");
+    if (q.agent_id) {
+        add_condition("agent_id = ?");
+        params.emplace_back(*q.agent_id);
+    }
+    if (q.alert_id) {
+        add_condition("id = ?");
+        params.emplace_back(*q.alert_id);
+    }
     if (q.status) {
         add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
                       " 'new') = ?");
+        params.emplace_back(*q.status);
     }
     if (q.assignee) {
         add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
                       " AND t.assignee = ?)");
+        params.emplace_back(*q.assignee);
     }
-    return sql;
+    append_list_filters(q, text_path, keyset, add_condition,
+                        [&](auto v) { params.emplace_back(std::move(v)); });
+    return out;
 }
 
-// Binds filter_sql()'s values after placeholder I; returns the last placeholder bound.
-int bind_filters(Sql& stmt, const AlertQuery& q, int i) {
-    // Same order as the placeholders of filter_sql().
-    if (q.since_ns) stmt.bind(++i, *q.since_ns);
-    if (q.until_ns) stmt.bind(++i, *q.until_ns);
-    for (int s : q.severities) stmt.bind(++i, std::int64_t{s});
-    if (q.agent_id) stmt.bind(++i, *q.agent_id);
-    if (q.alert_id) stmt.bind(++i, *q.alert_id);
-    if (q.status) stmt.bind(++i, *q.status);
-    if (q.assignee) stmt.bind(++i, *q.assignee);
+// Binds PARAMS after placeholder I; returns the last placeholder bound.
+int bind_params(Sql& stmt, const std::vector<FilterValue>& params, int i) {
+    for (const FilterValue& v : params) {
+        ++i;
+        if (const auto* n = std::get_if<std::int64_t>(&v)) {
+            stmt.bind(i, *n);
+        } else if (const auto* t = std::get_if<std::string>(&v)) {
+            stmt.bind(i, *t);
+        } else if (stmt.handle() != nullptr) {
+            const auto& b = std::get<std::array<std::uint8_t, 16>>(v);
+            sqlite3_bind_blob(stmt.handle(), i, b.data(), static_cast<int>(b.size()),
+                              SQLITE_TRANSIENT);
+        }
+    }
     return i;
 }
 
+}  // namespace
+
 common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& q) {
     if (auto ok = check_query(q); !ok) return ok.error();
+    if (!q.text || options_.text_scan_budget.count() <= 0) {
+        auto done = run_query(q, TextPath::kIndex, std::nullopt);
+        if (!done) return done.error();
+        return std::move(*done).value();
+    }
+    // Free text: the walk in the query's order is quick when the text is common (the page
+    // fills after a few rows), the trigram index when it is rare; which one is not known
+    // beforehand. So each gets a slice of time in turn, the slices doubling, until one
+    // finishes: never much more than four times what the better one alone needs.
+    auto slice = options_.text_scan_budget;
+    for (;;) {
+        for (TextPath path : {TextPath::kScan, TextPath::kIndex}) {
+            // Past a second the index is left to finish: it reads only the matching rows.
+            const bool last = path == TextPath::kIndex && slice >= kMaxTextSlice;
+            auto done = run_query(q, path,
+                                  last ? std::nullopt
+                                       : std::optional(std::chrono::steady_clock::now() + slice));
+            if (!done) return done.error();
+            if (*done) return std::move(**done);
+        }
+        slice *= 2;
+    }
+}
 
-    std::string sql = "SELECT body, eve FROM alerts" + filter_sql(q);
-    sql += " ORDER BY ts_ns DESC, id ASC LIMIT ?";
+namespace {
+
+// sqlite3_progress_handler's callback: a non-zero answer interrupts the statement.
+int past_deadline(void* deadline) {
+    return std::chrono::steady_clock::now() >
+                   *static_cast<const std::chrono::steady_clock::time_point*>(deadline)
+               ? 1
+               : 0;
+}
+
+// How many virtual machine steps pass between two looks at the clock.
+constexpr int kProgressSteps = 10000;
+
+}  // namespace
+
+common::Result<std::optional<std::vector<common::Alert>>> SqliteStore::run_query(
+    const AlertQuery& q, TextPath text_path,
+    std::optional<std::chrono::steady_clock::time_point> deadline) {
+    const FilterSql filters = filter_sql(q, text_path, true);
+    const std::string sql = "SELECT body, eve FROM alerts" + filters.where + order_and_limit(q);
 
     std::vector<common::Alert> alerts;
     std::lock_guard lock(read_mutex_);
     Sql stmt(Poco::Data::SQLite::Utility::dbHandle(reader_), sql);
-    int i = bind_filters(stmt, q, 0);
-    stmt.bind(++i, static_cast<std::int64_t>(q.limit));
+    const int i = bind_params(stmt, filters.params, 0);
+    stmt.bind(i + 1, static_cast<std::int64_t>(q.limit));
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    if (deadline) sqlite3_progress_handler(db, kProgressSteps, past_deadline, &*deadline);
     int rc = 0;
     while ((rc = stmt.step()) == SQLITE_ROW) {
         // Rows since schema 3 hold the compact record; older ones their EVE JSON.
@@ -847,8 +1180,10 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         }
         alerts.push_back(std::move(alert).value());
     }
+    if (deadline) sqlite3_progress_handler(db, 0, nullptr, nullptr);
+    if (deadline && rc == SQLITE_INTERRUPT) return std::optional<std::vector<common::Alert>>();
     if (rc != SQLITE_DONE) return database_error(path_, "query failed", stmt.error());
-    return alerts;
+    return std::optional(std::move(alerts));
 }
 
 common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) {
@@ -871,8 +1206,9 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
         if (r.agent) stmt->bind(++i, *r.agent);
     } else {
         const detail::ScanSql parts = detail::scan_sql(q, "");
-        stmt = std::make_unique<Sql>(db, parts.head + filter_sql(q.filter) + parts.tail);
-        bind_filters(*stmt, q.filter, 0);
+        const FilterSql filters = filter_sql(q.filter, TextPath::kIndex, false);
+        stmt = std::make_unique<Sql>(db, parts.head + filters.where + parts.tail);
+        bind_params(*stmt, filters.params, 0);
     }
     int rc = 0;
     AggregateResult result;
@@ -904,12 +1240,13 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
 common::Result<std::vector<AlertGroup>> SqliteStore::groups(const GroupQuery& q) {
     if (auto ok = check_group_query(q); !ok) return ok.error();
     // The window's three placeholders come before the filters' in the text, the limit after.
-    const std::string sql = detail::group_sql(filter_sql(q.filter), "?", "?", "?", "?", "");
+    const FilterSql filters = filter_sql(q.filter, TextPath::kIndex, false);
+    const std::string sql = detail::group_sql(filters.where, "?", "?", "?", "?", "");
     auto lease = aggregate_readers_.acquire();
     if (!lease) return lease.error();
     Sql stmt(lease->get(), sql);
     stmt.bind(1, q.window_ns).bind(2, q.window_ns).bind(3, q.window_ns);
-    int i = bind_filters(stmt, q.filter, 3);
+    int i = bind_params(stmt, filters.params, 3);
     stmt.bind(++i, static_cast<std::int64_t>(q.limit));
     std::vector<AlertGroup> out;
     int rc = 0;
@@ -1423,7 +1760,8 @@ common::Result<std::vector<AuditEntry>> SqliteStore::audit_entries(const std::st
 
 }  // namespace
 
-common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path) {
+common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string& path,
+                                                              const SqliteOptions& options) {
     if (path.empty() || path == ":memory:" || path.starts_with("file::memory:")) {
         return make_error(ErrorCode::kInvalidArgument,
                           "SQLite database path '" + path +
@@ -1437,6 +1775,9 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
             return database_error(path, "cannot switch to WAL journal mode",
                                   "journal mode is '" + mode + "'");
         }
+        if (auto registered = register_functions(writer, path); !registered) {
+            return registered.error();
+        }
         if (auto migrated = migrate(writer, path); !migrated) return migrated.error();
         writer << "PRAGMA cache_size = -" + std::to_string(kWriterCacheKiB), now;
 
@@ -1445,7 +1786,7 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
         configure_connection(reader);
         reader << "PRAGMA query_only = ON", now;
         return std::unique_ptr<AlertStore>(
-            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader)));
+            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader), options));
     } catch (const Poco::Exception& e) {
         return database_error(path, "cannot open", e.displayText());
     } catch (const std::exception& e) {

@@ -35,8 +35,7 @@ public:
     virtual Poco::Data::Session raw() = 0;
     virtual std::string name() const = 0;
     virtual int schema_version() const = 0;
-    // The migrations a new database gets, in order (numbers can skip one that another branch
-    // reserved).
+    // The migrations a new database gets, in order.
     virtual std::vector<int> migration_versions() const = 0;
     // SQL counting the alerts table's three query indexes.
     virtual std::string count_alert_indexes_sql() const = 0;
@@ -50,7 +49,7 @@ public:
     Poco::Data::Session raw() override { return {"SQLite", path_}; }
     std::string name() const override { return "sqlite"; }
     int schema_version() const override { return kSqliteSchemaVersion; }
-    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 7}; }
+    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7}; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts'"
                " AND name IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
@@ -108,7 +107,7 @@ public:
     Poco::Data::Session raw() override { return {"PostgreSQL", conninfo()}; }
     std::string name() const override { return "postgresql"; }
     int schema_version() const override { return kPostgresSchemaVersion; }
-    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 6}; }
+    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6}; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts'"
                " AND indexname IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";

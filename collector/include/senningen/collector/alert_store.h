@@ -24,6 +24,53 @@ namespace senningen::collector {
 // make the server load the whole table.
 inline constexpr std::size_t kMaxQueryLimit = 1000;
 
+// The orders a query can return. Ties are broken by id ascending, so that every order is
+// total and a keyset cursor (AlertPosition) never skips or repeats an alert. The severity
+// orders put equal severities newest first.
+enum class AlertSort : std::uint8_t {
+    kTimeDesc = 0,  // newest first (the default)
+    kTimeAsc = 1,
+    kSeverityAsc = 2,   // 1 (critical) first
+    kSeverityDesc = 3,  // 4 (low) first
+};
+
+// An address or a CIDR block as an inclusive range of 16-byte addresses; IPv4 is mapped into
+// ::ffff:0:0/96, as the stores keep addresses (so 10.0.0.0/8 is ::ffff:10.0.0.0/104).
+struct AddressRange {
+    std::array<std::uint8_t, 16> low{};
+    std::array<std::uint8_t, 16> high{};
+
+    bool operator==(const AddressRange&) const = default;
+};
+
+// IP (IPv4 dotted quad or IPv6 text) as 16 bytes, IPv4 mapped; nullopt when it is not one.
+std::optional<std::array<std::uint8_t, 16>> address_bytes(std::string_view ip);
+
+// "10.0.0.5", "10.0.0.0/8", "2001:db8::/32", "::/0": one address or a block. kInvalidArgument
+// naming TEXT for anything else, a prefix beyond 32 (IPv4) or 128 (IPv6), or an address with
+// bits set beyond its prefix ("10.0.0.5/8": did you mean 10.0.0.0/8?).
+common::Result<AddressRange> parse_address_range(std::string_view text);
+
+// Where a page ended: the sort keys of its last alert. A query with `after` set continues
+// just behind it in the query's order.
+struct AlertPosition {
+    std::int64_t timestamp_ns = 0;
+    int severity = 0;
+    std::string id;
+
+    bool operator==(const AlertPosition&) const = default;
+};
+
+// The text the free-text filter searches in: the signature and the matched strings (as
+// encode_match_data() shows them), one per line, ASCII letters lower-cased.
+std::string alert_search_text(const common::Alert& alert);
+// A free-text filter as the stores match it against alert_search_text(): lower-cased ASCII.
+std::string normalize_search(std::string_view text);
+
+// Free text shorter than this cannot use the trigram indexes, so it is refused.
+inline constexpr std::size_t kMinSearchLength = 3;
+inline constexpr std::size_t kMaxSearchLength = 256;
+
 // Filters combine with AND; an unset or empty filter does not restrict.
 struct AlertQuery {
     std::optional<std::int64_t> since_ns;  // inclusive: timestamp_ns >= since_ns
@@ -33,6 +80,17 @@ struct AlertQuery {
     std::optional<std::string> alert_id;   // exact match
     std::optional<std::string> status;     // triage status; "new" includes never triaged
     std::optional<std::string> assignee;   // exact account name
+    std::optional<std::string> rule;       // exact signature
+    std::optional<std::string> source;     // exact rule source: "yara", "intel", "policy"
+    std::optional<std::string> proto;      // transport protocol, ASCII case-insensitive
+    std::optional<AddressRange> src;       // source address within the range
+    std::optional<AddressRange> dest;      // destination address within the range
+    std::optional<AddressRange> ip;        // either address within the range
+    // Case-insensitive substring of the signature or a matched string; kMinSearchLength..
+    // kMaxSearchLength bytes, no control characters.
+    std::optional<std::string> text;
+    AlertSort sort = AlertSort::kTimeDesc;
+    std::optional<AlertPosition> after;    // keyset pagination: continue behind this alert
     std::size_t limit = 100;               // 1..kMaxQueryLimit
 
     // Defaulted, so that a filter added later takes part: rollup_answers() relies on it.
@@ -128,7 +186,8 @@ inline constexpr std::size_t kMaxTokenLabelLength = 128;
 common::Result<void> check_user_name(const std::string& name);
 
 // kInvalidArgument for a query every backend refuses: limit 0 or above kMaxQueryLimit, a
-// severity outside 1..4. Backends call it before building their SQL.
+// severity outside 1..4, free text of the wrong length or with control characters.
+// Backends call it before building their SQL.
 common::Result<void> check_query(const AlertQuery& q);
 
 // Aggregation and grouping (docs/collector.md, "Aggregation and groups").
@@ -235,8 +294,8 @@ public:
     virtual common::Result<std::vector<InsertResult>> insert_batches(
         const std::vector<std::vector<common::Alert>>& batches);
 
-    // Newest first: timestamp descending, then id ascending so that equal timestamps have a
-    // stable order. A bad query (limit 0 or above kMaxQueryLimit, severity outside 1..4) is
+    // In q.sort's order (newest first by default: timestamp descending, then id ascending so
+    // that equal timestamps have a stable order), behind q.after when set. A bad query (limit 0 or above kMaxQueryLimit, severity outside 1..4) is
     // kInvalidArgument. A stored row that no longer decodes is skipped and counted in
     // undecodable_rows(), never fatal.
     virtual common::Result<std::vector<common::Alert>> query(const AlertQuery& q) = 0;

@@ -7,7 +7,9 @@
 //   POST /api/v1/login, /api/v1/logout  open (login is rate limited)
 //   GET  /api/v1/openapi.json           open (docs/api/openapi.json, compiled in)
 //   GET  /api/v1/me                     any account
-//   GET  /api/v1/alerts?since=&until=&severity=&agent=&status=&assignee=&limit=
+//   GET  /api/v1/alerts?since=&until=&severity=&agent=&status=&assignee=&rule=&source=&proto=
+//        &src=&dest=&ip=&q=&sort=&limit=&cursor=    (a page; next_cursor continues it)
+//   GET  /api/v1/alerts/export?format=eve|csv&(the same filters and sort)   (streamed)
 //   GET  /api/v1/alerts/{id}             (detail, comments, audit)  Permission::kReadAlerts
 //   PATCH /api/v1/alerts/{id}, POST /api/v1/alerts/{id}/comments,
 //   POST /api/v1/alerts/bulk                                        Permission::kTriageAlerts
