@@ -334,7 +334,7 @@ FileScanResult FileScanner::scan(const std::string& path) {
     }
     result.facts.owner = owner_of(before.st_uid);
 
-    Hashes hashes;
+    std::optional<Hashes> hashes;  // only when the digests are needed
     Mapping mapping;
     std::optional<BusGuard> guard;
     std::string_view data;
@@ -379,9 +379,20 @@ FileScanResult FileScanner::scan(const std::string& path) {
         data = std::string_view(buffer_.get(), got);
     }
     // YARA first, then the digests over the same bytes (now in the CPU's caches or the page
-    // cache). Either may be the first to touch a page of a file truncated meanwhile.
+    // cache), when anything uses them. Either may be the first to touch a page of a file
+    // truncated meanwhile.
     match(path, data, result);
-    hashes.update(data.data(), data.size());
+    const std::string name(base_name(path));
+    const Indicator* name_hit =
+        intel_ != nullptr ? intel_->find(IntelType::kFileName, name) : nullptr;
+    const bool digests = options_.always_digest || (!rules_ && intel_ == nullptr) ||
+                         !result.alerts.empty() || name_hit != nullptr ||
+                         (intel_ != nullptr && intel_->count(IntelType::kFileHash) != 0);
+    if (digests) {
+        hashes.emplace();
+        hashes->update(data.data(), data.size());
+    }
+    result.bytes_read = data.size();
     const bool truncated = guard && guard->faulted();
     guard.reset();
     hold.reset();
@@ -392,17 +403,15 @@ FileScanResult FileScanner::scan(const std::string& path) {
     if (truncated) {
         // What YARA and the digests saw is no version of the file: pages past its new end
         // read as zeros. Nothing of it is reported; the watcher sees the write and rescans.
-        result.alerts.clear();
         return finish(Outcome::kChanged,
                       "truncated while it was scanned (" + std::to_string(size) +
                           " bytes mapped; SIGBUS caught, digests and matches discarded)");
     }
-    if (!hashes.finish(result.facts)) {
+    if (hashes && !hashes->finish(result.facts)) {
         return finish(Outcome::kError, "OpenSSL could not compute the digests");
     }
     // Intel alerts need the digests, which exist only now.
     if (intel_ != nullptr) {
-        const std::string name(base_name(path));
         const std::pair<IntelType, const std::string*> probes[] = {
             {IntelType::kFileHash, &result.facts.sha256},
             {IntelType::kFileHash, &result.facts.sha1},
@@ -410,7 +419,9 @@ FileScanResult FileScanner::scan(const std::string& path) {
             {IntelType::kFileName, &name},
         };
         for (const auto& [type, value] : probes) {
-            const Indicator* hit = intel_->find(type, *value);
+            if (value->empty()) continue;  // digests not computed: no FILE_HASH indicators
+            const Indicator* hit =
+                type == IntelType::kFileName ? name_hit : intel_->find(type, *value);
             if (hit == nullptr) continue;
             common::Alert alert;
             alert.source = common::RuleSource::kIntel;
@@ -438,7 +449,12 @@ FileScanResult FileScanner::scan(const std::string& path) {
 
     struct stat after {};
     if (::fstat(fd.fd, &after) != 0 || !same_content_stamp(before, after)) {
-        return finish(Outcome::kChanged, "modified while it was read");
+        // A YARA failure (libyara catches a SIGBUS of a shrinking mapped file itself) says how.
+        const bool yara_failed =
+            result.outcome == Outcome::kError || result.outcome == Outcome::kTimeout;
+        return finish(Outcome::kChanged,
+                      yara_failed ? "modified while it was read (YARA: " + result.reason + ")"
+                                  : std::string("modified while it was read"));
     }
     if (result.outcome == Outcome::kTimeout || result.outcome == Outcome::kError) {
         return result;

@@ -125,7 +125,11 @@ TEST_F(FileScannerTest, FileTruncatedWhileMappedIsChangedNotACrash) {
         EXPECT_EQ(truncations, 1);
         EXPECT_TRUE(shrunk.mapped);
         EXPECT_EQ(shrunk.outcome, Outcome::kChanged);
-        EXPECT_NE(shrunk.reason.find("truncated while it was scanned"), std::string::npos)
+        // libyara catches the SIGBUS in its own scan and fails it; the digests (hash-only
+        // mode) fault in the agent's handler.
+        EXPECT_NE(shrunk.reason.find(with_rules ? "modified while it was read (YARA: "
+                                                : "truncated while it was scanned"),
+                  std::string::npos)
             << shrunk.reason;
         EXPECT_NE(shrunk.reason.find("SIGBUS"), std::string::npos) << shrunk.reason;
         // What was scanned is no version of the file: neither digests nor matches are kept
