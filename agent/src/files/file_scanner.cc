@@ -104,11 +104,12 @@ private:
 };
 
 // A mapped file that shrinks while it is scanned raises SIGBUS when a page past its new end is
-// touched, in the hashing or anywhere inside libyara. The handler, on the faulting thread,
-// maps zero pages over the rest of that thread's mapping and returns: the access is retried
-// and reads zeros, the pass ends normally (no jump through libyara's frames, so nothing leaks
-// and the YR_SCANNER stays usable), and the scanner reports the file as changed. A SIGBUS
-// anywhere else goes to the handler that was there before (or the default: the process dies).
+// touched. Inside its scan libyara installs its own handler for the time of the scan (it
+// fails the scan with ERROR_COULD_NOT_MAP_FILE); everywhere else, in the digests, this
+// handler, on the faulting thread, maps zero pages over the rest of that thread's mapping and
+// returns: the access is retried and reads zeros, the pass ends normally, and the scanner
+// reports the file as changed. A SIGBUS outside a guarded mapping goes to the handler that was
+// there before (or the default: the process dies).
 struct BusGuardState {
     std::uintptr_t begin = 0;
     std::uintptr_t end = 0;  // page-rounded
