@@ -38,17 +38,18 @@ struct YaraMatch {
 };
 
 // Rule partitions (compile_files with partitions on; the file scanner uses them): a file is
-// scanned with a rule set compiled without the rules that its size and first bytes rule out
-// (see rule_gates.h), which matches exactly what the full set matches and costs less per file:
-// fewer strings to confirm, fewer conditions to evaluate. A set is keyed on the file's size
-// tier (under or over 1 MiB) and which of the rules' header gates the file satisfies; it is
-// compiled by the scanning thread that asks for it the kPartitionDemand-th time (files before
-// that, and rare kinds of file, use the full set: a compile costs about as much as scanning a
-// few hundred small files), at most kMaxPartitions of them. A module no rule of a partition
-// uses is not imported by it: each scan of a file builds the module's objects (pe: hundreds),
-// which is most of what a scan of a small file costs. Global
-// rules, rules another condition names, and every rule of a rule set with `include` are never
-// left out. A set that fails to compile is logged once and its files use the full set.
+// scanned with a rule set compiled without the rules, and the terms of top-level `or`s, that
+// its size and first bytes rule out (see rule_gates.h), which matches exactly what the full
+// set matches and costs less per file: fewer strings to confirm, fewer conditions to evaluate,
+// and no module that nothing left uses (each scan builds every imported module's objects; for
+// pe, hundreds, most of what a scan of a small file costs). A set is made for a kind of file:
+// its size tier (under or over 1 MiB) and which of the rules' header gates it satisfies. It
+// serves every file it is right for (as large, satisfying no gate its kind fails). A kind no
+// set serves gets its own when its kPartitionDemand-th file comes (files before that, and rare
+// kinds, use the full set: a compile costs about as much as scanning a few hundred small
+// files), compiled by that scanning thread, at most kMaxPartitions of them. Global rules,
+// rules another condition names, and every rule of a rule set with `include` are never left
+// out. A set that fails to compile is logged once and its files use the full set.
 struct YaraCompileOptions {
     bool partitions = false;
 };
