@@ -18,6 +18,7 @@
 #include <set>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "senningen/agent/scan/rule_gates.h"
@@ -289,6 +290,15 @@ struct YaraRules::Partitions {
     std::uint64_t files_partitioned = 0;
     std::int64_t compile_cpu_ns = 0;  // all partitions, on the threads that compiled them
     bool warned = false;
+    bool compiling = false;
+    std::vector<std::thread> compilers;  // joined before anything above goes
+
+    Partitions() = default;
+    Partitions(const Partitions&) = delete;
+    Partitions& operator=(const Partitions&) = delete;
+    ~Partitions() {
+        for (auto& t : compilers) t.join();
+    }
 };
 
 namespace {
@@ -437,6 +447,9 @@ Result<RulesPtr> compile_partition(const YaraRules::Partitions& p,
 
 }  // namespace
 
+void compile_kind(YaraRules::Partitions& p, const std::string& key, std::size_t tier,
+                  const std::vector<bool>& satisfied);
+
 YaraRules::Selection YaraRules::select(std::uint64_t size,
                                        std::span<const std::uint8_t> head) const {
     const Selection full{rules_, 0};
@@ -477,9 +490,25 @@ YaraRules::Selection YaraRules::select(std::uint64_t size,
             e.state = Partitions::Entry::State::kFull;
             return full;
         }
+        // One compile at a time, on its own thread: no scanner thread waits for one (a compile
+        // late in a scan would leave the other scanners idle). This kind asks again with its
+        // next file.
+        if (p.compiling) return full;
         e.state = Partitions::Entry::State::kCompiling;
+        p.compiling = true;
+        try {
+            p.compilers.emplace_back(
+                [&p, key, tier, satisfied] { compile_kind(p, key, tier, satisfied); });
+        } catch (const std::system_error&) {
+            e.state = Partitions::Entry::State::kFull;  // no thread: the full set serves
+            p.compiling = false;
+        }
     }
-    // Compiled on this thread, outside the lock: the others scan with the full set meanwhile.
+    return full;
+}
+
+void compile_kind(YaraRules::Partitions& p, const std::string& key, std::size_t tier,
+                  const std::vector<bool>& satisfied) {
     const std::int64_t cpu_before = thread_cpu_ns();
     std::size_t changes = 0;
     const KeyFile file{kTiers[tier], &p.headers, &satisfied};
@@ -487,26 +516,27 @@ YaraRules::Selection YaraRules::select(std::uint64_t size,
     Result<RulesPtr> compiled = make_error(ErrorCode::kNone, "");
     if (changes != 0) compiled = compile_partition(p, cuts);
     std::lock_guard lock(p.mutex);
+    p.compiling = false;
     p.compile_cpu_ns += thread_cpu_ns() - cpu_before;
-    Partitions::Entry& e = p.entries[key];
+    YaraRules::Partitions::Entry& e = p.entries[key];
     if (changes == 0 || !compiled) {
-        e.state = Partitions::Entry::State::kFull;
+        e.state = YaraRules::Partitions::Entry::State::kFull;
         if (changes != 0 && !p.warned) {
             p.warned = true;
             common::log_warn("yara", "a rule partition did not compile, its files use the full "
                                      "rule set: " + compiled.error().message);
         }
-        return full;
+        return;
     }
     std::size_t dropped = 0;
-    for (const auto& c : cuts) dropped += static_cast<std::size_t>(std::count(c.drop.begin(), c.drop.end(), true));
+    for (const auto& c : cuts) {
+        dropped += static_cast<std::size_t>(std::count(c.drop.begin(), c.drop.end(), true));
+    }
     p.sets.push_back(std::move(*compiled));
     p.made_for.emplace_back(tier, satisfied);
     p.dropped.push_back(dropped);
-    e.state = Partitions::Entry::State::kReady;
+    e.state = YaraRules::Partitions::Entry::State::kReady;
     e.id = p.sets.size();
-    ++p.files_partitioned;
-    return Selection{p.sets.back().get(), e.id};
 }
 
 std::string YaraRules::partition_summary() const {

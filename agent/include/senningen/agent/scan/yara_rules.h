@@ -47,7 +47,8 @@ struct YaraMatch {
 // serves every file it is right for (as large, satisfying no gate its kind fails). A kind no
 // set serves gets its own when its kPartitionDemand-th file comes (files before that, and rare
 // kinds, use the full set: a compile costs about as much as scanning a few hundred small
-// files), compiled by that scanning thread, at most kMaxPartitions of them. Global rules,
+// files), compiled on a thread of its own (one at a time, so no scanner waits), at most
+// kMaxPartitions of them. Global rules,
 // rules another condition names, and every rule of a rule set with `include` are never left
 // out. A set that fails to compile is logged once and its files use the full set.
 struct YaraCompileOptions {
