@@ -33,11 +33,14 @@ RuleSourceFile parse_rule_spec(const std::string& spec) {
     return {spec.substr(eq + 1), ns};
 }
 
-Result<std::shared_ptr<YaraRules>> load_file_rules(const std::vector<std::string>& specs) {
+Result<std::shared_ptr<YaraRules>> load_file_rules(const std::vector<std::string>& specs,
+                                                   bool partitions) {
     std::vector<RuleSourceFile> files;
     files.reserve(specs.size());
     for (const auto& spec : specs) files.push_back(parse_rule_spec(spec));
-    return YaraRules::compile_files(files, file_yara_externals());
+    YaraCompileOptions options;
+    options.partitions = partitions;
+    return YaraRules::compile_files(files, file_yara_externals(), options);
 }
 
 Result<void> load_intel(const std::vector<std::string>& paths, IntelStore& store) {
@@ -76,10 +79,11 @@ std::string pack_version(const YaraRules* rules, const std::vector<std::string>&
 
 Result<Inspection> load_inspection(const std::vector<std::string>& rules,
                                    const std::vector<std::string>& intel,
-                                   const std::string& cache_file, const char* component) {
+                                   const std::string& cache_file, const char* component,
+                                   bool partitions) {
     Inspection in;
     if (!rules.empty()) {
-        auto compiled = load_file_rules(rules);
+        auto compiled = load_file_rules(rules, partitions);
         if (!compiled) return make_error(compiled.error().code, "rules: " + compiled.error().message);
         in.rules = std::move(compiled).value();
         common::log_info(component, "loaded " + std::to_string(in.rules->rule_count()) +

@@ -28,7 +28,8 @@ namespace senningen::agent::files::detail {
 // "NS=PATH" puts PATH's rules in namespace NS; a plain PATH goes to the default namespace.
 RuleSourceFile parse_rule_spec(const std::string& spec);
 
-common::Result<std::shared_ptr<YaraRules>> load_file_rules(const std::vector<std::string>& specs);
+common::Result<std::shared_ptr<YaraRules>> load_file_rules(const std::vector<std::string>& specs,
+                                                           bool partitions = true);
 common::Result<void> load_intel(const std::vector<std::string>& paths, IntelStore& store);
 
 // The rule pack version that keys the scan cache: the rules' version and a digest of the intel
@@ -49,9 +50,11 @@ struct Inspection {
 // Loads RULES, INTEL and the cache, logging as COMPONENT. An error names the input ("rules:
 // ...", "intel: ...") with libyara's or the intel reader's code (kNotFound for a missing file,
 // kCompile/kParse for a bad one). A damaged cache file is only a warning: it starts empty.
+// PARTITIONS: rule partitions by file size and first bytes (YaraCompileOptions).
 common::Result<Inspection> load_inspection(const std::vector<std::string>& rules,
                                            const std::vector<std::string>& intel,
-                                           const std::string& cache_file, const char* component);
+                                           const std::string& cache_file, const char* component,
+                                           bool partitions = true);
 
 // Walks ROOT into POOL: files are submitted with their sizes, what is skipped is recorded.
 WalkCounters walk_into(ScanPool& pool, const std::string& root, const WalkOptions& options,

@@ -32,7 +32,8 @@ constexpr const char* kScanUsage =
     "usage: senningen-agent scan PATH... [options]\n"
     "\n"
     "Scans files and directory trees with YARA rules and Zeek-format intel (FILE_HASH,\n"
-    "FILE_NAME); every file is hashed (SHA-256, SHA-1, MD5) in the pass that feeds YARA.\n"
+    "FILE_NAME). A file with an alert is hashed (SHA-256, SHA-1, MD5) from the bytes YARA\n"
+    "saw; every file is when the intel has FILE_HASH indicators or there are no rules.\n"
     "\n"
     "  --rules [NS=]PATH        YARA rule file or directory, in namespace NS (repeatable)\n"
     "  --intel FILE             Zeek intel file (repeatable)\n"
@@ -47,6 +48,9 @@ constexpr const char* kScanUsage =
     "  --cpu PERCENT            CPU budget, percent of one core (default: no limit)\n"
     "  --all-strings            every occurrence of every matched string (YARA without fast\n"
     "                           mode; default: first occurrence unless a rule counts them)\n"
+    "  --hash-all               hash every file read, not only where an alert needs it\n"
+    "  --no-rule-partitions     scan every file with the full rule set (default: a set\n"
+    "                           without the rules its size and first bytes rule out)\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --help\n"
     "\n"
@@ -73,6 +77,8 @@ struct ScanOptions {
     double cpu_percent = 0;  // 0: no limit
     bool quiet = false;
     bool all_strings = false;
+    bool hash_all = false;
+    bool partitions = true;
 };
 
 std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code) {
@@ -97,6 +103,14 @@ std::optional<ScanOptions> parse_scan_args(int argc, char** argv, int& exit_code
         }
         if (arg == "--all-strings") {
             o.all_strings = true;
+            continue;
+        }
+        if (arg == "--hash-all") {
+            o.hash_all = true;
+            continue;
+        }
+        if (arg == "--no-rule-partitions") {
+            o.partitions = false;
             continue;
         }
         if (arg.rfind("-", 0) != 0 || arg == "-") {
@@ -204,7 +218,8 @@ int run_scan_command(int argc, char** argv) {
         roots.push_back(*canonical);
     }
     if (missing) return kScanError;
-    auto loaded = detail::load_inspection(opt.rules, opt.intel, opt.cache.value_or(""), "scan");
+    auto loaded = detail::load_inspection(opt.rules, opt.intel, opt.cache.value_or(""), "scan",
+                                          opt.partitions);
     if (!loaded) {
         std::fprintf(stderr, "senningen-agent scan: %s\n", loaded.error().message.c_str());
         return kScanError;
@@ -226,6 +241,7 @@ int run_scan_command(int argc, char** argv) {
     fso.max_file_size = opt.max_size;
     fso.timeout_seconds = opt.timeout_s;
     fso.fast_mode = !opt.all_strings;
+    fso.always_digest = opt.hash_all;
     PoolOptions po;
     po.threads = opt.threads;
     po.cpu_percent = opt.cpu_percent > 0 ? opt.cpu_percent : 1e9;
@@ -292,6 +308,7 @@ int run_scan_command(int argc, char** argv) {
                           std::to_string(excluded) + " excluded" + detail::outcome_counts(t) +
                           "; CPU " + cpu_text(process_cpu_ns() - cpu_started) + " s";
     common::log_info("scan", summary);
+    if (inspection.rules) common::log_info("scan", inspection.rules->partition_summary());
 
     int code = matched ? kScanMatch : kScanNoMatch;
     if (cache) {

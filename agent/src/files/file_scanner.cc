@@ -104,11 +104,12 @@ private:
 };
 
 // A mapped file that shrinks while it is scanned raises SIGBUS when a page past its new end is
-// touched, in the hashing or anywhere inside libyara. The handler, on the faulting thread,
-// maps zero pages over the rest of that thread's mapping and returns: the access is retried
-// and reads zeros, the pass ends normally (no jump through libyara's frames, so nothing leaks
-// and the YR_SCANNER stays usable), and the scanner reports the file as changed. A SIGBUS
-// anywhere else goes to the handler that was there before (or the default: the process dies).
+// touched. Inside its scan libyara installs its own handler for the time of the scan (it
+// fails the scan with ERROR_COULD_NOT_MAP_FILE); everywhere else, in the digests, this
+// handler, on the faulting thread, maps zero pages over the rest of that thread's mapping and
+// returns: the access is retried and reads zeros, the pass ends normally, and the scanner
+// reports the file as changed. A SIGBUS outside a guarded mapping goes to the handler that was
+// there before (or the default: the process dies).
 struct BusGuardState {
     std::uintptr_t begin = 0;
     std::uintptr_t end = 0;  // page-rounded
@@ -291,6 +292,19 @@ FileScanResult FileScanner::scan(const std::string& path) {
         return std::move(result);
     };
 
+    // An unchanged clean file is told by lstat() alone (the identity the cache is keyed on):
+    // a rescan opens nothing. Anything else goes the long way below, which checks again.
+    if (cache_ != nullptr) {
+        struct stat early {};
+        if (::lstat(path.c_str(), &early) == 0 && S_ISREG(early.st_mode) &&
+            static_cast<std::uint64_t>(early.st_size) <= options_.max_file_size &&
+            cache_->contains(identity_of(early))) {
+            result.facts.identity = identity_of(early);
+            result.facts.uid = early.st_uid;
+            return finish(Outcome::kCached, {});
+        }
+    }
+
     // O_NOFOLLOW: a symlink is never opened. O_NONBLOCK: a FIFO swapped in after the listing
     // cannot make open() wait for a writer. O_NOATIME: reading leaves no trace in atime.
     constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
@@ -334,7 +348,7 @@ FileScanResult FileScanner::scan(const std::string& path) {
     }
     result.facts.owner = owner_of(before.st_uid);
 
-    Hashes hashes;
+    std::optional<Hashes> hashes;  // only when the digests are needed
     Mapping mapping;
     std::optional<BusGuard> guard;
     std::string_view data;
@@ -379,9 +393,20 @@ FileScanResult FileScanner::scan(const std::string& path) {
         data = std::string_view(buffer_.get(), got);
     }
     // YARA first, then the digests over the same bytes (now in the CPU's caches or the page
-    // cache). Either may be the first to touch a page of a file truncated meanwhile.
+    // cache), when anything uses them. Either may be the first to touch a page of a file
+    // truncated meanwhile.
     match(path, data, result);
-    hashes.update(data.data(), data.size());
+    const std::string name(base_name(path));
+    const Indicator* name_hit =
+        intel_ != nullptr ? intel_->find(IntelType::kFileName, name) : nullptr;
+    const bool digests = options_.always_digest || (!rules_ && intel_ == nullptr) ||
+                         !result.alerts.empty() || name_hit != nullptr ||
+                         (intel_ != nullptr && intel_->count(IntelType::kFileHash) != 0);
+    if (digests) {
+        hashes.emplace();
+        hashes->update(data.data(), data.size());
+    }
+    result.bytes_read = data.size();
     const bool truncated = guard && guard->faulted();
     guard.reset();
     hold.reset();
@@ -392,17 +417,15 @@ FileScanResult FileScanner::scan(const std::string& path) {
     if (truncated) {
         // What YARA and the digests saw is no version of the file: pages past its new end
         // read as zeros. Nothing of it is reported; the watcher sees the write and rescans.
-        result.alerts.clear();
         return finish(Outcome::kChanged,
                       "truncated while it was scanned (" + std::to_string(size) +
                           " bytes mapped; SIGBUS caught, digests and matches discarded)");
     }
-    if (!hashes.finish(result.facts)) {
+    if (hashes && !hashes->finish(result.facts)) {
         return finish(Outcome::kError, "OpenSSL could not compute the digests");
     }
     // Intel alerts need the digests, which exist only now.
     if (intel_ != nullptr) {
-        const std::string name(base_name(path));
         const std::pair<IntelType, const std::string*> probes[] = {
             {IntelType::kFileHash, &result.facts.sha256},
             {IntelType::kFileHash, &result.facts.sha1},
@@ -410,7 +433,9 @@ FileScanResult FileScanner::scan(const std::string& path) {
             {IntelType::kFileName, &name},
         };
         for (const auto& [type, value] : probes) {
-            const Indicator* hit = intel_->find(type, *value);
+            if (value->empty()) continue;  // digests not computed: no FILE_HASH indicators
+            const Indicator* hit =
+                type == IntelType::kFileName ? name_hit : intel_->find(type, *value);
             if (hit == nullptr) continue;
             common::Alert alert;
             alert.source = common::RuleSource::kIntel;
@@ -438,7 +463,12 @@ FileScanResult FileScanner::scan(const std::string& path) {
 
     struct stat after {};
     if (::fstat(fd.fd, &after) != 0 || !same_content_stamp(before, after)) {
-        return finish(Outcome::kChanged, "modified while it was read");
+        // A YARA failure (libyara catches a SIGBUS of a shrinking mapped file itself) says how.
+        const bool yara_failed =
+            result.outcome == Outcome::kError || result.outcome == Outcome::kTimeout;
+        return finish(Outcome::kChanged,
+                      yara_failed ? "modified while it was read (YARA: " + result.reason + ")"
+                                  : std::string("modified while it was read"));
     }
     if (result.outcome == Outcome::kTimeout || result.outcome == Outcome::kError) {
         return result;

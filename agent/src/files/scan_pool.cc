@@ -71,7 +71,7 @@ void ScanPool::deliver(FileScanResult&& result) {
     std::lock_guard lock(sink_mutex_);
     ++totals_.outcomes[static_cast<std::size_t>(result.outcome)];
     ++totals_.files;
-    if (!result.facts.sha256.empty()) totals_.bytes_read += result.facts.identity.size;
+    totals_.bytes_read += result.bytes_read;
     if (result.mapped) ++totals_.mapped_files;
     if (!result.alerts.empty()) ++totals_.matched_files;
     totals_.alerts += result.alerts.size();

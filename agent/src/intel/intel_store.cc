@@ -547,6 +547,11 @@ std::size_t IntelStore::size() const {
            user_names_.size() + subnets_.size();
 }
 
+std::size_t IntelStore::count(IntelType type) const {
+    // table_of only picks a member; the const_cast never writes.
+    return const_cast<IntelStore*>(this)->table_of(type).size();
+}
+
 IntelStore::Table& IntelStore::table_of(IntelType type) {
     switch (type) {
         case IntelType::kAddr: return addrs_;

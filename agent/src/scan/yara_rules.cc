@@ -7,15 +7,22 @@
 #include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <set>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
+
+#include "senningen/agent/scan/rule_gates.h"
+#include "senningen/common/log.h"
 
 // Last: <yara.h> defines function-like macros (get_string, module, parent, ...) that would
 // break any header included after it.
@@ -103,6 +110,8 @@ std::string error_name(int code) {
         case ERROR_INTERNAL_FATAL_ERROR: return "internal fatal error";
         case ERROR_INVALID_ARGUMENT: return "invalid argument";
         case ERROR_INVALID_EXTERNAL_VARIABLE_TYPE: return "external variable has another type";
+        // libyara catches SIGBUS/SIGSEGV while it scans: a mapped file that shrank.
+        case ERROR_COULD_NOT_MAP_FILE: return "the data could not be read (SIGBUS: a mapped file shrank)";
         default: return "error " + std::to_string(code);
     }
 }
@@ -257,6 +266,296 @@ int add_source(YR_COMPILER* compiler, const Source& source) {
 
 }  // namespace
 
+struct YaraRules::Partitions {
+    struct Entry {
+        enum class State : std::uint8_t { kCounting, kCompiling, kReady, kFull };
+        State state = State::kCounting;
+        int demand = 0;
+        std::size_t id = 0;  // when kReady
+    };
+
+    std::vector<Source> sources;
+    std::vector<RuleSourceGates> gates;        // per source
+    std::vector<std::vector<bool>> removable;  // per source, per rule
+    std::vector<HeaderGate> headers;           // every distinct header gate
+    YaraExternals externals;
+
+    mutable std::mutex mutex;
+    std::map<std::string, Entry> entries;  // by key: tier byte, then satisfied gates
+    std::vector<RulesPtr> sets;            // id - 1
+    // What each set was compiled for: a set serves any file at least as large (tier) whose
+    // satisfied header gates are among the set's: everything it left out fails for that file.
+    std::vector<std::pair<std::size_t, std::vector<bool>>> made_for;
+    std::vector<std::size_t> dropped;      // rules left out, per set
+    std::uint64_t files_partitioned = 0;
+    std::int64_t compile_cpu_ns = 0;  // all partitions, on the threads that compiled them
+    bool warned = false;
+    bool compiling = false;
+    std::vector<std::thread> compilers;  // joined before anything above goes
+
+    Partitions() = default;
+    Partitions(const Partitions&) = delete;
+    Partitions& operator=(const Partitions&) = delete;
+    ~Partitions() {
+        for (auto& t : compilers) t.join();
+    }
+};
+
+namespace {
+
+constexpr std::uint64_t kTiers[] = {0, 1 << 20};
+
+std::int64_t thread_cpu_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+constexpr std::size_t kMaxHeaderGates = 255;  // a key names them in one byte each
+
+std::unique_ptr<YaraRules::Partitions> make_partitions(std::vector<Source> sources,
+                                                       const YaraExternals& externals) {
+    auto p = std::make_unique<YaraRules::Partitions>();
+    p->externals = externals;
+    std::set<std::string> referenced;
+    for (const auto& source : sources) {
+        auto gates = analyse_rule_gates(source.text);
+        if (!gates) {
+            // What YARA accepted but this reader cannot follow: nothing of it is changed.
+            common::log_info("yara", source.path + ": rule partitions leave this file whole (" +
+                                         gates.error().message + ")");
+            p->gates.emplace_back();
+            continue;
+        }
+        // `include` pulls in text this reader never saw: no partitions at all.
+        if (gates->has_include) return nullptr;
+        referenced.insert(gates->referenced.begin(), gates->referenced.end());
+        p->gates.push_back(std::move(*gates));
+    }
+    auto note = [&](const std::vector<HeaderGate>& gates) {
+        for (const auto& gate : gates) {
+            if (std::find(p->headers.begin(), p->headers.end(), gate) == p->headers.end() &&
+                p->headers.size() < kMaxHeaderGates) {
+                p->headers.push_back(gate);
+            }
+        }
+    };
+    for (const auto& gates : p->gates) {
+        std::vector<bool> removable;
+        for (const auto& rule : gates.rules) {
+            note(rule.headers);
+            for (const auto& d : rule.disjuncts) note(d.headers);
+            removable.push_back(!rule.global && !referenced.contains(rule.name));
+        }
+        p->removable.push_back(std::move(removable));
+    }
+    p->sources = std::move(sources);
+    return p;
+}
+
+// The file a key stands for: at least TIER bytes, the header gates in SATISFIED hold.
+struct KeyFile {
+    std::uint64_t tier;
+    const std::vector<HeaderGate>* headers;
+    const std::vector<bool>* satisfied;
+
+    // False when a gate rules the file out. A gate beyond kMaxHeaderGates is taken to hold.
+    bool may_pass(const std::optional<std::uint64_t>& max_size,
+                  const std::vector<HeaderGate>& gates) const {
+        if (max_size && *max_size < tier) return false;
+        for (const auto& gate : gates) {
+            const auto it = std::find(headers->begin(), headers->end(), gate);
+            if (it != headers->end() && !(*satisfied)[static_cast<std::size_t>(it - headers->begin())]) {
+                return false;
+            }
+        }
+        return true;
+    }
+};
+
+// What a set for KEY changes in each source: rules left out, disjuncts found false.
+struct SourceCuts {
+    std::vector<bool> drop;
+    std::vector<std::vector<bool>> falsified;  // per rule, per disjunct
+};
+
+std::vector<SourceCuts> cuts_for(const YaraRules::Partitions& p, const KeyFile& key,
+                                 std::size_t& changes) {
+    std::vector<SourceCuts> cuts(p.gates.size());
+    changes = 0;
+    for (std::size_t s = 0; s < p.gates.size(); ++s) {
+        const auto& rules = p.gates[s].rules;
+        cuts[s].drop.assign(rules.size(), false);
+        cuts[s].falsified.resize(rules.size());
+        for (std::size_t r = 0; r < rules.size(); ++r) {
+            const RuleGates& rule = rules[r];
+            bool can_match = key.may_pass(rule.max_size, rule.headers);
+            if (can_match && !rule.disjuncts.empty()) {
+                can_match = false;
+                for (const auto& d : rule.disjuncts) {
+                    const bool pass = key.may_pass(d.max_size, d.headers);
+                    cuts[s].falsified[r].push_back(!pass);
+                    can_match = can_match || pass;
+                    changes += pass ? 0 : 1;
+                }
+            }
+            if (!can_match && p.removable[s][r]) {
+                cuts[s].drop[r] = true;
+                ++changes;
+            }
+        }
+    }
+    return cuts;
+}
+
+Result<RulesPtr> compile_partition(const YaraRules::Partitions& p,
+                                   const std::vector<SourceCuts>& cuts) {
+    std::vector<std::string> texts;
+    std::vector<RuleSourceGates> left;  // what the specialised texts hold
+    std::set<std::string> unused;       // modules imported that no condition left uses
+    for (std::size_t s = 0; s < p.sources.size(); ++s) {
+        texts.push_back(specialise(p.sources[s].text, p.gates[s], cuts[s].drop,
+                                   cuts[s].falsified));
+        auto gates = analyse_rule_gates(texts.back());
+        if (!gates) {
+            return make_error(ErrorCode::kInternal, p.sources[s].path +
+                                                        " specialised for a partition: " +
+                                                        gates.error().message);
+        }
+        for (const auto& import : gates->imports) unused.insert(import.module);
+        left.push_back(std::move(*gates));
+    }
+    for (const auto& gates : left) {
+        for (const auto& id : gates.referenced) unused.erase(id);
+    }
+    ErrorSink sink;
+    auto compiler = new_compiler(p.externals, sink);
+    if (!compiler) return compiler.error();
+    for (std::size_t s = 0; s < p.sources.size(); ++s) {
+        const Source& source = p.sources[s];
+        // No scan with this set loads a module that nothing in it uses.
+        const std::string text = without_imports(texts[s], left[s], unused);
+        const int errors = yr_compiler_add_string(compiler->get(), text.c_str(),
+                                                  source.ns.empty() ? nullptr : source.ns.c_str());
+        if (errors != 0) {
+            const std::string first = sink.errors.empty() ? "no message" : sink.errors.front();
+            return make_error(ErrorCode::kCompile,
+                              source.path + " specialised for a partition: " + first);
+        }
+    }
+    return take_rules(compiler->get());
+}
+
+}  // namespace
+
+void compile_kind(YaraRules::Partitions& p, const std::string& key, std::size_t tier,
+                  const std::vector<bool>& satisfied);
+
+YaraRules::Selection YaraRules::select(std::uint64_t size,
+                                       std::span<const std::uint8_t> head) const {
+    const Selection full{rules_, 0};
+    if (!partitions_) return full;
+    Partitions& p = *partitions_;
+    std::size_t tier = 0;
+    while (tier + 1 < std::size(kTiers) && size >= kTiers[tier + 1]) ++tier;
+    std::vector<bool> satisfied(p.headers.size());
+    std::string key(1, static_cast<char>(tier));
+    for (std::size_t g = 0; g < p.headers.size(); ++g) {
+        satisfied[g] = p.headers[g].holds(head);
+        if (satisfied[g]) key.push_back(static_cast<char>(g));
+    }
+    {
+        std::lock_guard lock(p.mutex);
+        Partitions::Entry& e = p.entries[key];
+        switch (e.state) {
+            case Partitions::Entry::State::kReady:
+                ++p.files_partitioned;
+                return Selection{p.sets[e.id - 1].get(), e.id};
+            case Partitions::Entry::State::kFull:
+            case Partitions::Entry::State::kCompiling: return full;
+            case Partitions::Entry::State::kCounting: break;
+        }
+        for (std::size_t id = 1; id <= p.made_for.size(); ++id) {
+            const auto& [set_tier, set_satisfied] = p.made_for[id - 1];
+            bool serves = set_tier <= tier;
+            for (std::size_t g = 0; serves && g < satisfied.size(); ++g) {
+                serves = !satisfied[g] || set_satisfied[g];
+            }
+            if (serves) {
+                ++p.files_partitioned;
+                return Selection{p.sets[id - 1].get(), id};
+            }
+        }
+        if (++e.demand < kPartitionDemand) return full;
+        if (p.sets.size() >= kMaxPartitions) {
+            e.state = Partitions::Entry::State::kFull;
+            return full;
+        }
+        // One compile at a time, on its own thread: no scanner thread waits for one (a compile
+        // late in a scan would leave the other scanners idle). This kind asks again with its
+        // next file.
+        if (p.compiling) return full;
+        e.state = Partitions::Entry::State::kCompiling;
+        p.compiling = true;
+        try {
+            p.compilers.emplace_back(
+                [&p, key, tier, satisfied] { compile_kind(p, key, tier, satisfied); });
+        } catch (const std::system_error&) {
+            e.state = Partitions::Entry::State::kFull;  // no thread: the full set serves
+            p.compiling = false;
+        }
+    }
+    return full;
+}
+
+void compile_kind(YaraRules::Partitions& p, const std::string& key, std::size_t tier,
+                  const std::vector<bool>& satisfied) {
+    const std::int64_t cpu_before = thread_cpu_ns();
+    std::size_t changes = 0;
+    const KeyFile file{kTiers[tier], &p.headers, &satisfied};
+    const auto cuts = cuts_for(p, file, changes);
+    Result<RulesPtr> compiled = make_error(ErrorCode::kNone, "");
+    if (changes != 0) compiled = compile_partition(p, cuts);
+    std::lock_guard lock(p.mutex);
+    p.compiling = false;
+    p.compile_cpu_ns += thread_cpu_ns() - cpu_before;
+    YaraRules::Partitions::Entry& e = p.entries[key];
+    if (changes == 0 || !compiled) {
+        e.state = YaraRules::Partitions::Entry::State::kFull;
+        if (changes != 0 && !p.warned) {
+            p.warned = true;
+            common::log_warn("yara", "a rule partition did not compile, its files use the full "
+                                     "rule set: " + compiled.error().message);
+        }
+        return;
+    }
+    std::size_t dropped = 0;
+    for (const auto& c : cuts) {
+        dropped += static_cast<std::size_t>(std::count(c.drop.begin(), c.drop.end(), true));
+    }
+    p.sets.push_back(std::move(*compiled));
+    p.made_for.emplace_back(tier, satisfied);
+    p.dropped.push_back(dropped);
+    e.state = YaraRules::Partitions::Entry::State::kReady;
+    e.id = p.sets.size();
+}
+
+std::string YaraRules::partition_summary() const {
+    if (!partitions_) return "rule partitions off";
+    std::lock_guard lock(partitions_->mutex);
+    const auto& d = partitions_->dropped;
+    std::string out = std::to_string(d.size()) + " rule partitions";
+    if (!d.empty()) {
+        out += " (" + std::to_string(*std::min_element(d.begin(), d.end())) + ".." +
+               std::to_string(*std::max_element(d.begin(), d.end())) + " of " +
+               std::to_string(rule_count_) + " rules left out)";
+    }
+    char cpu[32];
+    std::snprintf(cpu, sizeof cpu, "%.2f", static_cast<double>(partitions_->compile_cpu_ns) / 1e9);
+    out += ", compiled in " + std::string(cpu) + " s CPU; " +
+           std::to_string(partitions_->files_partitioned) + " files scanned with one";
+    return out;
+}
+
 void ensure_yara_initialized() {
     std::call_once(g_yara_once, [] {
         g_yara_init_status = yr_initialize();
@@ -277,7 +576,8 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
 }
 
 Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
-    const std::vector<RuleSourceFile>& files, const YaraExternals& externals) {
+    const std::vector<RuleSourceFile>& files, const YaraExternals& externals,
+    YaraCompileOptions options) {
     if (auto ready = check_yara_ready(); !ready) return ready.error();
     auto sources = collect_sources(files);
     if (!sources) return sources.error();
@@ -317,11 +617,13 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
     if (!sink.errors.empty()) return compile_error(sink.errors);
     std::vector<std::string> texts;
     texts.reserve(sources->size());
-    for (auto& source : *sources) texts.push_back(std::move(source.text));
+    for (const auto& source : *sources) texts.push_back(source.text);
     auto rules = take_rules(compiler->get());
     if (!rules) return rules.error();
     const std::size_t count = count_rules(rules->get());
-    return std::shared_ptr<YaraRules>(new YaraRules(rules->release(), count, short_sha256(texts)));
+    std::shared_ptr<YaraRules> out(new YaraRules(rules->release(), count, short_sha256(texts)));
+    if (options.partitions) out->partitions_ = make_partitions(std::move(*sources), externals);
+    return out;
 }
 
 Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& source) {
@@ -450,20 +752,63 @@ int on_scan_message(YR_SCAN_CONTEXT* context, int message, void* message_data, v
 
 }  // namespace
 
-YaraScanner::YaraScanner(std::shared_ptr<const YaraRules> rules, int timeout_seconds)
-    : rules_(std::move(rules)), scanner_(nullptr), timeout_seconds_(timeout_seconds) {
-    if (rules_ == nullptr || rules_->handle() == nullptr) return;
+namespace {
+
+YR_SCANNER* new_scanner(void* rules, int timeout_seconds, int flags) {
     YR_SCANNER* raw = nullptr;
-    if (yr_scanner_create(static_cast<YR_RULES*>(rules_->handle()), &raw) != ERROR_SUCCESS) {
-        return;
-    }
+    if (yr_scanner_create(static_cast<YR_RULES*>(rules), &raw) != ERROR_SUCCESS) return nullptr;
     yr_scanner_set_timeout(raw, timeout_seconds);
-    yr_scanner_set_flags(raw, SCAN_FLAGS_REPORT_RULES_MATCHING);
-    scanner_ = raw;
+    yr_scanner_set_flags(raw, flags);
+    return raw;
+}
+
+int define_scanner_external(YR_SCANNER* scanner, const std::string& name,
+                            const YaraExternalValue& value) {
+    const char* id = name.c_str();
+    if (const auto* b = std::get_if<bool>(&value)) {
+        return yr_scanner_define_boolean_variable(scanner, id, *b ? 1 : 0);
+    }
+    if (const auto* i = std::get_if<std::int64_t>(&value)) {
+        return yr_scanner_define_integer_variable(scanner, id, *i);
+    }
+    if (const auto* d = std::get_if<double>(&value)) {
+        return yr_scanner_define_float_variable(scanner, id, *d);
+    }
+    return yr_scanner_define_string_variable(scanner, id, std::get<std::string>(value).c_str());
+}
+
+}  // namespace
+
+YaraScanner::YaraScanner(std::shared_ptr<const YaraRules> rules, int timeout_seconds)
+    : rules_(std::move(rules)),
+      scanner_(nullptr),
+      timeout_seconds_(timeout_seconds),
+      flags_(SCAN_FLAGS_REPORT_RULES_MATCHING) {
+    if (rules_ == nullptr || rules_->handle() == nullptr) return;
+    scanner_ = new_scanner(rules_->handle(), timeout_seconds, flags_);
 }
 
 YaraScanner::~YaraScanner() {
     if (scanner_ != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(scanner_));
+    for (void* s : partition_scanners_) {
+        if (s != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(s));
+    }
+}
+
+void* YaraScanner::scanner_for(const YaraRules::Selection& selection) {
+    if (selection.id == 0) return scanner_;
+    if (partition_scanners_.size() < selection.id) partition_scanners_.resize(selection.id);
+    void*& slot = partition_scanners_[selection.id - 1];
+    if (slot == nullptr) slot = new_scanner(selection.handle, timeout_seconds_, flags_);
+    if (slot == nullptr) return scanner_;  // could not create one: the full set does the work
+    // The externals of this file, as the full set's scanner already has them.
+    for (const auto& [name, value] : externals_) {
+        if (define_scanner_external(static_cast<YR_SCANNER*>(slot), name, value) !=
+            ERROR_SUCCESS) {
+            return scanner_;
+        }
+    }
+    return slot;
 }
 
 Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> data) {
@@ -473,6 +818,10 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
                                                     : "YARA scanner could not be created");
     }
     auto* scanner = static_cast<YR_SCANNER*>(scanner_);
+    if (rules_->partitioned()) {
+        const auto head = data.first(std::min<std::size_t>(4, data.size()));
+        scanner = static_cast<YR_SCANNER*>(scanner_for(rules_->select(data.size(), head)));
+    }
     std::vector<YaraMatch> matches;
     ScanState state{&matches};
     yr_scanner_set_callback(scanner, on_scan_message, &state);
@@ -492,28 +841,28 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
 }
 
 void YaraScanner::set_fast_mode(bool on) {
-    if (scanner_ == nullptr) return;
-    yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_),
-                         SCAN_FLAGS_REPORT_RULES_MATCHING | (on ? SCAN_FLAGS_FAST_MODE : 0));
+    flags_ = SCAN_FLAGS_REPORT_RULES_MATCHING | (on ? SCAN_FLAGS_FAST_MODE : 0);
+    if (scanner_ != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_), flags_);
+    for (void* s : partition_scanners_) {
+        if (s != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(s), flags_);
+    }
 }
 
 Result<void> YaraScanner::set_external(const std::string& name, const YaraExternalValue& value) {
     if (scanner_ == nullptr) return make_error(ErrorCode::kInternal, "YARA scanner not created");
-    auto* scanner = static_cast<YR_SCANNER*>(scanner_);
-    const char* id = name.c_str();
-    int rc = ERROR_SUCCESS;
-    if (const auto* b = std::get_if<bool>(&value)) {
-        rc = yr_scanner_define_boolean_variable(scanner, id, *b ? 1 : 0);
-    } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
-        rc = yr_scanner_define_integer_variable(scanner, id, *i);
-    } else if (const auto* d = std::get_if<double>(&value)) {
-        rc = yr_scanner_define_float_variable(scanner, id, *d);
-    } else {
-        rc = yr_scanner_define_string_variable(scanner, id, std::get<std::string>(value).c_str());
-    }
+    const int rc = define_scanner_external(static_cast<YR_SCANNER*>(scanner_), name, value);
     if (rc != ERROR_SUCCESS) {
         return make_error(ErrorCode::kInvalidArgument,
                           "cannot set YARA external '" + name + "': " + error_name(rc));
+    }
+    if (rules_->partitioned()) {
+        auto it = std::find_if(externals_.begin(), externals_.end(),
+                               [&](const auto& e) { return e.first == name; });
+        if (it == externals_.end()) {
+            externals_.emplace_back(name, value);
+        } else {
+            it->second = value;
+        }
     }
     return {};
 }

@@ -1,7 +1,11 @@
 // File inspection: one path in; its facts (size, mtime, owner, SHA-256, SHA-1, MD5) and its
 // YARA and intel alerts out. The file is read once, with read() into a buffer the scanner
 // keeps (no page faults, no zero-fill, no munmap per file) when small and mmap() when large,
-// and the hashes and YARA see the same bytes. A mapped file truncated while it is scanned
+// and the hashes and YARA see the same bytes. The digests cost about a tenth of a scan, so
+// they are computed only where something uses them: for a file with an alert (its file
+// context carries them), when the intel has FILE_HASH indicators, in hash-only mode (no
+// rules, no intel), or always with FileScanOptions::always_digest. The scan cache needs none:
+// it is keyed on (device, inode, size, mtime, ctime). A mapped file truncated while it is scanned
 // would raise SIGBUS: the pages past its new end read as zeros instead and the file counts
 // as changed during the scan. The scanner never writes, locks or
 // follows a symlink, and opens with O_NOATIME where the kernel permits it. Anything that keeps
@@ -46,7 +50,7 @@ struct FileFacts {
     FileIdentity identity;
     std::uint32_t uid = 0;
     std::string owner;              // the user name, or the uid as text when it has none
-    std::string sha256, sha1, md5;  // lowercase hex; empty when the file was not read
+    std::string sha256, sha1, md5;  // lowercase hex; empty when not read or not needed
 };
 
 struct FileScanResult {
@@ -54,6 +58,7 @@ struct FileScanResult {
     std::string reason;  // for every outcome but kScanned/kCached: what happened
     FileFacts facts;
     bool mapped = false;  // read through mmap
+    std::uint64_t bytes_read = 0;  // bytes YARA (and the digests) went over
     std::vector<common::Alert> alerts;
 };
 
@@ -65,6 +70,8 @@ struct FileScanOptions {
     // YARA's fast mode (see YaraScanner::set_fast_mode): the same rules match, each string
     // shows its first match only unless a rule counts it.
     bool fast_mode = true;
+    // Digests for every file read, not only where an alert or the intel needs them.
+    bool always_digest = false;
     // Tests only: called on the mapped path with "mapped" (after mmap, before YARA and the
     // digests touch a page), so that a test can truncate the file at that moment.
     std::function<void(std::string_view stage, const std::string& path)> test_hook;

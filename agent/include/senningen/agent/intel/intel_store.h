@@ -80,6 +80,8 @@ public:
     const Indicator* find_subnet(std::string_view addr) const;
 
     std::size_t size() const;
+    // Indicators of TYPE (the file scanner computes digests only when FILE_HASH has some).
+    std::size_t count(IntelType type) const;
 
 private:
     // Transparent hashing lets the packet path look up a string_view without allocating.

@@ -1,0 +1,514 @@
+#include "senningen/agent/scan/rule_gates.h"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <utility>
+
+namespace senningen::agent {
+
+using common::ErrorCode;
+using common::make_error;
+using common::Result;
+
+namespace {
+
+enum class Kind : std::uint8_t {
+    kIdent,      // identifiers and keywords
+    kNumber,     // 12, 0x5a4d, 100KB, 1.5
+    kText,       // "..."
+    kHex,        // { 4D 5A ?? } (a hex string, in the strings section)
+    kRegex,      // /.../is
+    kStringRef,  // $a, #a, @a, !a, $a*, $
+    kPunct,      // operators and brackets, one or two characters
+};
+
+struct Token {
+    Kind kind;
+    std::string_view text;
+    std::size_t offset;
+    int line;
+};
+
+bool ident_start(char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) != 0 || c == '_';
+}
+bool ident_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+}
+
+class Lexer {
+public:
+    explicit Lexer(std::string_view text) : text_(text) {}
+
+    Result<std::vector<Token>> run() {
+        std::vector<Token> out;
+        while (true) {
+            if (auto skipped = skip_space_and_comments(); !skipped) return skipped.error();
+            if (at_ >= text_.size()) break;
+            const std::size_t start = at_;
+            const int line = line_;
+            const char c = text_[at_];
+            Kind kind = Kind::kPunct;
+            if (ident_start(c)) {
+                while (at_ < text_.size() && ident_char(text_[at_])) ++at_;
+                kind = Kind::kIdent;
+            } else if (std::isdigit(static_cast<unsigned char>(c)) != 0) {
+                while (at_ < text_.size() && ident_char(text_[at_])) ++at_;
+                // A fraction, but not the `..` of a range.
+                if (at_ + 1 < text_.size() && text_[at_] == '.' &&
+                    std::isdigit(static_cast<unsigned char>(text_[at_ + 1])) != 0) {
+                    ++at_;
+                    while (at_ < text_.size() && ident_char(text_[at_])) ++at_;
+                }
+                kind = Kind::kNumber;
+            } else if (c == '"') {
+                if (auto r = skip_quoted(); !r) return r.error();
+                kind = Kind::kText;
+            } else if (c == '{' && previous_is(out, Kind::kPunct, "=")) {
+                const std::size_t close = text_.find('}', at_);
+                if (close == std::string_view::npos) return fail(line, "unterminated hex string");
+                count_lines(at_, close + 1);
+                at_ = close + 1;
+                kind = Kind::kHex;
+            } else if (c == '/' && (previous_is(out, Kind::kPunct, "=") ||
+                                    previous_is(out, Kind::kIdent, "matches"))) {
+                if (auto r = skip_regex(); !r) return r.error();
+                kind = Kind::kRegex;
+            } else if ((c == '$' || c == '#' || c == '@' ||
+                        (c == '!' && (at_ + 1 >= text_.size() || text_[at_ + 1] != '='))) &&
+                       (c == '$' || (at_ + 1 < text_.size() && ident_char(text_[at_ + 1])))) {
+                ++at_;
+                while (at_ < text_.size() && ident_char(text_[at_])) ++at_;
+                if (at_ < text_.size() && text_[at_] == '*') ++at_;
+                kind = Kind::kStringRef;
+            } else {
+                static constexpr std::string_view kTwo[] = {"==", "!=", "<=", ">=",
+                                                            "<<", ">>", ".."};
+                const std::string_view two = text_.substr(at_, 2);
+                at_ += std::find(std::begin(kTwo), std::end(kTwo), two) != std::end(kTwo) ? 2 : 1;
+            }
+            out.push_back(Token{kind, text_.substr(start, at_ - start), start, line});
+        }
+        return out;
+    }
+
+private:
+    static bool previous_is(const std::vector<Token>& out, Kind kind, std::string_view text) {
+        return !out.empty() && out.back().kind == kind && out.back().text == text;
+    }
+
+    common::Error fail(int line, const std::string& what) const {
+        return make_error(ErrorCode::kParse, "line " + std::to_string(line) + ": " + what);
+    }
+
+    void count_lines(std::size_t from, std::size_t to) {
+        line_ += static_cast<int>(std::count(text_.begin() + static_cast<std::ptrdiff_t>(from),
+                                             text_.begin() + static_cast<std::ptrdiff_t>(to),
+                                             '\n'));
+    }
+
+    Result<void> skip_space_and_comments() {
+        while (at_ < text_.size()) {
+            const char c = text_[at_];
+            if (c == '\n') {
+                ++line_;
+                ++at_;
+            } else if (std::isspace(static_cast<unsigned char>(c)) != 0) {
+                ++at_;
+            } else if (text_.substr(at_, 2) == "//") {
+                while (at_ < text_.size() && text_[at_] != '\n') ++at_;
+            } else if (text_.substr(at_, 2) == "/*") {
+                const std::size_t close = text_.find("*/", at_ + 2);
+                if (close == std::string_view::npos) return fail(line_, "unterminated comment");
+                count_lines(at_, close + 2);
+                at_ = close + 2;
+            } else {
+                break;
+            }
+        }
+        return {};
+    }
+
+    Result<void> skip_quoted() {
+        const int line = line_;
+        ++at_;
+        while (at_ < text_.size()) {
+            const char c = text_[at_];
+            if (c == '\\') {
+                at_ += 2;
+            } else if (c == '"') {
+                ++at_;
+                return {};
+            } else if (c == '\n') {
+                break;  // YARA's text strings do not span lines
+            } else {
+                ++at_;
+            }
+        }
+        return fail(line, "unterminated text string");
+    }
+
+    Result<void> skip_regex() {
+        const int line = line_;
+        ++at_;
+        while (at_ < text_.size()) {
+            const char c = text_[at_];
+            if (c == '\\') {
+                at_ += 2;
+            } else if (c == '/') {
+                ++at_;
+                while (at_ < text_.size() && std::isalpha(static_cast<unsigned char>(text_[at_]))) {
+                    ++at_;  // flags: i, s
+                }
+                return {};
+            } else if (c == '\n') {
+                break;
+            } else {
+                ++at_;
+            }
+        }
+        return fail(line, "unterminated regular expression");
+    }
+
+    std::string_view text_;
+    std::size_t at_ = 0;
+    int line_ = 1;
+};
+
+// An integer literal as YARA reads it: decimal with an optional KB or MB suffix, or hex.
+std::optional<std::uint64_t> integer_literal(std::string_view text) {
+    std::uint64_t base = 10;
+    std::uint64_t scale = 1;
+    if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+        base = 16;
+        text.remove_prefix(2);
+    } else if (text.size() > 2 && (text.ends_with("KB") || text.ends_with("MB"))) {
+        scale = text.ends_with("KB") ? 1024 : 1024 * 1024;
+        text.remove_suffix(2);
+    }
+    if (text.empty()) return std::nullopt;
+    std::uint64_t value = 0;
+    for (const char c : text) {
+        std::uint64_t digit = 0;
+        if (c >= '0' && c <= '9') {
+            digit = static_cast<std::uint64_t>(c - '0');
+        } else if (base == 16 && std::isxdigit(static_cast<unsigned char>(c)) != 0) {
+            digit = static_cast<std::uint64_t>(std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
+        } else {
+            return std::nullopt;
+        }
+        if (value > (std::numeric_limits<std::uint64_t>::max() - digit) / base) return std::nullopt;
+        value = value * base + digit;
+    }
+    if (value > std::numeric_limits<std::uint64_t>::max() / scale) return std::nullopt;
+    return value * scale;
+}
+
+bool is(const Token& t, Kind kind, std::string_view text) {
+    return t.kind == kind && t.text == text;
+}
+
+using Span = std::span<const Token>;
+
+// The index of the bracket closing the one at OPEN, or npos.
+std::size_t matching_close(Span tokens, std::size_t open) {
+    int depth = 0;
+    for (std::size_t i = open; i < tokens.size(); ++i) {
+        const Token& t = tokens[i];
+        if (t.kind != Kind::kPunct) continue;
+        if (t.text == "(" || t.text == "[") ++depth;
+        if (t.text == ")" || t.text == "]") {
+            if (--depth == 0) return i;
+        }
+    }
+    return std::string_view::npos;
+}
+
+// The terms of the top-level conjunction of TOKENS.
+void conjuncts(Span tokens, std::vector<Span>& out) {
+    while (tokens.size() >= 2 && is(tokens.front(), Kind::kPunct, "(") &&
+           matching_close(tokens, 0) == tokens.size() - 1) {
+        tokens = tokens.subspan(1, tokens.size() - 2);
+    }
+    std::vector<std::size_t> ands;
+    int depth = 0;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const Token& t = tokens[i];
+        if (t.kind == Kind::kPunct) {
+            if (t.text == "(" || t.text == "[") ++depth;
+            if (t.text == ")" || t.text == "]") --depth;
+        } else if (t.kind == Kind::kIdent && depth == 0) {
+            // `or` binds loosest: with one at the top level the condition is no conjunction.
+            if (t.text == "or") {
+                out.push_back(tokens);
+                return;
+            }
+            if (t.text == "and") ands.push_back(i);
+        }
+    }
+    if (ands.empty() || depth != 0) {
+        out.push_back(tokens);
+        return;
+    }
+    std::size_t from = 0;
+    ands.push_back(tokens.size());
+    for (const std::size_t at : ands) {
+        if (at > from) conjuncts(tokens.subspan(from, at - from), out);
+        from = at + 1;
+    }
+}
+
+// `filesize < N` and its variants: the largest size the term allows.
+std::optional<std::uint64_t> size_bound(Span t) {
+    if (t.size() != 3 || t[1].kind != Kind::kPunct) return std::nullopt;
+    const std::string_view op = t[1].text;
+    std::optional<std::uint64_t> n;
+    bool strict = false;
+    if (is(t[0], Kind::kIdent, "filesize") && t[2].kind == Kind::kNumber) {
+        n = integer_literal(t[2].text);
+        if (op == "<") strict = true;
+        else if (op != "<=") return std::nullopt;
+    } else if (is(t[2], Kind::kIdent, "filesize") && t[0].kind == Kind::kNumber) {
+        n = integer_literal(t[0].text);
+        if (op == ">") strict = true;
+        else if (op != ">=") return std::nullopt;
+    } else {
+        return std::nullopt;
+    }
+    if (!n || (strict && *n == 0)) return std::nullopt;  // `< 0` never holds: left ungated
+    return strict ? *n - 1 : *n;
+}
+
+// `uintW(0) == C` or `C == uintW(0)`.
+std::optional<HeaderGate> header_gate(Span t) {
+    if (t.size() != 6) return std::nullopt;
+    Span call = t.first(4);
+    const Token* value = &t[5];
+    if (!is(t[4], Kind::kPunct, "==")) {
+        if (!is(t[1], Kind::kPunct, "==")) return std::nullopt;
+        call = t.subspan(2, 4);
+        value = &t[0];
+    }
+    if (call[0].kind != Kind::kIdent || !is(call[1], Kind::kPunct, "(") ||
+        call[2].kind != Kind::kNumber || !is(call[3], Kind::kPunct, ")") ||
+        value->kind != Kind::kNumber) {
+        return std::nullopt;
+    }
+    const auto offset = integer_literal(call[2].text);
+    const auto constant = integer_literal(value->text);
+    if (!offset || *offset != 0 || !constant) return std::nullopt;
+    static constexpr std::pair<std::string_view, std::uint8_t> kFunctions[] = {
+        {"uint8", 1}, {"uint16", 2}, {"uint32", 4}, {"uint8be", 1}, {"uint16be", 2},
+        {"uint32be", 4}};
+    for (const auto& [name, width] : kFunctions) {
+        if (call[0].text == name) {
+            return HeaderGate{width, name.ends_with("be"), *constant};
+        }
+    }
+    return std::nullopt;
+}
+
+// The top-level disjuncts of CONDITION when there are two or more.
+void split_disjuncts(Span condition, RuleGates& rule) {
+    while (condition.size() >= 2 && is(condition.front(), Kind::kPunct, "(") &&
+           matching_close(condition, 0) == condition.size() - 1) {
+        condition = condition.subspan(1, condition.size() - 2);
+    }
+    std::vector<std::size_t> ors;
+    int depth = 0;
+    for (std::size_t i = 0; i < condition.size(); ++i) {
+        const Token& t = condition[i];
+        if (t.kind == Kind::kPunct) {
+            if (t.text == "(" || t.text == "[") ++depth;
+            if (t.text == ")" || t.text == "]") --depth;
+        } else if (depth == 0 && is(t, Kind::kIdent, "or")) {
+            ors.push_back(i);
+        }
+    }
+    if (ors.empty() || depth != 0) return;
+    ors.push_back(condition.size());
+    std::size_t from = 0;
+    std::vector<Disjunct> out;
+    for (const std::size_t at : ors) {
+        if (at <= from) return;  // `or or`: not YARA, not ours to judge
+        const Span part = condition.subspan(from, at - from);
+        from = at + 1;
+        Disjunct d;
+        d.begin = part.front().offset;
+        d.end = part.back().offset + part.back().text.size();
+        std::vector<Span> terms;
+        conjuncts(part, terms);
+        for (const Span term : terms) {
+            if (const auto bound = size_bound(term)) {
+                d.max_size = d.max_size ? std::min(*d.max_size, *bound) : *bound;
+            } else if (const auto gate = header_gate(term)) {
+                d.headers.push_back(*gate);
+            }
+        }
+        std::set<std::string> refs;
+        bool them = false;
+        for (const Token& t : part) {
+            if (is(t, Kind::kIdent, "them")) them = true;
+            if (t.kind != Kind::kStringRef || t.text.size() < 2) continue;  // `$` of a for body
+            refs.insert("$" + std::string(t.text.substr(1)));
+        }
+        if (them) {
+            d.stand_in = "(false and any of them)";
+        } else if (refs.empty()) {
+            d.stand_in = "false";
+        } else {
+            d.stand_in = "(false and any of (";
+            bool first = true;
+            for (const auto& r : refs) {
+                if (!first) d.stand_in += ", ";
+                d.stand_in += r;
+                first = false;
+            }
+            d.stand_in += "))";
+        }
+        out.push_back(std::move(d));
+    }
+    rule.disjuncts = std::move(out);
+}
+
+void gate_condition(Span condition, RuleGates& rule) {
+    split_disjuncts(condition, rule);
+    std::vector<Span> terms;
+    conjuncts(condition, terms);
+    for (const Span term : terms) {
+        if (const auto bound = size_bound(term)) {
+            rule.max_size = rule.max_size ? std::min(*rule.max_size, *bound) : *bound;
+        } else if (const auto gate = header_gate(term)) {
+            rule.headers.push_back(*gate);
+        }
+    }
+}
+
+}  // namespace
+
+bool HeaderGate::holds(std::span<const std::uint8_t> head) const {
+    if (head.size() < width) return false;
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < width; ++i) {
+        const std::uint64_t byte = head[big_endian ? i : width - 1 - i];
+        v = (v << 8) | byte;
+    }
+    return v == value;
+}
+
+bool RuleGates::may_match(std::uint64_t size, std::span<const std::uint8_t> head) const {
+    if (max_size && size > *max_size) return false;
+    return std::all_of(headers.begin(), headers.end(),
+                       [&](const HeaderGate& g) { return g.holds(head); });
+}
+
+Result<RuleSourceGates> analyse_rule_gates(std::string_view text) {
+    auto lexed = Lexer(text).run();
+    if (!lexed) return lexed.error();
+    const std::vector<Token>& tokens = *lexed;
+    RuleSourceGates out;
+    std::size_t i = 0;
+    const std::size_t n = tokens.size();
+    while (i < n) {
+        const Token& t = tokens[i];
+        if (is(t, Kind::kIdent, "include")) out.has_include = true;
+        if (is(t, Kind::kIdent, "import") && i + 1 < n && tokens[i + 1].kind == Kind::kText) {
+            const std::string_view quoted = tokens[i + 1].text;
+            out.imports.push_back(ImportStatement{std::string(quoted.substr(1, quoted.size() - 2)),
+                                                  t.offset,
+                                                  tokens[i + 1].offset + quoted.size()});
+        }
+        if (!(is(t, Kind::kIdent, "rule") || is(t, Kind::kIdent, "private") ||
+              is(t, Kind::kIdent, "global"))) {
+            ++i;
+            continue;
+        }
+        RuleGates rule;
+        rule.begin = t.offset;
+        while (i < n && (is(tokens[i], Kind::kIdent, "private") ||
+                         is(tokens[i], Kind::kIdent, "global"))) {
+            (tokens[i].text == "global" ? rule.global : rule.is_private) = true;
+            ++i;
+        }
+        if (i + 1 >= n || !is(tokens[i], Kind::kIdent, "rule") ||
+            tokens[i + 1].kind != Kind::kIdent) {
+            return make_error(ErrorCode::kParse,
+                              "line " + std::to_string(t.line) + ": expected a rule name");
+        }
+        rule.name = std::string(tokens[i + 1].text);
+        const int line = tokens[i].line;
+        i += 2;
+        while (i < n && !is(tokens[i], Kind::kPunct, "{")) ++i;  // tags
+        std::size_t condition = n;
+        std::size_t close = n;
+        for (std::size_t j = i + 1; j < n; ++j) {
+            if (is(tokens[j], Kind::kPunct, "}")) {
+                close = j;
+                break;
+            }
+            if (is(tokens[j], Kind::kIdent, "condition") && j + 1 < n &&
+                is(tokens[j + 1], Kind::kPunct, ":")) {
+                condition = j + 2;
+            }
+        }
+        if (i >= n || close >= n) {
+            return make_error(ErrorCode::kParse, "line " + std::to_string(line) + ": rule " +
+                                                     rule.name + " has no closing brace");
+        }
+        rule.end = tokens[close].offset + 1;
+        if (condition < close) {
+            const Span cond(tokens.data() + condition, close - condition);
+            for (const Token& c : cond) {
+                if (c.kind == Kind::kIdent) rule.identifiers.emplace(c.text);
+            }
+            out.referenced.insert(rule.identifiers.begin(), rule.identifiers.end());
+            gate_condition(cond, rule);
+        }
+        out.rules.push_back(std::move(rule));
+        i = close + 1;
+    }
+    return out;
+}
+
+namespace {
+
+void blank(std::string& text, std::size_t begin, std::size_t end) {
+    for (std::size_t k = begin; k < end && k < text.size(); ++k) {
+        if (text[k] != '\n') text[k] = ' ';
+    }
+}
+
+}  // namespace
+
+std::string specialise(std::string_view text, const RuleSourceGates& gates,
+                       const std::vector<bool>& drop,
+                       const std::vector<std::vector<bool>>& falsified) {
+    // Pieces are replaced from the back, so that the offsets of those before stay right.
+    std::string out(text);
+    for (std::size_t r = gates.rules.size(); r-- > 0;) {
+        const RuleGates& rule = gates.rules[r];
+        if (r < drop.size() && drop[r]) {
+            blank(out, rule.begin, rule.end);
+            continue;
+        }
+        if (r >= falsified.size()) continue;
+        for (std::size_t d = std::min(falsified[r].size(), rule.disjuncts.size()); d-- > 0;) {
+            if (!falsified[r][d]) continue;
+            const Disjunct& dj = rule.disjuncts[d];
+            out.replace(dj.begin, dj.end - dj.begin, dj.stand_in);
+        }
+    }
+    return out;
+}
+
+std::string without_imports(std::string_view text, const RuleSourceGates& gates,
+                            const std::set<std::string>& modules) {
+    std::string out(text);
+    for (const auto& import : gates.imports) {
+        if (modules.contains(import.module)) blank(out, import.begin, import.end);
+    }
+    return out;
+}
+
+}  // namespace senningen::agent
