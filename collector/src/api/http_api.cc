@@ -16,14 +16,23 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <cstdint>
 #include <chrono>
 #include <exception>
@@ -41,6 +50,7 @@
 #include "senningen/collector/static_files.h"
 #include "senningen/common/json_codec.h"
 #include "senningen/common/log.h"
+#include "senningen/common/openssl_util.h"
 
 namespace senningen::collector {
 
@@ -1039,6 +1049,101 @@ private:
     ApiContext& context_;
 };
 
+// OpenSSL's reason for the last failure on this thread, and the queue emptied.
+std::string openssl_reason() {
+    const unsigned long code = ERR_peek_last_error();
+    std::string reason = code != 0 ? ERR_reason_error_string(code) != nullptr
+                                         ? ERR_reason_error_string(code)
+                                         : "unknown OpenSSL error"
+                                   : "no PEM data found";
+    ERR_clear_error();
+    return reason;
+}
+
+// FILE's bytes in a memory BIO, or the error naming WHAT ("HTTPS certificate") and FILE.
+common::Result<common::BioPtr> read_pem_file(std::string_view what, const std::string& file) {
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (f == nullptr) {
+        return make_error(ErrorCode::kInvalidArgument, std::string(what) + " '" + file +
+                                                           "' cannot be read: " +
+                                                           std::strerror(errno));
+    }
+    std::string bytes;
+    char buffer[4096];
+    std::size_t got = 0;
+    while ((got = std::fread(buffer, 1, sizeof buffer, f)) > 0) bytes.append(buffer, got);
+    const int read_errno = std::ferror(f) != 0 ? errno : 0;
+    std::fclose(f);
+    if (read_errno != 0) {
+        return make_error(ErrorCode::kInvalidArgument, std::string(what) + " '" + file +
+                                                           "' cannot be read: " +
+                                                           std::strerror(read_errno));
+    }
+    common::BioPtr bio(BIO_new(BIO_s_mem()));
+    if (!bio || BIO_write(bio.get(), bytes.data(), static_cast<int>(bytes.size())) !=
+                    static_cast<int>(bytes.size())) {
+        return make_error(ErrorCode::kInvalidArgument, "out of memory reading " + file);
+    }
+    return bio;
+}
+
+// The TLS context of an HTTPS server, after checking what Poco's Context would otherwise load
+// without a word: each file is read and parsed on its own (so the error names the file), and
+// the key must be the certificate's (OpenSSL drops a mismatched key silently when the
+// certificate is loaded after it, and the server would then fail every handshake).
+common::Result<Poco::Net::Context::Ptr> https_context(const ApiOptions& options) {
+    const std::string& cert_file = options.https_certificate;
+    const std::string& key_file = options.https_key;
+    if (cert_file.empty() || key_file.empty()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          cert_file.empty() ? "HTTPS key '" + key_file + "' needs a certificate too"
+                                            : "HTTPS certificate '" + cert_file +
+                                                  "' needs a key too");
+    }
+    auto cert_bio = read_pem_file("HTTPS certificate", cert_file);
+    if (!cert_bio) return cert_bio.error();
+    common::X509Ptr cert(PEM_read_bio_X509(cert_bio->get(), nullptr, nullptr, nullptr));
+    if (!cert) {
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS certificate '" + cert_file +
+                                                           "' is not a PEM certificate (" +
+                                                           openssl_reason() + ")");
+    }
+    auto key_bio = read_pem_file("HTTPS key", key_file);
+    if (!key_bio) return key_bio.error();
+    // No password callback: an encrypted key is refused rather than prompted for.
+    static constexpr auto kNoPassword = [](char*, int, int, void*) { return 0; };
+    common::PkeyPtr key(PEM_read_bio_PrivateKey(key_bio->get(), nullptr, kNoPassword, nullptr));
+    if (!key) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "HTTPS key '" + key_file +
+                              "' is not an unencrypted PEM private key (" + openssl_reason() +
+                              ")");
+    }
+    if (X509_check_private_key(cert.get(), key.get()) != 1) {
+        ERR_clear_error();
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS key '" + key_file +
+                                                           "' does not belong to certificate '" +
+                                                           cert_file + "'");
+    }
+    try {
+        Poco::Net::Context::Params params;
+        params.privateKeyFile = key_file;
+        params.certificateFile = cert_file;
+        params.verificationMode = Poco::Net::Context::VERIFY_NONE;  // browsers have no certificate
+        params.loadDefaultCAs = false;
+        // Forward secrecy and AEAD only for TLS 1.2; TLS 1.3 has its own (all good) suites.
+        params.cipherList = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20";
+        Poco::Net::Context::Ptr context =
+            new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
+        context->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+        return context;
+    } catch (const Poco::Exception& e) {
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS certificate '" + cert_file +
+                                                           "' and key '" + key_file +
+                                                           "': " + e.displayText());
+    }
+}
+
 }  // namespace
 
 std::vector<std::string> api_routes() {
@@ -1084,8 +1189,18 @@ common::Result<std::uint16_t> ApiServer::start() {
                                          impl.options.web_root);
         impl.context->web = std::move(web).value();
     }
+    const bool https = !impl.options.https_certificate.empty() || !impl.options.https_key.empty();
+    Poco::Net::Context::Ptr tls;
+    if (https) {
+        auto made = https_context(impl.options);
+        if (!made) return made.error();
+        tls = *made;
+        // A cookie that travelled over HTTPS must never be sent over plain HTTP.
+        impl.context->options.secure_cookie = true;
+    }
     try {
-        Poco::Net::ServerSocket socket;
+        Poco::Net::ServerSocket socket =
+            https ? Poco::Net::SecureServerSocket(tls) : Poco::Net::ServerSocket();
         // reuseAddress lets a restarted collector bind through TIME_WAIT. reusePort stays off:
         // Poco's two-argument bind() turns it on too, and then a port held by another process
         // would be shared silently instead of being an error.
@@ -1107,6 +1222,7 @@ common::Result<std::uint16_t> ApiServer::start() {
         impl.server = std::make_unique<Poco::Net::HTTPServer>(new ApiHandlerFactory(*impl.context),
                                                               *impl.threads, socket, params);
         impl.server->start();
+        if (https) common::log_info(kComponent, "HTTPS with " + impl.options.https_certificate);
         return socket.address().port();
     } catch (const Poco::Exception& e) {
         impl.server.reset();
