@@ -9,6 +9,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSONString.h>
+#include <Poco/Net/MediaType.h>
 #include <Poco/Net/NameValueCollection.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -140,6 +141,19 @@ std::string echo(std::string_view value) {
     }
     if (value.size() > kMaxEchoedLength) out += "...";
     out += "'";
+    return out;
+}
+
+// A message that may carry request bytes, reduced to printable ASCII and cut (longer than
+// echo()'s cut, since the message has text of its own around the value).
+std::string printable(std::string_view message) {
+    constexpr std::size_t kMaxMessageLength = 4 * kMaxEchoedLength;
+    std::string out;
+    for (std::size_t i = 0; i < message.size() && i < kMaxMessageLength; ++i) {
+        const auto c = static_cast<unsigned char>(message[i]);
+        out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+    }
+    if (message.size() > kMaxMessageLength) out += "...";
     return out;
 }
 
@@ -482,7 +496,14 @@ Reply too_large(const ApiContext& context) {
 // A JSON object from the request body, or the reply that refuses it.
 std::variant<Poco::JSON::Object::Ptr, Reply> json_body(ApiContext& context,
                                                        Poco::Net::HTTPServerRequest& request) {
-    if (!request.getContentType().starts_with("application/json")) {
+    // The media type exactly (parameters such as charset allowed): a prefix test would take
+    // "application/jsonx" for JSON.
+    bool is_json = false;
+    try {
+        is_json = Poco::Net::MediaType(request.getContentType()).matches("application", "json");
+    } catch (const Poco::Exception&) {  // NOLINT(bugprone-empty-catch): not JSON, answered below
+    }
+    if (!is_json) {
         return problem(HTTPResponse::HTTP_UNSUPPORTEDMEDIATYPE,
                        "the request body must be application/json");
     }
@@ -713,7 +734,9 @@ Reply apply_triage(ApiContext& context, const std::vector<std::string>& ids,
     auto done = context.store.update_triage(ids, change, user.name, common::now_ns());
     if (!done) {
         if (done.error().code == ErrorCode::kNotFound) {
-            return problem(HTTPResponse::HTTP_NOT_FOUND, done.error().message);
+            // The store's message names the id as the client sent it: made printable and cut
+            // like every echo, or a byte that is not UTF-8 would make the answer invalid JSON.
+            return problem(HTTPResponse::HTTP_NOT_FOUND, printable(done.error().message));
         }
         return store_unavailable("triage", done.error());
     }
@@ -811,13 +834,21 @@ Reply logout_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
                    const UserAccount* /*user*/) {
     return logout(context, request);
 }
+// Resources without parameters refuse any, as every other parameter the API does not know is
+// refused: a client's typo must not pass for a filter that was applied.
+std::optional<Reply> refuse_parameters(const Poco::URI& uri) {
+    if (uri.getQueryParameters().empty()) return std::nullopt;
+    return problem(HTTPResponse::HTTP_BAD_REQUEST, "this resource takes no parameters");
+}
 Reply me_route(ApiContext& /*context*/, Poco::Net::HTTPServerRequest& /*request*/,
-               const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
+               const Poco::URI& uri, const std::string& /*id*/, const UserAccount* user) {
+    if (auto refused = refuse_parameters(uri)) return *refused;
     return identity(*user);
 }
 Reply users_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
-                  const Poco::URI& /*uri*/, const std::string& /*id*/,
+                  const Poco::URI& uri, const std::string& /*id*/,
                   const UserAccount* /*user*/) {
+    if (auto refused = refuse_parameters(uri)) return *refused;
     return list_users(context);
 }
 Reply alerts_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
@@ -955,15 +986,16 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     const bool open = !matches.empty() && std::all_of(matches.begin(), matches.end(), [](auto* r) {
         return r->access == Access::kOpen;
     });
+    // A declared body above the limit is refused on every route, open ones included.
+    if (request.hasContentLength() &&
+        static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
+        return too_large(context);
+    }
     if (chosen != nullptr && chosen->access == Access::kOpen) {
         return chosen->handler(context, request, uri, id, nullptr);
     }
     if (open) return method_not_allowed(request.getMethod(), path, allowed);
     // Everything else under /api/ needs an account, also to learn what exists.
-    if (request.hasContentLength() &&
-        static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
-        return too_large(context);
-    }
     auto who = authenticate(context, request);
     if (!who) return store_unavailable("authentication", who.error());
     if (!*who) return unauthorized(context);

@@ -20,8 +20,11 @@ target_ms="${BENCH_TARGET_MS:-100}"
 cache="${BENCH_CACHE:-$build/bench-api}"
 # The measured requests. {since} is the newest alert's time minus 24 h, {agent} the agent of the
 # newest alert; both are read from the API before measuring.
-list_path="${BENCH_LIST_PATH:-/api/v1/alerts?severity=3,4&since={since}&limit=50}"
-agent_path="${BENCH_AGENT_PATH:-/api/v1/alerts?agent={agent}&since={since}&limit=50}"
+# (Defaults set apart: a "}" inside ${VAR:-...} would end the expansion.)
+default_list='/api/v1/alerts?severity=3,4&since={since}&limit=50'
+default_agent='/api/v1/alerts?agent={agent}&since={since}&limit=50'
+list_path="${BENCH_LIST_PATH:-$default_list}"
+agent_path="${BENCH_AGENT_PATH:-$default_agent}"
 agg_path="${BENCH_AGG_PATH:-/api/v1/alerts/aggregate?by=hour}"
 
 if [ ! -f "$build/build.ninja" ]; then
@@ -41,6 +44,7 @@ cleanup() {
 # shellcheck source=../../../scripts/lib/postgres.sh
 source "$root/scripts/lib/postgres.sh"
 trap cleanup EXIT
+trap 'echo "run.sh: failed at line $LINENO" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -74,7 +78,10 @@ start_collector() {
 }
 
 stop_collector() {
-    kill "$collector_pid"
+    if ! kill "$collector_pid" 2>/dev/null; then
+        echo "the collector had stopped by itself; its log:" >&2
+        tail -n 20 "$work/collector.log" >&2
+    fi
     wait "$collector_pid" || true
     collector_pid=""
 }
@@ -83,7 +90,7 @@ stop_collector() {
 get() { curl -sf -H "Authorization: Bearer $token" "$base$1"; }
 
 # fill PATH: the path with {since} and {agent} replaced.
-fill() { local p="${1//\{since\}/$since}"; echo "${p//\{agent\}/$agent}"; }
+fill() { sed -e "s|{since}|$since|g" -e "s|{agent}|$agent|g" <<<"$1"; }
 
 printf '%-12s %-44s %9s %8s %8s %8s %8s  %s\n' backend query req/s p50 p90 p99 errors "p99<${target_ms}ms"
 # measure BACKEND LABEL PATH: one wrk run after a short warm-up, one row.
@@ -98,6 +105,7 @@ measure() {
     BENCH_TOKEN="$token" wrk -t"$threads" -c"$clients" -d2s -s "$work/auth.lua" "$base$path" >/dev/null
     BENCH_TOKEN="$token" wrk -t"$threads" -c"$clients" -d"${seconds}s" --latency --timeout 10s \
         -s "$work/auth.lua" "$base$path" >"$work/wrk.out"
+    cp "$work/wrk.out" "$cache/wrk-$backend-${label//[^a-z0-9]/_}.out"  # the raw output, for the record
     /usr/bin/python3 - "$backend" "$label" "$target_ms" "$work/wrk.out" <<'EOF'
 import re, sys
 backend, label, target, path = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -187,7 +195,7 @@ for backend in $backends; do
             run_backend sqlite "sqlite:$db"
             ;;
         postgresql)
-            postgres_start "$cache/postgres" 2>/dev/null
+            postgres_start "$cache/postgres"
             trap cleanup EXIT  # postgres_start set its own
             gen "$SENNINGEN_TEST_POSTGRES_URL" "${BENCH_PG_WRITERS:-4}"
             # What autovacuum does after a bulk load on a real server, without the wait.
