@@ -60,11 +60,16 @@ gen() {
     "$generate" --db "$1" --count "$count" --writers "$2" | tee -a "$work/generated"
 }
 
-# start_collector SPEC: adds an account and a token, starts the collector; sets $base, $token.
-start_collector() {
+# add_account SPEC: an analyst account and its bearer token in $token.
+add_account() {
     local spec="$1" user="bench-$(date +%s)-$$"
     "$collector" user add "$user" --role analyst --password-file "$work/password" --db "$spec" >/dev/null
     token="$("$collector" user token "$user" --label bench --db "$spec" | grep -o 'snt_[0-9a-f]*')"
+}
+
+# start_collector SPEC: starts a collector on the store; sets $base.
+start_collector() {
+    local spec="$1"
     "$collector" --insecure --listen 127.0.0.1:0 --http 127.0.0.1:0 --db "$spec" --web-root none \
         --quiet >"$work/ready" 2>"$work/collector.log" &
     collector_pid=$!
@@ -95,11 +100,15 @@ fill() { sed -e "s|{since}|$since|g" -e "s|{agent}|$agent|g" <<<"$1"; }
 printf '%-12s %-44s %9s %8s %8s %8s %8s  %s\n' backend query req/s p50 p90 p99 errors "p99<${target_ms}ms"
 # measure BACKEND LABEL PATH: one wrk run after a short warm-up, one row.
 measure() {
-    local backend="$1" label="$2" path status
-    path="$(fill "$3")"
+    local backend="$1" label="$2" spec="$3" path status
+    path="$(fill "$4")"
+    # A collector of its own per row: requests wrk gave up on keep running in the server, and
+    # must not be queued ahead of the next row's.
+    start_collector "$spec"
     status="$(curl -s -o "$work/probe" -w '%{http_code}' -H "Authorization: Bearer $token" "$base$path")"
     if [ "$status" != 200 ]; then
         printf '%-12s %-44s %s\n' "$backend" "$label" "not measured: HTTP $status for $path ($(head -c 160 "$work/probe"))"
+        stop_collector
         return
     fi
     BENCH_TOKEN="$token" wrk -t"$threads" -c"$clients" -d2s -s "$work/auth.lua" "$base$path" >/dev/null
@@ -115,6 +124,11 @@ def ms(q):
     v, unit = float(m.group(1)), m.group(2)
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+done = int(re.search(r"(\d+) requests in ([\d.]+\w+)", text).group(1))
+if done == 0:
+    took = re.search(r"\d+ requests in ([\d.]+\w+)", text).group(1)
+    print("%-12s %-44s %9d %s  FAIL" % (backend, label, 0, "no request answered within the " + took + " run"))
+    sys.exit(0)
 errors = 0
 for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
     m = re.search(pattern, text)
@@ -124,27 +138,34 @@ p50, p90, p99 = ms(50), ms(90), ms(99)
 verdict = "PASS" if p99 < target and errors == 0 else "FAIL"
 print("%-12s %-44s %9.0f %6.1fms %6.1fms %6.1fms %8d  %s" % (backend, label, rps, p50, p90, p99, errors, verdict))
 EOF
+    stop_collector
 }
 
-# peer BACKEND LABEL COMMAND...: the command runs a file of $repeat identical statements; one
-# row with statements/s and the mean time of one, on one connection.
-repeat=200
+# peer BACKEND LABEL FILE SQL COMMAND...: COMMAND runs FILE; first with SQL once, to time it,
+# then with SQL repeated to fill about 5 s (1..200 times); one row with statements/s and the
+# mean time of one, on one connection.
 peer() {
-    local backend="$1" label="$2"
-    shift 2
-    local t0 t1
+    local backend="$1" label="$2" file="$3" sql="$4"
+    shift 4
+    local t0 t1 n
+    echo "$sql" >"$file"
     t0=$(date +%s.%N)
     "$@" >/dev/null
     t1=$(date +%s.%N)
-    awk -v b="$backend" -v l="$label" -v n="$repeat" -v t0="$t0" -v t1="$t1" \
-        'BEGIN { s = t1 - t0; printf "%-12s %-44s %9.0f %6.1fms (mean, 1 client)\n", b, l, n / s, s / n * 1000 }'
+    n=$(awk -v t0="$t0" -v t1="$t1" \
+        'BEGIN { s = t1 - t0; n = int(5 / (s > 0 ? s : 0.001)); print (n < 1 ? 1 : (n > 200 ? 200 : n)) }')
+    : >"$file"
+    for _ in $(seq 1 "$n"); do echo "$sql" >>"$file"; done
+    t0=$(date +%s.%N)
+    "$@" >/dev/null
+    t1=$(date +%s.%N)
+    awk -v b="$backend" -v l="$label" -v n="$n" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { s = t1 - t0; printf "%-12s %-44s %9.1f %6.1fms (mean of %d, 1 client)\n", b, l, n / s, s / n * 1000, n }'
 }
-
-# sql_repeat FILE SQL: FILE holds SQL $repeat times.
-sql_repeat() { : >"$1"; for _ in $(seq 1 "$repeat"); do echo "$2" >>"$1"; done; }
 
 run_backend() {
     local backend="$1" spec="$2"
+    add_account "$spec"
     start_collector "$spec"
     # The newest alert fixes the window: the data may have been generated hours ago (cache).
     get "/api/v1/alerts?limit=1" >"$work/newest"
@@ -157,24 +178,25 @@ print(int(t.timestamp()) * 10**9, since.strftime("%Y-%m-%dT%H:%M:%SZ"), a["agent
 EOF
 )
     local since_ns=$((newest_ns - 86400000000000))
-    measure "$backend" "list severity=3,4 last 24h limit 50" "$list_path"
-    measure "$backend" "list agent=$agent last 24h limit 50" "$agent_path"
-    measure "$backend" "hourly aggregation" "$agg_path"
     stop_collector
+    measure "$backend" "list severity=3,4 last 24h limit 50" "$spec" "$list_path"
+    measure "$backend" "list agent=$agent last 24h limit 50" "$spec" "$agent_path"
+    measure "$backend" "hourly aggregation" "$spec" "$agg_path"
     # Peers: the same statements the store runs, by the database's own client, one connection.
     local list_sql="SELECT body, eve FROM alerts WHERE ts_ns >= $since_ns AND severity IN (3, 4) ORDER BY ts_ns DESC, id ASC LIMIT 50;"
     local agg_sql="SELECT ts_ns / 3600000000000 AS hour, severity, count(*) FROM alerts GROUP BY hour, severity;"
     if [ "$backend" = sqlite ]; then
-        sql_repeat "$work/list.sql" "$list_sql"
-        peer "$backend" "peer: sqlite3 CLI, same list SQL" sqlite3 "${spec#sqlite:}" ".read $work/list.sql"
-        repeat=3 sql_repeat "$work/agg.sql" "$agg_sql"
-        repeat=3 peer "$backend" "peer: sqlite3 CLI, GROUP BY hour over alerts" sqlite3 "${spec#sqlite:}" ".read $work/agg.sql"
+        local db="${spec#sqlite:}"
+        peer "$backend" "peer: sqlite3 CLI, same list SQL" "$work/list.sql" "$list_sql" \
+            sqlite3 "$db" ".read $work/list.sql"
+        peer "$backend" "peer: sqlite3 CLI, GROUP BY hour, severity" "$work/agg.sql" "$agg_sql" \
+            sqlite3 "$db" ".read $work/agg.sql"
     else
         list_sql="${list_sql/body, eve/eve}"
-        sql_repeat "$work/list.sql" "$list_sql"
-        peer "$backend" "peer: psql, same list SQL" psql -q -X "$spec" -f "$work/list.sql"
-        repeat=3 sql_repeat "$work/agg.sql" "$agg_sql"
-        repeat=3 peer "$backend" "peer: psql, GROUP BY hour over alerts" psql -q -X "$spec" -f "$work/agg.sql"
+        peer "$backend" "peer: psql, same list SQL" "$work/list.sql" "$list_sql" \
+            psql -q -X "$spec" -f "$work/list.sql"
+        peer "$backend" "peer: psql, GROUP BY hour, severity" "$work/agg.sql" "$agg_sql" \
+            psql -q -X "$spec" -f "$work/agg.sql"
     fi
 }
 
