@@ -11,6 +11,8 @@ root="$(cd "$(dirname "$0")/../../.." && pwd)"
 source "$root/scripts/lib/common.sh"
 install_packages "${SENNINGEN_BENCH_PACKAGES[@]}" postgresql
 build="${1:-$root/build-release-bench}"
+mkdir -p "$build"
+build="$(cd "$build" && pwd)"  # absolute: PostgreSQL's socket directory must be
 count="${2:-10000000}"
 backends="${BENCH_BACKENDS:-sqlite postgresql}"
 seconds="${BENCH_SECONDS:-20}"
@@ -98,7 +100,8 @@ get() { curl -sf -H "Authorization: Bearer $token" "$base$1"; }
 fill() { sed -e "s|{since}|$since|g" -e "s|{agent}|$agent|g" <<<"$1"; }
 
 printf '%-12s %-44s %9s %8s %8s %8s %8s  %s\n' backend query req/s p50 p90 p99 errors "p99<${target_ms}ms"
-# measure BACKEND LABEL PATH: one wrk run after a short warm-up, one row.
+# measure BACKEND LABEL SPEC PATH: one wrk run on a fresh collector, one row. No wrk warm-up:
+# requests it abandons would still be queued ahead of the measured ones; the probe warms up.
 measure() {
     local backend="$1" label="$2" spec="$3" path status
     path="$(fill "$4")"
@@ -111,7 +114,6 @@ measure() {
         stop_collector
         return
     fi
-    BENCH_TOKEN="$token" wrk -t"$threads" -c"$clients" -d2s -s "$work/auth.lua" "$base$path" >/dev/null
     BENCH_TOKEN="$token" wrk -t"$threads" -c"$clients" -d"${seconds}s" --latency --timeout 10s \
         -s "$work/auth.lua" "$base$path" >"$work/wrk.out"
     cp "$work/wrk.out" "$cache/wrk-$backend-${label//[^a-z0-9]/_}.out"  # the raw output, for the record
