@@ -27,7 +27,7 @@ default_list='/api/v1/alerts?severity=3,4&since={since}&limit=50'
 default_agent='/api/v1/alerts?agent={agent}&since={since}&limit=50'
 list_path="${BENCH_LIST_PATH:-$default_list}"
 agent_path="${BENCH_AGENT_PATH:-$default_agent}"
-agg_path="${BENCH_AGG_PATH:-/api/v1/alerts/aggregate?by=hour}"
+agg_path="${BENCH_AGG_PATH:-/api/v1/alerts/aggregate?by=hour&limit=720}"  # the 30 days
 
 if [ ! -f "$build/build.ninja" ]; then
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSENNINGEN_BUILD_TESTS=ON >/dev/null
