@@ -86,19 +86,21 @@ struct Rule {
     std::string app_proto;
 };
 
-constexpr std::array kFamilies = {"emotet", "qakbot", "cobalt_strike", "icedid", "trickbot",
-                                  "asyncrat", "remcos", "agenttesla", "lokibot", "formbook",
-                                  "sliver", "mimikatz", "industroyer", "triton", "havex"};
-constexpr std::array kCategories = {"Malware download", "Command and control",
-                                    "Credential theft", "Lateral movement", "Exfiltration",
-                                    "ICS protocol violation", "Policy violation", "Scanning"};
+constexpr std::array kFamilies = {"emotet",   "qakbot",   "cobalt_strike", "icedid",  "trickbot",
+                                  "asyncrat", "remcos",   "agenttesla",    "lokibot", "formbook",
+                                  "sliver",   "mimikatz", "industroyer",   "triton",  "havex"};
+constexpr std::array kCategories = {
+    "Malware download", "Command and control",    "Credential theft", "Lateral movement",
+    "Exfiltration",     "ICS protocol violation", "Policy violation", "Scanning"};
 constexpr std::array kAppProtos = {"http", "dns", "tls", "smb", "modbus", "dnp3", "", "ssh"};
 constexpr std::array kSites = {"hq", "plant-a", "plant-b", "dc1", "dc2", "lab", "branch"};
 constexpr std::array kRoles = {"ws", "srv", "plc-gw", "hmi", "jump", "db"};
 // Folder and extension of a file alert's path; the name between them is made per alert.
-constexpr std::array<std::pair<const char*, const char*>, 4> kPaths = {{
-    {"/home/operator/Downloads/invoice_", ".exe"}, {"/srv/share/drop/", ".dll"},
-    {"/var/tmp/.cache/", ".so"}, {"/srv/scada/projects/", ".zip"}}};
+constexpr std::array<std::pair<const char*, const char*>, 4> kPaths = {
+    {{"/home/operator/Downloads/invoice_", ".exe"},
+     {"/srv/share/drop/", ".dll"},
+     {"/var/tmp/.cache/", ".so"},
+     {"/srv/scada/projects/", ".zip"}}};
 
 std::vector<Rule> make_rules(int count, std::mt19937_64& rng) {
     std::vector<Rule> rules;
@@ -169,7 +171,9 @@ std::string ipv4(std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint32_
 class Generator {
 public:
     explicit Generator(const Args& args)
-        : args_(args), rng_(args.seed), agents_(make_agents(args.agents)),
+        : args_(args),
+          rng_(args.seed),
+          agents_(make_agents(args.agents)),
           rules_(make_rules(args.rules, rng_)),
           start_ns_(args.end_ns - static_cast<std::int64_t>(args.days) * kNsPerDay),
           step_ns_(static_cast<double>(args.end_ns - start_ns_) /
@@ -188,10 +192,12 @@ private:
         a.id = common::new_uuid();
         // A skewed pick: the first rules and agents are the noisy ones, as on a real network.
         const double pr = u(rng_);
-        const auto rule_index = static_cast<std::size_t>(pr * pr * pr * static_cast<double>(rules_.size()));
+        const auto rule_index =
+            static_cast<std::size_t>(pr * pr * pr * static_cast<double>(rules_.size()));
         const Rule& rule = rules_[std::min(rule_index, rules_.size() - 1)];
         const double pa = u(rng_);
-        const auto agent_index = static_cast<std::size_t>(pa * pa * static_cast<double>(agents_.size()));
+        const auto agent_index =
+            static_cast<std::size_t>(pa * pa * static_cast<double>(agents_.size()));
         a.agent_id = agents_[std::min(agent_index, agents_.size() - 1)];
         a.timestamp_ns = start_ns_ + static_cast<std::int64_t>(step_ns_ * static_cast<double>(i));
         a.kind = rule.kind;
@@ -216,9 +222,11 @@ private:
         if (host % 5 == 0) {  // one in five flows is IPv6
             char src[48];
             char dst[48];
-            std::snprintf(src, sizeof src, "fd00:5e:%x::%x", static_cast<unsigned>(host >> 8 & 0xff),
+            std::snprintf(src, sizeof src, "fd00:5e:%x::%x",
+                          static_cast<unsigned>(host >> 8 & 0xff),
                           static_cast<unsigned>(host >> 16 & 0xffff));
-            std::snprintf(dst, sizeof dst, "2001:db8:%x::%x", static_cast<unsigned>(host >> 32 & 0xfff),
+            std::snprintf(dst, sizeof dst, "2001:db8:%x::%x",
+                          static_cast<unsigned>(host >> 32 & 0xfff),
                           static_cast<unsigned>(host >> 44 & 0xffff));
             n.src_ip = src;
             n.dest_ip = dst;
@@ -243,8 +251,10 @@ private:
         a.network = n;
         if (rule.source == common::RuleSource::kIntel) {
             const auto at = rule.name.find(" (");
-            a.intel = common::IntelContext{rule.name.substr(11, at - 11), "Intel::DOMAIN",
-                                           "DNS::IN_REQUEST", {"cert-eu", "misp-local"}};
+            a.intel = common::IntelContext{rule.name.substr(11, at - 11),
+                                           "Intel::DOMAIN",
+                                           "DNS::IN_REQUEST",
+                                           {"cert-eu", "misp-local"}};
         } else if (rule.source == common::RuleSource::kYara) {
             common::add_match(a, "$beacon", rng_() % 1500, "GET /submit.php?id=" + hex(rng_, 12));
         }
@@ -332,7 +342,10 @@ int main(int argc, char** argv) {
     std::thread maker([&] {
         for (std::uint64_t first = 0; first < args.count && !failed; first += args.batch) {
             std::vector<common::Alert> batch;
-            generator.fill(first, static_cast<std::size_t>(std::min<std::uint64_t>(args.batch, args.count - first)), batch);
+            generator.fill(
+                first,
+                static_cast<std::size_t>(std::min<std::uint64_t>(args.batch, args.count - first)),
+                batch);
             std::unique_lock lock(mutex);
             changed.wait(lock, [&] { return ready.size() < max_ready || failed; });
             ready.push_back(std::move(batch));
@@ -379,7 +392,8 @@ int main(int argc, char** argv) {
     if (failed) return 1;
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     auto count = store.count();
-    std::printf("generated %" PRIu64 " alerts in %.1f s: %.0f rows/s (%s, %d writer(s)); store "
+    std::printf("generated %" PRIu64
+                " alerts in %.1f s: %.0f rows/s (%s, %d writer(s)); store "
                 "holds %" PRIu64 "; time stamps until %s\n",
                 stored.load(), seconds, static_cast<double>(stored.load()) / seconds,
                 store.backend_name().c_str(), args.writers, count ? *count : 0,
