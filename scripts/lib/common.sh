@@ -11,8 +11,9 @@ SENNINGEN_BUILD_PACKAGES=(
 )
 SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay
                          chromium fonts-liberation postgresql)
-# The peers and tools of tests/bench/ (tests/bench/network/run.sh installs the missing ones).
-SENNINGEN_BENCH_PACKAGES=(python3 openssl time tcpdump ngrep libndpi-bin)
+# The peers and tools of tests/bench/ (tests/bench/network/run.sh and api/run.sh install the
+# missing ones).
+SENNINGEN_BENCH_PACKAGES=(python3 openssl time tcpdump ngrep libndpi-bin wrk curl sqlite3)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -9,6 +9,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSONString.h>
+#include <Poco/Net/MediaType.h>
 #include <Poco/Net/NameValueCollection.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -17,6 +18,8 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/ThreadPool.h>
@@ -26,10 +29,17 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <array>
+#include <cerrno>
 #include <initializer_list>
 #include <map>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <cstdint>
 #include <chrono>
 #include <exception>
@@ -143,6 +153,19 @@ std::string echo(std::string_view value) {
     }
     if (value.size() > kMaxEchoedLength) out += "...";
     out += "'";
+    return out;
+}
+
+// A message that may carry request bytes, reduced to printable ASCII and cut (longer than
+// echo()'s cut, since the message has text of its own around the value).
+std::string printable(std::string_view message) {
+    constexpr std::size_t kMaxMessageLength = 4 * kMaxEchoedLength;
+    std::string out;
+    for (std::size_t i = 0; i < message.size() && i < kMaxMessageLength; ++i) {
+        const auto c = static_cast<unsigned char>(message[i]);
+        out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+    }
+    if (message.size() > kMaxMessageLength) out += "...";
     return out;
 }
 
@@ -992,7 +1015,14 @@ Reply too_large(const ApiContext& context) {
 // A JSON object from the request body, or the reply that refuses it.
 std::variant<Poco::JSON::Object::Ptr, Reply> json_body(ApiContext& context,
                                                        Poco::Net::HTTPServerRequest& request) {
-    if (!request.getContentType().starts_with("application/json")) {
+    // The media type exactly (parameters such as charset allowed): a prefix test would take
+    // "application/jsonx" for JSON.
+    bool is_json = false;
+    try {
+        is_json = Poco::Net::MediaType(request.getContentType()).matches("application", "json");
+    } catch (const Poco::Exception&) {  // NOLINT(bugprone-empty-catch): not JSON, answered below
+    }
+    if (!is_json) {
         return problem(HTTPResponse::HTTP_UNSUPPORTEDMEDIATYPE,
                        "the request body must be application/json");
     }
@@ -1223,7 +1253,9 @@ Reply apply_triage(ApiContext& context, const std::vector<std::string>& ids,
     auto done = context.store.update_triage(ids, change, user.name, common::now_ns());
     if (!done) {
         if (done.error().code == ErrorCode::kNotFound) {
-            return problem(HTTPResponse::HTTP_NOT_FOUND, done.error().message);
+            // The store's message names the id as the client sent it: made printable and cut
+            // like every echo, or a byte that is not UTF-8 would make the answer invalid JSON.
+            return problem(HTTPResponse::HTTP_NOT_FOUND, printable(done.error().message));
         }
         return store_unavailable("triage", done.error());
     }
@@ -1321,13 +1353,21 @@ Reply logout_route(ApiContext& context, Poco::Net::HTTPServerRequest& request,
                    const UserAccount* /*user*/) {
     return logout(context, request);
 }
+// Resources without parameters refuse any, as every other parameter the API does not know is
+// refused: a client's typo must not pass for a filter that was applied.
+std::optional<Reply> refuse_parameters(const Poco::URI& uri) {
+    if (uri.getQueryParameters().empty()) return std::nullopt;
+    return problem(HTTPResponse::HTTP_BAD_REQUEST, "this resource takes no parameters");
+}
 Reply me_route(ApiContext& /*context*/, Poco::Net::HTTPServerRequest& /*request*/,
-               const Poco::URI& /*uri*/, const std::string& /*id*/, const UserAccount* user) {
+               const Poco::URI& uri, const std::string& /*id*/, const UserAccount* user) {
+    if (auto refused = refuse_parameters(uri)) return *refused;
     return identity(*user);
 }
 Reply users_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
-                  const Poco::URI& /*uri*/, const std::string& /*id*/,
+                  const Poco::URI& uri, const std::string& /*id*/,
                   const UserAccount* /*user*/) {
+    if (auto refused = refuse_parameters(uri)) return *refused;
     return list_users(context);
 }
 Reply alerts_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
@@ -1484,15 +1524,16 @@ Reply route(ApiContext& context, Poco::Net::HTTPServerRequest& request) {
     const bool open = !matches.empty() && std::all_of(matches.begin(), matches.end(), [](auto* r) {
         return r->access == Access::kOpen;
     });
+    // A declared body above the limit is refused on every route, open ones included.
+    if (request.hasContentLength() &&
+        static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
+        return too_large(context);
+    }
     if (chosen != nullptr && chosen->access == Access::kOpen) {
         return chosen->handler(context, request, uri, id, nullptr);
     }
     if (open) return method_not_allowed(request.getMethod(), path, allowed);
     // Everything else under /api/ needs an account, also to learn what exists.
-    if (request.hasContentLength() &&
-        static_cast<std::uint64_t>(request.getContentLength64()) > context.options.max_body_bytes) {
-        return too_large(context);
-    }
     auto who = authenticate(context, request);
     if (!who) return store_unavailable("authentication", who.error());
     if (!*who) return unauthorized(context);
@@ -1599,6 +1640,101 @@ private:
     ApiContext& context_;
 };
 
+// OpenSSL's reason for the last failure on this thread, and the queue emptied.
+std::string openssl_reason() {
+    const unsigned long code = ERR_peek_last_error();
+    std::string reason = code != 0 ? ERR_reason_error_string(code) != nullptr
+                                         ? ERR_reason_error_string(code)
+                                         : "unknown OpenSSL error"
+                                   : "no PEM data found";
+    ERR_clear_error();
+    return reason;
+}
+
+// FILE's bytes in a memory BIO, or the error naming WHAT ("HTTPS certificate") and FILE.
+common::Result<common::BioPtr> read_pem_file(std::string_view what, const std::string& file) {
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (f == nullptr) {
+        return make_error(ErrorCode::kInvalidArgument, std::string(what) + " '" + file +
+                                                           "' cannot be read: " +
+                                                           std::strerror(errno));
+    }
+    std::string bytes;
+    char buffer[4096];
+    std::size_t got = 0;
+    while ((got = std::fread(buffer, 1, sizeof buffer, f)) > 0) bytes.append(buffer, got);
+    const int read_errno = std::ferror(f) != 0 ? errno : 0;
+    std::fclose(f);
+    if (read_errno != 0) {
+        return make_error(ErrorCode::kInvalidArgument, std::string(what) + " '" + file +
+                                                           "' cannot be read: " +
+                                                           std::strerror(read_errno));
+    }
+    common::BioPtr bio(BIO_new(BIO_s_mem()));
+    if (!bio || BIO_write(bio.get(), bytes.data(), static_cast<int>(bytes.size())) !=
+                    static_cast<int>(bytes.size())) {
+        return make_error(ErrorCode::kInvalidArgument, "out of memory reading " + file);
+    }
+    return bio;
+}
+
+// The TLS context of an HTTPS server, after checking what Poco's Context would otherwise load
+// without a word: each file is read and parsed on its own (so the error names the file), and
+// the key must be the certificate's (OpenSSL drops a mismatched key silently when the
+// certificate is loaded after it, and the server would then fail every handshake).
+common::Result<Poco::Net::Context::Ptr> https_context(const ApiOptions& options) {
+    const std::string& cert_file = options.https_certificate;
+    const std::string& key_file = options.https_key;
+    if (cert_file.empty() || key_file.empty()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          cert_file.empty() ? "HTTPS key '" + key_file + "' needs a certificate too"
+                                            : "HTTPS certificate '" + cert_file +
+                                                  "' needs a key too");
+    }
+    auto cert_bio = read_pem_file("HTTPS certificate", cert_file);
+    if (!cert_bio) return cert_bio.error();
+    common::X509Ptr cert(PEM_read_bio_X509(cert_bio->get(), nullptr, nullptr, nullptr));
+    if (!cert) {
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS certificate '" + cert_file +
+                                                           "' is not a PEM certificate (" +
+                                                           openssl_reason() + ")");
+    }
+    auto key_bio = read_pem_file("HTTPS key", key_file);
+    if (!key_bio) return key_bio.error();
+    // No password callback: an encrypted key is refused rather than prompted for.
+    static constexpr auto kNoPassword = [](char*, int, int, void*) { return 0; };
+    common::PkeyPtr key(PEM_read_bio_PrivateKey(key_bio->get(), nullptr, kNoPassword, nullptr));
+    if (!key) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "HTTPS key '" + key_file +
+                              "' is not an unencrypted PEM private key (" + openssl_reason() +
+                              ")");
+    }
+    if (X509_check_private_key(cert.get(), key.get()) != 1) {
+        ERR_clear_error();
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS key '" + key_file +
+                                                           "' does not belong to certificate '" +
+                                                           cert_file + "'");
+    }
+    try {
+        Poco::Net::Context::Params params;
+        params.privateKeyFile = key_file;
+        params.certificateFile = cert_file;
+        params.verificationMode = Poco::Net::Context::VERIFY_NONE;  // browsers have no certificate
+        params.loadDefaultCAs = false;
+        // Forward secrecy and AEAD only for TLS 1.2; TLS 1.3 has its own (all good) suites.
+        params.cipherList = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20";
+        Poco::Net::Context::Ptr context =
+            new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
+        context->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+        return context;
+    } catch (const Poco::Exception& e) {
+        return make_error(ErrorCode::kInvalidArgument, "HTTPS certificate '" + cert_file +
+                                                           "' and key '" + key_file +
+                                                           "': " + e.displayText());
+    }
+}
+
 }  // namespace
 
 std::vector<std::string> api_routes() {
@@ -1648,8 +1784,18 @@ common::Result<std::uint16_t> ApiServer::start() {
                                          impl.options.web_root);
         impl.context->web = std::move(web).value();
     }
+    const bool https = !impl.options.https_certificate.empty() || !impl.options.https_key.empty();
+    Poco::Net::Context::Ptr tls;
+    if (https) {
+        auto made = https_context(impl.options);
+        if (!made) return made.error();
+        tls = *made;
+        // A cookie that travelled over HTTPS must never be sent over plain HTTP.
+        impl.context->options.secure_cookie = true;
+    }
     try {
-        Poco::Net::ServerSocket socket;
+        Poco::Net::ServerSocket socket =
+            https ? Poco::Net::SecureServerSocket(tls) : Poco::Net::ServerSocket();
         // reuseAddress lets a restarted collector bind through TIME_WAIT. reusePort stays off:
         // Poco's two-argument bind() turns it on too, and then a port held by another process
         // would be shared silently instead of being an error.
@@ -1671,6 +1817,7 @@ common::Result<std::uint16_t> ApiServer::start() {
         impl.server = std::make_unique<Poco::Net::HTTPServer>(new ApiHandlerFactory(*impl.context),
                                                               *impl.threads, socket, params);
         impl.server->start();
+        if (https) common::log_info(kComponent, "HTTPS with " + impl.options.https_certificate);
         return socket.address().port();
     } catch (const Poco::Exception& e) {
         impl.server.reset();

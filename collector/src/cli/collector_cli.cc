@@ -32,6 +32,7 @@ constexpr const char* kUsage =
     "                           [--db sqlite:PATH | --db postgresql://...]\n"
     "                           [--ca-dir DIR | --tls-cert F --tls-key F\n"
     "                           --tls-ca F [--tls-crl F] | --insecure]\n"
+    "                           [--https-cert FILE --https-key FILE]\n"
     "       senningen-collector ca init | enroll | revoke ...   (see 'ca --help')\n"
     "       senningen-collector user add | token | list | disable ... (see 'user --help')\n"
     "\n"
@@ -39,7 +40,7 @@ constexpr const char* kUsage =
     "\n"
     "  --config FILE        INI file with a [collector] section: listen, http, db, ca_dir,\n"
     "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, web_root,\n"
-    "                       log_level, secure_cookie\n"
+    "                       log_level, secure_cookie, https_cert, https_key\n"
     "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
@@ -53,6 +54,9 @@ constexpr const char* kUsage =
     "  --insecure           no certificates: plain, unauthenticated peering (tests, labs)\n"
     "  --web-root DIR       serve the web UI from DIR at the REST API's address\n"
     "                       (default " SENNINGEN_WEB_ROOT " when it exists; 'none' for no UI)\n"
+    "  --https-cert FILE    serve the REST API and web UI over HTTPS (TLS 1.2 or newer)\n"
+    "  --https-key FILE     with this certificate (PEM, chain after it) and its key (PEM,\n"
+    "                       unencrypted); the login cookie is then Secure\n"
     "  --secure-cookie      mark the login cookie Secure (clients reach the API over HTTPS\n"
     "                       through a TLS proxy)\n"
     "  --quiet              only warnings and errors on stderr\n"
@@ -93,7 +97,8 @@ struct Settings {
         {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
         {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
         {"tls_crl", ""},            {"ca_dir", ""},             {"insecure", "false"},
-        {"web_root", ""},           {"log_level", "info"},       {"secure_cookie", "false"}};
+        {"web_root", ""},           {"log_level", "info"},       {"secure_cookie", "false"},
+        {"https_cert", ""},         {"https_key", ""}};
 };
 
 // Reads FILE's [collector] section into SETTINGS; every problem is collected.
@@ -139,7 +144,8 @@ int run_collector(int argc, char** argv) {
     static const std::map<std::string, std::string> kFlags = {
         {"--listen", "listen"},     {"--http", "http"},       {"--db", "db"},
         {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"},
-        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"},   {"--web-root", "web_root"}};
+        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"},   {"--web-root", "web_root"},
+        {"--https-cert", "https_cert"}, {"--https-key", "https_key"}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -233,6 +239,19 @@ int run_collector(int argc, char** argv) {
             problems.push_back("certificate file '" + f + "' does not exist");
         }
     }
+    // HTTPS for the REST API: both files or neither. Whether they are readable, PEM and a
+    // pair is checked when the server starts (exit 78 naming the file).
+    const std::string& https_cert = s.at("https_cert");
+    const std::string& https_key = s.at("https_key");
+    if (https_cert.empty() != https_key.empty()) {
+        problems.push_back(https_cert.empty() ? "https_key needs https_cert too"
+                                              : "https_cert needs https_key too");
+    }
+    for (const std::string& f : {https_cert, https_key}) {
+        if (!f.empty() && !std::filesystem::exists(f)) {
+            problems.push_back("HTTPS file '" + f + "' does not exist");
+        }
+    }
     if (!problems.empty()) {
         for (const auto& p : problems) std::fprintf(stderr, "senningen-collector: %s\n", p.c_str());
         std::fputs("run 'senningen-collector --help' for usage\n", stderr);
@@ -250,6 +269,34 @@ int run_collector(int argc, char** argv) {
                          "no accounts yet: the REST API and web UI answer 401 until an "
                          "administrator adds one: senningen-collector user add NAME --role admin "
                          "--db " + redact_store_spec(db));
+    }
+
+    // The REST API starts before the Broker transport: a configuration it refuses (HTTPS files,
+    // the web root) then ends the process before a Broker endpoint exists, whose shutdown
+    // without a subscriber can hang.
+    ApiOptions api_options;
+    api_options.host = http->host;
+    api_options.port = http->port;
+    api_options.secure_cookie = secure_cookie == "true";
+    api_options.https_certificate = https_cert;
+    api_options.https_key = https_key;
+    // The packaged UI is served unless the operator names another folder or turns it off; a
+    // folder named explicitly must be usable, the default may be absent (a build tree).
+    const std::string& web_root = s.at("web_root");
+    if (web_root.empty()) {
+        if (std::filesystem::exists(SENNINGEN_WEB_ROOT "/index.html")) {
+            api_options.web_root = SENNINGEN_WEB_ROOT;
+        }
+    } else if (web_root != "none") {
+        api_options.web_root = web_root;
+    }
+    ApiServer api(**store, api_options);
+    auto http_port = api.start();
+    if (!http_port) {
+        std::fprintf(stderr, "senningen-collector: %s\n", http_port.error().message.c_str());
+        // An unusable web root is a configuration problem; an address in use is not.
+        return http_port.error().code == common::ErrorCode::kUnavailable ? kExitUnavailable
+                                                                          : kExitConfig;
     }
 
     common::TransportOptions to;
@@ -284,34 +331,12 @@ int run_collector(int argc, char** argv) {
         return kExitUnavailable;
     }
 
-    ApiOptions api_options;
-    api_options.host = http->host;
-    api_options.port = http->port;
-    api_options.secure_cookie = secure_cookie == "true";
-    // The packaged UI is served unless the operator names another folder or turns it off; a
-    // folder named explicitly must be usable, the default may be absent (a build tree).
-    const std::string& web_root = s.at("web_root");
-    if (web_root.empty()) {
-        if (std::filesystem::exists(SENNINGEN_WEB_ROOT "/index.html")) {
-            api_options.web_root = SENNINGEN_WEB_ROOT;
-        }
-    } else if (web_root != "none") {
-        api_options.web_root = web_root;
-    }
-    ApiServer api(**store, api_options);
-    auto http_port = api.start();
-    if (!http_port) {
-        std::fprintf(stderr, "senningen-collector: %s\n", http_port.error().message.c_str());
-        // An unusable web root is a configuration problem; an address in use is not.
-        return http_port.error().code == common::ErrorCode::kUnavailable ? kExitUnavailable
-                                                                          : kExitConfig;
-    }
-
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     common::log_info("collector", "store " + redact_store_spec(db) + " (" + (*store)->backend_name() + ")");
     common::log_info("collector", "agents: Broker on " + listen->host + ":" +
-                                      std::to_string(*broker_port) + "; REST API on http://" +
+                                      std::to_string(*broker_port) + "; REST API on " +
+                                      (https_cert.empty() ? "http://" : "https://") +
                                       http->host + ":" + std::to_string(*http_port) + "/api/v1/");
     std::printf("ready broker=%s:%u http=%s:%u\n", listen->host.c_str(), *broker_port,
                 http->host.c_str(), *http_port);

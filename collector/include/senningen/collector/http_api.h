@@ -1,4 +1,5 @@
-// The collector's REST API for CERT analysts: health, login and alert queries over HTTP/1.1,
+// The collector's REST API for CERT analysts: health, login and alert queries over HTTP/1.1
+// (or HTTPS when a certificate is configured),
 // JSON in the EVE shape of common/json_codec.h, errors as RFC 7807 problem documents. It
 // serves whatever AlertStore it is given and keeps Poco out of this header. Every path
 // outside /api/ is the web UI's static files, when a web root is configured.
@@ -46,8 +47,15 @@ struct ApiOptions {
     // A login's session lasts this long (absolute, not sliding).
     std::chrono::seconds session_lifetime{8 * 3600};
     // Marks the session cookie Secure: set it when clients reach the API over HTTPS (a TLS
-    // proxy in front), or browsers send the cookie over plain HTTP too.
+    // proxy in front), or browsers send the cookie over plain HTTP too. Serving HTTPS itself
+    // (below) implies it.
     bool secure_cookie = false;
+    // HTTPS: the server's certificate (PEM; the chain may follow it in the same file) and its
+    // private key (PEM, unencrypted). With both set the API and the UI are served over TLS 1.2
+    // or newer only, and the session cookie is Secure. start() refuses a missing or unreadable
+    // file, one that is not PEM, a key that is not the certificate's, or only one of the two.
+    std::string https_certificate;
+    std::string https_key;
     // A larger request body is refused with 413 before it is read.
     std::size_t max_body_bytes = 64 * 1024;
     // Failed logins per account name and per client address (docs/collector.md).
@@ -71,8 +79,9 @@ public:
     ApiServer& operator=(const ApiServer&) = delete;
 
     // Binds and starts serving; returns the port actually bound. A port already in use or an
-    // address that cannot be bound => kUnavailable naming host:port; a second start() or
-    // max_threads < 1 => kInvalidArgument.
+    // address that cannot be bound => kUnavailable naming host:port; a second start(),
+    // max_threads < 1 or an unusable HTTPS certificate or key => kInvalidArgument naming the
+    // file and the problem.
     common::Result<std::uint16_t> start();
 
     // Stops accepting, aborts open keep-alive connections and waits for running requests:
