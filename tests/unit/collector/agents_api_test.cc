@@ -1,51 +1,20 @@
 // GET /api/v1/agents and /api/v1/agents/{id} over a real store (each backend) and a real server.
 #include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 
-#include "senningen/collector/http_api.h"
 #include "api_accounts.h"
-#include "store_backends.h"
+#include "api_fixture.h"
 
 namespace senningen::collector {
 namespace {
 
-// Over every store backend (store_backends.h).
-class AgentsApiTest : public ::testing::TestWithParam<test::BackendParam> {
+class AgentsApiTest : public test::ApiTest {
 protected:
     void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
+        ApiTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         authorization_ = test::add_token_account(*store_, "reader", Role::kAnalyst);
-        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
-        port_ = server_->start().value();
-    }
-    void TearDown() override {
-        if (server_) server_->stop();
-        server_.reset();
-        store_.reset();
-    }
-    std::pair<int, std::string> get(const std::string& target) {
-        Poco::Net::HTTPClientSession session("127.0.0.1", port_);
-        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, target,
-                                   Poco::Net::HTTPMessage::HTTP_1_1);
-        req.set("Authorization", authorization_);
-        session.sendRequest(req);
-        Poco::Net::HTTPResponse resp;
-        std::string body;
-        Poco::StreamCopier::copyToString(session.receiveResponse(resp), body);
-        return {static_cast<int>(resp.getStatus()), body};
-    }
-    static Poco::JSON::Object::Ptr json(const std::string& body) {
-        return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
+        start_server();
     }
     void heartbeat(const std::string& id, std::uint64_t queue_depth, std::int64_t at_ns) {
         common::Heartbeat hb;
@@ -57,21 +26,15 @@ protected:
         hb.queue_depth = queue_depth;
         ASSERT_TRUE(store_->record_heartbeat(hb, at_ns).ok());
     }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::string authorization_;
-    std::unique_ptr<AlertStore> store_;
-    std::unique_ptr<ApiServer> server_;
-    std::uint16_t port_ = 0;
 };
 
 TEST_P(AgentsApiTest, ListsAgentsByIdWithStateAndCounters) {
-    EXPECT_EQ(json(get("/api/v1/agents").second)->getValue<int>("count"), 0);
+    EXPECT_EQ(get("/api/v1/agents").json()->getValue<int>("count"), 0);
     heartbeat("zulu", 3, 1'800'000'000'000'000'000);
     heartbeat("alpha", 0, 1'800'000'001'000'000'000);
-    auto [status, body] = get("/api/v1/agents");
-    ASSERT_EQ(status, 200) << body;
-    auto list = json(body)->getArray("agents");
+    test::ApiResponse r = get("/api/v1/agents");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto list = r.json()->getArray("agents");
     ASSERT_EQ(list->size(), 2u);
     EXPECT_EQ(list->getObject(0)->getValue<std::string>("id"), "alpha");
     auto zulu = list->getObject(1);
@@ -86,9 +49,9 @@ TEST_P(AgentsApiTest, OneAgentShowsItsStateChangesNewestFirst) {
     ASSERT_TRUE(store_->set_agent_state("plc-gw-1", "offline", 1'800'000'100'000'000'000,
                                         "no heartbeat for 100 s (3 missed, every 30 s)")
                     .ok());
-    auto [status, body] = get("/api/v1/agents/plc-gw-1");
-    ASSERT_EQ(status, 200) << body;
-    auto agent = json(body);
+    test::ApiResponse r = get("/api/v1/agents/plc-gw-1");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto agent = r.json();
     EXPECT_EQ(agent->getValue<std::string>("state"), "offline");
     auto events = agent->getArray("events");
     ASSERT_EQ(events->size(), 2u);
@@ -99,10 +62,8 @@ TEST_P(AgentsApiTest, OneAgentShowsItsStateChangesNewestFirst) {
 }
 
 TEST_P(AgentsApiTest, UnknownAgentsAndParametersAreProblems) {
-    auto [status, body] = get("/api/v1/agents/nobody");
-    EXPECT_EQ(status, 404);
-    EXPECT_NE(body.find("nobody"), std::string::npos);
-    EXPECT_EQ(get("/api/v1/agents?limit=3").first, 400);
+    test::expect_problem(get("/api/v1/agents/nobody"), 404, "nobody");
+    EXPECT_EQ(get("/api/v1/agents?limit=3").status, 400);
     EXPECT_FALSE(store_->set_agent_state("nobody", "offline", 1, "x").ok());
 }
 

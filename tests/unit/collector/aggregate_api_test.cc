@@ -1,13 +1,6 @@
 // GET /api/v1/alerts/aggregate and /api/v1/alerts/groups over every store backend: each
 // parameter, its bad values (RFC 7807 problems naming it) and every role.
 #include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
-#include <Poco/URI.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -15,9 +8,7 @@
 #include <vector>
 
 #include "api_accounts.h"
-#include "senningen/collector/http_api.h"
-#include "senningen/common/log.h"
-#include "store_backends.h"
+#include "api_fixture.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -28,33 +19,14 @@ using test::base_ns;
 using test::kMinuteNs;
 using test::make_alert;
 
-struct Response {
-    int status = 0;
-    std::string content_type;
-    std::string body;
+using Response = test::ApiResponse;
+using test::Parameters;
 
-    Poco::JSON::Object::Ptr json() const {
-        return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
-    }
-};
-
-std::string target(const std::string& path,
-                   const std::vector<std::pair<std::string, std::string>>& parameters) {
-    Poco::URI uri(path);
-    for (const auto& [name, value] : parameters) uri.addQueryParameter(name, value);
-    return uri.getPathAndQuery();
-}
-
-class AggregateApiTest : public ::testing::TestWithParam<test::BackendParam> {
+class AggregateApiTest : public test::ApiTest {
 protected:
-    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
-
     void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
+        ApiTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         // Hour 0: 150 alerts of sensor-a (more than a list page), severities 1 and 2; hour 1:
         // sensor-b, one of another rule and target.
         for (int i = 0; i < 150; ++i) {
@@ -67,53 +39,21 @@ protected:
         alerts_.push_back(other);
         ASSERT_TRUE(store_->insert(alerts_).ok());
         authorization_ = test::add_token_account(*store_);
-        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
-        auto port = server_->start();
-        ASSERT_TRUE(port.ok()) << port.error().message;
-        port_ = *port;
+        start_server();
     }
 
-    void TearDown() override {
-        if (server_) server_->stop();
-        server_.reset();
-        store_.reset();
+    Response aggregate(const Parameters& parameters) {
+        return get(test::api_target("/api/v1/alerts/aggregate", parameters));
+    }
+    Response groups(const Parameters& parameters) {
+        return get(test::api_target("/api/v1/alerts/groups", parameters));
     }
 
-    Response get(const std::string& t, const std::string& authorization) {
-        Poco::Net::HTTPClientSession session("127.0.0.1", port_);
-        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, t,
-                                   Poco::Net::HTTPMessage::HTTP_1_1);
-        if (!authorization.empty()) req.set("Authorization", authorization);
-        session.sendRequest(req);
-        Poco::Net::HTTPResponse resp;
-        Response out;
-        Poco::StreamCopier::copyToString(session.receiveResponse(resp), out.body);
-        out.status = static_cast<int>(resp.getStatus());
-        out.content_type = resp.getContentType();
-        return out;
-    }
-    Response get(const std::string& t) { return get(t, authorization_); }
-
-    Response aggregate(const std::vector<std::pair<std::string, std::string>>& parameters) {
-        return get(target("/api/v1/alerts/aggregate", parameters));
-    }
-    Response groups(const std::vector<std::pair<std::string, std::string>>& parameters) {
-        return get(target("/api/v1/alerts/groups", parameters));
+    static void expect_problem(const Response& r, const std::string& detail_part) {
+        test::expect_problem(r, 400, detail_part);
     }
 
-    void expect_problem(const Response& r, const std::string& detail_part) {
-        EXPECT_EQ(r.status, 400) << r.body;
-        EXPECT_EQ(r.content_type, "application/problem+json") << r.body;
-        const std::string detail = r.json()->getValue<std::string>("detail");
-        EXPECT_NE(detail.find(detail_part), std::string::npos) << detail;
-    }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
     std::vector<Alert> alerts_;
-    std::string authorization_;
-    std::unique_ptr<ApiServer> server_;
-    std::uint16_t port_ = 0;
 };
 
 TEST_P(AggregateApiTest, HourlyCountsCoverEveryMatchingAlertSplitBySeverity) {

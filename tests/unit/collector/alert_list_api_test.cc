@@ -3,15 +3,8 @@
 // tampering, exports streamed in chunks over more than one page, CSV quoting.
 #include <Poco/Data/Session.h>
 #include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
-#include <Poco/StreamCopier.h>
-#include <Poco/URI.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,10 +16,8 @@
 #include <vector>
 
 #include "api_accounts.h"
-#include "senningen/collector/http_api.h"
+#include "api_fixture.h"
 #include "senningen/common/json_codec.h"
-#include "senningen/common/log.h"
-#include "store_backends.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -38,25 +29,11 @@ using test::ids_of;
 using test::kMinuteNs;
 using test::make_alert;
 
-struct Response {
-    int status = 0;
-    std::string content_type;
-    std::string disposition;
-    bool chunked = false;
-    std::string body;
-
-    Poco::JSON::Object::Ptr json() const {
-        return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
-    }
-    std::string detail() const { return json()->getValue<std::string>("detail"); }
-};
-
-using Parameters = std::vector<std::pair<std::string, std::string>>;
+using Response = test::ApiResponse;
+using test::Parameters;
 
 std::string target(const std::string& path, const Parameters& parameters) {
-    Poco::URI uri(path);
-    for (const auto& [name, value] : parameters) uri.addQueryParameter(name, value);
-    return uri.getPathAndQuery();
+    return test::api_target(path, parameters);
 }
 
 std::vector<std::string> listed_ids(const Response& r) {
@@ -105,45 +82,15 @@ std::vector<std::vector<std::string>> read_csv(const std::string& text) {
     return rows;
 }
 
-class AlertListApiTest : public ::testing::TestWithParam<test::BackendParam> {
+class AlertListApiTest : public test::ApiTest {
 protected:
-    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
-
     void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
+        ApiTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         authorization_ = test::add_token_account(*store_, "tester", Role::kAnalyst);
-        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
-        auto port = server_->start();
-        ASSERT_TRUE(port.ok()) << port.error().message;
-        port_ = *port;
+        start_server();
     }
 
-    void TearDown() override {
-        if (server_) server_->stop();
-        server_.reset();
-        store_.reset();
-    }
-
-    Response get(const std::string& what, const std::string& authorization = "") {
-        Poco::Net::HTTPClientSession session("127.0.0.1", port_);
-        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, what,
-                                   Poco::Net::HTTPMessage::HTTP_1_1);
-        req.set("Authorization", authorization.empty() ? authorization_ : authorization);
-        session.sendRequest(req);
-        Poco::Net::HTTPResponse resp;
-        std::istream& in = session.receiveResponse(resp);
-        Response out;
-        out.status = static_cast<int>(resp.getStatus());
-        out.content_type = resp.getContentType();
-        out.disposition = resp.get("Content-Disposition", "");
-        out.chunked = resp.getChunkedTransferEncoding();
-        Poco::StreamCopier::copyToString(in, out.body);
-        return out;
-    }
     Response list(const Parameters& p) { return get(target("/api/v1/alerts", p)); }
     Response exported(const Parameters& p) { return get(target("/api/v1/alerts/export", p)); }
 
@@ -151,12 +98,6 @@ protected:
         auto inserted = store_->insert(alerts);
         ASSERT_TRUE(inserted.ok()) << inserted.error().message;
     }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
-    std::unique_ptr<ApiServer> server_;
-    std::uint16_t port_ = 0;
-    std::string authorization_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, AlertListApiTest, ::testing::ValuesIn(test::all_backends()),

@@ -2,13 +2,8 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
-#include <Poco/String.h>
-#include <Poco/URI.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -21,9 +16,9 @@
 #include <utility>
 #include <vector>
 
-#include "senningen/common/log.h"
 #include "api_accounts.h"
-#include "store_backends.h"
+#include "api_fixture.h"
+#include "senningen/common/log.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -36,16 +31,8 @@ using test::ids_of;
 using test::kMinuteNs;
 using test::make_alert;
 
-struct Response {
-    int status = 0;
-    std::string content_type;
-    std::string allow;
-    std::string body;
-
-    Poco::JSON::Object::Ptr json() const {
-        return Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
-    }
-};
+using Response = test::ApiResponse;
+using test::expect_problem;
 
 // The credentials every request sends; set before the first request of a test, then only read
 // (also from the concurrency test's threads).
@@ -53,23 +40,11 @@ std::string g_authorization;  // NOLINT(cppcoreguidelines-avoid-non-const-global
 
 Response request(Poco::Net::HTTPClientSession& session, const std::string& target,
                  const std::string& method = Poco::Net::HTTPRequest::HTTP_GET) {
-    Poco::Net::HTTPRequest req(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
-    if (!g_authorization.empty()) req.set("Authorization", g_authorization);
-    session.sendRequest(req);
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session.receiveResponse(resp);
-    Response out;
-    out.status = static_cast<int>(resp.getStatus());
-    out.content_type = resp.getContentType();
-    out.allow = resp.get("Allow", "");
-    Poco::StreamCopier::copyToString(in, out.body);
-    return out;
+    return test::api_request(session, method, target, g_authorization);
 }
 
-std::string alerts_target(const std::vector<std::pair<std::string, std::string>>& parameters) {
-    Poco::URI uri("/api/v1/alerts");
-    for (const auto& [name, value] : parameters) uri.addQueryParameter(name, value);
-    return uri.getPathAndQuery();
+std::string alerts_target(const test::Parameters& parameters) {
+    return test::api_target("/api/v1/alerts", parameters);
 }
 
 std::vector<std::string> alert_ids(const Response& response) {
@@ -84,28 +59,12 @@ std::vector<std::string> alert_ids(const Response& response) {
     return ids;
 }
 
-void expect_problem(const Response& r, int status, const std::string& detail_part) {
-    EXPECT_EQ(r.status, status) << r.body;
-    EXPECT_EQ(r.content_type, "application/problem+json") << r.body;
-    Poco::JSON::Object::Ptr p = r.json();
-    EXPECT_EQ(p->getValue<std::string>("type"), "about:blank");
-    EXPECT_EQ(p->getValue<int>("status"), status);
-    EXPECT_FALSE(p->getValue<std::string>("title").empty());
-    EXPECT_NE(p->getValue<std::string>("detail").find(detail_part), std::string::npos)
-        << p->getValue<std::string>("detail");
-}
-
 // Over every store backend (store_backends.h): the API must answer the same on each.
-class HttpApiTest : public ::testing::TestWithParam<test::BackendParam> {
+class HttpApiTest : public test::ApiTest {
 protected:
-    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
-
     void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
+        ApiTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         // a0 oldest ... a4 newest, ten minutes apart (see the severities and agents below).
         alerts_ = {
             make_alert("sensor-a", base_ns() + 0 * kMinuteNs, 1),
@@ -116,29 +75,20 @@ protected:
         };
         ASSERT_TRUE(store_->insert(alerts_).ok());
         g_authorization = test::add_token_account(*store_);
-        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
-        auto port = server_->start();
-        ASSERT_TRUE(port.ok()) << port.error().message;
-        ASSERT_NE(*port, 0);
-        port_ = *port;
+        start_server();
         session_ = std::make_unique<Poco::Net::HTTPClientSession>("127.0.0.1", port_);
         session_->setKeepAlive(true);
     }
 
     void TearDown() override {
         session_.reset();
-        if (server_) server_->stop();
-        server_.reset();
-        store_.reset();
+        ApiTest::TearDown();
     }
 
+    // GET TARGET on the kept-alive connection, with g_authorization.
     Response get(const std::string& target) { return request(*session_, target); }
 
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
     std::vector<Alert> alerts_;
-    std::unique_ptr<ApiServer> server_;
-    std::uint16_t port_ = 0;
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
 };
 

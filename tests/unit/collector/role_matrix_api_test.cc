@@ -1,12 +1,6 @@
 // Every route of the API against every role and no credentials, over every store backend. The
 // table below is the specification (docs/collector.md, "Accounts"), written out here rather than
 // taken from the server's own route table, and it must name exactly the routes the server has.
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -17,9 +11,7 @@
 #include <vector>
 
 #include "api_accounts.h"
-#include "senningen/collector/http_api.h"
-#include "senningen/common/log.h"
-#include "store_backends.h"
+#include "api_fixture.h"
 #include "test_alerts.h"
 
 namespace senningen::collector {
@@ -81,16 +73,11 @@ std::string replace_all(std::string text, const std::string& from, const std::st
     return text;
 }
 
-class RoleMatrixApiTest : public ::testing::TestWithParam<test::BackendParam> {
+class RoleMatrixApiTest : public test::ApiTest {
 protected:
-    static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
-
     void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
+        ApiTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         alert_ = make_alert("plc-gw-1", base_ns(), 3);
         ASSERT_TRUE(store_->insert({alert_}).ok());
         common::Heartbeat hb;
@@ -100,45 +87,19 @@ protected:
         tokens_[Role::kRuleAuthor] =
             test::add_token_account(*store_, "author-1", Role::kRuleAuthor);
         tokens_[Role::kAdmin] = test::add_token_account(*store_, "admin-1", Role::kAdmin);
-        server_ = std::make_unique<ApiServer>(*store_, ApiOptions{});
-        auto port = server_->start();
-        ASSERT_TRUE(port.ok()) << port.error().message;
-        port_ = *port;
+        start_server();
     }
 
-    void TearDown() override {
-        if (server_) server_->stop();
-        server_.reset();
-        store_.reset();
-    }
-
-    std::pair<int, std::string> send(const RouteSpec& spec, const std::string& authorization) {
+    // SPEC's request with {id} filled in, as AUTHORIZATION (nobody if empty).
+    test::ApiResponse send_spec(const RouteSpec& spec, const std::string& authorization) {
         const std::string id =
             spec.path.starts_with("/api/v1/agents/") ? std::string("plc-gw-1") : alert_.id;
-        const std::string target = replace_all(spec.path, "{id}", id);
-        const std::string body = replace_all(spec.body, "{id}", alert_.id);
-        Poco::Net::HTTPClientSession session("127.0.0.1", port_);
-        Poco::Net::HTTPRequest req(spec.method, target, Poco::Net::HTTPMessage::HTTP_1_1);
-        if (!authorization.empty()) req.set("Authorization", authorization);
-        if (!body.empty()) {
-            req.setContentType("application/json");
-            req.setContentLength(static_cast<std::streamsize>(body.size()));
-        } else if (spec.method != "GET") {
-            req.setContentLength(0);
-        }
-        session.sendRequest(req) << body;
-        Poco::Net::HTTPResponse resp;
-        std::string out;
-        Poco::StreamCopier::copyToString(session.receiveResponse(resp), out);
-        return {static_cast<int>(resp.getStatus()), out};
+        return send(spec.method, replace_all(spec.path, "{id}", id), authorization,
+                    replace_all(spec.body, "{id}", alert_.id));
     }
 
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
     common::Alert alert_;
     std::map<Role, std::string> tokens_;
-    std::unique_ptr<ApiServer> server_;
-    std::uint16_t port_ = 0;
 };
 
 TEST_P(RoleMatrixApiTest, EveryRouteAnswersEachRoleAsSpecified) {
@@ -155,14 +116,13 @@ TEST_P(RoleMatrixApiTest, EveryRouteAnswersEachRoleAsSpecified) {
         for (const RouteSpec& spec : route_specs()) {
             SCOPED_TRACE(spec.method + " " + spec.path + " as " +
                          (caller ? std::string(to_string(*caller)) : std::string("nobody")));
-            const auto [status, body] = send(spec, caller ? tokens_[*caller] : "");
+            const test::ApiResponse r = send_spec(spec, caller ? tokens_[*caller] : "");
             if (may(spec.who, caller)) {
-                EXPECT_GE(status, 200) << body;
-                EXPECT_LT(status, 300) << body;
+                EXPECT_GE(r.status, 200) << r.body;
+                EXPECT_LT(r.status, 300) << r.body;
             } else {
-                EXPECT_EQ(status, caller ? 403 : 401) << body;
-                auto problem = Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
-                EXPECT_EQ(problem->getValue<int>("status"), status);
+                EXPECT_EQ(r.status, caller ? 403 : 401) << r.body;
+                EXPECT_EQ(r.json()->getValue<int>("status"), r.status);
             }
         }
         if (!caller || *caller == Role::kRuleAuthor) {
