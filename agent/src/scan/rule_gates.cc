@@ -225,35 +225,46 @@ std::size_t matching_close(Span tokens, std::size_t open) {
     return std::string_view::npos;
 }
 
-// The terms of the top-level conjunction of TOKENS.
-void conjuncts(Span tokens, std::vector<Span>& out) {
+// TOKENS without brackets that enclose all of it: `((a and b))` is `a and b`.
+Span strip_parens(Span tokens) {
     while (tokens.size() >= 2 && is(tokens.front(), Kind::kPunct, "(") &&
            matching_close(tokens, 0) == tokens.size() - 1) {
         tokens = tokens.subspan(1, tokens.size() - 2);
     }
-    std::vector<std::size_t> ands;
+    return tokens;
+}
+
+// The positions of the operator WORD (`and`, `or`) outside any brackets in TOKENS; nullopt when
+// the brackets do not balance.
+std::optional<std::vector<std::size_t>> top_level(Span tokens, std::string_view word) {
+    std::vector<std::size_t> at;
     int depth = 0;
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const Token& t = tokens[i];
         if (t.kind == Kind::kPunct) {
             if (t.text == "(" || t.text == "[") ++depth;
             if (t.text == ")" || t.text == "]") --depth;
-        } else if (t.kind == Kind::kIdent && depth == 0) {
-            // `or` binds loosest: with one at the top level the condition is no conjunction.
-            if (t.text == "or") {
-                out.push_back(tokens);
-                return;
-            }
-            if (t.text == "and") ands.push_back(i);
+        } else if (depth == 0 && is(t, Kind::kIdent, word)) {
+            at.push_back(i);
         }
     }
-    if (ands.empty() || depth != 0) {
+    if (depth != 0) return std::nullopt;
+    return at;
+}
+
+// The terms of the top-level conjunction of TOKENS.
+void conjuncts(Span tokens, std::vector<Span>& out) {
+    tokens = strip_parens(tokens);
+    // `or` binds loosest: with one at the top level the condition is no conjunction.
+    const auto ors = top_level(tokens, "or");
+    auto ands = top_level(tokens, "and");
+    if (!ors || !ors->empty() || ands->empty()) {
         out.push_back(tokens);
         return;
     }
     std::size_t from = 0;
-    ands.push_back(tokens.size());
-    for (const std::size_t at : ands) {
+    ands->push_back(tokens.size());
+    for (const std::size_t at : *ands) {
         if (at > from) conjuncts(tokens.subspan(from, at - from), out);
         from = at + 1;
     }
@@ -309,43 +320,37 @@ std::optional<HeaderGate> header_gate(Span t) {
     return std::nullopt;
 }
 
-// The top-level disjuncts of CONDITION when there are two or more.
-void split_disjuncts(Span condition, RuleGates& rule) {
-    while (condition.size() >= 2 && is(condition.front(), Kind::kPunct, "(") &&
-           matching_close(condition, 0) == condition.size() - 1) {
-        condition = condition.subspan(1, condition.size() - 2);
-    }
-    std::vector<std::size_t> ors;
-    int depth = 0;
-    for (std::size_t i = 0; i < condition.size(); ++i) {
-        const Token& t = condition[i];
-        if (t.kind == Kind::kPunct) {
-            if (t.text == "(" || t.text == "[") ++depth;
-            if (t.text == ")" || t.text == "]") --depth;
-        } else if (depth == 0 && is(t, Kind::kIdent, "or")) {
-            ors.push_back(i);
+// The gates of CONDITION's top-level conjunction: its smallest `filesize` bound into MAX_SIZE
+// and its `uintW(0) == C` terms into HEADERS.
+void gate_terms(Span condition, std::optional<std::uint64_t>& max_size,
+                std::vector<HeaderGate>& headers) {
+    std::vector<Span> terms;
+    conjuncts(condition, terms);
+    for (const Span term : terms) {
+        if (const auto bound = size_bound(term)) {
+            max_size = max_size ? std::min(*max_size, *bound) : *bound;
+        } else if (const auto gate = header_gate(term)) {
+            headers.push_back(*gate);
         }
     }
-    if (ors.empty() || depth != 0) return;
-    ors.push_back(condition.size());
+}
+
+// The top-level disjuncts of CONDITION when there are two or more.
+void split_disjuncts(Span condition, RuleGates& rule) {
+    condition = strip_parens(condition);
+    auto ors = top_level(condition, "or");
+    if (!ors || ors->empty()) return;
+    ors->push_back(condition.size());
     std::size_t from = 0;
     std::vector<Disjunct> out;
-    for (const std::size_t at : ors) {
+    for (const std::size_t at : *ors) {
         if (at <= from) return;  // `or or`: not YARA, not ours to judge
         const Span part = condition.subspan(from, at - from);
         from = at + 1;
         Disjunct d;
         d.begin = part.front().offset;
         d.end = part.back().offset + part.back().text.size();
-        std::vector<Span> terms;
-        conjuncts(part, terms);
-        for (const Span term : terms) {
-            if (const auto bound = size_bound(term)) {
-                d.max_size = d.max_size ? std::min(*d.max_size, *bound) : *bound;
-            } else if (const auto gate = header_gate(term)) {
-                d.headers.push_back(*gate);
-            }
-        }
+        gate_terms(part, d.max_size, d.headers);
         std::set<std::string> refs;
         bool them = false;
         for (const Token& t : part) {
@@ -374,15 +379,7 @@ void split_disjuncts(Span condition, RuleGates& rule) {
 
 void gate_condition(Span condition, RuleGates& rule) {
     split_disjuncts(condition, rule);
-    std::vector<Span> terms;
-    conjuncts(condition, terms);
-    for (const Span term : terms) {
-        if (const auto bound = size_bound(term)) {
-            rule.max_size = rule.max_size ? std::min(*rule.max_size, *bound) : *bound;
-        } else if (const auto gate = header_gate(term)) {
-            rule.headers.push_back(*gate);
-        }
-    }
+    gate_terms(condition, rule.max_size, rule.headers);
 }
 
 }  // namespace
