@@ -35,9 +35,11 @@
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include "senningen/common/json_codec.h"
 #include "senningen/common/openssl_util.h"
+#include "filter_sql.h"
 #include "rollup.h"
 
 namespace senningen::collector {
@@ -623,73 +625,36 @@ void backfill_filter_columns(PGconn* conn) {
     }
 }
 
-std::string ascii_upper(std::string text) {
-    for (char& c : text) {
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    }
-    return text;
-}
-
-// The alert list's own filters and, with KEYSET, the position a page continues behind,
-// through ADD with placeholders from NEXT (which binds the value). The same as the SQLite
-// backend's, but for the free text, which is a trigram-indexed LIKE here.
-template <typename Add, typename Next>
-void append_list_filters(const AlertQuery& q, Add&& add, Next&& next, bool keyset) {
-    if (q.rule) add("rule = " + next(param(*q.rule)));
-    if (q.source) add("source = " + next(param(*q.source)));
-    if (q.proto) add("upper(proto) = " + next(param(ascii_upper(*q.proto))));
-    if (q.src) {
-        add("src_bin BETWEEN " + next(address_param(q.src->low)) + " AND " +
-            next(address_param(q.src->high)));
-    }
-    if (q.dest) {
-        add("dest_bin BETWEEN " + next(address_param(q.dest->low)) + " AND " +
-            next(address_param(q.dest->high)));
-    }
-    if (q.ip) {
-        const std::string low = next(address_param(q.ip->low));
-        const std::string high = next(address_param(q.ip->high));
-        add("(src_bin BETWEEN " + low + "::bytea AND " + high + "::bytea OR dest_bin BETWEEN " +
-            low + "::bytea AND " + high + "::bytea)");
-    }
-    if (q.text) {
-        // LIKE's own characters are escaped with its default escape, the backslash.
-        std::string pattern = "%";
-        for (char c : normalize_search(*q.text)) {
-            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
-            pattern += c;
-        }
-        pattern += '%';
-        add("search_text LIKE " + next(param(std::move(pattern))));
-    }
-    if (keyset && q.after) {
-        const AlertPosition& p = *q.after;
-        const std::string ts = next(param(p.timestamp_ns));
-        const std::string id = next(param(p.id));
-        const std::string time_part = "(ts_ns " +
-                                      std::string(q.sort == AlertSort::kTimeAsc ? ">" : "<") +
-                                      " " + ts + " OR (ts_ns = " + ts + " AND id > " + id + "))";
-        if (q.sort == AlertSort::kSeverityAsc || q.sort == AlertSort::kSeverityDesc) {
-            const std::string sev = next(param(p.severity));
-            add("(severity " + std::string(q.sort == AlertSort::kSeverityAsc ? ">" : "<") + " " +
-                sev + " OR (severity = " + sev + " AND " + time_part + "))");
-        } else {
-            add(time_part);
-        }
-    }
-}
-
-// The ORDER BY and LIMIT of a query in Q's order, the limit appended to PARAMS.
-std::string order_and_limit(const AlertQuery& q, std::vector<Param>& params) {
+// FILTERS's SQL with each "?" numbered $n after the values already in PARAMS, its values
+// appended to PARAMS.
+std::string numbered(const detail::FilterSql& filters, std::vector<Param>& params) {
     std::string sql;
-    switch (q.sort) {
-        case AlertSort::kTimeAsc: sql = " ORDER BY ts_ns ASC, id ASC"; break;
-        case AlertSort::kSeverityAsc: sql = " ORDER BY severity ASC, ts_ns DESC, id ASC"; break;
-        case AlertSort::kSeverityDesc: sql = " ORDER BY severity DESC, ts_ns DESC, id ASC"; break;
-        case AlertSort::kTimeDesc: sql = " ORDER BY ts_ns DESC, id ASC"; break;
+    sql.reserve(filters.sql.size() + 16);
+    std::size_t next = 0;
+    for (char c : filters.sql) {
+        if (c != '?') {
+            sql += c;
+            continue;
+        }
+        const detail::FilterValue& v = filters.params.at(next++);
+        if (const auto* n = std::get_if<std::int64_t>(&v)) {
+            params.push_back(param(*n));
+        } else if (const auto* t = std::get_if<std::string>(&v)) {
+            params.push_back(param(*t));
+        } else {
+            params.push_back(address_param(std::get<std::array<std::uint8_t, 16>>(v)));
+        }
+        sql += "$" + std::to_string(params.size());
     }
-    params.push_back(param(static_cast<std::int64_t>(q.limit)));
-    return sql + " LIMIT $" + std::to_string(params.size());
+    return sql;
+}
+
+// The free-text condition of Q: a LIKE over search_text, which a pg_trgm index serves
+// (LIKE's default escape is the backslash).
+void add_text_condition(const AlertQuery& q, detail::FilterSql& f) {
+    if (!q.text) return;
+    f.add("search_text LIKE ?");
+    f.params.emplace_back(detail::like_pattern(*q.text));
 }
 
 class PostgresStore final : public AlertStore {
@@ -803,66 +768,19 @@ common::Result<InsertResult> PostgresStore::insert(const std::vector<common::Ale
     });
 }
 
-// The WHERE clause of the list's filters (empty when nothing filters), their values appended
-// to PARAMS as $n; with KEYSET, also the keyset position of a page. Aggregation and grouping
-// use it too, so every filter of the list applies to them.
-std::string filter_sql(const AlertQuery& q, std::vector<Param>& params, bool keyset = false) {
-    auto next = [&](Param value) {
-        params.push_back(std::move(value));
-        return "$" + std::to_string(params.size());
-    };
-    std::string sql;
-    std::string_view glue = " WHERE ";
-    auto add_condition = [&](const std::string& condition) {
-        sql += glue;
-        sql += condition;
-        glue = " AND ";
-    };
-    if (q.since_ns) add_condition("ts_ns >= " + next(param(*q.since_ns)));
-    if (q.until_ns) add_condition("ts_ns < " + next(param(*q.until_ns)));
-    if (!q.severities.empty()) {
-        std::string in = "severity IN (";
-        for (std::size_t i = 0; i < q.severities.size(); ++i) {
-            in += (i == 0 ? "" : ", ") + next(param(q.severities[i]));
-        }
-        add_condition(in + ")");
-    }
-    if (q.agent_id) add_condition("agent_id = " + next(param(*q.agent_id)));
-    if (q.alert_id) add_condition("id = " + next(param(*q.alert_id)));
-    if (q.status) {
-        add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
-                      " 'new') = " + next(param(*q.status)));
-    }
-    if (q.assignee) {
-        add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
-                      " AND t.assignee = " + next(param(*q.assignee)) + ")");
-    }
-    append_list_filters(q, add_condition, next, keyset);
-    return sql;
+// The WHERE clause of the list's filters (empty when nothing filters), none of its keyset,
+// their values appended to PARAMS as $n: for aggregation and grouping.
+std::string filter_sql(const AlertQuery& q, std::vector<Param>& params) {
+    detail::FilterSql f = detail::filter_sql(q, false);
+    add_text_condition(q, f);
+    return numbered(f, params);
 }
 
 common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery& q) {
     if (auto ok = check_query(q); !ok) return ok.error();
 
     std::vector<Param> params;
-    std::string sql;
-    if (q.severities.size() > 1 &&
-        (q.sort == AlertSort::kTimeDesc || q.sort == AlertSort::kTimeAsc)) {
-        // Several severities in time order: the newest LIMIT of each severity from the
-        // (severity, ts_ns) index, merged, instead of sorting every matching row of the range.
-        sql = "SELECT eve FROM (";
-        for (std::size_t k = 0; k < q.severities.size(); ++k) {
-            AlertQuery one = q;
-            one.severities = {q.severities[k]};
-            sql += std::string(k == 0 ? "" : " UNION ALL ") + "(SELECT eve, ts_ns, id FROM alerts" +
-                   filter_sql(one, params, true);
-            sql += order_and_limit(q, params) + ")";
-        }
-        sql += ") AS per_severity";
-    } else {
-        sql = "SELECT eve FROM alerts" + filter_sql(q, params, true);
-    }
-    sql += order_and_limit(q, params);
+    const std::string sql = numbered(detail::list_sql(q, "eve", add_text_condition), params);
 
     auto eves = with_connection<std::vector<std::string>>("query failed", [&](PGconn* conn) {
         PgResult r = exec(conn, sql, params);

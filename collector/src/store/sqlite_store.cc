@@ -38,6 +38,7 @@
 
 #include "senningen/common/json_codec.h"
 #include "senningen/common/record_codec.h"
+#include "filter_sql.h"
 #include "rollup.h"
 
 namespace senningen::collector {
@@ -839,111 +840,6 @@ void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
 
 }  // namespace
 
-namespace {
-
-std::string ascii_upper(std::string text) {
-    for (char& c : text) {
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    }
-    return text;
-}
-
-// The alert list's own filters, its order, the keyset position and the limit: conditions
-// through ADD (fixed fragments with "?") and their values, in order, through PUSH; with
-// KEYSET, the position a page continues behind. The ORDER BY and LIMIT end the statement, so
-// this comes last.
-template <typename Add, typename Push>
-void append_list_filters(const AlertQuery& q, TextPath text_path, bool keyset, Add&& add,
-                         Push&& push) {
-    if (q.rule) {
-        add("rule = ?");
-        push(*q.rule);
-    }
-    if (q.source) {
-        add("source = ?");
-        push(*q.source);
-    }
-    if (q.proto) {
-        add("upper(proto) = ?");
-        push(ascii_upper(*q.proto));
-    }
-    if (q.src) {
-        add("src_bin BETWEEN ? AND ?");
-        push(q.src->low);
-        push(q.src->high);
-    }
-    if (q.dest) {
-        add("dest_bin BETWEEN ? AND ?");
-        push(q.dest->low);
-        push(q.dest->high);
-    }
-    if (q.ip) {
-        add("(src_bin BETWEEN ? AND ? OR dest_bin BETWEEN ? AND ?)");
-        push(q.ip->low);
-        push(q.ip->high);
-        push(q.ip->low);
-        push(q.ip->high);
-    }
-    if (q.text && text_path == TextPath::kScan) {
-        // LIKE's own characters escaped; search_text is lower-cased, and so is the pattern.
-        std::string pattern = "%";
-        for (char c : normalize_search(*q.text)) {
-            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
-            pattern += c;
-        }
-        pattern += '%';
-        // LIKE is case-insensitive in SQLite; GLOB is not, but has other special characters.
-        // The text is lower-cased on both sides, so case folding changes nothing.
-        add("search_text LIKE ? ESCAPE '\\'");
-        push(std::move(pattern));
-    } else if (q.text) {
-        // A phrase of the trigram tokenizer: the text as a substring. Quotes are doubled.
-        std::string phrase = "\"";
-        for (char c : normalize_search(*q.text)) {
-            phrase += c;
-            if (c == '"') phrase += '"';
-        }
-        phrase += '"';
-        add("alerts.rowid IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?)");
-        push(std::move(phrase));
-    }
-    const bool by_severity =
-        q.sort == AlertSort::kSeverityAsc || q.sort == AlertSort::kSeverityDesc;
-    if (keyset && q.after) {
-        const AlertPosition& p = *q.after;
-        // Behind P in the order below: a later sort key, or the same keys and a larger id.
-        const std::string time_part = q.sort == AlertSort::kTimeAsc
-                                          ? "(ts_ns > ? OR (ts_ns = ? AND id > ?))"
-                                          : "(ts_ns < ? OR (ts_ns = ? AND id > ?))";
-        if (by_severity) {
-            add(std::string(q.sort == AlertSort::kSeverityAsc ? "(severity > ?" : "(severity < ?") +
-                " OR (severity = ? AND " + time_part + "))");
-            push(std::int64_t{p.severity});
-            push(std::int64_t{p.severity});
-        } else {
-            add(time_part);
-        }
-        push(p.timestamp_ns);
-        push(p.timestamp_ns);
-        push(p.id);
-    }
-}
-
-// The ORDER BY and LIMIT of a query in Q's order (placeholder for the limit).
-std::string order_and_limit(const AlertQuery& q) {
-    switch (q.sort) {
-        case AlertSort::kTimeAsc: return " ORDER BY ts_ns ASC, id ASC LIMIT ?";
-        case AlertSort::kSeverityAsc:
-            return " ORDER BY severity ASC, ts_ns DESC, id ASC LIMIT ?";
-        case AlertSort::kSeverityDesc:
-            return " ORDER BY severity DESC, ts_ns DESC, id ASC LIMIT ?";
-        case AlertSort::kTimeDesc: break;
-    }
-    return " ORDER BY ts_ns DESC, id ASC LIMIT ?";
-}
-
-}  // namespace
-
 common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     const std::vector<const std::vector<common::Alert>*>& batches) {
     // Validate and encode before taking the lock, so the write lock is held for SQL only.
@@ -1036,69 +932,36 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
 
 namespace {
 
-using FilterValue = std::variant<std::int64_t, std::string, std::array<std::uint8_t, 16>>;
+using detail::FilterSql;
+using detail::FilterValue;
 
-struct FilterSql {
-    std::string where;
-    std::vector<FilterValue> params;
-};
-
-// The list's filters as a WHERE clause (empty when nothing filters) of fixed fragments and
-// "?", with their values in PARAMS in the same order; with KEYSET, also the keyset position
-// of a page. The list, aggregation and grouping all use it, so every filter of the list
-// applies to each of them.
-FilterSql filter_sql(const AlertQuery& q, TextPath text_path, bool keyset) {
-    FilterSql out;
-    std::string& sql = out.where;
-    std::vector<FilterValue>& params = out.params;
-    std::string_view glue = " WHERE ";
-    auto add_condition = [&](std::string_view condition) {
-        sql += glue;
-        sql += condition;
-        glue = " AND ";
-    };
-    if (q.since_ns) {
-        add_condition("ts_ns >= ?");
-        params.emplace_back(*q.since_ns);
+// The free-text condition of Q for TEXT_PATH: a walk over search_text in the query's order,
+// or the trigram index.
+void add_text_condition(const AlertQuery& q, TextPath text_path, FilterSql& f) {
+    if (!q.text) return;
+    if (text_path == TextPath::kScan) {
+        // LIKE is case-insensitive in SQLite; GLOB is not, but has other special characters.
+        // search_text is lower-cased, and so is the pattern: case folding changes nothing.
+        f.add("search_text LIKE ? ESCAPE '\\'");
+        f.params.emplace_back(detail::like_pattern(*q.text));
+        return;
     }
-    if (q.until_ns) {
-        add_condition("ts_ns < ?");
-        params.emplace_back(*q.until_ns);
+    // A phrase of the trigram tokenizer: the text as a substring. Quotes are doubled.
+    std::string phrase = "\"";
+    for (char c : normalize_search(*q.text)) {
+        phrase += c;
+        if (c == '"') phrase += '"';
     }
-    if (!q.severities.empty()) {
-        std::string in = "severity IN (?";
-        for (std::size_t i = 1; i < q.severities.size(); ++i) in += ", ?";
-        in += ")";
-        add_condition(in);
-        for (int sev : q.severities) params.emplace_back(std::int64_t{sev});
-    }
-    if (q.agent_id) {
-        add_condition("agent_id = ?");
-        params.emplace_back(*q.agent_id);
-    }
-    if (q.alert_id) {
-        add_condition("id = ?");
-        params.emplace_back(*q.alert_id);
-    }
-    if (q.status) {
-        add_condition("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
-                      " 'new') = ?");
-        params.emplace_back(*q.status);
-    }
-    if (q.assignee) {
-        add_condition("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
-                      " AND t.assignee = ?)");
-        params.emplace_back(*q.assignee);
-    }
-    append_list_filters(q, text_path, keyset, add_condition,
-                        [&](auto v) { params.emplace_back(std::move(v)); });
-    return out;
+    phrase += '"';
+    f.add("alerts.rowid IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?)");
+    f.params.emplace_back(std::move(phrase));
 }
 
-// Whether a list query is answered as one query per severity (see run_query()).
-bool splits_by_severity(const AlertQuery& q) {
-    return q.severities.size() > 1 &&
-           (q.sort == AlertSort::kTimeDesc || q.sort == AlertSort::kTimeAsc);
+// The filters of aggregation and grouping: the list's, none of its keyset, the index for text.
+FilterSql filter_sql(const AlertQuery& q) {
+    FilterSql f = detail::filter_sql(q, false);
+    add_text_condition(q, TextPath::kIndex, f);
+    return f;
 }
 
 // Binds PARAMS after placeholder I; returns the last placeholder bound.
@@ -1164,32 +1027,11 @@ constexpr int kProgressSteps = 10000;
 common::Result<std::optional<std::vector<common::Alert>>> SqliteStore::run_query(
     const AlertQuery& q, TextPath text_path,
     std::optional<std::chrono::steady_clock::time_point> deadline) {
-    std::string sql;
-    std::vector<FilterValue> params;
-    const auto limit = static_cast<std::int64_t>(q.limit);
-    if (splits_by_severity(q)) {
-        // Several severities in time order: the newest LIMIT of each severity from the
-        // (severity, ts_ns) index, merged, instead of sorting every matching row of the range
-        // (docs/collector.md, "Store"; 120 ms against 1 ms on a million alerts).
-        sql = "SELECT body, eve FROM (";
-        for (std::size_t k = 0; k < q.severities.size(); ++k) {
-            AlertQuery one = q;
-            one.severities = {q.severities[k]};
-            FilterSql part = filter_sql(one, text_path, true);
-            sql += std::string(k == 0 ? "" : " UNION ALL ") +
-                   "SELECT * FROM (SELECT body, eve, ts_ns, id FROM alerts" + part.where +
-                   order_and_limit(q) + ")";
-            params.insert(params.end(), std::make_move_iterator(part.params.begin()),
-                          std::make_move_iterator(part.params.end()));
-            params.emplace_back(limit);
-        }
-        sql += ")" + order_and_limit(q);
-    } else {
-        FilterSql filters = filter_sql(q, text_path, true);
-        sql = "SELECT body, eve FROM alerts" + filters.where + order_and_limit(q);
-        params = std::move(filters.params);
-    }
-    params.emplace_back(limit);
+    const FilterSql list = detail::list_sql(
+        q, "body, eve",
+        [text_path](const AlertQuery& part, FilterSql& f) { add_text_condition(part, text_path, f); });
+    const std::string& sql = list.sql;
+    const std::vector<FilterValue>& params = list.params;
 
     std::vector<common::Alert> alerts;
     std::lock_guard lock(read_mutex_);
@@ -1235,8 +1077,8 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
         if (r.agent) stmt->bind(++i, *r.agent);
     } else {
         const detail::ScanSql parts = detail::scan_sql(q, "");
-        const FilterSql filters = filter_sql(q.filter, TextPath::kIndex, false);
-        stmt = std::make_unique<Sql>(db, parts.head + filters.where + parts.tail);
+        const FilterSql filters = filter_sql(q.filter);
+        stmt = std::make_unique<Sql>(db, parts.head + filters.sql + parts.tail);
         bind_params(*stmt, filters.params, 0);
     }
     int rc = 0;
@@ -1269,8 +1111,8 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
 common::Result<std::vector<AlertGroup>> SqliteStore::groups(const GroupQuery& q) {
     if (auto ok = check_group_query(q); !ok) return ok.error();
     // The window's three placeholders come before the filters' in the text, the limit after.
-    const FilterSql filters = filter_sql(q.filter, TextPath::kIndex, false);
-    const std::string sql = detail::group_sql(filters.where, "?", "?", "?", "?", "");
+    const FilterSql filters = filter_sql(q.filter);
+    const std::string sql = detail::group_sql(filters.sql, "?", "?", "?", "?", "");
     auto lease = aggregate_readers_.acquire();
     if (!lease) return lease.error();
     Sql stmt(lease->get(), sql);
