@@ -219,6 +219,13 @@ for backend in $backends; do
             run_backend sqlite "sqlite:$db"
             ;;
         postgresql)
+            if [ -n "${BENCH_PG_URL:-}" ]; then
+                # A database that already holds generated alerts (a server kept from an earlier
+                # run): measured as it is.
+                echo "postgresql: measuring the alerts already in $BENCH_PG_URL"
+                run_backend postgresql "$BENCH_PG_URL"
+                continue
+            fi
             postgres_start "$cache/postgres"
             trap cleanup EXIT  # postgres_start set its own
             gen "$SENNINGEN_TEST_POSTGRES_URL" "${BENCH_PG_WRITERS:-4}"
