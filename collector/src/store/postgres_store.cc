@@ -30,6 +30,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
@@ -301,8 +302,46 @@ common::Result<std::string> to_keyword_string(const std::map<std::string, std::s
 
 // --- libpq, wrapped once ---------------------------------------------------------------
 
+// The statements prepared on each open connection: SQL text to statement name. Planning a
+// list or aggregation query over ten million alerts costs more than running it (the planner
+// weighs every index of the table), so the read queries the API repeats are prepared once per
+// connection; PostgreSQL then keeps a generic plan where it costs no more than fresh ones.
+class PreparedStatements {
+public:
+    static PreparedStatements& instance() {
+        static PreparedStatements statements;
+        return statements;
+    }
+    // The name of SQL's statement on CONN, or empty when it must be prepared as NAME first
+    // (which add() then records). Empty NAME: the connection has as many as it may keep.
+    std::string find(PGconn* conn, const std::string& sql, std::string& name) {
+        std::lock_guard lock(mutex_);
+        auto& known = by_connection_[conn];
+        if (auto it = known.find(sql); it != known.end()) return it->second;
+        name = known.size() < kMaxPerConnection ? "s" + std::to_string(known.size()) : "";
+        return {};
+    }
+    void add(PGconn* conn, const std::string& sql, const std::string& name) {
+        std::lock_guard lock(mutex_);
+        by_connection_[conn].emplace(sql, name);
+    }
+    void forget(PGconn* conn) {
+        std::lock_guard lock(mutex_);
+        by_connection_.erase(conn);
+    }
+
+private:
+    // Filters make many texts (each combination, each count of severities): a bounded few.
+    static constexpr std::size_t kMaxPerConnection = 200;
+    std::mutex mutex_;
+    std::unordered_map<PGconn*, std::unordered_map<std::string, std::string>> by_connection_;
+};
+
 struct PgConnClose {
-    void operator()(PGconn* c) const { PQfinish(c); }
+    void operator()(PGconn* c) const {
+        PreparedStatements::instance().forget(c);
+        PQfinish(c);
+    }
 };
 using PgConn = std::unique_ptr<PGconn, PgConnClose>;
 
@@ -342,6 +381,34 @@ PgResult exec(PGconn* conn, const std::string& sql, const std::vector<Param>& pa
     for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
     PgResult result(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
                                  values.data(), nullptr, nullptr, 0));
+    const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        throw SqlError(
+            one_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
+    }
+    return result;
+}
+
+// exec() through a statement prepared on CONN once (PreparedStatements), for the read queries
+// the API repeats; throws SqlError.
+PgResult exec_prepared(PGconn* conn, const std::string& sql, const std::vector<Param>& params) {
+    std::string name;
+    std::string known = PreparedStatements::instance().find(conn, sql, name);
+    if (known.empty()) {
+        if (name.empty()) return exec(conn, sql, params);
+        PgResult prepared(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
+        if (!prepared || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
+            throw SqlError(one_line(prepared ? PQresultErrorMessage(prepared.get())
+                                             : PQerrorMessage(conn)));
+        }
+        PreparedStatements::instance().add(conn, sql, name);
+        known = std::move(name);
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
+    PgResult result(PQexecPrepared(conn, known.c_str(), static_cast<int>(values.size()),
+                                   values.data(), nullptr, nullptr, 0));
     const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         throw SqlError(
@@ -783,7 +850,9 @@ common::Result<std::vector<common::Alert>> PostgresStore::query(const AlertQuery
     const std::string sql = numbered(detail::list_sql(q, "eve", add_text_condition), params);
 
     auto eves = with_connection<std::vector<std::string>>("query failed", [&](PGconn* conn) {
-        PgResult r = exec(conn, sql, params);
+        // Free text is left to a fresh plan each time: whether the trigram index pays depends
+        // on the pattern.
+        PgResult r = q.text ? exec(conn, sql, params) : exec_prepared(conn, sql, params);
         std::vector<std::string> out;
         out.reserve(static_cast<std::size_t>(PQntuples(r.get())));
         for (int row = 0; row < PQntuples(r.get()); ++row) out.push_back(text(r, row, 0));
@@ -825,7 +894,7 @@ common::Result<AggregateResult> PostgresStore::aggregate(const AggregateQuery& q
         sql = parts.head + filter_sql(q.filter, params) + parts.tail;
     }
     return with_connection<AggregateResult>("aggregation failed", [&](PGconn* conn) {
-        PgResult r = exec(conn, sql, params);
+        PgResult r = q.filter.text ? exec(conn, sql, params) : exec_prepared(conn, sql, params);
         const int n = PQntuples(r.get());
         if (q.by == AggregateBy::kHour) {
             std::vector<detail::HourRow> rows;

@@ -162,8 +162,13 @@ RollupSql rollup_sql(const AggregateQuery& q, Placeholder placeholder, std::stri
                                         : " FROM alert_counts";
     switch (q.by) {
         case AggregateBy::kHour:
-            out.sql = "SELECT hour, severity, SUM(n)" + table + where +
-                      " GROUP BY hour, severity ORDER BY hour DESC, severity DESC";
+            // alert_hour_counts has one row per hour and severity already (its key): read in
+            // key order, with nothing to add up or sort.
+            out.sql = coarse && !by_minute
+                          ? "SELECT hour, severity, n" + table + where +
+                                " ORDER BY hour DESC, severity DESC"
+                          : "SELECT hour, severity, SUM(n)" + table + where +
+                                " GROUP BY hour, severity ORDER BY hour DESC, severity DESC";
             break;
         case AggregateBy::kSeverity:
             out.sql = "SELECT severity, SUM(n)" + table + where +

@@ -99,6 +99,37 @@ TEST_P(StoreTest, InsertsBatchAndReadsItBackExactly) {
     EXPECT_EQ(store_->undecodable_rows(), 0U);
 }
 
+// The same statement again and again with other values (PostgreSQL prepares the read queries
+// once per connection and may switch to a generic plan after five runs): each answer is right.
+TEST_P(StoreTest, RepeatedQueriesWithOtherValuesAnswerEach) {
+    std::vector<Alert> alerts;
+    for (int i = 0; i < 12; ++i) {
+        for (int k = 0; k <= i % 4; ++k) {
+            alerts.push_back(test::make_alert("agent-" + std::to_string(i),
+                                              test::base_ns() + (i * 10 + k) * test::kMinuteNs,
+                                              1 + k));
+        }
+    }
+    ASSERT_TRUE(store_->insert(alerts).ok());
+    for (int round = 0; round < 2; ++round) {
+        for (int i = 0; i < 12; ++i) {
+            AlertQuery q;
+            q.agent_id = "agent-" + std::to_string(i);
+            std::vector<Alert> back = query_ok(q);
+            ASSERT_EQ(back.size(), static_cast<std::size_t>(i % 4 + 1)) << *q.agent_id;
+            for (const Alert& a : back) EXPECT_EQ(a.agent_id, *q.agent_id);
+            AggregateQuery by_severity;
+            by_severity.by = AggregateBy::kSeverity;
+            by_severity.filter.severities = {1 + i % 4};
+            auto counted = store_->aggregate(by_severity);
+            ASSERT_TRUE(counted.ok()) << counted.error().message;
+            ASSERT_EQ(counted->buckets.size(), 1U);
+            // Severity s is in every agent i with i % 4 >= s - 1.
+            EXPECT_EQ(counted->buckets[0].count, static_cast<std::uint64_t>(3 * (4 - i % 4)));
+        }
+    }
+}
+
 TEST_P(StoreTest, InsertReportsInsertedCount) {
     auto result = store_->insert({make_alert("s", base_ns(), 2), make_alert("s", base_ns(), 3)});
     ASSERT_TRUE(result.ok()) << result.error().message;
