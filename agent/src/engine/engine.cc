@@ -324,15 +324,16 @@ void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicat
     if (file && file->context) alert.file = *file->context;
     alert.source = common::RuleSource::kIntel;
     const std::string type(to_string(indicator.type));
-    alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + std::string(where);
+    const std::string value(indicator.value);
+    alert.rule = "Intel hit: " + value + " (" + type + ") at " + std::string(where);
     const auto cat = indicator.meta.find("meta.category");
-    alert.category = cat != indicator.meta.end() ? cat->second : "Known bad indicator";
+    alert.category = cat != indicator.meta.end() ? std::string(cat->second) : "Known bad indicator";
     const auto sev = indicator.meta.find("meta.severity");
     alert.severity = sev != indicator.meta.end()
-                         ? severity_from_meta({{"severity", sev->second}}, 2)
+                         ? severity_from_meta({{"severity", std::string(sev->second)}}, 2)
                          : 2;
     alert.pack_version = "intel";
-    alert.intel = common::IntelContext{indicator.value, type, std::string(where), indicator.sources};
+    alert.intel = common::IntelContext{value, type, std::string(where), indicator.source_list()};
     emit(std::move(alert));
 }
 
