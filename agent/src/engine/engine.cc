@@ -5,6 +5,8 @@
 
 #include <sstream>
 
+#include <Poco/JSONString.h>
+
 #include "senningen/agent/decode/dns.h"
 
 namespace senningen::agent {
@@ -234,21 +236,49 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     ++counters_.analyzer_records;
     if (!record_sink_ || current_flow_ == nullptr) return;
     const Flow& flow = *current_flow_;
-    // EVE layout, oriented originator -> responder as Zeek's id.* fields are.
-    Poco::JSON::Object::Ptr root = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    root->set("timestamp", common::format_timestamp(current_ts_ns_));
-    root->set("flow_id", flow.id);
-    root->set("event_type", std::string(log));
-    root->set("src_ip", flow.orig.addr.to_string());
-    root->set("src_port", static_cast<int>(flow.orig.port));
-    root->set("dest_ip", flow.resp.addr.to_string());
-    root->set("dest_port", static_cast<int>(flow.resp.port));
-    root->set("proto", proto_name(flow.ip_proto));
-    if (!flow.app_proto.empty()) root->set("app_proto", flow.app_proto);
-    root->set(std::string(log), fields);
-    std::ostringstream out;
-    root->stringify(out);
-    record_sink_(out.str());
+    // EVE layout, oriented originator -> responder as Zeek's id.* fields are. The envelope is
+    // written straight into a reused buffer (Poco's own escaping for its texts), the same bytes
+    // Poco gave for a root object around FIELDS: a root Object per record, ten Var and a
+    // stringify pass over it were a good part of the packet path.
+    thread_local std::string out;
+    thread_local std::ostringstream fields_text;
+    const auto text = [](std::string_view value) {
+        return Poco::toJSON(std::string(value), Poco::JSON_WRAP_STRINGS);
+    };
+    const auto append_number = [](std::string& to, std::uint64_t value) {
+        char buf[24];
+        const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
+        to.append(buf, end);
+    };
+    out.clear();
+    out += "{\"timestamp\":";
+    out += text(common::format_timestamp(current_ts_ns_));
+    out += ",\"flow_id\":";
+    append_number(out, flow.id);
+    out += ",\"event_type\":";
+    out += text(log);
+    out += ",\"src_ip\":";
+    out += text(flow.orig.addr.to_string());
+    out += ",\"src_port\":";
+    append_number(out, flow.orig.port);
+    out += ",\"dest_ip\":";
+    out += text(flow.resp.addr.to_string());
+    out += ",\"dest_port\":";
+    append_number(out, flow.resp.port);
+    out += ",\"proto\":";
+    out += text(proto_name(flow.ip_proto));
+    if (!flow.app_proto.empty()) {
+        out += ",\"app_proto\":";
+        out += text(flow.app_proto);
+    }
+    out += ',';
+    out += text(log);
+    out += ':';
+    fields_text.str(std::string());
+    fields->stringify(fields_text);
+    out += fields_text.view();
+    out += '}';
+    record_sink_(out);
 }
 
 void Engine::observe(IntelType type, std::string_view value, std::string_view where) {
@@ -324,15 +354,16 @@ void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicat
     if (file && file->context) alert.file = *file->context;
     alert.source = common::RuleSource::kIntel;
     const std::string type(to_string(indicator.type));
-    alert.rule = "Intel hit: " + indicator.value + " (" + type + ") at " + std::string(where);
+    const std::string value(indicator.value);
+    alert.rule = "Intel hit: " + value + " (" + type + ") at " + std::string(where);
     const auto cat = indicator.meta.find("meta.category");
-    alert.category = cat != indicator.meta.end() ? cat->second : "Known bad indicator";
+    alert.category = cat != indicator.meta.end() ? std::string(cat->second) : "Known bad indicator";
     const auto sev = indicator.meta.find("meta.severity");
     alert.severity = sev != indicator.meta.end()
-                         ? severity_from_meta({{"severity", sev->second}}, 2)
+                         ? severity_from_meta({{"severity", std::string(sev->second)}}, 2)
                          : 2;
     alert.pack_version = "intel";
-    alert.intel = common::IntelContext{indicator.value, type, std::string(where), indicator.sources};
+    alert.intel = common::IntelContext{value, type, std::string(where), indicator.source_list()};
     emit(std::move(alert));
 }
 

@@ -244,9 +244,10 @@ void Engine::file_data(std::uint64_t handle, std::span<const std::uint8_t> bytes
                        EVP_DigestUpdate(f.sha1.get(), bytes.data(), bytes.size()) == 1 &&
                        EVP_DigestUpdate(f.sha256.get(), bytes.data(), bytes.size()) == 1;
     }
-    const std::size_t room = options_.file_scan_depth > f.head.size()
-                                 ? options_.file_scan_depth - f.head.size()
-                                 : 0;
+    // Without rules only the type probe needs the head: a 2-64 KB copy of every body for
+    // nothing was a good part of the per-file cost.
+    const std::size_t depth = scanner_ ? options_.file_scan_depth : kMimeProbe;
+    const std::size_t room = depth > f.head.size() ? depth - f.head.size() : 0;
     const std::size_t keep = std::min(room, bytes.size());
     f.head.insert(f.head.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
     if (keep < bytes.size()) f.head_cut = true;

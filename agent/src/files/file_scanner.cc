@@ -441,14 +441,16 @@ FileScanResult FileScanner::scan(const std::string& path) {
             alert.source = common::RuleSource::kIntel;
             const std::string type_name(to_string(type));
             const auto cat = hit->meta.find("meta.category");
-            alert.category = cat != hit->meta.end() ? cat->second : "Known bad file";
+            alert.category = cat != hit->meta.end() ? std::string(cat->second) : "Known bad file";
             const auto sev = hit->meta.find("meta.severity");
-            alert.severity =
-                sev != hit->meta.end() ? severity_from_meta({{"severity", sev->second}}, 2) : 2;
+            alert.severity = sev != hit->meta.end()
+                                 ? severity_from_meta({{"severity", std::string(sev->second)}}, 2)
+                                 : 2;
             alert.pack_version = "intel";
             const char* where = type == IntelType::kFileName ? "Files::IN_NAME" : "Files::IN_HASH";
-            alert.rule = "Intel hit: " + hit->value + " (" + type_name + ") at " + where;
-            alert.intel = common::IntelContext{hit->value, type_name, where, hit->sources};
+            const std::string indicator(hit->value);
+            alert.rule = "Intel hit: " + indicator + " (" + type_name + ") at " + where;
+            alert.intel = common::IntelContext{indicator, type_name, where, hit->source_list()};
             result.alerts.push_back(std::move(alert));
         }
     }

@@ -246,12 +246,29 @@ void add_problem(IntelLoadStats& stats, std::string problem) {
     if (stats.problems.size() < kMaxProblems) stats.problems.push_back(std::move(problem));
 }
 
-void add_source(Indicator& indicator, const std::string& source) {
-    if (source.empty()) return;
-    if (std::find(indicator.sources.begin(), indicator.sources.end(), source) ==
-        indicator.sources.end()) {
-        indicator.sources.push_back(source);
+constexpr std::size_t kArenaBlock = 256 * 1024;
+
+// One parsed line, before the file is known to be good: texts already in the file's arena.
+struct PendingIndicator {
+    std::string_view key;  // the table key (the value, or a subnet's binary key)
+    std::string_view value;
+    IntelType type = IntelType::kAddr;
+    std::string_view source;             // interned, "" when none
+    std::vector<IntelMeta::Entry> meta;  // names interned
+};
+
+// Reads all of IN (intel files are a few MB to a few hundred; a pipe works too); false on a
+// read error.
+bool read_whole(std::ifstream& in, std::string& out) {
+    constexpr std::size_t kChunk = 1 << 20;
+    std::size_t used = 0;
+    while (in) {
+        out.resize(used + kChunk);
+        in.read(out.data() + used, static_cast<std::streamsize>(kChunk));
+        used += static_cast<std::size_t>(in.gcount());
     }
+    out.resize(used);
+    return !in.bad();
 }
 
 }  // namespace
@@ -296,20 +313,30 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
         return make_error(ErrorCode::kIo, "cannot read intel file " + path);
     }
 
-    // Lines are parsed into PENDING first and merged only when the whole file is good, so a
-    // file that turns out to be broken leaves the store as it was.
-    std::vector<Indicator> pending;
+    // Lines are parsed into PENDING (texts in a file arena) first and merged only when the
+    // whole file is good, so a file that turns out to be broken leaves the store as it was.
+    std::string text_buffer;
+    if (!read_whole(in, text_buffer)) {
+        return make_error(ErrorCode::kIo, "error reading intel file " + path);
+    }
+    Arena arena;
+    std::vector<PendingIndicator> pending;
+    std::vector<std::string_view> meta_names;  // interned, parallel to columns->meta
     IntelLoadStats local;
     std::optional<Columns> columns;
     std::vector<std::string_view> fields;
-    std::string line;
+    std::string_view rest = text_buffer;
     std::string domain;
+    std::string canonical;
     std::size_t line_no = 0;
     auto where = [&] { return path + ":" + std::to_string(line_no); };
 
-    while (std::getline(in, line)) {
+    while (!rest.empty()) {
+        const std::size_t eol = rest.find('\n');
+        std::string_view line = rest.substr(0, eol);
+        rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
         ++line_no;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) continue;
         if (line[0] == '#') {
             const std::string_view text = line;
@@ -323,6 +350,10 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
                 auto parsed = parse_fields_header(text, where());
                 if (!parsed) return parsed.error();
                 columns = std::move(*parsed);
+                meta_names.clear();
+                for (const auto& [index, name] : columns->meta) {
+                    meta_names.push_back(intern(name));
+                }
             }
             // Anything else starting with '#' is a Zeek log header (#separator, #path,
             // #types, ...) or a comment; Zeek's intel files are always tab-separated.
@@ -360,25 +391,26 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
                                                       std::string(type_name) + "'"));
             continue;
         }
-        Indicator indicator;
+        PendingIndicator indicator;
         indicator.type = *type;
+        std::string_view key_override;  // subnets: the binary key
         if (*type == IntelType::kAddr) {
-            auto canonical = canonical_addr(value);
-            if (!canonical) {
+            auto addr = canonical_addr(value);
+            if (!addr) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not an IPv4 or IPv6 address");
                 continue;
             }
-            indicator.value = std::move(*canonical);
+            canonical = std::move(*addr);
         } else if (*type == IntelType::kFileHash) {
-            if (!canonical_file_hash(value, indicator.value)) {
+            if (!canonical_file_hash(value, canonical)) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not an MD5, SHA-1 or SHA-256 hex digest");
                 continue;
             }
         } else if (*type == IntelType::kFileName || *type == IntelType::kSoftware ||
                    *type == IntelType::kUserName) {
-            indicator.value = std::string(value);
+            canonical.assign(value);
         } else if (*type == IntelType::kSubnet) {
             const std::size_t slash = value.find('/');
             const auto addr = parse_binary_addr(value.substr(0, slash));
@@ -401,18 +433,21 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             std::copy(key + 1, key + 1 + addr->len, net.bytes.begin());
             char text[INET6_ADDRSTRLEN] = {};
             inet_ntop(net.len == 4 ? AF_INET : AF_INET6, net.bytes.data(), text, sizeof text);
-            indicator.value = std::string(text) + "/" + std::to_string(prefix);
+            canonical = std::string(text) + "/" + std::to_string(prefix);
+            char binary[17];
+            key_override = arena.copy(std::string_view(
+                binary, subnet_key(*addr, static_cast<std::size_t>(prefix), binary)));
         } else if (*type == IntelType::kUrl) {
-            indicator.value = canonical_url(value);
+            canonical = canonical_url(value);
         } else if (*type == IntelType::kEmail) {
-            indicator.value = canonical_email(value);
-            if (indicator.value.find('@') == std::string::npos) {
+            canonical = canonical_email(value);
+            if (canonical.find('@') == std::string::npos) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a mail address (no '@')");
                 continue;
             }
         } else if (*type == IntelType::kCertHash) {
-            if (!canonical_hex(value, 40, indicator.value)) {
+            if (!canonical_hex(value, 40, canonical)) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a SHA-1 hex digest (40 digits)");
                 continue;
@@ -424,13 +459,17 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
                                        "dots; internationalised names in xn-- form)");
                 continue;
             }
-            indicator.value = domain;
+            canonical = domain;
         }
+        indicator.value = arena.copy(canonical);
+        indicator.key = key_override.empty() ? indicator.value : key_override;
         if (columns->source && !is_empty_field(fields[*columns->source])) {
-            indicator.sources.emplace_back(fields[*columns->source]);
+            indicator.source = intern(fields[*columns->source]);
         }
-        for (const auto& [index, name] : columns->meta) {
-            if (!is_empty_field(fields[index])) indicator.meta[name] = std::string(fields[index]);
+        for (std::size_t m = 0; m < columns->meta.size(); ++m) {
+            const std::string_view field = fields[columns->meta[m].first];
+            if (!is_empty_field(field))
+                indicator.meta.emplace_back(meta_names[m], arena.copy(field));
         }
         pending.push_back(std::move(indicator));
         ++local.loaded;
@@ -442,26 +481,44 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
                                                  ": no #fields header in the file");
     }
 
-    for (auto& indicator : pending) {
-        Table& table = table_of(indicator.type);
-        std::string key = indicator.value;
-        if (indicator.type == IntelType::kSubnet) {
-            const std::size_t slash = key.find('/');
-            const auto addr = parse_binary_addr(std::string_view(key).substr(0, slash));
-            const std::size_t prefix = std::stoul(key.substr(slash + 1));
-            char binary[17];
-            key.assign(binary, subnet_key(*addr, prefix, binary));
-            (addr->len == 4 ? v4_lengths_.data() : v6_lengths_.data())[prefix] = true;
+    std::vector<std::string_view> sources;
+    std::vector<IntelMeta::Entry> meta;
+    for (const PendingIndicator& p : pending) {
+        if (p.type == IntelType::kSubnet) {
+            const std::size_t prefix = static_cast<unsigned char>(p.key[0]);
+            (p.key.size() == 5 ? v4_lengths_.data() : v6_lengths_.data())[prefix] = true;
         }
-        auto [it, inserted] = table.try_emplace(std::move(key));
-        Indicator& stored = it->second;
+        auto [stored, inserted] = table_of(p.type).insert(p.key);
         if (inserted) {
-            stored = std::move(indicator);
-            continue;
+            stored->value = p.value;
+            stored->type = p.type;
+            if (!p.source.empty()) stored->sources = arena.copy(std::span(&p.source, 1));
+            stored->meta = IntelMeta(arena.copy(std::span<const IntelMeta::Entry>(p.meta)));
+        } else {
+            // Listed before: sources merge, each meta column keeps its last non-empty value.
+            sources.assign(stored->sources.begin(), stored->sources.end());
+            if (!p.source.empty() &&
+                std::find(sources.begin(), sources.end(), p.source) == sources.end()) {
+                sources.push_back(p.source);
+                stored->sources = arena.copy(std::span<const std::string_view>(sources));
+            }
+            if (!p.meta.empty()) {
+                meta.assign(stored->meta.begin(), stored->meta.end());
+                for (const auto& entry : p.meta) {
+                    auto it = std::find_if(meta.begin(), meta.end(),
+                                           [&](const auto& e) { return e.first == entry.first; });
+                    if (it == meta.end()) {
+                        meta.push_back(entry);
+                    } else {
+                        it->second = entry.second;
+                    }
+                }
+                stored->meta = IntelMeta(arena.copy(std::span<const IntelMeta::Entry>(meta)));
+            }
         }
-        for (const auto& source : indicator.sources) add_source(stored, source);
-        for (auto& [name, text] : indicator.meta) stored.meta[name] = std::move(text);
+        stored->whitelisted = stored->meta.at("meta.whitelist") == "T";
     }
+    arena_.adopt(arena);
     stats.loaded += local.loaded;
     stats.skipped += local.skipped;
     for (auto& problem : local.problems) {
@@ -472,8 +529,7 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
 }
 
 const Indicator* IntelStore::find_addr(std::string_view addr) const {
-    const auto it = addrs_.find(addr);
-    return it == addrs_.end() ? nullptr : &it->second;
+    return table_of(IntelType::kAddr).find(addr);
 }
 
 const Indicator* IntelStore::find_domain(std::string_view name) const {
@@ -482,52 +538,41 @@ const Indicator* IntelStore::find_domain(std::string_view name) const {
     std::array<char, kMaxDomainLength> buffer{};
     if (name.empty() || name.size() > buffer.size()) return nullptr;
     for (std::size_t i = 0; i < name.size(); ++i) buffer[i] = ascii_lower(name[i]);
-    const auto it = domains_.find(std::string_view(buffer.data(), name.size()));
-    return it == domains_.end() ? nullptr : &it->second;
+    return table_of(IntelType::kDomain).find(std::string_view(buffer.data(), name.size()));
 }
 
 const Indicator* IntelStore::find(IntelType type, std::string_view value) const {
+    const Table& table = table_of(type);
     switch (type) {
         case IntelType::kAddr: return find_addr(value);
         case IntelType::kDomain: return find_domain(value);
-        case IntelType::kFileHash: {
-            std::string canonical;
-            if (!canonical_file_hash(value, canonical)) return nullptr;
-            const auto it = file_hashes_.find(canonical);
-            return it == file_hashes_.end() ? nullptr : &it->second;
-        }
+        case IntelType::kSubnet: return find_subnet(value);
         case IntelType::kFileName:
         case IntelType::kSoftware:
-        case IntelType::kUserName: {
-            const Table& table = type == IntelType::kFileName  ? file_names_
-                                 : type == IntelType::kSoftware ? software_
-                                                                : user_names_;
-            const auto it = table.find(value);
-            return it == table.end() ? nullptr : &it->second;
-        }
-        case IntelType::kSubnet: return find_subnet(value);
-        case IntelType::kUrl: {
-            if (urls_.empty()) return nullptr;
-            const auto it = urls_.find(canonical_url(value));
-            return it == urls_.end() ? nullptr : &it->second;
-        }
-        case IntelType::kEmail: {
-            if (emails_.empty()) return nullptr;
-            const auto it = emails_.find(canonical_email(value));
-            return it == emails_.end() ? nullptr : &it->second;
-        }
-        case IntelType::kCertHash: {
-            std::string canonical;
-            if (cert_hashes_.empty() || !canonical_hex(value, 40, canonical)) return nullptr;
-            const auto it = cert_hashes_.find(canonical);
-            return it == cert_hashes_.end() ? nullptr : &it->second;
-        }
+        case IntelType::kUserName: return table.find(value);
+        case IntelType::kFileHash:
+        case IntelType::kCertHash:
+        case IntelType::kUrl:
+        case IntelType::kEmail: break;
     }
-    return nullptr;
+    if (table.empty()) return nullptr;
+    std::string canonical;
+    switch (type) {
+        case IntelType::kFileHash:
+            if (!canonical_file_hash(value, canonical)) return nullptr;
+            break;
+        case IntelType::kCertHash:
+            if (!canonical_hex(value, 40, canonical)) return nullptr;
+            break;
+        case IntelType::kUrl: canonical = canonical_url(value); break;
+        default: canonical = canonical_email(value); break;
+    }
+    return table.find(canonical);
 }
 
 const Indicator* IntelStore::find_subnet(std::string_view addr) const {
-    if (subnets_.empty()) return nullptr;
+    const Table& subnets = table_of(IntelType::kSubnet);
+    if (subnets.empty()) return nullptr;
     const auto binary = parse_binary_addr(addr);
     if (!binary) return nullptr;
     const bool* lengths = binary->len == 4 ? v4_lengths_.data() : v6_lengths_.data();
@@ -535,42 +580,121 @@ const Indicator* IntelStore::find_subnet(std::string_view addr) const {
     for (std::size_t prefix = binary->len * 8 + 1; prefix-- > 0;) {
         if (!lengths[prefix]) continue;
         const std::size_t n = subnet_key(*binary, prefix, key);
-        const auto it = subnets_.find(std::string_view(key, n));
-        if (it != subnets_.end()) return &it->second;
+        if (const Indicator* hit = subnets.find(std::string_view(key, n))) return hit;
     }
     return nullptr;
 }
 
 std::size_t IntelStore::size() const {
-    return addrs_.size() + domains_.size() + file_hashes_.size() + file_names_.size() +
-           urls_.size() + emails_.size() + cert_hashes_.size() + software_.size() +
-           user_names_.size() + subnets_.size();
+    std::size_t n = 0;
+    for (const Table& table : tables_) n += table.size();
+    return n;
 }
 
 std::size_t IntelStore::count(IntelType type) const {
-    // table_of only picks a member; the const_cast never writes.
-    return const_cast<IntelStore*>(this)->table_of(type).size();
+    return table_of(type).size();
 }
 
 IntelStore::Table& IntelStore::table_of(IntelType type) {
-    switch (type) {
-        case IntelType::kAddr: return addrs_;
-        case IntelType::kDomain: return domains_;
-        case IntelType::kFileHash: return file_hashes_;
-        case IntelType::kFileName: return file_names_;
-        case IntelType::kSubnet: return subnets_;
-        case IntelType::kUrl: return urls_;
-        case IntelType::kEmail: return emails_;
-        case IntelType::kCertHash: return cert_hashes_;
-        case IntelType::kSoftware: return software_;
-        case IntelType::kUserName: return user_names_;
+    return tables_[static_cast<std::size_t>(type)];
+}
+
+const IntelStore::Table& IntelStore::table_of(IntelType type) const {
+    return tables_[static_cast<std::size_t>(type)];
+}
+
+std::string_view IntelStore::intern(std::string_view text) {
+    auto it = interned_.find(text);
+    if (it == interned_.end()) it = interned_.emplace(text).first;
+    return *it;
+}
+
+void* IntelStore::Arena::allocate(std::size_t bytes, std::size_t align) {
+    const std::size_t pad = (align - reinterpret_cast<std::uintptr_t>(next_) % align) % align;
+    if (next_ == nullptr || pad + bytes > left_) {
+        const std::size_t size = std::max(kArenaBlock, bytes + align);
+        blocks_.push_back(std::make_unique_for_overwrite<char[]>(size));
+        next_ = blocks_.back().get();
+        left_ = size;
+        return allocate(bytes, align);
     }
-    return addrs_;
+    char* out = next_ + pad;
+    next_ = out + bytes;
+    left_ -= pad + bytes;
+    return out;
+}
+
+std::string_view IntelStore::Arena::copy(std::string_view text) {
+    if (text.empty()) return {};
+    char* out = static_cast<char*>(allocate(text.size(), 1));
+    std::copy(text.begin(), text.end(), out);
+    return {out, text.size()};
+}
+
+void IntelStore::Arena::adopt(Arena& other) {
+    for (auto& block : other.blocks_) blocks_.push_back(std::move(block));
+    other.blocks_.clear();
+    other.next_ = nullptr;
+    other.left_ = 0;
+}
+
+const Indicator* IntelStore::Table::find(std::string_view key) const {
+    if (slots_.empty()) return nullptr;
+    const std::size_t hash = TextHash{}(key);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+        const std::uint32_t slot = slots_[i];
+        if (slot == 0) return nullptr;
+        const Entry& entry = entries_[slot - 1];
+        if (entry.hash == hash && entry.key == key) return &entry.indicator;
+    }
+}
+
+std::pair<Indicator*, bool> IntelStore::Table::insert(std::string_view key) {
+    // At most 70% full, so that a miss ends after a few probes.
+    if ((entries_.size() + 1) * 10 > slots_.size() * 7) grow();
+    const std::size_t hash = TextHash{}(key);
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t i = hash & mask;
+    for (;; i = (i + 1) & mask) {
+        const std::uint32_t slot = slots_[i];
+        if (slot == 0) break;
+        Entry& entry = entries_[slot - 1];
+        if (entry.hash == hash && entry.key == key) return {&entry.indicator, false};
+    }
+    entries_.push_back(Entry{key, hash, Indicator{}});
+    slots_[i] = static_cast<std::uint32_t>(entries_.size());
+    return {&entries_.back().indicator, true};
+}
+
+void IntelStore::Table::grow() {
+    std::vector<std::uint32_t> slots(slots_.empty() ? 64 : slots_.size() * 2, 0);
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+        std::size_t i = entries_[e].hash & mask;
+        while (slots[i] != 0) i = (i + 1) & mask;
+        slots[i] = static_cast<std::uint32_t>(e + 1);
+    }
+    slots_ = std::move(slots);
+}
+
+const IntelMeta::Entry* IntelMeta::find(std::string_view name) const {
+    return std::find_if(begin(), end(), [&](const Entry& e) { return e.first == name; });
+}
+
+std::string_view IntelMeta::at(std::string_view name) const {
+    const Entry* it = find(name);
+    return it == end() ? std::string_view{} : it->second;
+}
+
+std::map<std::string, std::string> IntelMeta::to_map() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [name, value] : *this) out.emplace(name, value);
+    return out;
 }
 
 bool is_whitelisted(const Indicator& indicator) {
-    const auto it = indicator.meta.find("meta.whitelist");
-    return it != indicator.meta.end() && it->second == "T";
+    return indicator.whitelisted;
 }
 
 }  // namespace senningen::agent

@@ -66,8 +66,9 @@ TEST_F(IntelStoreTest, LoadsZeekFileWithLogHeaders) {
     ASSERT_NE(addr, nullptr);
     EXPECT_EQ(addr->value, "192.0.2.10");
     EXPECT_EQ(addr->type, IntelType::kAddr);
-    EXPECT_EQ(addr->sources, std::vector<std::string>{"feed-a"});
-    EXPECT_EQ(addr->meta, (std::map<std::string, std::string>{{"meta.desc", "C2 server"}}));
+    EXPECT_EQ(addr->source_list(), std::vector<std::string>{"feed-a"});
+    EXPECT_EQ(addr->meta.to_map(),
+              (std::map<std::string, std::string>{{"meta.desc", "C2 server"}}));
 
     const Indicator* domain = store_.find_domain("evil.example.com");
     ASSERT_NE(domain, nullptr);
@@ -92,14 +93,15 @@ TEST_F(IntelStoreTest, ColumnsInAnyOrderAndExtraMetaKept) {
     const Indicator* domain = store_.find_domain("bad.example.net");
     ASSERT_NE(domain, nullptr);
     EXPECT_EQ(domain->value, "bad.example.net");
-    EXPECT_EQ(domain->sources, std::vector<std::string>{"vendor"});
-    EXPECT_EQ(domain->meta, (std::map<std::string, std::string>{
-                                {"meta.url", "https://ti.example/1"}, {"meta.do_notice", "T"}}));
+    EXPECT_EQ(domain->source_list(), std::vector<std::string>{"vendor"});
+    EXPECT_EQ(domain->meta.to_map(),
+              (std::map<std::string, std::string>{{"meta.url", "https://ti.example/1"},
+                                                  {"meta.do_notice", "T"}}));
 
     const Indicator* addr = store_.find_addr("198.51.100.7");
     ASSERT_NE(addr, nullptr);
-    EXPECT_TRUE(addr->sources.empty());
-    EXPECT_EQ(addr->meta, (std::map<std::string, std::string>{{"meta.do_notice", "F"}}));
+    EXPECT_TRUE(addr->source_list().empty());
+    EXPECT_EQ(addr->meta.to_map(), (std::map<std::string, std::string>{{"meta.do_notice", "F"}}));
 }
 
 TEST_F(IntelStoreTest, BadLinesAreCountedWithFileAndLine) {
@@ -335,12 +337,12 @@ TEST_F(IntelStoreTest, SourcesMergeAcrossLinesAndFiles) {
 
     const Indicator* addr = store_.find_addr("192.0.2.1");
     ASSERT_NE(addr, nullptr);
-    EXPECT_EQ(addr->sources, (std::vector<std::string>{"feed-a", "feed-b"}));
+    EXPECT_EQ(addr->source_list(), (std::vector<std::string>{"feed-a", "feed-b"}));
     EXPECT_EQ(addr->meta.at("meta.desc"), "second");  // the last non-empty value
 
     const Indicator* domain = store_.find_domain("evil.example");
     ASSERT_NE(domain, nullptr);
-    EXPECT_EQ(domain->sources, (std::vector<std::string>{"feed-a", "feed-c"}));
+    EXPECT_EQ(domain->source_list(), (std::vector<std::string>{"feed-a", "feed-c"}));
 }
 
 TEST_F(IntelStoreTest, MissingFileIsNotFound) {

@@ -108,6 +108,38 @@ TEST(TlsAnalyzer, CertificateChainParsedWithOpenSsl) {
     EXPECT_TRUE(run.host.weirds.empty());
 }
 
+TEST(TlsAnalyzer, ARepeatedCertificateComesFromTheCacheWithTheSameFacts) {
+    // Parsed certificates are kept per thread by their DER: the second and later connections
+    // presenting the same chain must report exactly what the first did, and a certificate
+    // differing in one byte is not taken for it.
+    const std::string der = read_file(kCertPath);
+    ASSERT_FALSE(der.empty()) << kCertPath;
+    std::vector<std::string> records;
+    for (int i = 0; i < 3; ++i) {
+        AnalyzerRun run("tls", kIpProtoTcp, 443);
+        run.feed(0, client_hello("portal.bad-vendor.example"));
+        run.feed(1, server_flight(der));
+        run.end();
+        EXPECT_TRUE(run.host.saw("X509::IN_CERT", "portal.bad-vendor.example")) << i;
+        EXPECT_TRUE(run.host.saw("X509::IN_CERT", "pki@bad-vendor.example")) << i;
+        const auto tls = run.host.records_of("tls");
+        ASSERT_EQ(tls.size(), 1U);
+        records.push_back(tls[0]);
+    }
+    EXPECT_EQ(records[1], records[0]);
+    EXPECT_EQ(records[2], records[0]);
+
+    std::string other = der;
+    other[other.size() - 1] = static_cast<char>(other.back() ^ 0x01);  // in the signature
+    AnalyzerRun run("tls", kIpProtoTcp, 443);
+    run.feed(0, client_hello("portal.bad-vendor.example"));
+    run.feed(1, server_flight(other));
+    run.end();
+    const auto tls = run.host.records_of("tls");
+    ASSERT_EQ(tls.size(), 1U);
+    EXPECT_NE(tls[0], records[0]) << "a different DER has a different SHA-256";
+}
+
 TEST(TlsAnalyzer, DetectsHelloRecordsOnly) {
     const auto* spec = test::find_spec("tls", kIpProtoTcp);
     ASSERT_NE(spec, nullptr);

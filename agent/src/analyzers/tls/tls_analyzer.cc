@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <string_view>
+#include <unordered_map>
 
 namespace senningen::agent {
 
@@ -291,6 +293,34 @@ std::string ja3_string(std::span<const std::uint8_t> client_hello) {
 
 namespace {
 
+// Servers hand every client the same chain, and d2i_X509 (with OpenSSL 3's decoder lookup for
+// the public key) costs far more than the rest of a handshake: parsed certificates are kept
+// per thread (one engine per worker), keyed by their whole DER, as Zeek's X509 cache does.
+// Bounded: when full it starts again empty, so a stream of distinct certificates costs no
+// more than without it.
+constexpr std::size_t kCertCacheEntries = 256;
+constexpr std::size_t kMaxCachedDer = 16 * 1024;
+
+bool parse_certificate_cached(std::span<const std::uint8_t> der, CertificateFacts& out) {
+    struct DerHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view der) const {
+            return std::hash<std::string_view>{}(der);
+        }
+    };
+    thread_local std::unordered_map<std::string, CertificateFacts, DerHash, std::equal_to<>> cache;
+    const std::string_view key(reinterpret_cast<const char*>(der.data()), der.size());
+    if (der.size() > kMaxCachedDer) return parse_certificate(der, out);
+    if (const auto it = cache.find(key); it != cache.end()) {
+        out = it->second;
+        return true;
+    }
+    if (!parse_certificate(der, out)) return false;
+    if (cache.size() >= kCertCacheEntries) cache.clear();
+    cache.emplace(std::string(key), out);
+    return true;
+}
+
 class TlsAnalyzer final : public Analyzer {
 public:
     void data(const AnalyzerContext& ctx, std::span<const std::uint8_t> bytes) override {
@@ -437,7 +467,7 @@ private:
                         break;
                     }
                     CertificateFacts cert;
-                    if (parse_certificate(list.subspan(pos + 3, len), cert)) {
+                    if (parse_certificate_cached(list.subspan(pos + 3, len), cert)) {
                         ctx.host.observe(IntelType::kCertHash, cert.sha1, "X509::IN_CERT");
                         for (const auto& dns : cert.san_dns) {
                             ctx.host.observe(IntelType::kDomain, dns, "X509::IN_CERT");

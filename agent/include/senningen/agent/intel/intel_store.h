@@ -1,20 +1,26 @@
 // Indicators in Zeek's intel framework format: tab-separated, a "#fields" header naming the
 // columns (indicator, indicator_type, meta.source, and any other meta.* columns, kept), "-"
 // for an empty field, "#" comment lines. Lookups are hash-based, O(1) at any size; subnets are
-// one hash table per prefix length in use, so a longest-prefix match costs at most 33 (IPv4)
-// or 129 (IPv6) O(1) probes whatever the number of indicators. A line whose meta.whitelist
+// one hash table keyed by prefix length and masked address, so a longest-prefix match costs at
+// most 33 (IPv4) or 129 (IPv6) O(1) probes whatever the number of indicators. Texts live in
+// one arena, repeated ones (sources, column names) once. A line whose meta.whitelist
 // column is T marks its indicator as whitelisted: matches on it are suppressed by the caller
 // (Engine), as Zeek's policy/frameworks/intel/whitelist.zeek does.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "senningen/common/result.h"
@@ -41,12 +47,41 @@ inline constexpr std::size_t kIntelTypeCount = 10;
 std::string_view to_string(IntelType type);
 std::optional<IntelType> parse_intel_type(std::string_view zeek_name);
 
+// The meta.* columns of an indicator (other than meta.source): (full column name, value)
+// pairs, e.g. ("meta.desc", "C2 server"), in the order the columns were first seen. Views into
+// the store that owns the indicator.
+class IntelMeta {
+public:
+    using Entry = std::pair<std::string_view, std::string_view>;
+
+    IntelMeta() = default;
+    explicit IntelMeta(std::span<const Entry> entries) : entries_(entries) {}
+
+    const Entry* begin() const { return entries_.data(); }
+    const Entry* end() const { return entries_.data() + entries_.size(); }
+    std::size_t size() const { return entries_.size(); }
+    bool empty() const { return entries_.empty(); }
+    // The entry of column NAME, or end().
+    const Entry* find(std::string_view name) const;
+    // The value of column NAME, "" when the indicator has none.
+    std::string_view at(std::string_view name) const;
+    std::map<std::string, std::string> to_map() const;
+
+private:
+    std::span<const Entry> entries_;
+};
+
+// One indicator as the store keeps it: every text is a view into the store's own buffers
+// (valid as long as the store), so that 100,000 indicators cost tens of bytes each, not the
+// hundreds a string, a vector and a map per indicator did.
 struct Indicator {
-    std::string value;  // canonical: addresses as IpAddress::to_string(), domains lowercase
+    std::string_view value;  // canonical: addresses as IpAddress::to_string(), domains lowercase
     IntelType type = IntelType::kAddr;
-    std::vector<std::string> sources;  // meta.source of every line that listed it
-    std::map<std::string, std::string> meta;  // other meta.* columns by full column name
-                                              // ("meta.desc"), last non-empty value wins
+    bool whitelisted = false;                   // meta.whitelist is T
+    std::span<const std::string_view> sources;  // meta.source of every line that listed it
+    IntelMeta meta;  // other meta.* columns by full column name, last non-empty value wins
+
+    std::vector<std::string> source_list() const { return {sources.begin(), sources.end()}; }
 };
 
 struct IntelLoadStats {
@@ -84,28 +119,65 @@ public:
     std::size_t count(IntelType type) const;
 
 private:
-    // Transparent hashing lets the packet path look up a string_view without allocating.
     struct TextHash {
         using is_transparent = void;
         std::size_t operator()(std::string_view text) const {
             return std::hash<std::string_view>{}(text);
         }
     };
-    using Table = std::unordered_map<std::string, Indicator, TextHash, std::equal_to<>>;
+
+    // Bump allocation in large blocks for the indicators' texts and arrays: nothing is freed
+    // before the store is.
+    class Arena {
+    public:
+        void* allocate(std::size_t bytes, std::size_t align);
+        std::string_view copy(std::string_view text);
+        template <typename T>
+        std::span<const T> copy(std::span<const T> items) {
+            if (items.empty()) return {};
+            T* out = static_cast<T*>(allocate(sizeof(T) * items.size(), alignof(T)));
+            std::copy(items.begin(), items.end(), out);
+            return {out, items.size()};
+        }
+        void adopt(Arena& other);  // takes OTHER's blocks (the views into them stay valid)
+
+    private:
+        std::vector<std::unique_ptr<char[]>> blocks_;
+        char* next_ = nullptr;
+        std::size_t left_ = 0;
+    };
+
+    // Open addressing with linear probing over indexes into a deque (stable addresses for
+    // the Indicator pointers handed out). Keys are views (into the arena).
+    class Table {
+    public:
+        const Indicator* find(std::string_view key) const;
+        // The indicator of KEY, and whether it was created now (then with KEY's view kept).
+        std::pair<Indicator*, bool> insert(std::string_view key);
+        std::size_t size() const { return entries_.size(); }
+        bool empty() const { return entries_.empty(); }
+
+    private:
+        struct Entry {
+            std::string_view key;
+            std::size_t hash;
+            Indicator indicator;
+        };
+        void grow();
+        std::deque<Entry> entries_;
+        std::vector<std::uint32_t> slots_;  // 0: empty; else an index into entries_ plus 1
+    };
+
+    // Interned texts that repeat across indicators (sources, meta column names).
+    std::string_view intern(std::string_view text);
 
     Table& table_of(IntelType type);
+    const Table& table_of(IntelType type) const;
 
-    Table addrs_;
-    Table domains_;
-    Table file_hashes_;
-    Table file_names_;
-    Table urls_;
-    Table emails_;
-    Table cert_hashes_;
-    Table software_;
-    Table user_names_;
-    // Subnets by binary key: one byte prefix length, then the masked address (4 or 16 bytes).
-    Table subnets_;
+    Arena arena_;
+    std::unordered_set<std::string, TextHash, std::equal_to<>> interned_;
+    std::array<Table, kIntelTypeCount> tables_;  // by IntelType; subnets keyed in binary:
+                                                 // prefix length, then the masked address
     std::array<bool, 33> v4_lengths_{};   // prefix lengths present, IPv4
     std::array<bool, 129> v6_lengths_{};  // prefix lengths present, IPv6
 };
