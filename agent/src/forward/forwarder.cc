@@ -310,10 +310,11 @@ void Forwarder::handle_inbound() {
             auto it = in_flight_.find(ack->batch_id);
             if (it == in_flight_.end() || ack->agent_id != agent_id_) continue;  // a late duplicate
             const std::size_t n = it->second.batch.alerts.size();
-            // Only batches sent once say how long an acknowledgement takes (Karn's rule).
-            if (it->second.resends == 0) {
-                note_ack_time(std::chrono::steady_clock::now() - it->second.sent_at);
-            }
+            // Timed from the first copy: the collector answers an agent's batches in the
+            // order they arrive, so the first acknowledgement is the first copy's. (Timing
+            // from the last copy, or only batches sent once as TCP does, would never learn
+            // of a collector slower than resend_after: every batch would be resent.)
+            note_ack_time(std::chrono::steady_clock::now() - it->second.first_sent_at);
             for (auto& [other_id, other] : in_flight_) {
                 if (other.sent && other.sent_order < it->second.first_sent_order) {
                     other.overtaken = true;
@@ -398,7 +399,10 @@ void Forwarder::send_due(std::chrono::steady_clock::time_point now) {
         }
         transport_->send(f.batch);
         f.sent_order = ++send_count_;
-        if (!f.sent) f.first_sent_order = f.sent_order;
+        if (!f.sent) {
+            f.first_sent_order = f.sent_order;
+            f.first_sent_at = now;
+        }
         f.sent = true;
         f.sent_at = now;
         f.overtaken = false;

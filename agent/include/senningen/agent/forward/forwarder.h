@@ -114,6 +114,7 @@ private:
         std::uint64_t first_seq = 0;
         std::uint64_t last_seq = 0;
         std::chrono::steady_clock::time_point sent_at{};
+        std::chrono::steady_clock::time_point first_sent_at{};  // on this connection
         // Order of sending (send_count_) of the last copy and of the first on this connection.
         std::uint64_t sent_order = 0;
         std::uint64_t first_sent_order = 0;
@@ -166,7 +167,7 @@ private:
     std::size_t acked_pending_ = 0;  // records in acked_ranges_
     std::uint64_t send_count_ = 0;
     // How long acknowledgements take, smoothed as TCP does for its retransmission timer
-    // (RFC 6298), from batches sent once: a batch is resent only when its acknowledgement is
+    // (RFC 6298), timed from first copies: a batch is resent only when its acknowledgement is
     // late for this collector as it is now, not merely older than resend_after.
     std::chrono::microseconds ack_time_avg_{0};
     std::chrono::microseconds ack_time_dev_{0};
