@@ -1,15 +1,51 @@
 #include "senningen/common/alert.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace senningen::common {
+
+namespace {
+
+// Random bytes for ids, drawn from OpenSSL a block at a time: one RAND_bytes call per id (its
+// locks and its fork check) cost more than the rest of making an alert. Each thread has its
+// own block; a forked child throws away the block it inherited, so that parent and child never
+// hand out the same bytes.
+std::atomic<std::uint64_t> g_fork_generation{0};
+
+void count_fork_in_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+class RandomBlock {
+public:
+    bool take(unsigned char* out, std::size_t n) {
+        static const bool registered = ::pthread_atfork(nullptr, nullptr, count_fork_in_child) == 0;
+        const std::uint64_t generation =
+            registered ? g_fork_generation.load(std::memory_order_relaxed) : generation_ + 1;
+        if (generation != generation_ || used_ + n > bytes_.size()) {
+            if (RAND_bytes(bytes_.data(), static_cast<int>(bytes_.size())) != 1) return false;
+            used_ = 0;
+            generation_ = generation;
+        }
+        std::memcpy(out, bytes_.data() + used_, n);
+        used_ += n;
+        return true;
+    }
+
+private:
+    std::array<unsigned char, 640> bytes_{};
+    std::size_t used_ = bytes_.size();
+    std::uint64_t generation_ = 0;
+};
+
+}  // namespace
 
 std::string_view to_string(AlertKind kind) {
     return kind == AlertKind::kNetwork ? "network" : "file";
@@ -45,7 +81,8 @@ std::string new_uuid() {
     // near its right edge instead of on a random page (docs/adr/0002-time-ordered-alert-ids.md).
     std::array<unsigned char, 16> b{};
     const auto ms = static_cast<std::uint64_t>(now_ns() / 1'000'000);
-    if (RAND_bytes(b.data() + 6, 10) != 1) {
+    thread_local RandomBlock random;
+    if (!random.take(b.data() + 6, 10)) {
         // OpenSSL's generator never fails once seeded; should it, a process-wide counter keeps
         // the ids unique within this process.
         static std::atomic<std::uint64_t> counter{0};

@@ -50,6 +50,12 @@ public:
         return *this;
     }
     int step() { return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR; }
+    // Steps a statement that returns no rows and makes it ready for the next use.
+    int run() {
+        const int rc = step();
+        reset();
+        return rc;
+    }
     std::string_view blob(int c) const {
         const void* p = sqlite3_column_blob(stmt_, c);
         return p ? std::string_view(static_cast<const char*>(p),
@@ -71,9 +77,40 @@ private:
 
 }  // namespace
 
+// The connection and the statements every append, read and delete runs, prepared once when
+// the queue opens: parsing and planning them on each call cost more than running them.
 struct DurableQueue::Db {
     sqlite3* handle = nullptr;
-    ~Db() { sqlite3_close(handle); }
+    std::unique_ptr<Stmt> begin;
+    std::unique_ptr<Stmt> commit;
+    std::unique_ptr<Stmt> insert;
+    std::unique_ptr<Stmt> read;
+    std::unique_ptr<Stmt> remove;
+    std::unique_ptr<Stmt> mark;
+    ~Db() {
+        // The statements go before the connection they belong to.
+        begin.reset();
+        commit.reset();
+        insert.reset();
+        read.reset();
+        remove.reset();
+        mark.reset();
+        sqlite3_close(handle);
+    }
+    bool prepare() {
+        begin = std::make_unique<Stmt>(handle, "BEGIN IMMEDIATE");
+        commit = std::make_unique<Stmt>(handle, "COMMIT");
+        insert = std::make_unique<Stmt>(
+            handle, "INSERT INTO entries (kind, enqueued_ns, body) VALUES (?, ?, ?)");
+        read = std::make_unique<Stmt>(
+            handle, "SELECT seq, body FROM entries WHERE seq > ? AND kind = 0 ORDER BY seq LIMIT ?");
+        remove = std::make_unique<Stmt>(handle, "DELETE FROM entries WHERE seq BETWEEN ? AND ?");
+        mark = std::make_unique<Stmt>(handle,
+                                      "INSERT INTO progress (source, count) VALUES (?, ?)"
+                                      " ON CONFLICT (source) DO UPDATE SET count = excluded.count");
+        return begin->ok() && commit->ok() && insert->ok() && read->ok() && remove->ok() &&
+               mark->ok();
+    }
 };
 
 DurableQueue::DurableQueue(std::unique_ptr<Db> db, std::string path, DurableQueueOptions options,
@@ -93,6 +130,13 @@ bool exec(sqlite3* db, const char* sql) {
     return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
 }
 
+// Resets a cached statement when the scope using it ends, whichever way it ends, so that it
+// holds no read transaction open and no bound text of the caller's.
+struct ResetOnExit {
+    Stmt& stmt;
+    ~ResetOnExit() { stmt.reset(); }
+};
+
 }  // namespace
 
 common::Result<std::unique_ptr<DurableQueue>> DurableQueue::open(const std::string& path,
@@ -111,7 +155,7 @@ common::Result<std::unique_ptr<DurableQueue>> DurableQueue::open(const std::stri
     if ((!memory && !exec(db->handle, "PRAGMA journal_mode = WAL")) ||
         !exec(db->handle, options.sync == QueueSync::kFull ? "PRAGMA synchronous = FULL"
                                                            : "PRAGMA synchronous = NORMAL") ||
-        !exec(db->handle, kSchema)) {
+        !exec(db->handle, kSchema) || !db->prepare()) {
         return db_error(path, db->handle, "cannot prepare the queue");
     }
     Stmt count(db->handle, "SELECT count(*) FROM entries");
@@ -126,7 +170,7 @@ common::Result<AppendResult> DurableQueue::append(const std::vector<common::Aler
                                                   std::uint64_t progress_count) {
     sqlite3* db = db_->handle;
     AppendResult result;
-    if (!exec(db, "BEGIN IMMEDIATE")) return db_error(path_, db, "cannot begin");
+    if (db_->begin->run() != SQLITE_DONE) return db_error(path_, db, "cannot begin");
     auto fail = [&](const std::string& what) {
         common::Error e = db_error(path_, db, what);
         exec(db, "ROLLBACK");
@@ -143,31 +187,29 @@ common::Result<AppendResult> DurableQueue::append(const std::vector<common::Aler
         if (drop.step() != SQLITE_DONE) return fail("cannot drop old entries");
         result.dropped = static_cast<std::size_t>(sqlite3_changes(db));
     }
-    Stmt insert(db, "INSERT INTO entries (kind, enqueued_ns, body) VALUES (?, ?, ?)");
-    if (!insert.ok()) return fail("cannot prepare the insert");
+    Stmt& insert = *db_->insert;
     const std::int64_t now = common::now_ns();
+    std::string body;
     for (const auto& alert : alerts) {
-        const std::string body = common::encode_alert_record(alert);
+        body = common::encode_alert_record(alert);
         insert.bind(1, static_cast<std::int64_t>(RecordKind::kAlert)).bind(2, now).blob(3, body);
-        if (insert.step() != SQLITE_DONE) return fail("cannot append");
-        insert.reset();
+        if (insert.run() != SQLITE_DONE) return fail("cannot append");
         ++result.appended;
     }
     if (!source.empty()) {
-        Stmt mark(db, "INSERT INTO progress (source, count) VALUES (?, ?)"
-                      " ON CONFLICT (source) DO UPDATE SET count = excluded.count");
+        Stmt& mark = *db_->mark;
         mark.bind(1, source).bind(2, static_cast<std::int64_t>(progress_count));
-        if (mark.step() != SQLITE_DONE) return fail("cannot record progress");
+        if (mark.run() != SQLITE_DONE) return fail("cannot record progress");
     }
-    if (!exec(db, "COMMIT")) return fail("cannot commit");
+    if (db_->commit->run() != SQLITE_DONE) return fail("cannot commit");
     depth_ = depth_ + result.appended - result.dropped;
     return result;
 }
 
 common::Result<std::vector<QueuedAlert>> DurableQueue::read_after(std::uint64_t after,
                                                                   std::size_t max) {
-    Stmt q(db_->handle, "SELECT seq, body FROM entries WHERE seq > ? AND kind = 0"
-                        " ORDER BY seq LIMIT ?");
+    Stmt& q = *db_->read;
+    const ResetOnExit done{q};
     q.bind(1, static_cast<std::int64_t>(after)).bind(2, static_cast<std::int64_t>(max));
     std::vector<QueuedAlert> out;
     int rc = 0;
@@ -186,9 +228,9 @@ common::Result<std::vector<QueuedAlert>> DurableQueue::read_after(std::uint64_t 
 }
 
 common::Result<std::size_t> DurableQueue::remove(std::uint64_t first, std::uint64_t last) {
-    Stmt del(db_->handle, "DELETE FROM entries WHERE seq BETWEEN ? AND ?");
+    Stmt& del = *db_->remove;
     del.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
-    if (del.step() != SQLITE_DONE) return db_error(path_, db_->handle, "cannot delete");
+    if (del.run() != SQLITE_DONE) return db_error(path_, db_->handle, "cannot delete");
     const auto n = static_cast<std::size_t>(sqlite3_changes(db_->handle));
     depth_ -= std::min(depth_, n);
     return n;
@@ -209,20 +251,19 @@ common::Result<std::size_t> DurableQueue::remove(
             if (full) exec(db, "PRAGMA synchronous = FULL");
         }
     } restore{db, full};
-    if (!exec(db, "BEGIN IMMEDIATE")) return db_error(path_, db, "cannot begin");
-    Stmt del(db, "DELETE FROM entries WHERE seq BETWEEN ? AND ?");
+    if (db_->begin->run() != SQLITE_DONE) return db_error(path_, db, "cannot begin");
+    Stmt& del = *db_->remove;
     std::size_t n = 0;
     for (const auto& [first, last] : ranges) {
         del.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
-        if (del.step() != SQLITE_DONE) {
+        if (del.run() != SQLITE_DONE) {
             common::Error e = db_error(path_, db, "cannot delete");
             exec(db, "ROLLBACK");
             return e;
         }
         n += static_cast<std::size_t>(sqlite3_changes(db));
-        del.reset();
     }
-    if (!exec(db, "COMMIT")) {
+    if (db_->commit->run() != SQLITE_DONE) {
         common::Error e = db_error(path_, db, "cannot commit the deletes");
         exec(db, "ROLLBACK");
         return e;

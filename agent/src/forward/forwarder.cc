@@ -159,7 +159,14 @@ void Forwarder::run() {
         handle_inbound();
         commit_staged(false);
         delete_acked(false);
-        ready_ = connected_ && transport_->ready_to_send();
+        // Asking the endpoint for its peers' subscriptions is a round trip to Broker's core
+        // actor (two thread switches), which every turn of this loop made it pay; so it asks
+        // only until the answer is yes, and again after each change of connection.
+        if (!connected_) {
+            ready_ = false;
+        } else if (!ready_) {
+            ready_ = transport_->ready_to_send();
+        }
         const auto now = std::chrono::steady_clock::now();
         send_due(now);
         heartbeat_if_due(now, false);
@@ -264,6 +271,7 @@ void Forwarder::handle_inbound() {
                 case common::PeerState::kConnected: {
                     attempt_outstanding_ = false;
                     connected_ = true;
+                    ready_ = false;  // the new peer's subscription is yet to be seen
                     backoff_ = options_.initial_backoff;
                     next_heartbeat_ = {};  // say hello at once
                     common::log_info("forward", "connected to collector " + peer);
@@ -279,6 +287,7 @@ void Forwarder::handle_inbound() {
                 case common::PeerState::kUnreachable: {
                     const bool was_connected = connected_;
                     connected_ = false;
+                    ready_ = false;
                     attempt_outstanding_ = false;
                     // Exponential backoff with +-25% jitter, so that many agents that lost
                     // one collector do not come back in lock step.
@@ -301,6 +310,16 @@ void Forwarder::handle_inbound() {
             auto it = in_flight_.find(ack->batch_id);
             if (it == in_flight_.end() || ack->agent_id != agent_id_) continue;  // a late duplicate
             const std::size_t n = it->second.batch.alerts.size();
+            // Timed from the first copy: the collector answers an agent's batches in the
+            // order they arrive, so the first acknowledgement is the first copy's. (Timing
+            // from the last copy, or only batches sent once as TCP does, would never learn
+            // of a collector slower than resend_after: every batch would be resent.)
+            note_ack_time(std::chrono::steady_clock::now() - it->second.first_sent_at);
+            for (auto& [other_id, other] : in_flight_) {
+                if (other.sent && other.sent_order < it->second.first_sent_order) {
+                    other.overtaken = true;
+                }
+            }
             // The range is ours, never the ack's: an ack can only release what we sent.
             acked_ranges_.emplace_back(it->second.first_seq, it->second.last_seq);
             acked_pending_ += n;
@@ -364,17 +383,49 @@ void Forwarder::send_due(std::chrono::steady_clock::time_point now) {
         // A live connection loses nothing (TCP); resending is the safety net for a peer that
         // died unnoticed, so each resend waits twice as long as the last (up to 32 x): a slow
         // collector must not be buried under copies of what it is still working on.
-        const auto wait = options_.resend_after * (1 << std::min(f.resends, 5));
-        if (f.sent && now - f.sent_at < wait) continue;
+        //
+        // The wait is the larger of resend_after and the time acknowledgements take now: a
+        // busy collector answers late, and resending to it only adds to its work (measured:
+        // with a fixed 3 s, four batches in ten were sent twice under load). A batch overtaken
+        // by a later one was lost or refused, and waits resend_after only.
+        const int doublings = std::min(f.resends, 5);
+        const auto base = f.overtaken ? std::chrono::duration_cast<std::chrono::microseconds>(
+                                            options_.resend_after)
+                                      : resend_timeout();
+        if (f.sent && now - f.sent_at < base * (1 << doublings)) continue;
         if (f.sent) {
             ++counters_.batches_resent;
             ++f.resends;
         }
         transport_->send(f.batch);
+        f.sent_order = ++send_count_;
+        if (!f.sent) {
+            f.first_sent_order = f.sent_order;
+            f.first_sent_at = now;
+        }
         f.sent = true;
         f.sent_at = now;
+        f.overtaken = false;
         ++counters_.batches_sent;
     }
+}
+
+void Forwarder::note_ack_time(std::chrono::steady_clock::duration took) {
+    const auto r = std::chrono::duration_cast<std::chrono::microseconds>(took);
+    if (ack_time_avg_.count() == 0) {
+        ack_time_avg_ = r;
+        ack_time_dev_ = r / 2;
+        return;
+    }
+    const auto diff = r > ack_time_avg_ ? r - ack_time_avg_ : ack_time_avg_ - r;
+    ack_time_dev_ = (ack_time_dev_ * 3 + diff) / 4;
+    ack_time_avg_ = (ack_time_avg_ * 7 + r) / 8;
+}
+
+std::chrono::microseconds Forwarder::resend_timeout() const {
+    constexpr std::chrono::microseconds kMost = std::chrono::seconds(60);
+    const auto floor = std::chrono::duration_cast<std::chrono::microseconds>(options_.resend_after);
+    return std::clamp(ack_time_avg_ + ack_time_dev_ * 4, floor, std::max(floor, kMost));
 }
 
 void Forwarder::heartbeat_if_due(std::chrono::steady_clock::time_point now, bool stopping) {

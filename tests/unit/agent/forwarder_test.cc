@@ -148,6 +148,43 @@ TEST_F(ForwarderTest, ResendsUnacknowledgedBatchesWithTheSameIds) {
     EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
 }
 
+// A busy collector answers late but in order: while acknowledgements keep coming, a batch
+// that waited longer than resend_after is not sent again (that would only add to its work).
+TEST_F(ForwarderTest, DoesNotResendToACollectorThatKeepsAcknowledgingInOrder) {
+    ForwarderOptions o = fast_options();
+    o.resend_after = 400ms;
+    auto f = make(o);
+    f->start();
+    connect_peer();
+    for (int i = 0; i < 6; ++i) f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    const auto batches = sent();
+    std::this_thread::sleep_for(250ms);
+    ack(batches[0]);
+    std::this_thread::sleep_for(250ms);  // the second waited 500 ms, the last ack was 250 ago
+    ack(batches[1]);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+    EXPECT_EQ(f->counters().batches_resent, 0u);
+    EXPECT_EQ(sent().size(), 2u);
+}
+
+// A batch whose successor was acknowledged first was lost (or refused): it goes again after
+// resend_after although the collector is answering.
+TEST_F(ForwarderTest, ResendsABatchOvertakenByALaterOne) {
+    auto f = make();
+    f->start();
+    connect_peer();
+    for (int i = 0; i < 6; ++i) f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    const auto batches = sent();
+    ack(batches[1]);
+    ASSERT_TRUE(eventually([&] { return sent().size() == 3; }));
+    EXPECT_EQ(sent()[2], batches[0]);
+    EXPECT_EQ(f->counters().batches_resent, 1u);
+    ack(batches[0]);
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+}
+
 TEST_F(ForwarderTest, ResendsEverythingAfterAReconnect) {
     auto o = fast_options();
     o.resend_after = 60s;  // only the reconnect may trigger the resend

@@ -1,8 +1,12 @@
 #include "senningen/common/alert.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "alert_factory.h"
 
@@ -17,6 +21,54 @@ TEST(Uuid, IsVersion7AndUnique) {
         EXPECT_EQ(id[14], '7');
         EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id;
         EXPECT_TRUE(seen.insert(id).second);
+    }
+}
+
+// Random bits come from a per-thread block of OpenSSL's bytes: threads must not share one,
+// and a forked child must not hand out what its parent will (both would make equal ids).
+TEST(Uuid, ThreadsAndForkedChildrenNeverRepeatAnId) {
+    std::vector<std::vector<std::string>> per_thread(4);
+    std::vector<std::thread> threads;
+    for (auto& ids : per_thread) {
+        threads.emplace_back([&ids] {
+            for (int i = 0; i < 500; ++i) ids.push_back(new_uuid());
+        });
+    }
+    for (auto& t : threads) t.join();
+    std::set<std::string> seen;
+    for (const auto& ids : per_thread) {
+        for (const auto& id : ids) EXPECT_TRUE(seen.insert(id).second) << id;
+    }
+
+    (void)new_uuid();  // the block is filled; the child inherits the rest of it
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::string ids;
+        for (int i = 0; i < 20; ++i) ids += new_uuid();
+        const ssize_t wrote = ::write(out[1], ids.data(), ids.size());
+        const bool ok = wrote == static_cast<ssize_t>(ids.size());
+        ::_exit(ok ? 0 : 1);
+    }
+    ::close(out[1]);
+    std::string from_child;
+    char buf[256];
+    for (ssize_t n = 0; (n = ::read(out[0], buf, sizeof buf)) > 0;) {
+        from_child.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_EQ(from_child.size(), 20u * 36u);
+    // The random parts are compared (after the 48-bit time): the two ran at different times.
+    std::set<std::string> parent;
+    for (int i = 0; i < 20; ++i) parent.insert(new_uuid().substr(14));
+    for (std::size_t i = 0; i < 20; ++i) {
+        const std::string id = from_child.substr(i * 36, 36);
+        EXPECT_TRUE(is_uuid(id)) << id;
+        EXPECT_EQ(parent.count(id.substr(14)), 0u) << id;
     }
 }
 

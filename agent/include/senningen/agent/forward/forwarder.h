@@ -114,8 +114,15 @@ private:
         std::uint64_t first_seq = 0;
         std::uint64_t last_seq = 0;
         std::chrono::steady_clock::time_point sent_at{};
+        std::chrono::steady_clock::time_point first_sent_at{};  // on this connection
+        // Order of sending (send_count_) of the last copy and of the first on this connection.
+        std::uint64_t sent_order = 0;
+        std::uint64_t first_sent_order = 0;
         bool sent = false;
         int resends = 0;  // on this connection: each doubles the wait before the next
+        // A batch sent after this one's last copy was acknowledged first. The collector
+        // answers an agent's batches in the order they arrive, so this one was lost or refused.
+        bool overtaken = false;
     };
 
     void run();
@@ -124,6 +131,9 @@ private:
     void send_due(std::chrono::steady_clock::time_point now);
     void commit_staged(bool force);
     void delete_acked(bool force);
+    void note_ack_time(std::chrono::steady_clock::duration took);
+    // How long an unacknowledged batch waits before it is sent again (before doubling).
+    std::chrono::microseconds resend_timeout() const;
     void fill_window();
     void heartbeat_if_due(std::chrono::steady_clock::time_point now, bool stopping);
 
@@ -155,7 +165,13 @@ private:
     // before that replays them, which the collector's idempotent insert absorbs.
     std::vector<std::pair<std::uint64_t, std::uint64_t>> acked_ranges_;
     std::size_t acked_pending_ = 0;  // records in acked_ranges_
-    bool ready_ = false;             // the collector's subscription seen (this loop)
+    std::uint64_t send_count_ = 0;
+    // How long acknowledgements take, smoothed as TCP does for its retransmission timer
+    // (RFC 6298), timed from first copies: a batch is resent only when its acknowledgement is
+    // late for this collector as it is now, not merely older than resend_after.
+    std::chrono::microseconds ack_time_avg_{0};
+    std::chrono::microseconds ack_time_dev_{0};
+    bool ready_ = false;             // the collector's subscription seen on this connection
     std::chrono::steady_clock::time_point last_commit_{};
     std::chrono::steady_clock::time_point last_delete_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};
