@@ -28,13 +28,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <initializer_list>
 #include <map>
 #include <mutex>
-#include <unordered_map>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -374,19 +375,31 @@ Param param(std::string v) {
     return v;
 }
 
-// Runs SQL with PARAMS as $1, $2, ... and returns the result; throws SqlError.
-PgResult exec(PGconn* conn, const std::string& sql, const std::vector<Param>& params = {}) {
+// PARAMS as libpq's values (NULL for a NULL); valid while PARAMS is.
+std::vector<const char*> param_values(const std::vector<Param>& params) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PgResult result(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                 values.data(), nullptr, nullptr, 0));
+    return values;
+}
+
+// RESULT when it is one of the OK statuses; throws SqlError with the server's message else.
+PgResult checked(PgResult result, PGconn* conn,
+                 std::initializer_list<ExecStatusType> ok = {PGRES_COMMAND_OK, PGRES_TUPLES_OK}) {
     const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    if (std::find(ok.begin(), ok.end(), status) == ok.end()) {
         throw SqlError(
             one_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
     }
     return result;
+}
+
+// Runs SQL with PARAMS as $1, $2, ... and returns the result; throws SqlError.
+PgResult exec(PGconn* conn, const std::string& sql, const std::vector<Param>& params = {}) {
+    const std::vector<const char*> values = param_values(params);
+    return checked(PgResult(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()),
+                                         nullptr, values.data(), nullptr, nullptr, 0)),
+                   conn);
 }
 
 // exec() through a statement prepared on CONN once (PreparedStatements), for the read queries
@@ -396,25 +409,15 @@ PgResult exec_prepared(PGconn* conn, const std::string& sql, const std::vector<P
     std::string known = PreparedStatements::instance().find(conn, sql, name);
     if (known.empty()) {
         if (name.empty()) return exec(conn, sql, params);
-        PgResult prepared(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
-        if (!prepared || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
-            throw SqlError(one_line(prepared ? PQresultErrorMessage(prepared.get())
-                                             : PQerrorMessage(conn)));
-        }
+        checked(PgResult(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr)), conn,
+                {PGRES_COMMAND_OK});
         PreparedStatements::instance().add(conn, sql, name);
         known = std::move(name);
     }
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PgResult result(PQexecPrepared(conn, known.c_str(), static_cast<int>(values.size()),
-                                   values.data(), nullptr, nullptr, 0));
-    const ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-        throw SqlError(
-            one_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn)));
-    }
-    return result;
+    const std::vector<const char*> values = param_values(params);
+    return checked(PgResult(PQexecPrepared(conn, known.c_str(), static_cast<int>(values.size()),
+                                           values.data(), nullptr, nullptr, 0)),
+                   conn);
 }
 
 std::string text(const PgResult& r, int row, int col) {
