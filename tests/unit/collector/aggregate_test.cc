@@ -47,21 +47,8 @@ Alert file_alert(const std::string& agent, std::int64_t ts, int severity, const 
     return a;
 }
 
-class AggregateTest : public ::testing::TestWithParam<test::BackendParam> {
+class AggregateTest : public test::BackendTest {
 protected:
-    void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        reopen();
-    }
-    void TearDown() override { store_.reset(); }
-
-    void reopen() {
-        store_.reset();
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
-    }
 
     void insert(const std::vector<Alert>& alerts) {
         auto r = store_->insert(alerts);
@@ -79,9 +66,6 @@ protected:
         EXPECT_TRUE(r.ok()) << r.error().message;
         return r.ok() ? *r : std::vector<AlertGroup>{};
     }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
 };
 
 constexpr std::int64_t kHour = kHourNs;

@@ -36,20 +36,8 @@ AddressRange range(const std::string& text) {
     return r.ok() ? *r : AddressRange{};
 }
 
-class AlertListStoreTest : public ::testing::TestWithParam<test::BackendParam> {
+class AlertListStoreTest : public test::BackendTest {
 protected:
-    void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        open();
-    }
-    void TearDown() override { store_.reset(); }
-
-    void open() {
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
-    }
 
     // a0 .. a5, a minute apart, a0 oldest:
     //   a0 10.0.0.5 -> 10.0.1.20 TCP policy  "SENNINGEN TEST modbus write to coil"
@@ -102,9 +90,6 @@ protected:
         EXPECT_TRUE(result.ok()) << result.error().message;
         return result.ok() ? ids_of(*result) : std::vector<std::string>{};
     }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, AlertListStoreTest, ::testing::ValuesIn(test::all_backends()),
@@ -277,7 +262,7 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
         }
         for (const std::string& sql : undo) raw << sql, now;
     }
-    open();
+    reopen();
     AlertQuery q;
     q.ip = range("10.0.0.0/8");
     EXPECT_EQ(ids(q), ids_of({a[3], a[1], a[0]}));

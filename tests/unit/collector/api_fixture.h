@@ -95,25 +95,15 @@ inline void expect_problem(const ApiResponse& r, int status, const std::string& 
         << p->getValue<std::string>("detail");
 }
 
-// Over every store backend: INSTANTIATE_TEST_SUITE_P(Backends, FooApiTest,
-// ::testing::ValuesIn(test::all_backends()), test::backend_param_name).
-class ApiTest : public ::testing::TestWithParam<BackendParam> {
+// SetUp() (BackendTest's) opens a fresh store on the backend, or skips the test.
+class ApiTest : public BackendTest {
 protected:
     static void SetUpTestSuite() { common::set_log_level(common::LogLevel::kOff); }
-
-    // A fresh store on the test's backend in store_; skips when the backend is unavailable.
-    void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
-    }
 
     void TearDown() override {
         if (server_) server_->stop();
         server_.reset();
-        store_.reset();
+        BackendTest::TearDown();
     }
 
     // Starts the server over store_ on a free loopback port (port_).
@@ -138,8 +128,6 @@ protected:
         return send(Poco::Net::HTTPRequest::HTTP_GET, target, authorization);
     }
 
-    std::unique_ptr<StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
     std::unique_ptr<ApiServer> server_;
     std::uint16_t port_ = 0;
     std::string authorization_;  // what get(TARGET) sends

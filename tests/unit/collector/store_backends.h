@@ -9,12 +9,14 @@
 
 #include <Poco/Data/PostgreSQL/Connector.h>
 #include <Poco/Data/Session.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "senningen/collector/postgres_store.h"
@@ -141,5 +143,29 @@ inline std::vector<BackendParam> all_backends() {
 inline std::string backend_param_name(const ::testing::TestParamInfo<BackendParam>& info) {
     return info.param.name;
 }
+
+// Tests over every backend: INSTANTIATE_TEST_SUITE_P(Backends, FooTest,
+// ::testing::ValuesIn(test::all_backends()), test::backend_param_name).
+class BackendTest : public ::testing::TestWithParam<BackendParam> {
+protected:
+    // A fresh store on the test's backend in store_; skips when the backend is unavailable.
+    void SetUp() override {
+        backend_ = GetParam().make();
+        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
+        reopen();
+    }
+    void TearDown() override { store_.reset(); }
+
+    // Closes the store and opens it again on the same database.
+    void reopen() {
+        store_.reset();
+        auto opened = backend_->open();
+        ASSERT_TRUE(opened.ok()) << opened.error().message;
+        store_ = std::move(opened).value();
+    }
+
+    std::unique_ptr<StoreBackend> backend_;
+    std::unique_ptr<AlertStore> store_;
+};
 
 }  // namespace senningen::collector::test

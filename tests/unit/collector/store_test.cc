@@ -25,16 +25,8 @@ using test::ids_of;
 using test::kMinuteNs;
 using test::make_alert;
 
-class StoreTest : public ::testing::TestWithParam<test::BackendParam> {
+class StoreTest : public test::BackendTest {
 protected:
-    void SetUp() override {
-        backend_ = GetParam().make();
-        if (std::string reason = backend_->skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        auto opened = backend_->open();
-        ASSERT_TRUE(opened.ok()) << opened.error().message;
-        store_ = std::move(opened).value();
-    }
-    void TearDown() override { store_.reset(); }
 
     // Five alerts ten minutes apart: a0 oldest ... a4 newest.
     //   a0 sensor-a sev 1, a1 sensor-a sev 2, a2 sensor-b sev 3, a3 sensor-b sev 4,
@@ -76,9 +68,6 @@ protected:
         hb.queue_oldest_age_s = 17;
         return hb;
     }
-
-    std::unique_ptr<test::StoreBackend> backend_;
-    std::unique_ptr<AlertStore> store_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::ValuesIn(test::all_backends()),
