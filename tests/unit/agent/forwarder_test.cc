@@ -151,17 +151,21 @@ TEST_F(ForwarderTest, ResendsUnacknowledgedBatchesWithTheSameIds) {
 // A busy collector answers late but in order: while acknowledgements keep coming, a batch
 // that waited longer than resend_after is not sent again (that would only add to its work).
 TEST_F(ForwarderTest, DoesNotResendToACollectorThatKeepsAcknowledgingInOrder) {
+    // Times wide of a loaded sanitizer build's scheduling delays: the first acknowledgement
+    // comes well within resend_after (2 s), which teaches the forwarder acknowledgements take
+    // about 1.2 s (a wait of 1.2 + 4 x 0.6 = 3.6 s from then on); the second comes after 2.4 s,
+    // past resend_after but within that wait. A fixed resend_after would resend it.
     ForwarderOptions o = fast_options();
-    o.resend_after = 400ms;
+    o.resend_after = 2s;
     auto f = make(o);
     f->start();
     connect_peer();
     for (int i = 0; i < 6; ++i) f->submit(testing::network_alert("agent-1"));
     ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
     const auto batches = sent();
-    std::this_thread::sleep_for(250ms);
+    std::this_thread::sleep_for(1200ms);
     ack(batches[0]);
-    std::this_thread::sleep_for(250ms);  // the second waited 500 ms, the last ack was 250 ago
+    std::this_thread::sleep_for(1200ms);
     ack(batches[1]);
     EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
     EXPECT_EQ(f->counters().batches_resent, 0u);
