@@ -242,9 +242,10 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     // stringify pass over it were a good part of the packet path.
     thread_local std::string out;
     thread_local std::ostringstream fields_text;
-    const auto text = [](std::string_view value) {
-        return Poco::toJSON(std::string(value), Poco::JSON_WRAP_STRINGS);
+    const auto text = [](const std::string& value) {
+        return Poco::toJSON(value, Poco::JSON_WRAP_STRINGS);
     };
+    const std::string log_name = text(std::string(log));  // both the event type and the key
     const auto append_number = [](std::string& to, std::uint64_t value) {
         char buf[24];
         const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
@@ -256,7 +257,7 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     out += ",\"flow_id\":";
     append_number(out, flow.id);
     out += ",\"event_type\":";
-    out += text(log);
+    out += log_name;
     out += ",\"src_ip\":";
     out += text(flow.orig.addr.to_string());
     out += ",\"src_port\":";
@@ -272,7 +273,7 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
         out += text(flow.app_proto);
     }
     out += ',';
-    out += text(log);
+    out += log_name;
     out += ':';
     fields_text.str(std::string());
     fields->stringify(fields_text);
