@@ -37,32 +37,18 @@ FilterSql filter_sql(const AlertQuery& q, bool keyset) {
         out.add(in + ")");
         for (int sev : q.severities) params.emplace_back(std::int64_t{sev});
     }
-    if (q.agent_id) {
-        out.add("agent_id = ?");
-        params.emplace_back(*q.agent_id);
-    }
-    if (q.alert_id) {
-        out.add("id = ?");
-        params.emplace_back(*q.alert_id);
-    }
-    if (q.status) {
-        out.add("COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
-                " 'new') = ?");
-        params.emplace_back(*q.status);
-    }
-    if (q.assignee) {
-        out.add("EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
-                " AND t.assignee = ?)");
-        params.emplace_back(*q.assignee);
-    }
-    if (q.rule) {
-        out.add("rule = ?");
-        params.emplace_back(*q.rule);
-    }
-    if (q.source) {
-        out.add("source = ?");
-        params.emplace_back(*q.source);
-    }
+    out.add_if("agent_id = ?", q.agent_id);
+    out.add_if("id = ?", q.alert_id);
+    out.add_if(
+        "COALESCE((SELECT status FROM alert_triage t WHERE t.alert_id = alerts.id),"
+        " 'new') = ?",
+        q.status);
+    out.add_if(
+        "EXISTS (SELECT 1 FROM alert_triage t WHERE t.alert_id = alerts.id"
+        " AND t.assignee = ?)",
+        q.assignee);
+    out.add_if("rule = ?", q.rule);
+    out.add_if("source = ?", q.source);
     if (q.proto) {
         out.add("upper(proto) = ?");
         params.emplace_back(ascii_upper(*q.proto));
@@ -90,9 +76,9 @@ FilterSql filter_sql(const AlertQuery& q, bool keyset) {
                                           ? "(ts_ns > ? OR (ts_ns = ? AND id > ?))"
                                           : "(ts_ns < ? OR (ts_ns = ? AND id > ?))";
         if (q.sort == AlertSort::kSeverityAsc || q.sort == AlertSort::kSeverityDesc) {
-            out.add(std::string(q.sort == AlertSort::kSeverityAsc ? "(severity > ?"
-                                                                  : "(severity < ?") +
-                    " OR (severity = ? AND " + time_part + "))");
+            out.add(
+                std::string(q.sort == AlertSort::kSeverityAsc ? "(severity > ?" : "(severity < ?") +
+                " OR (severity = ? AND " + time_part + "))");
             params.emplace_back(std::int64_t{p.severity});
             params.emplace_back(std::int64_t{p.severity});
         } else {
@@ -144,8 +130,8 @@ FilterSql list_sql(const AlertQuery& q, std::string_view columns, const TextCond
             one.severities = {q.severities[k]};
             FilterSql part = filtered(one);
             out.sql += std::string(k == 0 ? "" : " UNION ALL ") + "SELECT * FROM (SELECT " +
-                         std::string(columns) + ", ts_ns, id FROM alerts" + part.sql +
-                         std::string(order_by(q.sort)) + " LIMIT ?) AS part" + std::to_string(k);
+                       std::string(columns) + ", ts_ns, id FROM alerts" + part.sql +
+                       std::string(order_by(q.sort)) + " LIMIT ?) AS part" + std::to_string(k);
             out.params.insert(out.params.end(), std::make_move_iterator(part.params.begin()),
                               std::make_move_iterator(part.params.end()));
             out.params.emplace_back(limit);

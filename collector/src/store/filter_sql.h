@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -26,6 +27,14 @@ struct FilterSql {
 
     // Appends CONDITION to the WHERE clause; its values go to params after it.
     void add(std::string_view condition);
+
+    // Adds CONDITION with the one value VALUE holds, when it holds one.
+    template <class T>
+    void add_if(std::string_view condition, const std::optional<T>& value) {
+        if (!value) return;
+        add(condition);
+        params.emplace_back(*value);
+    }
 };
 
 // Q's filters but the free text, and with KEYSET the position a page continues behind (a
