@@ -802,6 +802,8 @@ public:
     common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) override;
     common::Result<std::vector<InsertResult>> insert_batches(
         const std::vector<std::vector<common::Alert>>& batches) override;
+    common::Result<std::vector<InsertResult>> insert_validated(
+        const std::vector<ValidatedBatch>& batches) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
     common::Result<AggregateResult> aggregate(const AggregateQuery& q) override;
@@ -852,8 +854,10 @@ private:
     common::Result<std::optional<std::vector<common::Alert>>> run_query(
         const AlertQuery& q, TextPath text_path,
         std::optional<std::chrono::steady_clock::time_point> deadline);
+    // VALIDATE: check every alert first (callers that have not). Records are encoded for the
+    // batches that come without them.
     common::Result<std::vector<InsertResult>> insert_group(
-        const std::vector<const std::vector<common::Alert>*>& batches);
+        const std::vector<ValidatedBatch>& batches, bool validate);
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
     // Runs BODY(db, error) -> bool in an immediate write transaction: committed when BODY
     // returns true, rolled back otherwise; a false without an error message is kNotFound
@@ -882,17 +886,22 @@ private:
 
 common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert>& alerts) {
     if (alerts.empty()) return InsertResult{};
-    auto results = insert_group({&alerts});
+    auto results = insert_group({ValidatedBatch{&alerts, nullptr}}, true);
     if (!results) return results.error();
     return results->front();
 }
 
 common::Result<std::vector<InsertResult>> SqliteStore::insert_batches(
     const std::vector<std::vector<common::Alert>>& batches) {
-    std::vector<const std::vector<common::Alert>*> group;
+    std::vector<ValidatedBatch> group;
     group.reserve(batches.size());
-    for (const auto& b : batches) group.push_back(&b);
-    return insert_group(group);
+    for (const auto& b : batches) group.push_back(ValidatedBatch{&b, nullptr});
+    return insert_group(group, true);
+}
+
+common::Result<std::vector<InsertResult>> SqliteStore::insert_validated(
+    const std::vector<ValidatedBatch>& batches) {
+    return insert_group(batches, false);
 }
 
 namespace {
@@ -1000,25 +1009,42 @@ void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
 }  // namespace
 
 common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
-    const std::vector<const std::vector<common::Alert>*>& batches) {
+    const std::vector<ValidatedBatch>& batches, bool validate) {
     // Validate and encode before taking the lock, so the write lock is held for SQL only.
+    // Bodies the agent sent already encoded are bound from its batch, not copied.
     std::size_t total = 0;
-    for (const auto* b : batches) total += b->size();
-    std::vector<std::string> bodies;
+    std::size_t to_encode = 0;
+    for (const ValidatedBatch& b : batches) {
+        total += b.alerts->size();
+        if (b.records == nullptr || b.records->size() != b.alerts->size()) {
+            to_encode += b.alerts->size();
+        }
+    }
+    std::vector<std::string> encoded;
+    encoded.reserve(to_encode);  // never reallocated below: bodies points into it
+    std::vector<const std::string*> bodies;
     bodies.reserve(total);
     std::vector<SearchColumns> search;
     search.reserve(total);
     for (std::size_t k = 0; k < batches.size(); ++k) {
-        const auto& alerts = *batches[k];
+        const auto& alerts = *batches[k].alerts;
+        const std::vector<std::string>* records = batches[k].records;
+        if (records != nullptr && records->size() != alerts.size()) records = nullptr;
         for (std::size_t i = 0; i < alerts.size(); ++i) {
-            if (auto valid = common::validate(alerts[i]); !valid) {
+            if (auto valid = validate ? common::validate(alerts[i]) : common::Result<void>{};
+                !valid) {
                 const std::string which =
                     batches.size() == 1 ? "" : " " + std::to_string(k) + " of the group";
                 return make_error(ErrorCode::kInvalidArgument,
                                   "alert " + std::to_string(i) + " of the batch" + which + " ('" +
                                       alerts[i].id + "'): " + valid.error().message);
             }
-            bodies.push_back(common::encode_alert_record(alerts[i]));
+            if (records != nullptr) {
+                bodies.push_back(&(*records)[i]);
+            } else {
+                encoded.push_back(common::encode_alert_record(alerts[i]));
+                bodies.push_back(&encoded.back());
+            }
             search.push_back(search_columns(alerts[i]));
         }
     }
@@ -1043,9 +1069,9 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     std::size_t row = 0;
     detail::RollupDelta rollup;
     for (std::size_t k = 0; k < batches.size(); ++k) {
-        for (const common::Alert& alert : *batches[k]) {
+        for (const common::Alert& alert : *batches[k].alerts) {
             const SearchColumns& columns = search[row];
-            bind_alert(insert_stmt_, alert, received, bodies[row++]);
+            bind_alert(insert_stmt_, alert, received, *bodies[row++]);
             bind_search_columns(insert_stmt_, columns);
             int rc = sqlite3_step(insert_stmt_);
             sqlite3_reset(insert_stmt_);
