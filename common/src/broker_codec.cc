@@ -5,6 +5,8 @@
 #include <chrono>
 #include <limits>
 
+#include "senningen/common/record_codec.h"
+
 namespace senningen::common {
 
 namespace {
@@ -242,12 +244,18 @@ Result<Alert> alert_from_broker(const broker::data& data) {
 broker::data to_broker(const AlertBatch& batch) {
     broker::vector alerts;
     alerts.reserve(batch.alerts.size());
-    for (const auto& a : batch.alerts) alerts.push_back(to_broker(a));
+    if (batch.wire_version == 2) {
+        for (const auto& a : batch.alerts) alerts.push_back(to_broker(a));
+    } else if (batch.has_records()) {
+        for (const auto& r : batch.records) alerts.emplace_back(r);
+    } else {
+        for (const auto& a : batch.alerts) alerts.emplace_back(encode_alert_record(a));
+    }
     // Built element by element: a braced list would copy every alert once more.
     broker::vector v;
     v.reserve(7);
     v.emplace_back(std::string("alert_batch"));
-    v.emplace_back(broker::count{kWireVersion});
+    v.emplace_back(broker::count{batch.wire_version});
     v.emplace_back(batch.agent_id);
     v.emplace_back(broker::count{batch.batch_id});
     v.emplace_back(std::move(alerts));
@@ -258,7 +266,10 @@ broker::data to_broker(const AlertBatch& batch) {
 
 namespace {
 
-Result<void> check_header(const VecReader& r, const char* tag) {
+// The message's wire version, when it is one of OLDEST..NEWEST.
+Result<std::uint64_t> check_header(const VecReader& r, const char* tag,
+                                   std::uint64_t oldest = kWireVersion,
+                                   std::uint64_t newest = kWireVersion) {
     if (!r.is_vector() || r.size() < 2) {
         return make_error(ErrorCode::kSchema, std::string("message is not a '") + tag +
                                                   "' vector with a tag and a version");
@@ -269,21 +280,27 @@ Result<void> check_header(const VecReader& r, const char* tag) {
     }
     auto version = r.count(1);
     if (!version) return version.error();
-    if (*version != kWireVersion) {
+    if (*version < oldest || *version > newest) {
+        const std::string speaks = oldest == newest ? std::to_string(newest)
+                                                    : std::to_string(oldest) + " to " +
+                                                          std::to_string(newest);
         return make_error(ErrorCode::kUnsupported, std::string("'") + tag + "' wire version " +
                                                        std::to_string(*version) +
                                                        " is not supported (this build speaks " +
-                                                       std::to_string(kWireVersion) + ")");
+                                                       speaks + ")");
     }
-    return {};
+    return *version;
 }
 
 }  // namespace
 
 Result<AlertBatch> batch_from_broker(const broker::data& data) {
     const VecReader r(data, "alert_batch");
-    if (auto ok = check_header(r, "alert_batch"); !ok) return ok.error();
+    auto version = check_header(r, "alert_batch", kOldestAlertBatchWireVersion,
+                                kAlertBatchWireVersion);
+    if (!version) return version.error();
     AlertBatch batch;
+    batch.wire_version = *version;
     SENNINGEN_TRY(agent_id, r.string(2));
     batch.agent_id = std::move(agent_id);
     SENNINGEN_TRY(batch_id, r.count(3));
@@ -292,7 +309,26 @@ Result<AlertBatch> batch_from_broker(const broker::data& data) {
     const VecReader alerts(r.at(4), "alert_batch alerts");
     if (!alerts.is_vector()) return r.error(4, "is not a vector");
     batch.alerts.reserve(alerts.size());
+    if (batch.wire_version >= 3) batch.records.reserve(alerts.size());
     for (std::size_t k = 0; k < alerts.size(); ++k) {
+        if (batch.wire_version >= 3) {
+            // Version 3: the alert's record encoding in one string, kept beside the decoded
+            // alert (what was signed, and what the collector stores as the body).
+            const auto* record = broker::get_if<std::string>(alerts.at(k));
+            if (record == nullptr) {
+                return make_error(ErrorCode::kSchema, "alert " + std::to_string(k) +
+                                                          " of batch is not a string (wire "
+                                                          "version 3 carries encoded alerts)");
+            }
+            auto a = decode_alert_record(*record);
+            if (!a) {
+                return make_error(a.error().code,
+                                  "alert " + std::to_string(k) + " of batch: " + a.error().message);
+            }
+            batch.alerts.push_back(std::move(a).value());
+            batch.records.push_back(*record);
+            continue;
+        }
         auto a = alert_from_broker(alerts.at(k));
         if (!a) {
             return make_error(a.error().code,

@@ -118,11 +118,15 @@ void hash_alert(Hasher& h, const Alert& a) { h.text(encode_alert_record(a)); }
 Digest digest_of(const AlertBatch& batch) {
     Hasher h;
     h.tag("senningen alert_batch");
-    h.number(kWireVersion);
+    h.number(batch.wire_version);
     h.text(batch.agent_id);
     h.number(batch.batch_id);
     h.number(batch.alerts.size());
-    for (const auto& a : batch.alerts) hash_alert(h, a);
+    if (batch.has_records()) {
+        for (const auto& r : batch.records) h.text(r);
+    } else {
+        for (const auto& a : batch.alerts) hash_alert(h, a);
+    }
     return h.finish();
 }
 

@@ -215,13 +215,14 @@ common::Result<std::vector<QueuedAlert>> DurableQueue::read_after(std::uint64_t 
     int rc = 0;
     while ((rc = q.step()) == SQLITE_ROW) {
         const auto seq = static_cast<std::uint64_t>(q.i64(0));
-        auto alert = common::decode_alert_record(q.blob(1));
+        const auto record = q.blob(1);
+        auto alert = common::decode_alert_record(record);
         if (!alert) {
             // A damaged record cannot be sent; it is skipped (and deleted with its batch's ack)
             // rather than blocking the queue for ever.
             continue;
         }
-        out.push_back(QueuedAlert{seq, std::move(alert).value()});
+        out.push_back(QueuedAlert{seq, std::move(alert).value(), std::string(record)});
     }
     if (rc != SQLITE_DONE) return db_error(path_, db_->handle, "cannot read");
     return out;

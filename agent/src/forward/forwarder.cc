@@ -357,7 +357,12 @@ void Forwarder::fill_window() {
         f.batch.agent_id = agent_id_;
         f.batch.batch_id = next_batch_id_++;
         f.batch.alerts.reserve(rows->size());
-        for (auto& r : *rows) f.batch.alerts.push_back(std::move(r.alert));
+        f.batch.records.reserve(rows->size());
+        for (auto& r : *rows) {
+            f.batch.alerts.push_back(std::move(r.alert));
+            // Signed and sent as stored (wire version 3): no second encoding.
+            f.batch.records.push_back(std::move(r.record));
+        }
         if (signer_) {
             if (auto signed_ok = signer_->sign(f.batch); !signed_ok) {
                 ++counters_.queue_errors;

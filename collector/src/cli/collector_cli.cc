@@ -344,6 +344,7 @@ int run_collector(int argc, char** argv) {
 
     Ingest ingest(*transport, **store, verifier.get());
     while (!g_stop) ingest.poll(std::chrono::milliseconds(200));
+    ingest.flush();  // commit and acknowledge what was taken in
 
     const IngestCounters c = ingest.counters();
     common::log_info("collector", "stopping: " + std::to_string(c.batches) + " batches in " +

@@ -16,7 +16,66 @@ constexpr std::chrono::seconds kLivenessCheckEvery{1};
 }  // namespace
 
 Ingest::Ingest(common::Transport& transport, AlertStore& store, common::PeerVerifier* verifier)
-    : transport_(transport), store_(store), verifier_(verifier), started_ns_(common::now_ns()) {}
+    : transport_(transport),
+      store_(store),
+      verifier_(verifier),
+      started_ns_(common::now_ns()),
+      committer_([this] { run_committer(); }) {}
+
+Ingest::~Ingest() {
+    hand_over();
+    {
+        const std::lock_guard lock(commit_mutex_);
+        stopping_ = true;
+    }
+    commit_changed_.notify_all();
+    committer_.join();
+}
+
+void Ingest::flush() {
+    hand_over();
+    std::unique_lock lock(commit_mutex_);
+    commit_changed_.wait(lock, [&] { return next_.empty() && !committing_; });
+}
+
+void Ingest::hand_over() {
+    if (building_.empty()) return;
+    std::unique_lock lock(commit_mutex_);
+    // Joins the waiting group while both fit in one transaction; otherwise waits for the
+    // commit thread to take the waiting group.
+    commit_changed_.wait(lock, [&] {
+        return next_.empty() || next_.size + building_.size <= kMaxGroupAlerts;
+    });
+    if (next_.empty()) {
+        next_ = std::exchange(building_, {});
+    } else {
+        for (std::size_t i = 0; i < building_.batches.size(); ++i) {
+            next_.batches.push_back(std::move(building_.batches[i]));
+            next_.alerts.push_back(std::move(building_.alerts[i]));
+            next_.records.push_back(std::move(building_.records[i]));
+        }
+        next_.size += building_.size;
+        building_ = {};
+    }
+    lock.unlock();
+    commit_changed_.notify_all();
+}
+
+void Ingest::run_committer() {
+    std::unique_lock lock(commit_mutex_);
+    for (;;) {
+        commit_changed_.wait(lock, [&] { return stopping_ || !next_.empty(); });
+        if (next_.empty()) return;  // stopping, and everything handed over is committed
+        Group group = std::exchange(next_, {});
+        committing_ = true;
+        lock.unlock();
+        commit_changed_.notify_all();  // room for the next group
+        commit(std::move(group));
+        lock.lock();
+        committing_ = false;
+        commit_changed_.notify_all();
+    }
+}
 
 template <typename Message>
 std::optional<std::string> Ingest::authenticate(const Message& message, const char* what,
@@ -107,7 +166,7 @@ void Ingest::poll(std::chrono::milliseconds timeout) {
                                            bad->message);
         }
     }
-    commit_group();
+    hand_over();
     check_liveness();
 }
 
@@ -115,35 +174,54 @@ void Ingest::handle_batch(common::AlertBatch batch) {
     // Refused batches are not acknowledged: the agent keeps them, and an operator who fixes
     // the enrollment gets them delivered.
     if (!authenticate(batch, "batch", batch.batch_id)) return;
+    // Every alert is validated here, once: the store is told so (insert_validated).
     std::uint64_t rejected = 0;
-    std::erase_if(batch.alerts, [&](const common::Alert& alert) {
+    const bool records = batch.has_records();
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < batch.alerts.size(); ++i) {
+        const common::Alert& alert = batch.alerts[i];
         if (alert.agent_id != batch.agent_id) {
             ++rejected;
             common::log_warn("ingest", "batch " + std::to_string(batch.batch_id) + " from agent '" +
                                            batch.agent_id + "' carries alert " + alert.id +
                                            " claiming agent '" + alert.agent_id + "': rejected");
-            return true;
+            continue;
         }
         if (auto ok = common::validate(alert); !ok) {
             ++rejected;
             common::log_warn("ingest", "alert " + alert.id + " from agent '" + batch.agent_id +
                                            "' rejected: " + ok.error().message);
-            return true;
+            continue;
         }
-        return false;
-    });
-    group_size_ += batch.alerts.size();
-    group_.push_back(Grouped{std::move(batch.agent_id), batch.batch_id, rejected});
-    group_alerts_.push_back(std::move(batch.alerts));
-    if (group_size_ >= kMaxGroupAlerts) commit_group();
+        if (kept != i) {
+            batch.alerts[kept] = std::move(batch.alerts[i]);
+            if (records) batch.records[kept] = std::move(batch.records[i]);
+        }
+        ++kept;
+    }
+    batch.alerts.resize(kept);
+    if (records) {
+        batch.records.resize(kept);
+    } else {
+        batch.records.clear();
+    }
+    building_.size += batch.alerts.size();
+    building_.batches.push_back(Grouped{std::move(batch.agent_id), batch.batch_id, rejected});
+    building_.alerts.push_back(std::move(batch.alerts));
+    building_.records.push_back(std::move(batch.records));
+    if (building_.size >= kMaxGroupAlerts) hand_over();
 }
 
-void Ingest::commit_group() {
-    if (group_.empty()) return;
-    auto results = store_.insert_batches(group_alerts_);
-    std::vector<Grouped> group = std::exchange(group_, {});
-    group_alerts_.clear();
-    group_size_ = 0;
+// On the commit thread.
+void Ingest::commit(Group g) {
+    std::vector<ValidatedBatch> batches;
+    batches.reserve(g.alerts.size());
+    for (std::size_t i = 0; i < g.alerts.size(); ++i) {
+        batches.push_back(
+            ValidatedBatch{&g.alerts[i], g.records[i].empty() ? nullptr : &g.records[i]});
+    }
+    auto results = store_.insert_validated(batches);
+    std::vector<Grouped>& group = g.batches;
     const std::lock_guard<std::mutex> lock(mutex_);
     counters_.batches += group.size();
     if (!results) {

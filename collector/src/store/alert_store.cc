@@ -258,6 +258,18 @@ common::Result<std::vector<InsertResult>> AlertStore::insert_batches(
     return results;
 }
 
+common::Result<std::vector<InsertResult>> AlertStore::insert_validated(
+    const std::vector<ValidatedBatch>& batches) {
+    std::vector<InsertResult> results;
+    results.reserve(batches.size());
+    for (const ValidatedBatch& batch : batches) {
+        auto r = insert(*batch.alerts);
+        if (!r) return r.error();
+        results.push_back(*r);
+    }
+    return results;
+}
+
 common::Result<AggregateResult> AlertStore::aggregate(const AggregateQuery&) {
     return common::make_error(common::ErrorCode::kUnsupported,
                               "the " + backend_name() + " store does not aggregate");

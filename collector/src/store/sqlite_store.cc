@@ -32,11 +32,13 @@
 #include <exception>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "senningen/common/json_codec.h"
+#include "senningen/common/log.h"
 #include "senningen/common/record_codec.h"
 #include "filter_sql.h"
 #include "rollup.h"
@@ -298,9 +300,17 @@ common::Error database_error(const std::string& path, std::string_view what,
 }
 
 // Poco's connector registry is process-wide; registering twice is harmless but pointless.
+// Also turns off SQLite's memory statistics, which take a process-wide mutex on every one of
+// its allocations (several per inserted row; the insert thread spent about 5% of its time in
+// that mutex); nothing here reads them. sqlite3_config only works before SQLite is first
+// used in the process: in a process that used it already (a test, the benchmark's floor) it
+// answers SQLITE_MISUSE and changes nothing, which is harmless.
 void register_connector() {
     static std::once_flag once;
-    std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+    std::call_once(once, [] {
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        Poco::Data::SQLite::Connector::registerConnector();
+    });
 }
 
 // Poco's SQLite session retries a failed open until its login timeout runs out (60 s by
@@ -620,6 +630,153 @@ private:
     std::vector<sqlite3*> idle_;
     std::size_t open_ = 0;
 };
+// Checkpoints the WAL on a thread and a connection of its own. SQLite's automatic checkpoint
+// runs inside the commit of the connection that pushed the WAL past its limit, i.e. on the
+// ingest thread, where it cost about 7.5% of that thread (copying pages into the database
+// file and syncing it) while the other core sat partly idle. So the writer connection's WAL
+// hook (which replaces the automatic checkpoint: SQLite implements that with the same hook)
+// only notes the WAL's size and wakes this thread, which runs PASSIVE checkpoints: they
+// never wait for the writer or the readers, and copy what no reader still needs. The writer
+// starts the WAL over from its beginning once a checkpoint has copied all of it, so the file
+// stops growing. If it grows past kWalLimitPages all the same (a reader holding an old
+// snapshot, or a writer outrunning the copies), a TRUNCATE checkpoint waits for the writer
+// and the readers (up to the busy timeout) and empties it: the WAL stays bounded.
+class WalCheckpointer {
+public:
+    // Below this many pages in the WAL a commit does not wake the thread (SQLite's default
+    // automatic checkpoint threshold, about 4 MiB of 4 KiB pages).
+    static constexpr int kCheckpointPages = 1000;
+    // Past this many pages (about 256 MiB) the WAL is reset even if that makes the writer wait.
+    static constexpr int kWalLimitPages = 64 * 1024;
+    // With no commit to wake it, the thread still looks this often, to copy the last commits.
+    static constexpr std::chrono::milliseconds kIdleCheck{1000};
+
+    static common::Result<std::unique_ptr<WalCheckpointer>> start(const std::string& path) {
+        sqlite3* db = nullptr;
+        const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+                                       nullptr);
+        if (rc != SQLITE_OK) {
+            std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+            sqlite3_close(db);
+            return database_error(path, "cannot open the checkpoint connection", message);
+        }
+        sqlite3_busy_timeout(db, kBusyTimeoutMs);
+        // A connection learns that the file is in WAL mode when it first reads it; before
+        // that a checkpoint is a silent no-op (its log size comes back as -1).
+        std::string error;
+        sqlite3_stmt* mode = nullptr;
+        bool wal = false;
+        if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &mode, nullptr) == SQLITE_OK &&
+            sqlite3_step(mode) == SQLITE_ROW) {
+            const auto* text = sqlite3_column_text(mode, 0);
+            wal = text != nullptr && std::string_view(reinterpret_cast<const char*>(text)) == "wal";
+        }
+        error = sqlite3_errmsg(db);
+        sqlite3_finalize(mode);
+        if (!wal) {
+            sqlite3_close(db);
+            return database_error(path, "checkpoint connection", "not in WAL mode: " + error);
+        }
+        return std::unique_ptr<WalCheckpointer>(new WalCheckpointer(path, db));
+    }
+
+    ~WalCheckpointer() {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+        sqlite3_close(db_);
+    }
+    WalCheckpointer(const WalCheckpointer&) = delete;
+    WalCheckpointer& operator=(const WalCheckpointer&) = delete;
+
+    // Installs the hook on the writer connection DB (under the writer's lock); detach() before
+    // this object goes away.
+    void attach(sqlite3* db) { sqlite3_wal_hook(db, &WalCheckpointer::on_commit, this); }
+    static void detach(sqlite3* db) { sqlite3_wal_hook(db, nullptr, nullptr); }
+
+    std::uint64_t checkpoints() const { return checkpoints_.load(); }
+    std::uint64_t truncations() const { return truncations_.load(); }
+
+private:
+    WalCheckpointer(std::string path, sqlite3* db)
+        : path_(std::move(path)), db_(db), thread_([this] { run(); }) {}
+
+    // sqlite3_wal_hook's callback, on the committing thread after each commit: cheap.
+    static int on_commit(void* self, sqlite3* /*db*/, const char* /*name*/, int pages) {
+        auto* c = static_cast<WalCheckpointer*>(self);
+        bool wake = false;
+        {
+            const std::lock_guard lock(c->mutex_);
+            c->wal_pages_ = pages;
+            c->dirty_ = true;
+            wake = pages >= kCheckpointPages;
+        }
+        if (wake) c->wake_.notify_one();
+        return SQLITE_OK;
+    }
+
+    void run() {
+        std::unique_lock lock(mutex_);
+        while (!stopping_) {
+            wake_.wait_for(lock, kIdleCheck,
+                           [&] { return stopping_ || wal_pages_ >= kCheckpointPages; });
+            if (stopping_) break;
+            if (!dirty_) continue;
+            const int pages = wal_pages_;
+            dirty_ = false;
+            wal_pages_ = 0;
+            lock.unlock();
+            checkpoint(pages >= kWalLimitPages ? SQLITE_CHECKPOINT_TRUNCATE
+                                               : SQLITE_CHECKPOINT_PASSIVE);
+            lock.lock();
+        }
+    }
+
+    void checkpoint(int mode) {
+        int log = 0;
+        int copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, mode, &log, &copied);
+        if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_PASSIVE && log >= kWalLimitPages) {
+            // The passive copy could not catch up: reset the WAL, letting the writer wait.
+            mode = SQLITE_CHECKPOINT_TRUNCATE;
+            rc = sqlite3_wal_checkpoint_v2(db_, nullptr, mode, &log, &copied);
+        }
+        if (rc == SQLITE_OK && log < 0) {
+            common::log_warn("store", "SQLite database '" + path_ +
+                                          "': WAL checkpoint did not run (not in WAL mode?)");
+            return;
+        }
+        if (rc == SQLITE_OK) {
+            checkpoints_.fetch_add(1);
+            if (mode == SQLITE_CHECKPOINT_TRUNCATE) truncations_.fetch_add(1);
+            return;
+        }
+        // Busy (a long reader, or the writer kept the lock past the busy timeout): the next
+        // commit tries again. Anything else is worth a line; neither loses data, the WAL
+        // only grows until a checkpoint succeeds.
+        if (rc != SQLITE_BUSY) {
+            common::log_warn("store", "SQLite database '" + path_ + "': WAL checkpoint failed: " +
+                                          sqlite3_errmsg(db_));
+        }
+        const std::lock_guard lock(mutex_);
+        dirty_ = true;
+    }
+
+    const std::string path_;
+    sqlite3* const db_;  // used by the thread only (and closed after it has stopped)
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    int wal_pages_ = 0;      // under mutex_: the WAL's size at the last commit
+    bool dirty_ = false;     // under mutex_: a commit since the last checkpoint
+    bool stopping_ = false;  // under mutex_
+    std::atomic<std::uint64_t> checkpoints_{0};
+    std::atomic<std::uint64_t> truncations_{0};
+    std::thread thread_;  // last: starts once everything above is set
+};
+
 // The longest time slice query() gives the free-text walk before the index may finish.
 constexpr std::chrono::milliseconds kMaxTextSlice{1000};
 
@@ -629,12 +786,21 @@ enum class TextPath { kScan, kIndex };
 
 class SqliteStore final : public AlertStore {
 public:
-    SqliteStore(std::string path, Session writer, Session reader, SqliteOptions options)
+    SqliteStore(std::string path, Session writer, Session reader, SqliteOptions options,
+                std::unique_ptr<WalCheckpointer> checkpointer)
         : path_(std::move(path)),
           writer_(std::move(writer)),
+          checkpointer_(std::move(checkpointer)),
           reader_(std::move(reader)),
-          options_(options) {}
+          options_(options) {
+        checkpointer_->attach(Poco::Data::SQLite::Utility::dbHandle(writer_));
+    }
     ~SqliteStore() override {  // before the sessions close
+        {
+            const std::lock_guard lock(write_mutex_);
+            WalCheckpointer::detach(Poco::Data::SQLite::Utility::dbHandle(writer_));
+        }
+        checkpointer_.reset();
         sqlite3_finalize(insert_stmt_);
         sqlite3_finalize(text_stmt_);
     }
@@ -644,6 +810,8 @@ public:
     common::Result<InsertResult> insert(const std::vector<common::Alert>& alerts) override;
     common::Result<std::vector<InsertResult>> insert_batches(
         const std::vector<std::vector<common::Alert>>& batches) override;
+    common::Result<std::vector<InsertResult>> insert_validated(
+        const std::vector<ValidatedBatch>& batches) override;
     common::Result<std::vector<common::Alert>> query(const AlertQuery& q) override;
     common::Result<std::uint64_t> count() override;
     common::Result<AggregateResult> aggregate(const AggregateQuery& q) override;
@@ -694,8 +862,10 @@ private:
     common::Result<std::optional<std::vector<common::Alert>>> run_query(
         const AlertQuery& q, TextPath text_path,
         std::optional<std::chrono::steady_clock::time_point> deadline);
+    // VALIDATE: check every alert first (callers that have not). Records are encoded for the
+    // batches that come without them.
     common::Result<std::vector<InsertResult>> insert_group(
-        const std::vector<const std::vector<common::Alert>*>& batches);
+        const std::vector<ValidatedBatch>& batches, bool validate);
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
     // Runs BODY(db, error) -> bool in an immediate write transaction: committed when BODY
     // returns true, rolled back otherwise; a false without an error message is kNotFound
@@ -714,6 +884,7 @@ private:
     Session writer_;
     sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
     sqlite3_stmt* text_stmt_ = nullptr;    // the same, kInsertTextSql
+    std::unique_ptr<WalCheckpointer> checkpointer_;  // its hook is on writer_
     std::mutex read_mutex_;
     Session reader_;
     ReaderPool aggregate_readers_{path_};
@@ -723,17 +894,22 @@ private:
 
 common::Result<InsertResult> SqliteStore::insert(const std::vector<common::Alert>& alerts) {
     if (alerts.empty()) return InsertResult{};
-    auto results = insert_group({&alerts});
+    auto results = insert_group({ValidatedBatch{&alerts, nullptr}}, true);
     if (!results) return results.error();
     return results->front();
 }
 
 common::Result<std::vector<InsertResult>> SqliteStore::insert_batches(
     const std::vector<std::vector<common::Alert>>& batches) {
-    std::vector<const std::vector<common::Alert>*> group;
+    std::vector<ValidatedBatch> group;
     group.reserve(batches.size());
-    for (const auto& b : batches) group.push_back(&b);
-    return insert_group(group);
+    for (const auto& b : batches) group.push_back(ValidatedBatch{&b, nullptr});
+    return insert_group(group, true);
+}
+
+common::Result<std::vector<InsertResult>> SqliteStore::insert_validated(
+    const std::vector<ValidatedBatch>& batches) {
+    return insert_group(batches, false);
 }
 
 namespace {
@@ -841,25 +1017,42 @@ void bind_search_columns(sqlite3_stmt* st, const SearchColumns& c) {
 }  // namespace
 
 common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
-    const std::vector<const std::vector<common::Alert>*>& batches) {
+    const std::vector<ValidatedBatch>& batches, bool validate) {
     // Validate and encode before taking the lock, so the write lock is held for SQL only.
+    // Bodies the agent sent already encoded are bound from its batch, not copied.
     std::size_t total = 0;
-    for (const auto* b : batches) total += b->size();
-    std::vector<std::string> bodies;
+    std::size_t to_encode = 0;
+    for (const ValidatedBatch& b : batches) {
+        total += b.alerts->size();
+        if (b.records == nullptr || b.records->size() != b.alerts->size()) {
+            to_encode += b.alerts->size();
+        }
+    }
+    std::vector<std::string> encoded;
+    encoded.reserve(to_encode);  // never reallocated below: bodies points into it
+    std::vector<const std::string*> bodies;
     bodies.reserve(total);
     std::vector<SearchColumns> search;
     search.reserve(total);
     for (std::size_t k = 0; k < batches.size(); ++k) {
-        const auto& alerts = *batches[k];
+        const auto& alerts = *batches[k].alerts;
+        const std::vector<std::string>* records = batches[k].records;
+        if (records != nullptr && records->size() != alerts.size()) records = nullptr;
         for (std::size_t i = 0; i < alerts.size(); ++i) {
-            if (auto valid = common::validate(alerts[i]); !valid) {
+            if (auto valid = validate ? common::validate(alerts[i]) : common::Result<void>{};
+                !valid) {
                 const std::string which =
                     batches.size() == 1 ? "" : " " + std::to_string(k) + " of the group";
                 return make_error(ErrorCode::kInvalidArgument,
                                   "alert " + std::to_string(i) + " of the batch" + which + " ('" +
                                       alerts[i].id + "'): " + valid.error().message);
             }
-            bodies.push_back(common::encode_alert_record(alerts[i]));
+            if (records != nullptr) {
+                bodies.push_back(&(*records)[i]);
+            } else {
+                encoded.push_back(common::encode_alert_record(alerts[i]));
+                bodies.push_back(&encoded.back());
+            }
             search.push_back(search_columns(alerts[i]));
         }
     }
@@ -884,9 +1077,9 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     std::size_t row = 0;
     detail::RollupDelta rollup;
     for (std::size_t k = 0; k < batches.size(); ++k) {
-        for (const common::Alert& alert : *batches[k]) {
+        for (const common::Alert& alert : *batches[k].alerts) {
             const SearchColumns& columns = search[row];
-            bind_alert(insert_stmt_, alert, received, bodies[row++]);
+            bind_alert(insert_stmt_, alert, received, *bodies[row++]);
             bind_search_columns(insert_stmt_, columns);
             int rc = sqlite3_step(insert_stmt_);
             sqlite3_reset(insert_stmt_);
@@ -1638,8 +1831,8 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
                           "SQLite database path '" + path +
                               "' is not a file; the alert store needs one for WAL mode");
     }
+    register_connector();  // first: it configures SQLite, which only works before any use
     if (auto probed = probe_open(path); !probed) return probed.error();
-    register_connector();
     try {
         Session writer("SQLite", path, kOpenTimeoutSeconds);
         if (std::string mode = configure_connection(writer); mode != "wal") {
@@ -1651,13 +1844,16 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
         }
         if (auto migrated = migrate(writer, path); !migrated) return migrated.error();
         writer << "PRAGMA cache_size = -" + std::to_string(kWriterCacheKiB), now;
+        auto checkpointer = WalCheckpointer::start(path);
+        if (!checkpointer) return checkpointer.error();
 
         // Opened after the migrations so that it never sees a half-made schema.
         Session reader("SQLite", path, kOpenTimeoutSeconds);
         configure_connection(reader);
         reader << "PRAGMA query_only = ON", now;
         return std::unique_ptr<AlertStore>(
-            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader), options));
+            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader), options,
+                                          std::move(checkpointer).value()));
     } catch (const Poco::Exception& e) {
         return database_error(path, "cannot open", e.displayText());
     } catch (const std::exception& e) {

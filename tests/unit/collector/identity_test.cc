@@ -13,6 +13,7 @@
 #include "senningen/collector/ca.h"
 #include "senningen/common/enrollment.h"
 #include "senningen/common/identity.h"
+#include "senningen/common/record_codec.h"
 
 namespace senningen::collector {
 namespace {
@@ -102,6 +103,33 @@ TEST_F(IdentityTest, AnyChangeAfterSigningIsRefused) {
     tampered.batch_id = 8;
     EXPECT_NE(refusal(*v, tampered).find("bad signature"), std::string::npos);
     EXPECT_NE(common::digest_of(b), common::digest_of(tampered));
+}
+
+// Version 3 batches are signed over the records the agent's queue holds, version 2 over the
+// same encoding made from the alerts: one digest either way for one version, none shared
+// between versions, and records that do not match the alerts do not verify.
+TEST_F(IdentityTest, TheSignatureCoversTheWireVersionAndTheRecordsSent) {
+    auto s = valid_signer("agent-a");
+    auto v = verifier();
+    auto b = batch("agent-a");
+    common::AlertBatch with_records = b;
+    for (const auto& a : b.alerts) with_records.records.push_back(common::encode_alert_record(a));
+    EXPECT_EQ(common::digest_of(b), common::digest_of(with_records));
+    ASSERT_TRUE(s->sign(with_records).ok());
+    EXPECT_EQ(v->verify(with_records).value(), "agent-a");
+
+    common::AlertBatch old = b;  // an agent of the previous release
+    old.wire_version = 2;
+    EXPECT_NE(common::digest_of(old), common::digest_of(b));
+    ASSERT_TRUE(s->sign(old).ok());
+    EXPECT_EQ(v->verify(old).value(), "agent-a");
+    auto replayed_as_v3 = old;
+    replayed_as_v3.wire_version = common::kAlertBatchWireVersion;
+    EXPECT_NE(refusal(*v, replayed_as_v3).find("bad signature"), std::string::npos);
+
+    auto swapped = with_records;
+    std::swap(swapped.records[0], swapped.records[1]);
+    EXPECT_NE(refusal(*v, swapped).find("bad signature"), std::string::npos);
 }
 
 TEST_F(IdentityTest, NoCertificateIsRefused) {

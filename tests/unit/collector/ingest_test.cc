@@ -5,14 +5,18 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include <broker/data.hh>
+
 #include "alert_factory.h"
 #include "senningen/collector/ca.h"
 #include "senningen/collector/sqlite_store.h"
+#include "senningen/common/broker_codec.h"
 
 namespace senningen::collector {
 namespace {
@@ -81,6 +85,7 @@ TEST_F(IngestTest, StoresAndAcknowledgesAnAuthenticatedBatchOnce) {
     ASSERT_TRUE(signer->sign(b).ok());
     transport_.inbox = {b, b};  // a resend after a lost ack
     ingest.poll(0ms);
+    ingest.flush();
     ASSERT_EQ(transport_.acks.size(), 2u);
     EXPECT_EQ(transport_.acks[0].inserted, 3u);
     EXPECT_EQ(transport_.acks[1].duplicates, 3u);
@@ -94,6 +99,7 @@ TEST_F(IngestTest, RefusesABatchClaimingAnotherAgentsId) {
     ASSERT_TRUE(signer->sign(b).ok());
     transport_.inbox = {b};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_TRUE(transport_.acks.empty());
     EXPECT_EQ(store_->count().value(), 0u);
     EXPECT_EQ(ingest.counters().messages_refused, 1u);
@@ -103,6 +109,7 @@ TEST_F(IngestTest, RefusesUnsignedBatchesWhenAuthenticating) {
     Ingest ingest(transport_, *store_, verifier_.get());
     transport_.inbox = {batch("agent-a", 2)};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_TRUE(transport_.acks.empty());
     EXPECT_EQ(ingest.counters().messages_refused, 1u);
 }
@@ -111,6 +118,7 @@ TEST_F(IngestTest, InsecureModeTakesTheIdFromTheMessage) {
     Ingest ingest(transport_, *store_, nullptr);
     transport_.inbox = {batch("lab-agent", 2)};
     ingest.poll(0ms);
+    ingest.flush();
     ASSERT_EQ(transport_.acks.size(), 1u);
     EXPECT_EQ(transport_.acks[0].agent_id, "lab-agent");
 }
@@ -129,6 +137,7 @@ TEST_F(IngestTest, BatchesThatArriveTogetherShareOneTransaction) {
     ASSERT_TRUE(signer_a->sign(forged).ok());  // agent-a speaking for agent-b: refused
     transport_.inbox = {a1, b1, forged, a2};
     ingest.poll(0ms);
+    ingest.flush();
     ASSERT_EQ(transport_.acks.size(), 3u);
     EXPECT_EQ(transport_.acks[0].agent_id, "agent-a");
     EXPECT_EQ(transport_.acks[0].batch_id, 1u);
@@ -146,11 +155,46 @@ TEST_F(IngestTest, BatchesThatArriveTogetherShareOneTransaction) {
     EXPECT_EQ(c.messages_refused, 1u);
 }
 
+// A rolling upgrade: agents of the previous release send version 2 batches, upgraded ones
+// version 3 (records); both come through the Broker codec, are stored and acknowledged.
+TEST_F(IngestTest, StoresBatchesOfWireVersions2And3) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto old_agent = enroll("agent-old");
+    auto new_agent = enroll("agent-new");
+    auto b2 = batch("agent-old", 2, 1);
+    b2.wire_version = 2;
+    auto b3 = batch("agent-new", 3, 1);
+    ASSERT_TRUE(old_agent->sign(b2).ok());
+    ASSERT_TRUE(new_agent->sign(b3).ok());
+    auto in2 = common::batch_from_broker(common::to_broker(b2));
+    auto in3 = common::batch_from_broker(common::to_broker(b3));
+    ASSERT_TRUE(in2.ok() && in3.ok());
+    transport_.inbox = {*in2, *in3};
+    ingest.poll(0ms);
+    ingest.flush();
+    ASSERT_EQ(transport_.acks.size(), 2u);
+    EXPECT_EQ(transport_.acks[0].inserted, 2u);
+    EXPECT_EQ(transport_.acks[1].inserted, 3u);
+    AlertQuery q;
+    q.agent_id = "agent-new";
+    auto stored = store_->query(q);
+    ASSERT_TRUE(stored.ok());
+    ASSERT_EQ(stored->size(), 3u);
+    for (const common::Alert& a : *stored) {  // the records stored as sent read back whole
+        const auto sent = std::find_if(b3.alerts.begin(), b3.alerts.end(),
+                                       [&](const common::Alert& s) { return s.id == a.id; });
+        ASSERT_NE(sent, b3.alerts.end()) << a.id;
+        EXPECT_EQ(a, *sent);
+    }
+    EXPECT_EQ(store_->count().value(), 5u);
+}
+
 TEST_F(IngestTest, AGroupHoldsAtMostkMaxGroupAlerts) {
     Ingest ingest(transport_, *store_, nullptr);
     const int half = static_cast<int>(kMaxGroupAlerts / 2);
     transport_.inbox = {batch("lab", half, 1), batch("lab", half, 2), batch("lab", 1, 3)};
     ingest.poll(0ms);
+    ingest.flush();
     ASSERT_EQ(transport_.acks.size(), 3u);
     EXPECT_EQ(ingest.counters().transactions, 2u);  // the first two fill a group
     EXPECT_EQ(store_->count().value(), kMaxGroupAlerts + 1);
@@ -175,6 +219,7 @@ TEST_F(IngestTest, AStoreErrorAcknowledgesNoBatchOfTheGroup) {
     Ingest ingest(transport_, broken, nullptr);
     transport_.inbox = {batch("lab", 2, 1), batch("lab", 3, 2)};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_TRUE(transport_.acks.empty());
     EXPECT_EQ(ingest.counters().store_errors, 2u);
     EXPECT_EQ(ingest.counters().alerts_inserted, 0u);
@@ -192,6 +237,7 @@ TEST_F(IngestTest, HeartbeatsMakeAnAgentOnlineAndSilenceMakesItOffline) {
     ASSERT_TRUE(signer->sign(hb).ok());
     transport_.inbox = {hb};
     ingest.poll(0ms);
+    ingest.flush();
     auto a = store_->agent("agent-h").value();
     ASSERT_TRUE(a.has_value());
     EXPECT_EQ(a->state, "online");
@@ -218,12 +264,14 @@ TEST_F(IngestTest, HeartbeatsMakeAnAgentOnlineAndSilenceMakesItOffline) {
     ASSERT_TRUE(signer->sign(hb).ok());
     transport_.inbox = {hb};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_EQ(store_->agent("agent-h").value()->state, "online");
     hb.sequence = 3;
     hb.stopping = true;
     ASSERT_TRUE(signer->sign(hb).ok());
     transport_.inbox = {hb};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_EQ(store_->agent("agent-h").value()->state, "stopped");
     EXPECT_EQ(store_->agents().value().size(), 1u);
 }
@@ -236,6 +284,7 @@ TEST_F(IngestTest, AForgedHeartbeatIsRefused) {
     ASSERT_TRUE(signer->sign(hb).ok());
     transport_.inbox = {hb};
     ingest.poll(0ms);
+    ingest.flush();
     EXPECT_TRUE(store_->agents().value().empty());
     EXPECT_EQ(ingest.counters().messages_refused, 1u);
 }

@@ -6,8 +6,11 @@
 #include <Poco/Data/Session.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "senningen/common/json_codec.h"
@@ -174,6 +177,28 @@ TEST_F(SqliteBatchTest, InsertBatchesStoresNothingWhenOneAlertIsInvalid) {
     EXPECT_NE(results.error().message.find("1 of the group"), std::string::npos)
         << results.error().message;
     EXPECT_EQ(store_->count().value(), 0U);
+}
+
+// The writer connection's automatic checkpoint is replaced by a thread of the store's own
+// (sqlite_store.cc, WalCheckpointer): if that thread did not checkpoint, committed rows would
+// stay in the WAL and the database file would not grow while the store is open.
+TEST_F(SqliteBatchTest, CheckpointsTheWalIntoTheDatabaseFileInTheBackground) {
+    const auto file_size = [&] { return std::filesystem::file_size(path_); };
+    const auto before = file_size();
+    for (int b = 0; b < 10; ++b) {
+        std::vector<Alert> batch;
+        for (int i = 0; i < 1000; ++i) batch.push_back(make_alert("s", base_ns() + b * 1000 + i, 1 + i % 4));
+        ASSERT_TRUE(store_->insert(batch).ok());
+    }
+    // Well over 1,000 pages (the checkpoint threshold) went into the WAL.
+    const auto wal = std::filesystem::file_size(path_ + "-wal");
+    EXPECT_GT(wal, 4U * 1024 * 1024);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (file_size() < before + 4U * 1024 * 1024 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_GE(file_size(), before + 4U * 1024 * 1024);
+    EXPECT_EQ(store_->count().value(), 10000U);
 }
 
 TEST_F(SqliteBatchTest, InsertBatchesIsOneTransaction) {

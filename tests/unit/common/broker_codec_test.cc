@@ -5,6 +5,7 @@
 #include <broker/data.hh>
 
 #include "alert_factory.h"
+#include "senningen/common/record_codec.h"
 
 namespace senningen::common {
 namespace {
@@ -38,9 +39,66 @@ TEST(BrokerCodec, BatchAndAckRoundTrip) {
     EXPECT_EQ(*ack_back, ack);
 }
 
+// Version 3 (what agents send) carries each alert as its record encoding in one string;
+// version 2 (agents of the previous release) as nested vectors. Both decode to the same batch.
+TEST(BrokerCodec, BatchesRoundTripInVersions2And3) {
+    AlertBatch v3 = sample_batch();
+    const broker::data d3 = to_broker(v3);
+    const auto& alerts3 = broker::get<broker::vector>(broker::get<broker::vector>(d3)[4]);
+    ASSERT_EQ(alerts3.size(), 3U);
+    EXPECT_EQ(broker::get<std::string>(alerts3[1]), encode_alert_record(v3.alerts[1]));
+    auto back3 = batch_from_broker(d3);
+    ASSERT_TRUE(back3.ok()) << back3.error().message;
+    EXPECT_EQ(*back3, v3);
+    EXPECT_EQ(back3->wire_version, 3U);
+    ASSERT_TRUE(back3->has_records());  // kept for the digest and the store
+    EXPECT_EQ(back3->records[2], encode_alert_record(v3.alerts[2]));
+
+    AlertBatch v2 = v3;
+    v2.wire_version = 2;
+    const broker::data d2 = to_broker(v2);
+    const auto& alerts2 = broker::get<broker::vector>(broker::get<broker::vector>(d2)[4]);
+    EXPECT_NE(broker::get_if<broker::vector>(alerts2[0]), nullptr);
+    auto back2 = batch_from_broker(d2);
+    ASSERT_TRUE(back2.ok()) << back2.error().message;
+    EXPECT_EQ(*back2, v2);
+    EXPECT_FALSE(back2->has_records());
+    back2->wire_version = 3;
+    EXPECT_EQ(*back2, *back3);
+}
+
+// Records the agent already holds are sent as they are.
+TEST(BrokerCodec, Version3SendsTheRecordsAtHand) {
+    AlertBatch b = sample_batch();
+    for (const auto& a : b.alerts) b.records.push_back(encode_alert_record(a));
+    const broker::data d = to_broker(b);
+    const auto& alerts = broker::get<broker::vector>(broker::get<broker::vector>(d)[4]);
+    for (std::size_t i = 0; i < alerts.size(); ++i) {
+        EXPECT_EQ(broker::get<std::string>(alerts[i]), b.records[i]);
+    }
+}
+
+TEST(BrokerCodec, Version3RefusesAnAlertThatIsNotAValidRecord) {
+    broker::data d = to_broker(sample_batch());
+    auto& alerts = broker::get<broker::vector>(broker::get<broker::vector>(d)[4]);
+    alerts[1] = to_broker(testing::network_alert());  // a version 2 alert in a version 3 batch
+    auto r = batch_from_broker(d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("alert 1 of batch is not a string"), std::string::npos)
+        << r.error().message;
+
+    d = to_broker(sample_batch());
+    auto& cut = broker::get<broker::vector>(broker::get<broker::vector>(d)[4]);
+    broker::get<std::string>(cut[2]).resize(20);  // inside the agent id
+    r = batch_from_broker(d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("alert 2 of batch"), std::string::npos) << r.error().message;
+}
+
 TEST(BrokerCodec, RefusesOtherWireVersions) {
     broker::data d = to_broker(sample_batch());
-    for (const std::uint64_t other : {kWireVersion - 1, kWireVersion + 1}) {
+    for (const std::uint64_t other :
+         {kOldestAlertBatchWireVersion - 1, kAlertBatchWireVersion + 1}) {
         broker::get<broker::vector>(d)[1] = broker::count{other};
         auto r = batch_from_broker(d);
         ASSERT_FALSE(r.ok());
@@ -95,7 +153,9 @@ TEST(BrokerCodec, EveryTruncationIsAnError) {
 }
 
 TEST(BrokerCodec, OneBadAlertFailsTheBatchWithItsIndex) {
-    broker::data d = to_broker(sample_batch());
+    AlertBatch b = sample_batch();
+    b.wire_version = 2;
+    broker::data d = to_broker(b);
     auto& alerts = broker::get<broker::vector>(broker::get<broker::vector>(d)[4]);
     broker::get<broker::vector>(alerts[2])[8] = broker::count{0};
     auto r = batch_from_broker(d);

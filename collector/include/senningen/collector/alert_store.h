@@ -270,6 +270,14 @@ common::Result<void> check_group_query(const GroupQuery& q);
 // What an alert's target is for grouping: file path for file alerts, else destination address.
 std::string group_target(const common::Alert& alert);
 
+// A batch for insert_validated(): ALERTS have all passed common::validate() (the caller
+// checked them); RECORDS, when not null, holds each alert's record encoding
+// (common/record_codec.h), parallel to ALERTS, as the agent signed and sent it.
+struct ValidatedBatch {
+    const std::vector<common::Alert>* alerts = nullptr;
+    const std::vector<std::string>* records = nullptr;
+};
+
 // Implementations are safe to call from several threads at once: the ingest thread inserts
 // while HTTP worker threads query and count.
 class AlertStore {
@@ -293,6 +301,12 @@ public:
     // override it with a single transaction.
     virtual common::Result<std::vector<InsertResult>> insert_batches(
         const std::vector<std::vector<common::Alert>>& batches);
+
+    // insert_batches() for the ingest, which has validated every alert already (once, where
+    // it can count and log a bad one): not validated again. A backend that stores the
+    // record encoding takes RECORDS as is. The default runs insert() once per batch.
+    virtual common::Result<std::vector<InsertResult>> insert_validated(
+        const std::vector<ValidatedBatch>& batches);
 
     // In q.sort's order (newest first by default: timestamp descending, then id ascending so
     // that equal timestamps have a stable order), behind q.after when set. A bad query (limit 0 or above kMaxQueryLimit, severity outside 1..4) is

@@ -3,7 +3,10 @@
 // A batch that the store could not take is not acknowledged, so the agent sends it again.
 // Group commit: the batches that arrived while the previous transaction ran (from any number
 // of agents, at most kMaxGroupAlerts alerts) are stored in one transaction and acknowledged
-// together once it commits, so the cost of a commit is shared as load grows.
+// together once it commits, so the cost of a commit is shared as load grows. The commits run
+// on a thread of their own: while one group commits, the receiving thread decodes,
+// authenticates and validates the next (at most one group waits; beyond that the receiving
+// thread waits too, so a slow store slows the agents rather than growing memory).
 // With a PeerVerifier every batch and heartbeat must carry a certificate issued by the CA, not
 // revoked nor expired, and a valid signature; the agent id is the certificate's, never the
 // message's (a message claiming another id is refused). Heartbeats keep the agents table; an
@@ -11,10 +14,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "senningen/collector/alert_store.h"
@@ -48,9 +53,17 @@ public:
     // VERIFIER null: insecure mode, agent ids are taken from the messages.
     Ingest(common::Transport& transport, AlertStore& store,
            common::PeerVerifier* verifier = nullptr);
+    // Commits and acknowledges what was handed over, then stops the commit thread.
+    ~Ingest();
+    Ingest(const Ingest&) = delete;
+    Ingest& operator=(const Ingest&) = delete;
 
-    // Handles everything that arrives within TIMEOUT.
+    // Handles everything that arrives within TIMEOUT: heartbeats at once, alert batches up to
+    // handing them to the commit thread (which acknowledges them once committed).
     void poll(std::chrono::milliseconds timeout);
+
+    // Waits until every batch poll() took in is committed (or refused) and acknowledged.
+    void flush();
 
     IngestCounters counters() const;
 
@@ -62,8 +75,20 @@ private:
         std::uint64_t rejected = 0;
     };
 
+    // Batches on their way to one transaction.
+    struct Group {
+        std::vector<Grouped> batches;                  // parallel to alerts and records
+        std::vector<std::vector<common::Alert>> alerts;
+        std::vector<std::vector<std::string>> records;  // empty when not sent
+        std::size_t size = 0;                           // alerts in the group
+        bool empty() const { return batches.empty(); }
+    };
+
     void handle_batch(common::AlertBatch batch);
-    void commit_group();
+    // Hands building_ to the commit thread, waiting while the group before it is still waiting.
+    void hand_over();
+    void run_committer();
+    void commit(Group group);
     void handle_heartbeat(common::Heartbeat heartbeat);
     void check_liveness();
     // The agent id the message's credentials prove, or nullopt after logging the refusal.
@@ -76,11 +101,16 @@ private:
     common::PeerVerifier* verifier_;
     const std::int64_t started_ns_;
     std::chrono::steady_clock::time_point next_liveness_check_{};
-    std::vector<Grouped> group_;                         // parallel to group_alerts_
-    std::vector<std::vector<common::Alert>> group_alerts_;
-    std::size_t group_size_ = 0;                         // alerts in the group
+    Group building_;  // the polling thread's
     mutable std::mutex mutex_;
     IngestCounters counters_;
+    // The hand-over to the commit thread.
+    std::mutex commit_mutex_;
+    std::condition_variable commit_changed_;
+    Group next_;              // under commit_mutex_: handed over, not yet being committed
+    bool committing_ = false;  // under commit_mutex_
+    bool stopping_ = false;    // under commit_mutex_
+    std::thread committer_;    // last: starts once everything above is set
 };
 
 }  // namespace senningen::collector

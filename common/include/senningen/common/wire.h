@@ -12,8 +12,15 @@
 namespace senningen::common {
 
 // Bumped when a message changes incompatibly; receivers refuse versions they do not know.
-// 2: batches carry the sender's certificate and a signature; heartbeats.
+// 2: batches carry the sender's certificate and a signature; heartbeats. Heartbeats and
+// acknowledgements are still at version 2.
 inline constexpr std::uint64_t kWireVersion = 2;
+// alert_batch alone moved on: 3 carries each alert as one string holding its record encoding
+// (common/record_codec.h) instead of nested vectors, which Broker decodes far more cheaply.
+// Collectors accept batches of both versions (agents of the previous release keep sending 2
+// during a rolling upgrade); agents send 3.
+inline constexpr std::uint64_t kAlertBatchWireVersion = 3;
+inline constexpr std::uint64_t kOldestAlertBatchWireVersion = 2;
 
 inline constexpr const char* kTopicAlerts = "senningen/v1/alerts";
 inline constexpr const char* kTopicHeartbeats = "senningen/v1/heartbeats";
@@ -36,8 +43,21 @@ struct AlertBatch {
     std::uint64_t batch_id = 0;
     std::vector<Alert> alerts;
     Credentials credentials;
+    // The alert_batch wire version it is sent in (or arrived in): the signature covers it.
+    std::uint64_t wire_version = kAlertBatchWireVersion;
+    // Each alert's record encoding (encode_alert_record), parallel to alerts, when at hand:
+    // the agent's queue holds alerts in that form and a version 3 batch carries them so, and
+    // the digest, the wire encoding and the collector's store use it as is instead of
+    // encoding the alert again. Empty: made from alerts when needed. Not part of equality:
+    // it is the same content as alerts.
+    std::vector<std::string> records;
 
-    bool operator==(const AlertBatch&) const = default;
+    bool has_records() const { return !records.empty() && records.size() == alerts.size(); }
+
+    bool operator==(const AlertBatch& o) const {
+        return agent_id == o.agent_id && batch_id == o.batch_id && alerts == o.alerts &&
+               credentials == o.credentials && wire_version == o.wire_version;
+    }
 };
 
 // The agent's periodic sign of life, with its counters (docs/wire-protocol.md).

@@ -37,6 +37,7 @@ struct DurableQueueOptions {
 struct QueuedAlert {
     std::uint64_t seq = 0;
     common::Alert alert;
+    std::string record;  // the alert as stored (common/record_codec.h): what is signed and sent
 };
 
 struct AppendResult {
