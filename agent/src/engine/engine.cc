@@ -145,7 +145,7 @@ void Engine::deliver_stream(Flow& flow, FlowState& state, int direction, std::in
     const std::span<const StreamGap> gaps = stream->gaps();
     // The bytes up to each hole, the hole (Analyzer::gap), and so on to the end of the data.
     for (;;) {
-        std::size_t& told = state.gaps_told[direction];
+        std::uint32_t& told = state.gaps_told[direction];
         const StreamGap* gap = told < gaps.size() ? &gaps[told] : nullptr;
         const std::uint64_t limit = gap ? gap->at : end;
         if (limit > state.delivered[direction]) {
@@ -180,10 +180,12 @@ void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
     // What the analyzer has had (everything, without one) is no longer needed for parsing.
     const std::uint64_t parsed = state.analyzer ? state.delivered[direction] : stream.size();
     if (!scanner_ || flow.scanned[direction]) stream.discard(parsed);
-    const std::size_t held = stream.data().size();
+    const std::size_t held = stream.reserved();
     held_bytes_ = held_bytes_ - state.held[direction] + held;
     state.held[direction] = held;
-    if (scanner_ && held_bytes_ > options_.stream_memory) shed_stream_memory();
+    if (scanner_ && held_bytes_ > std::max(options_.stream_memory, shed_floor_)) {
+        shed_stream_memory();
+    }
 }
 
 void Engine::shed_stream_memory() {
@@ -203,11 +205,15 @@ void Engine::shed_stream_memory() {
             ++counters_.early_scans;
             scan_bytes(flow, dir, stream.data(), flow.last_ts_ns, stream.start());
             stream.discard(keep_from);
-            const std::size_t held = stream.data().size();
+            const std::size_t held = stream.reserved();
             held_bytes_ = held_bytes_ - state.held[dir] + held;
             state.held[dir] = held;
         }
     }
+    // Bytes no analyzer has had yet cannot go: when the sweep could not reach its target, the
+    // next one waits for an eighth of the budget more, instead of sweeping every flow again
+    // on every packet.
+    shed_floor_ = held_bytes_ > target ? held_bytes_ + options_.stream_memory / 8 : 0;
 }
 
 void Engine::on_flow_end(Flow& flow) {

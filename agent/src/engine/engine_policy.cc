@@ -22,7 +22,9 @@ void Engine::event(const ProtocolEvent& event) {
     for (const std::size_t index : policy_hits_) {
         const PolicyRule& rule = policy_->rules()[index];
         if (rule.once_per_flow && state != states_.end()) {
-            auto& fired = state->second.policy_fired;
+            auto& fired_list = state->second.policy_fired;
+            if (!fired_list) fired_list = std::make_unique<std::vector<std::string>>();
+            auto& fired = *fired_list;
             if (std::find(fired.begin(), fired.end(), rule.name) != fired.end()) continue;
             fired.push_back(rule.name);
         }

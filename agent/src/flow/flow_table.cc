@@ -94,7 +94,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     payload = payload.subspan(start - static_cast<std::uint64_t>(rel));
     const auto stop = static_cast<std::uint64_t>(end);
 
-    if (start == base_ && pending_.empty()) {
+    if (start == base_ && nothing_held()) {
         if (overlapped) {
             ++counters.overlaps;
         }
@@ -108,8 +108,10 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     // First wins: only the parts of [start, stop) that no held segment covers are kept.
     std::uint64_t cursor = start;
     std::uint64_t covered = 0;
-    auto it = pending_.upper_bound(start);
-    if (it != pending_.begin()) {
+    if (!pending_) pending_ = std::make_unique<Pending>();
+    Pending& pending = *pending_;
+    auto it = pending.upper_bound(start);
+    if (it != pending.begin()) {
         auto prev = std::prev(it);
         const std::uint64_t prev_end = prev->first + prev->second.size();
         if (prev_end > cursor) {
@@ -118,7 +120,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
             cursor = next;
         }
     }
-    while (cursor < stop && it != pending_.end() && it->first < stop) {
+    while (cursor < stop && it != pending.end() && it->first < stop) {
         if (it->first > cursor) {
             hold(cursor, payload.subspan(cursor - start, it->first - cursor), counters);
         }
@@ -157,17 +159,18 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     // Whatever is held ends up in data_ at the latest at flush time, so held bytes can never
     // usefully exceed the room left under the depth.
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
-    if (pending_bytes_ + bytes.size() > room || pending_.size() >= kMaxPendingSegments) {
+    if (!pending_) pending_ = std::make_unique<Pending>();
+    if (pending_bytes_ + bytes.size() > room || pending_->size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
     }
-    pending_.emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+    pending_->emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
     pending_bytes_ += bytes.size();
 }
 
 void TcpStream::drain_pending(ReassemblyCounters& counters) {
-    while (!pending_.empty() && pending_.begin()->first <= base_) {
-        auto node = pending_.extract(pending_.begin());
+    while (!nothing_held() && pending_->begin()->first <= base_) {
+        auto node = pending_->extract(pending_->begin());
         pending_bytes_ -= node.mapped().size();
         const std::uint64_t offset = node.key();
         std::span<const std::uint8_t> bytes = node.mapped();
@@ -179,8 +182,8 @@ void TcpStream::drain_pending(ReassemblyCounters& counters) {
 }
 
 void TcpStream::flush_gaps(ReassemblyCounters& counters) {
-    while (!pending_.empty()) {
-        const std::uint64_t offset = pending_.begin()->first;
+    while (!nothing_held()) {
+        const std::uint64_t offset = pending_->begin()->first;
         if (offset > base_) {
             ++counters.gaps;
             if (size() < depth_) gaps_.push_back({size(), offset - base_});
@@ -200,14 +203,24 @@ void TcpStream::discard(std::uint64_t offset) {
         return;
     }
     data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(n));
-    if (data_.capacity() > 4096 && data_.capacity() > 4 * data_.size()) data_.shrink_to_fit();
+    // The capacity is what the memory budget counts: a tail kept after a discard must not sit
+    // in the buffer the whole stream once needed.
+    if (data_.capacity() > 2 * data_.size() + 64) data_.shrink_to_fit();
+}
+
+std::size_t TcpStream::reserved() const {
+    // A std::map node carries three pointers, a colour and the vector header besides the key.
+    constexpr std::size_t kNodeOverhead = 72;
+    return data_.capacity() + pending_bytes_ +
+           (pending_ ? sizeof(Pending) + pending_->size() * kNodeOverhead : 0) +
+           gaps_.capacity() * sizeof(StreamGap);
 }
 
 void TcpStream::release() {
     dropped_ += data_.size();
     std::vector<std::uint8_t>().swap(data_);
     std::vector<StreamGap>().swap(gaps_);
-    pending_.clear();
+    pending_.reset();
     pending_bytes_ = 0;
 }
 
@@ -289,8 +302,8 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
     flow->first_ts_ns = packet.ts_ns;
     flow->last_ts_ns = packet.ts_ns;
     if (packet.ip_proto == kIpProtoTcp) {
-        flow->stream[0] = std::make_unique<TcpStream>(options_.stream_depth);
-        flow->stream[1] = std::make_unique<TcpStream>(options_.stream_depth);
+        flow->stream[0].emplace(options_.stream_depth);
+        flow->stream[1].emplace(options_.stream_depth);
     }
     ++counters_.flows_created;
     lru_.push_front(free_key);

@@ -12,6 +12,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -56,8 +57,12 @@ public:
     std::uint64_t start() const { return dropped_; }
     std::uint64_t size() const { return dropped_ + data_.size(); }
     bool depth_reached() const { return size() >= depth_; }
-    // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them).
+    // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them). The
+    // buffer shrinks with them, so that what is freed really goes back to the allocator.
     void discard(std::uint64_t offset);
+    // Heap bytes this direction holds: the buffer's capacity (not just the bytes in use), the
+    // held out-of-order segments and an estimate of their map nodes' overhead, the gap list.
+    std::size_t reserved() const;
     bool fin_seen() const { return fin_seen_; }
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
@@ -68,19 +73,22 @@ public:
     void release();
 
 private:
+    // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
+    // still orders correctly. Made when a segment first waits: most streams never need it.
+    using Pending = std::map<std::uint64_t, std::vector<std::uint8_t>>;
+
     std::size_t depth_;
+    std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     bool started_ = false;
     bool fin_seen_ = false;
-    std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     std::vector<std::uint8_t> data_;
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
     std::vector<StreamGap> gaps_;
-    // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
-    // still orders correctly.
-    std::map<std::uint64_t, std::vector<std::uint8_t>> pending_;
+    std::unique_ptr<Pending> pending_;
     std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
     std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
 
+    bool nothing_held() const { return !pending_ || pending_->empty(); }
     void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
     void hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
               ReassemblyCounters& counters);
@@ -105,7 +113,9 @@ struct Flow {
     bool closed = false;                   // FIN from both sides, or RST
     bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
     std::string app_proto;                 // set by whoever recognises the protocol
-    std::unique_ptr<TcpStream> stream[2];  // TCP only: [0] orig->resp, [1] resp->orig
+    // TCP only: [0] orig->resp, [1] resp->orig. In the flow, not behind a pointer of its own:
+    // one allocation per flow instead of three.
+    std::optional<TcpStream> stream[2];
     bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
 };
 
