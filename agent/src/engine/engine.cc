@@ -43,10 +43,17 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
       flows_(FlowTableOptions{options_.max_flows, options_.stream_depth,
                               FlowTableOptions{}.idle_timeout_ns},
              [this](Flow& flow) { on_flow_end(flow); }) {
-    if (rules_) scanner_ = std::make_unique<YaraScanner>(rules_, options_.yara_timeout_seconds);
+    if (rules_) scanner_ = make_stream_scanner(rules_, options_.yara_timeout_seconds);
 }
 
 Engine::~Engine() = default;
+
+std::unique_ptr<YaraScanner> make_stream_scanner(std::shared_ptr<const YaraRules> rules,
+                                                 int timeout_seconds) {
+    auto scanner = std::make_unique<YaraScanner>(std::move(rules), timeout_seconds);
+    scanner->set_heap_only(true);  // streams, datagrams and file heads: our own buffers
+    return scanner;
+}
 
 void Engine::process(const RawPacket& raw, int linktype) {
     ++counters_.packets;

@@ -46,8 +46,7 @@ void Engine::event(const ProtocolEvent& event) {
 void Engine::reload(std::shared_ptr<const YaraRules> rules, const IntelStore* intel,
                     std::shared_ptr<const Policy> policy) {
     rules_ = std::move(rules);
-    scanner_ = rules_ ? std::make_unique<YaraScanner>(rules_, options_.yara_timeout_seconds)
-                      : nullptr;
+    scanner_ = rules_ ? make_stream_scanner(rules_, options_.yara_timeout_seconds) : nullptr;
     intel_ = intel;
     policy_ = std::move(policy);
 }

@@ -209,6 +209,10 @@ private:
 std::string intel_log_header(std::string_view open);
 std::string intel_log_footer(std::string_view close);
 
+// The engine's scanner: for buffers the engine owns (YaraScanner::set_heap_only).
+std::unique_ptr<YaraScanner> make_stream_scanner(std::shared_ptr<const YaraRules> rules,
+                                                 int timeout_seconds);
+
 // Zeek's "C..." connection uid for a flow id: the same flow always gets the same uid.
 std::string zeek_uid(std::uint64_t flow_id);
 
