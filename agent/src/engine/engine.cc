@@ -101,8 +101,10 @@ void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
 }
 
 Engine::FlowState& Engine::state_of(Flow& flow) {
-    FlowState& state = states_[flow.id];
+    if (flow.owner_state != nullptr) return *static_cast<FlowState*>(flow.owner_state);
+    FlowState& state = states_[flow.id];  // a node map: the address stays valid
     state.flow = &flow;
+    flow.owner_state = &state;
     return state;
 }
 
@@ -239,6 +241,7 @@ void Engine::on_flow_end(Flow& flow) {
             current_flow_ = nullptr;
         }
         states_.erase(it);
+        flow.owner_state = nullptr;
     }
     end_files_of(flow);
     yara_fired_[0].erase(flow.id);

@@ -117,6 +117,9 @@ struct Flow {
     // one allocation per flow instead of three.
     std::optional<TcpStream> stream[2];
     bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
+    // The owner's per-flow state (the engine's), opaque to the table: found from the flow
+    // without a second hash lookup per packet. The owner clears it when it drops the state.
+    void* owner_state = nullptr;
 };
 
 struct FlowTableOptions {
