@@ -186,7 +186,10 @@ void TcpStream::flush_gaps(ReassemblyCounters& counters) {
         const std::uint64_t offset = pending_->begin()->first;
         if (offset > base_) {
             ++counters.gaps;
-            if (size() < depth_) gaps_.push_back({size(), offset - base_});
+            if (size() < depth_) {
+                if (!gaps_) gaps_ = std::make_unique<std::vector<StreamGap>>();
+                gaps_->push_back({size(), offset - base_});
+            }
             next_seq_ += static_cast<std::uint32_t>(offset - base_);
             base_ = offset;
         }
@@ -213,13 +216,13 @@ std::size_t TcpStream::reserved() const {
     constexpr std::size_t kNodeOverhead = 72;
     return data_.capacity() + pending_bytes_ +
            (pending_ ? sizeof(Pending) + pending_->size() * kNodeOverhead : 0) +
-           gaps_.capacity() * sizeof(StreamGap);
+           (gaps_ ? sizeof(*gaps_) + gaps_->capacity() * sizeof(StreamGap) : 0);
 }
 
 void TcpStream::release() {
     dropped_ += data_.size();
     std::vector<std::uint8_t>().swap(data_);
-    std::vector<StreamGap>().swap(gaps_);
+    gaps_.reset();
     pending_.reset();
     pending_bytes_ = 0;
 }

@@ -66,7 +66,9 @@ public:
     bool fin_seen() const { return fin_seen_; }
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
-    std::span<const StreamGap> gaps() const { return gaps_; }
+    std::span<const StreamGap> gaps() const {
+        return gaps_ ? std::span<const StreamGap>(*gaps_) : std::span<const StreamGap>();
+    }
 
     // Frees the bytes (data, held segments, gaps) once the owner has had its last look: a
     // closed flow lingers in the table without its streams' memory.
@@ -83,7 +85,7 @@ private:
     bool fin_seen_ = false;
     std::vector<std::uint8_t> data_;
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
-    std::vector<StreamGap> gaps_;
+    std::unique_ptr<std::vector<StreamGap>> gaps_;  // made at the first hole (rare)
     std::unique_ptr<Pending> pending_;
     std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
     std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
