@@ -292,9 +292,9 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
         end_flow(id);
         free_key = id;
     }
-    if (flows_.size() >= options_.max_flows && !lru_.empty()) {
+    if (flows_.size() >= options_.max_flows && lru_tail_ != nullptr) {
         ++counters_.flows_evicted;
-        end_flow(lru_.back());
+        end_flow(lru_tail_->id);
     }
 
     auto flow = std::make_unique<Flow>();
@@ -309,9 +309,9 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
         flow->stream[1].emplace(options_.stream_depth);
     }
     ++counters_.flows_created;
-    lru_.push_front(free_key);
-    auto [it, inserted] = flows_.emplace(free_key, Slot{std::move(flow), lru_.begin()});
+    auto [it, inserted] = flows_.emplace(free_key, Slot{std::move(flow)});
     (void)inserted;
+    lru_push_front(*it->second.flow);
     return it->second;
 }
 
@@ -325,8 +325,11 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     const FlowEndpoint src{packet.src, packet.src_port};
     const FlowEndpoint dst{packet.dst, packet.dst_port};
     Slot& slot = find_or_create(packet, src, dst);
-    lru_.splice(lru_.begin(), lru_, slot.lru);
     Flow& flow = *slot.flow;
+    if (lru_head_ != &flow) {
+        lru_unlink(flow);
+        lru_push_front(flow);
+    }
 
     direction = flow.orig == src ? 0 : 1;
     ++flow.packets[direction];
@@ -346,11 +349,11 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
 }
 
 void FlowTable::expire(std::int64_t now_ns) {
-    // lru_ is in order of use and packet time only moves forward here, so the idle flows sit
-    // at the back.
-    while (!lru_.empty()) {
-        const std::uint64_t key = lru_.back();
-        const Flow& flow = *flows_.at(key).flow;
+    // The flows are linked in order of use and packet time only moves forward here, so the
+    // idle flows sit at the back.
+    while (lru_tail_ != nullptr) {
+        const Flow& flow = *lru_tail_;
+        const std::uint64_t key = flow.id;
         const std::int64_t timeout =
             flow.ended ? std::min(options_.close_linger_ns, options_.idle_timeout_ns)
                        : options_.idle_timeout_ns;
@@ -369,7 +372,7 @@ void FlowTable::end_flow(std::uint64_t id) {
     }
     // Out of the table first, so that the handler sees a consistent table.
     std::unique_ptr<Flow> flow = std::move(it->second.flow);
-    lru_.erase(it->second.lru);
+    lru_unlink(*flow);
     flows_.erase(it);
     if (closing_id_ == id) {
         closing_id_ = 0;
@@ -412,10 +415,25 @@ void FlowTable::finish_flow(std::uint64_t id) {
     }
 }
 
+void FlowTable::lru_push_front(Flow& flow) {
+    flow.lru_prev = nullptr;
+    flow.lru_next = lru_head_;
+    if (lru_head_ != nullptr) lru_head_->lru_prev = &flow;
+    lru_head_ = &flow;
+    if (lru_tail_ == nullptr) lru_tail_ = &flow;
+}
+
+void FlowTable::lru_unlink(Flow& flow) {
+    (flow.lru_prev != nullptr ? flow.lru_prev->lru_next : lru_head_) = flow.lru_next;
+    (flow.lru_next != nullptr ? flow.lru_next->lru_prev : lru_tail_) = flow.lru_prev;
+    flow.lru_prev = nullptr;
+    flow.lru_next = nullptr;
+}
+
 void FlowTable::flush_all() {
     closing_id_ = 0;
-    while (!lru_.empty()) {
-        end_flow(lru_.back());
+    while (lru_tail_ != nullptr) {
+        end_flow(lru_tail_->id);
     }
 }
 

@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -122,6 +121,8 @@ struct Flow {
     // The owner's per-flow state (the engine's), opaque to the table: found from the flow
     // without a second hash lookup per packet. The owner clears it when it drops the state.
     void* owner_state = nullptr;
+    Flow* lru_prev = nullptr;  // the table's order of use (FlowTable only)
+    Flow* lru_next = nullptr;
 };
 
 struct FlowTableOptions {
@@ -172,7 +173,6 @@ public:
 private:
     struct Slot {
         std::unique_ptr<Flow> flow;
-        std::list<std::uint64_t>::iterator lru;  // position in lru_
     };
 
     void end_flow(std::uint64_t id);     // the end handler (once), then out of the table
@@ -186,7 +186,12 @@ private:
     // Keyed by flow id; on a (vanishingly rare) id collision the newcomer takes the next free
     // key within a short probe window, so Flow::id is the key, not always flow_id().
     std::unordered_map<std::uint64_t, Slot> flows_;
-    std::list<std::uint64_t> lru_;  // flow keys, most recently used first
+    // Every flow in the table, most recently used first, linked through the flows themselves
+    // (a list node of its own per flow cost an allocation and 32 bytes).
+    Flow* lru_head_ = nullptr;
+    Flow* lru_tail_ = nullptr;
+    void lru_push_front(Flow& flow);
+    void lru_unlink(Flow& flow);
     FlowTableCounters counters_;
     std::int64_t last_expire_ns_ = 0;  // packet-time clock: the latest time stamp seen
     std::uint64_t closing_id_ = 0;     // a flow closed by the last packet, ended next call
