@@ -71,8 +71,9 @@ constexpr const char* kUsage =
 constexpr const char* kUsageTail =
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
     "  --workers N              inspection threads, flows sharded by hash (default 1, max 16)\n"
-    "  --stream-memory BYTES    TCP bytes held for YARA over all flows before the largest\n"
-    "                           streams are scanned early (default 67108864)\n"
+    "  --stream-memory BYTES    heap of the TCP streams held for YARA over all flows (their\n"
+    "                           buffers' capacity, waiting segments) before streams are\n"
+    "                           scanned early (default 67108864)\n"
     "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
     "                           the least recently used flow is evicted beyond it)\n"
     "  --quiet                  only warnings and errors on stderr\n"

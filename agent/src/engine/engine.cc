@@ -43,10 +43,17 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
       flows_(FlowTableOptions{options_.max_flows, options_.stream_depth,
                               FlowTableOptions{}.idle_timeout_ns},
              [this](Flow& flow) { on_flow_end(flow); }) {
-    if (rules_) scanner_ = std::make_unique<YaraScanner>(rules_, options_.yara_timeout_seconds);
+    if (rules_) scanner_ = make_stream_scanner(rules_, options_.yara_timeout_seconds);
 }
 
 Engine::~Engine() = default;
+
+std::unique_ptr<YaraScanner> make_stream_scanner(std::shared_ptr<const YaraRules> rules,
+                                                 int timeout_seconds) {
+    auto scanner = std::make_unique<YaraScanner>(std::move(rules), timeout_seconds);
+    scanner->set_heap_only(true);  // streams, datagrams and file heads: our own buffers
+    return scanner;
+}
 
 void Engine::process(const RawPacket& raw, int linktype) {
     ++counters_.packets;
@@ -94,8 +101,10 @@ void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
 }
 
 Engine::FlowState& Engine::state_of(Flow& flow) {
-    FlowState& state = states_[flow.id];
+    if (flow.owner_state != nullptr) return *static_cast<FlowState*>(flow.owner_state);
+    FlowState& state = states_[flow.id];  // a node map: the address stays valid
     state.flow = &flow;
+    flow.owner_state = &state;
     return state;
 }
 
@@ -145,7 +154,7 @@ void Engine::deliver_stream(Flow& flow, FlowState& state, int direction, std::in
     const std::span<const StreamGap> gaps = stream->gaps();
     // The bytes up to each hole, the hole (Analyzer::gap), and so on to the end of the data.
     for (;;) {
-        std::size_t& told = state.gaps_told[direction];
+        std::uint32_t& told = state.gaps_told[direction];
         const StreamGap* gap = told < gaps.size() ? &gaps[told] : nullptr;
         const std::uint64_t limit = gap ? gap->at : end;
         if (limit > state.delivered[direction]) {
@@ -180,10 +189,12 @@ void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
     // What the analyzer has had (everything, without one) is no longer needed for parsing.
     const std::uint64_t parsed = state.analyzer ? state.delivered[direction] : stream.size();
     if (!scanner_ || flow.scanned[direction]) stream.discard(parsed);
-    const std::size_t held = stream.data().size();
+    const std::size_t held = stream.reserved();
     held_bytes_ = held_bytes_ - state.held[direction] + held;
     state.held[direction] = held;
-    if (scanner_ && held_bytes_ > options_.stream_memory) shed_stream_memory();
+    if (scanner_ && held_bytes_ > std::max(options_.stream_memory, shed_floor_)) {
+        shed_stream_memory();
+    }
 }
 
 void Engine::shed_stream_memory() {
@@ -203,11 +214,15 @@ void Engine::shed_stream_memory() {
             ++counters_.early_scans;
             scan_bytes(flow, dir, stream.data(), flow.last_ts_ns, stream.start());
             stream.discard(keep_from);
-            const std::size_t held = stream.data().size();
+            const std::size_t held = stream.reserved();
             held_bytes_ = held_bytes_ - state.held[dir] + held;
             state.held[dir] = held;
         }
     }
+    // Bytes no analyzer has had yet cannot go: when the sweep could not reach its target, the
+    // next one waits for an eighth of the budget more, instead of sweeping every flow again
+    // on every packet.
+    shed_floor_ = held_bytes_ > target ? held_bytes_ + options_.stream_memory / 8 : 0;
 }
 
 void Engine::on_flow_end(Flow& flow) {
@@ -226,6 +241,7 @@ void Engine::on_flow_end(Flow& flow) {
             current_flow_ = nullptr;
         }
         states_.erase(it);
+        flow.owner_state = nullptr;
     }
     end_files_of(flow);
     yara_fired_[0].erase(flow.id);

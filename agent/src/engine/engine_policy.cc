@@ -22,7 +22,9 @@ void Engine::event(const ProtocolEvent& event) {
     for (const std::size_t index : policy_hits_) {
         const PolicyRule& rule = policy_->rules()[index];
         if (rule.once_per_flow && state != states_.end()) {
-            auto& fired = state->second.policy_fired;
+            auto& fired_list = state->second.policy_fired;
+            if (!fired_list) fired_list = std::make_unique<std::vector<std::string>>();
+            auto& fired = *fired_list;
             if (std::find(fired.begin(), fired.end(), rule.name) != fired.end()) continue;
             fired.push_back(rule.name);
         }
@@ -44,8 +46,7 @@ void Engine::event(const ProtocolEvent& event) {
 void Engine::reload(std::shared_ptr<const YaraRules> rules, const IntelStore* intel,
                     std::shared_ptr<const Policy> policy) {
     rules_ = std::move(rules);
-    scanner_ = rules_ ? std::make_unique<YaraScanner>(rules_, options_.yara_timeout_seconds)
-                      : nullptr;
+    scanner_ = rules_ ? make_stream_scanner(rules_, options_.yara_timeout_seconds) : nullptr;
     intel_ = intel;
     policy_ = std::move(policy);
 }

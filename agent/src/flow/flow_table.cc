@@ -94,7 +94,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     payload = payload.subspan(start - static_cast<std::uint64_t>(rel));
     const auto stop = static_cast<std::uint64_t>(end);
 
-    if (start == base_ && pending_.empty()) {
+    if (start == base_ && nothing_held()) {
         if (overlapped) {
             ++counters.overlaps;
         }
@@ -108,8 +108,10 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     // First wins: only the parts of [start, stop) that no held segment covers are kept.
     std::uint64_t cursor = start;
     std::uint64_t covered = 0;
-    auto it = pending_.upper_bound(start);
-    if (it != pending_.begin()) {
+    if (!pending_) pending_ = std::make_unique<Pending>();
+    Pending& pending = *pending_;
+    auto it = pending.upper_bound(start);
+    if (it != pending.begin()) {
         auto prev = std::prev(it);
         const std::uint64_t prev_end = prev->first + prev->second.size();
         if (prev_end > cursor) {
@@ -118,7 +120,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
             cursor = next;
         }
     }
-    while (cursor < stop && it != pending_.end() && it->first < stop) {
+    while (cursor < stop && it != pending.end() && it->first < stop) {
         if (it->first > cursor) {
             hold(cursor, payload.subspan(cursor - start, it->first - cursor), counters);
         }
@@ -157,17 +159,18 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     // Whatever is held ends up in data_ at the latest at flush time, so held bytes can never
     // usefully exceed the room left under the depth.
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
-    if (pending_bytes_ + bytes.size() > room || pending_.size() >= kMaxPendingSegments) {
+    if (!pending_) pending_ = std::make_unique<Pending>();
+    if (pending_bytes_ + bytes.size() > room || pending_->size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
     }
-    pending_.emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+    pending_->emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
     pending_bytes_ += bytes.size();
 }
 
 void TcpStream::drain_pending(ReassemblyCounters& counters) {
-    while (!pending_.empty() && pending_.begin()->first <= base_) {
-        auto node = pending_.extract(pending_.begin());
+    while (!nothing_held() && pending_->begin()->first <= base_) {
+        auto node = pending_->extract(pending_->begin());
         pending_bytes_ -= node.mapped().size();
         const std::uint64_t offset = node.key();
         std::span<const std::uint8_t> bytes = node.mapped();
@@ -179,11 +182,14 @@ void TcpStream::drain_pending(ReassemblyCounters& counters) {
 }
 
 void TcpStream::flush_gaps(ReassemblyCounters& counters) {
-    while (!pending_.empty()) {
-        const std::uint64_t offset = pending_.begin()->first;
+    while (!nothing_held()) {
+        const std::uint64_t offset = pending_->begin()->first;
         if (offset > base_) {
             ++counters.gaps;
-            if (size() < depth_) gaps_.push_back({size(), offset - base_});
+            if (size() < depth_) {
+                if (!gaps_) gaps_ = std::make_unique<std::vector<StreamGap>>();
+                gaps_->push_back({size(), offset - base_});
+            }
             next_seq_ += static_cast<std::uint32_t>(offset - base_);
             base_ = offset;
         }
@@ -200,14 +206,24 @@ void TcpStream::discard(std::uint64_t offset) {
         return;
     }
     data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(n));
-    if (data_.capacity() > 4096 && data_.capacity() > 4 * data_.size()) data_.shrink_to_fit();
+    // The capacity is what the memory budget counts: a tail kept after a discard must not sit
+    // in the buffer the whole stream once needed.
+    if (data_.capacity() > 2 * data_.size() + 64) data_.shrink_to_fit();
+}
+
+std::size_t TcpStream::reserved() const {
+    // A std::map node carries three pointers, a colour and the vector header besides the key.
+    constexpr std::size_t kNodeOverhead = 72;
+    return data_.capacity() + pending_bytes_ +
+           (pending_ ? sizeof(Pending) + pending_->size() * kNodeOverhead : 0) +
+           (gaps_ ? sizeof(*gaps_) + gaps_->capacity() * sizeof(StreamGap) : 0);
 }
 
 void TcpStream::release() {
     dropped_ += data_.size();
     std::vector<std::uint8_t>().swap(data_);
-    std::vector<StreamGap>().swap(gaps_);
-    pending_.clear();
+    gaps_.reset();
+    pending_.reset();
     pending_bytes_ = 0;
 }
 
@@ -276,9 +292,9 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
         end_flow(id);
         free_key = id;
     }
-    if (flows_.size() >= options_.max_flows && !lru_.empty()) {
+    if (flows_.size() >= options_.max_flows && lru_tail_ != nullptr) {
         ++counters_.flows_evicted;
-        end_flow(lru_.back());
+        end_flow(lru_tail_->id);
     }
 
     auto flow = std::make_unique<Flow>();
@@ -289,13 +305,13 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
     flow->first_ts_ns = packet.ts_ns;
     flow->last_ts_ns = packet.ts_ns;
     if (packet.ip_proto == kIpProtoTcp) {
-        flow->stream[0] = std::make_unique<TcpStream>(options_.stream_depth);
-        flow->stream[1] = std::make_unique<TcpStream>(options_.stream_depth);
+        flow->stream[0].emplace(options_.stream_depth);
+        flow->stream[1].emplace(options_.stream_depth);
     }
     ++counters_.flows_created;
-    lru_.push_front(free_key);
-    auto [it, inserted] = flows_.emplace(free_key, Slot{std::move(flow), lru_.begin()});
+    auto [it, inserted] = flows_.emplace(free_key, Slot{std::move(flow)});
     (void)inserted;
+    lru_push_front(*it->second.flow);
     return it->second;
 }
 
@@ -309,8 +325,11 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     const FlowEndpoint src{packet.src, packet.src_port};
     const FlowEndpoint dst{packet.dst, packet.dst_port};
     Slot& slot = find_or_create(packet, src, dst);
-    lru_.splice(lru_.begin(), lru_, slot.lru);
     Flow& flow = *slot.flow;
+    if (lru_head_ != &flow) {
+        lru_unlink(flow);
+        lru_push_front(flow);
+    }
 
     direction = flow.orig == src ? 0 : 1;
     ++flow.packets[direction];
@@ -330,11 +349,11 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
 }
 
 void FlowTable::expire(std::int64_t now_ns) {
-    // lru_ is in order of use and packet time only moves forward here, so the idle flows sit
-    // at the back.
-    while (!lru_.empty()) {
-        const std::uint64_t key = lru_.back();
-        const Flow& flow = *flows_.at(key).flow;
+    // The flows are linked in order of use and packet time only moves forward here, so the
+    // idle flows sit at the back.
+    while (lru_tail_ != nullptr) {
+        const Flow& flow = *lru_tail_;
+        const std::uint64_t key = flow.id;
         const std::int64_t timeout =
             flow.ended ? std::min(options_.close_linger_ns, options_.idle_timeout_ns)
                        : options_.idle_timeout_ns;
@@ -353,7 +372,7 @@ void FlowTable::end_flow(std::uint64_t id) {
     }
     // Out of the table first, so that the handler sees a consistent table.
     std::unique_ptr<Flow> flow = std::move(it->second.flow);
-    lru_.erase(it->second.lru);
+    lru_unlink(*flow);
     flows_.erase(it);
     if (closing_id_ == id) {
         closing_id_ = 0;
@@ -396,10 +415,25 @@ void FlowTable::finish_flow(std::uint64_t id) {
     }
 }
 
+void FlowTable::lru_push_front(Flow& flow) {
+    flow.lru_prev = nullptr;
+    flow.lru_next = lru_head_;
+    if (lru_head_ != nullptr) lru_head_->lru_prev = &flow;
+    lru_head_ = &flow;
+    if (lru_tail_ == nullptr) lru_tail_ = &flow;
+}
+
+void FlowTable::lru_unlink(Flow& flow) {
+    (flow.lru_prev != nullptr ? flow.lru_prev->lru_next : lru_head_) = flow.lru_next;
+    (flow.lru_next != nullptr ? flow.lru_next->lru_prev : lru_tail_) = flow.lru_prev;
+    flow.lru_prev = nullptr;
+    flow.lru_next = nullptr;
+}
+
 void FlowTable::flush_all() {
     closing_id_ = 0;
-    while (!lru_.empty()) {
-        end_flow(lru_.back());
+    while (lru_tail_ != nullptr) {
+        end_flow(lru_tail_->id);
     }
 }
 

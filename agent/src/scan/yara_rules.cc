@@ -841,7 +841,16 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
 }
 
 void YaraScanner::set_fast_mode(bool on) {
-    flags_ = SCAN_FLAGS_REPORT_RULES_MATCHING | (on ? SCAN_FLAGS_FAST_MODE : 0);
+    flags_ = (flags_ & ~SCAN_FLAGS_FAST_MODE) | (on ? SCAN_FLAGS_FAST_MODE : 0);
+    apply_flags();
+}
+
+void YaraScanner::set_heap_only(bool on) {
+    flags_ = (flags_ & ~SCAN_FLAGS_NO_TRYCATCH) | (on ? SCAN_FLAGS_NO_TRYCATCH : 0);
+    apply_flags();
+}
+
+void YaraScanner::apply_flags() {
     if (scanner_ != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_), flags_);
     for (void* s : partition_scanners_) {
         if (s != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(s), flags_);

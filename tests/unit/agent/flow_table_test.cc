@@ -46,6 +46,32 @@ TEST(TcpStream, InOrderAfterSyn) {
     EXPECT_TRUE(s.fin_seen());
 }
 
+// reserved() is what --stream-memory counts: the buffer's capacity, not only the bytes in
+// use; and a discard that leaves a short tail gives the rest back (a kept tail must not pin
+// the buffer the whole stream needed).
+TEST(TcpStream, ReservedCountsCapacityAndShrinksWithADiscard) {
+    TcpStream s(1 << 20);
+    ReassemblyCounters c;
+    add(s, 1000, kSyn, "", c);
+    std::uint32_t seq = 1001;
+    for (int i = 0; i < 40; ++i) {
+        add(s, seq, kAck, std::string(100, 'a'), c);
+        seq += 100;
+    }
+    ASSERT_EQ(s.data().size(), 4000U);
+    EXPECT_GE(s.reserved(), 4000U);
+    s.discard(s.size() - 256);
+    EXPECT_EQ(s.data().size(), 256U);
+    EXPECT_EQ(s.start(), 3744U);
+    EXPECT_LE(s.reserved(), 2 * 256U + 64U) << "the buffer shrank with the discard";
+    // Held out-of-order bytes count too.
+    const std::size_t before = s.reserved();
+    add(s, seq + 500, kAck, std::string(300, 'b'), c);
+    EXPECT_GE(s.reserved(), before + 300U);
+    s.release();
+    EXPECT_EQ(s.reserved(), 0U);
+}
+
 TEST(TcpStream, WithoutSynTheFirstSegmentFixesTheStart) {
     TcpStream s(1024);
     ReassemblyCounters c;

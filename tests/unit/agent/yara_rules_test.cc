@@ -350,6 +350,36 @@ TEST(YaraScanner, ReportsTagsMetaAndStringOffsets) {
     EXPECT_EQ(m.strings[2], (common::StringMatch{"$hello", 12, "hello", 5}));
 }
 
+// Without libyara's signal guard (heap-only scans, as the engine's) the scan finds the same
+// rules and strings at the same offsets, also after fast mode was switched on and off again
+// (which must not drop the heap-only flag's effect on the result either).
+TEST(YaraScanner, HeapOnlyScansFindWhatGuardedScansFind) {
+    auto rules = YaraRules::compile_string(
+        "rule two { strings: $a = \"beacon\" $b = { 41 42 43 } condition: all of them }\n"
+        "rule quiet { strings: $n = \"absent\" condition: $n }\n");
+    ASSERT_TRUE(rules) << rules.error().message;
+    const std::string data = "xx beacon yy ABC zz beacon";
+    YaraScanner guarded(*rules);
+    YaraScanner heap_only(*rules);
+    heap_only.set_heap_only(true);
+    heap_only.set_fast_mode(true);
+    heap_only.set_fast_mode(false);
+    for (int round = 0; round < 3; ++round) {  // a scanner is reused scan after scan
+        auto a = guarded.scan(bytes(data));
+        auto b = heap_only.scan(bytes(data));
+        ASSERT_TRUE(a) << a.error().message;
+        ASSERT_TRUE(b) << b.error().message;
+        ASSERT_EQ(b->size(), 1U);
+        EXPECT_EQ((*b)[0].rule, "two");
+        ASSERT_EQ(a->size(), b->size());
+        EXPECT_EQ((*a)[0].strings, (*b)[0].strings);
+        ASSERT_EQ((*b)[0].strings.size(), 3U);
+        EXPECT_EQ((*b)[0].strings[0], (common::StringMatch{"$a", 3, "beacon", 6}));
+        EXPECT_EQ((*b)[0].strings[1], (common::StringMatch{"$b", 13, "ABC", 3}));
+        EXPECT_EQ((*b)[0].strings[2], (common::StringMatch{"$a", 20, "beacon", 6}));
+    }
+}
+
 TEST(YaraScanner, DefaultNamespaceIsNamedDefault) {
     auto matches = scan_text("rule anything { condition: true }", "x");
     ASSERT_EQ(matches.size(), 1U);

@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
-#include <deque>
+#include <list>
 #include <string>
 #include <vector>
 
@@ -177,10 +177,14 @@ private:
         std::uint64_t file = 0;  // host file handle of the body, 0 if none
         std::string filename;
         std::string mime;
-        bool multipart = false;
-        std::string boundary;
-        std::vector<std::uint8_t> multipart_body;
-        bool multipart_cut = false;
+        // A multipart/form-data request body, buffered whole (bounded) to be split into parts;
+        // made for such a body only, so that every other direction carries one pointer.
+        struct Multipart {
+            std::string boundary;
+            std::vector<std::uint8_t> body;
+            bool cut = false;
+        };
+        std::unique_ptr<Multipart> multipart;
         Transaction* txn = nullptr;  // the transaction this message belongs to
     };
 
@@ -193,44 +197,61 @@ private:
             }
             if (bytes.empty()) return bytes;
         }
+        // A block that arrives whole is parsed where it lies; only one split across
+        // deliveries is collected (and the collection freed once it is parsed: a kept
+        // capacity per direction and flow added up to a good part of the per-flow memory).
+        if (d.header.empty()) {
+            const std::string_view text =
+                as_text(bytes.first(std::min(bytes.size(), kMaxHeaderBlock)));
+            const auto [end, end_len] = find_block_end(text, 0);
+            if (end != std::string_view::npos) {
+                parse_block(ctx, d, text.substr(0, end));
+                return bytes.subspan(end + end_len);
+            }
+        }
         // Find the end of the header block, looking back over what was collected already.
         const std::size_t before = d.header.size();
         const std::size_t look_from = before >= 3 ? before - 3 : 0;
         const std::size_t room = kMaxHeaderBlock - std::min(kMaxHeaderBlock, before);
         const std::size_t take = std::min(room, bytes.size());
         d.header.append(as_text(bytes.first(take)));
-        std::size_t end = std::string::npos;
-        std::size_t end_len = 0;
-        for (std::size_t i = look_from; i < d.header.size(); ++i) {
-            if (d.header[i] != '\n') continue;
-            if (i + 1 < d.header.size() && d.header[i + 1] == '\n') {
-                end = i;
-                end_len = 2;
-                break;
-            }
-            if (i + 2 < d.header.size() && d.header[i + 1] == '\r' && d.header[i + 2] == '\n') {
-                end = i;
-                end_len = 3;
-                break;
-            }
-        }
-        if (end == std::string::npos) {
+        const auto [end, end_len] = find_block_end(d.header, look_from);
+        if (end == std::string_view::npos) {
             if (d.header.size() >= kMaxHeaderBlock) {
                 ctx.host.weird("http_header_too_long", "HTTP header block over 64 KiB");
                 d.state = State::kStopped;
+                std::string().swap(d.header);
             }
             return bytes.subspan(take);
         }
         const std::size_t block_end = end + end_len;  // bytes of the block in d.header
         const std::size_t consumed = block_end - before;
-        std::string block = d.header.substr(0, end);
-        d.header.clear();
+        std::string block = std::move(d.header);
+        d.header = std::string();
+        block.resize(end);
+        parse_block(ctx, d, block);
+        return bytes.subspan(consumed);
+    }
+
+    // Where the header block in TEXT ends (the first empty line, LF or CRLF), looking from
+    // FROM on: the offset of the line feed before the empty line and the length of the
+    // terminator from there, or npos.
+    static std::pair<std::size_t, std::size_t> find_block_end(std::string_view text,
+                                                              std::size_t from) {
+        for (std::size_t i = text.find('\n', from); i != std::string_view::npos;
+             i = text.find('\n', i + 1)) {
+            if (i + 1 < text.size() && text[i + 1] == '\n') return {i, 2};
+            if (i + 2 < text.size() && text[i + 1] == '\r' && text[i + 2] == '\n') return {i, 3};
+        }
+        return {std::string_view::npos, 0};
+    }
+
+    void parse_block(const AnalyzerContext& ctx, Direction& d, std::string_view block) {
         if (ctx.direction == 0) {
             parse_request(ctx, d, block);
         } else {
             parse_response(ctx, d, block);
         }
-        return bytes.subspan(consumed);
     }
 
     // Splits a header block into its start line and (name, value) pairs, unfolding
@@ -433,14 +454,13 @@ private:
     void start_body(const AnalyzerContext& ctx, Direction& d, const Message& m) {
         d.filename = detail::disposition_filename(m.disposition);
         d.mime = mime_of(m.content_type);
-        d.multipart = false;
-        d.multipart_body.clear();
-        d.multipart_cut = false;
+        d.multipart.reset();
         d.file = 0;
         if (ctx.direction == 0 && d.mime == "multipart/form-data") {
-            d.boundary = detail::header_param(m.content_type, "boundary");
-            if (!d.boundary.empty()) {
-                d.multipart = true;
+            std::string boundary = detail::header_param(m.content_type, "boundary");
+            if (!boundary.empty()) {
+                d.multipart = std::make_unique<Direction::Multipart>();
+                d.multipart->boundary = std::move(boundary);
                 return;
             }
         }
@@ -455,14 +475,15 @@ private:
             d.txn->response_body_len += bytes.size();
         }
         if (d.multipart) {
-            const std::size_t room = kMaxMultipartBody - d.multipart_body.size();
-            if (bytes.size() > room && !d.multipart_cut) {
-                d.multipart_cut = true;
+            Direction::Multipart& mp = *d.multipart;
+            const std::size_t room = kMaxMultipartBody - mp.body.size();
+            if (bytes.size() > room && !mp.cut) {
+                mp.cut = true;
                 ctx.host.weird("http_multipart_too_large", "multipart body over 4 MiB");
             }
             const std::size_t n = std::min(room, bytes.size());
-            d.multipart_body.insert(d.multipart_body.end(), bytes.begin(),
-                                    bytes.begin() + static_cast<std::ptrdiff_t>(n));
+            mp.body.insert(mp.body.end(), bytes.begin(),
+                           bytes.begin() + static_cast<std::ptrdiff_t>(n));
             return;
         }
         if (d.file == 0) {
@@ -493,8 +514,11 @@ private:
             }
             d.file = 0;
         }
-        d.multipart = false;
-        d.multipart_body.clear();
+        // The message's buffers go with it (a multipart body may have reached 4 MiB): an idle
+        // keep-alive connection holds nothing for its last body.
+        d.multipart.reset();
+        std::string().swap(d.filename);
+        std::string().swap(d.mime);
         if (!orig) finish_transaction(ctx);
     }
 
@@ -502,8 +526,9 @@ private:
     // filename="..". The body was buffered whole (bounded): parts are found by the
     // "--boundary" delimiter lines.
     void split_multipart(const AnalyzerContext& ctx, Direction& d, Transaction& t) {
-        const std::string_view body = as_text(d.multipart_body);
-        const std::string delimiter = "--" + d.boundary;
+        const Direction::Multipart& mp = *d.multipart;
+        const std::string_view body = as_text(mp.body);
+        const std::string delimiter = "--" + mp.boundary;
         std::size_t pos = body.find(delimiter);
         std::size_t files = 0;
         while (pos != std::string_view::npos) {
@@ -541,7 +566,7 @@ private:
                     ctx.host.file_begin(FileStart{"HTTP", true, filename, mime, url});
                 if (f != 0) {
                     ctx.host.file_data(
-                        f, std::span<const std::uint8_t>(d.multipart_body)
+                        f, std::span<const std::uint8_t>(mp.body)
                                .subspan(content, content_end - content));
                     t.orig_fuids.push_back(ctx.host.file_end(f));
                 }
@@ -551,7 +576,7 @@ private:
             if (next == std::string_view::npos) break;
             pos = next + 2;
         }
-        if (d.multipart_body.size() > 0 && files == 0 && body.find(delimiter) == body.npos) {
+        if (!mp.body.empty() && files == 0 && body.find(delimiter) == body.npos) {
             ctx.host.weird("http_multipart_no_boundary", "multipart body without its boundary");
         }
     }
@@ -650,7 +675,9 @@ private:
     static constexpr std::uint64_t kUntracked = ~std::uint64_t{0};
 
     Direction dirs_[2];
-    std::deque<Transaction> pending_;  // deque: references stay valid at both ends
+    // A list: references stay valid, and an idle connection holds no block (a deque keeps
+    // its map and a block from construction on).
+    std::list<Transaction> pending_;
     int depth_ = 0;
 };
 

@@ -349,6 +349,13 @@ public:
             }
             on_record(ctx, d, record);
         }
+        // A direction that is done (encrypted or unparseable) reads nothing more: its buffers
+        // go, so that an established connection holds no record bytes for the rest of its life.
+        if (d.done) {
+            std::vector<std::uint8_t>().swap(d.record);
+            std::vector<std::uint8_t>().swap(d.handshake);
+            if (dirs_[0].done && dirs_[1].done) std::vector<std::uint8_t>().swap(record_copy_);
+        }
     }
 
     void gap(const AnalyzerContext& ctx, std::uint64_t /*bytes*/) override {
@@ -538,6 +545,11 @@ private:
             r->set("certificates", chain);
         }
         ctx.host.record("tls", r);
+        // Logged once: the facts are not read again (the server's direction reads no more
+        // handshake messages once the record is written), only the version is.
+        client_ = ClientHelloFacts{};
+        std::vector<CertificateFacts>().swap(certs_);
+        std::string().swap(server_.ja3s);
     }
 
     Direction dirs_[2];

@@ -32,8 +32,9 @@ struct EngineOptions {
     std::string agent_id = "agent";
     std::size_t stream_depth = 1 << 20;
     std::size_t max_flows = 65536;
-    // TCP bytes held over all streams for the YARA scan at the end of each direction. Beyond
-    // it, the streams holding the most are scanned early and keep only a kScanOverlap tail
+    // Heap bytes of the TCP streams (buffer capacity, not just the bytes in use, and held
+    // out-of-order segments) over all flows, held for the YARA scan at the end of each
+    // direction. Beyond it, streams are scanned early and keep only a kScanOverlap tail
     // (counted in early_scans); without rules, bytes go as soon as the analyzer has them.
     std::size_t stream_memory = 64 << 20;
     int yara_timeout_seconds = 10;
@@ -120,12 +121,14 @@ private:
         std::unique_ptr<Analyzer> analyzer;
         std::string_view name;
         std::uint64_t delivered[2] = {0, 0};  // stream bytes already handed to the analyzer
-        std::size_t gaps_told[2] = {0, 0};    // stream gaps already reported to the analyzer
         std::uint64_t files = 0;              // files the flow carried so far (for fuids)
         Flow* flow = nullptr;                 // owned by the flow table, valid while this is
-        std::size_t held[2] = {0, 0};         // stream bytes held, as counted in held_bytes_
-        int detect_attempts = 0;
-        std::vector<std::string> policy_fired;  // rules limited to one alert per flow that fired
+        std::size_t held[2] = {0, 0};         // stream heap bytes, as counted in held_bytes_
+        std::uint32_t gaps_told[2] = {0, 0};  // stream gaps already reported to the analyzer
+        std::uint8_t detect_attempts = 0;
+        // Rules limited to one alert per flow that fired; made at the first (most flows have
+        // none: one pointer per flow instead of an empty vector's three).
+        std::unique_ptr<std::vector<std::string>> policy_fired;
     };
 
     // AnalyzerHost, for the analyzer that is being called (current_).
@@ -197,13 +200,18 @@ private:
     std::int64_t current_ts_ns_ = 0;  // gaps found when a stream is flushed for scanning
     FlowTable flows_;  // last: its end handler uses the members above while it is destroyed
     std::int64_t last_ts_ns_ = 0;
-    std::size_t held_bytes_ = 0;  // TCP stream bytes held over all flows (with rules)
+    std::size_t held_bytes_ = 0;  // heap bytes of TCP streams over all flows (reserved)
+    std::size_t shed_floor_ = 0;  // held_bytes_ above which the next sweep runs, if over budget
 };
 
 // The header lines of Zeek's intel.log (#separator ... #types), each ending in a newline;
 // OPEN is the "#open" time stamp text. intel_log_footer() is the "#close" line.
 std::string intel_log_header(std::string_view open);
 std::string intel_log_footer(std::string_view close);
+
+// The engine's scanner: for buffers the engine owns (YaraScanner::set_heap_only).
+std::unique_ptr<YaraScanner> make_stream_scanner(std::shared_ptr<const YaraRules> rules,
+                                                 int timeout_seconds);
 
 // Zeek's "C..." connection uid for a flow id: the same flow always gets the same uid.
 std::string zeek_uid(std::uint64_t flow_id);

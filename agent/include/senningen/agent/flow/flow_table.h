@@ -9,9 +9,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -56,31 +56,40 @@ public:
     std::uint64_t start() const { return dropped_; }
     std::uint64_t size() const { return dropped_ + data_.size(); }
     bool depth_reached() const { return size() >= depth_; }
-    // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them).
+    // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them). The
+    // buffer shrinks with them, so that what is freed really goes back to the allocator.
     void discard(std::uint64_t offset);
+    // Heap bytes this direction holds: the buffer's capacity (not just the bytes in use), the
+    // held out-of-order segments and an estimate of their map nodes' overhead, the gap list.
+    std::size_t reserved() const;
     bool fin_seen() const { return fin_seen_; }
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
-    std::span<const StreamGap> gaps() const { return gaps_; }
+    std::span<const StreamGap> gaps() const {
+        return gaps_ ? std::span<const StreamGap>(*gaps_) : std::span<const StreamGap>();
+    }
 
     // Frees the bytes (data, held segments, gaps) once the owner has had its last look: a
     // closed flow lingers in the table without its streams' memory.
     void release();
 
 private:
+    // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
+    // still orders correctly. Made when a segment first waits: most streams never need it.
+    using Pending = std::map<std::uint64_t, std::vector<std::uint8_t>>;
+
     std::size_t depth_;
+    std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     bool started_ = false;
     bool fin_seen_ = false;
-    std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     std::vector<std::uint8_t> data_;
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
-    std::vector<StreamGap> gaps_;
-    // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
-    // still orders correctly.
-    std::map<std::uint64_t, std::vector<std::uint8_t>> pending_;
+    std::unique_ptr<std::vector<StreamGap>> gaps_;  // made at the first hole (rare)
+    std::unique_ptr<Pending> pending_;
     std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
     std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
 
+    bool nothing_held() const { return !pending_ || pending_->empty(); }
     void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
     void hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
               ReassemblyCounters& counters);
@@ -105,8 +114,15 @@ struct Flow {
     bool closed = false;                   // FIN from both sides, or RST
     bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
     std::string app_proto;                 // set by whoever recognises the protocol
-    std::unique_ptr<TcpStream> stream[2];  // TCP only: [0] orig->resp, [1] resp->orig
+    // TCP only: [0] orig->resp, [1] resp->orig. In the flow, not behind a pointer of its own:
+    // one allocation per flow instead of three.
+    std::optional<TcpStream> stream[2];
     bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
+    // The owner's per-flow state (the engine's), opaque to the table: found from the flow
+    // without a second hash lookup per packet. The owner clears it when it drops the state.
+    void* owner_state = nullptr;
+    Flow* lru_prev = nullptr;  // the table's order of use (FlowTable only)
+    Flow* lru_next = nullptr;
 };
 
 struct FlowTableOptions {
@@ -157,7 +173,6 @@ public:
 private:
     struct Slot {
         std::unique_ptr<Flow> flow;
-        std::list<std::uint64_t>::iterator lru;  // position in lru_
     };
 
     void end_flow(std::uint64_t id);     // the end handler (once), then out of the table
@@ -171,7 +186,12 @@ private:
     // Keyed by flow id; on a (vanishingly rare) id collision the newcomer takes the next free
     // key within a short probe window, so Flow::id is the key, not always flow_id().
     std::unordered_map<std::uint64_t, Slot> flows_;
-    std::list<std::uint64_t> lru_;  // flow keys, most recently used first
+    // Every flow in the table, most recently used first, linked through the flows themselves
+    // (a list node of its own per flow cost an allocation and 32 bytes).
+    Flow* lru_head_ = nullptr;
+    Flow* lru_tail_ = nullptr;
+    void lru_push_front(Flow& flow);
+    void lru_unlink(Flow& flow);
     FlowTableCounters counters_;
     std::int64_t last_expire_ns_ = 0;  // packet-time clock: the latest time stamp seen
     std::uint64_t closing_id_ = 0;     // a flow closed by the last packet, ended next call

@@ -129,8 +129,16 @@ public:
     // shows fewer matched strings. File scans use it; off by default.
     void set_fast_mode(bool on);
 
+    // The data given to scan() is always this process's own heap memory, never a mapped file
+    // that could shrink under the scan: libyara's guard against SIGBUS/SIGSEGV, which installs
+    // and restores two signal handlers around every scan (system calls that cost more than a
+    // small stream's scan and that two workers' scans contend on), is left out. Network
+    // streams and files from traffic set it; the file scanner, which maps files, does not.
+    void set_heap_only(bool on);
+
 private:
     void* scanner_for(const YaraRules::Selection& selection);
+    void apply_flags();  // flags_ to every scanner made so far
 
     std::shared_ptr<const YaraRules> rules_;
     void* scanner_;  // YR_SCANNER* of the full set; null when libyara could not create it
