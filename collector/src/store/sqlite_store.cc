@@ -24,24 +24,24 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
-#include <condition_variable>
 #include <atomic>
 #include <chrono>
-#include <optional>
+#include <climits>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "filter_sql.h"
+#include "rollup.h"
 #include "senningen/common/json_codec.h"
 #include "senningen/common/log.h"
 #include "senningen/common/record_codec.h"
-#include "filter_sql.h"
-#include "rollup.h"
 
 namespace senningen::collector {
 
@@ -245,38 +245,53 @@ constexpr std::array kMigrations = {
     // "Aggregation and groups"); alert_hour_counts holds the same without agent and rule,
     // a few rows per hour. target is what related alerts are grouped on; file paths live only
     // in the encoded body, hence the backfill in C++.
-    Migration{7,
-              "hourly alert counts; alert targets for grouping",
+    Migration{
+        7,
+        "hourly alert counts; alert targets for grouping",
+        {
+            "ALTER TABLE alerts ADD COLUMN target TEXT",
+            "CREATE TABLE alert_counts ("
+            " hour INTEGER NOT NULL,"
+            " severity INTEGER NOT NULL,"
+            " agent_id TEXT NOT NULL,"
+            " rule TEXT NOT NULL,"
+            " n INTEGER NOT NULL,"
+            " PRIMARY KEY (hour, severity, agent_id, rule)) WITHOUT ROWID",
+            // Covering (n included): agent- and rule-keyed counts never visit the table.
+            "CREATE INDEX alert_counts_agent ON alert_counts"
+            " (agent_id, hour, severity, rule, n)",
+            "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour, severity, agent_id, n)",
+            "CREATE TABLE alert_hour_counts ("
+            " hour INTEGER NOT NULL,"
+            " severity INTEGER NOT NULL,"
+            " n INTEGER NOT NULL,"
+            " PRIMARY KEY (hour, severity)) WITHOUT ROWID",
+            "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+            " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
+            " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
+            "CREATE TABLE alert_minute_counts ("
+            " minute INTEGER NOT NULL,"
+            " severity INTEGER NOT NULL,"
+            " n INTEGER NOT NULL,"
+            " PRIMARY KEY (minute, severity)) WITHOUT ROWID",
+            "INSERT INTO alert_hour_counts (hour, severity, n)"
+            " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
+        },
+        backfill_migration_7},
+    // The trigram index without token positions (detail=none): about half the index's upkeep
+    // per inserted alert, the largest single cost of ingest after the table's own B-trees
+    // (tests/bench/ingest/README.md). Without positions FTS5 answers no phrase, so the text
+    // filter asks the index for rows holding every trigram of the text and checks the
+    // substring with LIKE on search_text (add_text_condition). Rebuilt from search_text.
+    Migration{8,
+              "trigram text index without positions",
               {
-                  "ALTER TABLE alerts ADD COLUMN target TEXT",
-                  "CREATE TABLE alert_counts ("
-                  " hour INTEGER NOT NULL,"
-                  " severity INTEGER NOT NULL,"
-                  " agent_id TEXT NOT NULL,"
-                  " rule TEXT NOT NULL,"
-                  " n INTEGER NOT NULL,"
-                  " PRIMARY KEY (hour, severity, agent_id, rule)) WITHOUT ROWID",
-                  // Covering (n included): agent- and rule-keyed counts never visit the table.
-                  "CREATE INDEX alert_counts_agent ON alert_counts"
-                  " (agent_id, hour, severity, rule, n)",
-                  "CREATE INDEX alert_counts_rule ON alert_counts (rule, hour, severity, agent_id, n)",
-                  "CREATE TABLE alert_hour_counts ("
-                  " hour INTEGER NOT NULL,"
-                  " severity INTEGER NOT NULL,"
-                  " n INTEGER NOT NULL,"
-                  " PRIMARY KEY (hour, severity)) WITHOUT ROWID",
-                  "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
-                  " SELECT (ts_ns - (((ts_ns % 3600000000000) + 3600000000000) % 3600000000000)),"
-                  " severity, agent_id, rule, count(*) FROM alerts GROUP BY 1, 2, 3, 4",
-                  "CREATE TABLE alert_minute_counts ("
-                  " minute INTEGER NOT NULL,"
-                  " severity INTEGER NOT NULL,"
-                  " n INTEGER NOT NULL,"
-                  " PRIMARY KEY (minute, severity)) WITHOUT ROWID",
-                  "INSERT INTO alert_hour_counts (hour, severity, n)"
-                  " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
-              },
-              backfill_migration_7},
+                  "DROP TABLE alerts_text",
+                  "CREATE VIRTUAL TABLE alerts_text USING fts5(text, content='',"
+                  " tokenize='trigram case_sensitive 1', detail='none')",
+                  "INSERT INTO alerts_text (rowid, text)"
+                  " SELECT rowid, search_text FROM alerts WHERE search_text IS NOT NULL",
+              }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
@@ -387,9 +402,9 @@ void sql_ip16(sqlite3_context* context, int /*argc*/, sqlite3_value** argv) {
 void sql_search_text(sqlite3_context* context, int /*argc*/, sqlite3_value** argv) {
     common::Result<common::Alert> alert = common::make_error(ErrorCode::kParse, "no alert");
     if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
-        alert = common::decode_alert_record(std::string_view(
-            static_cast<const char*>(sqlite3_value_blob(argv[0])),
-            static_cast<std::size_t>(sqlite3_value_bytes(argv[0]))));
+        alert = common::decode_alert_record(
+            std::string_view(static_cast<const char*>(sqlite3_value_blob(argv[0])),
+                             static_cast<std::size_t>(sqlite3_value_bytes(argv[0]))));
     } else if (const auto* eve = sqlite3_value_text(argv[1]); eve != nullptr) {
         alert = common::alert_from_json(
             std::string_view(reinterpret_cast<const char*>(eve),
@@ -409,8 +424,8 @@ common::Result<void> register_functions(Session& session, const std::string& pat
     const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
     if (sqlite3_create_function_v2(db, "senningen_ip16", 1, flags, nullptr, sql_ip16, nullptr,
                                    nullptr, nullptr) != SQLITE_OK ||
-        sqlite3_create_function_v2(db, "senningen_search_text", 2, flags, nullptr,
-                                   sql_search_text, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        sqlite3_create_function_v2(db, "senningen_search_text", 2, flags, nullptr, sql_search_text,
+                                   nullptr, nullptr, nullptr) != SQLITE_OK) {
         return database_error(path, "cannot register SQL functions", sqlite3_errmsg(db));
     }
     return {};
@@ -476,7 +491,8 @@ public:
         return *this;
     }
     Sql& bind(int i, const std::string& v) {
-        if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        if (stmt_)
+            sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
         return *this;
     }
     // SQLITE_ROW, SQLITE_DONE, or an error (message in error()).
@@ -594,8 +610,8 @@ public:
         ++open_;
         lock.unlock();
         sqlite3* db = nullptr;
-        int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
-                                 nullptr);
+        int rc =
+            sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, nullptr);
         std::string error;
         if (rc == SQLITE_OK) {
             sqlite3_busy_timeout(db, kBusyTimeoutMs);
@@ -653,8 +669,8 @@ public:
 
     static common::Result<std::unique_ptr<WalCheckpointer>> start(const std::string& path) {
         sqlite3* db = nullptr;
-        const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
-                                       nullptr);
+        const int rc =
+            sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, nullptr);
         if (rc != SQLITE_OK) {
             std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
             sqlite3_close(db);
@@ -758,8 +774,8 @@ private:
         // commit tries again. Anything else is worth a line; neither loses data, the WAL
         // only grows until a checkpoint succeeds.
         if (rc != SQLITE_BUSY) {
-            common::log_warn("store", "SQLite database '" + path_ + "': WAL checkpoint failed: " +
-                                          sqlite3_errmsg(db_));
+            common::log_warn("store", "SQLite database '" + path_ +
+                                          "': WAL checkpoint failed: " + sqlite3_errmsg(db_));
         }
         const std::lock_guard lock(mutex_);
         dirty_ = true;
@@ -882,8 +898,8 @@ private:
     const std::string path_;
     std::mutex write_mutex_;
     Session writer_;
-    sqlite3_stmt* insert_stmt_ = nullptr;  // prepared once on writer_, under write_mutex_
-    sqlite3_stmt* text_stmt_ = nullptr;    // the same, kInsertTextSql
+    sqlite3_stmt* insert_stmt_ = nullptr;            // prepared once on writer_, under write_mutex_
+    sqlite3_stmt* text_stmt_ = nullptr;              // the same, kInsertTextSql
     std::unique_ptr<WalCheckpointer> checkpointer_;  // its hook is on writer_
     std::mutex read_mutex_;
     Session reader_;
@@ -956,9 +972,10 @@ void bind_alert(sqlite3_stmt* st, const common::Alert& a, std::int64_t received,
 
 // Adds DELTA to the hourly counts, inside the insert's transaction.
 bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& error) {
-    Sql counts(db, "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
-                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, severity, agent_id, rule)"
-                   " DO UPDATE SET n = n + excluded.n");
+    Sql counts(db,
+               "INSERT INTO alert_counts (hour, severity, agent_id, rule, n)"
+               " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, severity, agent_id, rule)"
+               " DO UPDATE SET n = n + excluded.n");
     for (const auto& [key, n] : delta.counts) {
         sqlite3_reset(counts.handle());
         counts.bind(1, key.hour_ns).bind(2, std::int64_t{key.severity});
@@ -975,12 +992,14 @@ bool apply_rollup(sqlite3* db, const detail::RollupDelta& delta, std::string& er
         }
         return true;
     };
-    return per_time("INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
-                    " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n",
-                    delta.hour_counts) &&
-           per_time("INSERT INTO alert_minute_counts (minute, severity, n) VALUES (?, ?, ?)"
-                    " ON CONFLICT (minute, severity) DO UPDATE SET n = n + excluded.n",
-                    delta.minute_counts);
+    return per_time(
+               "INSERT INTO alert_hour_counts (hour, severity, n) VALUES (?, ?, ?)"
+               " ON CONFLICT (hour, severity) DO UPDATE SET n = n + excluded.n",
+               delta.hour_counts) &&
+           per_time(
+               "INSERT INTO alert_minute_counts (minute, severity, n) VALUES (?, ?, ?)"
+               " ON CONFLICT (minute, severity) DO UPDATE SET n = n + excluded.n",
+               delta.minute_counts);
 }
 
 // What the filters of migration 6 need of an alert, made before the write lock is taken.
@@ -1139,15 +1158,46 @@ void add_text_condition(const AlertQuery& q, TextPath text_path, FilterSql& f) {
         f.params.emplace_back(detail::like_pattern(*q.text));
         return;
     }
-    // A phrase of the trigram tokenizer: the text as a substring. Quotes are doubled.
-    std::string phrase = "\"";
-    for (char c : normalize_search(*q.text)) {
-        phrase += c;
-        if (c == '"') phrase += '"';
+    // The index holds trigrams without positions (migration 8): it is asked for the rows
+    // holding every trigram of the text, each a quoted string (quotes doubled), and LIKE
+    // keeps those holding the text itself. A text of fewer than three characters has no
+    // trigram: LIKE alone, as the walk.
+    const std::string text = normalize_search(*q.text);
+    const std::string pattern = detail::like_pattern(*q.text);
+    std::vector<std::string_view> trigrams;
+    for (std::size_t i = 0; i + 3 <= text.size(); ++i) {
+        // Whole characters only: a trigram starts at a UTF-8 lead byte and spans three
+        // characters; the tokenizer indexes characters, not bytes.
+        if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;
+        std::size_t end = i, chars = 0;
+        while (end < text.size() && chars < 3) {
+            ++end;
+            while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) {
+                ++end;
+            }
+            ++chars;
+        }
+        if (chars < 3) break;
+        const std::string_view t(text.data() + i, end - i);
+        if (std::find(trigrams.begin(), trigrams.end(), t) == trigrams.end()) {
+            trigrams.push_back(t);
+        }
     }
-    phrase += '"';
-    f.add("alerts.rowid IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?)");
-    f.params.emplace_back(std::move(phrase));
+    if (!trigrams.empty()) {
+        std::string match;
+        for (std::string_view t : trigrams) {
+            match += match.empty() ? "\"" : " AND \"";
+            for (char c : t) {
+                match += c;
+                if (c == '"') match += '"';
+            }
+            match += '"';
+        }
+        f.add("alerts.rowid IN (SELECT rowid FROM alerts_text WHERE alerts_text MATCH ?)");
+        f.params.emplace_back(std::move(match));
+    }
+    f.add("search_text LIKE ? ESCAPE '\\'");
+    f.params.emplace_back(pattern);
 }
 
 // The filters of aggregation and grouping: the list's, none of its keyset, the index for text.
@@ -1192,9 +1242,9 @@ common::Result<std::vector<common::Alert>> SqliteStore::query(const AlertQuery& 
         for (TextPath path : {TextPath::kScan, TextPath::kIndex}) {
             // Past a second the index is left to finish: it reads only the matching rows.
             const bool last = path == TextPath::kIndex && slice >= kMaxTextSlice;
-            auto done = run_query(q, path,
-                                  last ? std::nullopt
-                                       : std::optional(std::chrono::steady_clock::now() + slice));
+            auto done = run_query(
+                q, path,
+                last ? std::nullopt : std::optional(std::chrono::steady_clock::now() + slice));
             if (!done) return done.error();
             if (*done) return std::move(**done);
         }
@@ -1220,9 +1270,10 @@ constexpr int kProgressSteps = 10000;
 common::Result<std::optional<std::vector<common::Alert>>> SqliteStore::run_query(
     const AlertQuery& q, TextPath text_path,
     std::optional<std::chrono::steady_clock::time_point> deadline) {
-    const FilterSql list = detail::list_sql(
-        q, "body, eve",
-        [text_path](const AlertQuery& part, FilterSql& f) { add_text_condition(part, text_path, f); });
+    const FilterSql list =
+        detail::list_sql(q, "body, eve", [text_path](const AlertQuery& part, FilterSql& f) {
+            add_text_condition(part, text_path, f);
+        });
     const std::string& sql = list.sql;
     const std::vector<FilterValue>& params = list.params;
 
@@ -1262,8 +1313,8 @@ common::Result<AggregateResult> SqliteStore::aggregate(const AggregateQuery& q) 
     sqlite3* db = lease->get();
     std::unique_ptr<Sql> stmt;
     if (rollup) {
-        const detail::RollupSql r =
-            detail::rollup_sql(q, [](int) { return std::string("?"); }, "");
+        const detail::RollupSql r = detail::rollup_sql(
+            q, [](int) { return std::string("?"); }, "");
         stmt = std::make_unique<Sql>(db, r.sql);
         int i = 0;
         for (std::int64_t v : r.ints) stmt->bind(++i, v);
@@ -1390,7 +1441,7 @@ common::Result<void> SqliteStore::record_heartbeat(const common::Heartbeat& hb,
     up.bind(8, i64(hb.interval_s)).bind(9, i64(hb.packets)).bind(10, i64(hb.kernel_drops));
     up.bind(11, i64(hb.bytes)).bind(12, i64(hb.files_scanned)).bind(13, i64(hb.alerts));
     up.bind(14, i64(hb.queue_depth)).bind(15, i64(hb.queue_oldest_age_s));
-    const std::string detail = hb.stopping ? "the agent stopped cleanly"
+    const std::string detail = hb.stopping      ? "the agent stopped cleanly"
                                : before.empty() ? "first heartbeat"
                                                 : "heartbeat after being " + before;
     if (up.step() != SQLITE_DONE ||
@@ -1473,7 +1524,9 @@ common::Result<std::vector<AgentStatus>> SqliteStore::select_agents(const std::s
     return out;
 }
 
-common::Result<std::vector<AgentStatus>> SqliteStore::agents() { return select_agents(nullptr); }
+common::Result<std::vector<AgentStatus>> SqliteStore::agents() {
+    return select_agents(nullptr);
+}
 
 common::Result<std::optional<AgentStatus>> SqliteStore::agent(const std::string& agent_id) {
     auto rows = select_agents(&agent_id);
@@ -1486,8 +1539,9 @@ common::Result<std::vector<AgentEvent>> SqliteStore::agent_events(const std::str
                                                                   std::size_t limit) {
     std::lock_guard lock(read_mutex_);
     sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
-    Sql q(db, "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = ?"
-              " ORDER BY seq DESC LIMIT ?");
+    Sql q(db,
+          "SELECT time_ns, event, detail FROM agent_events WHERE agent_id = ?"
+          " ORDER BY seq DESC LIMIT ?");
     q.bind(1, agent_id).bind(2, static_cast<std::int64_t>(limit));
     std::vector<AgentEvent> out;
     int rc = 0;
@@ -1541,19 +1595,21 @@ UserAccount user_from(const Sql& q) {
 common::Result<void> SqliteStore::add_user(const UserAccount& user) {
     if (auto ok = check_user_name(user.name); !ok) return ok.error();
     bool exists = false;
-    auto result = write("add account '" + user.name + "'", "", [&](sqlite3* db, std::string& error) {
-        if (user_exists(db, user.name)) {
-            exists = true;
-            error = "exists";
-            return false;
-        }
-        Sql q(db, "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
+    auto result =
+        write("add account '" + user.name + "'", "", [&](sqlite3* db, std::string& error) {
+            if (user_exists(db, user.name)) {
+                exists = true;
+                error = "exists";
+                return false;
+            }
+            Sql q(db,
+                  "INSERT INTO users (name, role, password_hash, created_ns, disabled)"
                   " VALUES (?, ?, ?, ?, ?)");
-        q.bind(1, user.name).bind(2, static_cast<std::int64_t>(user.role));
-        q.bind(3, user.password_hash).bind(4, user.created_ns);
-        q.bind(5, static_cast<std::int64_t>(user.disabled ? 1 : 0));
-        return run(q, error);
-    });
+            q.bind(1, user.name).bind(2, static_cast<std::int64_t>(user.role));
+            q.bind(3, user.password_hash).bind(4, user.created_ns);
+            q.bind(5, static_cast<std::int64_t>(user.disabled ? 1 : 0));
+            return run(q, error);
+        });
     if (exists) {
         return make_error(ErrorCode::kInvalidArgument,
                           "account '" + user.name + "' exists already");
@@ -1581,7 +1637,9 @@ common::Result<std::optional<UserAccount>> SqliteStore::find_user(const std::str
     return std::optional<UserAccount>(std::move(rows->front()));
 }
 
-common::Result<std::vector<UserAccount>> SqliteStore::users() { return select_users(nullptr); }
+common::Result<std::vector<UserAccount>> SqliteStore::users() {
+    return select_users(nullptr);
+}
 
 common::Result<void> SqliteStore::set_user_disabled(const std::string& name, bool disabled) {
     return write("disable account '" + name + "'", "there is no account '" + name + "'",
@@ -1615,8 +1673,9 @@ common::Result<void> SqliteStore::add_session(const std::string& digest, const s
                      Sql prune(db, "DELETE FROM sessions WHERE expires_ns <= ?");
                      prune.bind(1, created_ns);
                      if (!run(prune, error)) return false;
-                     Sql q(db, "INSERT INTO sessions (digest, user_name, created_ns, expires_ns,"
-                               " last_seen_ns) VALUES (?, ?, ?, ?, ?)");
+                     Sql q(db,
+                           "INSERT INTO sessions (digest, user_name, created_ns, expires_ns,"
+                           " last_seen_ns) VALUES (?, ?, ?, ?, ?)");
                      q.bind(1, digest).bind(2, user).bind(3, created_ns).bind(4, expires_ns);
                      q.bind(5, created_ns);
                      return run(q, error);
@@ -1666,13 +1725,13 @@ common::Result<void> SqliteStore::delete_session(const std::string& digest) {
 }
 
 common::Result<void> SqliteStore::add_api_token(const std::string& digest, const std::string& user,
-                                                const std::string& label,
-                                                std::int64_t created_ns) {
+                                                const std::string& label, std::int64_t created_ns) {
     return write("token of account '" + user + "'", "there is no account '" + user + "'",
                  [&](sqlite3* db, std::string& error) {
                      if (!user_exists(db, user)) return false;
-                     Sql q(db, "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
-                               " VALUES (?, ?, ?, ?)");
+                     Sql q(db,
+                           "INSERT INTO api_tokens (digest, user_name, label, created_ns)"
+                           " VALUES (?, ?, ?, ?)");
                      q.bind(1, digest).bind(2, user).bind(3, label).bind(4, created_ns);
                      return run(q, error);
                  });
@@ -1687,8 +1746,9 @@ common::Result<std::optional<UserAccount>> SqliteStore::token_user(const std::st
 }
 
 bool insert_audit(sqlite3* db, const AuditEntry& e, std::string& error) {
-    Sql q(db, "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
-              " VALUES (?, ?, ?, ?, ?, ?)");
+    Sql q(db,
+          "INSERT INTO audit_log (time_ns, actor, action, target, old_value, new_value)"
+          " VALUES (?, ?, ?, ?, ?, ?)");
     q.bind(1, e.time_ns).bind(2, e.actor).bind(3, e.action).bind(4, e.target);
     q.bind(5, e.old_value).bind(6, e.new_value);
     return run(q, error);
@@ -1704,8 +1764,9 @@ common::Result<std::map<std::string, AlertTriage>> SqliteStore::triage_of(
     std::lock_guard lock(read_mutex_);
     sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
     std::map<std::string, AlertTriage> out;
-    Sql q(db, "SELECT alerts.id, t.status, t.assignee FROM alerts"
-              " LEFT JOIN alert_triage t ON t.alert_id = alerts.id WHERE alerts.id = ?");
+    Sql q(db,
+          "SELECT alerts.id, t.status, t.assignee FROM alerts"
+          " LEFT JOIN alert_triage t ON t.alert_id = alerts.id WHERE alerts.id = ?");
     for (const std::string& id : ids) {
         sqlite3_reset(q.handle());
         q.bind(1, id);
@@ -1749,10 +1810,11 @@ common::Result<std::vector<AuditEntry>> SqliteStore::update_triage(
             if (change.status) after.status = *change.status;
             if (change.assignee) after.assignee = *change.assignee;
             if (after == before) continue;
-            Sql up(db, "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
-                       " VALUES (?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
-                       " status = excluded.status, assignee = excluded.assignee,"
-                       " updated_ns = excluded.updated_ns");
+            Sql up(db,
+                   "INSERT INTO alert_triage (alert_id, status, assignee, updated_ns)"
+                   " VALUES (?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET"
+                   " status = excluded.status, assignee = excluded.assignee,"
+                   " updated_ns = excluded.updated_ns");
             up.bind(1, id).bind(2, after.status).bind(3, after.assignee).bind(4, at_ns);
             if (!run(up, error)) return false;
             std::vector<AuditEntry> mine;
@@ -1760,7 +1822,8 @@ common::Result<std::vector<AuditEntry>> SqliteStore::update_triage(
                 mine.push_back({at_ns, actor, "alert.status", id, before.status, after.status});
             }
             if (after.assignee != before.assignee) {
-                mine.push_back({at_ns, actor, "alert.assignee", id, before.assignee, after.assignee});
+                mine.push_back(
+                    {at_ns, actor, "alert.assignee", id, before.assignee, after.assignee});
             }
             for (const AuditEntry& e : mine) {
                 if (!insert_audit(db, e, error)) return false;
@@ -1776,21 +1839,20 @@ common::Result<std::vector<AuditEntry>> SqliteStore::update_triage(
     return entries;
 }
 
-common::Result<void> SqliteStore::add_comment(const std::string& alert_id,
-                                              const AlertComment& c) {
-    return write("comment", "there is no alert '" + alert_id + "'",
-                 [&](sqlite3* db, std::string& error) {
-                     Sql exists(db, "SELECT 1 FROM alerts WHERE id = ?");
-                     exists.bind(1, alert_id);
-                     if (exists.step() != SQLITE_ROW) return false;
-                     Sql q(db, "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
-                               " VALUES (?, ?, ?, ?)");
-                     q.bind(1, alert_id).bind(2, c.time_ns).bind(3, c.author).bind(4, c.text);
-                     return run(q, error) &&
-                            insert_audit(db, {c.time_ns, c.author, "alert.comment", alert_id, "",
-                                              c.text},
-                                         error);
-                 });
+common::Result<void> SqliteStore::add_comment(const std::string& alert_id, const AlertComment& c) {
+    return write(
+        "comment", "there is no alert '" + alert_id + "'", [&](sqlite3* db, std::string& error) {
+            Sql exists(db, "SELECT 1 FROM alerts WHERE id = ?");
+            exists.bind(1, alert_id);
+            if (exists.step() != SQLITE_ROW) return false;
+            Sql q(db,
+                  "INSERT INTO alert_comments (alert_id, time_ns, author, text)"
+                  " VALUES (?, ?, ?, ?)");
+            q.bind(1, alert_id).bind(2, c.time_ns).bind(3, c.author).bind(4, c.text);
+            return run(q, error) &&
+                   insert_audit(db, {c.time_ns, c.author, "alert.comment", alert_id, "", c.text},
+                                error);
+        });
 }
 
 common::Result<std::vector<AlertComment>> SqliteStore::comments(const std::string& alert_id) {
@@ -1809,8 +1871,9 @@ common::Result<std::vector<AuditEntry>> SqliteStore::audit_entries(const std::st
                                                                    std::size_t limit) {
     std::lock_guard lock(read_mutex_);
     sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
-    Sql q(db, "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
-              " WHERE target = ? ORDER BY seq DESC LIMIT ?");
+    Sql q(db,
+          "SELECT time_ns, actor, action, old_value, new_value FROM audit_log"
+          " WHERE target = ? ORDER BY seq DESC LIMIT ?");
     q.bind(1, target).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
     std::vector<AuditEntry> out;
     int rc = 0;
@@ -1851,9 +1914,8 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
         Session reader("SQLite", path, kOpenTimeoutSeconds);
         configure_connection(reader);
         reader << "PRAGMA query_only = ON", now;
-        return std::unique_ptr<AlertStore>(
-            std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader), options,
-                                          std::move(checkpointer).value()));
+        return std::unique_ptr<AlertStore>(std::make_unique<SqliteStore>(
+            path, std::move(writer), std::move(reader), options, std::move(checkpointer).value()));
     } catch (const Poco::Exception& e) {
         return database_error(path, "cannot open", e.displayText());
     } catch (const std::exception& e) {

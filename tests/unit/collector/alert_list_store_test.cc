@@ -38,7 +38,6 @@ AddressRange range(const std::string& text) {
 
 class AlertListStoreTest : public test::BackendTest {
 protected:
-
     // a0 .. a5, a minute apart, a0 oldest:
     //   a0 10.0.0.5 -> 10.0.1.20 TCP policy  "SENNINGEN TEST modbus write to coil"
     //   a1 192.168.7.9 -> 10.0.1.20 UDP intel "Intel hit on a bad domain"
@@ -239,26 +238,23 @@ TEST_P(AlertListStoreTest, MigrationFillsTheFilterColumnsOfOlderAlerts) {
         Poco::Data::Session raw = backend_->raw();
         std::vector<std::string> undo;
         // Migration 7 (SQLite) / 6 (PostgreSQL), which comes after, is undone first.
-        for (const char* sql : {"DROP TABLE alert_counts", "DROP TABLE alert_hour_counts",
-                                "DROP TABLE alert_minute_counts",
-                                "ALTER TABLE alerts DROP COLUMN target"}) {
+        for (const char* sql :
+             {"DROP TABLE alert_counts", "DROP TABLE alert_hour_counts",
+              "DROP TABLE alert_minute_counts", "ALTER TABLE alerts DROP COLUMN target"}) {
             undo.emplace_back(sql);
         }
         if (backend_->name() == "sqlite") {
-            undo.insert(undo.end(), {"DROP TABLE alerts_text",
-                    "DROP INDEX alerts_src_bin",
-                    "DROP INDEX alerts_dest_bin",
-                    "DROP INDEX alerts_rule_ts",
-                    "ALTER TABLE alerts DROP COLUMN src_bin",
-                    "ALTER TABLE alerts DROP COLUMN dest_bin",
-                    "ALTER TABLE alerts DROP COLUMN search_text",
-                    "DELETE FROM schema_version WHERE version >= 6"});
+            undo.insert(undo.end(), {"DROP TABLE alerts_text", "DROP INDEX alerts_src_bin",
+                                     "DROP INDEX alerts_dest_bin", "DROP INDEX alerts_rule_ts",
+                                     "ALTER TABLE alerts DROP COLUMN src_bin",
+                                     "ALTER TABLE alerts DROP COLUMN dest_bin",
+                                     "ALTER TABLE alerts DROP COLUMN search_text",
+                                     "DELETE FROM schema_version WHERE version >= 6"});
         } else {
-            undo.insert(undo.end(), {
-                "ALTER TABLE alerts DROP COLUMN src_bin, DROP COLUMN dest_bin,"
-                " DROP COLUMN search_text",
-                "DROP INDEX IF EXISTS alerts_rule_ts",
-                "DELETE FROM schema_version WHERE version >= 5"});
+            undo.insert(undo.end(), {"ALTER TABLE alerts DROP COLUMN src_bin, DROP COLUMN dest_bin,"
+                                     " DROP COLUMN search_text",
+                                     "DROP INDEX IF EXISTS alerts_rule_ts",
+                                     "DELETE FROM schema_version WHERE version >= 5"});
         }
         for (const std::string& sql : undo) raw << sql, now;
     }
@@ -286,8 +282,10 @@ TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
     test::TempDir dir;
     const std::string path = dir.file("alerts.db");
     std::vector<Alert> alerts;
+    // The last holds every trigram of "beacon-beta" but not the text: the index finds it, the
+    // substring check must not.
     const std::vector<std::string> rules = {"Alpha_Beacon", "beta beacon", "GAMMA 100%_done",
-                                            "delta \"quoted\" rule"};
+                                            "delta \"quoted\" rule", "beacon-b, n-beta"};
     for (int i = 0; i < 40; ++i) {
         Alert a = make_alert("s", base_ns() + (i % 7) * kMinuteNs, 1 + i % 4);
         a.rule = rules[static_cast<std::size_t>(i) % rules.size()];
@@ -303,7 +301,7 @@ TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
     auto index = open_sqlite_store(path, SqliteOptions{std::chrono::milliseconds(0)});
     ASSERT_TRUE(walk.ok() && index.ok());
     for (const char* text : {"beacon", "BEACON", "100%_", "0%_d", "\"quoted\"", "|01 fe|", "n|01",
-                             "alpha_", "nothing here"}) {
+                             "alpha_", "nothing here", "beacon-beta", "n-b", "on-"}) {
         for (AlertSort sort : {AlertSort::kTimeDesc, AlertSort::kSeverityAsc}) {
             SCOPED_TRACE(text);
             AlertQuery q;
@@ -323,6 +321,51 @@ TEST(SqliteFreeText, TheWalkAndTheTrigramIndexAgree) {
             EXPECT_EQ(by_walk->size(), std::min<std::size_t>(expected, 7));
         }
     }
+}
+
+// Migration 8 rebuilds a database's positional trigram index without positions; the text
+// filter through the index then finds what it found before.
+TEST(SqliteFreeText, MigrationRebuildsThePositionalIndex) {
+    test::TempDir dir;
+    const std::string path = dir.file("alerts.db");
+    std::vector<Alert> alerts;
+    for (int i = 0; i < 12; ++i) {
+        Alert a = make_alert("s", base_ns() + i * kMinuteNs, 1 + i % 4);
+        a.rule = i % 3 == 0 ? "Dropper beacon" : "Scanner sweep";
+        alerts.push_back(a);
+    }
+    {
+        auto store = open_sqlite_store(path);
+        ASSERT_TRUE(store.ok()) << store.error().message;
+        ASSERT_TRUE((*store)->insert(alerts).ok());
+    }
+    auto index_sql = [&] {
+        Poco::Data::Session raw("SQLite", path);
+        std::string sql;
+        raw << "SELECT sql FROM sqlite_master WHERE name = 'alerts_text'",
+            Poco::Data::Keywords::into(sql), now;
+        return sql;
+    };
+    EXPECT_NE(index_sql().find("detail='none'"), std::string::npos);
+    {  // Back to schema 7's index, as a database of the previous release has it.
+        Poco::Data::Session raw("SQLite", path);
+        raw << "DROP TABLE alerts_text", now;
+        raw << "CREATE VIRTUAL TABLE alerts_text USING fts5(text, content='',"
+               " tokenize='trigram case_sensitive 1')",
+            now;
+        raw << "INSERT INTO alerts_text (rowid, text) SELECT rowid, search_text FROM alerts", now;
+        raw << "DELETE FROM schema_version WHERE version = 8", now;
+    }
+    ASSERT_EQ(index_sql().find("detail='none'"), std::string::npos);
+    auto index = open_sqlite_store(path, SqliteOptions{std::chrono::milliseconds(0)});
+    ASSERT_TRUE(index.ok()) << index.error().message;
+    EXPECT_NE(index_sql().find("detail='none'"), std::string::npos);
+    AlertQuery q;
+    q.text = "dropper BEACON";
+    auto found = (*index)->query(q);
+    ASSERT_TRUE(found.ok()) << found.error().message;
+    EXPECT_EQ(found->size(), 4U);
+    for (const Alert& a : *found) EXPECT_EQ(a.rule, "Dropper beacon");
 }
 
 TEST(AddressRange, ParsesAddressesAndBlocks) {

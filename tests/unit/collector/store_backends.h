@@ -39,6 +39,8 @@ public:
     virtual int schema_version() const = 0;
     // The migrations a new database gets, in order.
     virtual std::vector<int> migration_versions() const = 0;
+    // The migration that made the hourly and per-minute totals and the grouping targets.
+    virtual int rollup_migration() const = 0;
     // SQL counting the alerts table's three query indexes.
     virtual std::string count_alert_indexes_sql() const = 0;
     // SQL that leaves the stored alert ID (a UUID the test made) undecodable.
@@ -51,7 +53,8 @@ public:
     Poco::Data::Session raw() override { return {"SQLite", path_}; }
     std::string name() const override { return "sqlite"; }
     int schema_version() const override { return kSqliteSchemaVersion; }
-    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7}; }
+    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7, 8}; }
+    int rollup_migration() const override { return 7; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts'"
                " AND name IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
@@ -110,6 +113,7 @@ public:
     std::string name() const override { return "postgresql"; }
     int schema_version() const override { return kPostgresSchemaVersion; }
     std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6}; }
+    int rollup_migration() const override { return 6; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts'"
                " AND indexname IN ('alerts_ts', 'alerts_agent_ts', 'alerts_severity_ts')";
