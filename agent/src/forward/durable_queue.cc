@@ -81,22 +81,18 @@ private:
 // the queue opens: parsing and planning them on each call cost more than running them.
 struct DurableQueue::Db {
     sqlite3* handle = nullptr;
+    // Closes the connection; declared before the statements, so it runs after they are
+    // finalized (members go in reverse order).
+    struct Closer {
+        sqlite3*& db;
+        ~Closer() { sqlite3_close(db); }
+    } closer{handle};
     std::unique_ptr<Stmt> begin;
     std::unique_ptr<Stmt> commit;
     std::unique_ptr<Stmt> insert;
     std::unique_ptr<Stmt> read;
     std::unique_ptr<Stmt> remove;
     std::unique_ptr<Stmt> mark;
-    ~Db() {
-        // The statements go before the connection they belong to.
-        begin.reset();
-        commit.reset();
-        insert.reset();
-        read.reset();
-        remove.reset();
-        mark.reset();
-        sqlite3_close(handle);
-    }
     bool prepare() {
         begin = std::make_unique<Stmt>(handle, "BEGIN IMMEDIATE");
         commit = std::make_unique<Stmt>(handle, "COMMIT");

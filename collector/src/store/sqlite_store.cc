@@ -1043,9 +1043,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     std::size_t to_encode = 0;
     for (const ValidatedBatch& b : batches) {
         total += b.alerts->size();
-        if (b.records == nullptr || b.records->size() != b.alerts->size()) {
-            to_encode += b.alerts->size();
-        }
+        if (b.usable_records() == nullptr) to_encode += b.alerts->size();
     }
     std::vector<std::string> encoded;
     encoded.reserve(to_encode);  // never reallocated below: bodies points into it
@@ -1055,8 +1053,7 @@ common::Result<std::vector<InsertResult>> SqliteStore::insert_group(
     search.reserve(total);
     for (std::size_t k = 0; k < batches.size(); ++k) {
         const auto& alerts = *batches[k].alerts;
-        const std::vector<std::string>* records = batches[k].records;
-        if (records != nullptr && records->size() != alerts.size()) records = nullptr;
+        const std::vector<std::string>* records = batches[k].usable_records();
         for (std::size_t i = 0; i < alerts.size(); ++i) {
             if (auto valid = validate ? common::validate(alerts[i]) : common::Result<void>{};
                 !valid) {

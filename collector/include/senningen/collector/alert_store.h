@@ -276,6 +276,11 @@ std::string group_target(const common::Alert& alert);
 struct ValidatedBatch {
     const std::vector<common::Alert>* alerts = nullptr;
     const std::vector<std::string>* records = nullptr;
+
+    // RECORDS when it holds one encoding per alert, else null (the alerts are encoded).
+    const std::vector<std::string>* usable_records() const {
+        return records != nullptr && records->size() == alerts->size() ? records : nullptr;
+    }
 };
 
 // Implementations are safe to call from several threads at once: the ingest thread inserts
