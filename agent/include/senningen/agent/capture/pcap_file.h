@@ -42,7 +42,10 @@ public:
     std::uint64_t packets_read() const { return packets_read_; }
 
 private:
-    PcapFile(void* handle, std::string path, CaptureFormat format);
+    PcapFile(void* handle, std::unique_ptr<char[]> buffer, std::string path,
+             CaptureFormat format);
+    // The stdio buffer libpcap reads through: freed after pcap_close() closed the FILE.
+    std::unique_ptr<char[]> buffer_;
     void* handle_;  // pcap_t*, kept opaque so that <pcap.h> stays out of this header
     std::string path_;
     CaptureFormat format_;
