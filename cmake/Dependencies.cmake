@@ -3,6 +3,8 @@ find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCAP REQUIRED IMPORTED_TARGET libpcap)
 pkg_check_modules(YARA REQUIRED IMPORTED_TARGET yara)
+# Hyperscan: the literal prefilter in front of YARA stream scans (agent/src/scan).
+pkg_check_modules(HS REQUIRED IMPORTED_TARGET libhs)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
 

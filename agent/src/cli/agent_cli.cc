@@ -76,6 +76,8 @@ constexpr const char* kUsageTail =
     "                           scanned early (default 67108864)\n"
     "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
     "                           the least recently used flow is evicted beyond it)\n"
+    "  --no-yara-prefilter      give every stream and file from traffic to libyara, also\n"
+    "                           those holding none of the rules' literals\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
     "\n"
@@ -101,6 +103,7 @@ struct Options {
     std::size_t max_flows = 131072;
     std::size_t stream_memory = 64 << 20;
     bool quiet = false;
+    bool yara_prefilter = true;
 };
 
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
@@ -141,6 +144,10 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         }
         if (arg == "--quiet" || arg == "-q") {
             o.quiet = true;
+            continue;
+        }
+        if (arg == "--no-yara-prefilter") {
+            o.yara_prefilter = false;
             continue;
         }
         if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
@@ -322,7 +329,7 @@ int run_agent(int argc, char** argv) {
     if (!opt.rules.empty()) {
         std::vector<RuleSourceFile> files;
         for (const auto& r : opt.rules) files.push_back({r, ""});
-        auto compiled = YaraRules::compile_files(files);
+        auto compiled = YaraRules::compile_files(files, {}, {.prefilter = opt.yara_prefilter});
         if (!compiled) {
             std::fprintf(stderr, "senningen-agent: rules: %s\n",
                          compiled.error().message.c_str());
@@ -332,6 +339,15 @@ int run_agent(int argc, char** argv) {
         rules = std::move(compiled).value();
         common::log_info("agent", "loaded " + std::to_string(rules->rule_count()) +
                                       " YARA rules, pack " + rules->version());
+        if (const LiteralPrefilter* prefilter = rules->prefilter()) {
+            common::log_info("agent", "YARA literal prefilter on: " +
+                                          std::to_string(prefilter->literal_count()) +
+                                          " literals");
+        } else {
+            common::log_info("agent", "YARA literal prefilter off: " +
+                                          rules->prefilter_off_reason() +
+                                          "; every stream goes to libyara");
+        }
     }
     auto intel = std::make_shared<IntelStore>();
     for (const auto& path : opt.intel) {
@@ -537,7 +553,7 @@ int run_agent(int argc, char** argv) {
         if (!opt.rules.empty()) {
             std::vector<RuleSourceFile> files;
             for (const auto& r : opt.rules) files.push_back({r, ""});
-            auto compiled = YaraRules::compile_files(files);
+            auto compiled = YaraRules::compile_files(files, {}, {.prefilter = opt.yara_prefilter});
             if (!compiled) {
                 common::log_warn("agent", "reload: rules: " + compiled.error().message);
                 return;
@@ -659,7 +675,9 @@ int run_agent(int argc, char** argv) {
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
             std::to_string(c.fragments) + ", TCP gaps " +
             std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
-            ", YARA errors " + std::to_string(c.yara_errors) + ", weird " +
+            ", YARA scans " + std::to_string(c.yara_scans) + " (" +
+            std::to_string(c.yara_prefiltered) + " skipped by the prefilter), YARA errors " +
+            std::to_string(c.yara_errors) + ", weird " +
             std::to_string(c.weirds));
 
     if (forwarder) {

@@ -343,7 +343,9 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
                         std::int64_t ts_ns, std::uint64_t offset) {
     if (!scanner_ || bytes.empty()) return;
     ++counters_.yara_scans;
+    const std::uint64_t skipped = scanner_->prefiltered();
     auto matches = scanner_->scan(bytes);
+    counters_.yara_prefiltered += scanner_->prefiltered() - skipped;
     if (!matches) {
         ++counters_.yara_errors;
         return;

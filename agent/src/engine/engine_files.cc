@@ -332,7 +332,9 @@ std::string Engine::file_end(std::uint64_t handle) {
         }
         if (scanner_ && !f.head.empty()) {
             ++counters_.yara_scans;
+            const std::uint64_t skipped = scanner_->prefiltered();
             auto matches = scanner_->scan(f.head);
+            counters_.yara_prefiltered += scanner_->prefiltered() - skipped;
             if (!matches) {
                 ++counters_.yara_errors;
             } else {

@@ -62,6 +62,7 @@ EngineCounters& operator+=(EngineCounters& a, const EngineCounters& b) {
     a.protocol_events += b.protocol_events;
     a.policy_alerts += b.policy_alerts;
     a.yara_scans += b.yara_scans;
+    a.yara_prefiltered += b.yara_prefiltered;
     a.early_scans += b.early_scans;
     a.yara_errors += b.yara_errors;
     a.intel_hits += b.intel_hits;

@@ -377,7 +377,86 @@ void split_disjuncts(Span condition, RuleGates& rule) {
     rule.disjuncts = std::move(out);
 }
 
+// `X of them` or `X of ($a, $b*)` with X `any`, `all` or a count of at least one: nothing
+// after the set (YARA 4.3's `in`/`at` ranges would be; not ours to judge).
+bool of_needs_string(Span t) {
+    if (t.size() < 3 || !is(t[1], Kind::kIdent, "of")) return false;
+    const Token& q = t[0];
+    const bool quantifier = is(q, Kind::kIdent, "any") || is(q, Kind::kIdent, "all") ||
+                            (q.kind == Kind::kNumber && integer_literal(q.text).value_or(0) >= 1);
+    if (!quantifier) return false;
+    if (t.size() == 3) return is(t[2], Kind::kIdent, "them");
+    if (!is(t[2], Kind::kPunct, "(") || matching_close(t, 2) != t.size() - 1) return false;
+    bool any = false;
+    for (std::size_t i = 3; i + 1 < t.size(); ++i) {
+        if (t[i].kind == Kind::kStringRef && t[i].text.starts_with('$') && t[i].text.size() > 1) {
+            any = true;
+        } else if (!is(t[i], Kind::kPunct, ",")) {
+            return false;  // a rule set (`any of (r*)`) or an expression
+        }
+    }
+    return any;
+}
+
+// `#a OP N` or `N OP #a` that cannot hold with no occurrence of $a.
+bool count_needs_string(Span t) {
+    if (t.size() != 3 || t[1].kind != Kind::kPunct) return false;
+    std::string_view op = t[1].text;
+    const Token* count = &t[0];
+    const Token* number = &t[2];
+    if (t[2].kind == Kind::kStringRef) {  // mirrored: N < #a is #a > N
+        std::swap(count, number);
+        if (op == "<") op = ">";
+        else if (op == "<=") op = ">=";
+        else if (op == ">") op = "<";
+        else if (op == ">=") op = "<=";
+    }
+    if (count->kind != Kind::kStringRef || !count->text.starts_with('#') ||
+        count->text.size() < 2 || count->text.ends_with('*') || number->kind != Kind::kNumber) {
+        return false;
+    }
+    const auto n = integer_literal(number->text);
+    if (!n) return false;
+    if (op == ">") return true;
+    if (op == ">=" || op == "==") return *n >= 1;
+    return false;
+}
+
+bool requires_string(Span t) {
+    t = strip_parens(t);
+    if (t.empty()) return false;
+    const auto ors = top_level(t, "or");
+    if (!ors) return false;
+    if (!ors->empty()) {  // every disjunct must need one
+        std::size_t from = 0;
+        for (const std::size_t at : *ors) {
+            if (at <= from || !requires_string(t.subspan(from, at - from))) return false;
+            from = at + 1;
+        }
+        return from < t.size() && requires_string(t.subspan(from));
+    }
+    const auto ands = top_level(t, "and");
+    if (!ands->empty()) {  // one conjunct that needs one is enough
+        std::size_t from = 0;
+        for (const std::size_t at : *ands) {
+            if (at > from && requires_string(t.subspan(from, at - from))) return true;
+            from = at + 1;
+        }
+        return from < t.size() && requires_string(t.subspan(from));
+    }
+    const Token& first = t[0];
+    const bool string_id = first.kind == Kind::kStringRef && first.text.starts_with('$') &&
+                           first.text.size() > 1 && !first.text.ends_with('*');
+    if (string_id && t.size() == 1) return true;
+    if (string_id && t.size() >= 3 &&
+        (is(t[1], Kind::kIdent, "at") || is(t[1], Kind::kIdent, "in"))) {
+        return true;
+    }
+    return count_needs_string(t) || of_needs_string(t);
+}
+
 void gate_condition(Span condition, RuleGates& rule) {
+    rule.needs_string = requires_string(condition);
     split_disjuncts(condition, rule);
     gate_terms(condition, rule.max_size, rule.headers);
 }

@@ -566,6 +566,10 @@ void ensure_yara_initialized() {
 YaraRules::YaraRules(void* rules, std::size_t count, std::string version)
     : rules_(rules), rule_count_(count), version_(std::move(version)) {}
 
+void YaraRules::build_prefilter(std::span<const std::string> texts) {
+    prefilter_ = LiteralPrefilter::build(rules_, texts, prefilter_off_);
+}
+
 YaraRules::~YaraRules() {
     if (rules_ != nullptr) yr_rules_destroy(static_cast<YR_RULES*>(rules_));
 }
@@ -622,6 +626,11 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
     if (!rules) return rules.error();
     const std::size_t count = count_rules(rules->get());
     std::shared_ptr<YaraRules> out(new YaraRules(rules->release(), count, short_sha256(texts)));
+    if (options.prefilter) {
+        out->build_prefilter(texts);
+    } else {
+        out->prefilter_off_ = "turned off (--no-yara-prefilter)";
+    }
     if (options.partitions) out->partitions_ = make_partitions(std::move(*sources), externals);
     return out;
 }
@@ -647,8 +656,10 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& 
     auto rules = take_rules(compiler->get());
     if (!rules) return rules.error();
     const std::size_t count = count_rules(rules->get());
-    return std::shared_ptr<YaraRules>(
+    std::shared_ptr<YaraRules> out(
         new YaraRules(rules->release(), count, short_sha256(std::span(&source, 1))));
+    out->build_prefilter(std::span(&source, 1));
+    return out;
 }
 
 namespace {
@@ -823,6 +834,10 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
         scanner = static_cast<YR_SCANNER*>(scanner_for(rules_->select(data.size(), head)));
     }
     std::vector<YaraMatch> matches;
+    if (prefilter_scratch_ && !rules_->prefilter()->may_match(data, *prefilter_scratch_)) {
+        ++prefiltered_;
+        return matches;
+    }
     ScanState state{&matches};
     yr_scanner_set_callback(scanner, on_scan_message, &state);
     const int rc = yr_scanner_scan_mem(scanner, data.data(), data.size());
@@ -848,6 +863,11 @@ void YaraScanner::set_fast_mode(bool on) {
 void YaraScanner::set_heap_only(bool on) {
     flags_ = (flags_ & ~SCAN_FLAGS_NO_TRYCATCH) | (on ? SCAN_FLAGS_NO_TRYCATCH : 0);
     apply_flags();
+    // Hyperscan reads the buffer without libyara's guard: our own heap memory only.
+    prefilter_scratch_.reset();
+    if (on && rules_ != nullptr && rules_->prefilter() != nullptr) {
+        prefilter_scratch_ = rules_->prefilter()->make_scratch();
+    }
 }
 
 void YaraScanner::apply_flags() {

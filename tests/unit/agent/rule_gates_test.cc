@@ -191,5 +191,28 @@ TEST(RuleGates, DisjunctsCarryTheirOwnGatesAndAStandInThatKeepsStringsUsed) {
     EXPECT_TRUE(all.referenced.contains("pe"));
 }
 
+
+// needs_string: the literal prefilter is sound only for rules that cannot match without one of
+// their own strings.
+TEST(RuleGates, ConditionsThatNeedAStringMatch) {
+    for (const char* condition :
+         {"$a", "any of them", "all of them", "1 of them", "2 of ($a, $a)", "any of ($a*)",
+          "$a at 0", "$a in (0..100)", "#a > 0", "#a >= 1", "#a == 3", "0 < #a", "2 <= #a",
+          "($a)", "$a and filesize < 10", "uint16(0) == 0x5a4d and any of them",
+          "not $a and $a", "$a or any of them", "($a and pe.is_dll()) or ($a at 10)"}) {
+        EXPECT_TRUE(gates_of(condition).needs_string) << condition;
+    }
+}
+
+TEST(RuleGates, ConditionsThatCanHoldWithoutAStringDoNot) {
+    for (const char* condition :
+         {"true", "filesize < 10", "not $a", "$a or filesize > 100", "#a == 0", "#a >= 0",
+          "#a < 2", "none of them", "0 of them", "for any i in (1..2) : ($a at i)",
+          "other_rule", "any of (other_rule*)", "uint8(0) == 1", "$a or true",
+          "any of them or pe.number_of_sections > 2", "#a > -1"}) {
+        EXPECT_FALSE(gates_of(condition).needs_string) << condition;
+    }
+}
+
 }  // namespace
 }  // namespace senningen::agent

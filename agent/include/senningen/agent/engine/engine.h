@@ -60,6 +60,7 @@ struct EngineCounters {
     std::uint64_t protocol_events = 0;
     std::uint64_t policy_alerts = 0;  // ICS policy rules that fired
     std::uint64_t yara_scans = 0;
+    std::uint64_t yara_prefiltered = 0;  // of those, skipped: none of the rules' literals
     std::uint64_t early_scans = 0;  // stream scans ahead of the end, to stay in stream_memory
     std::uint64_t yara_errors = 0;
     std::uint64_t intel_hits = 0;

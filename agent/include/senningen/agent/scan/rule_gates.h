@@ -58,6 +58,9 @@ struct RuleGates {
     std::vector<HeaderGate> headers;        // can match only files where all of these hold
     std::set<std::string> identifiers;      // in its condition: rules and modules it uses
     std::vector<Disjunct> disjuncts;        // when the condition is a top-level disjunction
+    // The condition can hold only when at least one of the rule's own strings matched (see
+    // requires_string in the .cc): no such string in the data, no match. False in any doubt.
+    bool needs_string = false;
 
     bool gated() const { return max_size.has_value() || !headers.empty(); }
     // False only when a gate rules the file out.
@@ -79,6 +82,13 @@ struct RuleSourceGates {
     bool has_include = false;              // `include`: the text is not all there is
 };
 
+// needs_string, for the literal prefilter in front of stream scans (literal_prefilter.h): a
+// condition needs a string when it is `$a`, `$a at E`, `$a in (R)`, `#a > N` (N >= 0),
+// `#a >= N` or `#a == N` (N >= 1, mirrored forms too), `any of S`, `all of S`, `N of S`
+// (N >= 1; S `them` or a list of strings), a conjunction with at least one such term, or a
+// disjunction of such terms only. Anything else (`not`, `for`, rule references, modules,
+// arithmetic, filesize, ...) does not.
+//
 // A text YARA would reject may still analyse; a text this reader cannot follow (an unterminated
 // comment, string or regular expression, a rule without its closing brace) is kParse with
 // "line N: what".

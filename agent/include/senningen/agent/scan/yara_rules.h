@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "senningen/common/alert.h"
+#include "senningen/agent/scan/literal_prefilter.h"
 #include "senningen/common/result.h"
 
 namespace senningen::agent {
@@ -53,6 +54,7 @@ struct YaraMatch {
 // out. A set that fails to compile is logged once and its files use the full set.
 struct YaraCompileOptions {
     bool partitions = false;
+    bool prefilter = true;  // build the literal prefilter when it is sound (literal_prefilter.h)
 };
 inline constexpr std::size_t kMaxPartitions = 16;
 inline constexpr int kPartitionDemand = 32;
@@ -98,12 +100,20 @@ public:
 
     struct Partitions;  // defined in the .cc
 
+    // The literal prefilter of these rules (literal_prefilter.h), or null; then
+    // prefilter_off_reason() says why (for the log).
+    const LiteralPrefilter* prefilter() const { return prefilter_.get(); }
+    const std::string& prefilter_off_reason() const { return prefilter_off_; }
+
 private:
     YaraRules(void* rules, std::size_t count, std::string version);
+    void build_prefilter(std::span<const std::string> texts);
     void* rules_;
     std::size_t rule_count_;
     std::string version_;
     std::unique_ptr<Partitions> partitions_;
+    std::unique_ptr<LiteralPrefilter> prefilter_;
+    std::string prefilter_off_;
 };
 
 class YaraScanner {
@@ -134,7 +144,11 @@ public:
     // and restores two signal handlers around every scan (system calls that cost more than a
     // small stream's scan and that two workers' scans contend on), is left out. Network
     // streams and files from traffic set it; the file scanner, which maps files, does not.
+    // A heap-only scanner also consults the rules' literal prefilter, when they have one: a
+    // buffer holding none of the rules' literals is not given to libyara (no rule could match
+    // it) and scan() returns no matches. prefiltered() counts those scans.
     void set_heap_only(bool on);
+    std::uint64_t prefiltered() const { return prefiltered_; }
 
 private:
     void* scanner_for(const YaraRules::Selection& selection);
@@ -148,6 +162,8 @@ private:
     // last set, which each of them gets before it scans.
     std::vector<void*> partition_scanners_;
     std::vector<std::pair<std::string, YaraExternalValue>> externals_;
+    std::unique_ptr<LiteralPrefilter::Scratch> prefilter_scratch_;  // heap-only scanners
+    std::uint64_t prefiltered_ = 0;
 };
 
 }  // namespace senningen::agent

@@ -1,0 +1,170 @@
+// The literal prefilter in front of heap-only (stream) YARA scans: when it is built, when it
+// is not and why, and that a scanner using it finds exactly what libyara alone finds.
+#include "senningen/agent/scan/literal_prefilter.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "senningen/agent/scan/yara_rules.h"
+
+namespace senningen::agent {
+namespace {
+
+std::span<const std::uint8_t> bytes(const std::string& text) {
+    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+std::shared_ptr<YaraRules> compile(const std::string& text) {
+    auto rules = YaraRules::compile_string(text);
+    EXPECT_TRUE(rules) << (rules ? "" : rules.error().message);
+    return rules ? *rules : nullptr;
+}
+
+std::string wide(const std::string& ascii) {
+    std::string out;
+    for (const char c : ascii) {
+        out += c;
+        out += '\0';
+    }
+    return out;
+}
+
+const char* const kLiteralRules = R"(
+rule text_and_hex {
+    strings:
+        $a = "persist-hook-73ab48"
+        $b = { 82 DA 96 30 2F CD 83 79 }
+    condition:
+        any of them
+}
+rule nocase_and_wide {
+    strings:
+        $c = "powershell -enc" nocase
+        $d = "/stager/f6fa5.php" ascii wide
+        $e = "only-wide" wide
+    condition:
+        $c or $d or $e
+}
+rule counted {
+    strings:
+        $f = "beacon"
+    condition:
+        #f >= 2 and filesize < 1MB
+}
+)";
+
+TEST(LiteralPrefilter, BuiltForRulesOfLiteralStringsThatNeedThem) {
+    auto rules = compile(kLiteralRules);
+    ASSERT_TRUE(rules);
+    ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_off_reason();
+    // a, b, c, d (ascii and wide), e (wide only), f
+    EXPECT_EQ(rules->prefilter()->literal_count(), 7U);
+}
+
+TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
+    const struct {
+        const char* rules;
+        const char* reason;
+    } cases[] = {
+        {"rule r { strings: $a = /ab+c/ condition: $a }", "rule r $a is a regular expression"},
+        {"rule r { strings: $a = { 41 ?? 43 } condition: $a }", "hex string with wildcards"},
+        {"rule r { strings: $a = \"abc\" xor condition: $a }", "xor or base64"},
+        {"rule r { strings: $a = \"abc\" condition: $a or filesize < 10 }",
+         "rule r can match without any of its strings"},
+        {"rule ok { strings: $a = \"abc\" condition: $a }\n"
+         "rule r { condition: ok }",
+         "rule r can match without"},
+        {"rule r { strings: $a = \"abc\" condition: not $a }", "rule r can match without"},
+    };
+    for (const auto& c : cases) {
+        auto rules = compile(c.rules);
+        ASSERT_TRUE(rules);
+        EXPECT_EQ(rules->prefilter(), nullptr) << c.rules;
+        EXPECT_NE(rules->prefilter_off_reason().find(c.reason), std::string::npos)
+            << c.rules << " -> " << rules->prefilter_off_reason();
+    }
+}
+
+TEST(LiteralPrefilter, HeapOnlyScannerSkipsBuffersWithoutAnyLiteral) {
+    auto rules = compile(kLiteralRules);
+    ASSERT_TRUE(rules && rules->prefilter());
+    YaraScanner scanner(rules);
+    scanner.set_heap_only(true);
+
+    auto none = scanner.scan(bytes(std::string(4096, 'x') + "persist-hook-73ab4"));
+    ASSERT_TRUE(none) << none.error().message;
+    EXPECT_TRUE(none->empty());
+    EXPECT_EQ(scanner.prefiltered(), 1U);
+
+    // A literal in another case, its wide form, a hex literal: each goes on to libyara.
+    const std::string hex("\x82\xDA\x96\x30\x2F\xCD\x83\x79", 8);
+    for (const std::string& data :
+         {std::string("..PoWerShell -ENC..."), "." + wide("/stager/f6fa5.php") + ".",
+          "zz" + hex + "zz", "a" + wide("only-wide")}) {
+        auto found = scanner.scan(bytes(data));
+        ASSERT_TRUE(found) << found.error().message;
+        EXPECT_EQ(found->size(), 1U) << data;
+    }
+    EXPECT_EQ(scanner.prefiltered(), 1U);
+
+    // One "beacon" reaches libyara (a literal occurs) but the rule wants two: no match.
+    auto once = scanner.scan(bytes("one beacon only"));
+    ASSERT_TRUE(once);
+    EXPECT_TRUE(once->empty());
+    EXPECT_EQ(scanner.prefiltered(), 1U);
+}
+
+TEST(LiteralPrefilter, GuardedScannersAndRulesCompiledWithoutItNeverSkip) {
+    auto rules = compile(kLiteralRules);
+    ASSERT_TRUE(rules && rules->prefilter());
+    YaraScanner guarded(rules);  // the file scanner's kind: maps files, keeps libyara's guard
+    ASSERT_TRUE(guarded.scan(bytes("nothing here")));
+    EXPECT_EQ(guarded.prefiltered(), 0U);
+}
+
+// Random buffers with planted strings (whole, cut short, in other cases, wide, at the edges):
+// a scanner with the prefilter returns exactly what libyara alone returns.
+TEST(LiteralPrefilter, SameMatchesAsLibyaraAloneOnRandomBuffers) {
+    auto rules = compile(kLiteralRules);
+    ASSERT_TRUE(rules && rules->prefilter());
+    YaraScanner filtered(rules);
+    filtered.set_heap_only(true);
+    YaraScanner plain(rules);  // guarded: never consults the prefilter
+
+    const std::vector<std::string> plants = {
+        "persist-hook-73ab48", "persist-hook-73ab4", "POWERSHELL -enc", "powershell -en",
+        wide("/stager/f6fa5.php"), "/stager/f6fa5.php", wide("only-wide"), "only-wide",
+        "beacon", "beacon beacon", std::string("\x82\xDA\x96\x30\x2F\xCD\x83\x79", 8),
+        std::string("\x82\xDA\x96\x30\x2F\xCD\x83", 7)};
+    std::mt19937 random(20261129);
+    int matched = 0;
+    for (int round = 0; round < 400; ++round) {
+        std::string data(std::uniform_int_distribution<std::size_t>(0, 3000)(random), '\0');
+        for (char& c : data) c = static_cast<char>(random() & 0xff);
+        const int count = std::uniform_int_distribution<int>(0, 2)(random);
+        for (int k = 0; k < count; ++k) {
+            const std::string& plant = plants[random() % plants.size()];
+            const std::size_t at = std::uniform_int_distribution<std::size_t>(0, data.size())(random);
+            data.insert(at, plant);
+        }
+        auto a = filtered.scan(bytes(data));
+        auto b = plain.scan(bytes(data));
+        ASSERT_TRUE(a && b);
+        ASSERT_EQ(a->size(), b->size()) << "round " << round;
+        for (std::size_t i = 0; i < a->size(); ++i) {
+            EXPECT_EQ((*a)[i].rule, (*b)[i].rule);
+            EXPECT_EQ((*a)[i].strings, (*b)[i].strings);
+        }
+        if (!a->empty()) ++matched;
+    }
+    // Both outcomes were exercised: buffers skipped and buffers that matched.
+    EXPECT_GT(filtered.prefiltered(), 50U);
+    EXPECT_GT(matched, 50);
+}
+
+}  // namespace
+}  // namespace senningen::agent
