@@ -562,6 +562,8 @@ TEST(YaraOwnTests, AllCasesOfYara423AgreeWithLibyara) {
     const auto cases = read_jsonl(path);
     ASSERT_EQ(cases.size(), 347U);
     int passed = 0;
+    int prefiltered_rules = 0;
+    std::uint64_t skipped_scans = 0;
     std::vector<std::string> failures;
     for (const auto& c : cases) {
         const std::string rule = c->getValue<std::string>("rule");
@@ -587,11 +589,26 @@ TEST(YaraOwnTests, AllCasesOfYara423AgreeWithLibyara) {
                                rule);
             continue;
         }
+        // The stream engine's kind of scanner: heap-only, with the literal prefilter when the
+        // rules allow it. It must agree too, also when the prefilter skips the data.
+        YaraScanner stream(*rules);
+        stream.set_heap_only(true);
+        auto streamed = stream.scan(bytes(data));
+        if (!streamed || streamed->empty() == expect) {
+            failures.push_back(where + ": the heap-only scanner (prefilter " +
+                               ((*rules)->prefilter() ? "on" : "off") + ") disagrees: " + rule);
+            continue;
+        }
+        if ((*rules)->prefilter()) ++prefiltered_rules;
+        skipped_scans += stream.prefiltered();
         ++passed;
     }
     std::cout << "YARA own tests: " << passed << " of " << cases.size()
-              << " cases agree, 0 skipped\n";
+              << " cases agree, 0 skipped; the literal prefilter was on for "
+              << prefiltered_rules << " and skipped the data of " << skipped_scans << "\n";
     EXPECT_EQ(passed, 347);
+    EXPECT_GT(prefiltered_rules, 20);
+    EXPECT_GT(skipped_scans, 0U);
     for (const auto& f : failures) ADD_FAILURE() << f;
 }
 
