@@ -76,8 +76,8 @@ constexpr const char* kUsageTail =
     "                           scanned early (default 67108864)\n"
     "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
     "                           the least recently used flow is evicted beyond it)\n"
-    "  --no-yara-prefilter      give every stream and file from traffic to libyara, also\n"
-    "                           those holding none of the rules' literals\n"
+    "  --no-yara-prefilter      scan every stream, datagram and traffic file with every\n"
+    "                           YARA rule, also those holding none of the rules' literals\n"
     "  --quiet                  only warnings and errors on stderr\n"
     "  --version, --help\n"
     "\n"
@@ -339,15 +339,9 @@ int run_agent(int argc, char** argv) {
         rules = std::move(compiled).value();
         common::log_info("agent", "loaded " + std::to_string(rules->rule_count()) +
                                       " YARA rules, pack " + rules->version());
-        if (const LiteralPrefilter* prefilter = rules->prefilter()) {
-            common::log_info("agent", "YARA literal prefilter on: " +
-                                          std::to_string(prefilter->literal_count()) +
-                                          " literals");
-        } else {
-            common::log_info("agent", "YARA literal prefilter off: " +
-                                          rules->prefilter_off_reason() +
-                                          "; every stream goes to libyara");
-        }
+        common::log_info("agent", std::string("YARA literal prefilter ") +
+                                      (rules->prefilter() ? "on: " : "off: ") +
+                                      rules->prefilter_note());
     }
     auto intel = std::make_shared<IntelStore>();
     for (const auto& path : opt.intel) {

@@ -7,7 +7,6 @@
 #include <set>
 #include <utility>
 
-#include "senningen/agent/scan/rule_gates.h"
 
 namespace senningen::agent {
 namespace {
@@ -25,34 +24,10 @@ std::string widen(std::string_view ascii) {
     return wide;
 }
 
-// Every literal the rules' strings are made of, or false with WHY_NOT.
-bool collect_literals(YR_RULES* rules, std::set<Literal>& out, std::string& why_not) {
-    const YR_RULE* rule = nullptr;
-    yr_rules_foreach(rules, rule) {
-        if (RULE_IS_DISABLED(rule)) continue;
-        const YR_STRING* string = nullptr;
-        yr_rule_strings_foreach(rule, string) {
-            if (STRING_IS_DISABLED(string)) continue;  // never matches
-            const std::string name = std::string(rule->identifier) + " " + string->identifier;
-            if ((string->flags & (STRING_FLAGS_XOR | STRING_FLAGS_BASE64 |
-                                  STRING_FLAGS_BASE64_WIDE)) != 0) {
-                why_not = "rule " + name + " is an xor or base64 string";
-                return false;
-            }
-            if (!STRING_IS_LITERAL(string) || string->length <= 0) {
-                why_not = "rule " + name + " is a regular expression or a hex string with " +
-                          "wildcards or jumps";
-                return false;
-            }
-            const std::string bytes(reinterpret_cast<const char*>(string->string),
-                                    static_cast<std::size_t>(string->length));
-            const bool nocase = STRING_IS_NO_CASE(string) != 0;
-            // libyara searches the ascii form unless only `wide` was asked for.
-            if (STRING_IS_ASCII(string) || !STRING_IS_WIDE(string)) out.emplace(bytes, nocase);
-            if (STRING_IS_WIDE(string)) out.emplace(widen(bytes), nocase);
-        }
-    }
-    return true;
+bool literal_kind(const YR_STRING* string) {
+    return STRING_IS_LITERAL(string) && string->length > 0 &&
+           (string->flags & (STRING_FLAGS_XOR | STRING_FLAGS_BASE64 | STRING_FLAGS_BASE64_WIDE)) ==
+               0;
 }
 
 int on_literal(unsigned /*id*/, unsigned long long /*from*/, unsigned long long /*to*/,
@@ -63,46 +38,51 @@ int on_literal(unsigned /*id*/, unsigned long long /*from*/, unsigned long long 
 
 }  // namespace
 
-std::unique_ptr<LiteralPrefilter> LiteralPrefilter::build(void* yr_rules,
-                                                          std::span<const std::string> texts,
-                                                          std::string& why_not) {
-    auto* rules = static_cast<YR_RULES*>(yr_rules);
-    if (rules == nullptr) {
-        why_not = "no rules";
-        return nullptr;
+std::string yara_rule_key(const void* yr_rule) {
+    const auto* rule = static_cast<const YR_RULE*>(yr_rule);
+    const char* ns = rule->ns != nullptr && rule->ns->name != nullptr ? rule->ns->name : "default";
+    return std::string(ns) + ":" + rule->identifier;
+}
+
+std::string literal_problem(const void* yr_rule) {
+    const auto* rule = static_cast<const YR_RULE*>(yr_rule);
+    const YR_STRING* string = nullptr;
+    yr_rule_strings_foreach(rule, string) {
+        if (STRING_IS_DISABLED(string) || literal_kind(string)) continue;
+        const std::string name = std::string("rule ") + rule->identifier + " " + string->identifier;
+        if ((string->flags & (STRING_FLAGS_XOR | STRING_FLAGS_BASE64 |
+                              STRING_FLAGS_BASE64_WIDE)) != 0) {
+            return name + " is an xor or base64 string";
+        }
+        return name + " is a regular expression or a hex string with wildcards or jumps";
     }
-    // Every rule of the text must need one of its strings; the texts must be all there is.
-    std::size_t analysed = 0;
-    for (const std::string& text : texts) {
-        auto gates = analyse_rule_gates(text);
-        if (!gates) {
-            why_not = "a rule text this reader cannot follow (" + gates.error().message + ")";
-            return nullptr;
-        }
-        if (gates->has_include) {
-            why_not = "the rules use include";
-            return nullptr;
-        }
-        for (const RuleGates& rule : gates->rules) {
-            if (!rule.needs_string) {
-                why_not = "rule " + rule.name + " can match without any of its strings";
+    return "";
+}
+
+std::unique_ptr<LiteralPrefilter> LiteralPrefilter::build(void* yr_rules,
+                                                          const std::set<std::string>& rule_keys,
+                                                          std::string& why_not) {
+    std::set<Literal> literals;
+    const YR_RULE* rule = nullptr;
+    yr_rules_foreach(static_cast<YR_RULES*>(yr_rules), rule) {
+        if (RULE_IS_DISABLED(rule) || !rule_keys.contains(yara_rule_key(rule))) continue;
+        const YR_STRING* string = nullptr;
+        yr_rule_strings_foreach(rule, string) {
+            if (STRING_IS_DISABLED(string)) continue;  // never matches
+            if (!literal_kind(string)) {
+                why_not = literal_problem(rule);
                 return nullptr;
             }
+            const std::string bytes(reinterpret_cast<const char*>(string->string),
+                                    static_cast<std::size_t>(string->length));
+            const bool nocase = STRING_IS_NO_CASE(string) != 0;
+            // libyara searches the ascii form unless only `wide` was asked for.
+            if (STRING_IS_ASCII(string) || !STRING_IS_WIDE(string)) literals.emplace(bytes, nocase);
+            if (STRING_IS_WIDE(string)) literals.emplace(widen(bytes), nocase);
         }
-        analysed += gates->rules.size();
     }
-    std::size_t compiled = 0;
-    const YR_RULE* rule = nullptr;
-    yr_rules_foreach(rules, rule) { ++compiled; }
-    if (compiled != analysed) {
-        why_not = std::to_string(compiled) + " rules compiled but " + std::to_string(analysed) +
-                  " read from the text";
-        return nullptr;
-    }
-    std::set<Literal> literals;
-    if (!collect_literals(rules, literals, why_not)) return nullptr;
     if (literals.empty()) {
-        why_not = "no strings";
+        why_not = "no literals";
         return nullptr;
     }
     if (hs_valid_platform() != HS_SUCCESS) {

@@ -566,12 +566,112 @@ void ensure_yara_initialized() {
 YaraRules::YaraRules(void* rules, std::size_t count, std::string version)
     : rules_(rules), rule_count_(count), version_(std::move(version)) {}
 
-void YaraRules::build_prefilter(std::span<const std::string> texts) {
-    prefilter_ = LiteralPrefilter::build(rules_, texts, prefilter_off_);
+void YaraRules::build_prefilter(std::span<const std::pair<std::string, std::string>> texts,
+                                const YaraExternals& externals) {
+    // What the texts say of each rule, and which rules any condition names.
+    std::vector<RuleSourceGates> gates;
+    std::set<std::string> referenced;
+    for (const auto& [ns, text] : texts) {
+        auto analysed = analyse_rule_gates(text);
+        if (!analysed) {
+            prefilter_note_ = "a rule text this reader cannot follow (" +
+                              analysed.error().message + ")";
+            return;
+        }
+        if (analysed->has_include) {
+            prefilter_note_ = "the rules use include";
+            return;
+        }
+        referenced.insert(analysed->referenced.begin(), analysed->referenced.end());
+        gates.push_back(std::move(*analysed));
+    }
+    std::map<std::string, std::string> problems;  // compiled rule key -> literal problem
+    const YR_RULE* compiled = nullptr;
+    yr_rules_foreach(static_cast<YR_RULES*>(rules_), compiled) {
+        problems.emplace(yara_rule_key(compiled), literal_problem(compiled));
+    }
+    std::set<std::string> keys;                // prefiltered
+    std::vector<std::vector<bool>> drop;       // per text, per rule: prefiltered
+    std::size_t analysed_rules = 0;
+    std::string first_reason;
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        const std::string ns = texts[t].first.empty() ? "default" : texts[t].first;
+        drop.emplace_back();
+        for (const RuleGates& rule : gates[t].rules) {
+            ++analysed_rules;
+            const auto problem = problems.find(ns + ":" + rule.name);
+            std::string reason;
+            if (problem == problems.end()) {
+                reason = "rule " + rule.name + " is not among the compiled rules";
+            } else if (!rule.needs_string) {
+                reason = "rule " + rule.name + " can match without any of its strings";
+            } else if (rule.global || referenced.contains(rule.name)) {
+                reason = "rule " + rule.name + " is global or named by a condition";
+            } else {
+                reason = problem->second;
+            }
+            drop.back().push_back(reason.empty());
+            if (reason.empty()) {
+                keys.insert(problem->first);
+            } else if (first_reason.empty()) {
+                first_reason = reason;
+            }
+        }
+    }
+    if (analysed_rules != problems.size()) {
+        prefilter_note_ = std::to_string(problems.size()) + " rules compiled but " +
+                          std::to_string(analysed_rules) + " read from the text";
+        return;
+    }
+    if (keys.empty()) {
+        prefilter_note_ = "no rule can be prefiltered (" + first_reason + ")";
+        return;
+    }
+    std::string why_not;
+    auto prefilter = LiteralPrefilter::build(rules_, keys, why_not);
+    if (!prefilter) {
+        prefilter_note_ = why_not;
+        return;
+    }
+    if (keys.size() < problems.size()) {
+        // The rules left: the texts with the prefiltered ones blanked out.
+        ErrorSink sink;
+        auto compiler = new_compiler(externals, sink);
+        if (!compiler) {
+            prefilter_note_ = "cannot compile the rules left: " + compiler.error().message;
+            return;
+        }
+        for (std::size_t t = 0; t < texts.size(); ++t) {
+            const std::string text = specialise(texts[t].second, gates[t], drop[t]);
+            const std::string& ns = texts[t].first;
+            if (yr_compiler_add_string(compiler->get(), text.c_str(),
+                                       ns.empty() ? nullptr : ns.c_str()) != 0) {
+                prefilter_note_ = "cannot compile the rules left: " +
+                                  (sink.errors.empty() ? std::string("no message")
+                                                       : sink.errors.front());
+                return;
+            }
+        }
+        auto rest = take_rules(compiler->get());
+        if (!rest) {
+            prefilter_note_ = "cannot compile the rules left: " + rest.error().message;
+            return;
+        }
+        prefilter_rest_ = rest->release();
+    }
+    prefilter_note_ = std::to_string(prefilter->literal_count()) + " literals of " +
+                      std::to_string(keys.size()) + " of " + std::to_string(problems.size()) +
+                      " rules";
+    if (keys.size() < problems.size()) {
+        prefilter_note_ += "; the other " + std::to_string(problems.size() - keys.size()) +
+                           " always scanned (first: " + first_reason + ")";
+    }
+    prefilter_ = std::move(prefilter);
 }
 
 YaraRules::~YaraRules() {
     if (rules_ != nullptr) yr_rules_destroy(static_cast<YR_RULES*>(rules_));
+    if (prefilter_rest_ != nullptr) yr_rules_destroy(static_cast<YR_RULES*>(prefilter_rest_));
 }
 
 Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
@@ -627,9 +727,11 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
     const std::size_t count = count_rules(rules->get());
     std::shared_ptr<YaraRules> out(new YaraRules(rules->release(), count, short_sha256(texts)));
     if (options.prefilter) {
-        out->build_prefilter(texts);
+        std::vector<std::pair<std::string, std::string>> named;
+        for (const auto& source : *sources) named.emplace_back(source.ns, source.text);
+        out->build_prefilter(named, externals);
     } else {
-        out->prefilter_off_ = "turned off (--no-yara-prefilter)";
+        out->prefilter_note_ = "turned off (--no-yara-prefilter)";
     }
     if (options.partitions) out->partitions_ = make_partitions(std::move(*sources), externals);
     return out;
@@ -658,7 +760,8 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& 
     const std::size_t count = count_rules(rules->get());
     std::shared_ptr<YaraRules> out(
         new YaraRules(rules->release(), count, short_sha256(std::span(&source, 1))));
-    out->build_prefilter(std::span(&source, 1));
+    const std::pair<std::string, std::string> named("", source);
+    out->build_prefilter(std::span(&named, 1), externals);
     return out;
 }
 
@@ -801,6 +904,7 @@ YaraScanner::YaraScanner(std::shared_ptr<const YaraRules> rules, int timeout_sec
 
 YaraScanner::~YaraScanner() {
     if (scanner_ != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(scanner_));
+    if (rest_scanner_ != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));
     for (void* s : partition_scanners_) {
         if (s != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(s));
     }
@@ -835,8 +939,26 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
     }
     std::vector<YaraMatch> matches;
     if (prefilter_scratch_ && !rules_->prefilter()->may_match(data, *prefilter_scratch_)) {
-        ++prefiltered_;
-        return matches;
+        // None of the prefiltered rules can match: the rest decide, or nothing is to scan.
+        if (rules_->prefilter_rest() == nullptr) {
+            ++prefiltered_;
+            return matches;
+        }
+        if (rest_scanner_ == nullptr) {
+            rest_scanner_ = new_scanner(rules_->prefilter_rest(), timeout_seconds_, flags_);
+            for (const auto& [name, value] : externals_) {
+                if (rest_scanner_ != nullptr &&
+                    define_scanner_external(static_cast<YR_SCANNER*>(rest_scanner_), name,
+                                            value) != ERROR_SUCCESS) {
+                    yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));
+                    rest_scanner_ = nullptr;
+                }
+            }
+        }
+        if (rest_scanner_ != nullptr) {
+            ++prefiltered_;
+            scanner = static_cast<YR_SCANNER*>(rest_scanner_);
+        }
     }
     ScanState state{&matches};
     yr_scanner_set_callback(scanner, on_scan_message, &state);
@@ -872,6 +994,9 @@ void YaraScanner::set_heap_only(bool on) {
 
 void YaraScanner::apply_flags() {
     if (scanner_ != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_), flags_);
+    if (rest_scanner_ != nullptr) {
+        yr_scanner_set_flags(static_cast<YR_SCANNER*>(rest_scanner_), flags_);
+    }
     for (void* s : partition_scanners_) {
         if (s != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(s), flags_);
     }
@@ -884,7 +1009,13 @@ Result<void> YaraScanner::set_external(const std::string& name, const YaraExtern
         return make_error(ErrorCode::kInvalidArgument,
                           "cannot set YARA external '" + name + "': " + error_name(rc));
     }
-    if (rules_->partitioned()) {
+    if (rest_scanner_ != nullptr &&
+        define_scanner_external(static_cast<YR_SCANNER*>(rest_scanner_), name, value) !=
+            ERROR_SUCCESS) {
+        yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));  // made again on next use
+        rest_scanner_ = nullptr;
+    }
+    if (rules_->partitioned() || rules_->prefilter_rest() != nullptr) {
         auto it = std::find_if(externals_.begin(), externals_.end(),
                                [&](const auto& e) { return e.first == name; });
         if (it == externals_.end()) {

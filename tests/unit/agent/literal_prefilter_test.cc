@@ -60,9 +60,11 @@ rule counted {
 TEST(LiteralPrefilter, BuiltForRulesOfLiteralStringsThatNeedThem) {
     auto rules = compile(kLiteralRules);
     ASSERT_TRUE(rules);
-    ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_off_reason();
+    ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_note();
     // a, b, c, d (ascii and wide), e (wide only), f
     EXPECT_EQ(rules->prefilter()->literal_count(), 7U);
+    EXPECT_EQ(rules->prefilter_rest(), nullptr);  // every rule is prefiltered
+    EXPECT_EQ(rules->prefilter_note(), "7 literals of 3 of 3 rules");
 }
 
 TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
@@ -77,15 +79,16 @@ TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
          "rule r can match without any of its strings"},
         {"rule ok { strings: $a = \"abc\" condition: $a }\n"
          "rule r { condition: ok }",
-         "rule r can match without"},
+         "rule ok is global or named by a condition"},
+        {"global rule g { strings: $a = \"abc\" condition: $a }", "rule g is global"},
         {"rule r { strings: $a = \"abc\" condition: not $a }", "rule r can match without"},
     };
     for (const auto& c : cases) {
         auto rules = compile(c.rules);
         ASSERT_TRUE(rules);
         EXPECT_EQ(rules->prefilter(), nullptr) << c.rules;
-        EXPECT_NE(rules->prefilter_off_reason().find(c.reason), std::string::npos)
-            << c.rules << " -> " << rules->prefilter_off_reason();
+        EXPECT_NE(rules->prefilter_note().find(c.reason), std::string::npos)
+            << c.rules << " -> " << rules->prefilter_note();
     }
 }
 
@@ -126,16 +129,84 @@ TEST(LiteralPrefilter, GuardedScannersAndRulesCompiledWithoutItNeverSkip) {
     EXPECT_EQ(guarded.prefiltered(), 0U);
 }
 
+// Rules the prefilter cannot stand for (a regular expression, a size condition, a rule another
+// names, a global rule) are compiled on their own and scan the buffers without literals.
+const char* const kMixedRules = R"(
+rule literal_one {
+    strings:
+        $a = "persist-hook-73ab48"
+    condition:
+        $a
+}
+rule regex_one {
+    strings:
+        $r = /implant-[0-9]{3}/
+    condition:
+        $r
+}
+rule tiny {
+    condition:
+        filesize < 8
+}
+private rule named {
+    strings:
+        $n = "named-literal"
+    condition:
+        $n
+}
+rule uses_named {
+    strings:
+        $u = "uses-literal"
+    condition:
+        named and $u
+}
+global rule not_empty {
+    condition:
+        filesize > 0
+}
+)";
+
+TEST(LiteralPrefilter, RulesItCannotStandForScanEveryBufferOnTheirOwn) {
+    auto rules = compile(kMixedRules);
+    ASSERT_TRUE(rules);
+    ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_note();
+    EXPECT_NE(rules->prefilter_rest(), nullptr);
+    // literal_one and uses_named are prefiltered; the other four always scanned.
+    EXPECT_EQ(rules->prefilter_note().substr(0, 32), "2 literals of 2 of 6 rules; the ");
+    YaraScanner scanner(rules);
+    scanner.set_heap_only(true);
+    const auto names = [&](const std::string& data) {
+        auto found = scanner.scan(bytes(data));
+        EXPECT_TRUE(found) << found.error().message;
+        std::vector<std::string> out;
+        if (found) {
+            for (const auto& m : *found) out.push_back(m.rule);
+        }
+        return out;
+    };
+    using V = std::vector<std::string>;
+    EXPECT_EQ(names("tiny"), (V{"tiny", "not_empty"}));  // no literal: the rest only
+    EXPECT_EQ(names("...implant-123..."), (V{"regex_one", "not_empty"}));
+    EXPECT_EQ(scanner.prefiltered(), 2U);
+    EXPECT_EQ(names("x persist-hook-73ab48 y"), (V{"literal_one", "not_empty"}));
+    EXPECT_EQ(names("named-literal uses-literal"), (V{"uses_named", "not_empty"}));
+    EXPECT_EQ(scanner.prefiltered(), 2U);  // those two had literals: the whole set
+    EXPECT_TRUE(names("").empty());        // the global rule fails on empty data
+}
+
 // Random buffers with planted strings (whole, cut short, in other cases, wide, at the edges):
 // a scanner with the prefilter returns exactly what libyara alone returns.
-TEST(LiteralPrefilter, SameMatchesAsLibyaraAloneOnRandomBuffers) {
-    auto rules = compile(kLiteralRules);
+class SameMatches : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SameMatches, AsLibyaraAloneOnRandomBuffers) {
+    auto rules = compile(GetParam());
     ASSERT_TRUE(rules && rules->prefilter());
     YaraScanner filtered(rules);
     filtered.set_heap_only(true);
     YaraScanner plain(rules);  // guarded: never consults the prefilter
 
     const std::vector<std::string> plants = {
+        "implant-042", "named-literal", "uses-literal", "implant-",
         "persist-hook-73ab48", "persist-hook-73ab4", "POWERSHELL -enc", "powershell -en",
         wide("/stager/f6fa5.php"), "/stager/f6fa5.php", wide("only-wide"), "only-wide",
         "beacon", "beacon beacon", std::string("\x82\xDA\x96\x30\x2F\xCD\x83\x79", 8),
@@ -165,6 +236,9 @@ TEST(LiteralPrefilter, SameMatchesAsLibyaraAloneOnRandomBuffers) {
     EXPECT_GT(filtered.prefiltered(), 50U);
     EXPECT_GT(matched, 50);
 }
+
+INSTANTIATE_TEST_SUITE_P(LiteralPrefilter, SameMatches,
+                         ::testing::Values(kLiteralRules, kMixedRules));
 
 }  // namespace
 }  // namespace senningen::agent

@@ -1,21 +1,23 @@
 // A literal prefilter in front of YARA scans of network streams, in the spirit of Suricata's
-// multi-pattern matcher: Hyperscan looks for every literal of every YARA string at once, and
-// libyara (whose Aho-Corasick loop runs at about 120-180 MB/s on this class of machine) scans
-// only the buffers where one occurs. Most traffic contains none of a rule pack's strings.
+// multi-pattern matcher: Hyperscan looks for every literal of the prefiltered rules' strings
+// at once, and a buffer holding none of them is scanned without those rules. libyara's
+// Aho-Corasick loop runs at about 120-180 MB/s on this class of machine; most traffic holds
+// none of a rule pack's strings.
 //
-// Sound, or not built at all. A buffer in which no literal occurs can make no YARA string
-// match, so the prefilter is built only when no rule can match without one of its strings
-// matching (rule_gates.h: needs_string, read from the rule text; a rule pack with `include`
-// or a rule this reader cannot follow leaves it off) and every string of the compiled rules
-// is a literal libyara itself found: text strings with their nocase, ascii and wide forms, hex
-// strings without wildcards or jumps. Regular expressions, hex strings with wildcards, xor and
-// base64 strings leave it off. It is then off for the whole rule set: every buffer goes to
-// libyara, as without it; why is in reason() and the agent's log.
+// Exact, or not used. A rule is prefiltered when it cannot match unless one of its own
+// strings matches (rule_gates.h: needs_string, read from the rule text) and every one of its
+// strings is a literal libyara itself found (text strings with their nocase, ascii and wide
+// forms, hex strings without wildcards or jumps), and it is neither global nor named by
+// another rule's condition. A buffer without any of their literals can match none of them, so
+// the remaining rules (compiled on their own, YaraRules) give the same result as the whole set;
+// when every rule is prefiltered, such a buffer is not scanned at all. A rule set with
+// `include`, or a text this reader cannot follow, has no prefilter.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,13 +25,19 @@
 
 namespace senningen::agent {
 
+// "NS:NAME" of a compiled rule (a YR_RULE*; NS is "default" when the source gave none).
+std::string yara_rule_key(const void* yr_rule);
+// Empty when the prefilter can look for every string of the compiled rule (YR_RULE*), else
+// which string it cannot look for and why.
+std::string literal_problem(const void* yr_rule);
+
 class LiteralPrefilter {
 public:
-    // YR_RULES: the compiled rules (YR_RULES*); TEXTS: every source text they were compiled
-    // from. Null, with WHY_NOT set, when the prefilter would not be sound or Hyperscan
-    // refuses (an unsupported CPU, a compile failure).
+    // The literals of the compiled rules (YR_RULES*) whose keys (yara_rule_key) are in
+    // RULE_KEYS; each such rule must have no literal_problem. Null, with WHY_NOT set, when
+    // Hyperscan refuses (an unsupported CPU, a compile failure) or there are no literals.
     static std::unique_ptr<LiteralPrefilter> build(void* yr_rules,
-                                                   std::span<const std::string> texts,
+                                                   const std::set<std::string>& rule_keys,
                                                    std::string& why_not);
     ~LiteralPrefilter();
     LiteralPrefilter(const LiteralPrefilter&) = delete;

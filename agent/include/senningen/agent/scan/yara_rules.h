@@ -100,20 +100,25 @@ public:
 
     struct Partitions;  // defined in the .cc
 
-    // The literal prefilter of these rules (literal_prefilter.h), or null; then
-    // prefilter_off_reason() says why (for the log).
+    // The literal prefilter of these rules (literal_prefilter.h), or null; the rules that are
+    // not prefiltered, compiled on their own (YR_RULES*), or null when every rule is; for the
+    // log, what the prefilter covers or why there is none.
     const LiteralPrefilter* prefilter() const { return prefilter_.get(); }
-    const std::string& prefilter_off_reason() const { return prefilter_off_; }
+    void* prefilter_rest() const { return prefilter_rest_; }
+    const std::string& prefilter_note() const { return prefilter_note_; }
 
 private:
     YaraRules(void* rules, std::size_t count, std::string version);
-    void build_prefilter(std::span<const std::string> texts);
+    // TEXTS: (namespace, text) of every source, in compile order.
+    void build_prefilter(std::span<const std::pair<std::string, std::string>> texts,
+                         const YaraExternals& externals);
     void* rules_;
     std::size_t rule_count_;
     std::string version_;
     std::unique_ptr<Partitions> partitions_;
     std::unique_ptr<LiteralPrefilter> prefilter_;
-    std::string prefilter_off_;
+    void* prefilter_rest_ = nullptr;  // YR_RULES*
+    std::string prefilter_note_;
 };
 
 class YaraScanner {
@@ -145,8 +150,9 @@ public:
     // small stream's scan and that two workers' scans contend on), is left out. Network
     // streams and files from traffic set it; the file scanner, which maps files, does not.
     // A heap-only scanner also consults the rules' literal prefilter, when they have one: a
-    // buffer holding none of the rules' literals is not given to libyara (no rule could match
-    // it) and scan() returns no matches. prefiltered() counts those scans.
+    // buffer holding none of the prefiltered rules' literals is scanned with the other rules
+    // only, or not at all when there are none; the matches are the same. prefiltered() counts
+    // those scans.
     void set_heap_only(bool on);
     std::uint64_t prefiltered() const { return prefiltered_; }
 
@@ -163,6 +169,7 @@ private:
     std::vector<void*> partition_scanners_;
     std::vector<std::pair<std::string, YaraExternalValue>> externals_;
     std::unique_ptr<LiteralPrefilter::Scratch> prefilter_scratch_;  // heap-only scanners
+    void* rest_scanner_ = nullptr;  // YR_SCANNER* of prefilter_rest(), made on first use
     std::uint64_t prefiltered_ = 0;
 };
 
