@@ -44,6 +44,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
                               FlowTableOptions{}.idle_timeout_ns},
              [this](Flow& flow) { on_flow_end(flow); }) {
     if (rules_) scanner_ = make_stream_scanner(rules_, options_.yara_timeout_seconds);
+    flows_.set_removed_handler([this](const Flow& flow) { record_conn(flow); });
 }
 
 Engine::~Engine() = default;

@@ -165,6 +165,8 @@ private:
     void on_tcp(Flow& flow, int direction, const DecodedPacket& packet);
     void on_flow_start(const Flow& flow, const DecodedPacket& packet);
     void on_flow_end(Flow& flow);
+    // The flow's conn record (Zeek's conn.log), as it leaves the table (engine_conn.cc).
+    void record_conn(const Flow& flow);
     void scan_stream(Flow& flow, int direction);
     // OFFSET: where BYTES start in the stream (match offsets are stream offsets).
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
