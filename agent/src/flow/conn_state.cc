@@ -53,7 +53,9 @@ Endpoint responder_state(unsigned self, Endpoint originator) {
     return Endpoint::kInactive;
 }
 
-bool inactive(Endpoint e) { return e == Endpoint::kInactive || e == Endpoint::kPartial; }
+bool inactive(Endpoint e) {
+    return e == Endpoint::kInactive || e == Endpoint::kPartial;
+}
 
 // Zeek's RSTOS0 test, the history matching ^?S[^HAFGIQ]*R.*: the originator's SYN first, and
 // its next letter among H A F G I Q R (upper case: the originator's) an R.

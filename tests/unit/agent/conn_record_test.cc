@@ -43,10 +43,10 @@ Bytes udp_frame(bool from_client, const Bytes& payload) {
 
 // An engine with a record sink that keeps the parsed records, fed frame by frame.
 struct Capture {
-    explicit Capture(EngineOptions options = {}) : engine(std::move(options), nullptr, nullptr, {}) {
+    explicit Capture(EngineOptions options = {})
+        : engine(std::move(options), nullptr, nullptr, {}) {
         engine.set_record_sink([this](const std::string& line) {
-            records.push_back(
-                Poco::JSON::Parser().parse(line).extract<Poco::JSON::Object::Ptr>());
+            records.push_back(Poco::JSON::Parser().parse(line).extract<Poco::JSON::Object::Ptr>());
         });
     }
     void feed(const Bytes& frame, std::int64_t ts) {
@@ -100,7 +100,8 @@ TEST(ConnRecord, HandshakeDataAndFinIsSfWithZeeksCounts) {
         << "conn.log's ts is the first packet's";
     EXPECT_EQ(c->getValue<std::string>("proto"), "TCP");
     EXPECT_EQ(c->getValue<std::string>("src_ip"), "10.1.0.1");
-    EXPECT_EQ(c->getValue<std::uint64_t>("flow_id"), run.records[0]->getValue<std::uint64_t>("flow_id"));
+    EXPECT_EQ(c->getValue<std::uint64_t>("flow_id"),
+              run.records[0]->getValue<std::uint64_t>("flow_id"));
     EXPECT_EQ(text(c, "service"), "http");
     EXPECT_EQ(text(c, "conn_state"), "SF");
     EXPECT_EQ(text(c, "history"), "ShADadFf");
@@ -148,9 +149,9 @@ TEST(ConnRecord, SynAnsweredByRstIsRej) {
 TEST(ConnRecord, UdpDnsIsSfWithServiceDns) {
     Capture run;
     // A DNS query for example.test (A) and its answer without records.
-    const Bytes query = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-                         7,    'e',  'x',  'a',  'm',  'p',  'l',  'e',  4,    't',  'e',  's',
-                         't',  0,    0x00, 0x01, 0x00, 0x01};
+    const Bytes query = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+                         0x00, 0x00, 7,    'e',  'x',  'a',  'm',  'p',  'l',  'e',
+                         4,    't',  'e',  's',  't',  0,    0x00, 0x01, 0x00, 0x01};
     Bytes answer = query;
     answer[2] = 0x81;
     answer[3] = 0x83;  // response, NXDOMAIN
@@ -214,29 +215,24 @@ TEST(ConnRecord, AStreamHoleIsMissedBytesAndCountsInTheSize) {
     EXPECT_EQ(text(conns[0], "history"), "ShD");
 }
 
-TEST(ConnRecord, NotBuiltWithoutARecordSink) {
-    Engine engine(EngineOptions{}, nullptr, nullptr, {});
-    const Bytes frame = tcp_frame(true, 40004, 1, kSyn, "");
-    engine.process({kStart, frame.data(), static_cast<std::uint32_t>(frame.size()),
-                    static_cast<std::uint32_t>(frame.size())},
-                   DLT_EN10MB);
-    engine.finish();
-    EXPECT_EQ(engine.counters().analyzer_records, 0U);
-}
-
-TEST(ConnRecord, EveryWorkerWritesItsFlowsConnRecords) {
+// Enough flows that each worker hands its end-of-input records over in several chunks.
+std::vector<std::string> conn_lines_with_two_workers(int flows) {
     std::vector<std::string> lines;
     WorkerOutputs outputs;
     outputs.record = [&](const std::string& line) { lines.push_back(line); };
-    {
-        WorkerPool pool(2, DLT_EN10MB, EngineOptions{}, nullptr, nullptr, nullptr, outputs);
-        for (std::uint16_t port = 42000; port < 42020; ++port) {
-            const Bytes frame = tcp_frame(true, port, 1, kSyn, "");
-            pool.process({kStart + port, frame.data(), static_cast<std::uint32_t>(frame.size()),
-                          static_cast<std::uint32_t>(frame.size())});
-        }
-        pool.finish();
+    WorkerPool pool(2, DLT_EN10MB, EngineOptions{}, nullptr, nullptr, nullptr, outputs);
+    for (int i = 0; i < flows; ++i) {
+        const Bytes frame = tcp_frame(true, static_cast<std::uint16_t>(20000 + i), 1, kSyn, "");
+        pool.process({kStart + i, frame.data(), static_cast<std::uint32_t>(frame.size()),
+                      static_cast<std::uint32_t>(frame.size())});
     }
+    pool.finish();
+    return lines;
+}
+
+TEST(ConnRecord, EveryWorkerWritesItsFlowsConnRecordsInChunksInAFixedOrder) {
+    constexpr int kFlows = 20000;
+    const std::vector<std::string> lines = conn_lines_with_two_workers(kFlows);
     std::vector<int> ports;
     for (const auto& line : lines) {
         const auto r = Poco::JSON::Parser().parse(line).extract<Poco::JSON::Object::Ptr>();
@@ -244,9 +240,10 @@ TEST(ConnRecord, EveryWorkerWritesItsFlowsConnRecords) {
             ports.push_back(r->getValue<int>("src_port"));
         }
     }
+    ASSERT_EQ(ports.size(), static_cast<std::size_t>(kFlows));
     std::sort(ports.begin(), ports.end());
-    ASSERT_EQ(ports.size(), 20U);
-    for (int i = 0; i < 20; ++i) EXPECT_EQ(ports[static_cast<std::size_t>(i)], 42000 + i);
+    for (int i = 0; i < kFlows; ++i) ASSERT_EQ(ports[static_cast<std::size_t>(i)], 20000 + i);
+    EXPECT_EQ(conn_lines_with_two_workers(kFlows), lines) << "the merged order is fixed";
 }
 
 // ---- conn_state over the flow table ------------------------------------------------------

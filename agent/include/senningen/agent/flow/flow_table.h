@@ -130,16 +130,16 @@ struct Flow {
     FlowEndpoint resp;  // responder
     // The small members together, where the endpoints leave room before the next 8 bytes.
     std::uint8_t ip_proto = 0;
-    bool closed = false;                   // FIN from both sides, or RST
+    bool closed = false;  // FIN from both sides, or RST
     bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
-    bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
+    bool scanned[2] = {false, false};  // owner's flag: this direction was inspected already
     // The history kinds seen: bit K (kConnHistoryLetters[K]) for the originator, bit 8 + K
     // for the responder.
     std::uint16_t history_seen = 0;
     std::int64_t first_ts_ns = 0;
     std::int64_t last_ts_ns = 0;
     std::uint64_t packets[2] = {0, 0};  // [0] orig->resp, [1] resp->orig
-    std::uint64_t bytes[2] = {0, 0};     // transport payload, retransmissions included
+    std::uint64_t bytes[2] = {0, 0};    // transport payload, retransmissions included
     std::uint64_t ip_bytes[2] = {0, 0};  // IP header and all after it, as the IP header says
     // The history in order: the bit numbers of history_seen as they were first set, 4 bits
     // each, the first in the lowest bits (at most 16, so 64 bits always hold them).
