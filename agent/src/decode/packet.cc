@@ -127,6 +127,7 @@ DecodeStatus decode_ipv4(Bytes ip, DecodedPacket& out) {
     if (ip.size() < header_len) {
         return DecodeStatus::kTruncated;
     }
+    out.ip_len = static_cast<std::uint32_t>(total_len);
     out.src.family = 4;
     out.dst.family = 4;
     std::memcpy(out.src.bytes.data(), h + 12, 4);
@@ -155,6 +156,7 @@ DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
     if (payload_len == 0) {
         payload_len = ip.size() - 40;
     }
+    out.ip_len = static_cast<std::uint32_t>(40 + payload_len);
     out.src.family = 6;
     out.dst.family = 6;
     std::memcpy(out.src.bytes.data(), h + 8, 16);

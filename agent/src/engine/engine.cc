@@ -44,6 +44,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
                               FlowTableOptions{}.idle_timeout_ns},
              [this](Flow& flow) { on_flow_end(flow); }) {
     if (rules_) scanner_ = make_stream_scanner(rules_, options_.yara_timeout_seconds);
+    flows_.set_removed_handler([this](const Flow& flow) { record_conn(flow); });
 }
 
 Engine::~Engine() = default;
@@ -251,13 +252,19 @@ void Engine::on_flow_end(Flow& flow) {
 void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     ++counters_.analyzer_records;
     if (!record_sink_ || current_flow_ == nullptr) return;
+    thread_local std::ostringstream fields_text;
+    fields_text.str(std::string());
+    fields->stringify(fields_text);
+    write_record(log, fields_text.view());
+}
+
+void Engine::write_record(std::string_view log, std::string_view fields_json) {
     const Flow& flow = *current_flow_;
     // EVE layout, oriented originator -> responder as Zeek's id.* fields are. The envelope is
     // written straight into a reused buffer (Poco's own escaping for its texts), the same bytes
     // Poco gave for a root object around FIELDS: a root Object per record, ten Var and a
     // stringify pass over it were a good part of the packet path.
     thread_local std::string out;
-    thread_local std::ostringstream fields_text;
     const auto text = [](const std::string& value) {
         return Poco::toJSON(value, Poco::JSON_WRAP_STRINGS);
     };
@@ -291,9 +298,7 @@ void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     out += ',';
     out += log_name;
     out += ':';
-    fields_text.str(std::string());
-    fields->stringify(fields_text);
-    out += fields_text.view();
+    out += fields_json;
     out += '}';
     record_sink_(out);
 }

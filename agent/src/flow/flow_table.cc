@@ -4,6 +4,7 @@
 #include "senningen/agent/flow/flow_table.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <iterator>
 #include <utility>
@@ -14,6 +15,9 @@ namespace {
 // Out-of-order segments held per direction, whatever their size: many one-byte segments would
 // otherwise cost far more in map nodes than the depth limit suggests.
 constexpr std::size_t kMaxPendingSegments = 1024;
+
+// Out-of-order bytes held per direction at most, whatever the depth (the count is 32 bits).
+constexpr std::uint64_t kMaxPendingBytes = 0xffffffffULL;
 
 // Keys tried for one 5-tuple before the table gives up on probing and evicts.
 constexpr std::uint64_t kMaxProbes = 8;
@@ -55,6 +59,39 @@ bool same_tuple(const Flow& flow, std::uint8_t ip_proto, const FlowEndpoint& src
            ((flow.orig == src && flow.resp == dst) || (flow.orig == dst && flow.resp == src));
 }
 
+// The history kind (an index into kConnHistoryLetters) of a packet, or -1 for none (a TCP
+// segment with no flag Zeek's history records). Zeek's rules: more than one of SYN, FIN and
+// RST is Q (I for FIN+RST); one of them is its letter, data or not; otherwise data is D and a
+// bare ACK is A.
+int history_kind(const DecodedPacket& packet) {
+    if (packet.ip_proto != kIpProtoTcp) return 3;  // UDP: every datagram is D
+    const std::uint8_t f = packet.tcp_flags;
+    const bool syn = (f & tcp_flags::kSyn) != 0;
+    const bool fin = (f & tcp_flags::kFin) != 0;
+    const bool rst = (f & tcp_flags::kRst) != 0;
+    const int set = int{syn} + int{fin} + int{rst};
+    if (set > 1) return fin && rst ? 7 : 6;
+    if (syn) return (f & tcp_flags::kAck) != 0 ? 1 : 0;
+    if (fin) return 4;
+    if (rst) return 5;
+    if (!packet.payload.empty()) return 3;
+    if ((f & tcp_flags::kAck) != 0) return 2;
+    return -1;
+}
+
+// A few instructions per packet: the kind, one bit test, and rarely (at most 16 times per
+// flow) an append.
+void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
+    const int kind = history_kind(packet);
+    if (kind < 0) return;
+    const unsigned code = static_cast<unsigned>(kind + 8 * direction);
+    const auto bit = static_cast<std::uint16_t>(1U << code);
+    if ((flow.history_seen & bit) != 0) return;
+    const int n = std::popcount(flow.history_seen);
+    flow.history |= std::uint64_t{code} << (4 * n);
+    flow.history_seen = static_cast<std::uint16_t>(flow.history_seen | bit);
+}
+
 }  // namespace
 
 // ---- TcpStream ---------------------------------------------------------------------------
@@ -67,6 +104,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         data_seq = seq + 1;  // the SYN occupies one sequence number
         if (!started_) {
             next_seq_ = data_seq;
+            high_seq_ = data_seq;
             started_ = true;
         }
     }
@@ -78,8 +116,11 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     }
     if (!started_) {
         next_seq_ = data_seq;
+        high_seq_ = data_seq;
         started_ = true;
     }
+    const std::uint32_t data_end = data_seq + static_cast<std::uint32_t>(payload.size());
+    if (seq_diff(data_end, high_seq_) > 0) high_seq_ = data_end;
 
     // Work in 64-bit offsets relative to the stream start from here on: no more modulo.
     const std::int64_t rel = static_cast<std::int64_t>(base_) + seq_diff(data_seq, next_seq_);
@@ -160,18 +201,19 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     // usefully exceed the room left under the depth.
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
     if (!pending_) pending_ = std::make_unique<Pending>();
-    if (pending_bytes_ + bytes.size() > room || pending_->size() >= kMaxPendingSegments) {
+    const std::uint64_t held = std::uint64_t{pending_bytes_} + bytes.size();
+    if (held > room || held > kMaxPendingBytes || pending_->size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
     }
     pending_->emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-    pending_bytes_ += bytes.size();
+    pending_bytes_ = static_cast<std::uint32_t>(held);
 }
 
 void TcpStream::drain_pending(ReassemblyCounters& counters) {
     while (!nothing_held() && pending_->begin()->first <= base_) {
         auto node = pending_->extract(pending_->begin());
-        pending_bytes_ -= node.mapped().size();
+        pending_bytes_ -= static_cast<std::uint32_t>(node.mapped().size());
         const std::uint64_t offset = node.key();
         std::span<const std::uint8_t> bytes = node.mapped();
         const std::uint64_t bytes_end = offset + bytes.size();
@@ -222,9 +264,20 @@ std::size_t TcpStream::reserved() const {
 void TcpStream::release() {
     dropped_ += data_.size();
     std::vector<std::uint8_t>().swap(data_);
-    gaps_.reset();
     pending_.reset();
     pending_bytes_ = 0;
+}
+
+std::uint64_t TcpStream::seen_bytes() const {
+    if (!started_) return 0;
+    const std::int64_t ahead = seq_diff(high_seq_, next_seq_);
+    return base_ + static_cast<std::uint64_t>(std::max<std::int64_t>(ahead, 0));
+}
+
+std::uint64_t TcpStream::missed_bytes() const {
+    std::uint64_t missed = 0;
+    for (const StreamGap& gap : gaps()) missed += gap.bytes;
+    return missed;
 }
 
 // ---- FlowTable ---------------------------------------------------------------------------
@@ -334,6 +387,8 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     direction = flow.orig == src ? 0 : 1;
     ++flow.packets[direction];
     flow.bytes[direction] += packet.payload.size();
+    flow.ip_bytes[direction] += packet.ip_len;
+    note_history(flow, direction, packet);
     flow.last_ts_ns = std::max(flow.last_ts_ns, packet.ts_ns);
 
     if (flow.stream[direction] && !flow.ended) {
@@ -377,16 +432,18 @@ void FlowTable::end_flow(std::uint64_t id) {
     if (closing_id_ == id) {
         closing_id_ = 0;
     }
-    if (flow->ended) {
-        return;  // its end handler ran when it closed
-    }
-    for (auto& stream : flow->stream) {
-        if (stream) {
-            stream->flush_gaps(counters_.reassembly);
+    if (!flow->ended) {  // else its end handler ran when it closed
+        for (auto& stream : flow->stream) {
+            if (stream) {
+                stream->flush_gaps(counters_.reassembly);
+            }
+        }
+        if (on_end_) {
+            on_end_(*flow);
         }
     }
-    if (on_end_) {
-        on_end_(*flow);
+    if (on_removed_) {
+        on_removed_(*flow);
     }
 }
 

@@ -43,6 +43,9 @@ struct DecodedPacket {
     std::uint8_t tcp_flags = 0;
     std::uint32_t seq = 0;
     std::uint32_t ack = 0;
+    // The IP packet's length as its header gives it (IPv4 total length, IPv6 40 + payload
+    // length; the captured length when the header says 0): Zeek's conn.log ip_bytes.
+    std::uint32_t ip_len = 0;
     std::span<const std::uint8_t> payload;  // transport payload (bounded by IP length and caplen)
 };
 

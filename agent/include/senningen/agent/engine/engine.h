@@ -166,6 +166,10 @@ private:
     void on_tcp(Flow& flow, int direction, const DecodedPacket& packet);
     void on_flow_start(const Flow& flow, const DecodedPacket& packet);
     void on_flow_end(Flow& flow);
+    // The flow's conn record (Zeek's conn.log), as it leaves the table (engine_conn.cc).
+    void record_conn(const Flow& flow);
+    // A record of current_flow_ at current_ts_ns_ whose fields are FIELDS_JSON (an object).
+    void write_record(std::string_view log, std::string_view fields_json);
     void scan_stream(Flow& flow, int direction);
     // OFFSET: where BYTES start in the stream (match offsets are stream offsets).
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "senningen/agent/decode/packet.h"
@@ -63,14 +64,23 @@ public:
     // held out-of-order segments and an estimate of their map nodes' overhead, the gap list.
     std::size_t reserved() const;
     bool fin_seen() const { return fin_seen_; }
+    // Bytes of sequence space this direction's data covered, from its first data byte to one
+    // past the highest byte seen: holes and bytes past the depth included, retransmissions
+    // once, SYN and FIN not counted (Zeek's conn.log orig_bytes/resp_bytes, which Zeek takes
+    // from sequence numbers too; it also counts data the peer acknowledged but that was never
+    // seen, which this does not).
+    std::uint64_t seen_bytes() const;
+    // Bytes in the holes flush_gaps() skipped within the depth (Zeek's missed_bytes).
+    std::uint64_t missed_bytes() const;
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
     std::span<const StreamGap> gaps() const {
         return gaps_ ? std::span<const StreamGap>(*gaps_) : std::span<const StreamGap>();
     }
 
-    // Frees the bytes (data, held segments, gaps) once the owner has had its last look: a
-    // closed flow lingers in the table without its streams' memory.
+    // Frees the bytes (data, held segments) once the owner has had its last look: a closed
+    // flow lingers in the table without its streams' memory. The gap list (rare, a few
+    // entries) stays for missed_bytes() in the flow's conn record, made when it leaves.
     void release();
 
 private:
@@ -80,14 +90,19 @@ private:
 
     std::size_t depth_;
     std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
+    // One past the highest data byte any segment carried (for seen_bytes()): the bytes past
+    // the depth are not kept, but the count goes on.
+    std::uint32_t high_seq_ = 0;
+    // Bounded by the room left under depth_ and by kMaxPendingBytes: 32 bits, so that
+    // high_seq_ costs the stream no size.
+    std::uint32_t pending_bytes_ = 0;
     bool started_ = false;
     bool fin_seen_ = false;
     std::vector<std::uint8_t> data_;
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
     std::unique_ptr<std::vector<StreamGap>> gaps_;  // made at the first hole (rare)
     std::unique_ptr<Pending> pending_;
-    std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
-    std::size_t pending_bytes_ = 0;  // bounded by the room left under depth_
+    std::uint64_t base_ = 0;  // 64-bit relative offset of next_seq_ (wrap-safe)
 
     bool nothing_held() const { return !pending_ || pending_->empty(); }
     void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
@@ -102,28 +117,51 @@ struct FlowEndpoint {
     bool operator==(const FlowEndpoint&) const = default;
 };
 
+// The kinds of packet Zeek's conn.log history records, each once per direction in the order
+// first seen: S a SYN, H a SYN-ACK, A a pure ACK, D data (any UDP packet), F a FIN, R a RST,
+// Q SYN+FIN or SYN+RST, I FIN+RST. Upper case for the originator, lower for the responder.
+// Zeek's repeated letters and its T (retransmission), W (zero window), C (bad checksum),
+// G (gap) and ^ (flipped) are not tracked.
+inline constexpr char kConnHistoryLetters[] = "SHADFRQI";
+
 struct Flow {
     std::uint64_t id = 0;  // stable for the 5-tuple: the same in both directions and runs
-    std::uint8_t ip_proto = 0;
     FlowEndpoint orig;  // originator
     FlowEndpoint resp;  // responder
+    // The small members together, where the endpoints leave room before the next 8 bytes.
+    std::uint8_t ip_proto = 0;
+    bool closed = false;  // FIN from both sides, or RST
+    bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
+    bool scanned[2] = {false, false};  // owner's flag: this direction was inspected already
+    // The history kinds seen: bit K (kConnHistoryLetters[K]) for the originator, bit 8 + K
+    // for the responder.
+    std::uint16_t history_seen = 0;
     std::int64_t first_ts_ns = 0;
     std::int64_t last_ts_ns = 0;
     std::uint64_t packets[2] = {0, 0};  // [0] orig->resp, [1] resp->orig
-    std::uint64_t bytes[2] = {0, 0};
-    bool closed = false;                   // FIN from both sides, or RST
-    bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
+    std::uint64_t bytes[2] = {0, 0};    // transport payload, retransmissions included
+    std::uint64_t ip_bytes[2] = {0, 0};  // IP header and all after it, as the IP header says
+    // The history in order: the bit numbers of history_seen as they were first set, 4 bits
+    // each, the first in the lowest bits (at most 16, so 64 bits always hold them).
+    std::uint64_t history = 0;
     std::string app_proto;                 // set by whoever recognises the protocol
     // TCP only: [0] orig->resp, [1] resp->orig. In the flow, not behind a pointer of its own:
     // one allocation per flow instead of three.
     std::optional<TcpStream> stream[2];
-    bool scanned[2] = {false, false};      // owner's flag: this direction was inspected already
     // The owner's per-flow state (the engine's), opaque to the table: found from the flow
     // without a second hash lookup per packet. The owner clears it when it drops the state.
     void* owner_state = nullptr;
     Flow* lru_prev = nullptr;  // the table's order of use (FlowTable only)
     Flow* lru_next = nullptr;
 };
+
+// Zeek's conn.log history of FLOW: the letters of kConnHistoryLetters in the order first seen.
+std::string conn_history(const Flow& flow);
+
+// Zeek's conn.log conn_state of FLOW (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH,
+// SHR, OTH), from each side's endpoint state as the packets in its history leave it
+// (conn_state.cc says how that follows Zeek's TCP state machine, and where it is coarser).
+const char* conn_state(const Flow& flow);
 
 struct FlowTableOptions {
     std::size_t max_flows = 65536;
@@ -147,6 +185,10 @@ public:
     // Called once for every flow that leaves the table (closed, expired, evicted or at
     // flush_all), before it is destroyed: the owner's last look at its streams.
     using FlowEndHandler = std::function<void(Flow&)>;
+    // Called once for every flow as it goes out of the table, after its end handler: at once,
+    // or, for a closed flow, when its linger ends (the last ACKs, a RST after the FINs
+    // counted). The flow's final tally, for its conn record.
+    using FlowRemovedHandler = std::function<void(const Flow&)>;
 
     explicit FlowTable(FlowTableOptions options, FlowEndHandler on_end = {});
 
@@ -158,6 +200,8 @@ public:
     // sees the closing packet's data before the end handler takes its last look; it then
     // lingers (ended == true, no more stream data) for close_linger_ns.
     Flow& update(const DecodedPacket& packet, int& direction);
+
+    void set_removed_handler(FlowRemovedHandler on_removed) { on_removed_ = std::move(on_removed); }
 
     // Ends every flow (end of capture): FlowEndHandler runs for each.
     void flush_all();
@@ -183,6 +227,7 @@ private:
 
     FlowTableOptions options_;
     FlowEndHandler on_end_;
+    FlowRemovedHandler on_removed_;
     // Keyed by flow id; on a (vanishingly rare) id collision the newcomer takes the next free
     // key within a short probe window, so Flow::id is the key, not always flow_id().
     std::unordered_map<std::uint64_t, Slot> flows_;
