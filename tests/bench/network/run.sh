@@ -75,6 +75,12 @@ for variant in a b; do
     done
 done
 
+# The same (b) with every buffer given to libyara: what the literal prefilter saves.
+run "agent b unfiltered" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 \
+    --no-yara-prefilter
+printf '%-44s %8s %8s %9s\n' "agent (b) --no-yara-prefilter, 1 worker" "$secs" "$(gbps "$secs")" \
+    "$(ratio "$secs" "$ndpi")"
+
 echo
 echo "peak RSS, $conc ($flows flows open at once), agent (b):"
 for workers in 1 2; do
