@@ -127,6 +127,12 @@ Engine::FlowState& Engine::state_of(Flow& flow) {
     FlowState& state = states_[flow.id];  // a node map: the address stays valid
     state.flow = &flow;
     flow.owner_state = &state;
+    // on_tcp() settles the packet's stream before it returns, so segments parsed at once
+    // need no copy of their own. With a scanner every byte waits for its scan anyway:
+    // borrowing would only move the copy (and the allocation's place in the heap).
+    for (auto& stream : flow.stream) {
+        if (stream) stream->set_borrowing(scanner_ == nullptr);
+    }
     return state;
 }
 
@@ -202,7 +208,10 @@ void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
     if (stream && !flow.scanned[direction] && stream->depth_reached()) {
         scan_stream(flow, direction);
     }
-    if (stream) trim_stream(flow, state, direction);
+    if (stream) {
+        trim_stream(flow, state, direction);
+        flow.stream[direction]->settle();  // what the stream still needs becomes its own
+    }
 }
 
 void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
@@ -211,6 +220,7 @@ void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
     // What the analyzer has had (everything, without one) is no longer needed for parsing.
     const std::uint64_t parsed = state.analyzer ? state.delivered[direction] : stream.size();
     if (!scanner_ || flow.scanned[direction]) stream.discard(parsed);
+    stream.settle();
     const std::size_t held = stream.reserved();
     held_bytes_ = held_bytes_ - state.held[direction] + held;
     state.held[direction] = held;
