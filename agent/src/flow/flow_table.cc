@@ -99,7 +99,8 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
             ++counters.overlaps;
         }
         if (borrowing_ && data_.empty() && borrowed_.empty()) {
-            const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
+            const std::size_t room =
+                depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
             const std::size_t keep = std::min(room, payload.size());
             borrowed_ = payload.first(keep);
             counters.bytes_beyond_depth += payload.size() - keep;

@@ -756,7 +756,9 @@ const Indicator* IntelStore::find_key(IntelType type, std::string_view key) cons
 
 std::pair<std::size_t, bool> IntelStore::insert(IntelType type, std::string_view key) {
     // At most 70% full, so that a miss ends after a few probes.
-    if ((entry_count_ + 1) * 10 > slots_.size() * 7) rehash(std::max<std::size_t>(64, slots_.size() * 2));
+    if ((entry_count_ + 1) * 10 > slots_.size() * 7) {
+        rehash(std::max<std::size_t>(64, slots_.size() * 2));
+    }
     const std::size_t hash = hash_key(type, key);
     const auto tag = static_cast<std::uint32_t>(hash >> 32);
     const std::size_t mask = slots_.size() - 1;

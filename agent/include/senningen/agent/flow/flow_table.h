@@ -76,7 +76,8 @@ public:
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
     std::span<const StreamGap> gaps() const {
-        return disorder_ ? std::span<const StreamGap>(disorder_->gaps) : std::span<const StreamGap>();
+        return disorder_ ? std::span<const StreamGap>(disorder_->gaps)
+                         : std::span<const StreamGap>();
     }
 
     // Frees the bytes (data, held segments, gaps) once the owner has had its last look: a
