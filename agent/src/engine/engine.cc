@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
-#include <sstream>
+#include <ostream>
+#include <streambuf>
 
 #include <Poco/JSONString.h>
 
@@ -25,6 +26,27 @@ const char* proto_name(std::uint8_t ip_proto) {
         default: return "IP";
     }
 }
+
+// What an ostream writes goes straight to the end of a std::string (no put area of its own).
+class StringAppendBuf final : public std::streambuf {
+public:
+    explicit StringAppendBuf(std::string& to) : to_(to) {}
+
+protected:
+    int_type overflow(int_type c) override {
+        if (!traits_type::eq_int_type(c, traits_type::eof())) {
+            to_.push_back(traits_type::to_char_type(c));
+        }
+        return traits_type::not_eof(c);
+    }
+    std::streamsize xsputn(const char* s, std::streamsize n) override {
+        to_.append(s, static_cast<std::size_t>(n));
+        return n;
+    }
+
+private:
+    std::string& to_;
+};
 
 }  // namespace
 
@@ -106,6 +128,12 @@ Engine::FlowState& Engine::state_of(Flow& flow) {
     FlowState& state = states_[flow.id];  // a node map: the address stays valid
     state.flow = &flow;
     flow.owner_state = &state;
+    // on_tcp() settles the packet's stream before it returns, so segments parsed at once
+    // need no copy of their own. With a scanner every byte waits for its scan anyway:
+    // borrowing would only move the copy (and the allocation's place in the heap).
+    for (auto& stream : flow.stream) {
+        if (stream) stream->set_borrowing(scanner_ == nullptr);
+    }
     return state;
 }
 
@@ -181,7 +209,10 @@ void Engine::on_tcp(Flow& flow, int direction, const DecodedPacket& packet) {
     if (stream && !flow.scanned[direction] && stream->depth_reached()) {
         scan_stream(flow, direction);
     }
-    if (stream) trim_stream(flow, state, direction);
+    if (stream) {
+        trim_stream(flow, state, direction);
+        flow.stream[direction]->settle();  // what the stream still needs becomes its own
+    }
 }
 
 void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
@@ -190,6 +221,7 @@ void Engine::trim_stream(Flow& flow, FlowState& state, int direction) {
     // What the analyzer has had (everything, without one) is no longer needed for parsing.
     const std::uint64_t parsed = state.analyzer ? state.delivered[direction] : stream.size();
     if (!scanner_ || flow.scanned[direction]) stream.discard(parsed);
+    stream.settle();
     const std::size_t held = stream.reserved();
     held_bytes_ = held_bytes_ - state.held[direction] + held;
     state.held[direction] = held;
@@ -252,53 +284,59 @@ void Engine::on_flow_end(Flow& flow) {
 void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
     ++counters_.analyzer_records;
     if (!record_sink_ || current_flow_ == nullptr) return;
-    thread_local std::ostringstream fields_text;
-    fields_text.str(std::string());
-    fields->stringify(fields_text);
-    write_record(log, fields_text.view());
+    write_record(log, {}, fields.get());
 }
 
-void Engine::write_record(std::string_view log, std::string_view fields_json) {
+void Engine::write_record(std::string_view log, std::string_view fields_json,
+                          const Poco::JSON::Object* fields) {
     const Flow& flow = *current_flow_;
     // EVE layout, oriented originator -> responder as Zeek's id.* fields are. The envelope is
     // written straight into a reused buffer (Poco's own escaping for its texts), the same bytes
     // Poco gave for a root object around FIELDS: a root Object per record, ten Var and a
-    // stringify pass over it were a good part of the packet path.
+    // stringify pass over it were a good part of the packet path. Poco stringifies FIELDS
+    // into the same buffer through a stream that appends to it, so the record is never
+    // copied and no stream buffer grows from empty for each record.
     thread_local std::string out;
+    thread_local StringAppendBuf out_buf(out);
+    thread_local std::ostream out_stream(&out_buf);
     const auto text = [](const std::string& value) {
-        return Poco::toJSON(value, Poco::JSON_WRAP_STRINGS);
+        Poco::toJSON(value, out_stream, Poco::JSON_WRAP_STRINGS);
     };
-    const std::string log_name = text(std::string(log));  // both the event type and the key
-    const auto append_number = [](std::string& to, std::uint64_t value) {
+    const auto append_number = [](std::uint64_t value) {
         char buf[24];
         const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
-        to.append(buf, end);
+        out.append(buf, end);
     };
+    const std::string log_name(log);  // both the event type and the key
     out.clear();
     out += "{\"timestamp\":";
-    out += text(common::format_timestamp(current_ts_ns_));
+    text(common::format_timestamp(current_ts_ns_));
     out += ",\"flow_id\":";
-    append_number(out, flow.id);
+    append_number(flow.id);
     out += ",\"event_type\":";
-    out += log_name;
+    text(log_name);
     out += ",\"src_ip\":";
-    out += text(flow.orig.addr.to_string());
+    text(flow.orig.addr.to_string());
     out += ",\"src_port\":";
-    append_number(out, flow.orig.port);
+    append_number(flow.orig.port);
     out += ",\"dest_ip\":";
-    out += text(flow.resp.addr.to_string());
+    text(flow.resp.addr.to_string());
     out += ",\"dest_port\":";
-    append_number(out, flow.resp.port);
+    append_number(flow.resp.port);
     out += ",\"proto\":";
-    out += text(proto_name(flow.ip_proto));
+    text(proto_name(flow.ip_proto));
     if (!flow.app_proto.empty()) {
         out += ",\"app_proto\":";
-        out += text(flow.app_proto);
+        text(flow.app_proto);
     }
     out += ',';
-    out += log_name;
+    text(log_name);
     out += ':';
-    out += fields_json;
+    if (fields != nullptr) {
+        fields->stringify(out_stream);
+    } else {
+        out += fields_json;
+    }
     out += '}';
     record_sink_(out);
 }

@@ -16,9 +16,6 @@ namespace {
 // otherwise cost far more in map nodes than the depth limit suggests.
 constexpr std::size_t kMaxPendingSegments = 1024;
 
-// Out-of-order bytes held per direction at most, whatever the depth (the count is 32 bits).
-constexpr std::uint64_t kMaxPendingBytes = 0xffffffffULL;
-
 // Keys tried for one 5-tuple before the table gives up on probing and evicts.
 constexpr std::uint64_t kMaxProbes = 8;
 
@@ -139,6 +136,16 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         if (overlapped) {
             ++counters.overlaps;
         }
+        if (borrowing_ && data_.empty() && borrowed_.empty()) {
+            const std::size_t room =
+                depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
+            const std::size_t keep = std::min(room, payload.size());
+            borrowed_ = payload.first(keep);
+            counters.bytes_beyond_depth += payload.size() - keep;
+            base_ += payload.size();
+            next_seq_ += static_cast<std::uint32_t>(payload.size());
+            return;
+        }
         append(payload, counters);
         return;
     }
@@ -149,8 +156,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     // First wins: only the parts of [start, stop) that no held segment covers are kept.
     std::uint64_t cursor = start;
     std::uint64_t covered = 0;
-    if (!pending_) pending_ = std::make_unique<Pending>();
-    Pending& pending = *pending_;
+    Pending& pending = disorder().pending;
     auto it = pending.upper_bound(start);
     if (it != pending.begin()) {
         auto prev = std::prev(it);
@@ -182,7 +188,14 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     drain_pending(counters);
 }
 
+void TcpStream::settle() {
+    if (borrowed_.empty()) return;
+    data_.assign(borrowed_.begin(), borrowed_.end());
+    borrowed_ = {};
+}
+
 void TcpStream::append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters) {
+    settle();  // borrowed bytes come first
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
     const std::size_t keep = std::min(room, bytes.size());
     data_.insert(data_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
@@ -200,20 +213,19 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     // Whatever is held ends up in data_ at the latest at flush time, so held bytes can never
     // usefully exceed the room left under the depth.
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
-    if (!pending_) pending_ = std::make_unique<Pending>();
-    const std::uint64_t held = std::uint64_t{pending_bytes_} + bytes.size();
-    if (held > room || held > kMaxPendingBytes || pending_->size() >= kMaxPendingSegments) {
+    Disorder& held = disorder();
+    if (held.pending_bytes + bytes.size() > room || held.pending.size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
     }
-    pending_->emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-    pending_bytes_ = static_cast<std::uint32_t>(held);
+    held.pending.emplace(offset, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+    held.pending_bytes += bytes.size();
 }
 
 void TcpStream::drain_pending(ReassemblyCounters& counters) {
-    while (!nothing_held() && pending_->begin()->first <= base_) {
-        auto node = pending_->extract(pending_->begin());
-        pending_bytes_ -= static_cast<std::uint32_t>(node.mapped().size());
+    while (!nothing_held() && disorder_->pending.begin()->first <= base_) {
+        auto node = disorder_->pending.extract(disorder_->pending.begin());
+        disorder_->pending_bytes -= node.mapped().size();
         const std::uint64_t offset = node.key();
         std::span<const std::uint8_t> bytes = node.mapped();
         const std::uint64_t bytes_end = offset + bytes.size();
@@ -225,12 +237,11 @@ void TcpStream::drain_pending(ReassemblyCounters& counters) {
 
 void TcpStream::flush_gaps(ReassemblyCounters& counters) {
     while (!nothing_held()) {
-        const std::uint64_t offset = pending_->begin()->first;
+        const std::uint64_t offset = disorder_->pending.begin()->first;
         if (offset > base_) {
             ++counters.gaps;
             if (size() < depth_) {
-                if (!gaps_) gaps_ = std::make_unique<std::vector<StreamGap>>();
-                gaps_->push_back({size(), offset - base_});
+                disorder_->gaps.push_back({size(), offset - base_});
             }
             next_seq_ += static_cast<std::uint32_t>(offset - base_);
             base_ = offset;
@@ -241,6 +252,13 @@ void TcpStream::flush_gaps(ReassemblyCounters& counters) {
 
 void TcpStream::discard(std::uint64_t offset) {
     if (offset <= dropped_) return;
+    if (!borrowed_.empty()) {  // then data_ is empty
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(offset - dropped_, borrowed_.size()));
+        dropped_ += n;
+        borrowed_ = borrowed_.subspan(n);
+        return;
+    }
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(offset - dropped_, data_.size()));
     dropped_ += n;
     if (n == data_.size()) {
@@ -256,16 +274,24 @@ void TcpStream::discard(std::uint64_t offset) {
 std::size_t TcpStream::reserved() const {
     // A std::map node carries three pointers, a colour and the vector header besides the key.
     constexpr std::size_t kNodeOverhead = 72;
-    return data_.capacity() + pending_bytes_ +
-           (pending_ ? sizeof(Pending) + pending_->size() * kNodeOverhead : 0) +
-           (gaps_ ? sizeof(*gaps_) + gaps_->capacity() * sizeof(StreamGap) : 0);
+    return data_.capacity() +
+           (disorder_ ? sizeof(Disorder) + disorder_->pending_bytes +
+                            disorder_->pending.size() * kNodeOverhead +
+                            disorder_->gaps.capacity() * sizeof(StreamGap)
+                      : 0);
 }
 
 void TcpStream::release() {
-    dropped_ += data_.size();
+    dropped_ += data_.size() + borrowed_.size();
+    borrowed_ = {};
     std::vector<std::uint8_t>().swap(data_);
-    pending_.reset();
-    pending_bytes_ = 0;
+    // The gap list (rare, a few entries) stays for missed_bytes() in the conn record.
+    if (disorder_ && disorder_->gaps.empty()) {
+        disorder_.reset();
+    } else if (disorder_) {
+        Pending().swap(disorder_->pending);
+        disorder_->pending_bytes = 0;
+    }
 }
 
 std::uint64_t TcpStream::seen_bytes() const {

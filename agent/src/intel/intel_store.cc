@@ -1,13 +1,17 @@
 #include "senningen/agent/intel/intel_store.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <array>
-#include <filesystem>
-#include <fstream>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 namespace senningen::agent {
@@ -247,28 +251,62 @@ void add_problem(IntelLoadStats& stats, std::string problem) {
 }
 
 constexpr std::size_t kArenaBlock = 256 * 1024;
+// Intel files are read in chunks of this size through one buffer (a longer line grows it):
+// the whole file is never held, and a pipe works too.
+constexpr std::size_t kReadChunk = 1 << 20;
 
-// One parsed line, before the file is known to be good: texts already in the file's arena.
-struct PendingIndicator {
-    std::string_view key;  // the table key (the value, or a subnet's binary key)
-    std::string_view value;
-    IntelType type = IntelType::kAddr;
-    std::string_view source;             // interned, "" when none
-    std::vector<IntelMeta::Entry> meta;  // names interned
+// A file descriptor, closed when it goes out of scope.
+class FileDescriptor {
+public:
+    explicit FileDescriptor(int fd) : fd_(fd) {}
+    ~FileDescriptor() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
 };
 
-// Reads all of IN (intel files are a few MB to a few hundred; a pipe works too); false on a
-// read error.
-bool read_whole(std::ifstream& in, std::string& out) {
-    constexpr std::size_t kChunk = 1 << 20;
-    std::size_t used = 0;
-    while (in) {
-        out.resize(used + kChunk);
-        in.read(out.data() + used, static_cast<std::streamsize>(kChunk));
-        used += static_cast<std::size_t>(in.gcount());
+// read(2), retried on EINTR: the bytes read, 0 at the end, -1 on an error.
+ssize_t read_retrying(int fd, char* to, std::size_t count) {
+    for (;;) {
+        const ssize_t n = ::read(fd, to, count);
+        if (n >= 0 || errno != EINTR) return n;
     }
-    out.resize(used);
-    return !in.bad();
+}
+
+// The lines of a regular file (an upper bound on its indicators), read ahead through BUFFER,
+// the file then rewound: sizing the table once costs a few milliseconds of reading from the
+// page cache, growing it costs rehashing and zero-filling it again at every doubling.
+// 0 when the file cannot be read twice (a pipe); FAILED on a read error.
+std::size_t count_lines(int fd, char* buffer, std::size_t size, bool& failed) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    std::size_t lines = 1;
+    for (;;) {
+        const ssize_t n = read_retrying(fd, buffer, size);
+        if (n < 0) {
+            failed = true;
+            return 0;
+        }
+        if (n == 0) break;
+        const char* at = buffer;
+        const char* const end = buffer + n;
+        while ((at = static_cast<const char*>(std::memchr(at, '\n', end - at))) != nullptr) {
+            ++lines;
+            ++at;
+        }
+    }
+    if (::lseek(fd, 0, SEEK_SET) != 0) failed = true;
+    return lines;
+}
+
+std::size_t hash_key(IntelType type, std::string_view key) {
+    return std::hash<std::string_view>{}(key) ^
+           ((static_cast<std::size_t>(type) + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
 }  // namespace
@@ -304,50 +342,73 @@ std::optional<IntelType> parse_intel_type(std::string_view zeek_name) {
 }
 
 Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stats) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        std::error_code ec;
-        if (!std::filesystem::exists(path, ec)) {
+    const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (file.get() < 0) {
+        if (errno == ENOENT) {
             return make_error(ErrorCode::kNotFound, "intel file " + path + " does not exist");
         }
         return make_error(ErrorCode::kIo, "cannot read intel file " + path);
     }
-
-    // Lines are parsed into PENDING (texts in a file arena) first and merged only when the
-    // whole file is good, so a file that turns out to be broken leaves the store as it was.
-    std::string text_buffer;
-    if (!read_whole(in, text_buffer)) {
-        return make_error(ErrorCode::kIo, "error reading intel file " + path);
+    std::size_t buffer_size = kReadChunk;
+    auto buffer = std::make_unique_for_overwrite<char[]>(buffer_size);
+    bool read_failed = false;
+    if (const std::size_t lines = count_lines(file.get(), buffer.get(), buffer_size, read_failed)) {
+        reserve(entry_count_ + lines);
     }
+    if (read_failed) return make_error(ErrorCode::kIo, "error reading intel file " + path);
+
+    // Lines go straight into the table; a file that turns out broken is undone (its entries
+    // dropped, the ones it merged into restored), so that it leaves the store as it was. Its
+    // texts go into an arena of its own, adopted only when the whole file is good.
+    const std::size_t entries_before = entry_count_;
+    const auto counts_before = counts_;
+    const auto v4_before = v4_lengths_;
+    const auto v6_before = v6_lengths_;
+    struct Merged {
+        std::size_t entry;
+        std::span<const std::string_view> sources;
+        IntelMeta meta;
+        bool whitelisted;
+    };
+    std::vector<Merged> merged;  // entries of earlier files this one changed, as they were
+    const auto undo = [&](common::Error error) -> Result<void> {
+        for (auto it = merged.rbegin(); it != merged.rend(); ++it) {
+            Indicator& indicator = entry_at(it->entry).indicator;
+            indicator.sources = it->sources;
+            indicator.meta = it->meta;
+            indicator.whitelisted = it->whitelisted;
+        }
+        truncate(entries_before);
+        counts_ = counts_before;
+        v4_lengths_ = v4_before;
+        v6_lengths_ = v6_before;
+        return error;
+    };
+
     Arena arena;
-    std::vector<PendingIndicator> pending;
     std::vector<std::string_view> meta_names;  // interned, parallel to columns->meta
     IntelLoadStats local;
     std::optional<Columns> columns;
     std::vector<std::string_view> fields;
-    std::string_view rest = text_buffer;
+    std::vector<std::string_view> sources;
+    std::vector<IntelMeta::Entry> meta;
     std::string domain;
     std::string canonical;
     std::size_t line_no = 0;
     auto where = [&] { return path + ":" + std::to_string(line_no); };
 
-    while (!rest.empty()) {
-        const std::size_t eol = rest.find('\n');
-        std::string_view line = rest.substr(0, eol);
-        rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
-        ++line_no;
+    const auto handle_line = [&](std::string_view line) -> Result<void> {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (line.empty()) continue;
+        if (line.empty()) return {};
         if (line[0] == '#') {
-            const std::string_view text = line;
-            if (text.starts_with("#fields")) {
-                if (text.size() > 7 && text[7] != '\t') {
+            if (line.starts_with("#fields")) {
+                if (line.size() > 7 && line[7] != '\t') {
                     return make_error(ErrorCode::kParse,
                                       where() +
                                           ": #fields header must separate column names "
                                           "with tabs");
                 }
-                auto parsed = parse_fields_header(text, where());
+                auto parsed = parse_fields_header(line, where());
                 if (!parsed) return parsed.error();
                 columns = std::move(*parsed);
                 meta_names.clear();
@@ -357,7 +418,7 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             }
             // Anything else starting with '#' is a Zeek log header (#separator, #path,
             // #types, ...) or a comment; Zeek's intel files are always tab-separated.
-            continue;
+            return {};
         }
         if (!columns) {
             return make_error(ErrorCode::kParse,
@@ -368,17 +429,17 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             add_problem(local, where() + ": " + std::to_string(fields.size()) +
                                    " fields, but the #fields header names " +
                                    std::to_string(columns->count) + " columns");
-            continue;
+            return {};
         }
         const std::string_view value = fields[columns->indicator];
         const std::string_view type_name = fields[columns->type];
         if (is_empty_field(value)) {
             add_problem(local, where() + ": empty indicator");
-            continue;
+            return {};
         }
         if (is_empty_field(type_name)) {
             add_problem(local, where() + ": empty indicator type");
-            continue;
+            return {};
         }
         const auto type = parse_intel_type(type_name);
         if (!type) {
@@ -389,24 +450,23 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
                                                       " is not supported yet"
                                                 : ": unknown indicator type '" +
                                                       std::string(type_name) + "'"));
-            continue;
+            return {};
         }
-        PendingIndicator indicator;
-        indicator.type = *type;
-        std::string_view key_override;  // subnets: the binary key
+        char binary_key[17];
+        std::size_t subnet_key_len = 0;
         if (*type == IntelType::kAddr) {
             auto addr = canonical_addr(value);
             if (!addr) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not an IPv4 or IPv6 address");
-                continue;
+                return {};
             }
             canonical = std::move(*addr);
         } else if (*type == IntelType::kFileHash) {
             if (!canonical_file_hash(value, canonical)) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not an MD5, SHA-1 or SHA-256 hex digest");
-                continue;
+                return {};
             }
         } else if (*type == IntelType::kFileName || *type == IntelType::kSoftware ||
                    *type == IntelType::kUserName) {
@@ -424,19 +484,16 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             if (!addr || prefix < 0 || static_cast<std::size_t>(prefix) > addr->len * 8) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a subnet in CIDR notation (ADDRESS/BITS)");
-                continue;
+                return {};
             }
             // The value names the network as Zeek prints a subnet: host bits cleared.
+            subnet_key_len = subnet_key(*addr, static_cast<std::size_t>(prefix), binary_key);
             BinaryAddr net = *addr;
-            char key[17];
-            subnet_key(*addr, static_cast<std::size_t>(prefix), key);
-            std::copy(key + 1, key + 1 + addr->len, net.bytes.begin());
+            std::copy(binary_key + 1, binary_key + 1 + addr->len, net.bytes.begin());
             char text[INET6_ADDRSTRLEN] = {};
             inet_ntop(net.len == 4 ? AF_INET : AF_INET6, net.bytes.data(), text, sizeof text);
             canonical = std::string(text) + "/" + std::to_string(prefix);
-            char binary[17];
-            key_override = arena.copy(std::string_view(
-                binary, subnet_key(*addr, static_cast<std::size_t>(prefix), binary)));
+            (addr->len == 4 ? v4_lengths_.data() : v6_lengths_.data())[prefix] = true;
         } else if (*type == IntelType::kUrl) {
             canonical = canonical_url(value);
         } else if (*type == IntelType::kEmail) {
@@ -444,79 +501,125 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             if (canonical.find('@') == std::string::npos) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a mail address (no '@')");
-                continue;
+                return {};
             }
         } else if (*type == IntelType::kCertHash) {
             if (!canonical_hex(value, 40, canonical)) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a SHA-1 hex digest (40 digits)");
-                continue;
+                return {};
             }
         } else {
             if (!canonical_domain(value, domain)) {
                 add_problem(local, where() + ": '" + std::string(value) +
                                        "' is not a DNS name (letters, digits, '-', '_' and "
                                        "dots; internationalised names in xn-- form)");
-                continue;
+                return {};
             }
             canonical = domain;
         }
-        indicator.value = arena.copy(canonical);
-        indicator.key = key_override.empty() ? indicator.value : key_override;
+        std::string_view source;
         if (columns->source && !is_empty_field(fields[*columns->source])) {
-            indicator.source = intern(fields[*columns->source]);
+            source = intern(fields[*columns->source]);
         }
-        for (std::size_t m = 0; m < columns->meta.size(); ++m) {
-            const std::string_view field = fields[columns->meta[m].first];
-            if (!is_empty_field(field))
-                indicator.meta.emplace_back(meta_names[m], arena.copy(field));
-        }
-        pending.push_back(std::move(indicator));
-        ++local.loaded;
-    }
-    if (in.bad()) return make_error(ErrorCode::kIo, "error reading intel file " + path);
-    if (!columns) {
-        return make_error(ErrorCode::kParse, path + ":" +
-                                                 std::to_string(std::max<std::size_t>(line_no, 1)) +
-                                                 ": no #fields header in the file");
-    }
 
-    std::vector<std::string_view> sources;
-    std::vector<IntelMeta::Entry> meta;
-    for (const PendingIndicator& p : pending) {
-        if (p.type == IntelType::kSubnet) {
-            const std::size_t prefix = static_cast<unsigned char>(p.key[0]);
-            (p.key.size() == 5 ? v4_lengths_.data() : v6_lengths_.data())[prefix] = true;
-        }
-        auto [stored, inserted] = table_of(p.type).insert(p.key);
+        const auto [index, inserted] =
+            insert(*type, subnet_key_len != 0 ? std::string_view(binary_key, subnet_key_len)
+                                              : std::string_view(canonical));
+        Entry& stored = entry_at(index);
+        Indicator& indicator = stored.indicator;
         if (inserted) {
-            stored->value = p.value;
-            stored->type = p.type;
-            if (!p.source.empty()) stored->sources = arena.copy(std::span(&p.source, 1));
-            stored->meta = IntelMeta(arena.copy(std::span<const IntelMeta::Entry>(p.meta)));
+            indicator.value = arena.copy(canonical);
+            if (subnet_key_len != 0) {
+                char* key = static_cast<char*>(arena.allocate(subnet_key_len + 1, 1));
+                key[0] = static_cast<char>(subnet_key_len);
+                std::copy(binary_key, binary_key + subnet_key_len, key + 1);
+                stored.subnet_key = key + 1;
+            }
+            if (!source.empty()) indicator.sources = single_source(source);
+            std::size_t present = 0;
+            for (const auto& column : columns->meta) {
+                if (!is_empty_field(fields[column.first])) ++present;
+            }
+            if (present != 0) {
+                auto* out = static_cast<IntelMeta::Entry*>(
+                    arena.allocate(sizeof(IntelMeta::Entry) * present, alignof(IntelMeta::Entry)));
+                std::size_t n = 0;
+                for (std::size_t m = 0; m < columns->meta.size(); ++m) {
+                    const std::string_view field = fields[columns->meta[m].first];
+                    if (is_empty_field(field)) continue;
+                    std::construct_at(out + n++, meta_names[m], arena.copy(field));
+                }
+                indicator.meta = IntelMeta(std::span<const IntelMeta::Entry>(out, present));
+            }
         } else {
             // Listed before: sources merge, each meta column keeps its last non-empty value.
-            sources.assign(stored->sources.begin(), stored->sources.end());
-            if (!p.source.empty() &&
-                std::find(sources.begin(), sources.end(), p.source) == sources.end()) {
-                sources.push_back(p.source);
-                stored->sources = arena.copy(std::span<const std::string_view>(sources));
+            if (index < entries_before) {
+                merged.push_back({index, indicator.sources, indicator.meta, indicator.whitelisted});
             }
-            if (!p.meta.empty()) {
-                meta.assign(stored->meta.begin(), stored->meta.end());
-                for (const auto& entry : p.meta) {
-                    auto it = std::find_if(meta.begin(), meta.end(),
-                                           [&](const auto& e) { return e.first == entry.first; });
-                    if (it == meta.end()) {
-                        meta.push_back(entry);
-                    } else {
-                        it->second = entry.second;
-                    }
+            if (!source.empty() && std::find(indicator.sources.begin(), indicator.sources.end(),
+                                             source) == indicator.sources.end()) {
+                sources.assign(indicator.sources.begin(), indicator.sources.end());
+                sources.push_back(source);
+                indicator.sources = arena.copy(std::span<const std::string_view>(sources));
+            }
+            bool meta_changed = false;
+            meta.assign(indicator.meta.begin(), indicator.meta.end());
+            for (std::size_t m = 0; m < columns->meta.size(); ++m) {
+                const std::string_view field = fields[columns->meta[m].first];
+                if (is_empty_field(field)) continue;
+                meta_changed = true;
+                auto it = std::find_if(meta.begin(), meta.end(),
+                                       [&](const auto& e) { return e.first == meta_names[m]; });
+                if (it == meta.end()) {
+                    meta.emplace_back(meta_names[m], arena.copy(field));
+                } else {
+                    it->second = arena.copy(field);
                 }
-                stored->meta = IntelMeta(arena.copy(std::span<const IntelMeta::Entry>(meta)));
+            }
+            if (meta_changed) {
+                indicator.meta = IntelMeta(arena.copy(std::span<const IntelMeta::Entry>(meta)));
             }
         }
-        stored->whitelisted = stored->meta.at("meta.whitelist") == "T";
+        indicator.whitelisted = indicator.meta.at("meta.whitelist") == "T";
+        ++local.loaded;
+        return {};
+    };
+
+    // Complete lines are handled as they arrive; a partial one moves to the buffer's front
+    // and waits for the rest (the buffer doubles for a line longer than itself).
+    std::size_t used = 0;
+    for (bool end = false; !end;) {
+        if (used == buffer_size) {
+            auto bigger = std::make_unique_for_overwrite<char[]>(buffer_size * 2);
+            std::copy(buffer.get(), buffer.get() + used, bigger.get());
+            buffer = std::move(bigger);
+            buffer_size *= 2;
+        }
+        const ssize_t n = read_retrying(file.get(), buffer.get() + used, buffer_size - used);
+        if (n < 0) return undo(make_error(ErrorCode::kIo, "error reading intel file " + path));
+        end = n == 0;
+        used += static_cast<std::size_t>(n);
+        const char* const data = buffer.get();
+        std::size_t done = 0;
+        while (done < used) {
+            const auto* eol = static_cast<const char*>(std::memchr(data + done, '\n', used - done));
+            if (eol == nullptr && !end) break;
+            const std::size_t stop = eol == nullptr ? used : static_cast<std::size_t>(eol - data);
+            ++line_no;
+            if (auto handled = handle_line(std::string_view(data + done, stop - done));
+                !handled) {
+                return undo(handled.error());
+            }
+            done = eol == nullptr ? used : stop + 1;
+        }
+        std::memmove(buffer.get(), buffer.get() + done, used - done);
+        used -= done;
+    }
+    if (!columns) {
+        return undo(make_error(ErrorCode::kParse,
+                               path + ":" + std::to_string(std::max<std::size_t>(line_no, 1)) +
+                                   ": no #fields header in the file"));
     }
     arena_.adopt(arena);
     stats.loaded += local.loaded;
@@ -529,33 +632,32 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
 }
 
 const Indicator* IntelStore::find_addr(std::string_view addr) const {
-    return table_of(IntelType::kAddr).find(addr);
+    return find_key(IntelType::kAddr, addr);
 }
 
 const Indicator* IntelStore::find_domain(std::string_view name) const {
     // Lowercased on the stack: this runs for every DNS query on the packet path.
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-    std::array<char, kMaxDomainLength> buffer{};
+    std::array<char, kMaxDomainLength> buffer;
     if (name.empty() || name.size() > buffer.size()) return nullptr;
     for (std::size_t i = 0; i < name.size(); ++i) buffer[i] = ascii_lower(name[i]);
-    return table_of(IntelType::kDomain).find(std::string_view(buffer.data(), name.size()));
+    return find_key(IntelType::kDomain, std::string_view(buffer.data(), name.size()));
 }
 
 const Indicator* IntelStore::find(IntelType type, std::string_view value) const {
-    const Table& table = table_of(type);
     switch (type) {
         case IntelType::kAddr: return find_addr(value);
         case IntelType::kDomain: return find_domain(value);
         case IntelType::kSubnet: return find_subnet(value);
         case IntelType::kFileName:
         case IntelType::kSoftware:
-        case IntelType::kUserName: return table.find(value);
+        case IntelType::kUserName: return find_key(type, value);
         case IntelType::kFileHash:
         case IntelType::kCertHash:
         case IntelType::kUrl:
         case IntelType::kEmail: break;
     }
-    if (table.empty()) return nullptr;
+    if (counts_[static_cast<std::size_t>(type)] == 0) return nullptr;
     std::string canonical;
     switch (type) {
         case IntelType::kFileHash:
@@ -567,12 +669,11 @@ const Indicator* IntelStore::find(IntelType type, std::string_view value) const 
         case IntelType::kUrl: canonical = canonical_url(value); break;
         default: canonical = canonical_email(value); break;
     }
-    return table.find(canonical);
+    return find_key(type, canonical);
 }
 
 const Indicator* IntelStore::find_subnet(std::string_view addr) const {
-    const Table& subnets = table_of(IntelType::kSubnet);
-    if (subnets.empty()) return nullptr;
+    if (counts_[static_cast<std::size_t>(IntelType::kSubnet)] == 0) return nullptr;
     const auto binary = parse_binary_addr(addr);
     if (!binary) return nullptr;
     const bool* lengths = binary->len == 4 ? v4_lengths_.data() : v6_lengths_.data();
@@ -580,33 +681,29 @@ const Indicator* IntelStore::find_subnet(std::string_view addr) const {
     for (std::size_t prefix = binary->len * 8 + 1; prefix-- > 0;) {
         if (!lengths[prefix]) continue;
         const std::size_t n = subnet_key(*binary, prefix, key);
-        if (const Indicator* hit = subnets.find(std::string_view(key, n))) return hit;
+        if (const Indicator* hit = find_key(IntelType::kSubnet, std::string_view(key, n))) {
+            return hit;
+        }
     }
     return nullptr;
 }
 
-std::size_t IntelStore::size() const {
-    std::size_t n = 0;
-    for (const Table& table : tables_) n += table.size();
-    return n;
-}
+std::size_t IntelStore::size() const { return entry_count_; }
 
 std::size_t IntelStore::count(IntelType type) const {
-    return table_of(type).size();
-}
-
-IntelStore::Table& IntelStore::table_of(IntelType type) {
-    return tables_[static_cast<std::size_t>(type)];
-}
-
-const IntelStore::Table& IntelStore::table_of(IntelType type) const {
-    return tables_[static_cast<std::size_t>(type)];
+    return counts_[static_cast<std::size_t>(type)];
 }
 
 std::string_view IntelStore::intern(std::string_view text) {
     auto it = interned_.find(text);
     if (it == interned_.end()) it = interned_.emplace(text).first;
     return *it;
+}
+
+std::span<const std::string_view> IntelStore::single_source(std::string_view source) {
+    auto& list = single_sources_[source.data()];
+    if (list.empty()) list = arena_.copy(std::span<const std::string_view>(&source, 1));
+    return list;
 }
 
 void* IntelStore::Arena::allocate(std::size_t bytes, std::size_t align) {
@@ -638,44 +735,79 @@ void IntelStore::Arena::adopt(Arena& other) {
     other.left_ = 0;
 }
 
-const Indicator* IntelStore::Table::find(std::string_view key) const {
-    if (slots_.empty()) return nullptr;
-    const std::size_t hash = TextHash{}(key);
+std::string_view IntelStore::Entry::key() const {
+    if (subnet_key == nullptr) return indicator.value;
+    return {subnet_key, static_cast<unsigned char>(subnet_key[-1])};
+}
+
+const Indicator* IntelStore::find_key(IntelType type, std::string_view key) const {
+    if (counts_[static_cast<std::size_t>(type)] == 0) return nullptr;
+    const std::size_t hash = hash_key(type, key);
+    const auto tag = static_cast<std::uint32_t>(hash >> 32);
     const std::size_t mask = slots_.size() - 1;
     for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-        const std::uint32_t slot = slots_[i];
-        if (slot == 0) return nullptr;
-        const Entry& entry = entries_[slot - 1];
-        if (entry.hash == hash && entry.key == key) return &entry.indicator;
+        const Slot slot = slots_[i];
+        if (slot.entry == 0) return nullptr;
+        if (slot.tag != tag) continue;
+        const Entry& entry = entry_at(slot.entry - 1);
+        if (entry.indicator.type == type && entry.key() == key) return &entry.indicator;
     }
 }
 
-std::pair<Indicator*, bool> IntelStore::Table::insert(std::string_view key) {
+std::pair<std::size_t, bool> IntelStore::insert(IntelType type, std::string_view key) {
     // At most 70% full, so that a miss ends after a few probes.
-    if ((entries_.size() + 1) * 10 > slots_.size() * 7) grow();
-    const std::size_t hash = TextHash{}(key);
+    if ((entry_count_ + 1) * 10 > slots_.size() * 7) {
+        rehash(std::max<std::size_t>(64, slots_.size() * 2));
+    }
+    const std::size_t hash = hash_key(type, key);
+    const auto tag = static_cast<std::uint32_t>(hash >> 32);
     const std::size_t mask = slots_.size() - 1;
     std::size_t i = hash & mask;
     for (;; i = (i + 1) & mask) {
-        const std::uint32_t slot = slots_[i];
-        if (slot == 0) break;
-        Entry& entry = entries_[slot - 1];
-        if (entry.hash == hash && entry.key == key) return {&entry.indicator, false};
+        const Slot slot = slots_[i];
+        if (slot.entry == 0) break;
+        if (slot.tag != tag) continue;
+        const Entry& entry = entry_at(slot.entry - 1);
+        if (entry.indicator.type == type && entry.key() == key) return {slot.entry - 1, false};
     }
-    entries_.push_back(Entry{key, hash, Indicator{}});
-    slots_[i] = static_cast<std::uint32_t>(entries_.size());
-    return {&entries_.back().indicator, true};
+    const std::size_t index = entry_count_;
+    if (index / kEntriesPerBlock == blocks_.size()) {
+        blocks_.emplace_back().reserve(kEntriesPerBlock);
+    }
+    blocks_[index / kEntriesPerBlock].emplace_back().indicator.type = type;
+    ++entry_count_;
+    ++counts_[static_cast<std::size_t>(type)];
+    slots_[i] = Slot{static_cast<std::uint32_t>(index + 1), tag};
+    return {index, true};
 }
 
-void IntelStore::Table::grow() {
-    std::vector<std::uint32_t> slots(slots_.empty() ? 64 : slots_.size() * 2, 0);
-    const std::size_t mask = slots.size() - 1;
-    for (std::size_t e = 0; e < entries_.size(); ++e) {
-        std::size_t i = entries_[e].hash & mask;
-        while (slots[i] != 0) i = (i + 1) & mask;
-        slots[i] = static_cast<std::uint32_t>(e + 1);
+void IntelStore::reserve(std::size_t entries) {
+    std::size_t slots = 64;
+    while (slots * 7 < entries * 10) slots *= 2;
+    if (slots > slots_.size()) rehash(slots);
+    blocks_.reserve(entries / kEntriesPerBlock + 1);
+}
+
+void IntelStore::rehash(std::size_t slot_count) {
+    std::vector<Slot> slots(slot_count);
+    const std::size_t mask = slot_count - 1;
+    for (std::size_t e = 0; e < entry_count_; ++e) {
+        const Entry& entry = entry_at(e);
+        const std::size_t hash = hash_key(entry.indicator.type, entry.key());
+        std::size_t i = hash & mask;
+        while (slots[i].entry != 0) i = (i + 1) & mask;
+        slots[i] = Slot{static_cast<std::uint32_t>(e + 1), static_cast<std::uint32_t>(hash >> 32)};
     }
     slots_ = std::move(slots);
+}
+
+void IntelStore::truncate(std::size_t count) {
+    while (entry_count_ > count) {
+        blocks_[(entry_count_ - 1) / kEntriesPerBlock].pop_back();
+        --entry_count_;
+    }
+    while (!blocks_.empty() && blocks_.back().empty()) blocks_.pop_back();
+    rehash(slots_.size());
 }
 
 const IntelMeta::Entry* IntelMeta::find(std::string_view name) const {

@@ -186,6 +186,64 @@ TEST(TcpStream, DiscardFreesTheFrontAndKeepsOffsets) {
     EXPECT_EQ(as_text(s.data()), "ij");
 }
 
+// With borrowing, an in-order segment into an empty stream is not copied: data() is the
+// packet's own bytes until settle() copies what was not discarded. Everything else (a stream
+// with bytes already, held segments, a hole) copies as before, in order.
+TEST(TcpStream, BorrowedSegmentsAreCopiedOnlyWhenKeptPastTheirPacket) {
+    TcpStream s(1024);
+    s.set_borrowing(true);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    Bytes packet = {'a', 'b', 'c', 'd', 'e', 'f'};
+    s.add_segment(1, kAck, packet, c);
+    EXPECT_EQ(s.data().data(), packet.data()) << "not copied";
+    EXPECT_EQ(s.reserved(), 0U);
+    s.discard(6);  // all parsed: nothing to copy
+    s.settle();
+    EXPECT_TRUE(s.data().empty());
+    EXPECT_EQ(s.reserved(), 0U);
+
+    packet = {'g', 'h', 'i', 'j'};
+    s.add_segment(7, kAck, packet, c);
+    s.discard(7);  // "g" parsed, "hij" kept
+    EXPECT_EQ(as_text(s.data()), "hij");
+    s.settle();
+    packet.assign(packet.size(), 'x');  // the capture buffer is reused
+    EXPECT_EQ(as_text(s.data()), "hij");
+    EXPECT_EQ(s.start(), 7U);
+    EXPECT_GE(s.reserved(), 3U);
+
+    // Into a stream that holds bytes, a segment is appended (copied) after them.
+    add(s, 11, kAck, "kl", c);
+    EXPECT_EQ(as_text(s.data()), "hijkl");
+    s.discard(100);
+
+    // A borrowed segment followed in the same packet's processing by a flushed hole: the
+    // borrowed bytes are copied first, so the order stays.
+    packet = {'m', 'n'};
+    s.add_segment(13, kAck, packet, c);
+    add(s, 20, kAck, "z", c);  // ahead of a hole
+    s.flush_gaps(c);
+    packet.assign(packet.size(), 'x');
+    EXPECT_EQ(as_text(s.data()), "mnz");
+    EXPECT_EQ(s.size(), 15U);  // stored bytes: the hole is a gap, not data
+    ASSERT_EQ(s.gaps().size(), 1U);
+    EXPECT_EQ(s.gaps()[0].at, 14U);
+    s.settle();
+    EXPECT_EQ(as_text(s.data()), "mnz");
+
+    // At the depth only the room left is borrowed.
+    TcpStream d(4);
+    d.set_borrowing(true);
+    add(d, 0, kSyn, "", c);
+    packet = {'1', '2', '3', '4', '5', '6'};
+    d.add_segment(1, kAck, packet, c);
+    EXPECT_EQ(as_text(d.data()), "1234");
+    EXPECT_TRUE(d.depth_reached());
+    d.release();
+    EXPECT_TRUE(d.data().empty());
+}
+
 TEST(TcpStream, GapsSayWhereInTheDataTheyAre) {
     TcpStream s(1024);
     ReassemblyCounters c;

@@ -3,11 +3,14 @@
 #include "senningen/agent/intel/intel_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace senningen::agent {
 namespace {
@@ -410,6 +413,79 @@ TEST_F(IntelStoreTest, BrokenFileLeavesTheStoreUnchanged) {
     EXPECT_EQ(store_.size(), 1U);
     EXPECT_EQ(store_.find_addr("192.0.2.2"), nullptr);
     EXPECT_EQ(stats_.loaded, 1U);
+}
+
+TEST_F(IntelStoreTest, BrokenFileUndoesWhatItMergedIntoEarlierIndicators) {
+    const auto good = write("good.intel",
+                            "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
+                            "192.0.2.1\tIntel::ADDR\tfeed-a\tfirst\n"
+                            "10.0.0.0/8\tIntel::SUBNET\tfeed-a\tnet\n");
+    // Merges into both, adds new ones (a /16 among them), then breaks at its second header.
+    const auto broken = write("broken.intel",
+                              "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
+                              "192.0.2.1\tIntel::ADDR\tfeed-b\tsecond\n"
+                              "10.0.0.0/8\tIntel::SUBNET\tfeed-c\tother\n"
+                              "192.0.2.9\tIntel::ADDR\tfeed-b\tnew\n"
+                              "10.1.0.0/16\tIntel::SUBNET\tfeed-b\tnew\n"
+                              "#fields\tindicator\n");
+    ASSERT_TRUE(store_.load_file(good, stats_));
+    ASSERT_FALSE(store_.load_file(broken, stats_));
+
+    EXPECT_EQ(store_.size(), 2U);
+    EXPECT_EQ(store_.count(IntelType::kAddr), 1U);
+    EXPECT_EQ(store_.count(IntelType::kSubnet), 1U);
+    EXPECT_EQ(store_.find_addr("192.0.2.9"), nullptr);
+    const Indicator* addr = store_.find_addr("192.0.2.1");
+    ASSERT_NE(addr, nullptr);
+    EXPECT_EQ(addr->source_list(), (std::vector<std::string>{"feed-a"}));
+    EXPECT_EQ(addr->meta.at("meta.desc"), "first");
+    const Indicator* net = store_.find_subnet("10.1.2.3");  // the /8, not the dropped /16
+    ASSERT_NE(net, nullptr);
+    EXPECT_EQ(net->value, "10.0.0.0/8");
+    EXPECT_EQ(net->source_list(), (std::vector<std::string>{"feed-a"}));
+    EXPECT_EQ(net->meta.at("meta.desc"), "net");
+
+    // The store still takes files after the undo, and finds what they add.
+    ASSERT_TRUE(store_.load_file(good, stats_));
+    EXPECT_EQ(store_.size(), 2U);
+    const auto more = write("more.intel",
+                            "#fields\tindicator\tindicator_type\n192.0.2.9\tIntel::ADDR\n");
+    ASSERT_TRUE(store_.load_file(more, stats_));
+    EXPECT_NE(store_.find_addr("192.0.2.9"), nullptr);
+    EXPECT_NE(store_.find_addr("192.0.2.1"), nullptr);
+}
+
+TEST_F(IntelStoreTest, LinesLongerThanTheReadBufferAndNoFinalNewline) {
+    // A meta value of 3 MB: the line spans several reads of the 1 MiB buffer.
+    const std::string desc(3'000'000, 'd');
+    const auto path = write("long.intel", "#fields\tindicator\tindicator_type\tmeta.desc\n"
+                                          "192.0.2.1\tIntel::ADDR\t" + desc + "\n"
+                                          "evil.example\tIntel::DOMAIN\tlast");
+    ASSERT_TRUE(store_.load_file(path, stats_));
+    EXPECT_EQ(stats_.loaded, 2U);
+    const Indicator* addr = store_.find_addr("192.0.2.1");
+    ASSERT_NE(addr, nullptr);
+    EXPECT_EQ(addr->meta.at("meta.desc"), desc);
+    const Indicator* domain = store_.find_domain("evil.example");
+    ASSERT_NE(domain, nullptr);
+    EXPECT_EQ(domain->meta.at("meta.desc"), "last");
+}
+
+TEST_F(IntelStoreTest, ReadsFromAPipe) {
+    // Not a regular file: no line count ahead, the table grows as lines come.
+    const std::string path = (dir_ / "feed.fifo").string();
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    std::thread writer([&] {
+        std::ofstream out(path, std::ios::binary);
+        out << "#fields\tindicator\tindicator_type\n";
+        for (int i = 0; i < 5000; ++i) out << "host" << i << ".example\tIntel::DOMAIN\n";
+    });
+    const auto loaded = store_.load_file(path, stats_);
+    writer.join();
+    ASSERT_TRUE(loaded);
+    EXPECT_EQ(store_.size(), 5000U);
+    EXPECT_NE(store_.find_domain("host0.example"), nullptr);
+    EXPECT_NE(store_.find_domain("HOST4999.example"), nullptr);
 }
 
 TEST_F(IntelStoreTest, HundredThousandIndicatorsLoadAndResolve) {

@@ -109,11 +109,15 @@ private:
         rec->set("unit_id", static_cast<int>(unit));
         rec->set("function", static_cast<int>(fc));
         rec->set("function_name", function_name(fc));
+        // Only requests and exceptions make a policy event: a response's facts were built and
+        // dropped for every ADU.
         ProtocolEvent ev{"modbus", "", {}};
-        ev.facts = {{"function", std::to_string(fc)},
-                    {"function_name", function_name(fc)},
-                    {"unit_id", std::to_string(unit)},
-                    {"transaction_id", std::to_string(tid)}};
+        if (request || (raw_fc & 0x80) != 0) {
+            ev.facts = {{"function", std::to_string(fc)},
+                        {"function_name", function_name(fc)},
+                        {"unit_id", std::to_string(unit)},
+                        {"transaction_id", std::to_string(tid)}};
+        }
         const Bytes body = pdu.subspan(1);
         bool malformed = false;
         if (raw_fc & 0x80) {

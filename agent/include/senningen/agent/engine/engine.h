@@ -168,8 +168,10 @@ private:
     void on_flow_end(Flow& flow);
     // The flow's conn record (Zeek's conn.log), as it leaves the table (engine_conn.cc).
     void record_conn(const Flow& flow);
-    // A record of current_flow_ at current_ts_ns_ whose fields are FIELDS_JSON (an object).
-    void write_record(std::string_view log, std::string_view fields_json);
+    // A record of current_flow_ at current_ts_ns_ whose fields are FIELDS_JSON (an object),
+    // or FIELDS stringified straight into the record when given.
+    void write_record(std::string_view log, std::string_view fields_json,
+                      const Poco::JSON::Object* fields = nullptr);
     void scan_stream(Flow& flow, int direction);
     // OFFSET: where BYTES start in the stream (match offsets are stream offsets).
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,

@@ -53,9 +53,19 @@ public:
 
     // The in-order bytes kept, from stream offset start() to size() (at most depth bytes in
     // all): everything unless the owner discard()ed a front it no longer needs.
-    std::span<const std::uint8_t> data() const { return data_; }
+    std::span<const std::uint8_t> data() const {
+        return borrowed_.empty() ? std::span<const std::uint8_t>(data_) : borrowed_;
+    }
     std::uint64_t start() const { return dropped_; }
-    std::uint64_t size() const { return dropped_ + data_.size(); }
+    std::uint64_t size() const { return dropped_ + data_.size() + borrowed_.size(); }
+
+    // With borrowing on, an in-order segment that finds the stream empty is not copied: data()
+    // points into the packet until settle(), which copies whatever the owner has not
+    // discard()ed by then. The owner turns it on only if it calls settle() before the
+    // packet's memory goes (the engine: at the end of each TCP packet), and so saves the
+    // allocation and copy of every segment it parses at once.
+    void set_borrowing(bool on) { borrowing_ = on; }
+    void settle();
     bool depth_reached() const { return size() >= depth_; }
     // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them). The
     // buffer shrinks with them, so that what is freed really goes back to the allocator.
@@ -75,7 +85,8 @@ public:
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
     std::span<const StreamGap> gaps() const {
-        return gaps_ ? std::span<const StreamGap>(*gaps_) : std::span<const StreamGap>();
+        return disorder_ ? std::span<const StreamGap>(disorder_->gaps)
+                         : std::span<const StreamGap>();
     }
 
     // Frees the bytes (data, held segments) once the owner has had its last look: a closed
@@ -87,24 +98,33 @@ private:
     // 64-bit relative offset -> bytes. Keyed 64-bit so that a stream skipping gaps past 4 GiB
     // still orders correctly. Made when a segment first waits: most streams never need it.
     using Pending = std::map<std::uint64_t, std::vector<std::uint8_t>>;
+    // What only a stream out of order needs, behind one pointer made when first needed: most
+    // streams never do, and a TcpStream is in every TCP flow twice.
+    struct Disorder {
+        Pending pending;
+        std::size_t pending_bytes = 0;  // bounded by the room left under depth_
+        std::vector<StreamGap> gaps;    // the holes flush_gaps() skipped
+    };
 
     std::size_t depth_;
     std::uint32_t next_seq_ = 0;  // sequence number of the next byte expected
     // One past the highest data byte any segment carried (for seen_bytes()): the bytes past
     // the depth are not kept, but the count goes on.
     std::uint32_t high_seq_ = 0;
-    // Bounded by the room left under depth_ and by kMaxPendingBytes: 32 bits, so that
-    // high_seq_ costs the stream no size.
-    std::uint32_t pending_bytes_ = 0;
     bool started_ = false;
     bool fin_seen_ = false;
+    bool borrowing_ = false;
     std::vector<std::uint8_t> data_;
+    std::span<const std::uint8_t> borrowed_;  // packet bytes after data_ (then empty), or none
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
-    std::unique_ptr<std::vector<StreamGap>> gaps_;  // made at the first hole (rare)
-    std::unique_ptr<Pending> pending_;
-    std::uint64_t base_ = 0;  // 64-bit relative offset of next_seq_ (wrap-safe)
+    std::unique_ptr<Disorder> disorder_;
+    std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
 
-    bool nothing_held() const { return !pending_ || pending_->empty(); }
+    bool nothing_held() const { return !disorder_ || disorder_->pending.empty(); }
+    Disorder& disorder() {
+        if (!disorder_) disorder_ = std::make_unique<Disorder>();
+        return *disorder_;
+    }
     void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
     void hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
               ReassemblyCounters& counters);

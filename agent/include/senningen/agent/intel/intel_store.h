@@ -1,9 +1,9 @@
 // Indicators in Zeek's intel framework format: tab-separated, a "#fields" header naming the
 // columns (indicator, indicator_type, meta.source, and any other meta.* columns, kept), "-"
-// for an empty field, "#" comment lines. Lookups are hash-based, O(1) at any size; subnets are
-// one hash table keyed by prefix length and masked address, so a longest-prefix match costs at
-// most 33 (IPv4) or 129 (IPv6) O(1) probes whatever the number of indicators. Texts live in
-// one arena, repeated ones (sources, column names) once. A line whose meta.whitelist
+// for an empty field, "#" comment lines. Lookups are hash-based, O(1) at any size: one table
+// for every type, subnets keyed by prefix length and masked address, so a longest-prefix match
+// costs at most 33 (IPv4) or 129 (IPv6) O(1) probes whatever the number of indicators. Texts
+// live in one arena, repeated ones (sources, column names) once. A line whose meta.whitelist
 // column is T marks its indicator as whitelisted: matches on it are suppressed by the caller
 // (Engine), as Zeek's policy/frameworks/intel/whitelist.zeek does.
 #pragma once
@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -147,39 +147,53 @@ private:
         std::size_t left_ = 0;
     };
 
-    // Open addressing with linear probing over indexes into a deque (stable addresses for
-    // the Indicator pointers handed out). Keys are views (into the arena).
-    class Table {
-    public:
-        const Indicator* find(std::string_view key) const;
-        // The indicator of KEY, and whether it was created now (then with KEY's view kept).
-        std::pair<Indicator*, bool> insert(std::string_view key);
-        std::size_t size() const { return entries_.size(); }
-        bool empty() const { return entries_.empty(); }
-
-    private:
-        struct Entry {
-            std::string_view key;
-            std::size_t hash;
-            Indicator indicator;
-        };
-        void grow();
-        std::deque<Entry> entries_;
-        std::vector<std::uint32_t> slots_;  // 0: empty; else an index into entries_ plus 1
+    // Every indicator, of every type, in one open-addressing table with linear probing (the
+    // type is part of the key), so that a file's line count sizes it once. The entries live
+    // in fixed-size blocks: their addresses (the Indicator pointers handed out) stay valid as
+    // the store grows.
+    struct Entry {
+        Indicator indicator;
+        // Subnets only: the key (prefix length, then the masked address) in the arena, its
+        // length in the byte before it; every other type is keyed by its canonical value.
+        const char* subnet_key = nullptr;
+        std::string_view key() const;
     };
+    struct Slot {
+        std::uint32_t entry = 0;  // 0: empty; else an index into the entries plus 1
+        std::uint32_t tag = 0;    // the hash's high half: most mismatches end here
+    };
+    static constexpr std::size_t kEntriesPerBlock = 4096;
+
+    const Indicator* find_key(IntelType type, std::string_view key) const;
+    // The index of the entry of (TYPE, KEY), and whether it was made now: then only its type
+    // is set, and the caller sets its key (value, subnet_key) before the next insert.
+    std::pair<std::size_t, bool> insert(IntelType type, std::string_view key);
+    // Room for ENTRIES entries in all without a rehash.
+    void reserve(std::size_t entries);
+    void rehash(std::size_t slot_count);
+    Entry& entry_at(std::size_t index) {
+        return blocks_[index / kEntriesPerBlock][index % kEntriesPerBlock];
+    }
+    const Entry& entry_at(std::size_t index) const {
+        return blocks_[index / kEntriesPerBlock][index % kEntriesPerBlock];
+    }
+    // Back to the first COUNT entries (a file that turned out broken), the slots rebuilt.
+    void truncate(std::size_t count);
 
     // Interned texts that repeat across indicators (sources, meta column names).
     std::string_view intern(std::string_view text);
-
-    Table& table_of(IntelType type);
-    const Table& table_of(IntelType type) const;
+    // A one-element source list for an interned SOURCE, shared by every indicator with only it.
+    std::span<const std::string_view> single_source(std::string_view source);
 
     Arena arena_;
     std::unordered_set<std::string, TextHash, std::equal_to<>> interned_;
-    std::array<Table, kIntelTypeCount> tables_;  // by IntelType; subnets keyed in binary:
-                                                 // prefix length, then the masked address
-    std::array<bool, 33> v4_lengths_{};   // prefix lengths present, IPv4
-    std::array<bool, 129> v6_lengths_{};  // prefix lengths present, IPv6
+    std::unordered_map<const char*, std::span<const std::string_view>> single_sources_;
+    std::vector<std::vector<Entry>> blocks_;  // each reserved to kEntriesPerBlock
+    std::size_t entry_count_ = 0;
+    std::vector<Slot> slots_;  // a power of two in size, at most 70% used
+    std::array<std::size_t, kIntelTypeCount> counts_{};  // entries by IntelType
+    std::array<bool, 33> v4_lengths_{};   // subnet prefix lengths present, IPv4
+    std::array<bool, 129> v6_lengths_{};  // subnet prefix lengths present, IPv6
 };
 
 // True when the indicator's meta.whitelist column is T.
