@@ -341,7 +341,8 @@ int run_agent(int argc, char** argv) {
                                       " YARA rules, pack " + rules->version());
         common::log_info("agent", std::string("YARA literal prefilter ") +
                                       (rules->prefilter() ? "on: " : "off: ") +
-                                      rules->prefilter_note());
+                                      (opt.yara_prefilter ? rules->prefilter_note()
+                                                          : "turned off (--no-yara-prefilter)"));
     }
     auto intel = std::make_shared<IntelStore>();
     for (const auto& path : opt.intel) {

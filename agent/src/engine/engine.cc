@@ -383,7 +383,8 @@ void Engine::scan_stream(Flow& flow, int direction) {
 }
 
 void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
-                        std::int64_t ts_ns, std::uint64_t offset) {
+                        std::int64_t ts_ns, std::uint64_t offset,
+                        const common::FileContext* file) {
     if (!scanner_ || bytes.empty()) return;
     ++counters_.yara_scans;
     const std::uint64_t skipped = scanner_->prefiltered();
@@ -404,6 +405,7 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
         alert.pack_version = rules_->version();
         alert.matches = std::move(m.strings);
         for (auto& s : alert.matches) s.offset += offset;
+        if (file != nullptr) alert.file = *file;
         emit(std::move(alert));
     }
 }

@@ -330,39 +330,8 @@ std::string Engine::file_end(std::uint64_t handle) {
                             ts, &facts);
             }
         }
-        if (scanner_ && !f.head.empty()) {
-            ++counters_.yara_scans;
-            const std::uint64_t skipped = scanner_->prefiltered();
-            auto matches = scanner_->scan(f.head);
-            counters_.yara_prefiltered += scanner_->prefiltered() - skipped;
-            if (!matches) {
-                ++counters_.yara_errors;
-            } else {
-                for (auto& m : *matches) {
-                    if (!first_yara_hit(*flow, f.direction, m.rule)) continue;
-                    common::Alert alert = make_network_alert(*flow, f.direction, ts);
-                    alert.source = common::RuleSource::kYara;
-                    alert.rule = m.rule;
-                    const auto cat = m.meta.find("category");
-                    alert.category = cat != m.meta.end() ? cat->second : "YARA match";
-                    const auto sev = m.meta.find("severity");
-                    int severity = 3;
-                    if (sev != m.meta.end()) {
-                        const std::string& v = sev->second;
-                        if (v.size() == 1 && v[0] >= '1' && v[0] <= '4') severity = v[0] - '0';
-                        if (v == "critical") severity = 1;
-                        if (v == "high") severity = 2;
-                        if (v == "medium") severity = 3;
-                        if (v == "low" || v == "info") severity = 4;
-                    }
-                    alert.severity = severity;
-                    alert.pack_version = rules_->version();
-                    alert.matches = std::move(m.strings);
-                    alert.file = context;
-                    emit(std::move(alert));
-                }
-            }
-        }
+        // Offsets in the alerts are offsets in the file.
+        scan_bytes(*flow, f.direction, f.head, ts, 0, &context);
         if (record_sink_) {
             Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
             r->set("fuid", f.fuid);

@@ -7,7 +7,6 @@
 #include <set>
 #include <utility>
 
-
 namespace senningen::agent {
 namespace {
 
@@ -24,10 +23,11 @@ std::string widen(std::string_view ascii) {
     return wide;
 }
 
+// xor and base64 strings keep their plain text in `string` but match encoded forms of it.
+constexpr std::uint32_t kEncoded = STRING_FLAGS_XOR | STRING_FLAGS_BASE64 | STRING_FLAGS_BASE64_WIDE;
+
 bool literal_kind(const YR_STRING* string) {
-    return STRING_IS_LITERAL(string) && string->length > 0 &&
-           (string->flags & (STRING_FLAGS_XOR | STRING_FLAGS_BASE64 | STRING_FLAGS_BASE64_WIDE)) ==
-               0;
+    return STRING_IS_LITERAL(string) && string->length > 0 && (string->flags & kEncoded) == 0;
 }
 
 int on_literal(unsigned /*id*/, unsigned long long /*from*/, unsigned long long /*to*/,
@@ -50,8 +50,7 @@ std::string literal_problem(const void* yr_rule) {
     yr_rule_strings_foreach(rule, string) {
         if (STRING_IS_DISABLED(string) || literal_kind(string)) continue;
         const std::string name = std::string("rule ") + rule->identifier + " " + string->identifier;
-        if ((string->flags & (STRING_FLAGS_XOR | STRING_FLAGS_BASE64 |
-                              STRING_FLAGS_BASE64_WIDE)) != 0) {
+        if ((string->flags & kEncoded) != 0) {
             return name + " is an xor or base64 string";
         }
         return name + " is a regular expression or a hex string with wildcards or jumps";

@@ -731,7 +731,7 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
         for (const auto& source : *sources) named.emplace_back(source.ns, source.text);
         out->build_prefilter(named, externals);
     } else {
-        out->prefilter_note_ = "turned off (--no-yara-prefilter)";
+        out->prefilter_note_ = "not asked for";
     }
     if (options.partitions) out->partitions_ = make_partitions(std::move(*sources), externals);
     return out;
@@ -742,7 +742,8 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& 
 }
 
 Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& source,
-                                                             const YaraExternals& externals) {
+                                                             const YaraExternals& externals,
+                                                             YaraCompileOptions options) {
     if (auto ready = check_yara_ready(); !ready) return ready.error();
     ErrorSink sink;
     auto compiler = new_compiler(externals, sink);
@@ -760,8 +761,12 @@ Result<std::shared_ptr<YaraRules>> YaraRules::compile_string(const std::string& 
     const std::size_t count = count_rules(rules->get());
     std::shared_ptr<YaraRules> out(
         new YaraRules(rules->release(), count, short_sha256(std::span(&source, 1))));
-    const std::pair<std::string, std::string> named("", source);
-    out->build_prefilter(std::span(&named, 1), externals);
+    if (options.prefilter) {
+        const std::pair<std::string, std::string> named("", source);
+        out->build_prefilter(std::span(&named, 1), externals);
+    } else {
+        out->prefilter_note_ = "not asked for";
+    }
     return out;
 }
 

@@ -19,7 +19,7 @@ std::span<const std::uint8_t> bytes(const std::string& text) {
 }
 
 std::shared_ptr<YaraRules> compile(const std::string& text) {
-    auto rules = YaraRules::compile_string(text);
+    auto rules = YaraRules::compile_string(text, {}, {.prefilter = true});
     EXPECT_TRUE(rules) << (rules ? "" : rules.error().message);
     return rules ? *rules : nullptr;
 }
@@ -127,6 +127,17 @@ TEST(LiteralPrefilter, GuardedScannersAndRulesCompiledWithoutItNeverSkip) {
     YaraScanner guarded(rules);  // the file scanner's kind: maps files, keeps libyara's guard
     ASSERT_TRUE(guarded.scan(bytes("nothing here")));
     EXPECT_EQ(guarded.prefiltered(), 0U);
+
+    // Not asked for (the file scanner, the rule tool): none built, every buffer scanned.
+    auto plain = YaraRules::compile_string(kLiteralRules);
+    ASSERT_TRUE(plain) << plain.error().message;
+    EXPECT_EQ((*plain)->prefilter(), nullptr);
+    EXPECT_EQ((*plain)->prefilter_rest(), nullptr);
+    EXPECT_EQ((*plain)->prefilter_note(), "not asked for");
+    YaraScanner heap_only(*plain);
+    heap_only.set_heap_only(true);
+    ASSERT_TRUE(heap_only.scan(bytes("nothing here")));
+    EXPECT_EQ(heap_only.prefiltered(), 0U);
 }
 
 // Rules the prefilter cannot stand for (a regular expression, a size condition, a rule another

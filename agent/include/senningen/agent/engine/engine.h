@@ -173,9 +173,11 @@ private:
     void write_record(std::string_view log, std::string_view fields_json,
                       const Poco::JSON::Object* fields = nullptr);
     void scan_stream(Flow& flow, int direction);
-    // OFFSET: where BYTES start in the stream (match offsets are stream offsets).
+    // OFFSET: where BYTES start in the stream (match offsets are stream offsets). FILE: the
+    // file from traffic BYTES are the head of, whose context the alerts carry.
     void scan_bytes(const Flow& flow, int direction, std::span<const std::uint8_t> bytes,
-                    std::int64_t ts_ns, std::uint64_t offset = 0);
+                    std::int64_t ts_ns, std::uint64_t offset = 0,
+                    const common::FileContext* file = nullptr);
     // Frees stream bytes nobody needs any more, and keeps held_bytes_ within stream_memory.
     void trim_stream(Flow& flow, FlowState& state, int direction);
     void shed_stream_memory();

@@ -54,7 +54,9 @@ struct YaraMatch {
 // out. A set that fails to compile is logged once and its files use the full set.
 struct YaraCompileOptions {
     bool partitions = false;
-    bool prefilter = true;  // build the literal prefilter when it is sound (literal_prefilter.h)
+    // Build the literal prefilter (literal_prefilter.h): only heap-only (stream) scanners use
+    // it, so the file scanner and the rule tool leave it off and compile no second set.
+    bool prefilter = false;
 };
 inline constexpr std::size_t kMaxPartitions = 16;
 inline constexpr int kPartitionDemand = 32;
@@ -76,7 +78,8 @@ public:
     // Compiles rule text (tests, rule tool): errors as "<string>:LINE: message".
     static common::Result<std::shared_ptr<YaraRules>> compile_string(const std::string& source);
     static common::Result<std::shared_ptr<YaraRules>> compile_string(
-        const std::string& source, const YaraExternals& externals);
+        const std::string& source, const YaraExternals& externals,
+        YaraCompileOptions options = {});
 
     ~YaraRules();
     YaraRules(const YaraRules&) = delete;
