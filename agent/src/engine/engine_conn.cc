@@ -51,14 +51,10 @@ void Engine::record_conn(const Flow& flow) {
     current_flow_ = &flow;
     current_ts_ns_ = flow.first_ts_ns;
 
-    // TCP sizes come from sequence numbers, as Zeek's do (a retransmission counts once, a hole
-    // counts); UDP sizes are the datagrams' payloads.
-    std::uint64_t size[2] = {flow.bytes[0], flow.bytes[1]};
+    const std::uint64_t size[2] = {conn_payload_bytes(flow, 0), conn_payload_bytes(flow, 1)};
     std::uint64_t missed = 0;
-    for (int dir = 0; dir < 2; ++dir) {
-        if (!flow.stream[dir]) continue;
-        size[dir] = flow.stream[dir]->seen_bytes();
-        missed += flow.stream[dir]->missed_bytes();
+    for (const auto& stream : flow.stream) {
+        if (stream) missed += stream->missed_bytes();
     }
 
     thread_local std::string fields;

@@ -69,12 +69,12 @@ bool syn_then_reset(const std::string& history) {
     return false;
 }
 
-std::uint64_t seen_bytes(const Flow& flow, int direction) {
+}  // namespace
+
+std::uint64_t conn_payload_bytes(const Flow& flow, int direction) {
     const auto& stream = flow.stream[direction];
     return stream ? stream->seen_bytes() : flow.bytes[direction];
 }
-
-}  // namespace
 
 std::string conn_history(const Flow& flow) {
     std::string out;
@@ -101,7 +101,7 @@ const char* conn_state(const Flow& flow) {
     const Endpoint rs = responder_state(resp_bits, os);
     if (rs == Endpoint::kReset) {
         if (os == Endpoint::kSynSent || os == Endpoint::kSynAckSent ||
-            (os == Endpoint::kReset && seen_bytes(flow, 0) == 0 && seen_bytes(flow, 1) == 0)) {
+            (os == Endpoint::kReset && conn_payload_bytes(flow, 0) == 0 && conn_payload_bytes(flow, 1) == 0)) {
             return "REJ";
         }
         return inactive(os) ? "RSTRH" : "RSTR";

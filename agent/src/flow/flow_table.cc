@@ -136,17 +136,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         if (overlapped) {
             ++counters.overlaps;
         }
-        if (borrowing_ && data_.empty() && borrowed_.empty()) {
-            const std::size_t room =
-                depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
-            const std::size_t keep = std::min(room, payload.size());
-            borrowed_ = payload.first(keep);
-            counters.bytes_beyond_depth += payload.size() - keep;
-            base_ += payload.size();
-            next_seq_ += static_cast<std::uint32_t>(payload.size());
-            return;
-        }
-        append(payload, counters);
+        append(payload, counters, borrowing_);
         return;
     }
     if (start > base_) {
@@ -194,11 +184,16 @@ void TcpStream::settle() {
     borrowed_ = {};
 }
 
-void TcpStream::append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters) {
-    settle();  // borrowed bytes come first
+void TcpStream::append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters,
+                       bool may_borrow) {
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
     const std::size_t keep = std::min(room, bytes.size());
-    data_.insert(data_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
+    if (may_borrow && data_.empty() && borrowed_.empty()) {
+        borrowed_ = bytes.first(keep);  // the packet's own bytes, until settle()
+    } else {
+        settle();  // borrowed bytes come first
+        data_.insert(data_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
+    }
     counters.bytes_beyond_depth += bytes.size() - keep;
     base_ += bytes.size();
     next_seq_ += static_cast<std::uint32_t>(bytes.size());

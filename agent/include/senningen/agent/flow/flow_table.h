@@ -125,7 +125,9 @@ private:
         if (!disorder_) disorder_ = std::make_unique<Disorder>();
         return *disorder_;
     }
-    void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters);
+    // MAY_BORROW: BYTES are the current packet's (never a held segment's, which is freed).
+    void append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters,
+                bool may_borrow = false);
     void hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
               ReassemblyCounters& counters);
     void drain_pending(ReassemblyCounters& counters);
@@ -174,6 +176,10 @@ struct Flow {
     Flow* lru_prev = nullptr;  // the table's order of use (FlowTable only)
     Flow* lru_next = nullptr;
 };
+
+// Zeek's conn.log orig_bytes (DIRECTION 0) or resp_bytes (1): for TCP from sequence numbers,
+// as Zeek's (a retransmission counts once, a hole counts); for UDP the datagrams' payloads.
+std::uint64_t conn_payload_bytes(const Flow& flow, int direction);
 
 // Zeek's conn.log history of FLOW: the letters of kConnHistoryLetters in the order first seen.
 std::string conn_history(const Flow& flow);
