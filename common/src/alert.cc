@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -174,14 +175,32 @@ std::string format_timestamp(std::int64_t ns) {
         frac += 1000000000;
         secs -= 1;
     }
-    const auto t = static_cast<std::time_t>(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<long long>(frac));
-    return buf;
+    // Records of one second share their date and time of day: gmtime and the formatting of
+    // those six fields are done once per second and thread, the nanoseconds each time.
+    thread_local std::int64_t cached_secs = 0;
+    thread_local char cached[32] = {};
+    thread_local std::size_t cached_len = 0;
+    if (cached_len == 0 || secs != cached_secs) {
+        const auto t = static_cast<std::time_t>(secs);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        const int n = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.",
+                                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                    tm.tm_min, tm.tm_sec);
+        cached_len = n > 0 ? std::min(static_cast<std::size_t>(n), sizeof cached - 1) : 0;
+        cached_secs = secs;
+    }
+    std::string out;
+    out.reserve(cached_len + 10);
+    out.append(cached, cached_len);
+    char digits[9];
+    for (int i = 8; i >= 0; --i) {
+        digits[i] = static_cast<char>('0' + frac % 10);
+        frac /= 10;
+    }
+    out.append(digits, sizeof digits);
+    out += 'Z';
+    return out;
 }
 
 namespace {

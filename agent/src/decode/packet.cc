@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <pcap/dlt.h>
 
+#include <charconv>
 #include <cstring>
 
 namespace senningen::agent {
@@ -331,10 +332,20 @@ const char* to_string(DecodeStatus status) {
 }
 
 std::string IpAddress::to_string() const {
-    char text[INET6_ADDRSTRLEN] = {};
     if (family == 4) {
-        inet_ntop(AF_INET, bytes.data(), text, sizeof text);
-    } else if (family == 6) {
+        // The dotted quad by to_chars: glibc's inet_ntop formats IPv4 with sprintf, and every
+        // record and alert writes two addresses.
+        std::string out;
+        out.reserve(15);
+        for (std::size_t i = 0; i < 4; ++i) {
+            if (i > 0) out += '.';
+            char digits[3];
+            out.append(digits, std::to_chars(digits, digits + sizeof digits, bytes[i]).ptr);
+        }
+        return out;
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    if (family == 6) {
         // glibc's inet_ntop follows RFC 5952: lowercase, longest zero run (first on a tie)
         // compressed, a single zero field left alone.
         inet_ntop(AF_INET6, bytes.data(), text, sizeof text);

@@ -1,6 +1,9 @@
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <pcap/dlt.h>
 
+#include <algorithm>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -534,6 +537,21 @@ TEST(Decode, IpAddressText) {
     EXPECT_EQ(v6({0x2001, 0, 0, 1, 0, 0, 0, 1}).to_string(), "2001:0:0:1::1");
     EXPECT_EQ(v6({0xFE80, 0, 0, 0, 0xABCD, 0, 0, 0}).to_string(), "fe80::abcd:0:0:0");
     EXPECT_EQ(IpAddress{}.to_string(), "");
+}
+
+TEST(IpAddressText, DottedQuadAtTheEdgesOfEachByte) {
+    // Every byte value width (1, 2, 3 digits) and both ends of the range, against inet_ntop.
+    for (const std::array<std::uint8_t, 4> v : {std::array<std::uint8_t, 4>{0, 0, 0, 0},
+                                                 {255, 255, 255, 255},
+                                                 {10, 200, 3, 40},
+                                                 {9, 99, 100, 1}}) {
+        IpAddress a;
+        a.family = 4;
+        std::copy(v.begin(), v.end(), a.bytes.begin());
+        char expected[INET_ADDRSTRLEN] = {};
+        ASSERT_NE(inet_ntop(AF_INET, v.data(), expected, sizeof expected), nullptr);
+        EXPECT_EQ(a.to_string(), expected);
+    }
 }
 
 }  // namespace

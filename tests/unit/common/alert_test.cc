@@ -150,6 +150,17 @@ TEST(Timestamp, FormatsNanosecondsInUtc) {
     EXPECT_EQ(format_timestamp(-1), "1969-12-31T23:59:59.999999999Z");
 }
 
+TEST(Timestamp, SameSecondAndNextSecondFormatAlike) {
+    // The date and time of day are kept per second: a run of time stamps within one second,
+    // then across a second, a day and back, must each be formatted from scratch alike.
+    EXPECT_EQ(format_timestamp(1768467600000000001LL), "2026-01-15T09:00:00.000000001Z");
+    EXPECT_EQ(format_timestamp(1768467600999999999LL), "2026-01-15T09:00:00.999999999Z");
+    EXPECT_EQ(format_timestamp(1768467601000000000LL), "2026-01-15T09:00:01.000000000Z");
+    EXPECT_EQ(format_timestamp(1768553999500000000LL), "2026-01-16T08:59:59.500000000Z");
+    EXPECT_EQ(format_timestamp(1768467600123456789LL), "2026-01-15T09:00:00.123456789Z");
+    EXPECT_EQ(format_timestamp(0), "1970-01-01T00:00:00.000000000Z");
+}
+
 TEST(Timestamp, ParsesWhatItFormatsAndCommonVariants) {
     for (std::int64_t ns : {0LL, 1LL, 1768467600123456789LL, 951782400000000000LL /*2000-02-29*/}) {
         auto r = parse_timestamp(format_timestamp(ns));
