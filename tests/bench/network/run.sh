@@ -50,36 +50,79 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }  # speed a
 
 common=(--read "$cap" --quiet --agent-id bench --output /dev/null --metadata-log /dev/null
         --intel "$data/intel.dat")
-printf '%-44s %8s %8s %9s %10s\n' row seconds Gbit/s "vs ndpi" "2w vs 1w"
-run tcpdump tcpdump -r "$cap" -w /dev/null
-printf '%-44s %8s %8s\n' "tcpdump -r F -w /dev/null (read floor)" "$secs" "$(gbps "$secs")"
-run ngrep ngrep -q -I "$cap" "bench-implant-beacon"
-printf '%-44s %8s %8s\n' "ngrep -q -I F bench-implant-beacon" "$secs" "$(gbps "$secs")"
-run ndpiReader ndpiReader -q -i "$cap"
-ndpi=$secs
-printf '%-44s %8s %8s %9s\n' "ndpiReader -q -i F" "$secs" "$(gbps "$secs")" "1.00"
-for variant in a b; do
-    extra=()
-    label="agent (a) analyzers + 100k intel"
-    if [ "$variant" = b ]; then
-        extra=(--rules "$data/rules.yar")
-        label="agent (b) (a) + 200 YARA stream rules"
-    fi
-    one=""
-    for workers in 1 2; do
-        run "agent $variant" "$agent" "${common[@]}" "${extra[@]}" --workers "$workers"
-        scale=""
-        if [ "$workers" = 1 ]; then one=$secs; else scale="$(ratio "$secs" "$one")"; fi
-        printf '%-44s %8s %8s %9s %10s\n' "$label, $workers worker(s)" "$secs" \
-            "$(gbps "$secs")" "$(ratio "$secs" "$ndpi")" "$scale"
+# The rows, each a command; every round runs all of them once in this order, so that a row and
+# ndpiReader always share the machine's state of the moment (these VMs change speed by tens
+# of percent within minutes). A row's figure is its median over the rounds, and the ratio to
+# ndpiReader is the median of the per-round ratios, with their range beside it.
+rounds="${SENNINGEN_BENCH_ROUNDS:-3}"
+names=(tcpdump ngrep ndpi a1 a2 b1 b2 b1nopf)
+declare -A label=(
+    [tcpdump]="tcpdump -r F -w /dev/null (read floor)"
+    [ngrep]="ngrep -q -I F bench-implant-beacon"
+    [ndpi]="ndpiReader -q -i F"
+    [a1]="agent (a) analyzers + 100k intel, 1 worker"
+    [a2]="agent (a) analyzers + 100k intel, 2 workers"
+    [b1]="agent (b) (a) + 200 YARA stream rules, 1 worker"
+    [b2]="agent (b) (a) + 200 YARA stream rules, 2 workers"
+    [b1nopf]="agent (b) --no-yara-prefilter, 1 worker"
+)
+# run_row NAME: one timed run of the row.
+run_row() {
+    case "$1" in
+        tcpdump) run "$1" tcpdump -r "$cap" -w /dev/null ;;
+        ngrep) run "$1" ngrep -q -I "$cap" "bench-implant-beacon" ;;
+        ndpi) run "$1" ndpiReader -q -i "$cap" ;;
+        a1) run "$1" "$agent" "${common[@]}" --workers 1 ;;
+        a2) run "$1" "$agent" "${common[@]}" --workers 2 ;;
+        b1) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 ;;
+        b2) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 2 ;;
+        # (b) with every buffer given to libyara: what the literal prefilter saves.
+        b1nopf) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 \
+                    --no-yara-prefilter ;;
+    esac
+}
+declare -A times
+for ((r = 1; r <= rounds; r++)); do
+    for name in "${names[@]}"; do
+        run_row "$name"
+        times[$name]+="$secs "
     done
 done
-
-# The same (b) with every buffer given to libyara: what the literal prefilter saves.
-run "agent b unfiltered" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 \
-    --no-yara-prefilter
-printf '%-44s %8s %8s %9s\n' "agent (b) --no-yara-prefilter, 1 worker" "$secs" "$(gbps "$secs")" \
-    "$(ratio "$secs" "$ndpi")"
+# median LIST...: the middle value (the mean of the two middle ones for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# per_round A B: the per-round ratios time(B)/time(A) (speed of A relative to B).
+per_round() {
+    local -a ta tb
+    read -r -a ta <<<"${times[$1]}"
+    read -r -a tb <<<"${times[$2]}"
+    local i
+    for i in "${!ta[@]}"; do ratio "${ta[$i]}" "${tb[$i]}"; echo; done
+}
+# summary A B: "median (min-max)" of the per-round ratios.
+summary() {
+    local values
+    mapfile -t values < <(per_round "$1" "$2")
+    printf '%s (%s-%s)' "$(median "${values[@]}")" \
+        "$(printf '%s\n' "${values[@]}" | sort -g | head -1)" \
+        "$(printf '%s\n' "${values[@]}" | sort -g | tail -1)"
+}
+echo "$rounds rounds; seconds and Gbit/s: medians; ratios: median (range) of the per-round ratios"
+printf '%-50s %8s %7s %20s %20s\n' row seconds Gbit/s "vs ndpiReader" "2 workers vs 1"
+for name in "${names[@]}"; do
+    read -r -a all <<<"${times[$name]}"
+    secs="$(median "${all[@]}")"
+    vs="" scale=""
+    case "$name" in
+        ndpi) vs="1.00" ;;
+        a1 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
+        a2) vs="$(summary a2 ndpi)" scale="$(summary a2 a1)" ;;
+        b2) vs="$(summary b2 ndpi)" scale="$(summary b2 b1)" ;;
+    esac
+    printf '%-50s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$(gbps "$secs")" "$vs" "$scale"
+done
 
 echo
 echo "peak RSS, $conc ($flows flows open at once), agent (b):"
