@@ -111,10 +111,7 @@ struct WorkerPool::Batch {
     bool more = false;
     // Output of the worker, taken by the merger.
     std::vector<common::Alert> alerts;
-    // The records back to back in one buffer, each ending at its offset in record_ends: a
-    // string of its own per record was an allocation and a free on another thread each.
-    std::string record_bytes;
-    std::vector<std::size_t> record_ends;
+    std::vector<std::string> records;
     std::vector<std::string> intel_lines;
 
     void clear() {
@@ -127,8 +124,7 @@ struct WorkerPool::Batch {
         finish = false;
         more = false;
         alerts.clear();
-        record_bytes.clear();
-        record_ends.clear();
+        records.clear();
         intel_lines.clear();
     }
 };
@@ -218,15 +214,13 @@ void WorkerPool::worker_main(Worker& w) {
     w.engine->set_policy(w.policy);
     if (outputs_.record) {
         w.engine->set_record_sink([&w](const std::string& line) {
-            w.output->record_bytes += line;
-            w.output->record_ends.push_back(w.output->record_bytes.size());
-            if (!w.finishing || w.output->record_ends.size() < kFinishChunkRecords) return;
+            w.output->records.push_back(line);
+            if (!w.finishing || w.output->records.size() < kFinishChunkRecords) return;
             // The capture thread has dispatched its last batches, so the worker's free batches
             // are its own; the merger returns them as it writes this worker's chunks.
             Batch* chunk = w.free.pop();
             chunk->alerts.swap(w.output->alerts);
-            chunk->record_bytes.swap(w.output->record_bytes);
-            chunk->record_ends.swap(w.output->record_ends);
+            chunk->records.swap(w.output->records);
             chunk->intel_lines.swap(w.output->intel_lines);
             chunk->more = true;
             w.out.push(chunk);
@@ -262,7 +256,6 @@ void WorkerPool::worker_main(Worker& w) {
 }
 
 void WorkerPool::merger_main() {
-    std::string line;  // the sink takes a string: one reused buffer, no allocation per record
     for (;;) {
         bool last = false;
         // Cycle by cycle, worker by worker: the same capture always merges the same way.
@@ -273,13 +266,8 @@ void WorkerPool::merger_main() {
                 for (auto& alert : batch->alerts) {
                     if (outputs_.alert) outputs_.alert(std::move(alert));
                 }
-                std::size_t begin = 0;
-                for (const std::size_t end : batch->record_ends) {
-                    line.assign(batch->record_bytes, begin, end - begin);
-                    outputs_.record(line);
-                    begin = end;
-                }
-                for (const auto& text : batch->intel_lines) outputs_.intel_log(text);
+                for (const auto& line : batch->records) outputs_.record(line);
+                for (const auto& line : batch->intel_lines) outputs_.intel_log(line);
                 more = batch->more;
                 if (!more) last = batch->finish;
                 batch->clear();
