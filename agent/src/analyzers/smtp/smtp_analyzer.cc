@@ -1,6 +1,5 @@
 #include "analyzers/smtp/smtp_analyzer.h"
 
-
 #include <algorithm>
 
 #include "analyzers/text.h"
@@ -344,15 +343,12 @@ private:
         r.set("trans_depth", ++depth_);
         if (!helo_.empty()) r.set("helo", helo_);
         r.set("mail_from", mail_.mail_from);
-        auto list = [&](const char* name, const std::vector<std::string>& values) {
-            r.set(name, values);
-        };
-        list("rcpt_to", mail_.rcpt_to);
+        r.set("rcpt_to", mail_.rcpt_to);
         if (mail_.has_data) {
-            list("from", mail_.from);
-            list("to", mail_.to);
-            list("cc", mail_.cc);
-            if (!mail_.reply_to.empty()) list("reply_to", mail_.reply_to);
+            r.set("from", mail_.from);
+            r.set("to", mail_.to);
+            r.set("cc", mail_.cc);
+            if (!mail_.reply_to.empty()) r.set("reply_to", mail_.reply_to);
             if (!mail_.subject.empty()) r.set("subject", mail_.subject);
             if (!mail_.message_id.empty()) r.set("msg_id", mail_.message_id);
             if (!mail_.date.empty()) r.set("date", mail_.date);
