@@ -2,15 +2,24 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdlib>
+#include <cstring>
 
 namespace senningen::agent {
 
 RecordFields::RecordFields()
-    : pool_(arena_, sizeof arena_, kOverflowChunk),
-      buffer_(&pool_, kInitialText),
-      writer_(buffer_, &pool_, kLevelDepth) {
+    : pool_(arena_, sizeof arena_, kOverflowChunk), writer_(text_out_, &pool_, kLevelDepth) {
     writer_.StartObject();
+}
+
+void RecordFields::Text::grow() {
+    const auto size = static_cast<std::size_t>(end_ - begin_);
+    const std::size_t capacity = 2 * static_cast<std::size_t>(limit_ - begin_);
+    auto block = std::make_unique_for_overwrite<char[]>(capacity);
+    std::memcpy(block.get(), begin_, size);
+    heap_ = std::move(block);
+    begin_ = heap_.get();
+    end_ = begin_ + size;
+    limit_ = begin_ + capacity;
 }
 
 void RecordFields::set(std::string_view key, const std::vector<std::string>& values) {
@@ -54,7 +63,7 @@ std::string_view RecordFields::json() const {
         writer_.EndObject();
         closed_ = true;
     }
-    return {buffer_.GetString(), buffer_.GetSize()};
+    return text_out_.view();
 }
 
 }  // namespace senningen::agent

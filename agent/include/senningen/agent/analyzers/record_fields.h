@@ -2,7 +2,8 @@
 // as an analyzer or the engine builds them. Fields are written as they are set, in set
 // order, by RapidJSON's streaming Writer (keys, strings, numbers and escaping are its work)
 // into a buffer the object owns: no map, no variant per field, and no allocation at all for
-// a record that fits the inline arena (most do); a longer one takes one more block.
+// a record under 896 bytes (most are); a longer one moves to one heap block, doubled as
+// needed.
 //
 // The one difference from building a Poco::JSON::Object: setting the same key twice writes
 // it twice (Poco kept the first position with the last value). Set each key once.
@@ -15,13 +16,13 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include <rapidjson/allocators.h>
-#include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 namespace senningen::agent {
@@ -109,14 +110,41 @@ public:
     std::string_view json() const;
 
 private:
-    using Pool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
-    using Buffer = rapidjson::GenericStringBuffer<rapidjson::UTF8<>, Pool>;
-    using Writer = rapidjson::Writer<Buffer, rapidjson::UTF8<>, rapidjson::UTF8<>, Pool>;
+    // The record's text: in the object first, in one heap block once it outgrows that. Not
+    // RapidJSON's StringBuffer: its Writer reserves six bytes per byte of every string (the
+    // worst case of escaping), so a 200-byte URI would already leave an inline buffer. Here
+    // only what is written takes room (RapidJSON's default reservation does nothing).
+    class Text {
+    public:
+        using Ch = char;
+        Text() = default;
+        Text(const Text&) = delete;  // the pointers point into the object
+        Text& operator=(const Text&) = delete;
+        void Put(char c) {
+            if (end_ == limit_) grow();
+            *end_++ = c;
+        }
+        void Flush() {}
+        std::string_view view() const {
+            return {begin_, static_cast<std::size_t>(end_ - begin_)};
+        }
 
-    static constexpr std::size_t kArenaBytes = 1024;     // inline: output and nesting levels
-    static constexpr std::size_t kInitialText = 768;     // first reservation for the text
-    static constexpr std::size_t kOverflowChunk = 4096;  // a longer record's next block
-    static constexpr std::size_t kLevelDepth = 4;        // nesting levels reserved up front
+    private:
+        void grow();
+        static constexpr std::size_t kInline = 896;
+        char inline_[kInline];
+        std::unique_ptr<char[]> heap_;
+        char* begin_ = inline_;
+        char* end_ = inline_;
+        char* limit_ = inline_ + kInline;
+    };
+
+    // The writer's stack of nesting levels lives in a small arena of the object too.
+    using Pool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+    using Writer = rapidjson::Writer<Text, rapidjson::UTF8<>, rapidjson::UTF8<>, Pool>;
+    static constexpr std::size_t kLevelDepth = 4;  // levels reserved up front (16 bytes each)
+    static constexpr std::size_t kArenaBytes = 256;  // the pool's header, then 4 to 8 levels
+    static constexpr std::size_t kOverflowChunk = 512;  // deeper nesting
 
     void key_(std::string_view key) {
         has_fields_ = true;
@@ -128,7 +156,7 @@ private:
 
     alignas(std::max_align_t) char arena_[kArenaBytes];
     Pool pool_;
-    mutable Buffer buffer_;
+    Text text_out_;
     mutable Writer writer_;
     mutable bool closed_ = false;
     bool has_fields_ = false;
