@@ -5,6 +5,12 @@ pkg_check_modules(PCAP REQUIRED IMPORTED_TARGET libpcap)
 pkg_check_modules(YARA REQUIRED IMPORTED_TARGET yara)
 # Hyperscan: the literal prefilter in front of YARA stream scans (agent/src/scan).
 pkg_check_modules(HS REQUIRED IMPORTED_TARGET libhs)
+# RapidJSON (header-only): the streaming writer of the agent's metadata records. Debian's
+# RapidJSONConfig.cmake only sets RAPIDJSON_INCLUDE_DIRS: wrap it in a target.
+find_package(RapidJSON REQUIRED CONFIG)
+find_path(RAPIDJSON_WRITER_DIR rapidjson/writer.h HINTS ${RAPIDJSON_INCLUDE_DIRS} REQUIRED)
+add_library(RapidJSON::RapidJSON INTERFACE IMPORTED)
+target_include_directories(RapidJSON::RapidJSON SYSTEM INTERFACE ${RAPIDJSON_WRITER_DIR})
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
 

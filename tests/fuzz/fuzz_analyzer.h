@@ -13,14 +13,23 @@
 #include <span>
 #include <string_view>
 
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+
 #include "senningen/agent/analyzers/analyzer.h"
 
 namespace senningen::fuzz {
 
 class CheckingHost final : public agent::AnalyzerHost {
 public:
-    void record(std::string_view log, Poco::JSON::Object::Ptr fields) override {
-        if (log.empty() || fields.isNull()) std::abort();
+    // A record is one well-formed JSON object (every nested array and object ended).
+    void record(std::string_view log, const agent::RecordFields& fields) override {
+        if (log.empty()) std::abort();
+        const std::string_view json = fields.json();
+        rapidjson::MemoryStream in(json.data(), json.size());
+        rapidjson::BaseReaderHandler<> handler;
+        rapidjson::Reader reader;
+        if (!reader.Parse(in, handler) || json.front() != '{') std::abort();
     }
     void observe(agent::IntelType, std::string_view, std::string_view where) override {
         if (where.find("::IN_") == std::string_view::npos) std::abort();

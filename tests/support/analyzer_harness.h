@@ -8,7 +8,6 @@
 #include <map>
 #include <memory>
 #include <span>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,11 +34,8 @@ struct SeenFile {
 
 class AnalyzerRecorder final : public agent::AnalyzerHost {
 public:
-    void record(std::string_view log, Poco::JSON::Object::Ptr fields) override {
-        std::ostringstream out;
-        fields->stringify(out);
-        records.emplace_back(std::string(log), out.str());
-        objects.push_back(fields);
+    void record(std::string_view log, const agent::RecordFields& fields) override {
+        records.emplace_back(std::string(log), std::string(fields.json()));
     }
     void observe(agent::IntelType type, std::string_view value, std::string_view where) override {
         observations.push_back({type, std::string(value), std::string(where)});
@@ -84,7 +80,6 @@ public:
     }
 
     std::vector<std::pair<std::string, std::string>> records;  // (log, JSON)
-    std::vector<Poco::JSON::Object::Ptr> objects;
     std::vector<Observation> observations;
     std::vector<std::string> weirds;
     std::vector<SeenFile> files;

@@ -158,10 +158,8 @@ inline Bytes cip_request(std::uint8_t service, std::uint8_t cls, std::uint8_t in
 // Records everything an analyzer reports.
 class IcsRecordingHost final : public agent::AnalyzerHost {
 public:
-    void record(std::string_view log, Poco::JSON::Object::Ptr fields) override {
-        std::ostringstream out;
-        fields->stringify(out);
-        records.emplace_back(std::string(log), out.str());
+    void record(std::string_view log, const agent::RecordFields& fields) override {
+        records.emplace_back(std::string(log), std::string(fields.json()));
     }
     void observe(agent::IntelType, std::string_view, std::string_view) override {}
     void event(const agent::ProtocolEvent& e) override { events.push_back(e); }

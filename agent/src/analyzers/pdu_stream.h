@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <Poco/JSON/Object.h>
-
 namespace senningen::agent::detail {
 
 using Bytes = std::span<const std::uint8_t>;
@@ -41,10 +39,6 @@ inline std::string hex32(std::uint32_t v) {
     std::string s = "0x";
     for (int shift = 28; shift >= 0; shift -= 4) s += "0123456789abcdef"[(v >> shift) & 0xf];
     return s;
-}
-
-inline Poco::JSON::Object::Ptr new_record() {
-    return new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
 }
 
 // What a framing function says about the bytes at the start of a buffer.

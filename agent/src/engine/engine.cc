@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include <ostream>
-#include <streambuf>
-
-#include <Poco/JSONString.h>
+#include <rapidjson/writer.h>
 
 #include "senningen/agent/decode/dns.h"
 
@@ -27,25 +24,12 @@ const char* proto_name(std::uint8_t ip_proto) {
     }
 }
 
-// What an ostream writes goes straight to the end of a std::string (no put area of its own).
-class StringAppendBuf final : public std::streambuf {
-public:
-    explicit StringAppendBuf(std::string& to) : to_(to) {}
-
-protected:
-    int_type overflow(int_type c) override {
-        if (!traits_type::eq_int_type(c, traits_type::eof())) {
-            to_.push_back(traits_type::to_char_type(c));
-        }
-        return traits_type::not_eof(c);
-    }
-    std::streamsize xsputn(const char* s, std::streamsize n) override {
-        to_.append(s, static_cast<std::size_t>(n));
-        return n;
-    }
-
-private:
-    std::string& to_;
+// A RapidJSON output stream that appends to a std::string (the record sink takes one).
+struct StringOut {
+    using Ch = char;
+    std::string* to;
+    void Put(char c) { to->push_back(c); }
+    void Flush() {}
 };
 
 }  // namespace
@@ -281,62 +265,52 @@ void Engine::on_flow_end(Flow& flow) {
     yara_fired_[1].erase(flow.id);
 }
 
-void Engine::record(std::string_view log, Poco::JSON::Object::Ptr fields) {
+void Engine::record(std::string_view log, const RecordFields& fields) {
     ++counters_.analyzer_records;
     if (!record_sink_ || current_flow_ == nullptr) return;
-    write_record(log, {}, fields.get());
+    write_record(log, fields.json());
 }
 
-void Engine::write_record(std::string_view log, std::string_view fields_json,
-                          const Poco::JSON::Object* fields) {
+void Engine::write_record(std::string_view log, std::string_view fields_json) {
     const Flow& flow = *current_flow_;
-    // EVE layout, oriented originator -> responder as Zeek's id.* fields are. The envelope is
-    // written straight into a reused buffer (Poco's own escaping for its texts), the same bytes
-    // Poco gave for a root object around FIELDS: a root Object per record, ten Var and a
-    // stringify pass over it were a good part of the packet path. Poco stringifies FIELDS
-    // into the same buffer through a stream that appends to it, so the record is never
-    // copied and no stream buffer grows from empty for each record.
+    // EVE layout, oriented originator -> responder as Zeek's id.* fields are. RapidJSON's
+    // Writer writes the envelope straight into a reused buffer; the fields are already a
+    // finished object (RecordFields), appended whole, and the envelope closed after them.
     thread_local std::string out;
-    thread_local StringAppendBuf out_buf(out);
-    thread_local std::ostream out_stream(&out_buf);
-    const auto text = [](const std::string& value) {
-        Poco::toJSON(value, out_stream, Poco::JSON_WRAP_STRINGS);
+    thread_local StringOut out_stream{&out};
+    thread_local rapidjson::Writer<StringOut> writer(out_stream);
+    const auto key = [](std::string_view k) {
+        writer.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
     };
-    const auto append_number = [](std::uint64_t value) {
-        char buf[24];
-        const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
-        out.append(buf, end);
+    const auto text = [](std::string_view value) {
+        writer.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
     };
-    const std::string log_name(log);  // both the event type and the key
     out.clear();
-    out += "{\"timestamp\":";
+    writer.Reset(out_stream);
+    writer.StartObject();
+    key("timestamp");
     text(common::format_timestamp(current_ts_ns_));
-    out += ",\"flow_id\":";
-    append_number(flow.id);
-    out += ",\"event_type\":";
-    text(log_name);
-    out += ",\"src_ip\":";
+    key("flow_id");
+    writer.Uint64(flow.id);
+    key("event_type");
+    text(log);
+    key("src_ip");
     text(flow.orig.addr.to_string());
-    out += ",\"src_port\":";
-    append_number(flow.orig.port);
-    out += ",\"dest_ip\":";
+    key("src_port");
+    writer.Uint(flow.orig.port);
+    key("dest_ip");
     text(flow.resp.addr.to_string());
-    out += ",\"dest_port\":";
-    append_number(flow.resp.port);
-    out += ",\"proto\":";
+    key("dest_port");
+    writer.Uint(flow.resp.port);
+    key("proto");
     text(proto_name(flow.ip_proto));
     if (!flow.app_proto.empty()) {
-        out += ",\"app_proto\":";
+        key("app_proto");
         text(flow.app_proto);
     }
-    out += ',';
-    text(log_name);
-    out += ':';
-    if (fields != nullptr) {
-        fields->stringify(out_stream);
-    } else {
-        out += fields_json;
-    }
+    key(log);
+    out += ':';  // the writer would put it before the next value it writes
+    out += fields_json;
     out += '}';
     record_sink_(out);
 }
@@ -369,9 +343,9 @@ void Engine::weird(std::string_view name, std::string_view detail) {
     if (it == weirds_.end()) it = weirds_.emplace(std::string(name), 0).first;
     ++it->second;
     if (!record_sink_) return;
-    Poco::JSON::Object::Ptr fields = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    fields->set("name", std::string(name));
-    fields->set("detail", std::string(detail));
+    RecordFields fields;
+    fields.set("name", name);
+    fields.set("detail", detail);
     record("weird", fields);
 }
 

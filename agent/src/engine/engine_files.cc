@@ -333,23 +333,23 @@ std::string Engine::file_end(std::uint64_t handle) {
         // Offsets in the alerts are offsets in the file.
         scan_bytes(*flow, f.direction, f.head, ts, 0, &context);
         if (record_sink_) {
-            Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-            r->set("fuid", f.fuid);
-            r->set("source", f.source);
-            r->set("is_orig", f.direction == 0);
-            if (!f.filename.empty()) r->set("filename", f.filename);
-            if (!mime.empty()) r->set("mime_type", mime);
-            if (!f.description.empty()) r->set("description", f.description);
-            r->set("duration", static_cast<double>(ts - f.first_ts_ns) / 1e9);
-            r->set("seen_bytes", f.seen_bytes);
-            r->set("missing_bytes", f.missing_bytes);
-            if (!context.md5.empty()) r->set("md5", context.md5);
-            if (!context.sha1.empty()) r->set("sha1", context.sha1);
-            if (!context.sha256.empty()) r->set("sha256", context.sha256);
+            RecordFields r;
+            r.set("fuid", f.fuid);
+            r.set("source", f.source);
+            r.set("is_orig", f.direction == 0);
+            if (!f.filename.empty()) r.set("filename", f.filename);
+            if (!mime.empty()) r.set("mime_type", mime);
+            if (!f.description.empty()) r.set("description", f.description);
+            r.set("duration", static_cast<double>(ts - f.first_ts_ns) / 1e9);
+            r.set("seen_bytes", f.seen_bytes);
+            r.set("missing_bytes", f.missing_bytes);
+            if (!context.md5.empty()) r.set("md5", context.md5);
+            if (!context.sha1.empty()) r.set("sha1", context.sha1);
+            if (!context.sha256.empty()) r.set("sha256", context.sha256);
             if (!f.extract_name.empty()) {
-                r->set("extracted", f.extract_name);
-                r->set("extracted_cutoff", f.extract_cutoff);
-                r->set("extracted_size", f.extracted);
+                r.set("extracted", f.extract_name);
+                r.set("extracted_cutoff", f.extract_cutoff);
+                r.set("extracted_size", f.extracted);
             }
             record("files", r);
         }

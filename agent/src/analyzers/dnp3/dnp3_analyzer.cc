@@ -3,7 +3,6 @@
 #include <array>
 #include <vector>
 
-#include <Poco/JSON/Array.h>
 
 #include "analyzers/pdu_stream.h"
 
@@ -240,12 +239,12 @@ private:
         const bool primary = control & 0x40;
         const unsigned link_fn = control & 0x0f;
         if (user_len == 0) {
-            auto rec = detail::new_record();
-            rec->set("direction", dir == 0 ? "request" : "response");
-            rec->set("source", static_cast<int>(src));
-            rec->set("destination", static_cast<int>(dest));
-            rec->set("link_primary", primary);
-            rec->set("link_function", static_cast<int>(link_fn));
+            RecordFields rec;
+            rec.set("direction", dir == 0 ? "request" : "response");
+            rec.set("source", static_cast<int>(src));
+            rec.set("destination", static_cast<int>(dest));
+            rec.set("link_primary", primary);
+            rec.set("link_function", static_cast<int>(link_fn));
             ctx.host.record("dnp3", rec);
             return;
         }
@@ -283,48 +282,48 @@ private:
         const unsigned ac = app[0];
         const unsigned fc = app[1];
         const bool response = fc >= 129;
-        auto rec = detail::new_record();
-        rec->set("direction", response ? "response" : "request");
-        rec->set("source", static_cast<int>(src));
-        rec->set("destination", static_cast<int>(dest));
-        rec->set("function", static_cast<int>(fc));
-        rec->set("function_name", function_name(fc));
-        rec->set("application_sequence", static_cast<int>(ac & 0x0f));
-        if (ac & 0x10) rec->set("unsolicited", true);
+        RecordFields rec;
+        rec.set("direction", response ? "response" : "request");
+        rec.set("source", static_cast<int>(src));
+        rec.set("destination", static_cast<int>(dest));
+        rec.set("function", static_cast<int>(fc));
+        rec.set("function_name", function_name(fc));
+        rec.set("application_sequence", static_cast<int>(ac & 0x0f));
+        if (ac & 0x10) rec.set("unsolicited", true);
         std::size_t body = 2;
         if (response) {
             if (app.size() < 4) {
                 ctx.host.weird("dnp3_short_fragment", "DNP3 response without its IIN bytes");
                 return;
             }
-            rec->set("iin", static_cast<int>(app[2] << 8 | app[3]));
+            rec.set("iin", static_cast<int>(app[2] << 8 | app[3]));
             body = 4;
         }
         std::vector<ObjectHeader> objects;
         const bool headers_only = !response && !request_has_data(fc);
         const WalkStatus status = walk_objects(app.subspan(body), headers_only, objects);
-        Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+        rec.begin_array("objects");
         std::string groups;
         for (std::size_t i = 0; i < objects.size() && i < kMaxObjectsRecorded; ++i) {
             const ObjectHeader& h = objects[i];
-            auto o = detail::new_record();
-            o->set("group", static_cast<int>(h.group));
-            o->set("variation", static_cast<int>(h.variation));
-            o->set("qualifier", detail::hex_byte(h.qualifier));
+            rec.begin_object();
+            rec.set("group", static_cast<int>(h.group));
+            rec.set("variation", static_cast<int>(h.variation));
+            rec.set("qualifier", detail::hex_byte(h.qualifier));
             if (h.ranged) {
-                o->set("start", static_cast<std::uint64_t>(h.start));
-                o->set("stop", static_cast<std::uint64_t>(h.stop));
+                rec.set("start", static_cast<std::uint64_t>(h.start));
+                rec.set("stop", static_cast<std::uint64_t>(h.stop));
             } else if ((h.qualifier & 0xf) != 6) {
-                o->set("count", h.count);
+                rec.set("count", h.count);
             }
-            list->add(o);
+            rec.end_object();
             if (!groups.empty()) groups += ',';
             groups += 'g' + std::to_string(h.group) + 'v' + std::to_string(h.variation);
         }
-        rec->set("objects", list);
-        if (status == WalkStatus::kUnknownObject) rec->set("objects_incomplete", true);
+        rec.end_array();
+        if (status == WalkStatus::kUnknownObject) rec.set("objects_incomplete", true);
         if (status == WalkStatus::kMalformed) {
-            rec->set("malformed", true);
+            rec.set("malformed", true);
             ctx.host.weird("dnp3_malformed_objects", "DNP3 object header or data runs past the "
                                                      "end of the fragment");
         }

@@ -1,6 +1,5 @@
 #include "analyzers/dns/dns_analyzer.h"
 
-#include <Poco/JSON/Array.h>
 
 #include <vector>
 
@@ -29,40 +28,40 @@ void analyze_message(const AnalyzerContext& ctx, std::span<const std::uint8_t> b
     } else if (msg.answer_status == DnsParseStatus::kMalformed) {
         ctx.host.weird("dns_malformed_answer", "DNS answer record does not parse");
     }
-    Poco::JSON::Object::Ptr fields = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    fields->set("type", msg.is_response ? "answer" : "query");
-    fields->set("id", static_cast<int>(msg.id));
-    fields->set("opcode", static_cast<int>(msg.opcode));
+    RecordFields fields;
+    fields.set("type", msg.is_response ? "answer" : "query");
+    fields.set("id", static_cast<int>(msg.id));
+    fields.set("opcode", static_cast<int>(msg.opcode));
     if (msg.is_response) {
-        fields->set("rcode", static_cast<int>(msg.rcode));
-        fields->set("rcode_name", std::string(dns_rcode_name(msg.rcode)));
+        fields.set("rcode", static_cast<int>(msg.rcode));
+        fields.set("rcode_name", dns_rcode_name(msg.rcode));
     }
-    fields->set("aa", msg.aa);
-    fields->set("tc", msg.tc);
-    fields->set("rd", msg.rd);
-    fields->set("ra", msg.ra);
-    Poco::JSON::Array::Ptr queries = new Poco::JSON::Array;
+    fields.set("aa", msg.aa);
+    fields.set("tc", msg.tc);
+    fields.set("rd", msg.rd);
+    fields.set("ra", msg.ra);
+    fields.begin_array("queries");
     for (const DnsQuestion& q : msg.questions) {
-        Poco::JSON::Object::Ptr item = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-        item->set("rrname", q.name);
-        item->set("rrtype", static_cast<int>(q.qtype));
+        fields.begin_object();
+        fields.set("rrname", q.name);
+        fields.set("rrtype", static_cast<int>(q.qtype));
         const std::string_view type_name = dns_type_name(q.qtype);
-        if (!type_name.empty()) item->set("rrtype_name", std::string(type_name));
-        queries->add(item);
+        if (!type_name.empty()) fields.set("rrtype_name", type_name);
+        fields.end_object();
         if (!msg.is_response) ctx.host.observe(IntelType::kDomain, q.name, "DNS::IN_REQUEST");
     }
-    fields->set("queries", queries);
+    fields.end_array();
     if (msg.is_response) {
-        Poco::JSON::Array::Ptr answers = new Poco::JSON::Array;
+        fields.begin_array("answers");
         for (const DnsAnswer& a : msg.answers) {
-            Poco::JSON::Object::Ptr item = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-            item->set("rrname", a.name);
-            item->set("rrtype", static_cast<int>(a.type));
+            fields.begin_object();
+            fields.set("rrname", a.name);
+            fields.set("rrtype", static_cast<int>(a.type));
             const std::string_view type_name = dns_type_name(a.type);
-            if (!type_name.empty()) item->set("rrtype_name", std::string(type_name));
-            item->set("ttl", static_cast<Poco::UInt64>(a.ttl));
-            if (!a.data.empty()) item->set("rdata", a.data);
-            answers->add(item);
+            if (!type_name.empty()) fields.set("rrtype_name", type_name);
+            fields.set("ttl", static_cast<std::uint64_t>(a.ttl));
+            if (!a.data.empty()) fields.set("rdata", a.data);
+            fields.end_object();
             switch (a.type) {
                 case 1:
                 case 28: ctx.host.observe(IntelType::kAddr, a.data, "DNS::IN_RESPONSE"); break;
@@ -76,7 +75,7 @@ void analyze_message(const AnalyzerContext& ctx, std::span<const std::uint8_t> b
                 default: break;
             }
         }
-        fields->set("answers", answers);
+        fields.end_array();
     }
     ctx.host.record("dns", fields);
 }

@@ -1,8 +1,7 @@
 #include "analyzers/enip/enip_analyzer.h"
 
 #include <string>
-
-#include <Poco/JSON/Array.h>
+#include <vector>
 
 #include "analyzers/pdu_stream.h"
 
@@ -171,8 +170,17 @@ public:
     }
 
 private:
+    // One CIP message of the record's "cip" list. The list follows "malformed", which is
+    // known only once every item is walked: the items wait here, the record is written after.
+    struct CipItem {
+        bool response = false;
+        unsigned service = 0;
+        int general_status = 0;  // responses
+        std::string service_name;  // requests, and the path below
+        CipPath path;
+    };
     struct Pending {
-        Poco::JSON::Array::Ptr cip;
+        std::vector<CipItem> cip;
         std::size_t recorded = 0;
     };
 
@@ -180,19 +188,19 @@ private:
         const unsigned command = le16(e, 0);
         const std::uint32_t session = le32(e, 4);
         const std::uint32_t status = le32(e, 8);
-        auto rec = detail::new_record();
-        rec->set("command", command_name(command));
-        rec->set("session", detail::hex32(session));
-        rec->set("status", static_cast<std::uint64_t>(status));
-        rec->set("length", static_cast<int>(e.size() - kHeader));
+        RecordFields rec;
+        rec.set("command", command_name(command));
+        rec.set("session", detail::hex32(session));
+        rec.set("status", static_cast<std::uint64_t>(status));
+        rec.set("length", static_cast<int>(e.size() - kHeader));
         if (command == 0x6f || command == 0x70) {
-            Pending pending{new Poco::JSON::Array, 0};
+            Pending pending;
             if (!walk_items(ctx, e.subspan(kHeader), command == 0x70, pending)) {
-                rec->set("malformed", true);
+                rec.set("malformed", true);
                 ctx.host.weird("enip_bad_items", "common packet format items run past the "
                                                  "encapsulation length");
             }
-            if (pending.cip->size() > 0) rec->set("cip", pending.cip);
+            if (!pending.cip.empty()) write_cip(rec, pending.cip);
         } else if (ctx.direction == 0 && (command == 0x63 || command == 0x04 || command == 0x64)) {
             // Discovery requests: the first step of most ICS reconnaissance.
             ctx.host.event(ProtocolEvent{"enip", command_name(command),
@@ -226,16 +234,16 @@ private:
         }
         const unsigned service = m[0] & 0x7f;
         const bool response = m[0] & 0x80;
-        auto item = detail::new_record();
+        CipItem item;
+        item.service = service;
         if (response) {
             if (m.size() < 4) {
                 ctx.host.weird("cip_short_message", "CIP response without its status");
                 return;
             }
-            item->set("response", true);
-            item->set("service", detail::hex_byte(service));
-            item->set("general_status", static_cast<int>(m[2]));
-            add(pending, item);
+            item.response = true;
+            item.general_status = m[2];
+            add(pending, std::move(item));
             return;
         }
         const std::size_t path_len = 2u * m[1];
@@ -247,13 +255,9 @@ private:
         parse_path(m.subspan(2, path_len), path);
         const Bytes body = m.subspan(2 + path_len);
         const std::string name = service_name(service, static_cast<unsigned>(path.cls));
-        item->set("service", detail::hex_byte(service));
-        item->set("service_name", name);
-        if (path.cls >= 0) item->set("class", path.cls);
-        if (path.instance >= 0) item->set("instance", path.instance);
-        if (path.attribute >= 0) item->set("attribute", path.attribute);
-        if (!path.tag.empty()) item->set("tag", path.tag);
-        add(pending, item);
+        item.service_name = name;
+        item.path = path;
+        add(pending, std::move(item));
 
         const std::string action = action_of(name);
         if (!action.empty()) {
@@ -283,8 +287,29 @@ private:
         }
     }
 
-    static void add(Pending& pending, const Poco::JSON::Object::Ptr& item) {
-        if (pending.recorded++ < kMaxCipRecorded) pending.cip->add(item);
+    static void add(Pending& pending, CipItem&& item) {
+        if (pending.recorded++ < kMaxCipRecorded) pending.cip.push_back(std::move(item));
+    }
+
+    static void write_cip(RecordFields& rec, const std::vector<CipItem>& items) {
+        rec.begin_array("cip");
+        for (const CipItem& item : items) {
+            rec.begin_object();
+            if (item.response) {
+                rec.set("response", true);
+                rec.set("service", detail::hex_byte(item.service));
+                rec.set("general_status", item.general_status);
+            } else {
+                rec.set("service", detail::hex_byte(item.service));
+                rec.set("service_name", item.service_name);
+                if (item.path.cls >= 0) rec.set("class", item.path.cls);
+                if (item.path.instance >= 0) rec.set("instance", item.path.instance);
+                if (item.path.attribute >= 0) rec.set("attribute", item.path.attribute);
+                if (!item.path.tag.empty()) rec.set("tag", item.path.tag);
+            }
+            rec.end_object();
+        }
+        rec.end_array();
     }
 
     detail::PduStream streams_[2] = {detail::PduStream(kMaxEncap), detail::PduStream(kMaxEncap)};

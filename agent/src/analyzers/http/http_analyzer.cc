@@ -3,8 +3,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <Poco/JSON/Array.h>
-
 #include <algorithm>
 #include <charconv>
 #include <list>
@@ -643,25 +641,23 @@ private:
     }
 
     static void emit(const AnalyzerContext& ctx, const Transaction& t) {
-        Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-        r->set("trans_depth", t.depth);
-        if (!t.method.empty()) r->set("method", t.method);
-        if (!t.host.empty()) r->set("host", t.host);
-        if (!t.uri.empty()) r->set("uri", t.uri);
-        if (!t.referrer.empty()) r->set("referrer", t.referrer);
-        if (!t.version.empty()) r->set("version", t.version);
-        if (!t.user_agent.empty()) r->set("user_agent", t.user_agent);
-        r->set("request_body_len", t.request_body_len);
-        r->set("response_body_len", t.response_body_len);
+        RecordFields r;
+        r.set("trans_depth", t.depth);
+        if (!t.method.empty()) r.set("method", t.method);
+        if (!t.host.empty()) r.set("host", t.host);
+        if (!t.uri.empty()) r.set("uri", t.uri);
+        if (!t.referrer.empty()) r.set("referrer", t.referrer);
+        if (!t.version.empty()) r.set("version", t.version);
+        if (!t.user_agent.empty()) r.set("user_agent", t.user_agent);
+        r.set("request_body_len", t.request_body_len);
+        r.set("response_body_len", t.response_body_len);
         if (t.has_response) {
-            r->set("status_code", t.status_code);
-            r->set("status_msg", t.status_msg);
+            r.set("status_code", t.status_code);
+            r.set("status_msg", t.status_msg);
         }
         auto list = [&](const char* name, const std::vector<std::string>& values) {
             if (values.empty()) return;
-            Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
-            for (const auto& v : values) a->add(v);
-            r->set(name, a);
+            r.set(name, values);
         };
         list("orig_fuids", t.orig_fuids);
         list("orig_filenames", t.orig_filenames);

@@ -158,25 +158,25 @@ public:
 private:
     static void on_apdu(const AnalyzerContext& ctx, Bytes a) {
         const unsigned c1 = a[2];
-        auto rec = detail::new_record();
+        RecordFields rec;
         if ((c1 & 1) == 0) {
-            rec->set("apci", "I");
-            rec->set("send_seq", static_cast<int>(le16(a, 2) >> 1));
-            rec->set("recv_seq", static_cast<int>(le16(a, 4) >> 1));
+            rec.set("apci", "I");
+            rec.set("send_seq", static_cast<int>(le16(a, 2) >> 1));
+            rec.set("recv_seq", static_cast<int>(le16(a, 4) >> 1));
             on_asdu(ctx, a.subspan(6), rec);
             return;
         }
         if ((c1 & 3) == 1) {
-            rec->set("apci", "S");
-            rec->set("recv_seq", static_cast<int>(le16(a, 4) >> 1));
+            rec.set("apci", "S");
+            rec.set("recv_seq", static_cast<int>(le16(a, 4) >> 1));
         } else {
-            rec->set("apci", "U");
+            rec.set("apci", "U");
             const char* fn = u_function(c1);
             if (!fn) {
                 ctx.host.weird("iec104_bad_u_frame", "U frame with none or several functions set");
-                rec->set("malformed", true);
+                rec.set("malformed", true);
             } else {
-                rec->set("u_function", fn);
+                rec.set("u_function", fn);
             }
         }
         if (a.size() != 6) {
@@ -185,11 +185,11 @@ private:
         ctx.host.record("iec104", rec);
     }
 
-    static void on_asdu(const AnalyzerContext& ctx, Bytes asdu, Poco::JSON::Object::Ptr rec) {
+    static void on_asdu(const AnalyzerContext& ctx, Bytes asdu, RecordFields& rec) {
         // Type id, variable structure qualifier, cause (2 octets with the originator), common
         // address (2 octets): the parameters IEC 60870-5-104 fixes.
         if (asdu.size() < 6) {
-            rec->set("malformed", true);
+            rec.set("malformed", true);
             ctx.host.record("iec104", rec);
             ctx.host.weird("iec104_short_asdu", "I frame with an ASDU under 6 bytes");
             return;
@@ -198,20 +198,20 @@ private:
         const unsigned count = asdu[1] & 0x7f;
         const unsigned cause = asdu[2] & 0x3f;
         const unsigned common_address = le16(asdu, 4);
-        rec->set("type_id", static_cast<int>(type));
-        rec->set("type_name", type_name(type));
-        rec->set("sequence", (asdu[1] & 0x80) != 0);
-        rec->set("objects", static_cast<int>(count));
-        rec->set("cause", static_cast<int>(cause));
-        rec->set("cause_name", cause_name(cause));
-        if (asdu[2] & 0x40) rec->set("negative", true);
-        if (asdu[2] & 0x80) rec->set("test", true);
-        rec->set("originator", static_cast<int>(asdu[3]));
-        rec->set("common_address", static_cast<int>(common_address));
+        rec.set("type_id", static_cast<int>(type));
+        rec.set("type_name", type_name(type));
+        rec.set("sequence", (asdu[1] & 0x80) != 0);
+        rec.set("objects", static_cast<int>(count));
+        rec.set("cause", static_cast<int>(cause));
+        rec.set("cause_name", cause_name(cause));
+        if (asdu[2] & 0x40) rec.set("negative", true);
+        if (asdu[2] & 0x80) rec.set("test", true);
+        rec.set("originator", static_cast<int>(asdu[3]));
+        rec.set("common_address", static_cast<int>(common_address));
         std::string ioa;
         if (asdu.size() >= 9 && count > 0) {
             ioa = std::to_string(detail::le24(asdu, 6));
-            rec->set("ioa", static_cast<int>(detail::le24(asdu, 6)));
+            rec.set("ioa", static_cast<int>(detail::le24(asdu, 6)));
         }
         ctx.host.record("iec104", rec);
         const char* action = control_action(type);

@@ -103,12 +103,12 @@ private:
         const Bytes pdu = adu.subspan(kMbapLen);
         const unsigned raw_fc = pdu[0];
         const unsigned fc = raw_fc & 0x7f;
-        auto rec = detail::new_record();
-        rec->set("direction", request ? "request" : "response");
-        rec->set("transaction_id", static_cast<int>(tid));
-        rec->set("unit_id", static_cast<int>(unit));
-        rec->set("function", static_cast<int>(fc));
-        rec->set("function_name", function_name(fc));
+        RecordFields rec;
+        rec.set("direction", request ? "request" : "response");
+        rec.set("transaction_id", static_cast<int>(tid));
+        rec.set("unit_id", static_cast<int>(unit));
+        rec.set("function", static_cast<int>(fc));
+        rec.set("function_name", function_name(fc));
         // Only requests and exceptions make a policy event: a response's facts were built and
         // dropped for every ADU.
         ProtocolEvent ev{"modbus", "", {}};
@@ -124,20 +124,20 @@ private:
             if (body.empty()) {
                 malformed = true;
             } else {
-                rec->set("exception_code", static_cast<int>(body[0]));
-                rec->set("exception", exception_name(body[0]));
+                rec.set("exception_code", static_cast<int>(body[0]));
+                rec.set("exception", exception_name(body[0]));
                 ev.action = "exception";
                 ev.facts["exception"] = exception_name(body[0]);
             }
         } else if (request) {
             unsigned sub = 0;
-            malformed = !describe_request(fc, body, *rec, ev, sub);
+            malformed = !describe_request(fc, body, rec, ev, sub);
             ev.action = request_action(fc, sub);
         } else {
-            malformed = !describe_response(fc, body, *rec);
+            malformed = !describe_response(fc, body, rec);
         }
         if (malformed) {
-            rec->set("malformed", true);
+            rec.set("malformed", true);
             ctx.host.weird("modbus_malformed_pdu",
                            std::string("PDU of function ") + std::to_string(fc) +
                                " too short or inconsistent");
@@ -146,7 +146,7 @@ private:
         if (!ev.action.empty() && !malformed) ctx.host.event(ev);
     }
 
-    static bool describe_request(unsigned fc, Bytes body, Poco::JSON::Object& rec,
+    static bool describe_request(unsigned fc, Bytes body, RecordFields& rec,
                                  ProtocolEvent& ev, unsigned& sub) {
         auto set = [&](const char* key, unsigned v) {
             rec.set(key, static_cast<int>(v));
@@ -200,7 +200,7 @@ private:
         }
     }
 
-    static bool describe_response(unsigned fc, Bytes body, Poco::JSON::Object& rec) {
+    static bool describe_response(unsigned fc, Bytes body, RecordFields& rec) {
         switch (fc) {
             case 1: case 2: case 3: case 4: case 23:
                 if (body.empty() || body.size() != 1u + body[0]) return false;

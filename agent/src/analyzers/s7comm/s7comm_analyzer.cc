@@ -173,21 +173,21 @@ private:
             return;
         }
         const Bytes param = p.subspan(header, plen);
-        auto rec = detail::new_record();
-        rec->set("rosctr", rosctr_name(rosctr));
-        rec->set("pdu_ref", static_cast<int>(be16(p, 4)));
+        RecordFields rec;
+        rec.set("rosctr", rosctr_name(rosctr));
+        rec.set("pdu_ref", static_cast<int>(be16(p, 4)));
         if (header == 12 && (p[10] || p[11])) {
-            rec->set("error_class", static_cast<int>(p[10]));
-            rec->set("error_code", static_cast<int>(p[11]));
+            rec.set("error_class", static_cast<int>(p[10]));
+            rec.set("error_code", static_cast<int>(p[11]));
         }
         ProtocolEvent ev{"s7comm", "", {}};
         if (rosctr == 7) {
-            describe_userdata(param, *rec, ev);
+            describe_userdata(param, rec, ev);
         } else if (!param.empty()) {
             const unsigned fc = param[0];
-            rec->set("function", detail::hex_byte(fc));
-            rec->set("function_name", function_name(fc));
-            if (rosctr == 1) ev.action = describe_job(fc, param, *rec, ev);
+            rec.set("function", detail::hex_byte(fc));
+            rec.set("function_name", function_name(fc));
+            if (rosctr == 1) ev.action = describe_job(fc, param, rec, ev);
         }
         ctx.host.record("s7comm", rec);
         if (!ev.action.empty()) {
@@ -196,7 +196,7 @@ private:
         }
     }
 
-    static std::string describe_job(unsigned fc, Bytes param, Poco::JSON::Object& rec,
+    static std::string describe_job(unsigned fc, Bytes param, RecordFields& rec,
                                     ProtocolEvent& ev) {
         ev.facts["function"] = detail::hex_byte(fc);
         ev.facts["function_name"] = function_name(fc);
@@ -258,7 +258,7 @@ private:
         }
     }
 
-    static void describe_userdata(Bytes param, Poco::JSON::Object& rec, ProtocolEvent& ev) {
+    static void describe_userdata(Bytes param, RecordFields& rec, ProtocolEvent& ev) {
         if (param.size() < 8 || param[0] != 0 || param[1] != 1 || param[2] != 0x12) return;
         const unsigned type = param[5] >> 4;  // 4 request, 8 response
         const unsigned group = param[5] & 0x0f;
@@ -273,12 +273,12 @@ private:
     }
 
     static void on_s7_plus(const AnalyzerContext& ctx, Bytes p) {
-        auto rec = detail::new_record();
-        rec->set("protocol", "s7comm_plus");
-        if (p.size() >= 2) rec->set("version", static_cast<int>(p[1]));
+        RecordFields rec;
+        rec.set("protocol", "s7comm_plus");
+        if (p.size() >= 2) rec.set("version", static_cast<int>(p[1]));
         if (p.size() >= 10) {
-            rec->set("opcode", detail::hex_byte(p[4]));
-            rec->set("function", static_cast<int>(be16(p, 8)));
+            rec.set("opcode", detail::hex_byte(p[4]));
+            rec.set("function", static_cast<int>(be16(p, 8)));
         }
         ctx.host.record("s7comm", rec);
     }

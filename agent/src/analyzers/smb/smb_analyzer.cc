@@ -1,7 +1,5 @@
 #include "analyzers/smb/smb_analyzer.h"
 
-#include <Poco/JSON/Object.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -218,17 +216,17 @@ private:
                 if (status == 0) trees_[tree_id] = p.name;
                 break;
             case kCreate: {
-                Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-                r->set("command", "open");
-                r->set("name", p.name);
+                RecordFields r;
+                r.set("command", "open");
+                r.set("name", p.name);
                 const auto tree = trees_.find(tree_id);
-                if (tree != trees_.end()) r->set("tree", tree->second);
-                r->set("status", status_text(status));
+                if (tree != trees_.end()) r.set("tree", tree->second);
+                r.set("status", status_text(status));
                 if (status == 0 && body.size() >= 80 && files_.size() < kMaxOpenFiles) {
                     OpenFile& f = files_[FileId(reinterpret_cast<const char*>(body.data() + 64), 16)];
                     f.name = p.name;
                     f.tree = tree != trees_.end() ? tree->second : "";
-                    r->set("size", le64(body.data() + 48));
+                    r.set("size", le64(body.data() + 48));
                 } else if (status == 0) {
                     ctx.host.weird("smb_bad_create_response", "CREATE response too short");
                 }
@@ -312,9 +310,9 @@ private:
                 const FileId id(reinterpret_cast<const char*>(body.data() + 8), 16);
                 const auto fit = files_.find(id);
                 if (fit == files_.end()) return;
-                Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-                r->set("command", "close");
-                r->set("name", fit->second.name);
+                RecordFields r;
+                r.set("command", "close");
+                r.set("name", fit->second.name);
                 close_transfers(ctx, fit->second);
                 ctx.host.record("smb", r);
                 files_.erase(fit);
@@ -333,11 +331,11 @@ private:
 
     static void record_io(const AnalyzerContext& ctx, const char* command, const std::string& name,
                           std::uint64_t offset, std::uint32_t length) {
-        Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-        r->set("command", command);
-        r->set("name", name);
-        r->set("offset", offset);
-        r->set("length", static_cast<Poco::UInt64>(length));
+        RecordFields r;
+        r.set("command", command);
+        r.set("name", name);
+        r.set("offset", offset);
+        r.set("length", static_cast<std::uint64_t>(length));
         ctx.host.record("smb", r);
     }
 

@@ -1,7 +1,5 @@
 #include "analyzers/smtp/smtp_analyzer.h"
 
-#include <Poco/JSON/Array.h>
-
 #include <algorithm>
 
 #include "analyzers/text.h"
@@ -341,24 +339,19 @@ private:
 
     void finish_mail(const AnalyzerContext& ctx) {
         if (!in_mail_ && !mail_.has_data) return;
-        Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-        r->set("trans_depth", ++depth_);
-        if (!helo_.empty()) r->set("helo", helo_);
-        r->set("mail_from", mail_.mail_from);
-        auto list = [&](const char* name, const std::vector<std::string>& values) {
-            Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
-            for (const auto& v : values) a->add(v);
-            r->set(name, a);
-        };
-        list("rcpt_to", mail_.rcpt_to);
+        RecordFields r;
+        r.set("trans_depth", ++depth_);
+        if (!helo_.empty()) r.set("helo", helo_);
+        r.set("mail_from", mail_.mail_from);
+        r.set("rcpt_to", mail_.rcpt_to);
         if (mail_.has_data) {
-            list("from", mail_.from);
-            list("to", mail_.to);
-            list("cc", mail_.cc);
-            if (!mail_.reply_to.empty()) list("reply_to", mail_.reply_to);
-            if (!mail_.subject.empty()) r->set("subject", mail_.subject);
-            if (!mail_.message_id.empty()) r->set("msg_id", mail_.message_id);
-            if (!mail_.date.empty()) r->set("date", mail_.date);
+            r.set("from", mail_.from);
+            r.set("to", mail_.to);
+            r.set("cc", mail_.cc);
+            if (!mail_.reply_to.empty()) r.set("reply_to", mail_.reply_to);
+            if (!mail_.subject.empty()) r.set("subject", mail_.subject);
+            if (!mail_.message_id.empty()) r.set("msg_id", mail_.message_id);
+            if (!mail_.date.empty()) r.set("date", mail_.date);
         }
         ctx.host.record("smtp", r);
         mail_ = Mail{};

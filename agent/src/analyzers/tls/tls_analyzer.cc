@@ -5,7 +5,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <Poco/JSON/Array.h>
 
 #include <algorithm>
 #include <cctype>
@@ -501,48 +500,42 @@ private:
     void emit(const AnalyzerContext& ctx) {
         logged_ = true;
         if (!client_seen_ && !server_seen_) return;
-        Poco::JSON::Object::Ptr r = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        RecordFields r;
         if (server_seen_) {
-            r->set("version", version_name(server_.version));
+            r.set("version", version_name(server_.version));
             char cipher[8];
             std::snprintf(cipher, sizeof cipher, "0x%04x", server_.cipher);
-            r->set("cipher", std::string(cipher));
+            r.set("cipher", std::string(cipher));
         }
-        if (!client_.sni.empty()) r->set("sni", client_.sni);
+        if (!client_.sni.empty()) r.set("sni", client_.sni);
         if (client_seen_) {
-            r->set("ja3", client_.ja3);
-            r->set("ja3_hash", digest_hex(EVP_md5(), {reinterpret_cast<const std::uint8_t*>(
+            r.set("ja3", client_.ja3);
+            r.set("ja3_hash", digest_hex(EVP_md5(), {reinterpret_cast<const std::uint8_t*>(
                                                           client_.ja3.data()),
                                                       client_.ja3.size()}));
         }
         if (server_seen_) {
-            r->set("ja3s", server_.ja3s);
-            r->set("ja3s_hash", digest_hex(EVP_md5(), {reinterpret_cast<const std::uint8_t*>(
+            r.set("ja3s", server_.ja3s);
+            r.set("ja3s_hash", digest_hex(EVP_md5(), {reinterpret_cast<const std::uint8_t*>(
                                                            server_.ja3s.data()),
                                                        server_.ja3s.size()}));
         }
-        r->set("established", established_);
+        r.set("established", established_);
         if (!certs_.empty()) {
-            Poco::JSON::Array::Ptr chain = new Poco::JSON::Array;
+            r.begin_array("certificates");
             for (const auto& c : certs_) {
-                Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-                o->set("sha1", c.sha1);
-                o->set("sha256", c.sha256);
-                o->set("subject", c.subject);
-                o->set("issuer", c.issuer);
-                if (!c.common_name.empty()) o->set("cn", c.common_name);
-                o->set("serial", c.serial);
-                Poco::JSON::Array::Ptr dns = new Poco::JSON::Array;
-                for (const auto& n : c.san_dns) dns->add(n);
-                o->set("san_dns", dns);
-                if (!c.san_email.empty()) {
-                    Poco::JSON::Array::Ptr mail = new Poco::JSON::Array;
-                    for (const auto& n : c.san_email) mail->add(n);
-                    o->set("san_email", mail);
-                }
-                chain->add(o);
+                r.begin_object();
+                r.set("sha1", c.sha1);
+                r.set("sha256", c.sha256);
+                r.set("subject", c.subject);
+                r.set("issuer", c.issuer);
+                if (!c.common_name.empty()) r.set("cn", c.common_name);
+                r.set("serial", c.serial);
+                r.set("san_dns", c.san_dns);
+                if (!c.san_email.empty()) r.set("san_email", c.san_email);
+                r.end_object();
             }
-            r->set("certificates", chain);
+            r.end_array();
         }
         ctx.host.record("tls", r);
         // Logged once: the facts are not read again (the server's direction reads no more

@@ -17,8 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include <Poco/JSON/Object.h>
-
+#include "senningen/agent/analyzers/record_fields.h"
 #include "senningen/agent/flow/flow_table.h"
 #include "senningen/agent/intel/intel_store.h"
 
@@ -38,8 +37,9 @@ public:
     virtual ~AnalyzerHost() = default;
 
     // One metadata record of log LOG ("dns", "http", "modbus", ...). The host adds the time
-    // stamp, flow id and 5-tuple; FIELDS holds the protocol's own fields.
-    virtual void record(std::string_view log, Poco::JSON::Object::Ptr fields) = 0;
+    // stamp, flow id and 5-tuple; FIELDS holds the protocol's own fields (the host reads
+    // FIELDS.json() before it returns and keeps nothing of FIELDS).
+    virtual void record(std::string_view log, const RecordFields& fields) = 0;
 
     // VALUE was seen at Zeek intel location WHERE ("DNS::IN_REQUEST", "HTTP::IN_HOST_HEADER",
     // ...): the host matches it against the intel of TYPE.

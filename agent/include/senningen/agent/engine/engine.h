@@ -133,7 +133,7 @@ private:
     };
 
     // AnalyzerHost, for the analyzer that is being called (current_).
-    void record(std::string_view log, Poco::JSON::Object::Ptr fields) override;
+    void record(std::string_view log, const RecordFields& fields) override;
     void observe(IntelType type, std::string_view value, std::string_view where) override;
     void event(const ProtocolEvent& event) override;
     void weird(std::string_view name, std::string_view detail) override;
@@ -168,10 +168,8 @@ private:
     void on_flow_end(Flow& flow);
     // The flow's conn record (Zeek's conn.log), as it leaves the table (engine_conn.cc).
     void record_conn(const Flow& flow);
-    // A record of current_flow_ at current_ts_ns_ whose fields are FIELDS_JSON (an object),
-    // or FIELDS stringified straight into the record when given.
-    void write_record(std::string_view log, std::string_view fields_json,
-                      const Poco::JSON::Object* fields = nullptr);
+    // A record of current_flow_ at current_ts_ns_ whose fields are FIELDS_JSON (an object).
+    void write_record(std::string_view log, std::string_view fields_json);
     void scan_stream(Flow& flow, int direction);
     // OFFSET: where BYTES start in the stream (match offsets are stream offsets). FILE: the
     // file from traffic BYTES are the head of, whose context the alerts carry.
