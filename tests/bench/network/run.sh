@@ -46,6 +46,8 @@ run() {
     read -r secs rss_kb <"$work/time"
 }
 gbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.2f", b * 8 / s / 1e9 }'; }
+# mem KIB: /usr/bin/time's %M (KiB) in MiB and in decimal MB.
+mem() { awk -v k="$1" 'BEGIN { printf "%6.1f MiB (%6.1f MB)", k / 1024, k * 1024 / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }  # speed a/b = time b/a
 
 common=(--read "$cap" --quiet --agent-id bench --output /dev/null --metadata-log /dev/null
@@ -130,8 +132,8 @@ for workers in 1 2; do
     run "agent rss" "$agent" --read "$conc" --quiet --agent-id bench --output /dev/null \
         --metadata-log /dev/null --intel "$data/intel.dat" --rules "$data/rules.yar" \
         --max-flows $((flows * 2)) --workers "$workers"
-    printf '  %d worker(s): %6.1f MB in %s s\n' "$workers" "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" "$secs"
+    printf '  %d worker(s): %s in %s s\n' "$workers" "$(mem "$rss_kb")" "$secs"
 done
 run "ndpiReader rss" ndpiReader -q -i "$conc"
-printf '  ndpiReader: %6.1f MB in %s s\n' "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" "$secs"
+printf '  ndpiReader:  %s in %s s\n' "$(mem "$rss_kb")" "$secs"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
