@@ -585,55 +585,81 @@ void YaraRules::build_prefilter(std::span<const std::pair<std::string, std::stri
         referenced.insert(analysed->referenced.begin(), analysed->referenced.end());
         gates.push_back(std::move(*analysed));
     }
-    std::map<std::string, std::string> problems;  // compiled rule key -> literal problem
+    std::map<std::string, const YR_RULE*> compiled_rules;  // by key
     const YR_RULE* compiled = nullptr;
     yr_rules_foreach(static_cast<YR_RULES*>(rules_), compiled) {
-        problems.emplace(yara_rule_key(compiled), literal_problem(compiled));
+        compiled_rules.emplace(yara_rule_key(compiled), compiled);
     }
-    std::set<std::string> keys;                // prefiltered
-    std::vector<std::vector<bool>> drop;       // per text, per rule: prefiltered
+    std::vector<RulePatterns> candidates;
+    std::vector<std::vector<std::string>> reasons;  // per text, per rule: empty when a candidate
     std::size_t analysed_rules = 0;
-    std::string first_reason;
     for (std::size_t t = 0; t < texts.size(); ++t) {
         const std::string ns = texts[t].first.empty() ? "default" : texts[t].first;
-        drop.emplace_back();
+        reasons.emplace_back();
         for (const RuleGates& rule : gates[t].rules) {
             ++analysed_rules;
-            const auto problem = problems.find(ns + ":" + rule.name);
+            const auto found = compiled_rules.find(ns + ":" + rule.name);
             std::string reason;
-            if (problem == problems.end()) {
+            RulePatterns patterns;
+            if (found == compiled_rules.end()) {
                 reason = "rule " + rule.name + " is not among the compiled rules";
             } else if (!rule.needs_string) {
                 reason = "rule " + rule.name + " can match without any of its strings";
             } else if (rule.global || referenced.contains(rule.name)) {
                 reason = "rule " + rule.name + " is global or named by a condition";
             } else {
-                reason = problem->second;
+                patterns.key = found->first;
+                reason = rule_patterns(found->second, rule, texts[t].second, patterns.patterns);
             }
-            drop.back().push_back(reason.empty());
-            if (reason.empty()) {
-                keys.insert(problem->first);
-            } else if (first_reason.empty()) {
-                first_reason = reason;
-            }
+            if (reason.empty()) candidates.push_back(std::move(patterns));
+            reasons.back().push_back(std::move(reason));
         }
     }
-    if (analysed_rules != problems.size()) {
-        prefilter_note_ = std::to_string(problems.size()) + " rules compiled but " +
+    if (analysed_rules != compiled_rules.size()) {
+        prefilter_note_ = std::to_string(compiled_rules.size()) + " rules compiled but " +
                           std::to_string(analysed_rules) + " read from the text";
         return;
     }
-    if (keys.empty()) {
-        prefilter_note_ = "no rule can be prefiltered (" + first_reason + ")";
+    std::string first_reason;
+    const auto first_left = [&] {
+        for (const auto& per_text : reasons) {
+            for (const auto& r : per_text) {
+                if (!r.empty()) return r;
+            }
+        }
+        return std::string();
+    };
+    if (candidates.empty()) {
+        prefilter_note_ = "no rule can be prefiltered (" + first_left() + ")";
         return;
     }
     std::string why_not;
-    auto prefilter = LiteralPrefilter::build(rules_, keys, why_not);
+    std::map<std::string, std::string> refused;  // by Hyperscan
+    auto prefilter = LiteralPrefilter::build(candidates, refused, why_not);
     if (!prefilter) {
         prefilter_note_ = why_not;
         return;
     }
-    if (keys.size() < problems.size()) {
+    std::set<std::string> keys;           // prefiltered
+    std::vector<std::vector<bool>> drop;  // per text, per rule: prefiltered
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        const std::string ns = texts[t].first.empty() ? "default" : texts[t].first;
+        drop.emplace_back();
+        for (std::size_t r = 0; r < gates[t].rules.size(); ++r) {
+            std::string& reason = reasons[t][r];
+            const std::string key = ns + ":" + gates[t].rules[r].name;
+            if (reason.empty()) {
+                if (const auto it = refused.find(key); it != refused.end()) {
+                    reason = "rule " + gates[t].rules[r].name + ": " + it->second;
+                }
+            }
+            drop.back().push_back(reason.empty());
+            if (reason.empty()) keys.insert(key);
+        }
+    }
+    first_reason = first_left();
+    const std::size_t rule_total = compiled_rules.size();
+    if (keys.size() < rule_total) {
         // The rules left: the texts with the prefiltered ones blanked out.
         ErrorSink sink;
         auto compiler = new_compiler(externals, sink);
@@ -659,11 +685,12 @@ void YaraRules::build_prefilter(std::span<const std::pair<std::string, std::stri
         }
         prefilter_rest_ = rest->release();
     }
-    prefilter_note_ = std::to_string(prefilter->literal_count()) + " literals of " +
-                      std::to_string(keys.size()) + " of " + std::to_string(problems.size()) +
-                      " rules";
-    if (keys.size() < problems.size()) {
-        prefilter_note_ += "; the other " + std::to_string(problems.size() - keys.size()) +
+    prefilter_note_ = std::to_string(prefilter->literal_count()) + " literals and " +
+                      std::to_string(prefilter->expression_count()) +
+                      " regular expressions or hex strings of " + std::to_string(keys.size()) +
+                      " of " + std::to_string(rule_total) + " rules";
+    if (keys.size() < rule_total) {
+        prefilter_note_ += "; the other " + std::to_string(rule_total - keys.size()) +
                            " always scanned (first: " + first_reason + ")";
     }
     prefilter_ = std::move(prefilter);

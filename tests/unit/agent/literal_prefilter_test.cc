@@ -64,7 +64,9 @@ TEST(LiteralPrefilter, BuiltForRulesOfLiteralStringsThatNeedThem) {
     // a, b, c, d (ascii and wide), e (wide only), f
     EXPECT_EQ(rules->prefilter()->literal_count(), 7U);
     EXPECT_EQ(rules->prefilter_rest(), nullptr);  // every rule is prefiltered
-    EXPECT_EQ(rules->prefilter_note(), "7 literals of 3 of 3 rules");
+    EXPECT_EQ(rules->prefilter()->expression_count(), 0U);
+    EXPECT_EQ(rules->prefilter_note(),
+              "7 literals and 0 regular expressions or hex strings of 3 of 3 rules");
 }
 
 TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
@@ -72,8 +74,12 @@ TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
         const char* rules;
         const char* reason;
     } cases[] = {
-        {"rule r { strings: $a = /ab+c/ condition: $a }", "rule r $a is a regular expression"},
-        {"rule r { strings: $a = { 41 ?? 43 } condition: $a }", "hex string with wildcards"},
+        {"rule r { strings: $a = /ab\\z[0-9]/ condition: $a }",
+         "rule r $a is a regular expression with the escape \\z"},
+        {"rule r { strings: $a = /a*/ condition: $a }", "/a*/ can match the empty string"},
+        {"rule r { strings: $a = { 41 ?? 43 } $b = \"x\" condition: all of them }\n"
+         "rule s { condition: r }",
+         "rule r is global or named by a condition"},
         {"rule r { strings: $a = \"abc\" xor condition: $a }", "xor or base64"},
         {"rule r { strings: $a = \"abc\" condition: $a or filesize < 10 }",
          "rule r can match without any of its strings"},
@@ -140,8 +146,7 @@ TEST(LiteralPrefilter, GuardedScannersAndRulesCompiledWithoutItNeverSkip) {
     EXPECT_EQ(heap_only.prefiltered(), 0U);
 }
 
-// Rules the prefilter cannot stand for (a regular expression, a size condition, a rule another
-// names, a global rule) are compiled on their own and scan the buffers without literals.
+// Rules the prefilter cannot stand for (a size condition, a rule another names, a global rule) are compiled on their own and scan the buffers without literals.
 const char* const kMixedRules = R"(
 rule literal_one {
     strings:
@@ -182,8 +187,10 @@ TEST(LiteralPrefilter, RulesItCannotStandForScanEveryBufferOnTheirOwn) {
     ASSERT_TRUE(rules);
     ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_note();
     EXPECT_NE(rules->prefilter_rest(), nullptr);
-    // literal_one and uses_named are prefiltered; the other four always scanned.
-    EXPECT_EQ(rules->prefilter_note().substr(0, 32), "2 literals of 2 of 6 rules; the ");
+    // literal_one, regex_one and uses_named are prefiltered; the other three always scanned.
+    EXPECT_EQ(rules->prefilter_note().find(
+                  "2 literals and 1 regular expressions or hex strings of 3 of 6 rules; the "),
+              0U);
     YaraScanner scanner(rules);
     scanner.set_heap_only(true);
     const auto names = [&](const std::string& data) {
@@ -198,11 +205,89 @@ TEST(LiteralPrefilter, RulesItCannotStandForScanEveryBufferOnTheirOwn) {
     using V = std::vector<std::string>;
     EXPECT_EQ(names("tiny"), (V{"tiny", "not_empty"}));  // no literal: the rest only
     EXPECT_EQ(names("...implant-123..."), (V{"regex_one", "not_empty"}));
+    EXPECT_EQ(names("...implant-12..."), (V{"not_empty"}));  // a near miss
     EXPECT_EQ(scanner.prefiltered(), 2U);
     EXPECT_EQ(names("x persist-hook-73ab48 y"), (V{"literal_one", "not_empty"}));
     EXPECT_EQ(names("named-literal uses-literal"), (V{"uses_named", "not_empty"}));
-    EXPECT_EQ(scanner.prefiltered(), 2U);  // those two had literals: the whole set
+    EXPECT_EQ(scanner.prefiltered(), 2U);  // those had a pattern: the whole set
     EXPECT_TRUE(names("").empty());        // the global rule fails on empty data
+}
+
+// Regular expressions and hex strings with wildcards, jumps and alternatives, mixed with
+// literals in one rule; hex strings libyara cuts at a long jump (literal pieces: 2 literals;
+// a wildcard in a piece: the whole string translated); a rule left out.
+const char* const kPatternRules = R"(
+rule hex_jump {
+    strings:
+        $h = { 4D 5A [2-6] 50 45 ?? 0? }
+    condition:
+        $h
+}
+rule wide_regex {
+    strings:
+        $w = /cmd\.exe \/c [a-z]{3,}/ nocase wide ascii
+    condition:
+        $w
+}
+rule mixed {
+    strings:
+        $a = "mixed-literal"
+        $r = /stage[0-9]+\.bin/
+        $h = { AA ( BB | CC DD ) }
+    condition:
+        2 of them
+}
+rule alternation {
+    strings:
+        $r = /(GET|POST) \/gate\.php\?id=\d{,4}\b/
+    condition:
+        $r at 0 or #r > 1
+}
+rule big_jump {
+    strings:
+        $h = { 01 02 03 04 [-] 05 06 07 08 }
+        $m = { 11 12 ?3 14 [300-] 15 16 17 18 }
+    condition:
+        any of them
+}
+rule left_out {
+    strings:
+        $r = /exec\v+/
+    condition:
+        $r
+}
+)";
+
+TEST(LiteralPrefilter, RegularExpressionsAndHexStringsArePrefilteredToo) {
+    auto rules = compile(kPatternRules);
+    ASSERT_TRUE(rules);
+    ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_note();
+    EXPECT_NE(rules->prefilter_rest(), nullptr);
+    EXPECT_EQ(rules->prefilter_note(),
+              "3 literals and 7 regular expressions or hex strings of 5 of 6 rules; the other 1 "
+              "always scanned (first: rule left_out $r is a regular expression with the escape "
+              "\\v (not one this translation knows))");
+    YaraScanner scanner(rules);
+    scanner.set_heap_only(true);
+    const auto names = [&](const std::string& data) {
+        auto found = scanner.scan(bytes(data));
+        EXPECT_TRUE(found) << found.error().message;
+        std::vector<std::string> out;
+        if (found) {
+            for (const auto& m : *found) out.push_back(m.rule);
+        }
+        return out;
+    };
+    using V = std::vector<std::string>;
+    EXPECT_EQ(names(std::string("..MZ\x90\x00\x03PE\x00\x01..", 13)), V{"hex_jump"});
+    EXPECT_EQ(names("x" + wide("CMD.exe /C dir") + "x"), V{"wide_regex"});
+    EXPECT_EQ(names("stage7.bin \xAA\xCC\xDD"), V{"mixed"});
+    EXPECT_EQ(names("GET /gate.php?id=12 POST /gate.php?id="), V{"alternation"});
+    EXPECT_EQ(names("\x11\x12\xF3\x14" + std::string(500, 'z') + "\x15\x16\x17\x18"),
+              V{"big_jump"});
+    EXPECT_EQ(names("exec\v"), V{});
+    EXPECT_EQ(names("execvv"), V{"left_out"});  // YARA's \v is a v
+    EXPECT_EQ(scanner.prefiltered(), 2U);      // the last two: only the rule left out scanned
 }
 
 // Random buffers with planted strings (whole, cut short, in other cases, wide, at the edges):
@@ -221,7 +306,13 @@ TEST_P(SameMatches, AsLibyaraAloneOnRandomBuffers) {
         "persist-hook-73ab48", "persist-hook-73ab4", "POWERSHELL -enc", "powershell -en",
         wide("/stager/f6fa5.php"), "/stager/f6fa5.php", wide("only-wide"), "only-wide",
         "beacon", "beacon beacon", std::string("\x82\xDA\x96\x30\x2F\xCD\x83\x79", 8),
-        std::string("\x82\xDA\x96\x30\x2F\xCD\x83", 7)};
+        std::string("\x82\xDA\x96\x30\x2F\xCD\x83", 7),
+        std::string("MZ\x90\x00\x03PE\x00\x01", 9), std::string("MZ\x90PE\x00\x01", 7),
+        wide("cmd.exe /c dir"), wide("CMD.EXE /c ab"), "cmd.exe /C WHOAMI", "mixed-literal",
+        "stage12.bin", "stage.bin", "\xAA\xBB", "\xAA\xCC\xDD", "GET /gate.php?id=42 ",
+        "POST /gate.php?id=", "POST /gate.php?id=123456", "execvv", "exec\v",
+        std::string("\x01\x02\x03\x04", 4) + std::string(350, 'q') + "\x05\x06\x07\x08",
+        "\x11\x12\x13\x14" + std::string(301, 'q') + "\x15\x16\x17\x18"};
     std::mt19937 random(20261129);
     int matched = 0;
     for (int round = 0; round < 400; ++round) {
@@ -249,7 +340,7 @@ TEST_P(SameMatches, AsLibyaraAloneOnRandomBuffers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(LiteralPrefilter, SameMatches,
-                         ::testing::Values(kLiteralRules, kMixedRules));
+                         ::testing::Values(kLiteralRules, kMixedRules, kPatternRules));
 
 }  // namespace
 }  // namespace senningen::agent
