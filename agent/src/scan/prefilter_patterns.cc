@@ -1,9 +1,11 @@
 // YARA regular expressions and hex strings as Hyperscan patterns (see prefilter_patterns.h).
 #include "senningen/agent/scan/prefilter_patterns.h"
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cctype>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -89,8 +91,8 @@ std::optional<std::uint8_t> escaped_byte(std::string_view body, std::size_t& at,
             problem = "a \\x escape without two hex digits";
             return std::nullopt;
         }
-        const auto value = static_cast<std::uint8_t>(hex_value(body[at + 2]) * 16 +
-                                                     hex_value(body[at + 3]));
+        const auto value =
+            static_cast<std::uint8_t>(hex_value(body[at + 2]) * 16 + hex_value(body[at + 3]));
         at += 4;
         return value;
     }
@@ -218,14 +220,16 @@ std::optional<std::pair<std::string, std::string>> repeat_bounds(std::string_vie
     std::size_t i = at + 1;
     std::string low;
     std::string high;
-    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i])) != 0) low += body[i++];
+    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i])) != 0)
+        low += body[i++];
     if (i < body.size() && body[i] == '}' && !low.empty()) {
         at = i + 1;
         return std::pair{low, low};
     }
     if (i >= body.size() || body[i] != ',') return std::nullopt;
     ++i;
-    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i])) != 0) high += body[i++];
+    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i])) != 0)
+        high += body[i++];
     if (i >= body.size() || body[i] != '}') return std::nullopt;
     at = i + 1;
     return std::pair{low.empty() ? "0" : low, high};
@@ -247,6 +251,41 @@ std::string repeat(std::string low, std::string high) {
     }
     return "{" + low + (low == high ? "" : "," + high) + "}";
 }
+
+// The fixed bytes at the top level of a pattern (outside groups, classes and optional parts),
+// the least over top-level alternatives. An atom's bytes wait as PENDING until it is known
+// whether a quantifier makes it optional (`?`, `*`, `{0,n}`: dropped) or repeats it (counted
+// once).
+class FixedBytes {
+public:
+    void fixed(std::size_t bytes) {
+        commit();
+        pending_ = bytes;
+    }
+    void broken() { commit(); }  // a class, `.`, a group: no fixed byte here
+    void quantified(bool optional) {
+        if (!optional) commit();
+        pending_ = 0;
+    }
+    void alternative() {
+        commit();
+        least_ = std::min(least_, total_);
+        total_ = 0;
+    }
+    std::size_t result() {
+        alternative();
+        return least_;
+    }
+
+private:
+    void commit() {
+        total_ += pending_;
+        pending_ = 0;
+    }
+    std::size_t pending_ = 0;
+    std::size_t total_ = 0;
+    std::size_t least_ = SIZE_MAX;
+};
 
 }  // namespace
 
@@ -282,6 +321,16 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
     bool quantifiable = false;
     bool quantified = false;
     int depth = 0;
+    FixedBytes run;
+    // A single byte at the top level counts as fixed.
+    const auto track = [&](bool single_byte) {
+        if (depth > 0) return;
+        if (single_byte) {
+            run.fixed(wide ? 2 : 1);
+        } else {
+            run.broken();
+        }
+    };
     const auto atom = [&](const std::string& what) {
         // wide: each character is followed by a zero byte; grouped so that a quantifier
         // repeats both.
@@ -301,6 +350,7 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             if (at + 1 < body.size()) {
                 const char e = body[at + 1];
                 if (const auto set = class_escape(e)) {
+                    track(false);
                     atom(class_of(*set, false));
                     at += 2;
                     continue;
@@ -322,13 +372,16 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             if (!byte) return refuse(out.problem);
             std::string one;
             append_byte(one, *byte);
+            track(true);
             atom(one);
         } else if (c == '[') {
             const auto cls = bracket_class(body, at, out.problem);
             if (!cls) return refuse(out.problem);
+            track(false);
             atom(*cls);
         } else if (c == '(') {
             if (body.substr(at + 1, 1) == "?") return refuse("a group starting with (?");
+            track(false);
             expr += "(?:";
             ++depth;
             quantifiable = false;
@@ -342,11 +395,13 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             quantified = false;
             ++at;
         } else if (c == '|') {
+            if (depth == 0) run.alternative();
             expr += '|';
             quantifiable = false;
             quantified = false;
             ++at;
         } else if (c == '.') {
+            track(false);
             atom(".");
             ++at;
         } else if (c == '^' || c == '$') {
@@ -356,11 +411,12 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             ++at;
         } else if (c == '*' || c == '+' || c == '?' || c == '{') {
             std::size_t probe = at;
-            const auto bounds =
-                c == '{' ? repeat_bounds(body, probe) : std::optional<std::pair<std::string, std::string>>();
+            const auto bounds = c == '{' ? repeat_bounds(body, probe)
+                                         : std::optional<std::pair<std::string, std::string>>();
             if (c == '{' && !bounds) {  // a brace that starts no repeat is a literal brace
                 std::string one;
                 append_byte(one, static_cast<std::uint8_t>(c));
+                track(true);
                 atom(one);
                 ++at;
                 continue;
@@ -374,9 +430,11 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
                     return refuse("a repeat YARA refuses or this translation does not take");
                 }
                 expr += repeat(low, high);
+                if (depth == 0) run.quantified(low == "0");
                 at = probe;
             } else {
                 expr += c;
+                if (depth == 0) run.quantified(c != '+');
                 ++at;
             }
             // A lazy quantifier matches where a greedy one does: the `?` changes nothing here.
@@ -389,12 +447,14 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             } else {
                 append_byte(one, static_cast<std::uint8_t>(c));
             }
+            track(true);
             atom(one);
             ++at;
         }
     }
     if (depth != 0) return refuse("an unbalanced (");
     if (expr.empty()) return refuse("an empty regular expression");
+    out.fixed_bytes = run.result();
     return out;
 }
 
@@ -412,6 +472,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
     const std::string_view body = token.substr(1, token.size() - 2);
     std::string& expr = out.expression;
     int depth = 0;
+    FixedBytes run;  // bytes outside alternatives count
     std::size_t at = 0;
     const auto space = [&](std::size_t i) {
         return i < body.size() && std::isspace(static_cast<unsigned char>(body[i])) != 0;
@@ -428,6 +489,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
             if (end == std::string_view::npos) return refuse("an unterminated comment");
             at = end + 2;
         } else if (c == '(') {
+            if (depth == 0) run.broken();
             expr += "(?:";
             ++depth;
             ++at;
@@ -470,6 +532,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
                 // [0] or [0-0]: no byte
             } else {
                 expr += "." + repeat(low, dash ? high : low);
+                if (depth == 0) run.broken();
             }
             at = close + 1;
         } else {
@@ -495,7 +558,15 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
                     set.set(static_cast<std::size_t>(b));
                 }
             }
-            if (hi >= 0 && lo >= 0 && !negated) {
+            const bool fixed = hi >= 0 && lo >= 0 && !negated;
+            if (depth == 0) {
+                if (fixed) {
+                    run.fixed(1);
+                } else {
+                    run.broken();
+                }
+            }
+            if (fixed) {
                 append_byte(expr, static_cast<std::uint8_t>(hi * 16 + lo));
             } else if (hi < 0 && lo < 0) {
                 if (negated) return refuse("~??, which matches nothing");
@@ -508,6 +579,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
     }
     if (depth != 0) return refuse("an unbalanced (");
     if (expr.empty()) return refuse("an empty hex string");
+    out.fixed_bytes = run.result();
     return out;
 }
 

@@ -503,7 +503,9 @@ void read_strings(Span section, RuleGates& rule) {
             // xor(1-255), base64("alphabet"): the arguments do not matter here.
             if (i < section.size() && is(section[i], Kind::kPunct, "(")) {
                 const std::size_t close = matching_close(section.subspan(i), 0);
-                if (close == std::string_view::npos) return fail(m, "unbalanced modifier arguments");
+                if (close == std::string_view::npos) {
+                    return fail(m, "unbalanced modifier arguments");
+                }
                 i += close + 1;
             }
         }
@@ -511,8 +513,78 @@ void read_strings(Span section, RuleGates& rule) {
     }
 }
 
+// The groups of strings a condition cannot hold without (RuleGates::required): those of every
+// conjunct of a top-level conjunction; for a disjunction whose every term has some, one group:
+// the first group of each term together; for a term, the string of `$a`, `$a at E`, `$a in R`
+// and of the counts count_needs_string takes, the set of `any of S` and `N of S`, and each
+// member of `all of S`. Anything else: none.
+using Groups = std::vector<std::vector<std::string>>;
+
+Groups required_strings(Span t) {
+    t = strip_parens(t);
+    if (t.empty()) return {};
+    const auto ors = top_level(t, "or");
+    if (!ors) return {};
+    const auto split = [&](const std::vector<std::size_t>& at) {
+        std::vector<Span> parts;
+        std::size_t from = 0;
+        for (const std::size_t i : at) {
+            parts.push_back(t.subspan(from, i - from));
+            from = i + 1;
+        }
+        parts.push_back(t.subspan(from));
+        return parts;
+    };
+    if (!ors->empty()) {
+        std::vector<std::string> any;
+        for (const Span part : split(*ors)) {
+            const Groups g = required_strings(part);
+            if (g.empty()) return {};
+            for (std::string s : g.front()) {
+                if (s.starts_with('=')) s.erase(0, 1);  // all of X implies any of X
+                any.push_back(std::move(s));
+            }
+        }
+        return {any};
+    }
+    const auto ands = top_level(t, "and");
+    if (!ands->empty()) {
+        Groups all;
+        for (const Span part : split(*ands)) {
+            for (auto& g : required_strings(part)) all.push_back(std::move(g));
+        }
+        return all;
+    }
+    const Token& first = t[0];
+    const bool string_id = first.kind == Kind::kStringRef && first.text.starts_with('$') &&
+                           first.text.size() > 1 && !first.text.ends_with('*');
+    if (string_id && (t.size() == 1 || (t.size() >= 3 && (is(t[1], Kind::kIdent, "at") ||
+                                                          is(t[1], Kind::kIdent, "in"))))) {
+        return {{std::string(first.text)}};
+    }
+    if (count_needs_string(t)) {
+        const Token& count = t[0].kind == Kind::kStringRef ? t[0] : t[2];
+        return {{"$" + std::string(count.text.substr(1))}};
+    }
+    if (!of_needs_string(t)) return {};
+    const bool all = is(t[0], Kind::kIdent, "all");
+    std::vector<std::string> members;
+    if (t.size() == 3) {
+        members.emplace_back("them");
+    } else {
+        for (std::size_t i = 3; i + 1 < t.size(); ++i) {
+            if (t[i].kind == Kind::kStringRef) members.emplace_back(t[i].text);
+        }
+    }
+    if (!all) return {members};
+    Groups each;
+    for (const auto& m : members) each.push_back({"=" + m});
+    return each;
+}
+
 void gate_condition(Span condition, RuleGates& rule) {
     rule.needs_string = requires_string(condition);
+    if (rule.needs_string) rule.required = required_strings(condition);
     split_disjuncts(condition, rule);
     gate_terms(condition, rule.max_size, rule.headers);
 }

@@ -76,7 +76,7 @@ TEST(LiteralPrefilter, OffWithTheReasonWhenItWouldNotBeSound) {
     } cases[] = {
         {"rule r { strings: $a = /ab\\z[0-9]/ condition: $a }",
          "rule r $a is a regular expression with the escape \\z"},
-        {"rule r { strings: $a = /a*/ condition: $a }", "/a*/ can match the empty string"},
+        {"rule r { strings: $a = /a*/ condition: $a }", "rule r $a has fewer than 3 fixed bytes"},
         {"rule r { strings: $a = { 41 ?? 43 } $b = \"x\" condition: all of them }\n"
          "rule s { condition: r }",
          "rule r is global or named by a condition"},
@@ -233,7 +233,7 @@ rule mixed {
     strings:
         $a = "mixed-literal"
         $r = /stage[0-9]+\.bin/
-        $h = { AA ( BB | CC DD ) }
+        $h = { AA BB CC ( DD | EE FF ) }
     condition:
         2 of them
 }
@@ -258,13 +258,76 @@ rule left_out {
 }
 )";
 
+// Which strings are looked for: one group the condition cannot hold without (the most
+// distinctive), else every string; too common a pattern leaves the rule out.
+TEST(LiteralPrefilter, LooksForTheMostDistinctiveGroupOfStringsARuleNeeds) {
+    const struct {
+        const char* rules;
+        std::size_t literals;
+        std::size_t expressions;
+        const char* note;  // a part of the note
+    } cases[] = {
+        // all of them: the longest literal alone; the xor string does not matter.
+        {"rule r { strings: $a = \"ab\" $b = \"long-literal\" $x = \"k\" xor "
+         "condition: all of them }",
+         1, 0, "of 1 of 1 rules"},
+        // $a is needed, the regex is not: "needed" alone.
+        {"rule r { strings: $a = \"needed\" $r = /[a-z]+/ condition: $a and (#r > 2 or "
+         "filesize < 5) }",
+         1, 0, "of 1 of 1 rules"},
+        // any of them: every string, the regular expression and the hex string too.
+        {"rule r { strings: $a = \"abc\" $r = /abc[0-9]d/ $h = { 01 02 03 ?? } "
+         "condition: any of them }",
+         1, 2, "of 1 of 1 rules"},
+        // the group $b* (two strings) beats the short $a.
+        {"rule r { strings: $a = \"ab\" $b1 = \"bbbb\" $b2 = /cccc+/ "
+         "condition: $a and any of ($b*) }",
+         1, 1, "of 1 of 1 rules"},
+    };
+    for (const auto& c : cases) {
+        auto rules = compile(c.rules);
+        ASSERT_TRUE(rules);
+        ASSERT_NE(rules->prefilter(), nullptr) << c.rules << ": " << rules->prefilter_note();
+        EXPECT_EQ(rules->prefilter()->literal_count(), c.literals) << c.rules;
+        EXPECT_EQ(rules->prefilter()->expression_count(), c.expressions) << c.rules;
+        EXPECT_NE(rules->prefilter_note().find(c.note), std::string::npos)
+            << rules->prefilter_note();
+    }
+    const struct {
+        const char* rules;
+        const char* reason;
+    } left_out[] = {
+        {"rule ok { strings: $a = \"fine\" condition: $a }\n"
+         "rule domain { strings: $r = /([\\w\\.-]+)/ wide ascii condition: $r }",
+         "rule domain $r has fewer than 3 fixed bytes"},
+        {"rule ok { strings: $a = \"fine\" condition: $a }\n"
+         "rule r { strings: $a = \"A\" $b = \"xy\" condition: $a and $b }",
+         "rule r $b has fewer than 3 fixed bytes"},
+        {"rule ok { strings: $a = \"fine\" condition: $a }\n"
+         "rule r { strings: $a = \"A\" $b = { 01 ?? 02 } condition: any of them }",
+         "rule r: every group of strings it needs has one with fewer than 3 fixed bytes"},
+        {"rule ok { strings: $a = \"fine\" condition: $a }\n"
+         "rule r { strings: $a = \"abc\" $x = \"k\" xor condition: any of them }",
+         "rule r $x is an xor or base64 string"},
+    };
+    for (const auto& c : left_out) {
+        auto rules = compile(c.rules);
+        ASSERT_TRUE(rules);
+        ASSERT_NE(rules->prefilter(), nullptr) << c.rules;
+        EXPECT_NE(rules->prefilter_note().find("of 1 of 2 rules"), std::string::npos)
+            << rules->prefilter_note();
+        EXPECT_NE(rules->prefilter_note().find(c.reason), std::string::npos)
+            << c.rules << " -> " << rules->prefilter_note();
+    }
+}
+
 TEST(LiteralPrefilter, RegularExpressionsAndHexStringsArePrefilteredToo) {
     auto rules = compile(kPatternRules);
     ASSERT_TRUE(rules);
     ASSERT_NE(rules->prefilter(), nullptr) << rules->prefilter_note();
     EXPECT_NE(rules->prefilter_rest(), nullptr);
     EXPECT_EQ(rules->prefilter_note(),
-              "3 literals and 7 regular expressions or hex strings of 5 of 6 rules; the other 1 "
+              "2 literals and 7 regular expressions or hex strings of 5 of 6 rules; the other 1 "
               "always scanned (first: rule left_out $r is a regular expression with the escape "
               "\\v (not one this translation knows))");
     YaraScanner scanner(rules);
@@ -281,7 +344,7 @@ TEST(LiteralPrefilter, RegularExpressionsAndHexStringsArePrefilteredToo) {
     using V = std::vector<std::string>;
     EXPECT_EQ(names(std::string("..MZ\x90\x00\x03PE\x00\x01..", 13)), V{"hex_jump"});
     EXPECT_EQ(names("x" + wide("CMD.exe /C dir") + "x"), V{"wide_regex"});
-    EXPECT_EQ(names("stage7.bin \xAA\xCC\xDD"), V{"mixed"});
+    EXPECT_EQ(names("stage7.bin \xAA\xBB\xCC\xEE\xFF"), V{"mixed"});
     EXPECT_EQ(names("GET /gate.php?id=12 POST /gate.php?id="), V{"alternation"});
     EXPECT_EQ(names("\x11\x12\xF3\x14" + std::string(500, 'z') + "\x15\x16\x17\x18"),
               V{"big_jump"});
@@ -309,7 +372,8 @@ TEST_P(SameMatches, AsLibyaraAloneOnRandomBuffers) {
         std::string("\x82\xDA\x96\x30\x2F\xCD\x83", 7),
         std::string("MZ\x90\x00\x03PE\x00\x01", 9), std::string("MZ\x90PE\x00\x01", 7),
         wide("cmd.exe /c dir"), wide("CMD.EXE /c ab"), "cmd.exe /C WHOAMI", "mixed-literal",
-        "stage12.bin", "stage.bin", "\xAA\xBB", "\xAA\xCC\xDD", "GET /gate.php?id=42 ",
+        "stage12.bin", "stage.bin", "\xAA\xBB\xCC\xDD", "\xAA\xBB\xCC\xEE\xFF", "\xAA\xBB\xCC",
+        "GET /gate.php?id=42 ",
         "POST /gate.php?id=", "POST /gate.php?id=123456", "execvv", "exec\v",
         std::string("\x01\x02\x03\x04", 4) + std::string(350, 'q') + "\x05\x06\x07\x08",
         "\x11\x12\x13\x14" + std::string(301, 'q') + "\x15\x16\x17\x18"};

@@ -11,7 +11,7 @@ namespace {
 
 struct Case {
     const char* yara;
-    const char* hyperscan;  // nullptr: refused
+    const char* hyperscan;     // nullptr: refused
     const char* problem = "";  // a part of the refusal's reason
 };
 
@@ -21,11 +21,13 @@ const Case kRegexes[] = {
     {"/a{,}/", "a*"},
     {"/a{2,}/", "a{2,}"},
     {"/a{3}/", "a{3}"},
-    {"/a{2,5}?/", "a{2,5}"},  // lazy: the same places match
+    {"/a{2,5}?/", "a{2,5}"},     // lazy: the same places match
     {"/a{x}/", "a\\x7bx\\x7d"},  // no repeat: literal braces, as in YARA
     // Large bounded repeats (slow to compile) become open ones: a superset.
     {"/a{0,500}b{100}c{10,40}d{32}/", "a*b{32,}c{10,}d{32}"},
-    {"/a*?b+?c?" "?/", "a*b+c?"},  // split: no trigraph
+    {"/a*?b+?c?"
+     "?/",
+     "a*b+c?"},  // split: no trigraph
     {"/\\x41\\n\\t\\r\\f\\a/", "\\x41\\x0a\\x09\\x0d\\x0c\\x07"},
     {"/\\d\\s/", "[\\x30-\\x39][\\x09-\\x0d\\x20]"},
     {"/\\w/", "[\\x30-\\x39\\x41-\\x5a\\x5f\\x61-\\x7a]"},
@@ -107,7 +109,8 @@ const Case kHexStrings[] = {
     {"{ ~4? 01 }", "[^\\x40-\\x4f]\\x01"},
     {"{ 01 [2] 02 [1-3] 03 [4-] 04 [-] 05 }", "\\x01.{2}\\x02.{1,3}\\x03.{4,}\\x04.*\\x05"},
     {"{ 01 [ 2 - 3 ] 02 [0] 03 }", "\\x01.{2,3}\\x02\\x03"},
-    {"{ 01 [0-500] 02 [40-50] 03 [33] 04 [0-32] 05 }", "\\x01.*\\x02.{32,}\\x03.{32,}\\x04.{0,32}\\x05"},
+    {"{ 01 [0-500] 02 [40-50] 03 [33] 04 [0-32] 05 }",
+     "\\x01.*\\x02.{32,}\\x03.{32,}\\x04.{0,32}\\x05"},
     {"{ 01 ( 02 | 03 ?? ) 04 }", "\\x01(?:\\x02|\\x03.)\\x04"},
     {"{ 01 /* 02 } */ 03 // 04\n 05 }", "\\x01\\x03\\x05"},
     {"{ 0 }", nullptr, "does not take"},

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace senningen::agent {
 namespace {
@@ -284,6 +285,29 @@ TEST(RuleGates, AStringsSectionItCannotFollowSaysWhy) {
         EXPECT_NE(all.rules[0].strings_problem.find(c.problem), std::string::npos)
             << c.rule << " -> " << all.rules[0].strings_problem;
         EXPECT_NE(all.rules[0].strings_problem.find("rule r"), std::string::npos);
+    }
+}
+
+// The groups of strings a condition cannot hold without (the prefilter looks for one group).
+TEST(RuleGates, RequiredStringGroups) {
+    using G = std::vector<std::vector<std::string>>;
+    const auto required = [](const std::string& condition) {
+        return analyse("rule r { strings: $a = \"x\" $b1 = \"y\" $b2 = \"z\" condition: " +
+                       condition + " }")
+            .rules.at(0)
+            .required;
+    };
+    EXPECT_EQ(required("$a"), (G{{"$a"}}));
+    EXPECT_EQ(required("$a at 0 and #b1 > 2 and filesize < 10"), (G{{"$a"}, {"$b1"}}));
+    EXPECT_EQ(required("2 <= #b2"), (G{{"$b2"}}));
+    EXPECT_EQ(required("any of them"), (G{{"them"}}));
+    EXPECT_EQ(required("2 of ($a, $b*)"), (G{{"$a", "$b*"}}));
+    EXPECT_EQ(required("all of them"), (G{{"=them"}}));
+    EXPECT_EQ(required("all of ($b*) and not $a"), (G{{"=$b*"}}));
+    EXPECT_EQ(required("$a or all of ($b*)"), (G{{"$a", "$b*"}}));
+    EXPECT_EQ(required("($a and $b1) or $b2"), (G{{"$a", "$b2"}}));
+    for (const char* none : {"not $a", "$a or filesize < 10", "none of them", "true"}) {
+        EXPECT_TRUE(required(none).empty()) << none;
     }
 }
 

@@ -23,6 +23,10 @@ struct TranslatedPattern {
     bool caseless = false;
     bool dotall = false;
     std::string problem;  // not empty: refused, and why (then expression is meaningless)
+    // How many fixed bytes every match holds (a lower estimate: bytes inside groups, classes
+    // and optional parts do not count). A pattern without a few fixed bytes (`/[\w.-]+/`)
+    // matches nearly every buffer and would let all traffic past the prefilter.
+    std::size_t fixed_bytes = 0;
 };
 
 // BYTES as a Hyperscan expression matching exactly those bytes.

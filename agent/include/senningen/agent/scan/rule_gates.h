@@ -89,6 +89,12 @@ struct RuleGates {
     // in it this reader could not follow (the list is then incomplete and must not be used).
     std::vector<StringDeclaration> strings;
     std::string strings_problem;
+    // What the condition cannot hold without (see required_strings in the .cc), as groups of
+    // which each must have a match of at least one member: "$a"; "$b*", any string whose
+    // identifier starts with $b; "them", any string. A group of one "=$b*" or "=them" stands
+    // for one group per string it names (`all of`). The prefilter then looks for the most
+    // distinctive group alone. Empty in any doubt.
+    std::vector<std::vector<std::string>> required;
 
     bool gated() const { return max_size.has_value() || !headers.empty(); }
     // False only when a gate rules the file out.
