@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace senningen::agent {
 namespace {
@@ -252,8 +253,8 @@ std::string repeat(std::string low, std::string high) {
     return "{" + low + (low == high ? "" : "," + high) + "}";
 }
 
-// The fixed bytes at the top level of a pattern (outside groups, classes and optional parts),
-// the least over top-level alternatives. An atom's bytes wait as PENDING until it is known
+// The fixed bytes of a pattern (outside classes and optional parts; a group counts with its
+// poorest alternative), the least over top-level alternatives. An atom's bytes wait as PENDING until it is known
 // whether a quantifier makes it optional (`?`, `*`, `{0,n}`: dropped) or repeats it (counted
 // once).
 class FixedBytes {
@@ -321,14 +322,12 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
     bool quantifiable = false;
     bool quantified = false;
     int depth = 0;
-    FixedBytes run;
-    // A single byte at the top level counts as fixed.
+    std::vector<FixedBytes> runs(1);  // one per open group
     const auto track = [&](bool single_byte) {
-        if (depth > 0) return;
         if (single_byte) {
-            run.fixed(wide ? 2 : 1);
+            runs.back().fixed(wide ? 2 : 1);
         } else {
-            run.broken();
+            runs.back().broken();
         }
     };
     const auto atom = [&](const std::string& what) {
@@ -381,7 +380,7 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
             atom(*cls);
         } else if (c == '(') {
             if (body.substr(at + 1, 1) == "?") return refuse("a group starting with (?");
-            track(false);
+            runs.emplace_back();
             expr += "(?:";
             ++depth;
             quantifiable = false;
@@ -390,12 +389,16 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
         } else if (c == ')') {
             if (depth == 0) return refuse("an unbalanced )");
             --depth;
+            // A group holds at least the fixed bytes of its poorest alternative.
+            const std::size_t inner = runs.back().result();
+            runs.pop_back();
+            runs.back().fixed(inner);
             expr += ')';
             quantifiable = true;
             quantified = false;
             ++at;
         } else if (c == '|') {
-            if (depth == 0) run.alternative();
+            runs.back().alternative();
             expr += '|';
             quantifiable = false;
             quantified = false;
@@ -430,11 +433,11 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
                     return refuse("a repeat YARA refuses or this translation does not take");
                 }
                 expr += repeat(low, high);
-                if (depth == 0) run.quantified(low == "0");
+                runs.back().quantified(low == "0");
                 at = probe;
             } else {
                 expr += c;
-                if (depth == 0) run.quantified(c != '+');
+                runs.back().quantified(c != '+');
                 ++at;
             }
             // A lazy quantifier matches where a greedy one does: the `?` changes nothing here.
@@ -454,7 +457,7 @@ TranslatedPattern translate_yara_regex(std::string_view token, bool wide, bool c
     }
     if (depth != 0) return refuse("an unbalanced (");
     if (expr.empty()) return refuse("an empty regular expression");
-    out.fixed_bytes = run.result();
+    out.fixed_bytes = runs.front().result();
     return out;
 }
 
@@ -472,7 +475,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
     const std::string_view body = token.substr(1, token.size() - 2);
     std::string& expr = out.expression;
     int depth = 0;
-    FixedBytes run;  // bytes outside alternatives count
+    std::vector<FixedBytes> runs(1);  // one per open alternative
     std::size_t at = 0;
     const auto space = [&](std::size_t i) {
         return i < body.size() && std::isspace(static_cast<unsigned char>(body[i])) != 0;
@@ -489,16 +492,20 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
             if (end == std::string_view::npos) return refuse("an unterminated comment");
             at = end + 2;
         } else if (c == '(') {
-            if (depth == 0) run.broken();
+            runs.emplace_back();
             expr += "(?:";
             ++depth;
             ++at;
         } else if (c == '|') {
             if (depth == 0) return refuse("an alternative outside brackets");
+            runs.back().alternative();
             expr += '|';
             ++at;
         } else if (c == ')') {
             if (depth == 0) return refuse("an unbalanced )");
+            const std::size_t inner = runs.back().result();
+            runs.pop_back();
+            runs.back().fixed(inner);
             expr += ')';
             --depth;
             ++at;
@@ -532,7 +539,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
                 // [0] or [0-0]: no byte
             } else {
                 expr += "." + repeat(low, dash ? high : low);
-                if (depth == 0) run.broken();
+                runs.back().broken();
             }
             at = close + 1;
         } else {
@@ -559,12 +566,10 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
                 }
             }
             const bool fixed = hi >= 0 && lo >= 0 && !negated;
-            if (depth == 0) {
-                if (fixed) {
-                    run.fixed(1);
-                } else {
-                    run.broken();
-                }
+            if (fixed) {
+                runs.back().fixed(1);
+            } else {
+                runs.back().broken();
             }
             if (fixed) {
                 append_byte(expr, static_cast<std::uint8_t>(hi * 16 + lo));
@@ -579,7 +584,7 @@ TranslatedPattern translate_yara_hex(std::string_view token) {
     }
     if (depth != 0) return refuse("an unbalanced (");
     if (expr.empty()) return refuse("an empty hex string");
-    out.fixed_bytes = run.result();
+    out.fixed_bytes = runs.front().result();
     return out;
 }
 

@@ -213,6 +213,47 @@ TEST(LiteralPrefilter, RulesItCannotStandForScanEveryBufferOnTheirOwn) {
     EXPECT_TRUE(names("").empty());        // the global rule fails on empty data
 }
 
+// The rules left, for a buffer that fails their header gates: without the gated rules and `or`
+// terms, and without the module only those use; the matches stay the same.
+TEST(LiteralPrefilter, RulesLeftDropTheirHeaderGatedPartsForBuffersThatFailThem) {
+    auto rules = compile(R"(
+import "math"
+rule literal { strings: $a = "persist-hook" condition: $a }
+rule mz_small { condition: uint16(0) == 0x5a4d and filesize < 100 }
+rule mz_or_count {
+    strings: $s = "abc"
+    condition: (uint16(0) == 0x5a4d and math.entropy(0, filesize) > 0) or #s > 2
+}
+)");
+    ASSERT_TRUE(rules && rules->prefilter());
+    EXPECT_NE(rules->prefilter_note().find(
+                  "; 2 rules or terms of them only for buffers that pass their header gates"),
+              std::string::npos)
+        << rules->prefilter_note();
+    const auto head = [](const std::string& data) { return bytes(data).first(2); };
+    EXPECT_EQ(rules->prefilter_rest_for(head("MZ")), rules->prefilter_rest());
+    ASSERT_NE(rules->prefilter_rest_for(head("ab")), nullptr);
+    EXPECT_NE(rules->prefilter_rest_for(head("ab")), rules->prefilter_rest());
+    YaraScanner scanner(rules);
+    scanner.set_heap_only(true);
+    const auto names = [&](const std::string& data) {
+        auto found = scanner.scan(bytes(data));
+        EXPECT_TRUE(found) << found.error().message;
+        std::vector<std::string> out;
+        if (found) {
+            for (const auto& m : *found) out.push_back(m.rule);
+        }
+        return out;
+    };
+    using V = std::vector<std::string>;
+    EXPECT_EQ(names("MZ.."), (V{"mz_small", "mz_or_count"}));
+    EXPECT_EQ(names("MZ" + std::string(200, '.')), V{"mz_or_count"});
+    EXPECT_EQ(names("abc abc abc"), V{"mz_or_count"});
+    EXPECT_EQ(names("ab abc"), V{});
+    EXPECT_EQ(names("x persist-hook abc abc abc MZ"), (V{"literal", "mz_or_count"}));
+    EXPECT_EQ(scanner.prefiltered(), 4U);
+}
+
 // Regular expressions and hex strings with wildcards, jumps and alternatives, mixed with
 // literals in one rule; hex strings libyara cuts at a long jump (literal pieces: 2 literals;
 // a wildcard in a piece: the whole string translated); a rule left out.

@@ -136,6 +136,24 @@ TEST(PrefilterPatterns, HexStringConstructs) {
     }
 }
 
+// The fixed bytes every match holds: what decides whether a pattern is distinctive enough.
+TEST(PrefilterPatterns, FixedBytesEveryMatchHolds) {
+    const struct {
+        const char* yara;
+        bool wide;
+        std::size_t fixed;
+    } regexes[] = {
+        {"/abc/", false, 3},           {"/a[bc]d?e*f+/", false, 2},
+        {"/(exec|eval)\\(/", false, 5}, {"/(ab|c)?xyz/", false, 3},
+        {"/abc|de/", false, 2},        {"/abc/", true, 6},
+        {"/([\\w\\.-]+)/", false, 0}, {"/x{3}y{0,2}/", false, 1},
+    };
+    for (const auto& c : regexes) {
+        EXPECT_EQ(translate_yara_regex(c.yara, c.wide, false).fixed_bytes, c.fixed) << c.yara;
+    }
+    EXPECT_EQ(translate_yara_hex("{ 4D 5A ?? ( 01 02 | 03 ) [2-4] 0? 05 }").fixed_bytes, 4U);
+}
+
 TEST(PrefilterPatterns, LiteralsAreEscapedByteForByte) {
     EXPECT_EQ(hyperscan_literal(std::string("a\0.", 3)), "\\x61\\x00\\x2e");
     EXPECT_EQ(hyperscan_literal(""), "");

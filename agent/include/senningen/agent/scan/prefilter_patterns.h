@@ -23,8 +23,8 @@ struct TranslatedPattern {
     bool caseless = false;
     bool dotall = false;
     std::string problem;  // not empty: refused, and why (then expression is meaningless)
-    // How many fixed bytes every match holds (a lower estimate: bytes inside groups, classes
-    // and optional parts do not count). A pattern without a few fixed bytes (`/[\w.-]+/`)
+    // How many fixed bytes every match holds (a lower estimate: classes and optional parts do
+    // not count, a group counts with its poorest alternative). A pattern without a few fixed bytes (`/[\w.-]+/`)
     // matches nearly every buffer and would let all traffic past the prefilter.
     std::size_t fixed_bytes = 0;
 };
