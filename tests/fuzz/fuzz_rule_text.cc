@@ -61,6 +61,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // section the reader gave up on has no declarations and says why. The translations
         // for the prefilter take any value: a pattern or a reason, never both, never a crash.
         check(rule.strings_problem.empty() || rule.strings.empty());
+        // Required groups only where a string is needed, and only strings or `them` in them.
+        check(rule.required.empty() || rule.needs_string);
+        for (const auto& group : rule.required) {
+            check(!group.empty());
+            for (std::string_view member : group) {
+                if (member.starts_with('=')) member.remove_prefix(1);
+                check(member == "them" || member.starts_with('$'));
+            }
+        }
         for (const StringDeclaration& s : rule.strings) {
             check_span(s.begin, s.end, text.size());
             check(s.begin >= rule.begin && s.end <= rule.end && s.end > s.begin);
