@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "senningen/agent/scan/prefilter_patterns.h"
 #include "senningen/agent/scan/rule_gates.h"
 
 namespace {
@@ -55,6 +56,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         for (const HeaderGate& h : rule.headers) {
             check(h.width == 1 || h.width == 2 || h.width == 4);
+        }
+        // A string declaration's value lies inside its rule and is what its kind says; a
+        // section the reader gave up on has no declarations and says why. The translations
+        // for the prefilter take any value: a pattern or a reason, never both, never a crash.
+        check(rule.strings_problem.empty() || rule.strings.empty());
+        // Required groups only where a string is needed, and only strings or `them` in them.
+        check(rule.required.empty() || rule.needs_string);
+        for (const auto& group : rule.required) {
+            check(!group.empty());
+            for (std::string_view member : group) {
+                if (member.starts_with('=')) member.remove_prefix(1);
+                check(member == "them" || member.starts_with('$'));
+            }
+        }
+        for (const StringDeclaration& s : rule.strings) {
+            check_span(s.begin, s.end, text.size());
+            check(s.begin >= rule.begin && s.end <= rule.end && s.end > s.begin);
+            check(s.identifier.starts_with('$'));
+            const std::string_view value = text.substr(s.begin, s.end - s.begin);
+            const char first = s.kind == StringKind::kText  ? '"'
+                               : s.kind == StringKind::kHex ? '{'
+                                                            : '/';
+            check(value.front() == first);
+            if (s.kind == StringKind::kText) continue;
+            for (const bool wide : {false, true}) {
+                const TranslatedPattern p = s.kind == StringKind::kHex
+                                                ? translate_yara_hex(value)
+                                                : translate_yara_regex(value, wide, false);
+                check(p.problem.empty() != p.expression.empty());
+            }
         }
     }
     for (const ImportStatement& import : g.imports) check_span(import.begin, import.end, text.size());

@@ -455,8 +455,136 @@ bool requires_string(Span t) {
     return count_needs_string(t) || of_needs_string(t);
 }
 
+// The `$id = value modifiers` lines of a strings section.
+void read_strings(Span section, RuleGates& rule) {
+    static constexpr std::pair<std::string_view, std::uint32_t> kModifiers[] = {
+        {"nocase", string_modifier::kNocase},     {"ascii", string_modifier::kAscii},
+        {"wide", string_modifier::kWide},         {"fullword", string_modifier::kFullword},
+        {"private", string_modifier::kPrivate},   {"xor", string_modifier::kXor},
+        {"base64", string_modifier::kBase64},     {"base64wide", string_modifier::kBase64Wide}};
+    const auto fail = [&](const Token& at, const std::string& what) {
+        rule.strings_problem = "line " + std::to_string(at.line) + ": " + what +
+                               " in the strings of rule " + rule.name;
+        rule.strings.clear();
+    };
+    std::size_t i = 0;
+    while (i < section.size()) {
+        const Token& id = section[i];
+        if (id.kind != Kind::kStringRef || !id.text.starts_with('$') || id.text.ends_with('*')) {
+            return fail(id, "expected a string identifier, found '" + std::string(id.text) + "'");
+        }
+        if (i + 2 >= section.size() || !is(section[i + 1], Kind::kPunct, "=")) {
+            return fail(id, "expected '=' after " + std::string(id.text));
+        }
+        const Token& value = section[i + 2];
+        StringDeclaration d;
+        d.identifier = std::string(id.text);
+        if (value.kind == Kind::kText) {
+            d.kind = StringKind::kText;
+        } else if (value.kind == Kind::kHex) {
+            d.kind = StringKind::kHex;
+        } else if (value.kind == Kind::kRegex) {
+            d.kind = StringKind::kRegex;
+        } else {
+            return fail(value, "expected a string value for " + d.identifier);
+        }
+        d.begin = value.offset;
+        d.end = value.offset + value.text.size();
+        i += 3;
+        while (i < section.size() && section[i].kind == Kind::kIdent) {
+            const Token& m = section[i];
+            const auto* found = std::find_if(std::begin(kModifiers), std::end(kModifiers),
+                                             [&](const auto& k) { return k.first == m.text; });
+            if (found == std::end(kModifiers)) {
+                return fail(m, "unknown string modifier '" + std::string(m.text) + "'");
+            }
+            d.modifiers |= found->second;
+            ++i;
+            // xor(1-255), base64("alphabet"): the arguments do not matter here.
+            if (i < section.size() && is(section[i], Kind::kPunct, "(")) {
+                const std::size_t close = matching_close(section.subspan(i), 0);
+                if (close == std::string_view::npos) {
+                    return fail(m, "unbalanced modifier arguments");
+                }
+                i += close + 1;
+            }
+        }
+        rule.strings.push_back(std::move(d));
+    }
+}
+
+// The groups of strings a condition cannot hold without (RuleGates::required): those of every
+// conjunct of a top-level conjunction; for a disjunction whose every term has some, one group:
+// the first group of each term together; for a term, the string of `$a`, `$a at E`, `$a in R`
+// and of the counts count_needs_string takes, the set of `any of S` and `N of S`, and each
+// member of `all of S`. Anything else: none.
+using Groups = std::vector<std::vector<std::string>>;
+
+Groups required_strings(Span t) {
+    t = strip_parens(t);
+    if (t.empty()) return {};
+    const auto ors = top_level(t, "or");
+    if (!ors) return {};
+    const auto split = [&](const std::vector<std::size_t>& at) {
+        std::vector<Span> parts;
+        std::size_t from = 0;
+        for (const std::size_t i : at) {
+            parts.push_back(t.subspan(from, i - from));
+            from = i + 1;
+        }
+        parts.push_back(t.subspan(from));
+        return parts;
+    };
+    if (!ors->empty()) {
+        std::vector<std::string> any;
+        for (const Span part : split(*ors)) {
+            const Groups g = required_strings(part);
+            if (g.empty()) return {};
+            for (std::string s : g.front()) {
+                if (s.starts_with('=')) s.erase(0, 1);  // all of X implies any of X
+                any.push_back(std::move(s));
+            }
+        }
+        return {any};
+    }
+    const auto ands = top_level(t, "and");
+    if (!ands->empty()) {
+        Groups all;
+        for (const Span part : split(*ands)) {
+            for (auto& g : required_strings(part)) all.push_back(std::move(g));
+        }
+        return all;
+    }
+    const Token& first = t[0];
+    const bool string_id = first.kind == Kind::kStringRef && first.text.starts_with('$') &&
+                           first.text.size() > 1 && !first.text.ends_with('*');
+    if (string_id && (t.size() == 1 || (t.size() >= 3 && (is(t[1], Kind::kIdent, "at") ||
+                                                          is(t[1], Kind::kIdent, "in"))))) {
+        return {{std::string(first.text)}};
+    }
+    if (count_needs_string(t)) {
+        const Token& count = t[0].kind == Kind::kStringRef ? t[0] : t[2];
+        return {{"$" + std::string(count.text.substr(1))}};
+    }
+    if (!of_needs_string(t)) return {};
+    const bool all = is(t[0], Kind::kIdent, "all");
+    std::vector<std::string> members;
+    if (t.size() == 3) {
+        members.emplace_back("them");
+    } else {
+        for (std::size_t i = 3; i + 1 < t.size(); ++i) {
+            if (t[i].kind == Kind::kStringRef) members.emplace_back(t[i].text);
+        }
+    }
+    if (!all) return {members};
+    Groups each;
+    for (const auto& m : members) each.push_back({"=" + m});
+    return each;
+}
+
 void gate_condition(Span condition, RuleGates& rule) {
     rule.needs_string = requires_string(condition);
+    if (rule.needs_string) rule.required = required_strings(condition);
     split_disjuncts(condition, rule);
     gate_terms(condition, rule.max_size, rule.headers);
 }
@@ -517,6 +645,7 @@ Result<RuleSourceGates> analyse_rule_gates(std::string_view text) {
         i += 2;
         while (i < n && !is(tokens[i], Kind::kPunct, "{")) ++i;  // tags
         std::size_t condition = n;
+        std::size_t strings = n;
         std::size_t close = n;
         for (std::size_t j = i + 1; j < n; ++j) {
             if (is(tokens[j], Kind::kPunct, "}")) {
@@ -527,12 +656,22 @@ Result<RuleSourceGates> analyse_rule_gates(std::string_view text) {
                 is(tokens[j + 1], Kind::kPunct, ":")) {
                 condition = j + 2;
             }
+            if (is(tokens[j], Kind::kIdent, "strings") && j + 1 < n &&
+                is(tokens[j + 1], Kind::kPunct, ":") && strings == n) {
+                strings = j + 2;
+            }
         }
         if (i >= n || close >= n) {
             return make_error(ErrorCode::kParse, "line " + std::to_string(line) + ": rule " +
                                                      rule.name + " has no closing brace");
         }
         rule.end = tokens[close].offset + 1;
+        if (strings < close) {
+            const std::size_t until = condition < close && condition >= strings + 2
+                                          ? condition - 2
+                                          : close;
+            read_strings(Span(tokens.data() + strings, until - strings), rule);
+        }
         if (condition < close) {
             const Span cond(tokens.data() + condition, close - condition);
             for (const Token& c : cond) {

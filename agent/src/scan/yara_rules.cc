@@ -623,55 +623,81 @@ void YaraRules::build_prefilter(std::span<const std::pair<std::string, std::stri
         referenced.insert(analysed->referenced.begin(), analysed->referenced.end());
         gates.push_back(std::move(*analysed));
     }
-    std::map<std::string, std::string> problems;  // compiled rule key -> literal problem
+    std::map<std::string, const YR_RULE*> compiled_rules;  // by key
     const YR_RULE* compiled = nullptr;
     yr_rules_foreach(static_cast<YR_RULES*>(rules_), compiled) {
-        problems.emplace(yara_rule_key(compiled), literal_problem(compiled));
+        compiled_rules.emplace(yara_rule_key(compiled), compiled);
     }
-    std::set<std::string> keys;                // prefiltered
-    std::vector<std::vector<bool>> drop;       // per text, per rule: prefiltered
+    std::vector<RulePatterns> candidates;
+    std::vector<std::vector<std::string>> reasons;  // per text, per rule: empty when a candidate
     std::size_t analysed_rules = 0;
-    std::string first_reason;
     for (std::size_t t = 0; t < texts.size(); ++t) {
         const std::string ns = texts[t].first.empty() ? "default" : texts[t].first;
-        drop.emplace_back();
+        reasons.emplace_back();
         for (const RuleGates& rule : gates[t].rules) {
             ++analysed_rules;
-            const auto problem = problems.find(ns + ":" + rule.name);
+            const auto found = compiled_rules.find(ns + ":" + rule.name);
             std::string reason;
-            if (problem == problems.end()) {
+            RulePatterns patterns;
+            if (found == compiled_rules.end()) {
                 reason = "rule " + rule.name + " is not among the compiled rules";
             } else if (!rule.needs_string) {
                 reason = "rule " + rule.name + " can match without any of its strings";
             } else if (rule.global || referenced.contains(rule.name)) {
                 reason = "rule " + rule.name + " is global or named by a condition";
             } else {
-                reason = problem->second;
+                patterns.key = found->first;
+                reason = rule_patterns(found->second, rule, texts[t].second, patterns.patterns);
             }
-            drop.back().push_back(reason.empty());
-            if (reason.empty()) {
-                keys.insert(problem->first);
-            } else if (first_reason.empty()) {
-                first_reason = reason;
-            }
+            if (reason.empty()) candidates.push_back(std::move(patterns));
+            reasons.back().push_back(std::move(reason));
         }
     }
-    if (analysed_rules != problems.size()) {
-        prefilter_note_ = std::to_string(problems.size()) + " rules compiled but " +
+    if (analysed_rules != compiled_rules.size()) {
+        prefilter_note_ = std::to_string(compiled_rules.size()) + " rules compiled but " +
                           std::to_string(analysed_rules) + " read from the text";
         return;
     }
-    if (keys.empty()) {
-        prefilter_note_ = "no rule can be prefiltered (" + first_reason + ")";
+    std::string first_reason;
+    const auto first_left = [&] {
+        for (const auto& per_text : reasons) {
+            for (const auto& r : per_text) {
+                if (!r.empty()) return r;
+            }
+        }
+        return std::string();
+    };
+    if (candidates.empty()) {
+        prefilter_note_ = "no rule can be prefiltered (" + first_left() + ")";
         return;
     }
     std::string why_not;
-    auto prefilter = LiteralPrefilter::build(rules_, keys, why_not);
+    std::map<std::string, std::string> refused;  // by Hyperscan
+    auto prefilter = LiteralPrefilter::build(candidates, refused, why_not);
     if (!prefilter) {
         prefilter_note_ = why_not;
         return;
     }
-    if (keys.size() < problems.size()) {
+    std::set<std::string> keys;           // prefiltered
+    std::vector<std::vector<bool>> drop;  // per text, per rule: prefiltered
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        const std::string ns = texts[t].first.empty() ? "default" : texts[t].first;
+        drop.emplace_back();
+        for (std::size_t r = 0; r < gates[t].rules.size(); ++r) {
+            std::string& reason = reasons[t][r];
+            const std::string key = ns + ":" + gates[t].rules[r].name;
+            if (reason.empty()) {
+                if (const auto it = refused.find(key); it != refused.end()) {
+                    reason = "rule " + gates[t].rules[r].name + ": " + it->second;
+                }
+            }
+            drop.back().push_back(reason.empty());
+            if (reason.empty()) keys.insert(key);
+        }
+    }
+    first_reason = first_left();
+    const std::size_t rule_total = compiled_rules.size();
+    if (keys.size() < rule_total) {
         // The rules left: the texts with the prefiltered ones blanked out.
         ErrorSink sink;
         auto compiler = new_compiler(externals, sink);
@@ -696,20 +722,111 @@ void YaraRules::build_prefilter(std::span<const std::pair<std::string, std::stri
             return;
         }
         prefilter_rest_ = rest->release();
+        build_ungated_rest(texts, gates, drop, referenced, externals);
     }
-    prefilter_note_ = std::to_string(prefilter->literal_count()) + " literals of " +
-                      std::to_string(keys.size()) + " of " + std::to_string(problems.size()) +
-                      " rules";
-    if (keys.size() < problems.size()) {
-        prefilter_note_ += "; the other " + std::to_string(problems.size() - keys.size()) +
-                           " always scanned (first: " + first_reason + ")";
+    prefilter_note_ = std::to_string(prefilter->literal_count()) + " literals and " +
+                      std::to_string(prefilter->expression_count()) +
+                      " regular expressions or hex strings of " + std::to_string(keys.size()) +
+                      " of " + std::to_string(rule_total) + " rules";
+    if (keys.size() < rule_total) {
+        prefilter_note_ += "; the other " + std::to_string(rule_total - keys.size()) +
+                           " always scanned (first: " + first_reason + ")" + ungated_note_;
     }
     prefilter_ = std::move(prefilter);
+}
+
+void YaraRules::build_ungated_rest(std::span<const std::pair<std::string, std::string>> texts,
+                                   const std::vector<RuleSourceGates>& gates,
+                                   const std::vector<std::vector<bool>>& prefiltered,
+                                   const std::set<std::string>& referenced,
+                                   const YaraExternals& externals) {
+    // For buffers that fail every header gate (`uint16(0) == 0x5a4d`) of the rules left: those
+    // rules, and the `or` terms so gated, go (as in the file scanner's partitions), and with
+    // them the modules only they use. Header gates only: most stream buffers pass a size gate
+    // (`filesize < 300KB`), and one such rule would send every buffer to the full rest. Global
+    // rules and rules another condition names stay.
+    std::vector<std::vector<bool>> drop = prefiltered;
+    std::vector<std::vector<std::vector<bool>>> falsified(texts.size());
+    std::vector<std::vector<HeaderGate>> checks;
+    std::size_t left = 0;
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        falsified[t].resize(gates[t].rules.size());
+        for (std::size_t r = 0; r < gates[t].rules.size(); ++r) {
+            const RuleGates& rule = gates[t].rules[r];
+            if (drop[t][r]) continue;
+            const bool removable = !rule.global && !referenced.contains(rule.name);
+            if (!rule.headers.empty() && removable) {
+                drop[t][r] = true;
+                checks.push_back(rule.headers);
+                continue;
+            }
+            ++left;
+            for (const Disjunct& d : rule.disjuncts) {
+                falsified[t][r].push_back(!d.headers.empty());
+                if (!d.headers.empty()) checks.push_back(d.headers);
+            }
+        }
+    }
+    if (checks.empty()) return;  // prefilter_rest_ serves every buffer
+    if (left == 0) {
+        ungated_note_ = "; all of them only for buffers that pass their header gates";
+        rest_checks_ = std::move(checks);
+        rest_ungated_empty_ = true;
+        return;
+    }
+    std::vector<std::string> specialised;
+    std::vector<RuleSourceGates> kept;
+    std::set<std::string> unused;  // modules imported that no condition kept uses
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        specialised.push_back(specialise(texts[t].second, gates[t], drop[t], falsified[t]));
+        auto analysed = analyse_rule_gates(specialised.back());
+        if (!analysed) return;
+        for (const auto& import : analysed->imports) unused.insert(import.module);
+        kept.push_back(std::move(*analysed));
+    }
+    for (const auto& k : kept) {
+        for (const auto& id : k.referenced) unused.erase(id);
+    }
+    ErrorSink sink;
+    auto compiler = new_compiler(externals, sink);
+    if (!compiler) return;
+    for (std::size_t t = 0; t < texts.size(); ++t) {
+        const std::string text = without_imports(specialised[t], kept[t], unused);
+        const std::string& ns = texts[t].first;
+        if (yr_compiler_add_string(compiler->get(), text.c_str(),
+                                   ns.empty() ? nullptr : ns.c_str()) != 0) {
+            ungated_note_ = "; the rules left without their header-gated parts do not compile (" +
+                            (sink.errors.empty() ? std::string("no message")
+                                                 : sink.errors.front()) +
+                            ")";
+            return;
+        }
+    }
+    auto rest = take_rules(*compiler);
+    if (!rest) return;
+    prefilter_rest_ungated_ = rest->release();
+    ungated_note_ = "; " + std::to_string(checks.size()) +
+                    " rules or terms of them only for buffers that pass their header gates";
+    rest_checks_ = std::move(checks);
+}
+
+void* YaraRules::prefilter_rest_for(std::span<const std::uint8_t> head) const {
+    if (prefilter_rest_ == nullptr || rest_checks_.empty()) return prefilter_rest_;
+    for (const auto& gates : rest_checks_) {
+        if (std::all_of(gates.begin(), gates.end(),
+                        [&](const HeaderGate& g) { return g.holds(head); })) {
+            return prefilter_rest_;
+        }
+    }
+    return rest_ungated_empty_ ? nullptr : prefilter_rest_ungated_;
 }
 
 YaraRules::~YaraRules() {
     if (rules_ != nullptr) yr_rules_destroy(static_cast<YR_RULES*>(rules_));
     if (prefilter_rest_ != nullptr) yr_rules_destroy(static_cast<YR_RULES*>(prefilter_rest_));
+    if (prefilter_rest_ungated_ != nullptr) {
+        yr_rules_destroy(static_cast<YR_RULES*>(prefilter_rest_ungated_));
+    }
 }
 
 Result<std::shared_ptr<YaraRules>> YaraRules::compile_files(
@@ -947,7 +1064,9 @@ YaraScanner::YaraScanner(std::shared_ptr<const YaraRules> rules, int timeout_sec
 
 YaraScanner::~YaraScanner() {
     if (scanner_ != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(scanner_));
-    if (rest_scanner_ != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));
+    for (void* rest : {rest_scanner_, rest_ungated_scanner_}) {
+        if (rest != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(rest));
+    }
     for (void* s : partition_scanners_) {
         if (s != nullptr) yr_scanner_destroy(static_cast<YR_SCANNER*>(s));
     }
@@ -983,24 +1102,27 @@ Result<std::vector<YaraMatch>> YaraScanner::scan(std::span<const std::uint8_t> d
     std::vector<YaraMatch> matches;
     if (prefilter_scratch_ && !rules_->prefilter()->may_match(data, *prefilter_scratch_)) {
         // None of the prefiltered rules can match: the rest decide, or nothing is to scan.
-        if (rules_->prefilter_rest() == nullptr) {
+        const auto head = data.first(std::min<std::size_t>(4, data.size()));
+        void* rest = rules_->prefilter_rest_for(head);
+        if (rest == nullptr) {
             ++prefiltered_;
             return matches;
         }
-        if (rest_scanner_ == nullptr) {
-            rest_scanner_ = new_scanner(rules_->prefilter_rest(), timeout_seconds_, flags_);
+        void*& slot = rest == rules_->prefilter_rest() ? rest_scanner_ : rest_ungated_scanner_;
+        if (slot == nullptr) {
+            slot = new_scanner(rest, timeout_seconds_, flags_);
             for (const auto& [name, value] : externals_) {
-                if (rest_scanner_ != nullptr &&
-                    define_scanner_external(static_cast<YR_SCANNER*>(rest_scanner_), name,
-                                            value) != ERROR_SUCCESS) {
-                    yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));
-                    rest_scanner_ = nullptr;
+                if (slot != nullptr &&
+                    define_scanner_external(static_cast<YR_SCANNER*>(slot), name, value) !=
+                        ERROR_SUCCESS) {
+                    yr_scanner_destroy(static_cast<YR_SCANNER*>(slot));
+                    slot = nullptr;
                 }
             }
         }
-        if (rest_scanner_ != nullptr) {
+        if (slot != nullptr) {
             ++prefiltered_;
-            scanner = static_cast<YR_SCANNER*>(rest_scanner_);
+            scanner = static_cast<YR_SCANNER*>(slot);
         }
     }
     ScanState state{&matches};
@@ -1037,8 +1159,8 @@ void YaraScanner::set_heap_only(bool on) {
 
 void YaraScanner::apply_flags() {
     if (scanner_ != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(scanner_), flags_);
-    if (rest_scanner_ != nullptr) {
-        yr_scanner_set_flags(static_cast<YR_SCANNER*>(rest_scanner_), flags_);
+    for (void* rest : {rest_scanner_, rest_ungated_scanner_}) {
+        if (rest != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(rest), flags_);
     }
     for (void* s : partition_scanners_) {
         if (s != nullptr) yr_scanner_set_flags(static_cast<YR_SCANNER*>(s), flags_);
@@ -1052,11 +1174,13 @@ Result<void> YaraScanner::set_external(const std::string& name, const YaraExtern
         return make_error(ErrorCode::kInvalidArgument,
                           "cannot set YARA external '" + name + "': " + error_name(rc));
     }
-    if (rest_scanner_ != nullptr &&
-        define_scanner_external(static_cast<YR_SCANNER*>(rest_scanner_), name, value) !=
-            ERROR_SUCCESS) {
-        yr_scanner_destroy(static_cast<YR_SCANNER*>(rest_scanner_));  // made again on next use
-        rest_scanner_ = nullptr;
+    for (void** rest : {&rest_scanner_, &rest_ungated_scanner_}) {
+        if (*rest != nullptr &&
+            define_scanner_external(static_cast<YR_SCANNER*>(*rest), name, value) !=
+                ERROR_SUCCESS) {
+            yr_scanner_destroy(static_cast<YR_SCANNER*>(*rest));  // made again on next use
+            *rest = nullptr;
+        }
     }
     if (rules_->partitioned() || rules_->prefilter_rest() != nullptr) {
         auto it = std::find_if(externals_.begin(), externals_.end(),

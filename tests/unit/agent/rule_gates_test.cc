@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace senningen::agent {
 namespace {
@@ -211,6 +212,102 @@ TEST(RuleGates, ConditionsThatCanHoldWithoutAStringDoNot) {
           "other_rule", "any of (other_rule*)", "uint8(0) == 1", "$a or true",
           "any of them or pe.number_of_sections > 2", "#a > -1"}) {
         EXPECT_FALSE(gates_of(condition).needs_string) << condition;
+    }
+}
+
+// The strings section as the prefilter reads it: identifiers, kinds, values as written (spans
+// into the text) and modifiers; strings in comments and meta values that look like sections are
+// not strings.
+TEST(RuleGates, StringDeclarationsWithTheirModifiers) {
+    const std::string text = R"(
+rule r {
+    meta:
+        strings = "not a section"
+        note = "$fake = /not a string/"
+    strings:
+        $a = "te\"xt" nocase wide ascii
+        $ = { 4D 5A ?? } private
+        $re = /ab+c\/d/is fullword
+        // $c = "in a comment"
+        $x = "k" xor(1-255)
+        /* $d = /in a block comment/ */
+        $b = "b" base64("!@#$%^&*(){}[].,|ABCDEFGHIJ\x09LMNOPQRSTUVWXYZabcdefghijklmnopqrstu") base64wide
+        $ = "anon two"
+    condition:
+        any of them
+}
+rule no_strings { condition: true }
+)";
+    const auto all = analyse(text);
+    ASSERT_EQ(all.rules.size(), 2U);
+    const RuleGates& r = all.rules[0];
+    EXPECT_EQ(r.strings_problem, "");
+    ASSERT_EQ(r.strings.size(), 6U);
+    const auto value = [&](const StringDeclaration& d) {
+        return text.substr(d.begin, d.end - d.begin);
+    };
+    namespace m = string_modifier;
+    EXPECT_EQ(r.strings[0].identifier, "$a");
+    EXPECT_EQ(r.strings[0].kind, StringKind::kText);
+    EXPECT_EQ(value(r.strings[0]), R"("te\"xt")");
+    EXPECT_EQ(r.strings[0].modifiers, m::kNocase | m::kWide | m::kAscii);
+    EXPECT_EQ(r.strings[1].identifier, "$");
+    EXPECT_EQ(r.strings[1].kind, StringKind::kHex);
+    EXPECT_EQ(value(r.strings[1]), "{ 4D 5A ?? }");
+    EXPECT_EQ(r.strings[1].modifiers, m::kPrivate);
+    EXPECT_EQ(r.strings[2].kind, StringKind::kRegex);
+    EXPECT_EQ(value(r.strings[2]), R"(/ab+c\/d/is)");
+    EXPECT_EQ(r.strings[2].modifiers, m::kFullword);
+    EXPECT_EQ(r.strings[3].identifier, "$x");
+    EXPECT_EQ(r.strings[3].modifiers, m::kXor);
+    EXPECT_EQ(r.strings[4].modifiers, m::kBase64 | m::kBase64Wide);
+    EXPECT_EQ(r.strings[5].identifier, "$");
+    EXPECT_EQ(value(r.strings[5]), R"("anon two")");
+    EXPECT_TRUE(all.rules[1].strings.empty());
+    EXPECT_EQ(all.rules[1].strings_problem, "");
+}
+
+TEST(RuleGates, AStringsSectionItCannotFollowSaysWhy) {
+    const struct {
+        const char* rule;
+        const char* problem;
+    } cases[] = {
+        {"rule r { strings: $a = \"x\" bogus condition: $a }", "unknown string modifier 'bogus'"},
+        {"rule r { strings: $a \"x\" condition: $a }", "expected '=' after $a"},
+        {"rule r { strings: $a = 12 condition: $a }", "expected a string value for $a"},
+        {"rule r { strings: a = \"x\" condition: $a }", "expected a string identifier"},
+        {"rule r { strings: $a = \"x\" xor(1 condition: $a }", "unbalanced modifier"},
+    };
+    for (const auto& c : cases) {
+        const auto all = analyse(c.rule);
+        ASSERT_EQ(all.rules.size(), 1U) << c.rule;
+        EXPECT_TRUE(all.rules[0].strings.empty()) << c.rule;
+        EXPECT_NE(all.rules[0].strings_problem.find(c.problem), std::string::npos)
+            << c.rule << " -> " << all.rules[0].strings_problem;
+        EXPECT_NE(all.rules[0].strings_problem.find("rule r"), std::string::npos);
+    }
+}
+
+// The groups of strings a condition cannot hold without (the prefilter looks for one group).
+TEST(RuleGates, RequiredStringGroups) {
+    using G = std::vector<std::vector<std::string>>;
+    const auto required = [](const std::string& condition) {
+        return analyse("rule r { strings: $a = \"x\" $b1 = \"y\" $b2 = \"z\" condition: " +
+                       condition + " }")
+            .rules.at(0)
+            .required;
+    };
+    EXPECT_EQ(required("$a"), (G{{"$a"}}));
+    EXPECT_EQ(required("$a at 0 and #b1 > 2 and filesize < 10"), (G{{"$a"}, {"$b1"}}));
+    EXPECT_EQ(required("2 <= #b2"), (G{{"$b2"}}));
+    EXPECT_EQ(required("any of them"), (G{{"them"}}));
+    EXPECT_EQ(required("2 of ($a, $b*)"), (G{{"$a", "$b*"}}));
+    EXPECT_EQ(required("all of them"), (G{{"=them"}}));
+    EXPECT_EQ(required("all of ($b*) and not $a"), (G{{"=$b*"}}));
+    EXPECT_EQ(required("$a or all of ($b*)"), (G{{"$a", "$b*"}}));
+    EXPECT_EQ(required("($a and $b1) or $b2"), (G{{"$a", "$b2"}}));
+    for (const char* none : {"not $a", "$a or filesize < 10", "none of them", "true"}) {
+        EXPECT_TRUE(required(none).empty()) << none;
     }
 }
 

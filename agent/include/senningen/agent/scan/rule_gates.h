@@ -48,6 +48,30 @@ struct Disjunct {
     std::string stand_in;  // "false" or "(false and any of ($a, $b*))"
 };
 
+// One `$id = value modifiers` line of a rule's strings section, for the prefilter (which takes
+// the source of regular expressions and hex strings from the text: libyara keeps only their
+// compiled form).
+enum class StringKind : std::uint8_t { kText, kHex, kRegex };
+
+namespace string_modifier {
+constexpr std::uint32_t kNocase = 1U << 0;
+constexpr std::uint32_t kAscii = 1U << 1;
+constexpr std::uint32_t kWide = 1U << 2;
+constexpr std::uint32_t kFullword = 1U << 3;
+constexpr std::uint32_t kPrivate = 1U << 4;
+constexpr std::uint32_t kXor = 1U << 5;
+constexpr std::uint32_t kBase64 = 1U << 6;
+constexpr std::uint32_t kBase64Wide = 1U << 7;
+}  // namespace string_modifier
+
+struct StringDeclaration {
+    std::string identifier;  // "$a"; "$" for an anonymous string
+    StringKind kind = StringKind::kText;
+    std::size_t begin = 0;  // the value as written: "...", { ... } or /.../flags
+    std::size_t end = 0;
+    std::uint32_t modifiers = 0;  // string_modifier bits (a regex's /i /s stay in its text)
+};
+
 struct RuleGates {
     std::string name;
     std::size_t begin = 0;  // the rule's text: from its first modifier ...
@@ -61,6 +85,16 @@ struct RuleGates {
     // The condition can hold only when at least one of the rule's own strings matched (see
     // requires_string in the .cc): no such string in the data, no match. False in any doubt.
     bool needs_string = false;
+    // The strings section in the order of the text. STRINGS_PROBLEM, when not empty, says what
+    // in it this reader could not follow (the list is then incomplete and must not be used).
+    std::vector<StringDeclaration> strings;
+    std::string strings_problem;
+    // What the condition cannot hold without (see required_strings in the .cc), as groups of
+    // which each must have a match of at least one member: "$a"; "$b*", any string whose
+    // identifier starts with $b; "them", any string. A group of one "=$b*" or "=them" stands
+    // for one group per string it names (`all of`). The prefilter then looks for the most
+    // distinctive group alone. Empty in any doubt.
+    std::vector<std::vector<std::string>> required;
 
     bool gated() const { return max_size.has_value() || !headers.empty(); }
     // False only when a gate rules the file out.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <variant>
@@ -13,6 +14,7 @@
 
 #include "senningen/common/alert.h"
 #include "senningen/agent/scan/literal_prefilter.h"
+#include "senningen/agent/scan/rule_gates.h"
 #include "senningen/common/result.h"
 
 namespace senningen::agent {
@@ -109,18 +111,35 @@ public:
     const LiteralPrefilter* prefilter() const { return prefilter_.get(); }
     void* prefilter_rest() const { return prefilter_rest_; }
     const std::string& prefilter_note() const { return prefilter_note_; }
+    // The rules left for a buffer starting with HEAD (YR_RULES*):
+    // prefilter_rest(), or, for a buffer that fails the header gates (rule_gates.h:
+    // `uint16(0) == 0x5a4d`) of every rule left and `or` term of one that has some, the rules
+    // left without those and without the modules only they import (an `import "pe"` builds the module's objects on every scan, most of what a small
+    // buffer's scan costs); null when no rule is left to scan it with.
+    void* prefilter_rest_for(std::span<const std::uint8_t> head) const;
 
 private:
     YaraRules(void* rules, std::size_t count, std::string version);
     // TEXTS: (namespace, text) of every source, in compile order.
     void build_prefilter(std::span<const std::pair<std::string, std::string>> texts,
                          const YaraExternals& externals);
+    void build_ungated_rest(std::span<const std::pair<std::string, std::string>> texts,
+                            const std::vector<RuleSourceGates>& gates,
+                            const std::vector<std::vector<bool>>& prefiltered,
+                            const std::set<std::string>& referenced,
+                            const YaraExternals& externals);
     void* rules_;
     std::size_t rule_count_;
     std::string version_;
     std::unique_ptr<Partitions> partitions_;
     std::unique_ptr<LiteralPrefilter> prefilter_;
     void* prefilter_rest_ = nullptr;  // YR_RULES*
+    void* prefilter_rest_ungated_ = nullptr;  // YR_RULES*: see prefilter_rest_for
+    bool rest_ungated_empty_ = false;         // every rule left is gated
+    // The header gates of the rules left and of their `or` terms that the ungated set leaves
+    // out: a buffer that passes all of one of them needs prefilter_rest_.
+    std::vector<std::vector<HeaderGate>> rest_checks_;
+    std::string ungated_note_;                // for prefilter_note_
     std::string prefilter_note_;
 };
 
@@ -172,7 +191,9 @@ private:
     std::vector<void*> partition_scanners_;
     std::vector<std::pair<std::string, YaraExternalValue>> externals_;
     std::unique_ptr<LiteralPrefilter::Scratch> prefilter_scratch_;  // heap-only scanners
-    void* rest_scanner_ = nullptr;  // YR_SCANNER* of prefilter_rest(), made on first use
+    // YR_SCANNER*s of prefilter_rest() and of the ungated rules left, made on first use.
+    void* rest_scanner_ = nullptr;
+    void* rest_ungated_scanner_ = nullptr;
     std::uint64_t prefiltered_ = 0;
 };
 
