@@ -14,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <optional>
 #include <variant>
@@ -305,6 +306,28 @@ std::string rate_text(double value, const char* unit) {
     return buf;
 }
 
+// The intel files read into one new store, or the first file's error. The agent loads them on
+// a thread of its own while the rules compile (at start and on SIGHUP): with a large rule pack
+// and a large intel set each takes a second or more, and the two share nothing.
+struct IntelFiles {
+    std::shared_ptr<IntelStore> store = std::make_shared<IntelStore>();
+    std::optional<common::Error> error;
+    std::vector<std::pair<std::string, IntelLoadStats>> loaded;  // per file, in order
+};
+
+IntelFiles load_intel_files(const std::vector<std::string>& paths) {
+    IntelFiles out;
+    for (const auto& path : paths) {
+        IntelLoadStats stats;
+        if (auto loaded = out.store->load_file(path, stats); !loaded) {
+            out.error = loaded.error();
+            return out;
+        }
+        out.loaded.emplace_back(path, std::move(stats));
+    }
+    return out;
+}
+
 }  // namespace
 
 int run_agent(int argc, char** argv) {
@@ -324,7 +347,9 @@ int run_agent(int argc, char** argv) {
     Options& opt = std::get<Options>(parsed);
     if (opt.quiet) common::set_log_level(common::LogLevel::kWarn);
 
-    // Everything that can be wrong with the inputs is found before the first packet.
+    // Everything that can be wrong with the inputs is found before the first packet. The intel
+    // loads meanwhile (the future waits for it on every way out).
+    auto intel_job = std::async(std::launch::async, load_intel_files, std::cref(opt.intel));
     std::shared_ptr<YaraRules> rules;
     if (!opt.rules.empty()) {
         std::vector<RuleSourceFile> files;
@@ -344,19 +369,18 @@ int run_agent(int argc, char** argv) {
                                       (opt.yara_prefilter ? rules->prefilter_note()
                                                           : "turned off (--no-yara-prefilter)"));
     }
-    auto intel = std::make_shared<IntelStore>();
-    for (const auto& path : opt.intel) {
-        IntelLoadStats stats;
-        auto loaded = intel->load_file(path, stats);
-        if (!loaded) {
-            std::fprintf(stderr, "senningen-agent: intel: %s\n", loaded.error().message.c_str());
-            return loaded.error().code == common::ErrorCode::kNotFound ? kExitNoInput
+    IntelFiles intel_files = intel_job.get();
+    if (intel_files.error) {
+        std::fprintf(stderr, "senningen-agent: intel: %s\n", intel_files.error->message.c_str());
+        return intel_files.error->code == common::ErrorCode::kNotFound ? kExitNoInput
                                                                        : kExitConfig;
-        }
+    }
+    for (const auto& [path, stats] : intel_files.loaded) {
         for (const auto& p : stats.problems) common::log_warn("intel", p + " (line skipped)");
         common::log_info("intel", path + ": " + std::to_string(stats.loaded) + " indicators, " +
                                       std::to_string(stats.skipped) + " lines skipped");
     }
+    auto intel = std::move(intel_files.store);
 
     std::shared_ptr<const Policy> policy;
     {
@@ -544,6 +568,7 @@ int run_agent(int argc, char** argv) {
     // SIGHUP: rules, intel and policy are read again and swapped in between two packets; on
     // any problem the old ones stay and the problem is logged.
     auto reload = [&] {
+        auto intel_reload = std::async(std::launch::async, load_intel_files, std::cref(opt.intel));
         std::shared_ptr<YaraRules> new_rules;
         if (!opt.rules.empty()) {
             std::vector<RuleSourceFile> files;
@@ -555,13 +580,10 @@ int run_agent(int argc, char** argv) {
             }
             new_rules = std::move(compiled).value();
         }
-        auto new_intel = std::make_shared<IntelStore>();
-        for (const auto& path : opt.intel) {
-            IntelLoadStats stats;
-            if (auto loaded = new_intel->load_file(path, stats); !loaded) {
-                common::log_warn("agent", "reload: intel: " + loaded.error().message);
-                return;
-            }
+        IntelFiles new_intel = intel_reload.get();
+        if (new_intel.error) {
+            common::log_warn("agent", "reload: intel: " + new_intel.error->message);
+            return;
         }
         auto new_policy = load_policy_files(policy_files(opt.policies, opt.rules));
         if (!new_policy) {
@@ -569,7 +591,7 @@ int run_agent(int argc, char** argv) {
             return;
         }
         // The engines hold the stores they use: the previous one is freed once each moved on.
-        engine.reload(new_rules, opt.intel.empty() ? nullptr : std::move(new_intel),
+        engine.reload(new_rules, opt.intel.empty() ? nullptr : std::move(new_intel.store),
                       *new_policy);
         common::log_info("agent", "reloaded rules, intel and policy");
     };
