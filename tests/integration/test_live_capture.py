@@ -105,32 +105,9 @@ class LiveCaptureTest(unittest.TestCase):
 
     def live(self, name, capture, args):
         out = os.path.join(self.work, name + ".live.json")
-        agent = subprocess.Popen(
-            ["ip", "netns", "exec", self.wire.rx, AGENT, "--interface", self.wire.rx_if,
-             "--promisc", "--output", out] + args,
-            stderr=subprocess.PIPE, text=True)
+        agent = self.start_live(out, args)
         try:
-            # Replay only once the handle is open, or the first packets would be lost.
-            deadline = time.monotonic() + 30
-            log = []
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([agent.stderr], [], [], 1)
-                if not ready:
-                    continue
-                line = agent.stderr.readline()
-                if not line:
-                    break
-                log.append(line)
-                if "capturing on" in line:
-                    break
-            else:
-                self.fail("agent did not start capturing:\n" + "".join(log))
-            self.assertIn("capturing on", "".join(log))
-            replay = subprocess.run(
-                ["ip", "netns", "exec", self.wire.tx, TCPREPLAY, "-q", "-i", self.wire.tx_if,
-                 "--mbps", "50", capture], capture_output=True, text=True, timeout=120)
-            self.assertEqual(replay.returncode, 0, replay.stderr + replay.stdout)
-            time.sleep(1.0)  # the last frames cross the veth and reach the capture buffer
+            self.replay(capture)
         finally:
             agent.send_signal(signal.SIGTERM)
             _, err = agent.communicate(timeout=60)

@@ -24,6 +24,17 @@ std::shared_ptr<YaraRules> compile(const std::string& text) {
     return rules ? *rules : nullptr;
 }
 
+// The names of the rules SCANNER finds in DATA, in libyara's order.
+std::vector<std::string> matched_rules(YaraScanner& scanner, const std::string& data) {
+    auto found = scanner.scan(bytes(data));
+    EXPECT_TRUE(found) << found.error().message;
+    std::vector<std::string> out;
+    if (found) {
+        for (const auto& m : *found) out.push_back(m.rule);
+    }
+    return out;
+}
+
 std::string wide(const std::string& ascii) {
     std::string out;
     for (const char c : ascii) {
@@ -193,15 +204,7 @@ TEST(LiteralPrefilter, RulesItCannotStandForScanEveryBufferOnTheirOwn) {
               0U);
     YaraScanner scanner(rules);
     scanner.set_heap_only(true);
-    const auto names = [&](const std::string& data) {
-        auto found = scanner.scan(bytes(data));
-        EXPECT_TRUE(found) << found.error().message;
-        std::vector<std::string> out;
-        if (found) {
-            for (const auto& m : *found) out.push_back(m.rule);
-        }
-        return out;
-    };
+    const auto names = [&](const std::string& data) { return matched_rules(scanner, data); };
     using V = std::vector<std::string>;
     EXPECT_EQ(names("tiny"), (V{"tiny", "not_empty"}));  // no literal: the rest only
     EXPECT_EQ(names("...implant-123..."), (V{"regex_one", "not_empty"}));
@@ -236,15 +239,7 @@ rule mz_or_count {
     EXPECT_NE(rules->prefilter_rest_for(head("ab")), rules->prefilter_rest());
     YaraScanner scanner(rules);
     scanner.set_heap_only(true);
-    const auto names = [&](const std::string& data) {
-        auto found = scanner.scan(bytes(data));
-        EXPECT_TRUE(found) << found.error().message;
-        std::vector<std::string> out;
-        if (found) {
-            for (const auto& m : *found) out.push_back(m.rule);
-        }
-        return out;
-    };
+    const auto names = [&](const std::string& data) { return matched_rules(scanner, data); };
     using V = std::vector<std::string>;
     EXPECT_EQ(names("MZ.."), (V{"mz_small", "mz_or_count"}));
     EXPECT_EQ(names("MZ" + std::string(200, '.')), V{"mz_or_count"});
@@ -373,15 +368,7 @@ TEST(LiteralPrefilter, RegularExpressionsAndHexStringsArePrefilteredToo) {
               "\\v (not one this translation knows))");
     YaraScanner scanner(rules);
     scanner.set_heap_only(true);
-    const auto names = [&](const std::string& data) {
-        auto found = scanner.scan(bytes(data));
-        EXPECT_TRUE(found) << found.error().message;
-        std::vector<std::string> out;
-        if (found) {
-            for (const auto& m : *found) out.push_back(m.rule);
-        }
-        return out;
-    };
+    const auto names = [&](const std::string& data) { return matched_rules(scanner, data); };
     using V = std::vector<std::string>;
     EXPECT_EQ(names(std::string("..MZ\x90\x00\x03PE\x00\x01..", 13)), V{"hex_jump"});
     EXPECT_EQ(names("x" + wide("CMD.exe /C dir") + "x"), V{"wide_regex"});

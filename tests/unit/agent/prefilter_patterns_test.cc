@@ -58,16 +58,20 @@ const Case kRegexes[] = {
     {"/a\\x4/", nullptr, "two hex digits"},
 };
 
+// C's expected pattern, or a refusal whose reason names C's problem.
+void expect_translation(const Case& c, const TranslatedPattern& p) {
+    if (c.hyperscan == nullptr) {
+        EXPECT_NE(p.problem, "") << c.yara << " -> " << p.expression;
+        EXPECT_NE(p.problem.find(c.problem), std::string::npos) << c.yara << ": " << p.problem;
+    } else {
+        EXPECT_EQ(p.problem, "") << c.yara;
+        EXPECT_EQ(p.expression, c.hyperscan) << c.yara;
+    }
+}
+
 TEST(PrefilterPatterns, RegularExpressionConstructs) {
     for (const Case& c : kRegexes) {
-        const TranslatedPattern p = translate_yara_regex(c.yara, false, false);
-        if (c.hyperscan == nullptr) {
-            EXPECT_NE(p.problem, "") << c.yara << " -> " << p.expression;
-            EXPECT_NE(p.problem.find(c.problem), std::string::npos) << c.yara << ": " << p.problem;
-        } else {
-            EXPECT_EQ(p.problem, "") << c.yara;
-            EXPECT_EQ(p.expression, c.hyperscan) << c.yara;
-        }
+        expect_translation(c, translate_yara_regex(c.yara, false, false));
     }
 }
 
@@ -124,14 +128,10 @@ const Case kHexStrings[] = {
 TEST(PrefilterPatterns, HexStringConstructs) {
     for (const Case& c : kHexStrings) {
         const TranslatedPattern p = translate_yara_hex(c.yara);
-        if (c.hyperscan == nullptr) {
-            EXPECT_NE(p.problem, "") << c.yara << " -> " << p.expression;
-            EXPECT_NE(p.problem.find(c.problem), std::string::npos) << c.yara << ": " << p.problem;
-        } else {
-            EXPECT_EQ(p.problem, "") << c.yara;
-            EXPECT_EQ(p.expression, c.hyperscan) << c.yara;
-            EXPECT_TRUE(p.dotall);  // ?? and jumps match newlines too
-            EXPECT_FALSE(p.caseless);
+        expect_translation(c, p);
+        if (c.hyperscan != nullptr) {
+            EXPECT_TRUE(p.dotall) << c.yara;  // ?? and jumps match newlines too
+            EXPECT_FALSE(p.caseless) << c.yara;
         }
     }
 }
