@@ -275,7 +275,7 @@ void Engine::write_record(std::string_view log, std::string_view fields_json) {
     const Flow& flow = *current_flow_;
     // EVE layout, oriented originator -> responder as Zeek's id.* fields are. RapidJSON's
     // Writer writes the envelope straight into a reused buffer; the fields are already a
-    // finished object (RecordFields), appended whole, and the envelope closed after them.
+    // finished object (RecordFields), which the writer takes as a raw value.
     thread_local std::string out;
     thread_local StringOut out_stream{&out};
     thread_local rapidjson::Writer<StringOut> writer(out_stream);
@@ -309,9 +309,8 @@ void Engine::write_record(std::string_view log, std::string_view fields_json) {
         text(flow.app_proto);
     }
     key(log);
-    out += ':';  // the writer would put it before the next value it writes
-    out += fields_json;
-    out += '}';
+    writer.RawValue(fields_json.data(), fields_json.size(), rapidjson::kObjectType);
+    writer.EndObject();
     record_sink_(out);
 }
 
