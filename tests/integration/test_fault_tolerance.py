@@ -28,7 +28,7 @@ COLLECTOR = os.environ.get("SENNINGEN_COLLECTOR",
 
 FLOWS, RULES = 1000, 100  # 100,000 alerts
 TOTAL = FLOWS * RULES
-DEADLINE_S = 240
+DEADLINE_S = 330  # 178 s measured with the test given 8 % of one core
 
 
 def sh(*cmd):
@@ -158,8 +158,22 @@ class FaultTolerance(unittest.TestCase):
                   f"logs in {self.dir}")
 
     def test_nothing_lost_nothing_twice_through_crashes_and_a_cut(self):
+        try:
+            self.crash_and_cut()
+        except BaseException:
+            # CI keeps only the output: the faults so far and the logs' ends say where
+            # delivery stood.
+            print("faults at stored counts:", getattr(self, "faults", []), file=sys.stderr)
+            for name in ("agent.log", "collector.log"):
+                with open(self.path(name), errors="replace") as f:
+                    tail = f.readlines()[-25:]
+                print(f"--- last lines of {name}:\n" + "".join("  " + line for line in tail),
+                      file=sys.stderr)
+            raise
+
+    def crash_and_cut(self):
         until = time.monotonic() + DEADLINE_S
-        faults = []
+        faults = self.faults = []
         collector = self.start_collector()
         agent = self.start_agent()
 

@@ -11,7 +11,6 @@ namespace {
 
 constexpr std::chrono::milliseconds kTick{50};
 // A connection attempt that has said nothing for this long is treated as failed.
-constexpr std::chrono::seconds kAttemptTimeout{10};
 // Alerts staged in memory before the producer waits for the next commit.
 constexpr std::size_t kMaxStaged = 20000;
 // Time for Broker to put the last heartbeat on the wire before the endpoint goes away.
@@ -34,7 +33,8 @@ Forwarder::Forwarder(std::unique_ptr<common::Transport> transport, ForwarderOpti
       // Batch ids are unique across runs too, so that an acknowledgement from an earlier run
       // can never match a batch of this one.
       next_batch_id_(static_cast<std::uint64_t>(common::now_ns() / 1000)),
-      backoff_(options_.initial_backoff) {}
+      backoff_(options_.initial_backoff),
+      attempt_timeout_(options_.connect_timeout) {}
 
 Forwarder::~Forwarder() { stop(); }
 
@@ -244,10 +244,14 @@ void Forwarder::delete_acked(bool force) {
 void Forwarder::connect_if_due(std::chrono::steady_clock::time_point now) {
     if (connected_) return;
     const std::string peer = options_.host + ":" + std::to_string(options_.port);
-    if (attempt_outstanding_ && now - attempt_started_ > kAttemptTimeout) {
+    if (attempt_outstanding_ && now - attempt_started_ > attempt_timeout_) {
         attempt_outstanding_ = false;
+        const auto waited = attempt_timeout_;
+        attempt_timeout_ = std::min(attempt_timeout_ * 2,
+                                    std::max(options_.max_connect_timeout, options_.connect_timeout));
         common::log_warn("forward", "collector " + peer + " did not answer within " +
-                                        std::to_string(kAttemptTimeout.count()) + " s");
+                                        seconds_text(waited) + "; the next attempt waits " +
+                                        seconds_text(attempt_timeout_));
         next_attempt_ = now + backoff_;
     }
     if (attempt_outstanding_ || now < next_attempt_) return;
@@ -273,6 +277,7 @@ void Forwarder::handle_inbound() {
                     connected_ = true;
                     ready_ = false;  // the new peer's subscription is yet to be seen
                     backoff_ = options_.initial_backoff;
+                    attempt_timeout_ = options_.connect_timeout;
                     next_heartbeat_ = {};  // say hello at once
                     common::log_info("forward", "connected to collector " + peer);
                     // Everything not yet acknowledged goes again on the new connection.

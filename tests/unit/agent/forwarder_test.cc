@@ -26,6 +26,7 @@ public:
         std::vector<common::Heartbeat> heartbeats;
         std::vector<common::Inbound> inbox;
         int connects = 0;
+        std::vector<std::chrono::steady_clock::time_point> connect_times;
         bool ready = true;
         std::size_t peers = 0;
     };
@@ -37,6 +38,7 @@ public:
     void connect(const std::string&, std::uint16_t) override {
         const std::lock_guard<std::mutex> lock(s_->mutex);
         ++s_->connects;
+        s_->connect_times.push_back(std::chrono::steady_clock::now());
     }
     void send(const common::AlertBatch& batch) override {
         const std::lock_guard<std::mutex> lock(s_->mutex);
@@ -98,6 +100,27 @@ protected:
         }
         return pred();
     }
+    // Submits n alerts, then connects the peer, and waits for them to go out in full batches.
+    // Submitted after connecting, they could be split: a turn of the forwarder may commit and
+    // send the first four while the test is still submitting (CI once saw batches of three and
+    // one, then a third batch that was not a resend). With every turn committing what is
+    // staged, the turn that sees the connection sends all n.
+    static ForwarderOptions whole_batch_options() {
+        ForwarderOptions o = fast_options();
+        o.commit_interval = 0ms;
+        return o;
+    }
+    bool send_in_full_batches(Forwarder& f, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) f.submit(testing::network_alert("agent-1"));
+        connect_peer();
+        const std::size_t batches = (n + 2) / 3;
+        if (!eventually([&] { return sent().size() >= batches; })) return false;
+        const auto out = sent();
+        for (std::size_t i = 0; i < batches; ++i) {
+            if (out[i].alerts.size() != std::min<std::size_t>(3, n - i * 3)) return false;
+        }
+        return true;
+    }
     void ack(const common::AlertBatch& b) {
         inject(common::BatchAck{"agent-1", b.batch_id, b.alerts.size(), 0, 0});
     }
@@ -122,11 +145,9 @@ TEST_F(ForwarderTest, SendsNothingUntilConnectedThenBatches) {
 }
 
 TEST_F(ForwarderTest, DrainsOnlyWhenEveryBatchIsAcknowledged) {
-    auto f = make();
+    auto f = make(whole_batch_options());
     f->start();
-    connect_peer();
-    for (int i = 0; i < 5; ++i) f->submit(testing::network_alert("agent-1"));
-    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    ASSERT_TRUE(send_in_full_batches(*f, 5));
     ack(sent()[0]);
     EXPECT_FALSE(f->drain(std::chrono::steady_clock::now() + 150ms));
     EXPECT_EQ(f->pending(), 2u);
@@ -155,13 +176,11 @@ TEST_F(ForwarderTest, DoesNotResendToACollectorThatKeepsAcknowledgingInOrder) {
     // comes well within resend_after (2 s), which teaches the forwarder acknowledgements take
     // about 1.2 s (a wait of 1.2 + 4 x 0.6 = 3.6 s from then on); the second comes after 2.4 s,
     // past resend_after but within that wait. A fixed resend_after would resend it.
-    ForwarderOptions o = fast_options();
+    ForwarderOptions o = whole_batch_options();
     o.resend_after = 2s;
     auto f = make(o);
     f->start();
-    connect_peer();
-    for (int i = 0; i < 6; ++i) f->submit(testing::network_alert("agent-1"));
-    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    ASSERT_TRUE(send_in_full_batches(*f, 6));
     const auto batches = sent();
     std::this_thread::sleep_for(1200ms);
     ack(batches[0]);
@@ -175,11 +194,9 @@ TEST_F(ForwarderTest, DoesNotResendToACollectorThatKeepsAcknowledgingInOrder) {
 // A batch whose successor was acknowledged first was lost (or refused): it goes again after
 // resend_after although the collector is answering.
 TEST_F(ForwarderTest, ResendsABatchOvertakenByALaterOne) {
-    auto f = make();
+    auto f = make(whole_batch_options());
     f->start();
-    connect_peer();
-    for (int i = 0; i < 6; ++i) f->submit(testing::network_alert("agent-1"));
-    ASSERT_TRUE(eventually([&] { return sent().size() == 2; }));
+    ASSERT_TRUE(send_in_full_batches(*f, 6));
     const auto batches = sent();
     ack(batches[1]);
     ASSERT_TRUE(eventually([&] { return sent().size() == 3; }));
@@ -237,6 +254,38 @@ TEST_F(ForwarderTest, RetriesWithBackoffWhileUnreachable) {
         }));
     }
     EXPECT_EQ(f->counters().connect_attempts, 5u);
+    EXPECT_FALSE(f->connected());
+}
+
+// An attempt that gets no answer (a handshake on a host too loaded to finish it in time) is
+// made again with twice the wait, so that it can finish; a connection resets the wait.
+TEST_F(ForwarderTest, AnUnansweredAttemptIsRetriedWithALongerWait) {
+    auto o = fast_options();
+    o.connect_timeout = 100ms;
+    o.max_connect_timeout = 400ms;
+    auto f = make(o);
+    f->start();
+    const auto connects = [&] {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->connect_times;
+    };
+    ASSERT_TRUE(eventually([&] { return connects().size() >= 5; }));
+    auto times = connects();
+    // Waits of 100, 200, 400 and 400 ms (at most), each followed by a backoff of 20-100 ms.
+    const auto gap = [&](std::size_t i) { return times[i + 1] - times[i]; };
+    EXPECT_GE(gap(0), 100ms);
+    EXPECT_GE(gap(1), 200ms);
+    EXPECT_GE(gap(2), 400ms);
+    EXPECT_GE(gap(3), 400ms);
+    EXPECT_EQ(f->counters().connect_attempts, times.size());
+    // Connected and lost: the next attempt waits the first 100 ms again, not 400.
+    connect_peer();
+    ASSERT_TRUE(eventually([&] { return f->connected(); }));
+    inject(common::PeerEvent{common::PeerState::kDisconnected, "c", "peer lost"});
+    const std::size_t before = connects().size();
+    ASSERT_TRUE(eventually([&] { return connects().size() >= before + 2; }));
+    times = connects();
+    EXPECT_LT(times[before + 1] - times[before], 390ms);
     EXPECT_FALSE(f->connected());
 }
 

@@ -45,6 +45,11 @@ struct ForwarderOptions {
     std::chrono::milliseconds resend_after{3000};
     std::chrono::milliseconds initial_backoff{500};
     std::chrono::milliseconds max_backoff{30000};
+    // A connection attempt (TCP and the TLS handshake) that gives no answer within this is
+    // given up and made again; each time one is given up the wait doubles, up to the most, so
+    // that a host too loaded to finish a handshake in the first wait still connects.
+    std::chrono::milliseconds connect_timeout{10000};
+    std::chrono::milliseconds max_connect_timeout{160000};
 };
 
 struct ForwarderCounters {
@@ -182,6 +187,7 @@ private:
     std::atomic<bool> connected_{false};
     std::uint64_t next_batch_id_ = 1;
     std::chrono::milliseconds backoff_{0};
+    std::chrono::milliseconds attempt_timeout_{0};
     std::chrono::steady_clock::time_point next_attempt_{};
     bool attempt_outstanding_ = false;
     std::chrono::steady_clock::time_point attempt_started_{};
