@@ -57,13 +57,14 @@ common=(--read "$cap" --quiet --agent-id bench --output /dev/null --metadata-log
 # of percent within minutes). A row's figure is its median over the rounds, and the ratio to
 # ndpiReader is the median of the per-round ratios, with their range beside it.
 rounds="${SENNINGEN_BENCH_ROUNDS:-3}"
-names=(tcpdump ngrep ndpi a1 a2 b1 b2 b1nopf)
+names=(tcpdump ngrep ndpi a1 a2 pair b1 b2 b1nopf)
 declare -A label=(
     [tcpdump]="tcpdump -r F -w /dev/null (read floor)"
     [ngrep]="ngrep -q -I F bench-implant-beacon"
     [ndpi]="ndpiReader -q -i F"
     [a1]="agent (a) analyzers + 100k intel, 1 worker"
     [a2]="agent (a) analyzers + 100k intel, 2 workers"
+    [pair]="two agents (a), 1 worker each, at once"
     [b1]="agent (b) (a) + 200 YARA stream rules, 1 worker"
     [b2]="agent (b) (a) + 200 YARA stream rules, 2 workers"
     [b1nopf]="agent (b) --no-yara-prefilter, 1 worker"
@@ -76,12 +77,35 @@ run_row() {
         ndpi) run "$1" ndpiReader -q -i "$cap" ;;
         a1) run "$1" "$agent" "${common[@]}" --workers 1 ;;
         a2) run "$1" "$agent" "${common[@]}" --workers 2 ;;
+        # The machine's own ceiling for "2 workers vs 1": two independent one-worker runs
+        # share nothing but the cores, caches and memory; their speed-up over one run
+        # (2 x the one-worker time / the time both take) is what two cores give at best.
+        pair) run_pair ;;
         b1) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 ;;
         b2) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 2 ;;
         # (b) with every buffer given to libyara: what the literal prefilter saves.
         b1nopf) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 \
                     --no-yara-prefilter ;;
     esac
+}
+# run_pair: secs = the wall time for two agents (a), one worker each, started together.
+run_pair() {
+    local start end
+    start="$(date +%s.%N)"
+    "$agent" "${common[@]}" --workers 1 >/dev/null 2>"$work/stderr-1" &
+    local first=$!
+    "$agent" "${common[@]}" --workers 1 >/dev/null 2>"$work/stderr-2" || {
+        echo "pair failed:" >&2
+        cat "$work/stderr-2" >&2
+        exit 1
+    }
+    wait "$first" || {
+        echo "pair failed:" >&2
+        cat "$work/stderr-1" >&2
+        exit 1
+    }
+    end="$(date +%s.%N)"
+    secs="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
 }
 declare -A times
 for ((r = 1; r <= rounds; r++)); do
@@ -111,6 +135,19 @@ summary() {
         "$(printf '%s\n' "${values[@]}" | sort -g | head -1)" \
         "$(printf '%s\n' "${values[@]}" | sort -g | tail -1)"
 }
+# ceiling: "median (min-max)" over the rounds of 2 x time(a1) / time(pair).
+ceiling() {
+    local -a ta tp values
+    read -r -a ta <<<"${times[a1]}"
+    read -r -a tp <<<"${times[pair]}"
+    local i
+    for i in "${!ta[@]}"; do
+        values+=("$(awk -v a="${ta[$i]}" -v p="${tp[$i]}" 'BEGIN { printf "%.2f", 2 * a / p }')")
+    done
+    printf '%s (%s-%s)' "$(median "${values[@]}")" \
+        "$(printf '%s\n' "${values[@]}" | sort -g | head -1)" \
+        "$(printf '%s\n' "${values[@]}" | sort -g | tail -1)"
+}
 echo "$rounds rounds; seconds and Gbit/s: medians; ratios: median (range) of the per-round ratios"
 printf '%-50s %8s %7s %20s %20s\n' row seconds Gbit/s "vs ndpiReader" "2 workers vs 1"
 for name in "${names[@]}"; do
@@ -121,9 +158,14 @@ for name in "${names[@]}"; do
         ndpi) vs="1.00" ;;
         a1 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
         a2) vs="$(summary a2 ndpi)" scale="$(summary a2 a1)" ;;
+        # Twice the work in SECS: the ceiling is 2 x a1 / pair, per round.
+        pair) scale="ceiling $(ceiling)" ;;
         b2) vs="$(summary b2 ndpi)" scale="$(summary b2 b1)" ;;
     esac
-    printf '%-50s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$(gbps "$secs")" "$vs" "$scale"
+    rate="$(gbps "$secs")"
+    # The pair reads the capture twice in that time.
+    [ "$name" = pair ] && rate="$(gbps "$(awk -v s="$secs" 'BEGIN { printf "%.4f", s / 2 }')")"
+    printf '%-50s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$rate" "$vs" "$scale"
 done
 
 echo
