@@ -10,7 +10,6 @@ namespace senningen::agent {
 namespace {
 
 constexpr std::chrono::milliseconds kTick{50};
-// A connection attempt that has said nothing for this long is treated as failed.
 // Alerts staged in memory before the producer waits for the next commit.
 constexpr std::size_t kMaxStaged = 20000;
 // Time for Broker to put the last heartbeat on the wire before the endpoint goes away.
