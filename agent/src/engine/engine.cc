@@ -1,7 +1,6 @@
 #include "senningen/agent/engine/engine.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include <rapidjson/writer.h>
 
