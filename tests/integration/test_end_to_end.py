@@ -322,9 +322,11 @@ class Errors(unittest.TestCase):
         self.assertEqual(wheres, ["DNS::IN_REQUEST", "HTTP::IN_HOST_HEADER"])
 
     def test_usage_errors_are_all_reported(self):
-        res = run_agent("--bogus", "--collector", "nocolon")
+        res = run_agent("--bogus", "--collector", "nocolon", "--file-hashes", "md5,crc32")
         self.assertEqual(res.returncode, 64)
         self.assertIn("unknown option '--bogus'", res.stderr)
+        self.assertIn("--file-hashes 'md5,crc32' is not a comma-separated list of md5, sha1 "
+                      "and sha256, or none", res.stderr)
         self.assertIn("one of --read CAPTURE or --interface IF is required", res.stderr)
         self.assertIn("'nocolon' is not HOST:PORT", res.stderr)
 

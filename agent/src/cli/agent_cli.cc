@@ -66,7 +66,10 @@ constexpr const char* kUsage =
     "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
     "  --intel-log PATH         intel hits in Zeek's intel.log format\n"
     "  --extract-dir DIR        write files carried by traffic (HTTP, SMB) into DIR\n"
-    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n";
+    "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n"
+    "  --file-hashes LIST       digests of each file carried by traffic: md5,sha1,sha256\n"
+    "                           (the default), a subset, or none; those the intel's\n"
+    "                           FILE_HASH indicators are given in are computed anyway\n";
 
 // After the collector flags (cli::kCollectorLinkUsage).
 constexpr const char* kUsageTail =
@@ -98,6 +101,7 @@ struct Options {
     std::optional<std::string> intel_log;
     std::string extract_dir;
     std::uint64_t extract_max_bytes = 100ULL << 20;
+    unsigned file_hashes = kAllFileHashes;
     cli::CollectorLink link;  // collector, identity, certificates, queue
     std::size_t stream_depth = 1 << 20;
     std::size_t workers = 1;
@@ -106,6 +110,28 @@ struct Options {
     bool quiet = false;
     bool yara_prefilter = true;
 };
+
+// "md5,sha1,sha256", a subset in any order, or "none": FileHash bits, or nullopt.
+std::optional<unsigned> parse_file_hashes(const std::string& text) {
+    if (text == "none") return 0u;
+    unsigned bits = 0;
+    std::size_t at = 0;
+    for (;;) {
+        const std::size_t comma = text.find(',', at);
+        const std::string name = text.substr(at, comma - at);
+        if (name == "md5") {
+            bits |= kFileHashMd5;
+        } else if (name == "sha1") {
+            bits |= kFileHashSha1;
+        } else if (name == "sha256") {
+            bits |= kFileHashSha256;
+        } else {
+            return std::nullopt;
+        }
+        if (comma == std::string::npos) return bits;
+        at = comma + 1;
+    }
+}
 
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
     char* end = nullptr;
@@ -155,8 +181,8 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         static const std::vector<std::string> kValueFlags = {
             "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
             "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
-            "--intel-log", "--extract-dir", "--extract-max-bytes", "--workers", "--max-flows",
-            "--stream-memory"};
+            "--intel-log", "--extract-dir", "--extract-max-bytes", "--file-hashes", "--workers",
+            "--max-flows", "--stream-memory"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -185,6 +211,14 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.extract_max_bytes = static_cast<std::uint64_t>(n);
             } else {
                 problems.push_back("--extract-max-bytes '" + *v + "' is not 1..2^40 bytes");
+            }
+        } else if (arg == "--file-hashes") {
+            if (const auto bits = parse_file_hashes(*v)) {
+                o.file_hashes = *bits;
+            } else {
+                problems.push_back("--file-hashes '" + *v +
+                                   "' is not a comma-separated list of md5, sha1 and sha256, "
+                                   "or none");
             }
         } else if (arg == "--interface" || arg == "-i") {
             o.live.interface = *v;
@@ -513,6 +547,7 @@ int run_agent(int argc, char** argv) {
     eo.stream_memory = opt.stream_memory / opt.workers;
     eo.extract_dir = opt.extract_dir;
     eo.extract_max_bytes = opt.extract_max_bytes;
+    eo.file_hashes = opt.file_hashes;
     // The sinks run on one thread at a time: the merger's, or this one with one worker.
     WorkerOutputs outputs;
     outputs.alert = [&](common::Alert&& alert) {

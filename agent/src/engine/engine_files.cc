@@ -1,6 +1,7 @@
 // Files carried by traffic (HTTP bodies, SMB reads and writes) and Zeek's intel.log.
 //
-// A file is hashed (MD5, SHA-1, SHA-256) as its bytes arrive, in one pass; its first
+// A file is hashed (MD5, SHA-1, SHA-256, or those of them the options and the intel's
+// FILE_HASH indicators ask for) as its bytes arrive, in one pass; its first
 // file_scan_depth bytes are kept for YARA, which runs once when the file ends, as do the
 // FILE_HASH / FILE_NAME intel lookups (Files::IN_HASH, Files::IN_NAME). With an extraction
 // directory the bytes are also written to DIR/<fuid>[-<name>], cut at extract_max_bytes.
@@ -221,14 +222,21 @@ std::uint64_t Engine::file_begin(const FileStart& start) {
     file->declared_mime = std::string(start.mime_type);
     file->description = std::string(start.description);
     file->first_ts_ns = current_ts_ns_;
-    file->md5.reset(EVP_MD_CTX_new());
-    file->sha1.reset(EVP_MD_CTX_new());
-    file->sha256.reset(EVP_MD_CTX_new());
-    file->digests_ok = file->md5 && file->sha1 && file->sha256 &&
-                       digests().md5 && digests().sha1 && digests().sha256 &&
-                       EVP_DigestInit_ex(file->md5.get(), digests().md5, nullptr) == 1 &&
-                       EVP_DigestInit_ex(file->sha1.get(), digests().sha1, nullptr) == 1 &&
-                       EVP_DigestInit_ex(file->sha256.get(), digests().sha256, nullptr) == 1;
+    // The digests are most of the agent's work on bulk transfers (MD5 alone runs at under
+    // 1 GB/s): only those asked for, and those the intel needs to match a FILE_HASH.
+    const unsigned kinds = options_.file_hashes | (intel_ ? intel_->file_hash_kinds() : 0u);
+    const auto begin_digest = [&](EvpCtx& ctx, unsigned kind, const EVP_MD* md) {
+        if ((kinds & kind) == 0) return;
+        ctx.reset(EVP_MD_CTX_new());
+        // A digest OpenSSL cannot give (a FIPS provider without MD5) fails the file's digests:
+        // a file is reported with every digest it was asked for, or with none.
+        if (md == nullptr || !ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1) {
+            file->digests_ok = false;
+        }
+    };
+    begin_digest(file->md5, kFileHashMd5, digests().md5);
+    begin_digest(file->sha1, kFileHashSha1, digests().sha1);
+    begin_digest(file->sha256, kFileHashSha256, digests().sha256);
     ++counters_.files;
     files_.emplace(handle, std::move(file));
     return handle;
@@ -240,9 +248,11 @@ void Engine::file_data(std::uint64_t handle, std::span<const std::uint8_t> bytes
     TrafficFile& f = *it->second;
     f.seen_bytes += bytes.size();
     if (f.digests_ok) {
-        f.digests_ok = EVP_DigestUpdate(f.md5.get(), bytes.data(), bytes.size()) == 1 &&
-                       EVP_DigestUpdate(f.sha1.get(), bytes.data(), bytes.size()) == 1 &&
-                       EVP_DigestUpdate(f.sha256.get(), bytes.data(), bytes.size()) == 1;
+        for (EVP_MD_CTX* ctx : {f.md5.get(), f.sha1.get(), f.sha256.get()}) {
+            if (ctx != nullptr && EVP_DigestUpdate(ctx, bytes.data(), bytes.size()) != 1) {
+                f.digests_ok = false;
+            }
+        }
     }
     // Without rules only the type probe needs the head: a 2-64 KB copy of every body for
     // nothing was a good part of the per-file cost.
@@ -296,10 +306,12 @@ std::string Engine::file_end(std::uint64_t handle) {
     if (f.digests_ok && f.missing_bytes == 0) {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned len = 0;
-        if (EVP_DigestFinal_ex(f.md5.get(), digest, &len) == 1) context.md5 = to_hex(digest, len);
-        if (EVP_DigestFinal_ex(f.sha1.get(), digest, &len) == 1) context.sha1 = to_hex(digest, len);
-        if (EVP_DigestFinal_ex(f.sha256.get(), digest, &len) == 1) {
-            context.sha256 = to_hex(digest, len);
+        for (const auto& [ctx, out] : {std::pair{f.md5.get(), &context.md5},
+                                       std::pair{f.sha1.get(), &context.sha1},
+                                       std::pair{f.sha256.get(), &context.sha256}}) {
+            if (ctx != nullptr && EVP_DigestFinal_ex(ctx, digest, &len) == 1) {
+                *out = to_hex(digest, len);
+            }
         }
     }
     context.path = !f.filename.empty()      ? f.filename

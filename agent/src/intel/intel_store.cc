@@ -365,6 +365,7 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
     // texts go into an arena of its own, adopted only when the whole file is good.
     const std::size_t entries_before = entry_count_;
     const auto counts_before = counts_;
+    const auto hash_counts_before = hash_counts_;
     const auto v4_before = v4_lengths_;
     const auto v6_before = v6_lengths_;
     struct Merged {
@@ -383,6 +384,7 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
         }
         truncate(entries_before);
         counts_ = counts_before;
+        hash_counts_ = hash_counts_before;
         v4_lengths_ = v4_before;
         v6_lengths_ = v6_before;
         return error;
@@ -703,6 +705,11 @@ std::size_t IntelStore::count(IntelType type) const {
     return counts_[static_cast<std::size_t>(type)];
 }
 
+unsigned IntelStore::file_hash_kinds() const {
+    return (hash_counts_[0] != 0 ? kFileHashMd5 : 0u) | (hash_counts_[1] != 0 ? kFileHashSha1 : 0u) |
+           (hash_counts_[2] != 0 ? kFileHashSha256 : 0u);
+}
+
 std::string_view IntelStore::intern(std::string_view text) {
     auto it = interned_.find(text);
     if (it == interned_.end()) it = interned_.emplace(text).first;
@@ -833,6 +840,9 @@ std::pair<std::size_t, bool> IntelStore::insert(IntelType type, std::string_view
     blocks_[index / kEntriesPerBlock].emplace_back().indicator.type = type;
     ++entry_count_;
     ++counts_[static_cast<std::size_t>(type)];
+    if (type == IntelType::kFileHash) {
+        ++hash_counts_[key.size() == 32 ? 0 : key.size() == 40 ? 1 : 2];  // canonical: 32/40/64
+    }
     slots_[i] = Slot{static_cast<std::uint32_t>(index + 1), tag};
     return {index, true};
 }

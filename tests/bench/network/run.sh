@@ -57,13 +57,14 @@ common=(--read "$cap" --quiet --agent-id bench --output /dev/null --metadata-log
 # of percent within minutes). A row's figure is its median over the rounds, and the ratio to
 # ndpiReader is the median of the per-round ratios, with their range beside it.
 rounds="${SENNINGEN_BENCH_ROUNDS:-3}"
-names=(tcpdump ngrep ndpi a1 a2 pair b1 b2 b1nopf)
+names=(tcpdump ngrep ndpi a1 a2 a2md5 pair b1 b2 b1nopf)
 declare -A label=(
     [tcpdump]="tcpdump -r F -w /dev/null (read floor)"
     [ngrep]="ngrep -q -I F bench-implant-beacon"
     [ndpi]="ndpiReader -q -i F"
     [a1]="agent (a) analyzers + 100k intel, 1 worker"
     [a2]="agent (a) analyzers + 100k intel, 2 workers"
+    [a2md5]="agent (a) --file-hashes none (MD5: intel), 2 workers"
     [pair]="two agents (a), 1 worker each, at once"
     [b1]="agent (b) (a) + 200 YARA stream rules, 1 worker"
     [b2]="agent (b) (a) + 200 YARA stream rules, 2 workers"
@@ -77,6 +78,9 @@ run_row() {
         ndpi) run "$1" ndpiReader -q -i "$cap" ;;
         a1) run "$1" "$agent" "${common[@]}" --workers 1 ;;
         a2) run "$1" "$agent" "${common[@]}" --workers 2 ;;
+        # (a) without the SHA-1 and SHA-256 of every file: only MD5, which the intel's
+        # FILE_HASH indicators (all MD5) need. What the digests cost.
+        a2md5) run "$1" "$agent" "${common[@]}" --workers 2 --file-hashes none ;;
         # The machine's own ceiling for "2 workers vs 1": two independent one-worker runs
         # share nothing but the cores, caches and memory; their speed-up over one run
         # (2 x the one-worker time / the time both take) is what two cores give at best.
@@ -149,14 +153,14 @@ ceiling() {
         "$(printf '%s\n' "${values[@]}" | sort -g | tail -1)"
 }
 echo "$rounds rounds; seconds and Gbit/s: medians; ratios: median (range) of the per-round ratios"
-printf '%-50s %8s %7s %20s %20s\n' row seconds Gbit/s "vs ndpiReader" "2 workers vs 1"
+printf '%-52s %8s %7s %20s %20s\n' row seconds Gbit/s "vs ndpiReader" "2 workers vs 1"
 for name in "${names[@]}"; do
     read -r -a all <<<"${times[$name]}"
     secs="$(median "${all[@]}")"
     vs="" scale=""
     case "$name" in
         ndpi) vs="1.00" ;;
-        a1 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
+        a1 | a2md5 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
         a2) vs="$(summary a2 ndpi)" scale="$(summary a2 a1)" ;;
         # Twice the work in SECS: the ceiling is 2 x a1 / pair, per round.
         pair) scale="ceiling $(ceiling)" ;;
@@ -165,7 +169,7 @@ for name in "${names[@]}"; do
     rate="$(gbps "$secs")"
     # The pair reads the capture twice in that time.
     [ "$name" = pair ] && rate="$(gbps "$(awk -v s="$secs" 'BEGIN { printf "%.4f", s / 2 }')")"
-    printf '%-50s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$rate" "$vs" "$scale"
+    printf '%-52s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$rate" "$vs" "$scale"
 done
 
 echo

@@ -415,6 +415,26 @@ TEST_F(IntelStoreTest, BrokenFileLeavesTheStoreUnchanged) {
     EXPECT_EQ(stats_.loaded, 1U);
 }
 
+TEST_F(IntelStoreTest, FileHashKindsFollowTheDigestsGivenAndABrokenFileIsUndone) {
+    EXPECT_EQ(store_.file_hash_kinds(), 0U);
+    const auto sha1 = write("sha1.intel", "#fields\tindicator\tindicator_type\n" +
+                                              std::string(40, 'a') + "\tIntel::FILE_HASH\n");
+    ASSERT_TRUE(store_.load_file(sha1, stats_));
+    EXPECT_EQ(store_.file_hash_kinds(), unsigned{kFileHashSha1});
+    // An MD5 and a SHA-256, then a header that breaks the file: both are undone.
+    const auto broken = write("broken.intel", "#fields\tindicator\tindicator_type\n" +
+                                                  std::string(32, 'b') + "\tIntel::FILE_HASH\n" +
+                                                  std::string(64, 'c') + "\tIntel::FILE_HASH\n"
+                                                  "#fields\tindicator\n");
+    ASSERT_FALSE(store_.load_file(broken, stats_));
+    EXPECT_EQ(store_.file_hash_kinds(), unsigned{kFileHashSha1});
+    const auto both = write("both.intel", "#fields\tindicator\tindicator_type\n" +
+                                              std::string(32, 'B') + "\tIntel::FILE_HASH\n" +
+                                              std::string(64, 'c') + "\tIntel::FILE_HASH\n");
+    ASSERT_TRUE(store_.load_file(both, stats_));
+    EXPECT_EQ(store_.file_hash_kinds(), kAllFileHashes);
+}
+
 TEST_F(IntelStoreTest, BrokenFileUndoesWhatItMergedIntoEarlierIndicators) {
     const auto good = write("good.intel",
                             "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"

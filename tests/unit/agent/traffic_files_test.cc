@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -137,6 +138,75 @@ TEST(TrafficFiles, FileIntelHitsCarryTheFileAndGoToIntelLog) {
     EXPECT_EQ(cols[11], "unit");
     EXPECT_EQ(cols[12].front(), 'F');
     EXPECT_EQ(cols[13], "application/pdf");
+    fs::remove_all(dir);
+}
+
+// Every file of CAPTURE run with FILE_HASHES (and INTEL): which of md5/sha1/sha256 it has.
+std::vector<std::string> digest_names(const CaptureRun& run) {
+    std::vector<std::string> out;
+    for (const auto& f : files_of(run)) {
+        std::string names;
+        for (const char* name : {"md5", "sha1", "sha256"}) {
+            if (f->has(name)) names += std::string(names.empty() ? "" : ",") + name;
+        }
+        out.push_back(names);
+    }
+    return out;
+}
+
+TEST(TrafficFiles, OnlyTheDigestsAskedForAreComputed) {
+    const CaptureRun all = run_capture(kGolden, EngineOptions{}, nullptr);
+    const auto all_files = files_of(all);
+    ASSERT_FALSE(all_files.empty());
+    for (const auto& names : digest_names(all)) EXPECT_EQ(names, "md5,sha1,sha256");
+
+    EngineOptions sha256_only;
+    sha256_only.file_hashes = kFileHashSha256;
+    const CaptureRun some = run_capture(kGolden, sha256_only, nullptr);
+    const auto some_files = files_of(some);
+    ASSERT_EQ(some_files.size(), all_files.size());
+    for (const auto& names : digest_names(some)) EXPECT_EQ(names, "sha256");
+    for (std::size_t i = 0; i < some_files.size(); ++i) {
+        EXPECT_EQ(some_files[i]->getValue<std::string>("sha256"),
+                  all_files[i]->getValue<std::string>("sha256"));
+    }
+
+    EngineOptions none;
+    none.file_hashes = 0;
+    const CaptureRun bare = run_capture(kGolden, none, nullptr);
+    ASSERT_EQ(files_of(bare).size(), all_files.size());
+    for (const auto& names : digest_names(bare)) EXPECT_EQ(names, "");
+}
+
+TEST(TrafficFiles, FileHashIntelGetsItsDigestWhateverTheOptionsSay) {
+    // The MD5 of one of the capture's files, then that MD5 as an indicator, with no digests
+    // asked for: the intel's own need still computes MD5, and only MD5.
+    const auto files = files_of(run_capture(kGolden, EngineOptions{}, nullptr));
+    ASSERT_FALSE(files.empty());
+    const std::string md5 = files.back()->getValue<std::string>("md5");
+    const fs::path dir = fs::temp_directory_path() / ("senningen-fhash-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path intel_path = dir / "intel.dat";
+    std::ofstream(intel_path) << "#fields\tindicator\tindicator_type\tmeta.source\n"
+                              << md5 << "\tIntel::FILE_HASH\tunit\n";
+    IntelStore intel;
+    IntelLoadStats stats;
+    ASSERT_TRUE(intel.load_file(intel_path.string(), stats));
+    EXPECT_EQ(intel.file_hash_kinds(), unsigned{kFileHashMd5});
+    EngineOptions none;
+    none.file_hashes = 0;
+    const CaptureRun run = run_capture(kGolden, none, &intel);
+    for (const auto& names : digest_names(run)) EXPECT_EQ(names, "md5");
+    // One hit per file with those bytes (the capture carries some files twice).
+    const auto same = std::count_if(files.begin(), files.end(), [&](const auto& f) {
+        return f->template getValue<std::string>("md5") == md5;
+    });
+    ASSERT_EQ(run.alerts.size(), static_cast<std::size_t>(same));
+    for (const common::Alert& alert : run.alerts) {
+        ASSERT_TRUE(alert.intel);
+        EXPECT_EQ(alert.intel->where, "Files::IN_HASH");
+        EXPECT_EQ(alert.intel->indicator, md5);
+    }
     fs::remove_all(dir);
 }
 

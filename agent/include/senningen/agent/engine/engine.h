@@ -43,6 +43,9 @@ struct EngineOptions {
     std::size_t file_scan_depth = 1 << 20;
     std::string extract_dir;
     std::uint64_t extract_max_bytes = 100ULL << 20;
+    // The digests of every file (FileHash bits; Zeek's hash-all-files computes all three).
+    // Those the intel's FILE_HASH indicators are given in are computed whatever this says.
+    unsigned file_hashes = kAllFileHashes;
 };
 
 struct EngineCounters {

@@ -91,6 +91,11 @@ struct IntelLoadStats {
     std::vector<std::string> problems;  // "FILE:LINE: what is wrong" (at most 100 kept)
 };
 
+// The digests of a file, as bits: those a FILE_HASH indicator needs (by its length), those the
+// engine computes (EngineOptions::file_hashes).
+enum FileHash : unsigned { kFileHashMd5 = 1, kFileHashSha1 = 2, kFileHashSha256 = 4 };
+constexpr unsigned kAllFileHashes = kFileHashMd5 | kFileHashSha1 | kFileHashSha256;
+
 class IntelStore {
 public:
     // Adds the indicators of one file. A missing file or a file without a "#fields" header
@@ -118,6 +123,9 @@ public:
     std::size_t size() const;
     // Indicators of TYPE (the file scanner computes digests only when FILE_HASH has some).
     std::size_t count(IntelType type) const;
+    // The FileHash bits of the digests FILE_HASH indicators are given in (0 when none): a file
+    // is hashed at least with these, or those indicators could never match.
+    unsigned file_hash_kinds() const;
 
 private:
     struct TextHash {
@@ -215,6 +223,7 @@ private:
     std::size_t reserved_entries_ = 0;  // the most reserve() was asked for
     std::vector<Slot, HugePageAllocator<Slot>> slots_;  // a power of two in size, at most 70% used
     std::array<std::size_t, kIntelTypeCount> counts_{};  // entries by IntelType
+    std::array<std::size_t, 3> hash_counts_{};  // FILE_HASH entries: MD5, SHA-1, SHA-256
     std::array<bool, 33> v4_lengths_{};   // subnet prefix lengths present, IPv4
     std::array<bool, 129> v6_lengths_{};  // subnet prefix lengths present, IPv6
 };
