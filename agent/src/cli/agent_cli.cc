@@ -133,6 +133,16 @@ std::optional<unsigned> parse_file_hashes(const std::string& text) {
     }
 }
 
+// FileHash bits as "md5,sha1".
+std::string file_hash_names(unsigned bits) {
+    std::string out;
+    for (const auto& [bit, name] : {std::pair{kFileHashMd5, "md5"}, std::pair{kFileHashSha1, "sha1"},
+                                    std::pair{kFileHashSha256, "sha256"}}) {
+        if ((bits & bit) != 0) out += (out.empty() ? "" : ",") + std::string(name);
+    }
+    return out;
+}
+
 bool parse_number(const std::string& text, long long lo, long long hi, long long& out) {
     char* end = nullptr;
     errno = 0;
@@ -415,6 +425,12 @@ int run_agent(int argc, char** argv) {
                                       std::to_string(stats.skipped) + " lines skipped");
     }
     auto intel = std::move(intel_files.store);
+    // The engine computes what the FILE_HASH indicators need whatever --file-hashes says.
+    if (const unsigned forced = intel->file_hash_kinds() & ~opt.file_hashes; forced != 0) {
+        common::log_info("agent", "--file-hashes: " + file_hash_names(forced) +
+                                      " computed for every file all the same: the intel has "
+                                      "FILE_HASH indicators in it");
+    }
 
     std::shared_ptr<const Policy> policy;
     {
