@@ -321,6 +321,34 @@ class Errors(unittest.TestCase):
         wheres = sorted(json.loads(line)["intel"]["where"] for line in res.stdout.splitlines())
         self.assertEqual(wheres, ["DNS::IN_REQUEST", "HTTP::IN_HOST_HEADER"])
 
+    def test_file_hashes_and_what_the_intel_needs(self):
+        pcap = os.path.join(DEMO, "input.pcap")
+        full = run_agent("--read", pcap, "--metadata-log", self.path("full.json"),
+                         "--output", "/dev/null")
+        self.assertEqual(full.returncode, 0, full.stderr)
+        files = [r["files"] for r in read_jsonl(self.path("full.json"))
+                 if r["event_type"] == "files"]
+        self.assertTrue(files)
+        for f in files:
+            self.assertEqual((len(f["md5"]), len(f["sha1"]), len(f["sha256"])), (32, 40, 64))
+        # Only SHA-256 asked for, but an MD5 indicator loaded: MD5 is computed too, the agent
+        # says so, and the indicator matches.
+        with open(self.path("intel.dat"), "w") as f:
+            f.write("#fields\tindicator\tindicator_type\tmeta.source\n"
+                    f"{files[0]['md5']}\tIntel::FILE_HASH\tit\n")
+        res = run_agent("--read", pcap, "--metadata-log", self.path("some.json"),
+                        "--intel", self.path("intel.dat"), "--file-hashes", "sha256")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("--file-hashes: md5 computed for every file all the same", res.stderr)
+        some = [r["files"] for r in read_jsonl(self.path("some.json"))
+                if r["event_type"] == "files"]
+        self.assertEqual([(f["md5"], f["sha256"]) for f in some],
+                         [(f["md5"], f["sha256"]) for f in files])
+        self.assertFalse(any("sha1" in f for f in some))
+        hits = [json.loads(line)["intel"] for line in res.stdout.splitlines()]
+        self.assertIn({"where": "Files::IN_HASH", "indicator": files[0]["md5"]},
+                      [{"where": h["where"], "indicator": h["indicator"]} for h in hits])
+
     def test_usage_errors_are_all_reported(self):
         res = run_agent("--bogus", "--collector", "nocolon", "--file-hashes", "md5,crc32")
         self.assertEqual(res.returncode, 64)
