@@ -1,7 +1,8 @@
 // libFuzzer target for everything that parses untrusted packet bytes in the agent: the link,
 // network and transport decoders under every link type, the DNS reader, and TCP reassembly in
-// a tiny flow table. The same input is read two ways: as one captured frame, and as a script
-// of TCP/UDP segments (so that arbitrary orders, overlaps and wrap-arounds reach reassembly).
+// a tiny flow table, and IP fragment reassembly. The same input is read three ways: as one
+// captured frame, as a script of TCP/UDP segments (so that arbitrary orders, overlaps and
+// wrap-arounds reach reassembly), and as a script of IP fragments.
 // Invariants that must hold for any input abort, so the fuzzer reports them as crashes.
 #include <pcap/dlt.h>
 
@@ -12,6 +13,7 @@
 
 #include "senningen/agent/decode/dns.h"
 #include "senningen/agent/decode/packet.h"
+#include "senningen/agent/flow/defrag.h"
 #include "senningen/agent/flow/flow_table.h"
 
 namespace {
@@ -132,6 +134,56 @@ void fuzz_reassembly(std::span<const std::uint8_t> input) {
     check(counters.flows_created >= counters.flows_evicted + counters.flows_expired);
 }
 
+// Script records for the Defragmenter: selector (bit 0 more fragments, bit 1 IPv6, bit 2 cut
+// by the snap length, bits 3-4 the datagram, bits 5-7 time), 16-bit offset in 8-byte units,
+// length, then the bytes. Whatever completes must decode as a whole packet.
+void fuzz_fragments(std::span<const std::uint8_t> input) {
+    static constexpr std::uint8_t kV4Header[20] = {0x45, 0, 0, 0, 0, 1, 0x20, 0, 64, 17, 0, 0,
+                                                   192, 0, 2, 1, 192, 0, 2, 2};
+    static constexpr std::uint8_t kV6Header[40] = {0x60, 0, 0, 0, 0, 0, 44, 64, 0x20, 0x01,
+                                                   0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                   1, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0,
+                                                   0, 0, 0, 0, 0, 2};
+    Defragmenter defrag;
+    std::int64_t ts = 0;
+    std::size_t pos = 0;
+    std::uint64_t fed = 0;
+    while (input.size() - pos >= 4) {
+        const std::uint8_t selector = input[pos];
+        const std::uint32_t units = static_cast<std::uint32_t>(input[pos + 1] << 8 | input[pos + 2]);
+        std::size_t len = input[pos + 3];
+        pos += 4;
+        if (len > input.size() - pos) len = input.size() - pos;
+        const bool v6 = (selector & 0x02) != 0;
+        DecodedPacket fragment;
+        fragment.src.family = fragment.dst.family = v6 ? 6 : 4;
+        fragment.src.bytes[0] = 1;
+        fragment.dst.bytes[0] = 2;
+        fragment.ip_proto = kIpProtoUdp;
+        fragment.frag_id = (selector >> 3) & 0x03;
+        fragment.frag_offset = (units & 0x1fff) * 8;
+        fragment.frag_more = (selector & 0x01) != 0;
+        fragment.frag_len = static_cast<std::uint32_t>(len + ((selector & 0x04) != 0 ? 3 : 0));
+        fragment.ip_header = v6 ? std::span<const std::uint8_t>(kV6Header)
+                                : std::span<const std::uint8_t>(kV4Header);
+        fragment.payload = input.subspan(pos, len);
+        pos += len;
+        ts += std::int64_t{(selector >> 5) & 0x07} * 5'000'000'000;  // past the timeout at times
+        const auto whole = defrag.add(fragment, ts);
+        ++fed;
+        if (!whole.empty()) {
+            DecodedPacket packet;
+            check(decode_packet(101, whole, packet) != DecodeStatus::kFragment);
+            check(whole.size() >= fragment.ip_header.size());
+        }
+        check(defrag.pending() <= Defragmenter::kMaxDatagrams);
+        check(defrag.held_bytes() <= Defragmenter::kMaxBytes);
+    }
+    defrag.flush();
+    check(defrag.pending() == 0 && defrag.held_bytes() == 0);
+    check(defrag.counters().dropped <= fed);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -139,5 +191,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz_frame(input);
     fuzz_dns(input);
     fuzz_reassembly(input);
+    fuzz_fragments(input);
     return 0;
 }

@@ -87,6 +87,7 @@ struct Ipv4Options {
     std::size_t option_bytes = 0;  // a multiple of 4
     std::uint16_t frag_field = 0;  // flags and fragment offset, as on the wire
     int total_length_delta = 0;    // lie about the total length
+    std::uint16_t id = 0x1234;     // identification
 };
 
 inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const Bytes& l4,
@@ -97,7 +98,7 @@ inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const By
     put8(b, 0);
     put16(b, static_cast<std::uint16_t>(static_cast<int>(header_len + l4.size()) +
                                         opt.total_length_delta));
-    put16(b, 0x1234);  // identification
+    put16(b, opt.id);
     put16(b, opt.frag_field);
     put8(b, 64);  // TTL
     put8(b, proto);

@@ -741,7 +741,9 @@ int run_agent(int argc, char** argv) {
             " alerts; flows " + std::to_string(f.flows_created) + "; not IP " +
             std::to_string(c.not_ip) + ", truncated " + std::to_string(c.truncated) +
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
-            std::to_string(c.fragments) + ", TCP gaps " +
+            std::to_string(c.fragments) + " (" + std::to_string(c.fragment_datagrams) +
+            " datagrams reassembled, " + std::to_string(c.fragments_dropped) + " dropped, " +
+            std::to_string(c.fragment_overlaps) + " overlapping), TCP gaps " +
             std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
             ", YARA scans " + std::to_string(c.yara_scans) + " (" +
             std::to_string(c.yara_prefiltered) + " skipped by the prefilter), YARA errors " +

@@ -21,7 +21,6 @@ constexpr std::uint16_t kEtherTypeQinQOld = 0x9100;  // pre-802.1ad vendor tag, 
 
 // LINKTYPE_RAW as written in files; pcap_datalink() normally maps it to DLT_RAW, but a caller
 // that reads the header itself hands us the file value.
-constexpr int kLinktypeRaw = 101;
 
 // BSD loopback address families: the capturing OS decides the number for IPv6.
 constexpr std::uint32_t kBsdAfInet = 2;
@@ -135,12 +134,18 @@ DecodeStatus decode_ipv4(Bytes ip, DecodedPacket& out) {
     std::memcpy(out.dst.bytes.data(), h + 16, 4);
     out.ip_proto = h[9];
 
-    const std::uint16_t frag = be16(h + 6);
-    if ((frag & 0x3fff) != 0) {  // more-fragments flag or a non-zero offset
-        return DecodeStatus::kFragment;
-    }
     // Ethernet pads short frames: the IP total length, not the frame, ends the packet.
     const std::size_t end = total_len < ip.size() ? total_len : ip.size();
+    const std::uint16_t frag = be16(h + 6);
+    if ((frag & 0x3fff) != 0) {  // more-fragments flag or a non-zero offset
+        out.frag_id = be16(h + 4);
+        out.frag_offset = std::uint32_t{static_cast<std::uint16_t>(frag & 0x1fff)} * 8;
+        out.frag_more = (frag & 0x2000) != 0;
+        out.frag_len = static_cast<std::uint32_t>(total_len - header_len);
+        out.ip_header = ip.first(header_len);
+        out.payload = ip.subspan(header_len, end - header_len);
+        return DecodeStatus::kFragment;
+    }
     return decode_transport(ip.subspan(header_len, end - header_len), total_len - header_len, out);
 }
 
@@ -214,6 +219,12 @@ DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
             // An atomic fragment (offset 0, no more fragments) is a whole packet (RFC 6946).
             if ((offset_flags & 0xfff9) != 0) {
                 out.ip_proto = following;
+                out.frag_id = be32(rest.data() + 4);
+                out.frag_offset = std::uint32_t{static_cast<std::uint16_t>(offset_flags & 0xfff8)};
+                out.frag_more = (offset_flags & 1) != 0;
+                out.frag_len = static_cast<std::uint32_t>(claimed - 8);
+                out.ip_header = ip.first(40);
+                out.payload = rest.subspan(8);
                 return DecodeStatus::kFragment;
             }
         }

@@ -68,13 +68,43 @@ void Engine::process(const RawPacket& raw, int linktype) {
     DecodedPacket packet;
     const DecodeStatus status = decode_packet(linktype, {raw.data, raw.caplen}, packet);
     packet.ts_ns = raw.ts_ns;
+    if (status == DecodeStatus::kFragment) {
+        ++counters_.fragments;
+        const auto whole = defrag_.add(packet, raw.ts_ns);
+        take_defrag_counters();
+        if (!whole.empty()) {
+            const auto size = static_cast<std::uint32_t>(whole.size());
+            process_datagram(RawPacket{raw.ts_ns, whole.data(), size, size});
+        }
+        return;
+    }
+    inspect(status, packet);
+}
+
+void Engine::process_datagram(const RawPacket& datagram) {
+    last_ts_ns_ = datagram.ts_ns;
+    ++counters_.fragment_datagrams;
+    DecodedPacket packet;
+    const DecodeStatus status =
+        decode_packet(kLinktypeRaw, {datagram.data, datagram.caplen}, packet);
+    packet.ts_ns = datagram.ts_ns;
+    inspect(status, packet);
+}
+
+void Engine::take_defrag_counters() {
+    counters_.fragment_overlaps = defrag_.counters().overlaps;
+    counters_.fragments_dropped = defrag_.counters().dropped;
+}
+
+void Engine::inspect(DecodeStatus status, DecodedPacket& packet) {
     switch (status) {
         case DecodeStatus::kOk: break;
         case DecodeStatus::kNotIp: ++counters_.not_ip; return;
         case DecodeStatus::kUnsupportedLink: ++counters_.unsupported_link; return;
         case DecodeStatus::kTruncated: ++counters_.truncated; return;
         case DecodeStatus::kMalformed: ++counters_.malformed; return;
-        case DecodeStatus::kFragment: ++counters_.fragments; return;
+        // A reassembled datagram is never one; counted as malformed should that change.
+        case DecodeStatus::kFragment: ++counters_.malformed; return;
         case DecodeStatus::kOtherTransport: ++counters_.other_transport; return;
     }
     if (packet.ip_proto != kIpProtoTcp && packet.ip_proto != kIpProtoUdp) {
@@ -95,7 +125,11 @@ void Engine::process(const RawPacket& raw, int linktype) {
     }
 }
 
-void Engine::finish() { flows_.flush_all(); }
+void Engine::finish() {
+    defrag_.flush();
+    take_defrag_counters();
+    flows_.flush_all();
+}
 
 void Engine::on_flow_start(const Flow& flow, const DecodedPacket& packet) {
     if (!intel_) return;

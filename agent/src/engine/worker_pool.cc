@@ -26,10 +26,12 @@ void name_thread(std::thread& thread, const std::string& name) {
 
 }  // namespace
 
-std::size_t shard_of(int linktype, std::span<const std::uint8_t> frame, std::size_t workers) {
+namespace {
+
+// The shard of a decoded frame (see shard_of).
+std::size_t shard_of_decoded(DecodeStatus status, const DecodedPacket& packet,
+                             std::size_t workers) {
     if (workers <= 1) return 0;
-    DecodedPacket packet;
-    const DecodeStatus status = decode_packet(linktype, frame, packet);
     std::uint64_t hash = 0;
     switch (status) {
         case DecodeStatus::kOk:
@@ -44,6 +46,14 @@ std::size_t shard_of(int linktype, std::span<const std::uint8_t> frame, std::siz
         default: return 0;
     }
     return static_cast<std::size_t>(hash % workers);
+}
+
+}  // namespace
+
+std::size_t shard_of(int linktype, std::span<const std::uint8_t> frame, std::size_t workers) {
+    if (workers <= 1) return 0;
+    DecodedPacket packet;
+    return shard_of_decoded(decode_packet(linktype, frame, packet), packet, workers);
 }
 
 ReassemblyCounters& operator+=(ReassemblyCounters& a, const ReassemblyCounters& b) {
@@ -73,6 +83,9 @@ EngineCounters& operator+=(EngineCounters& a, const EngineCounters& b) {
     a.truncated += b.truncated;
     a.malformed += b.malformed;
     a.fragments += b.fragments;
+    a.fragment_datagrams += b.fragment_datagrams;
+    a.fragment_overlaps += b.fragment_overlaps;
+    a.fragments_dropped += b.fragments_dropped;
     a.other_transport += b.other_transport;
     a.analyzer_records += b.analyzer_records;
     a.weirds += b.weirds;
@@ -97,6 +110,7 @@ struct WorkerPool::Batch {
         std::size_t offset;  // into bytes
         std::uint32_t caplen;
         std::uint32_t len;
+        bool datagram;  // reassembled from fragments: a raw IP packet
     };
     // Input: packets, then (optionally) a reload, then (optionally) the end.
     std::vector<std::uint8_t> bytes;
@@ -236,7 +250,11 @@ void WorkerPool::worker_main(Worker& w) {
         for (const Batch::Item& item : batch->items) {
             const RawPacket packet{item.ts_ns, batch->bytes.data() + item.offset, item.caplen,
                                    item.len};
-            w.engine->process(packet, linktype_);
+            if (item.datagram) {
+                w.engine->process_datagram(packet);
+            } else {
+                w.engine->process(packet, linktype_);
+            }
         }
         if (batch->reload) {
             w.engine->reload(batch->rules, batch->intel.get(), batch->policy);
@@ -290,9 +308,27 @@ void WorkerPool::process(const RawPacket& packet) {
         inline_engine_->process(packet, linktype_);
         return;
     }
-    const std::size_t shard = shard_of(linktype_, {packet.data, packet.caplen}, workers_.size());
+    DecodedPacket decoded;
+    const DecodeStatus status = decode_packet(linktype_, {packet.data, packet.caplen}, decoded);
+    if (status != DecodeStatus::kFragment) {
+        enqueue(packet, shard_of_decoded(status, decoded, workers_.size()), false);
+        return;
+    }
+    // Fragments are reassembled here, so that the datagram goes to the worker of its flow
+    // (sharded by its ports, which only the first fragment carries).
+    ++fragments_;
+    const auto whole = defrag_.add(decoded, packet.ts_ns);
+    if (whole.empty()) return;
+    DecodedPacket inner;
+    const DecodeStatus inner_status = decode_packet(kLinktypeRaw, whole, inner);
+    const auto size = static_cast<std::uint32_t>(whole.size());
+    enqueue(RawPacket{packet.ts_ns, whole.data(), size, size},
+            shard_of_decoded(inner_status, inner, workers_.size()), true);
+}
+
+void WorkerPool::enqueue(const RawPacket& packet, std::size_t shard, bool datagram) {
     Batch& batch = current(shard);
-    batch.items.push_back({packet.ts_ns, batch.bytes.size(), packet.caplen, packet.len});
+    batch.items.push_back({packet.ts_ns, batch.bytes.size(), packet.caplen, packet.len, datagram});
     batch.bytes.insert(batch.bytes.end(), packet.data, packet.data + packet.caplen);
     ++cycle_packets_;
     cycle_bytes_ += packet.caplen;
@@ -341,6 +377,7 @@ void WorkerPool::finish() {
         inline_engine_->finish();
         return;
     }
+    defrag_.flush();
     for (std::size_t i = 0; i < workers_.size(); ++i) current(i).finish = true;
     dispatch();
     for (auto& worker : workers_) worker->thread.join();
@@ -353,6 +390,13 @@ EngineCounters WorkerPool::counters() const {
     for (const auto& w : workers_) {
         if (w->engine) sum += w->engine->counters();
     }
+    // The fragments never reached the engines, only the datagrams made of them: the engines
+    // counted those as inspected, not as captured packets.
+    sum.packets = packets_.load(std::memory_order_relaxed);
+    sum.bytes = bytes_.load(std::memory_order_relaxed);
+    sum.fragments += fragments_;
+    sum.fragment_overlaps += defrag_.counters().overlaps;
+    sum.fragments_dropped += defrag_.counters().dropped;
     return sum;
 }
 

@@ -1,6 +1,6 @@
 // Link, network and transport decoding: Ethernet, 802.1Q/802.1ad (stacked), Linux cooked
-// (SLL), raw IP and BSD loopback link types; IPv4 (options, fragments flagged), IPv6
-// (extension headers walked, fragments flagged); TCP and UDP. Zero-copy: the payload is a
+// (SLL), raw IP and BSD loopback link types; IPv4 (options, fragments described for the
+// Defragmenter), IPv6 (extension headers walked, fragments described); TCP and UDP. Zero-copy: the payload is a
 // view into the captured frame. Malformed input is a result code to count, never an error
 // path and never a crash.
 #pragma once
@@ -20,6 +20,10 @@ struct IpAddress {
     bool operator==(const IpAddress&) const = default;
     auto operator<=>(const IpAddress&) const = default;
 };
+
+// LINKTYPE_RAW: frames that are an IPv4 or IPv6 packet, nothing before it (what the
+// Defragmenter hands back).
+inline constexpr int kLinktypeRaw = 101;
 
 inline constexpr std::uint8_t kIpProtoTcp = 6;
 inline constexpr std::uint8_t kIpProtoUdp = 17;
@@ -47,6 +51,14 @@ struct DecodedPacket {
     // length; the captured length when the header says 0): Zeek's conn.log ip_bytes.
     std::uint32_t ip_len = 0;
     std::span<const std::uint8_t> payload;  // transport payload (bounded by IP length and caplen)
+    // kFragment only: PAYLOAD is the fragment's data (what was captured of it), FRAG_LEN the
+    // data length its header claims, IP_HEADER the IPv4 header with its options or the fixed
+    // IPv6 header, and ip_proto the protocol of the whole datagram.
+    std::uint32_t frag_id = 0;      // IPv4 identification, IPv6 fragment header identification
+    std::uint32_t frag_offset = 0;  // in bytes
+    std::uint32_t frag_len = 0;
+    bool frag_more = false;  // more fragments follow
+    std::span<const std::uint8_t> ip_header;
 };
 
 enum class DecodeStatus : std::uint8_t {
@@ -55,12 +67,12 @@ enum class DecodeStatus : std::uint8_t {
     kUnsupportedLink,  // a link type we do not decode
     kTruncated,        // the frame ends inside a header
     kMalformed,        // a header field is impossible (IHL < 5, bad version, ...)
-    kFragment,         // an IP fragment: the caller counts it (reassembly is a later step)
+    kFragment,         // an IP fragment, for the Defragmenter (frag_* fields)
     kOtherTransport,   // IP but neither TCP nor UDP (ICMP, ...): addresses are filled in
 };
 
 // Decodes one frame of link type LINKTYPE (a DLT_* value). On kOk every field is set; on
-// kOtherTransport and kFragment the addresses and ip_proto are set.
+// kOtherTransport the addresses and ip_proto are set, on kFragment those and the frag_* fields.
 DecodeStatus decode_packet(int linktype, std::span<const std::uint8_t> frame, DecodedPacket& out);
 
 const char* to_string(DecodeStatus status);

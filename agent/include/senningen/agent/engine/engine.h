@@ -20,6 +20,7 @@
 #include "senningen/agent/analyzers/analyzer.h"
 #include "senningen/agent/capture/pcap_file.h"
 #include "senningen/agent/decode/packet.h"
+#include "senningen/agent/flow/defrag.h"
 #include "senningen/agent/flow/flow_table.h"
 #include "senningen/agent/intel/intel_store.h"
 #include "senningen/agent/policy/policy.h"
@@ -56,7 +57,10 @@ struct EngineCounters {
     std::uint64_t unsupported_link = 0;
     std::uint64_t truncated = 0;
     std::uint64_t malformed = 0;
-    std::uint64_t fragments = 0;  // counted, not yet reassembled
+    std::uint64_t fragments = 0;  // IP fragments captured (each reassembled or dropped)
+    std::uint64_t fragment_datagrams = 0;  // datagrams reassembled from them and inspected
+    std::uint64_t fragment_overlaps = 0;   // fragments overlapping earlier ones with other bytes
+    std::uint64_t fragments_dropped = 0;   // fragments of datagrams given up (see defrag.h)
     std::uint64_t other_transport = 0;
     std::uint64_t analyzer_records = 0;
     std::uint64_t weirds = 0;
@@ -109,6 +113,9 @@ public:
     void set_intel_log_sink(RecordSink sink) { intel_log_sink_ = std::move(sink); }
 
     void process(const RawPacket& packet, int linktype);
+    // A datagram the worker pool's Defragmenter reassembled (a raw IP packet): inspected as
+    // process() inspects a whole packet, but not counted as a captured one.
+    void process_datagram(const RawPacket& datagram);
 
     // End of input: every flow ends, its streams are scanned.
     void finish();
@@ -120,6 +127,10 @@ public:
     const std::map<std::string, std::uint64_t, std::less<>>& weirds() const { return weirds_; }
 
 private:
+    // A decoded packet (or reassembled datagram) from its decode status on.
+    void inspect(DecodeStatus status, DecodedPacket& packet);
+    void take_defrag_counters();
+
     // Per-flow analyzer state, beside the flow table (which knows nothing of analyzers).
     struct FlowState {
         std::unique_ptr<Analyzer> analyzer;
@@ -208,6 +219,7 @@ private:
     const Flow* current_flow_ = nullptr;  // the flow whose analyzer is running
     int current_direction_ = 0;
     std::int64_t current_ts_ns_ = 0;  // gaps found when a stream is flushed for scanning
+    Defragmenter defrag_;
     FlowTable flows_;  // last: its end handler uses the members above while it is destroyed
     std::int64_t last_ts_ns_ = 0;
     std::size_t held_bytes_ = 0;  // heap bytes of TCP streams over all flows (reserved)

@@ -1,8 +1,9 @@
 // Worker threads for network inspection. The capture thread hands packets to N engines, each on
 // its own thread with its own flow table, analyzers, files and YARA scanner; the rules, intel
 // and policy are shared read-only. Packets are sharded by a symmetric flow hash, so both
-// directions of a flow meet the same engine. IP fragments (which the engine counts but does
-// not reassemble) are sharded by their addresses alone.
+// directions of a flow meet the same engine. IP fragments are reassembled on the capture
+// thread (a Defragmenter), and the whole datagram is sharded by its flow like any packet; a
+// datagram that is neither TCP nor UDP goes by its address pair.
 //
 // Packets travel in batches (one per worker per "cycle" of up to kBatchPackets packets or
 // kBatchBytes bytes) to keep synchronisation rare. Each worker owns a fixed set of batches that
@@ -93,6 +94,8 @@ private:
     struct Worker;
 
     Batch& current(std::size_t worker);  // this cycle's batch of WORKER (waits for a free one)
+    // Copies PACKET into SHARD's batch; DATAGRAM: reassembled from fragments, a raw IP packet.
+    void enqueue(const RawPacket& packet, std::size_t shard, bool datagram);
     void dispatch();                     // hands this cycle's batches to the workers
     void worker_main(Worker& worker);
     void merger_main();
@@ -109,6 +112,10 @@ private:
     std::size_t cycle_packets_ = 0;
     std::size_t cycle_bytes_ = 0;
     bool finished_ = false;
+    // With worker threads, fragments are reassembled on the capture thread (the engines get
+    // the datagrams): these are touched by it only, and read after finish().
+    Defragmenter defrag_;
+    std::uint64_t fragments_ = 0;
     std::atomic<std::uint64_t> packets_{0};
     std::atomic<std::uint64_t> bytes_{0};
 };
