@@ -26,6 +26,30 @@ std::uint16_t ipv4_checksum(std::span<const std::uint8_t> header) {
     return static_cast<std::uint16_t>(~sum);
 }
 
+// Adds [BEGIN, END) to RANGES (sorted, non-overlapping, non-adjacent), merging what it touches.
+void merge(std::vector<std::pair<std::uint32_t, std::uint32_t>>& ranges, std::uint32_t begin,
+           std::uint32_t end) {
+    std::pair<std::uint32_t, std::uint32_t> range{begin, end};
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> merged;
+    merged.reserve(ranges.size() + 1);
+    bool placed = false;
+    for (const auto& r : ranges) {
+        if (r.second < range.first) {
+            merged.push_back(r);
+        } else if (range.second < r.first) {
+            if (!placed) {
+                merged.push_back(range);
+                placed = true;
+            }
+            merged.push_back(r);
+        } else {
+            range = {std::min(range.first, r.first), std::max(range.second, r.second)};
+        }
+    }
+    if (!placed) merged.push_back(range);
+    ranges = std::move(merged);
+}
+
 }  // namespace
 
 std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
@@ -92,23 +116,7 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
     }
     if (at < end) std::memcpy(d.data.data() + at, src + (at - begin), end - at);
     if (differs) ++counters_.overlaps;
-    // Merge [begin, end) into the sorted ranges.
-    std::pair<std::uint32_t, std::uint32_t> range{begin, end};
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> merged;
-    merged.reserve(d.have.size() + 1);
-    bool placed = false;
-    for (const auto& r : d.have) {
-        if (r.second < range.first) {
-            merged.push_back(r);
-        } else if (range.second < r.first) {
-            if (!placed) merged.push_back(range), placed = true;
-            merged.push_back(r);
-        } else {
-            range = {std::min(range.first, r.first), std::max(range.second, r.second)};
-        }
-    }
-    if (!placed) merged.push_back(range);
-    d.have = std::move(merged);
+    if (begin < end) merge(d.have, begin, end);
 
     const bool complete = d.total >= 0 && !d.header.empty() && d.have.size() == 1 &&
                           d.have[0].first == 0 &&
