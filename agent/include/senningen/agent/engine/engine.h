@@ -113,8 +113,9 @@ public:
     void set_intel_log_sink(RecordSink sink) { intel_log_sink_ = std::move(sink); }
 
     void process(const RawPacket& packet, int linktype);
-    // A datagram the worker pool's Defragmenter reassembled (a raw IP packet): inspected as
-    // process() inspects a whole packet, but not counted as a captured one.
+    // A datagram reassembled from IP fragments (a raw IP packet), by the worker pool's
+    // Defragmenter or the engine's own: inspected as process() inspects a whole packet, but
+    // not counted as a captured one.
     void process_datagram(const RawPacket& datagram);
 
     // End of input: every flow ends, its streams are scanned.
