@@ -123,6 +123,12 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
                           d.have[0].second == static_cast<std::uint32_t>(d.total);
     if (!complete) return {};
     const std::size_t total = static_cast<std::size_t>(d.total);
+    // Each fragment was checked against its own header; the datagram takes the first one's,
+    // whose options may be longer.
+    if (fragment.src.family == 4 && d.header.size() + total > kMaxIpPacket) {
+        drop(it);
+        return {};
+    }
     out_.clear();
     if (fragment.src.family == 4) {
         out_.assign(d.header.begin(), d.header.end());

@@ -161,6 +161,38 @@ TEST(Defragmenter, ImpossibleFragmentsDropTheirDatagram) {
         EXPECT_EQ(defrag.counters().dropped, 2U);
         EXPECT_EQ(defrag.pending(), 0U);
     }
+    {  // Each fragment fits beside its own 20-byte header, the whole not beside the first
+       // fragment's 60-byte one.
+        Defragmenter defrag;
+        test::Ipv4Options first;
+        first.option_bytes = 40;
+        first.frag_field = 0x2000;
+        EXPECT_TRUE(defrag.add(decoded(test::ipv4(kClient, kServer, kIpProtoUdp, l4, first)), 0)
+                        .empty());
+        test::Ipv4Options last;
+        last.frag_field = static_cast<std::uint16_t>((65512 - 48) / 8);  // ends at 65,512
+        EXPECT_TRUE(
+            defrag.add(decoded(test::ipv4(kClient, kServer, kIpProtoUdp, l4, last)), 0).empty());
+        EXPECT_EQ(defrag.pending(), 1U);
+        Bytes middle(65512 - 48 - 48, 0x55);
+        test::Ipv4Options mid;
+        mid.frag_field = static_cast<std::uint16_t>(0x2000 | (48 / 8));
+        // The middle is too long for one frame, so its bytes come in 1,480-byte pieces.
+        for (std::size_t at = 0; at < middle.size(); at += 1480) {
+            const std::size_t n = std::min<std::size_t>(1480, middle.size() - at);
+            mid.frag_field = static_cast<std::uint16_t>(0x2000 | ((48 + at) / 8));
+            EXPECT_TRUE(defrag
+                            .add(decoded(test::ipv4(kClient, kServer, kIpProtoUdp,
+                                                    Bytes(middle.begin() + at,
+                                                          middle.begin() + at + n),
+                                                    mid)),
+                                 0)
+                            .empty());
+        }
+        EXPECT_EQ(defrag.pending(), 0U);
+        EXPECT_EQ(defrag.counters().datagrams, 0U);
+        EXPECT_GT(defrag.counters().dropped, 40U);
+    }
     {  // Two last fragments that disagree on where the datagram ends.
         Defragmenter defrag;
         EXPECT_TRUE(defrag.add(decoded(v4_fragment(l4, 24, 48)), 0).empty());
