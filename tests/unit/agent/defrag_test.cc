@@ -106,7 +106,8 @@ TEST(Defragmenter, Ipv6FragmentsMakeTheDatagram) {
     EXPECT_TRUE(defrag.add(decoded(second), 0).empty());
     const auto out = defrag.add(decoded(first), 0);
     ASSERT_EQ(out.size(), 40U + 68U);
-    DecodedPacket p = decoded(Bytes(out.begin(), out.end()), DecodeStatus::kOk);
+    const Bytes whole(out.begin(), out.end());  // the decoded packet points into it
+    DecodedPacket p = decoded(whole, DecodeStatus::kOk);
     EXPECT_EQ(p.src.family, 6);
     EXPECT_EQ(p.dst_port, 53);
     EXPECT_EQ(Bytes(p.payload.begin(), p.payload.end()), pattern(60, 9));
