@@ -16,9 +16,11 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <variant>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/collector_link.h"
@@ -111,23 +113,21 @@ struct Options {
     bool yara_prefilter = true;
 };
 
+// The --file-hashes names of the FileHash bits, in the order they are printed.
+constexpr std::pair<FileHash, std::string_view> kFileHashNames[] = {
+    {kFileHashMd5, "md5"}, {kFileHashSha1, "sha1"}, {kFileHashSha256, "sha256"}};
+
 // "md5,sha1,sha256", a subset in any order, or "none": FileHash bits, or nullopt.
 std::optional<unsigned> parse_file_hashes(const std::string& text) {
     if (text == "none") return 0u;
     unsigned bits = 0;
-    std::size_t at = 0;
-    for (;;) {
+    for (std::size_t at = 0;;) {
         const std::size_t comma = text.find(',', at);
-        const std::string name = text.substr(at, comma - at);
-        if (name == "md5") {
-            bits |= kFileHashMd5;
-        } else if (name == "sha1") {
-            bits |= kFileHashSha1;
-        } else if (name == "sha256") {
-            bits |= kFileHashSha256;
-        } else {
-            return std::nullopt;
-        }
+        const std::string_view name = std::string_view(text).substr(at, comma - at);
+        const auto* known = std::find_if(std::begin(kFileHashNames), std::end(kFileHashNames),
+                                         [&](const auto& entry) { return entry.second == name; });
+        if (known == std::end(kFileHashNames)) return std::nullopt;
+        bits |= known->first;
         if (comma == std::string::npos) return bits;
         at = comma + 1;
     }
@@ -136,9 +136,10 @@ std::optional<unsigned> parse_file_hashes(const std::string& text) {
 // FileHash bits as "md5,sha1".
 std::string file_hash_names(unsigned bits) {
     std::string out;
-    for (const auto& [bit, name] : {std::pair{kFileHashMd5, "md5"}, std::pair{kFileHashSha1, "sha1"},
-                                    std::pair{kFileHashSha256, "sha256"}}) {
-        if ((bits & bit) != 0) out += (out.empty() ? "" : ",") + std::string(name);
+    for (const auto& [bit, name] : kFileHashNames) {
+        if ((bits & bit) == 0) continue;
+        if (!out.empty()) out += ',';
+        out += name;
     }
     return out;
 }

@@ -19,9 +19,6 @@ constexpr std::uint16_t kEtherTypeVlan = 0x8100;
 constexpr std::uint16_t kEtherTypeQinQ = 0x88a8;
 constexpr std::uint16_t kEtherTypeQinQOld = 0x9100;  // pre-802.1ad vendor tag, still seen
 
-// LINKTYPE_RAW as written in files; pcap_datalink() normally maps it to DLT_RAW, but a caller
-// that reads the header itself hands us the file value.
-
 // BSD loopback address families: the capturing OS decides the number for IPv6.
 constexpr std::uint32_t kBsdAfInet = 2;
 constexpr std::uint32_t kBsdAfInet6Bsd = 24;

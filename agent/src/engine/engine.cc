@@ -69,9 +69,7 @@ void Engine::process(const RawPacket& raw, int linktype) {
     const DecodeStatus status = decode_packet(linktype, {raw.data, raw.caplen}, packet);
     packet.ts_ns = raw.ts_ns;
     if (status == DecodeStatus::kFragment) {
-        ++counters_.fragments;
         const auto whole = defrag_.add(packet, raw.ts_ns);
-        take_defrag_counters();
         if (!whole.empty()) {
             const auto size = static_cast<std::uint32_t>(whole.size());
             process_datagram(RawPacket{raw.ts_ns, whole.data(), size, size});
@@ -91,9 +89,12 @@ void Engine::process_datagram(const RawPacket& datagram) {
     inspect(status, packet);
 }
 
-void Engine::take_defrag_counters() {
-    counters_.fragment_overlaps = defrag_.counters().overlaps;
-    counters_.fragments_dropped = defrag_.counters().dropped;
+EngineCounters Engine::counters() const {
+    EngineCounters out = counters_;
+    out.fragments = defrag_.counters().fragments;
+    out.fragment_overlaps = defrag_.counters().overlaps;
+    out.fragments_dropped = defrag_.counters().dropped;
+    return out;
 }
 
 void Engine::inspect(DecodeStatus status, DecodedPacket& packet) {
@@ -127,7 +128,6 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet) {
 
 void Engine::finish() {
     defrag_.flush();
-    take_defrag_counters();
     flows_.flush_all();
 }
 

@@ -316,7 +316,6 @@ void WorkerPool::process(const RawPacket& packet) {
     }
     // Fragments are reassembled here, so that the datagram goes to the worker of its flow
     // (sharded by its ports, which only the first fragment carries).
-    ++fragments_;
     const auto whole = defrag_.add(decoded, packet.ts_ns);
     if (whole.empty()) return;
     DecodedPacket inner;
@@ -394,7 +393,7 @@ EngineCounters WorkerPool::counters() const {
     // counted those as inspected, not as captured packets.
     sum.packets = packets_.load(std::memory_order_relaxed);
     sum.bytes = bytes_.load(std::memory_order_relaxed);
-    sum.fragments += fragments_;
+    sum.fragments += defrag_.counters().fragments;
     sum.fragment_overlaps += defrag_.counters().overlaps;
     sum.fragments_dropped += defrag_.counters().dropped;
     return sum;

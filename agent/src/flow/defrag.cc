@@ -9,7 +9,6 @@ namespace {
 
 constexpr std::size_t kMaxIpPacket = 65535;
 constexpr std::size_t kIpv6Header = 40;
-constexpr std::int64_t kSweepEveryNs = 1'000'000'000;
 
 void put16(std::uint8_t* p, std::size_t v) {
     p[0] = static_cast<std::uint8_t>(v >> 8);
@@ -54,10 +53,8 @@ void merge(std::vector<std::pair<std::uint32_t, std::uint32_t>>& ranges, std::ui
 
 std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
                                                  std::int64_t ts_ns) {
-    if (ts_ns - last_sweep_ns_ >= kSweepEveryNs || ts_ns < last_sweep_ns_) {
-        expire(ts_ns);
-        last_sweep_ns_ = ts_ns;
-    }
+    ++counters_.fragments;
+    expire(ts_ns);
     const Key key{fragment.src.family, fragment.ip_proto, fragment.frag_id, fragment.src,
                   fragment.dst};
     auto it = datagrams_.find(key);

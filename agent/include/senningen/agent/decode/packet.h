@@ -22,7 +22,8 @@ struct IpAddress {
 };
 
 // LINKTYPE_RAW: frames that are an IPv4 or IPv6 packet, nothing before it (what the
-// Defragmenter hands back).
+// Defragmenter hands back). pcap_datalink() normally maps it to DLT_RAW, but a caller that
+// reads a file's header itself hands over this value.
 inline constexpr int kLinktypeRaw = 101;
 
 inline constexpr std::uint8_t kIpProtoTcp = 6;

@@ -57,10 +57,12 @@ struct EngineCounters {
     std::uint64_t unsupported_link = 0;
     std::uint64_t truncated = 0;
     std::uint64_t malformed = 0;
-    std::uint64_t fragments = 0;  // IP fragments captured (each reassembled or dropped)
-    std::uint64_t fragment_datagrams = 0;  // datagrams reassembled from them and inspected
-    std::uint64_t fragment_overlaps = 0;   // fragments overlapping earlier ones with other bytes
-    std::uint64_t fragments_dropped = 0;   // fragments of datagrams given up (see defrag.h)
+    // IP fragments: those captured, and of them (DefragCounters) the overlapping ones and those
+    // of datagrams given up; the datagrams reassembled from them and inspected.
+    std::uint64_t fragments = 0;
+    std::uint64_t fragment_overlaps = 0;
+    std::uint64_t fragments_dropped = 0;
+    std::uint64_t fragment_datagrams = 0;
     std::uint64_t other_transport = 0;
     std::uint64_t analyzer_records = 0;
     std::uint64_t weirds = 0;
@@ -121,7 +123,8 @@ public:
     // End of input: every flow ends, its streams are scanned.
     void finish();
 
-    const EngineCounters& counters() const { return counters_; }
+    // With the fragment counts of the engine's own Defragmenter (one worker).
+    EngineCounters counters() const;
     const FlowTableCounters& flow_counters() const { return flows_.counters(); }
     const ReassemblyCounters& flush_counters() const { return gap_counters_; }
     // Weird records by name.
@@ -130,7 +133,6 @@ public:
 private:
     // A decoded packet (or reassembled datagram) from its decode status on.
     void inspect(DecodeStatus status, DecodedPacket& packet);
-    void take_defrag_counters();
 
     // Per-flow analyzer state, beside the flow table (which knows nothing of analyzers).
     struct FlowState {

@@ -113,9 +113,8 @@ private:
     std::size_t cycle_bytes_ = 0;
     bool finished_ = false;
     // With worker threads, fragments are reassembled on the capture thread (the engines get
-    // the datagrams): these are touched by it only, and read after finish().
+    // the datagrams): touched by it only, and read after finish().
     Defragmenter defrag_;
-    std::uint64_t fragments_ = 0;
     std::atomic<std::uint64_t> packets_{0};
     std::atomic<std::uint64_t> bytes_{0};
 };

@@ -4,7 +4,8 @@
 //
 // Policy, as documented in docs/agent.md:
 // - A datagram is keyed on (addresses, protocol, identification) and kept at most kTimeoutNs
-//   of capture time from its first fragment (Linux's ipfrag_time), then dropped.
+//   of capture time from its first fragment (Linux's ipfrag_time), then dropped (checked at
+//   every fragment, oldest first).
 // - Overlapping bytes keep the first copy seen (as TCP reassembly does); a fragment whose
 //   overlapping bytes differ is counted (an evasion attempt or a broken stack).
 // - A datagram larger than an IP packet can be, a fragment cut short by the snap length, and a
@@ -29,6 +30,7 @@
 namespace senningen::agent {
 
 struct DefragCounters {
+    std::uint64_t fragments = 0;  // given to add()
     std::uint64_t datagrams = 0;  // reassembled and handed back
     std::uint64_t overlaps = 0;   // fragments whose overlapping bytes differed from earlier ones
     std::uint64_t dropped = 0;    // fragments of datagrams given up (expired, evicted, invalid)
@@ -75,7 +77,6 @@ private:
     Datagrams datagrams_;
     std::set<std::pair<std::int64_t, Key>> by_age_;  // (first fragment's time, key)
     std::size_t held_ = 0;  // bytes of data over all datagrams
-    std::int64_t last_sweep_ns_ = 0;
     std::vector<std::uint8_t> out_;
     DefragCounters counters_;
 };
