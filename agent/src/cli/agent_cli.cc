@@ -746,6 +746,7 @@ int run_agent(int argc, char** argv) {
             " datagrams reassembled, " + std::to_string(c.fragments_dropped) + " dropped, " +
             std::to_string(c.fragment_overlaps) + " overlapping), TCP gaps " +
             std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
+            ", TCP inconsistent overlaps " + std::to_string(f.reassembly.inconsistent) +
             ", YARA scans " + std::to_string(c.yara_scans) + " (" +
             std::to_string(c.yara_prefiltered) + " skipped by the prefilter), YARA errors " +
             std::to_string(c.yara_errors) + ", weird " +

@@ -72,21 +72,21 @@ void Engine::process(const RawPacket& raw, int linktype) {
         const auto whole = defrag_.add(packet, raw.ts_ns);
         if (!whole.empty()) {
             const auto size = static_cast<std::uint32_t>(whole.size());
-            process_datagram(RawPacket{raw.ts_ns, whole.data(), size, size});
+            process_datagram(RawPacket{raw.ts_ns, whole.data(), size, size}, defrag_.last());
         }
         return;
     }
     inspect(status, packet);
 }
 
-void Engine::process_datagram(const RawPacket& datagram) {
+void Engine::process_datagram(const RawPacket& datagram, const DatagramFacts& facts) {
     last_ts_ns_ = datagram.ts_ns;
     ++counters_.fragment_datagrams;
     DecodedPacket packet;
     const DecodeStatus status =
         decode_packet(kLinktypeRaw, {datagram.data, datagram.caplen}, packet);
     packet.ts_ns = datagram.ts_ns;
-    inspect(status, packet);
+    inspect(status, packet, &facts);
 }
 
 EngineCounters Engine::counters() const {
@@ -97,7 +97,7 @@ EngineCounters Engine::counters() const {
     return out;
 }
 
-void Engine::inspect(DecodeStatus status, DecodedPacket& packet) {
+void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramFacts* facts) {
     switch (status) {
         case DecodeStatus::kOk: break;
         case DecodeStatus::kNotIp: ++counters_.not_ip; return;
@@ -119,6 +119,21 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet) {
     // and streams are gone, nothing is inspected twice.
     if (flow.ended) return;
     if (flow.packets[0] + flow.packets[1] == 1) on_flow_start(flow, packet);
+    if (facts != nullptr && facts->differing_fragments > 0) {
+        flow_weird(flow, direction, kWeirdFragment, "fragment_inconsistency",
+                   std::to_string(facts->differing_fragments) +
+                       " fragment(s) of IP datagram id " + std::to_string(facts->ip_id) +
+                       " overlapped earlier ones with other bytes; the first copy is inspected",
+                   packet.ts_ns);
+    }
+    if (const auto seq = flows_.inconsistent_seq()) {
+        flow_weird(flow, direction, static_cast<std::uint8_t>(kWeirdRexmitOrig << direction),
+                   "rexmit_inconsistency",
+                   std::string(direction == 0 ? "originator" : "responder") +
+                       " resent other bytes for data already taken, from sequence number " +
+                       std::to_string(*seq) + "; the first copy is inspected",
+                   packet.ts_ns);
+    }
     if (packet.ip_proto == kIpProtoUdp) {
         on_udp(flow, direction, packet);
     } else {
@@ -379,6 +394,16 @@ void Engine::weird(std::string_view name, std::string_view detail) {
     fields.set("name", name);
     fields.set("detail", detail);
     record("weird", fields);
+}
+
+void Engine::flow_weird(Flow& flow, int direction, std::uint8_t kind, std::string_view name,
+                        std::string_view detail, std::int64_t ts_ns) {
+    FlowState& state = state_of(flow);
+    if ((state.weirds_told & kind) != 0) return;
+    state.weirds_told = static_cast<std::uint8_t>(state.weirds_told | kind);
+    context(flow, direction, ts_ns);  // the record's flow and time
+    weird(name, detail);
+    current_flow_ = nullptr;
 }
 
 void Engine::scan_stream(Flow& flow, int direction) {

@@ -63,6 +63,7 @@ ReassemblyCounters& operator+=(ReassemblyCounters& a, const ReassemblyCounters& 
     a.overlaps += b.overlaps;
     a.gaps += b.gaps;
     a.bytes_beyond_depth += b.bytes_beyond_depth;
+    a.inconsistent += b.inconsistent;
     return a;
 }
 
@@ -111,6 +112,7 @@ struct WorkerPool::Batch {
         std::uint32_t caplen;
         std::uint32_t len;
         bool datagram;  // reassembled from fragments: a raw IP packet
+        DatagramFacts facts;  // of a datagram
     };
     // Input: packets, then (optionally) a reload, then (optionally) the end.
     std::vector<std::uint8_t> bytes;
@@ -251,7 +253,7 @@ void WorkerPool::worker_main(Worker& w) {
             const RawPacket packet{item.ts_ns, batch->bytes.data() + item.offset, item.caplen,
                                    item.len};
             if (item.datagram) {
-                w.engine->process_datagram(packet);
+                w.engine->process_datagram(packet, item.facts);
             } else {
                 w.engine->process(packet, linktype_);
             }
@@ -311,7 +313,7 @@ void WorkerPool::process(const RawPacket& packet) {
     DecodedPacket decoded;
     const DecodeStatus status = decode_packet(linktype_, {packet.data, packet.caplen}, decoded);
     if (status != DecodeStatus::kFragment) {
-        enqueue(packet, shard_of_decoded(status, decoded, workers_.size()), false);
+        enqueue(packet, shard_of_decoded(status, decoded, workers_.size()), nullptr);
         return;
     }
     // Fragments are reassembled here, so that the datagram goes to the worker of its flow
@@ -322,12 +324,14 @@ void WorkerPool::process(const RawPacket& packet) {
     const DecodeStatus inner_status = decode_packet(kLinktypeRaw, whole, inner);
     const auto size = static_cast<std::uint32_t>(whole.size());
     enqueue(RawPacket{packet.ts_ns, whole.data(), size, size},
-            shard_of_decoded(inner_status, inner, workers_.size()), true);
+            shard_of_decoded(inner_status, inner, workers_.size()), &defrag_.last());
 }
 
-void WorkerPool::enqueue(const RawPacket& packet, std::size_t shard, bool datagram) {
+void WorkerPool::enqueue(const RawPacket& packet, std::size_t shard,
+                         const DatagramFacts* datagram) {
     Batch& batch = current(shard);
-    batch.items.push_back({packet.ts_ns, batch.bytes.size(), packet.caplen, packet.len, datagram});
+    batch.items.push_back({packet.ts_ns, batch.bytes.size(), packet.caplen, packet.len,
+                           datagram != nullptr, datagram != nullptr ? *datagram : DatagramFacts{}});
     batch.bytes.insert(batch.bytes.end(), packet.data, packet.data + packet.caplen);
     ++cycle_packets_;
     cycle_bytes_ += packet.caplen;

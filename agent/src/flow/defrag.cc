@@ -112,7 +112,10 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
         at = stop;
     }
     if (at < end) std::memcpy(d.data.data() + at, src + (at - begin), end - at);
-    if (differs) ++counters_.overlaps;
+    if (differs) {
+        ++counters_.overlaps;
+        ++d.differing;
+    }
     if (begin < end) merge(d.have, begin, end);
 
     const bool complete = d.total >= 0 && !d.header.empty() && d.have.size() == 1 &&
@@ -139,6 +142,7 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
         out_[6] = fragment.ip_proto;
     }
     out_.insert(out_.end(), d.data.begin(), d.data.begin() + static_cast<std::ptrdiff_t>(total));
+    last_ = {std::get<2>(it->first), d.differing};
     forget(it);
     ++counters_.datagrams;
     return out_;

@@ -93,8 +93,9 @@ void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
 
 // ---- TcpStream ---------------------------------------------------------------------------
 
-void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
-                            std::span<const std::uint8_t> payload, ReassemblyCounters& counters) {
+std::optional<std::uint32_t> TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
+                                                    std::span<const std::uint8_t> payload,
+                                                    ReassemblyCounters& counters) {
     ++counters.segments;
     std::uint32_t data_seq = seq;
     if ((flags & tcp_flags::kSyn) != 0) {
@@ -109,7 +110,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         fin_seen_ = true;
     }
     if (payload.empty()) {
-        return;
+        return std::nullopt;
     }
     if (!started_) {
         next_seq_ = data_seq;
@@ -122,22 +123,42 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
     // Work in 64-bit offsets relative to the stream start from here on: no more modulo.
     const std::int64_t rel = static_cast<std::int64_t>(base_) + seq_diff(data_seq, next_seq_);
     const std::int64_t end = rel + static_cast<std::int64_t>(payload.size());
+    std::optional<std::uint32_t> differs;
+    const auto note = [&](std::optional<std::uint32_t> at) {
+        if (at && !differs) {
+            differs = at;
+            ++counters.inconsistent;
+        }
+    };
     if (end <= static_cast<std::int64_t>(base_)) {
         ++counters.retransmissions;
-        return;
+        note(differs_from_kept(rel, payload));
+        return differs;
     }
     // A front that repeats bytes already delivered is cut off: delivered bytes stay as they are.
     const bool overlapped = rel < static_cast<std::int64_t>(base_);
+    if (overlapped) note(differs_from_kept(rel, payload));
     const std::uint64_t start = overlapped ? base_ : static_cast<std::uint64_t>(rel);
     payload = payload.subspan(start - static_cast<std::uint64_t>(rel));
     const auto stop = static_cast<std::uint64_t>(end);
+    // This segment's bytes [from, to) against those of a segment held at HELD_AT.
+    const auto differs_from_held = [&](std::uint64_t held_at, std::span<const std::uint8_t> held,
+                                       std::uint64_t from,
+                                       std::uint64_t to) -> std::optional<std::uint32_t> {
+        const auto n = static_cast<std::size_t>(to - from);
+        const auto mine = payload.subspan(static_cast<std::size_t>(from - start), n);
+        const auto theirs = held.subspan(static_cast<std::size_t>(from - held_at), n);
+        const auto [a, b] = std::mismatch(mine.begin(), mine.end(), theirs.begin());
+        if (a == mine.end()) return std::nullopt;
+        return seq_at(from + static_cast<std::uint64_t>(a - mine.begin()));
+    };
 
     if (start == base_ && nothing_held()) {
         if (overlapped) {
             ++counters.overlaps;
         }
         append(payload, counters, borrowing_);
-        return;
+        return differs;
     }
     if (start > base_) {
         ++counters.out_of_order;  // ahead of a hole: held until the hole fills or is flushed
@@ -153,6 +174,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         const std::uint64_t prev_end = prev->first + prev->second.size();
         if (prev_end > cursor) {
             const std::uint64_t next = std::min(prev_end, stop);
+            note(differs_from_held(prev->first, prev->second, cursor, next));
             covered += next - cursor;
             cursor = next;
         }
@@ -163,6 +185,7 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         }
         const std::uint64_t it_end = it->first + it->second.size();
         const std::uint64_t next = std::min(it_end, stop);
+        note(differs_from_held(it->first, it->second, std::max(cursor, it->first), next));
         covered += next - std::max(cursor, it->first);
         cursor = std::max(cursor, next);
         ++it;
@@ -176,6 +199,46 @@ void TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
         ++counters.overlaps;
     }
     drain_pending(counters);
+    return differs;
+}
+
+std::optional<std::uint32_t> TcpStream::differs_from_kept(
+    std::int64_t at, std::span<const std::uint8_t> bytes) const {
+    // Past the depth nothing more is kept, and where the kept bytes sit in sequence space is
+    // no longer known (the bytes beyond it advance base_ as the holes given up do).
+    if (depth_reached()) return std::nullopt;
+    const std::int64_t to = std::min<std::int64_t>(at + static_cast<std::int64_t>(bytes.size()),
+                                                   static_cast<std::int64_t>(base_));
+    const std::span<const std::uint8_t> kept = data();
+    // The kept bytes are pieces between the holes given up: piece K runs from data offset
+    // gaps[K-1].at (0 for the first) to gaps[K].at (size() for the last), and sits in sequence
+    // space after all the holes before it.
+    const std::span<const StreamGap> holes = gaps();
+    std::uint64_t piece_begin = 0;
+    std::uint64_t shift = 0;  // bytes of the holes before this piece
+    for (std::size_t k = 0; k <= holes.size(); ++k) {
+        const std::uint64_t piece_end = k < holes.size() ? holes[k].at : size();
+        const auto lo = static_cast<std::int64_t>(std::max(piece_begin, start()) + shift);
+        const auto hi = static_cast<std::int64_t>(piece_end + shift);
+        const std::int64_t from = std::max(at, lo);
+        const std::int64_t stop = std::min(to, hi);
+        if (from < stop) {
+            const auto n = static_cast<std::size_t>(stop - from);
+            const auto mine = bytes.subspan(static_cast<std::size_t>(from - at), n);
+            const auto theirs = kept.subspan(
+                static_cast<std::size_t>(static_cast<std::uint64_t>(from) - shift - start()), n);
+            const auto [a, b] = std::mismatch(mine.begin(), mine.end(), theirs.begin());
+            if (a != mine.end()) {
+                return seq_at(static_cast<std::uint64_t>(from) +
+                              static_cast<std::uint64_t>(a - mine.begin()));
+            }
+        }
+        if (k < holes.size()) {
+            piece_begin = piece_end;
+            shift += holes[k].bytes;
+        }
+    }
+    return std::nullopt;
 }
 
 void TcpStream::settle() {
@@ -412,9 +475,10 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
     note_history(flow, direction, packet);
     flow.last_ts_ns = std::max(flow.last_ts_ns, packet.ts_ns);
 
+    inconsistent_seq_.reset();
     if (flow.stream[direction] && !flow.ended) {
-        flow.stream[direction]->add_segment(packet.seq, packet.tcp_flags, packet.payload,
-                                            counters_.reassembly);
+        inconsistent_seq_ = flow.stream[direction]->add_segment(packet.seq, packet.tcp_flags,
+                                                                packet.payload, counters_.reassembly);
         const bool rst = (packet.tcp_flags & tcp_flags::kRst) != 0;
         if (rst || (flow.stream[0]->fin_seen() && flow.stream[1]->fin_seen())) {
             flow.closed = true;

@@ -6,7 +6,7 @@ are reassembled. Documentation addresses (RFC 5737, RFC 3849) and .example names
      and whose response body (the YARA marker in it) is fragmented too;
   3. a DNS query over IPv6 for another listed domain, in fragments (fragment header);
   4. a DNS query whose middle fragment overlaps the first with other bytes (an attempt to
-     change the name): the first copy wins, and the overlap is counted;
+     change the name): the first copy wins, and the flow gets a fragment_inconsistency weird;
   5. a first fragment whose datagram never completes: dropped at the end, counted.
 Time stamps are fixed so that the file is the same on every run:
   /usr/bin/python3 make_input.py  (needs Debian's python3-scapy)

@@ -2,6 +2,7 @@
 #include <openssl/evp.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +28,14 @@ void add(TcpStream& stream, std::uint32_t seq, std::uint8_t flags, const std::st
          ReassemblyCounters& counters) {
     const Bytes bytes(text.begin(), text.end());
     stream.add_segment(seq, flags, bytes, counters);
+}
+
+// As add(), with add_segment's verdict: the sequence number of the first byte that differed
+// from the bytes already taken at its place.
+std::optional<std::uint32_t> differs(TcpStream& stream, std::uint32_t seq, const std::string& text,
+                                     ReassemblyCounters& counters) {
+    const Bytes bytes(text.begin(), text.end());
+    return stream.add_segment(seq, kAck, bytes, counters);
 }
 
 // ---- TcpStream ---------------------------------------------------------------------------
@@ -144,6 +153,57 @@ TEST(TcpStream, OverlapKeepsFirstSeenBytes) {
     add(s, 17, kAck, "qr", c);
     EXPECT_EQ(as_text(s.data()), "abcdefghiJklmnopqrstuvwxyz");
     EXPECT_EQ(c.retransmissions, 0u);
+}
+
+// First copy wins, and a copy that disagrees says where: the evasion that sends a byte twice
+// with two contents (Ptacek and Newsham) becomes a rexmit_inconsistency weird in the engine.
+TEST(TcpStream, OverlapWithOtherBytesSaysWhere) {
+    TcpStream s(1024);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "abcdef", c);                     // seq 1..6
+    EXPECT_EQ(differs(s, 1, "abcdef", c), std::nullopt) << "the same bytes again";
+    EXPECT_EQ(differs(s, 3, "cdXf", c), 5u) << "all old: 'X' at seq 5 is not 'e'";
+    EXPECT_EQ(differs(s, 4, "deZgh", c), 6u) << "old front, new tail";
+    EXPECT_EQ(as_text(s.data()), "abcdefgh");
+
+    // Against bytes held out of order: "klmn" (seq 11..14) waits behind a hole at 9..10.
+    add(s, 11, kAck, "klmn", c);
+    EXPECT_EQ(differs(s, 12, "lmN", c), 14u);
+    EXPECT_EQ(differs(s, 9, "ijklmn", c), std::nullopt) << "fills the hole, agrees";
+    EXPECT_EQ(as_text(s.data()), "abcdefghijklmn");
+    EXPECT_EQ(differs(s, 9, "Ijk", c), 9u);
+    EXPECT_EQ(c.inconsistent, 4u);
+    EXPECT_EQ(as_text(s.data()), "abcdefghijklmn") << "the first copy stays";
+}
+
+// Only bytes still kept can be compared: not those the owner discarded, nor any once the
+// depth is reached. After holes given up, the kept bytes are found at their true place.
+TEST(TcpStream, OverlapsAreComparedWithWhatIsStillKept) {
+    TcpStream s(1024);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "abc", c);   // seq 1..3
+    add(s, 7, kAck, "ghi", c);   // 4..6 never come
+    add(s, 13, kAck, "mno", c);  // nor 10..12
+    s.flush_gaps(c);
+    ASSERT_EQ(as_text(s.data()), "abcghimno");
+    EXPECT_EQ(differs(s, 2, "bX", c), 3u) << "before both holes";
+    EXPECT_EQ(differs(s, 8, "hX", c), 9u) << "between them";
+    EXPECT_EQ(differs(s, 14, "nX", c), 15u) << "after them";
+    EXPECT_EQ(differs(s, 3, "cDEFg", c), std::nullopt) << "the hole's bytes were never kept";
+    EXPECT_EQ(differs(s, 3, "cDEFG", c), 7u);
+
+    s.discard(4);  // the owner is done with "abcg" (data offsets 0..3, seq 1..3 and 7)
+    EXPECT_EQ(differs(s, 1, "XXX", c), std::nullopt);
+    EXPECT_EQ(differs(s, 7, "XhX", c), 9u) << "seq 7 ('g') is gone, 9 ('i') is not";
+    EXPECT_EQ(c.inconsistent, 5u);
+
+    TcpStream shallow(4);
+    add(shallow, 0, kSyn, "", c);
+    add(shallow, 1, kAck, "abcdef", c);  // "abcd" kept, the depth reached
+    EXPECT_EQ(differs(shallow, 1, "XXXX", c), std::nullopt);
+    EXPECT_EQ(c.inconsistent, 5u);
 }
 
 TEST(TcpStream, GapIsCountedAndTheStreamGoesOn) {
@@ -274,7 +334,9 @@ TEST(TcpStream, SequenceWrapAround) {
     EXPECT_EQ(as_text(s.data()), part1);
     add(s, isn + 1 + 10, kAck, part2, c);
     EXPECT_EQ(as_text(s.data()), part1 + part2 + part3);
-    add(s, 3, kAck, "zz", c);  // inside part2, after the wrap: a retransmission
+    // Inside part2, after the wrap: a retransmission of "ij" that disagrees from seq 3.
+    const Bytes zz{'z', 'z'};
+    EXPECT_EQ(s.add_segment(3, kAck, zz, c), 3u);
     EXPECT_EQ(c.retransmissions, 1u);
     add(s, 0x0000000F, kAck, "!", c);
     EXPECT_EQ(as_text(s.data()), part1 + part2 + part3 + "!");

@@ -117,8 +117,9 @@ public:
     void process(const RawPacket& packet, int linktype);
     // A datagram reassembled from IP fragments (a raw IP packet), by the worker pool's
     // Defragmenter or the engine's own: inspected as process() inspects a whole packet, but
-    // not counted as a captured one.
-    void process_datagram(const RawPacket& datagram);
+    // not counted as a captured one. FACTS: what the Defragmenter knows of it (fragments
+    // whose overlapping bytes differed make a fragment_inconsistency weird for its flow).
+    void process_datagram(const RawPacket& datagram, const DatagramFacts& facts = {});
 
     // End of input: every flow ends, its streams are scanned.
     void finish();
@@ -131,8 +132,9 @@ public:
     const std::map<std::string, std::uint64_t, std::less<>>& weirds() const { return weirds_; }
 
 private:
-    // A decoded packet (or reassembled datagram) from its decode status on.
-    void inspect(DecodeStatus status, DecodedPacket& packet);
+    // A decoded packet (or reassembled datagram, with its FACTS) from its decode status on.
+    void inspect(DecodeStatus status, DecodedPacket& packet,
+                 const DatagramFacts* facts = nullptr);
 
     // Per-flow analyzer state, beside the flow table (which knows nothing of analyzers).
     struct FlowState {
@@ -144,6 +146,7 @@ private:
         std::size_t held[2] = {0, 0};         // stream heap bytes, as counted in held_bytes_
         std::uint32_t gaps_told[2] = {0, 0};  // stream gaps already reported to the analyzer
         std::uint8_t detect_attempts = 0;
+        std::uint8_t weirds_told = 0;  // the kWeird* bits: the flow's own weirds, once each
         // Rules limited to one alert per flow that fired; made at the first (most flows have
         // none: one pointer per flow instead of an empty vector's three).
         std::unique_ptr<std::vector<std::string>> policy_fired;
@@ -154,6 +157,12 @@ private:
     void observe(IntelType type, std::string_view value, std::string_view where) override;
     void event(const ProtocolEvent& event) override;
     void weird(std::string_view name, std::string_view detail) override;
+    // Weirds about the flow's packets rather than its protocol, written once per flow (and
+    // direction): the counters count every occurrence.
+    static constexpr std::uint8_t kWeirdRexmitOrig = 1;  // << direction
+    static constexpr std::uint8_t kWeirdFragment = 4;
+    void flow_weird(Flow& flow, int direction, std::uint8_t kind, std::string_view name,
+                    std::string_view detail, std::int64_t ts_ns);
     std::uint64_t file_begin(const FileStart& start) override;
     void file_data(std::uint64_t file, std::span<const std::uint8_t> bytes) override;
     void file_gap(std::uint64_t file, std::uint64_t bytes) override;

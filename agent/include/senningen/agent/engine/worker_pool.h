@@ -94,8 +94,9 @@ private:
     struct Worker;
 
     Batch& current(std::size_t worker);  // this cycle's batch of WORKER (waits for a free one)
-    // Copies PACKET into SHARD's batch; DATAGRAM: reassembled from fragments, a raw IP packet.
-    void enqueue(const RawPacket& packet, std::size_t shard, bool datagram);
+    // Copies PACKET into SHARD's batch; DATAGRAM (or null): the facts of a datagram
+    // reassembled from fragments, a raw IP packet.
+    void enqueue(const RawPacket& packet, std::size_t shard, const DatagramFacts* datagram);
     void dispatch();                     // hands this cycle's batches to the workers
     void worker_main(Worker& worker);
     void merger_main();

@@ -7,7 +7,8 @@
 //   of capture time from its first fragment (Linux's ipfrag_time), then dropped (checked at
 //   every fragment, oldest first).
 // - Overlapping bytes keep the first copy seen (as TCP reassembly does); a fragment whose
-//   overlapping bytes differ is counted (an evasion attempt or a broken stack).
+//   overlapping bytes differ is counted (an evasion attempt or a broken stack), and the
+//   datagram's facts say how many did (the engine writes a weird for its flow).
 // - A datagram larger than an IP packet can be, a fragment cut short by the snap length, and a
 //   second "last fragment" that disagrees on the length drop the datagram.
 // - Memory is bounded: at most kMaxDatagrams datagrams and kMaxBytes of their data; beyond
@@ -36,6 +37,12 @@ struct DefragCounters {
     std::uint64_t dropped = 0;    // fragments of datagrams given up (expired, evicted, invalid)
 };
 
+// What the Defragmenter tells of a datagram it hands back, for the flow's weird record.
+struct DatagramFacts {
+    std::uint32_t ip_id = 0;                // identification (IPv4: 16 bits, IPv6: 32)
+    std::uint32_t differing_fragments = 0;  // whose overlapping bytes differed from earlier ones
+};
+
 class Defragmenter {
 public:
     static constexpr std::int64_t kTimeoutNs = 30'000'000'000;
@@ -50,6 +57,8 @@ public:
     // End of input: the datagrams still incomplete are dropped (and counted).
     void flush();
 
+    // Of the datagram add() last handed back.
+    const DatagramFacts& last() const { return last_; }
     const DefragCounters& counters() const { return counters_; }
     std::size_t pending() const { return datagrams_.size(); }
     std::size_t held_bytes() const { return held_; }
@@ -64,6 +73,7 @@ private:
         std::vector<std::pair<std::uint32_t, std::uint32_t>> have;  // [begin, end), sorted, merged
         std::int64_t total = -1;  // payload length, once the last fragment has come
         std::uint64_t fragments = 0;
+        std::uint32_t differing = 0;  // fragments whose overlapping bytes differed
     };
 
     using Datagrams = std::map<Key, Datagram>;
@@ -78,6 +88,7 @@ private:
     std::set<std::pair<std::int64_t, Key>> by_age_;  // (first fragment's time, key)
     std::size_t held_ = 0;  // bytes of data over all datagrams
     std::vector<std::uint8_t> out_;
+    DatagramFacts last_;
     DefragCounters counters_;
 };
 

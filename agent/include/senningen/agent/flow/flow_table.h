@@ -29,6 +29,9 @@ struct ReassemblyCounters {
     std::uint64_t overlaps = 0;
     std::uint64_t gaps = 0;
     std::uint64_t bytes_beyond_depth = 0;
+    // Segments whose overlapping bytes differed from the copy already taken (first copy wins):
+    // an evasion attempt (Ptacek and Newsham's insertion) or a broken stack.
+    std::uint64_t inconsistent = 0;
 };
 
 // A hole skipped by flush_gaps(): BYTES were never seen before stream offset AT.
@@ -43,9 +46,13 @@ public:
     explicit TcpStream(std::size_t depth) : depth_(depth) {}
 
     // Adds a segment. SYN sets the initial sequence number (the first data byte is ISN+1);
-    // without a SYN the first segment seen fixes the start.
-    void add_segment(std::uint32_t seq, std::uint8_t flags, std::span<const std::uint8_t> payload,
-                     ReassemblyCounters& counters);
+    // without a SYN the first segment seen fixes the start. Where the segment overlaps bytes
+    // already taken, those stay (first copy wins) and are compared: returns the sequence
+    // number of the first byte that differs, if one does. Only bytes still kept are compared
+    // (held out of order, not yet discarded by the owner, before the depth).
+    std::optional<std::uint32_t> add_segment(std::uint32_t seq, std::uint8_t flags,
+                                             std::span<const std::uint8_t> payload,
+                                             ReassemblyCounters& counters);
 
     // Flushes segments still waiting behind a hole: the hole is counted as a gap and the
     // waiting bytes are appended in order (so the stream goes on after the gap).
@@ -121,6 +128,13 @@ private:
     std::uint64_t base_ = 0;         // 64-bit relative offset of next_seq_ (wrap-safe)
 
     bool nothing_held() const { return !disorder_ || disorder_->pending.empty(); }
+    // The sequence number of the first byte of BYTES (at relative offset AT, which may be
+    // before the stream's start) that differs from the in-order bytes kept at its place.
+    std::optional<std::uint32_t> differs_from_kept(std::int64_t at,
+                                                   std::span<const std::uint8_t> bytes) const;
+    std::uint32_t seq_at(std::uint64_t offset) const {  // of a relative offset
+        return next_seq_ + static_cast<std::uint32_t>(offset - base_);
+    }
     Disorder& disorder() {
         if (!disorder_) disorder_ = std::make_unique<Disorder>();
         return *disorder_;
@@ -226,6 +240,9 @@ public:
     // sees the closing packet's data before the end handler takes its last look; it then
     // lingers (ended == true, no more stream data) for close_linger_ns.
     Flow& update(const DecodedPacket& packet, int& direction);
+    // After update(): the sequence number of the first byte of its segment that differed from
+    // the bytes the direction had already taken there (TcpStream::add_segment), if one did.
+    std::optional<std::uint32_t> inconsistent_seq() const { return inconsistent_seq_; }
 
     void set_removed_handler(FlowRemovedHandler on_removed) { on_removed_ = std::move(on_removed); }
 
@@ -264,6 +281,7 @@ private:
     void lru_push_front(Flow& flow);
     void lru_unlink(Flow& flow);
     FlowTableCounters counters_;
+    std::optional<std::uint32_t> inconsistent_seq_;  // of the last update()
     std::int64_t last_expire_ns_ = 0;  // packet-time clock: the latest time stamp seen
     std::uint64_t closing_id_ = 0;     // a flow closed by the last packet, ended next call
 };
