@@ -12,6 +12,8 @@ find_path(RAPIDJSON_WRITER_DIR rapidjson/writer.h HINTS ${RAPIDJSON_INCLUDE_DIRS
 add_library(RapidJSON::RapidJSON INTERFACE IMPORTED)
 target_include_directories(RapidJSON::RapidJSON SYSTEM INTERFACE ${RAPIDJSON_WRITER_DIR})
 find_package(OpenSSL REQUIRED)
+# zlib: inflating the deflated members of ZIP archives carried by traffic (agent/src/files).
+find_package(ZLIB REQUIRED)
 find_package(SQLite3 REQUIRED)
 
 # Debian's Poco DataPostgreSQL config looks for PostgreSQL::client, which nothing defines.

@@ -7,7 +7,7 @@ SENNINGEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SENNINGEN_BUILD_PACKAGES=(
     cmake ninja-build g++ pkg-config
     libpcap-dev libyara-dev libpoco-dev libbroker-dev libcaf-dev libssl-dev
-    libsqlite3-dev libpq-dev libgtest-dev libgmock-dev libhyperscan-dev rapidjson-dev
+    libsqlite3-dev libpq-dev libgtest-dev libgmock-dev libhyperscan-dev rapidjson-dev zlib1g-dev
 )
 SENNINGEN_TEST_PACKAGES=(python3 python3-jsonschema python3-cryptography iproute2 yara tcpreplay
                          chromium fonts-liberation postgresql)

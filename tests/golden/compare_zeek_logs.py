@@ -13,6 +13,7 @@ writes one record per message), so the comparison is on the facts both must agre
   http   per connection, in order: method, host, URI, user agent, status code, response
          body length;
   files  per file: seen bytes and the MD5/SHA-1/SHA-256 Zeek computed (when it logged them);
+         a ZIP member (Zeek's ZIP analyzer) by name: type, seen and missing bytes, its archive;
   ssl    per connection: the server name, and the chain's SHA-256 fingerprints (cert_chain_fps);
   x509   per certificate: fingerprint (SHA-256), subject, and the DNS SANs.
   compare_zeek_logs.py --agent BUILD/agent/senningen-agent DIR   (DIR holds trace.pcap[ng])
@@ -30,7 +31,9 @@ SKIP = 77
 
 
 def read_zeek_log(path):
-    """Rows of a Zeek TSV log as dicts, by its #fields header. Unset "-", empty "(empty)"."""
+    """Rows of a Zeek TSV log as dicts, by its #fields header, or by the first line of a
+    btest-diff-cut excerpt (the chosen columns, named without "#fields"). Unset "-", empty
+    "(empty)"."""
     fields = None
     rows = []
     with open(path) as f:
@@ -42,7 +45,8 @@ def read_zeek_log(path):
             if line.startswith("#") or not line:
                 continue
             if fields is None:
-                return None  # not a Zeek log with a header (e.g. a btest-diff-cut excerpt)
+                fields = line.split("\t")  # an excerpt's header line
+                continue
             values = line.split("\t")
             rows.append(dict(zip(fields, values)))
     return rows
@@ -141,18 +145,39 @@ def check_http(rows, records, problems):
 def check_files(rows, records, problems):
     matched = 0
     got = [rec["files"] for rec in records]
+    fuids = {}  # Zeek's fuid -> the agent's, for the parents of archive members
+    members = []
     for r in rows:
-        if r.get("source") not in (None, "HTTP", "SMB"):
-            continue  # files Zeek found inside other files (ZIP members): not extracted here
-        candidates = [f for f in got if str(f["seen_bytes"]) == r["seen_bytes"]]
+        if r.get("source") == "ZIP":
+            members.append(r)  # after their archives are paired
+            continue
+        candidates = [f for f in got if str(f["seen_bytes"]) == r["seen_bytes"]
+                      and f["source"] != "ZIP"]
         if not candidates:
             problems.append(f"files: no file of {r['seen_bytes']} bytes (zeek fuid {r['fuid']})")
             continue
         f = candidates[0]
+        fuids[r["fuid"]] = f["fuid"]
         for h in ("md5", "sha1", "sha256"):
             if h in r and not unset(r[h]):
                 matched += compare(f"files {r['fuid']} {h}", r[h], f.get(h), problems)
         matched += 1
+    # ZIP members (Zeek's ZIP analyzer): by name, with their type, sizes and archive.
+    for r in members:
+        name = f"files ZIP member {r['filename']}"
+        candidates = [f for f in got if f["source"] == "ZIP" and f.get("filename") == r["filename"]]
+        if not candidates:
+            problems.append(f"{name}: not among the agent's files")
+            continue
+        f = candidates[0]
+        matched += compare(f"{name} mime_type", r["mime_type"], f.get("mime_type", "-"), problems)
+        for field in ("seen_bytes", "missing_bytes"):
+            matched += compare(f"{name} {field}", r[field], str(f[field]), problems)
+        matched += compare(f"{name} parent", fuids.get(r["parent_fuid"], "?"),
+                           f.get("parent_fuid"), problems)
+        for h in ("md5", "sha1", "sha256"):
+            if h in r and not unset(r[h]):
+                matched += compare(f"{name} {h}", r[h], f.get(h), problems)
     return matched
 
 
@@ -257,9 +282,6 @@ def main():
         if not os.path.exists(path):
             continue
         rows = read_zeek_log(path)
-        if rows is None:
-            print(f"note: {path} has no #fields header (a cut excerpt); not compared")
-            continue
         logs += 1
         n = check(rows, by_type(records, kind), problems)
         print(f"{log}: {len(rows)} zeek rows, {n} facts agree")

@@ -5,6 +5,10 @@
 // file_scan_depth bytes are kept for YARA, which runs once when the file ends, as do the
 // FILE_HASH / FILE_NAME intel lookups (Files::IN_HASH, Files::IN_NAME). With an extraction
 // directory the bytes are also written to DIR/<fuid>[-<name>], cut at extract_max_bytes.
+//
+// A file that is a ZIP archive is also read as one (ZipReader) while it streams: each member
+// becomes a file of its own (source "ZIP", parent_fuid the archive's), hashed, looked up and
+// scanned like any file. Members are not opened in turn: one level, as Zeek's ZIP analyzer.
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -12,6 +16,7 @@
 #include <filesystem>
 
 #include "senningen/agent/engine/engine.h"
+#include "senningen/agent/files/zip_reader.h"
 
 namespace senningen::agent {
 
@@ -65,6 +70,10 @@ std::string sniff_mime(std::span<const std::uint8_t> head) {
     if (starts("%PDF-")) return "application/pdf";
     if (starts("PK\x03\x04")) return "application/zip";
     if (starts("\x89PNG")) return "image/png";
+    if (head.size() >= 12 && starts("RIFF") &&
+        std::string_view(reinterpret_cast<const char*>(head.data()) + 8, 4) == "WEBP") {
+        return "image/webp";
+    }
     if (starts("GIF8")) return "image/gif";
     if (starts("\xff\xd8\xff")) return "image/jpeg";
     if (starts("\x1f\x8b")) return "application/gzip";
@@ -116,6 +125,8 @@ std::string safe_component(std::string_view name) {
 
 }  // namespace
 
+struct ZipMembers;
+
 struct TrafficFile {
     std::uint64_t flow_id = 0;
     int direction = 0;
@@ -135,6 +146,44 @@ struct TrafficFile {
     std::string extract_name;
     std::uint64_t extracted = 0;
     bool extract_cutoff = false;
+    std::string parent_fuid;  // of the archive a ZIP member came out of
+    bool zip_checked = false;  // whether the file's start was looked at for a ZIP archive
+    std::unique_ptr<ZipMembers> zip;  // reads the file as a ZIP archive, when it is one
+};
+
+// The sink of a ZIP archive's reader: each member a file of the engine's, in the archive's flow
+// and direction. Called while the archive's bytes are handed over, so within the flow's context.
+struct ZipMembers final : ZipReader::Sink {
+    ZipMembers(Engine& owner, const TrafficFile& file)
+        : engine(owner), archive(file), reader(*this, ZipReader::Limits{}) {}
+
+    void member_begin(const ZipReader::Member& member) override {
+        const FileStart start{"ZIP", archive.direction == 0, member.name, {},
+                              archive.description};
+        handle = engine.file_begin(start);
+        const auto it = engine.files_.find(handle);
+        if (it != engine.files_.end()) it->second->parent_fuid = archive.fuid;
+    }
+    void member_data(std::span<const std::uint8_t> bytes) override {
+        engine.file_data(handle, bytes);
+    }
+    void member_end(bool complete, std::uint64_t missing) override {
+        const auto it = engine.files_.find(handle);
+        if (it != engine.files_.end() && !complete) {
+            it->second->missing_bytes += missing;
+            it->second->digests_ok = false;  // the digests of part of a member mean nothing
+        }
+        engine.file_end(handle);
+        handle = 0;
+    }
+    void problem(std::string_view weird, std::string_view detail) override {
+        engine.weird(weird, archive.fuid + ": " + std::string(detail));
+    }
+
+    Engine& engine;
+    const TrafficFile& archive;
+    ZipReader reader;
+    std::uint64_t handle = 0;  // the member being read
 };
 
 void TrafficFileDeleter::operator()(TrafficFile* file) const { delete file; }
@@ -262,6 +311,20 @@ void Engine::file_data(std::uint64_t handle, std::span<const std::uint8_t> bytes
     f.head.insert(f.head.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep));
     if (keep < bytes.size()) f.head_cut = true;
 
+    // A ZIP archive's members, as the archive streams (not those of a member: one level).
+    if (f.zip) {
+        f.zip->reader.feed(bytes);
+    } else if (!f.zip_checked && f.head.size() >= 4 && f.source != "ZIP") {
+        f.zip_checked = true;
+        if (ZipReader::looks_like_zip(f.head)) {
+            // The head holds every byte so far (it is at least kMimeProbe long), then the
+            // rest of this call's bytes that it did not take.
+            f.zip = std::make_unique<ZipMembers>(*this, f);
+            f.zip->reader.feed(f.head);
+            f.zip->reader.feed(bytes.subspan(keep));
+        }
+    }
+
     if (options_.extract_dir.empty() || f.extract_cutoff) return;
     if (!f.extract) {
         const std::string name = safe_component(f.filename);
@@ -291,6 +354,7 @@ void Engine::file_gap(std::uint64_t handle, std::uint64_t bytes) {
     if (it == files_.end()) return;
     // The digests of a file with a hole are meaningless: they are not reported.
     it->second->missing_bytes += bytes;
+    if (it->second->zip) it->second->zip->reader.gap(bytes);
 }
 
 std::string Engine::file_end(std::uint64_t handle) {
@@ -300,6 +364,8 @@ std::string Engine::file_end(std::uint64_t handle) {
     files_.erase(it);
     TrafficFile& f = *owned;
     f.extract.reset();
+    // A member still open ends before its archive (as in Zeek's files.log).
+    if (f.zip) f.zip->reader.finish();
 
     common::FileContext context;
     context.size = f.seen_bytes;
@@ -350,6 +416,7 @@ std::string Engine::file_end(std::uint64_t handle) {
             r.set("source", f.source);
             r.set("is_orig", f.direction == 0);
             if (!f.filename.empty()) r.set("filename", f.filename);
+            if (!f.parent_fuid.empty()) r.set("parent_fuid", f.parent_fuid);
             if (!mime.empty()) r.set("mime_type", mime);
             if (!f.description.empty()) r.set("description", f.description);
             r.set("duration", static_cast<double>(ts - f.first_ts_ns) / 1e9);

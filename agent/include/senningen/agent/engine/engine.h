@@ -81,6 +81,7 @@ struct EngineCounters {
 };
 
 struct TrafficFile;  // a file being carried by a flow (engine_files.cc)
+struct ZipMembers;   // a ZIP file's members, files of their own (engine_files.cc)
 struct TrafficFileDeleter {
     void operator()(TrafficFile* file) const;
 };
@@ -226,6 +227,7 @@ private:
     std::unordered_map<std::uint64_t, std::unique_ptr<TrafficFile, TrafficFileDeleter>>
         files_;  // open files by handle
     std::uint64_t next_file_ = 0;
+    friend struct ZipMembers;  // begins, feeds and ends the member files
     // Per flow id and direction, the YARA rules that already fired.
     std::unordered_map<std::uint64_t, std::vector<std::string>> yara_fired_[2];
     const Flow* current_flow_ = nullptr;  // the flow whose analyzer is running

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""Writes input.pcap and intel.dat for the http-zip-members golden case: the members of ZIP
+archives downloaded over HTTP, each a file of its own (source ZIP, parent_fuid the archive).
+Documentation addresses (RFC 5737) and .example names throughout. One keep-alive connection:
+  1. tools.zip: readme.txt (stored; its MD5, computed here, is in intel.dat), bin/dropper.exe
+     (deflated; its name is in intel.dat, and it carries the YARA marker, which the archive's
+     compressed bytes do not show), inner.zip (a member that is itself an archive: reported,
+     not opened), and secret.doc (flagged encrypted: skipped, a weird);
+  2. bomb.zip: one member of 80 MiB of zeros, some 80 KB deflated: cut at the 64 MiB limit
+     (a zip_limit weird, the member incomplete: no digests).
+Time stamps are fixed so that the files are the same on every run:
+  /usr/bin/python3 make_input.py  (needs Debian's python3-scapy)
+"""
+import hashlib
+import io
+import os
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from scapy_session import Capture  # noqa: E402
+
+BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
+CLIENT = "192.0.2.60"
+SERVER = "203.0.113.70"
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+
+
+def archive(members):
+    """MEMBERS: (name, bytes, method). Fixed dates: the same bytes each run."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, method in members:
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 15, 9, 0, 0))
+            info.compress_type = method
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+readme = b"Plant tools, build 2026-01. Run setup on the engineering workstation only.\n"
+dropper = (b"MZ" + bytes(126) + b"This program cannot be run in DOS mode.\n" +
+           b"ZIP-MEMBER-IMPLANT-MARKER" + bytes(range(256)) * 8)
+inner = archive([("nested.txt", b"not opened: one level, as Zeek", zipfile.ZIP_DEFLATED)])
+tools = archive([("readme.txt", readme, zipfile.ZIP_STORED),
+                 ("bin/dropper.exe", dropper, zipfile.ZIP_DEFLATED),
+                 ("inner.zip", inner, zipfile.ZIP_STORED),
+                 ("secret.doc", b"pretend ciphertext", zipfile.ZIP_STORED)])
+# zipfile clears the flag bits it does not implement: the encrypted flag is set in the bytes.
+secret = zipfile.ZipFile(io.BytesIO(tools)).getinfo("secret.doc").header_offset
+tools = tools[:secret + 6] + bytes([tools[secret + 6] | 0x1]) + tools[secret + 7:]
+bomb = archive([("zeros.bin", bytes(80 << 20), zipfile.ZIP_DEFLATED)])
+assert b"ZIP-MEMBER-IMPLANT-MARKER" not in tools  # only the inflated member shows it
+
+
+def exchange(uri, body):
+    request = (f"GET {uri} HTTP/1.1\r\nHost: downloads.plant-vendor.example\r\n"
+               "User-Agent: plant-updater/2.1\r\n\r\n").encode()
+    response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return [("c2s", request), ("s2c", response)]
+
+
+cap = Capture(BASE_TS)
+cap.tcp_session(CLIENT, 49600, SERVER, 80,
+                exchange("/tools.zip", tools) + exchange("/bomb.zip", bomb),
+                client_isn=10000, server_isn=20000, mss=1400)
+cap.write(os.path.join(here, "input.pcap"))
+with open(os.path.join(here, "intel.dat"), "w") as f:
+    f.write("#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n")
+    f.write(f"{hashlib.md5(readme).hexdigest()}\tIntel::FILE_HASH\tgolden\t"
+            "a member's MD5, computed here\n")
+    f.write("dropper.exe\tIntel::FILE_NAME\tgolden\ta member's name\n")
+    f.write("nested.txt\tIntel::FILE_NAME\tgolden\tinside a member archive: never seen\n")
+print(f"wrote {len(cap.packets)} packets and intel.dat in {here}; bomb.zip {len(bomb)} bytes")
