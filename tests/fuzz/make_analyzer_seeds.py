@@ -6,6 +6,7 @@ fuzz_analyzer.h: a header byte (top bit the direction, low 7 bits the length), t
 """
 import os
 import sys
+import zlib
 
 from scapy.all import IP, TCP, UDP, rdpcap
 
@@ -48,4 +49,20 @@ for (proto, server, _, _), segments in sorted(flows.items()):
     counts[target] = n + 1
     with open(os.path.join(HERE, "corpus", target, f"seed-{n:02d}"), "wb") as f:
         f.write(script(segments))
+# HTTP bodies with Content-Encoding (gzip chunked, deflate with and without its zlib header),
+# which the capture has none of.
+page = b"<html>" + b"".join(b"<p>row %d</p>" % i for i in range(40)) + b"</html>"
+gz = zlib.compressobj(6, zlib.DEFLATED, 31)
+raw = zlib.compressobj(6, zlib.DEFLATED, -15)
+bodies = [(b"gzip", gz.compress(page) + gz.flush()), (b"deflate", zlib.compress(page)),
+          (b"deflate", raw.compress(page) + raw.flush())]
+segments = []
+for encoding, body in bodies:
+    segments.append((0, b"GET /p HTTP/1.1\r\nHost: h.example\r\n\r\n"))
+    segments.append((1, b"HTTP/1.1 200 OK\r\nContent-Encoding: " + encoding +
+                     b"\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                     b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"))
+with open(os.path.join(HERE, "corpus", "http", "seed-encoded"), "wb") as f:
+    f.write(script(segments))
+counts["http"] += 1
 print("seeds:", counts)

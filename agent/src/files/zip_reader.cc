@@ -1,7 +1,5 @@
-// The streaming ZIP reader (see zip_reader.h). Deflate is zlib's (raw inflate).
+// The streaming ZIP reader (see zip_reader.h). Deflate is zlib's (Inflater, raw).
 #include "senningen/agent/files/zip_reader.h"
-
-#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -18,7 +16,6 @@ constexpr std::uint16_t kFlagEncrypted = 0x0001;
 constexpr std::uint16_t kFlagDescriptor = 0x0008;
 constexpr std::uint16_t kStored = 0;
 constexpr std::uint16_t kDeflated = 8;
-constexpr std::size_t kOutChunk = 16 * 1024;
 
 std::uint16_t le16(const std::uint8_t* p) {
     return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
@@ -32,19 +29,6 @@ std::uint64_t le64(const std::uint8_t* p) {
 }
 
 }  // namespace
-
-struct ZipReader::Inflater {
-    z_stream zs{};
-    bool ready = false;
-    std::array<std::uint8_t, kOutChunk> out{};
-
-    Inflater() { ready = inflateInit2(&zs, -MAX_WBITS) == Z_OK; }
-    ~Inflater() {
-        if (ready) inflateEnd(&zs);
-    }
-    Inflater(const Inflater&) = delete;
-    Inflater& operator=(const Inflater&) = delete;
-};
 
 ZipReader::ZipReader(Sink& sink, Limits limits) : sink_(sink), limits_(limits) {}
 
@@ -177,17 +161,13 @@ void ZipReader::on_names() {
     open_ = true;
     out_ = 0;
     left_ = compressed_;
+    sink_.member_begin(member);
     if (method_ == kDeflated) {
-        inflater_ = std::make_unique<Inflater>();
-        if (!inflater_->ready) {
-            stop("zip_bad_deflate", "zlib could not start inflating member " + member.name);
-            return;
-        }
+        inflater_ = std::make_unique<Inflater>(Inflater::Format::kRaw);
         state_ = State::kDeflate;
     } else {
         state_ = State::kStored;
     }
-    sink_.member_begin(member);
 }
 
 bool ZipReader::emit(std::span<const std::uint8_t> bytes) {
@@ -217,25 +197,16 @@ void ZipReader::stored(std::span<const std::uint8_t>& in) {
 }
 
 void ZipReader::deflated(std::span<const std::uint8_t>& in) {
-    z_stream& zs = inflater_->zs;
     const std::size_t avail =
         sizes_known_ ? static_cast<std::size_t>(std::min<std::uint64_t>(left_, in.size()))
                      : in.size();
-    zs.next_in = const_cast<Bytef*>(in.data());  // zlib's API is not const; it only reads
-    zs.avail_in = static_cast<uInt>(std::min<std::size_t>(avail, 1U << 30));
-    int rc = Z_OK;
-    do {
-        zs.next_out = inflater_->out.data();
-        zs.avail_out = static_cast<uInt>(inflater_->out.size());
-        rc = inflate(&zs, Z_NO_FLUSH);
-        const std::size_t produced = inflater_->out.size() - zs.avail_out;
-        if (produced > 0 && !emit({inflater_->out.data(), produced})) return;
-    } while (rc == Z_OK && (zs.avail_in > 0 || zs.avail_out == 0));
-    const std::size_t used = static_cast<std::size_t>(zs.next_in - in.data());
+    std::size_t used = 0;
+    const Inflater::Status status = inflater_->inflate(
+        in.first(avail), used, [this](std::span<const std::uint8_t> bytes) { return emit(bytes); });
+    if (state_ == State::kStopped) return;  // a limit, in emit()
     in = in.subspan(used);
     if (sizes_known_) left_ -= used;
-    if (rc == Z_STREAM_END) {
-        inflater_.reset();
+    if (status == Inflater::Status::kEnd) {
         end_member(true, 0);
         // Compressed bytes the header counted beyond the deflate stream's end are skipped.
         if (sizes_known_ && left_ > 0) {
@@ -245,10 +216,9 @@ void ZipReader::deflated(std::span<const std::uint8_t>& in) {
         }
         return;
     }
-    if (rc != Z_OK && rc != Z_BUF_ERROR) {
+    if (status == Inflater::Status::kError) {
         stop("zip_bad_deflate", "the deflate data of a member does not decode (" +
-                                    std::string(zs.msg != nullptr ? zs.msg : "zlib error") +
-                                    "): the rest of the archive is not read");
+                                    inflater_->error() + "): the rest of the archive is not read");
         return;
     }
     if (sizes_known_ && left_ == 0) {
@@ -270,7 +240,8 @@ void ZipReader::descriptor(std::span<const std::uint8_t>& in) {
 void ZipReader::end_member(bool complete, std::uint64_t missing) {
     if (!open_) return;
     open_ = false;
-    inflater_.reset();
+    // The inflater may be on the stack (a limit hit in its output): it goes with the next
+    // member, or the reader.
     sink_.member_end(complete, missing);
 }
 

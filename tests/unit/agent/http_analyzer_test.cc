@@ -2,8 +2,11 @@
 // pipelining, files (Content-Disposition, multipart), intel locations, and robustness against
 // input cut at every byte or split at every byte.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "analyzer_harness.h"
 
@@ -55,6 +58,123 @@ TEST(HttpAnalyzer, ChunkedResponseBecomesANamedFile) {
     EXPECT_NE(http[0].find("\"resp_filenames\":[\"tool v2.exe\"]"), std::string::npos);
     EXPECT_NE(http[0].find("\"resp_fuids\":[\"F1\"]"), std::string::npos);
     EXPECT_TRUE(run.host.weirds.empty());
+}
+
+// zlib's compress2 (RFC 1950) or, through deflateInit2, gzip (RFC 1952) or raw deflate.
+std::string compressed(const std::string& text, int window_bits) {
+    z_stream zs{};
+    EXPECT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    std::string out(deflateBound(&zs, text.size()) + 32, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+    zs.avail_in = static_cast<uInt>(text.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    out.resize(zs.total_out);
+    deflateEnd(&zs);
+    return out;
+}
+
+std::string response_with(const std::string& encoding, const std::string& body, bool chunked) {
+    std::string r = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: " +
+                    encoding + "\r\n";
+    if (!chunked) return r + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    r += "Transfer-Encoding: chunked\r\n\r\n";
+    for (std::size_t at = 0; at < body.size(); at += 100) {
+        const std::string part = body.substr(at, 100);
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx", part.size());
+        r += std::string(size) + "\r\n" + part + "\r\n";
+    }
+    return r + "0\r\n\r\n";
+}
+
+// A compressed body's file is what it inflates to (Zeek and Suricata decode gzip and deflate
+// too), so hashes, YARA and the type see the page, not the compressed bytes; its length in the
+// http record is the inflated one, as Zeek's response_body_len.
+TEST(HttpAnalyzer, CompressedBodiesAreInflatedForTheirFile) {
+    std::string page = "<html><script>var stage2 = 'ENCODED-BODY-MARKER';</script>";
+    for (int i = 0; i < 200; ++i) page += "<p>line " + std::to_string(i) + "</p>";
+    const struct {
+        const char* encoding;
+        int window_bits;
+        bool chunked;
+    } cases[] = {{"gzip", MAX_WBITS + 16, false}, {"x-gzip", MAX_WBITS + 16, true},
+                 {"deflate", MAX_WBITS, true},     {"deflate", -MAX_WBITS, false}};
+    for (const auto& c : cases) {
+        SCOPED_TRACE(std::string(c.encoding) + " bits " + std::to_string(c.window_bits));
+        const std::string body = compressed(page, c.window_bits);
+        ASSERT_EQ(body.find("ENCODED-BODY-MARKER"), std::string::npos);
+        AnalyzerRun run("http", kIpProtoTcp, 80);
+        run.feed(0, kGet);
+        // Split at every 7 bytes: the inflater takes its input in pieces.
+        const std::string response = response_with(c.encoding, body, c.chunked);
+        for (std::size_t at = 0; at < response.size(); at += 7) run.feed(1, response.substr(at, 7));
+        run.end();
+        ASSERT_EQ(run.host.files.size(), 1U);
+        EXPECT_EQ(run.host.files[0].data, page);
+        EXPECT_EQ(run.host.files[0].gap_bytes, 0U);
+        const auto http = run.host.records_of("http");
+        ASSERT_EQ(http.size(), 1U);
+        EXPECT_NE(http[0].find("\"response_body_len\":" + std::to_string(page.size())),
+                  std::string::npos);
+        EXPECT_TRUE(run.host.weirds.empty());
+    }
+}
+
+TEST(HttpAnalyzer, BrokenOrExplodingEncodingsAreWeirds) {
+    // Declared gzip, sent plain: inspected as it is.
+    AnalyzerRun plain("http", kIpProtoTcp, 80);
+    plain.feed(0, kGet);
+    plain.feed(1, response_with("gzip", "<html>not compressed at all</html>", false));
+    plain.end();
+    ASSERT_EQ(plain.host.files.size(), 1U);
+    EXPECT_EQ(plain.host.files[0].data, "<html>not compressed at all</html>");
+    EXPECT_EQ(plain.host.weirds, std::vector<std::string>{"http_bad_content_encoding"});
+
+    // Good gzip that goes bad halfway (a block of the reserved type after a flushed one):
+    // what inflated stays, the rest is missing.
+    z_stream zs{};
+    ASSERT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, MAX_WBITS + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    std::string first_half = "<html>" + std::string(3000, 'y');
+    std::string body(8192, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(first_half.data());
+    zs.avail_in = static_cast<uInt>(first_half.size());
+    zs.next_out = reinterpret_cast<Bytef*>(body.data());
+    zs.avail_out = static_cast<uInt>(body.size());
+    ASSERT_EQ(deflate(&zs, Z_FULL_FLUSH), Z_OK);
+    body.resize(zs.total_out);
+    deflateEnd(&zs);
+    body += '\x07' + std::string(500, 'g');  // BFINAL, BTYPE 11: no such block
+    AnalyzerRun broken("http", kIpProtoTcp, 80);
+    broken.feed(0, kGet);
+    broken.feed(1, response_with("gzip", body, true));
+    broken.end();
+    ASSERT_EQ(broken.host.files.size(), 1U);
+    EXPECT_EQ(broken.host.files[0].data, first_half);
+    EXPECT_GT(broken.host.files[0].gap_bytes, 0U);
+    EXPECT_EQ(broken.host.weirds, std::vector<std::string>{"http_bad_content_encoding"});
+
+    // 100 MiB of zeros in about 100 KB: the file stops at 64 MiB, the rest is missing.
+    const std::string bomb = compressed(std::string(100 << 20, '\0'), MAX_WBITS + 16);
+    EXPECT_LT(bomb.size(), 200000U);
+    AnalyzerRun exploding("http", kIpProtoTcp, 80);
+    exploding.feed(0, kGet);
+    exploding.feed(1, response_with("gzip", bomb, false));
+    exploding.end();
+    ASSERT_EQ(exploding.host.files.size(), 1U);
+    EXPECT_EQ(exploding.host.files[0].data.size(), std::size_t{64} << 20);
+    EXPECT_GT(exploding.host.files[0].gap_bytes, 0U);
+    EXPECT_EQ(exploding.host.weirds, std::vector<std::string>{"http_decompression_limit"});
+
+    // A body that ends before its compressed stream does: the file is what inflated.
+    const std::string whole = compressed(std::string(20000, 'z'), MAX_WBITS + 16);
+    AnalyzerRun cut("http", kIpProtoTcp, 80);
+    cut.feed(0, kGet);
+    cut.feed(1, response_with("gzip", whole.substr(0, whole.size() / 2), false));
+    cut.end();
+    ASSERT_EQ(cut.host.files.size(), 1U);
+    EXPECT_EQ(cut.host.weirds, std::vector<std::string>{"http_content_encoding_truncated"});
 }
 
 TEST(HttpAnalyzer, IntelLocationsAsZeekNamesThem) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "analyzers/text.h"
+#include "senningen/agent/files/inflater.h"
 
 namespace senningen::agent {
 
@@ -24,6 +25,9 @@ constexpr std::size_t kMaxChunkLine = 1024;
 constexpr std::size_t kMaxPending = 64;              // pipelined requests awaiting a response
 constexpr std::size_t kMaxMultipartBody = 4 << 20;   // buffered to split into parts
 constexpr std::size_t kMaxFilesPerTransaction = 16;
+// A body sent with Content-Encoding gzip or deflate is inflated for its file up to this many
+// bytes (a compression bomb stops there).
+constexpr std::uint64_t kMaxDecodedBody = 64ULL << 20;
 
 constexpr std::string_view kMethods[] = {"GET",     "POST",  "HEAD",    "PUT",
                                          "DELETE",  "OPTIONS", "CONNECT", "PATCH",
@@ -94,6 +98,7 @@ enum class State : std::uint8_t {
 struct Message {
     std::string content_type;
     std::string disposition;
+    std::string encoding;  // Content-Encoding, lower case
     bool chunked = false;
     bool has_length = false;
     std::uint64_t length = 0;
@@ -183,6 +188,15 @@ private:
             bool cut = false;
         };
         std::unique_ptr<Multipart> multipart;
+        // A body sent with Content-Encoding gzip or deflate: its file is what it inflates to,
+        // as Zeek's and Suricata's are. Made for such a body only.
+        struct Decoder {
+            std::unique_ptr<Inflater> inflater;  // made at the first byte (deflate: which kind)
+            bool gzip = false;
+            bool failed = false;  // stopped: bad data or the limit; the rest is missing
+            bool first = true;    // nothing decoded or delivered yet
+        };
+        std::unique_ptr<Decoder> decoder;
         Transaction* txn = nullptr;  // the transaction this message belongs to
     };
 
@@ -297,6 +311,8 @@ private:
                 m.content_type = value;
             } else if (iequals(name, "content-disposition")) {
                 m.disposition = value;
+            } else if (iequals(name, "content-encoding")) {
+                m.encoding = detail::lower(trim(value));
             }
         }
         return m;
@@ -453,7 +469,13 @@ private:
         d.filename = detail::disposition_filename(m.disposition);
         d.mime = mime_of(m.content_type);
         d.multipart.reset();
+        d.decoder.reset();
         d.file = 0;
+        if (m.encoding == "gzip" || m.encoding == "x-gzip" || m.encoding == "deflate") {
+            d.decoder = std::make_unique<Direction::Decoder>();
+            d.decoder->gzip = m.encoding != "deflate";
+            return;
+        }
         if (ctx.direction == 0 && d.mime == "multipart/form-data") {
             std::string boundary = detail::header_param(m.content_type, "boundary");
             if (!boundary.empty()) {
@@ -467,6 +489,67 @@ private:
 
     void body(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
         if (bytes.empty() || d.txn == nullptr) return;
+        if (d.decoder) {
+            decode(ctx, d, bytes);
+            return;
+        }
+        deliver(ctx, d, bytes);
+    }
+
+    // An encoded body's bytes, inflated on their way to the file.
+    void decode(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
+        Direction::Decoder& dec = *d.decoder;
+        if (dec.failed) {
+            if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size());
+            return;
+        }
+        if (!dec.inflater) {
+            dec.inflater = std::make_unique<Inflater>(
+                dec.gzip ? Inflater::Format::kGzip : Inflater::http_deflate_format(bytes));
+        }
+        const bool first = dec.first;
+        std::uint64_t room = kMaxDecodedBody - std::min(kMaxDecodedBody, dec.inflater->total_out());
+        bool limited = false;
+        std::size_t used = 0;
+        const Inflater::Status status =
+            dec.inflater->inflate(bytes, used, [&](std::span<const std::uint8_t> out) {
+                const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(room, out.size()));
+                if (n > 0) deliver(ctx, d, out.first(n));
+                dec.first = false;
+                room -= n;
+                if (n == out.size()) return true;
+                limited = true;
+                return false;
+            });
+        if (limited) {
+            ctx.host.weird("http_decompression_limit",
+                           "a " + std::string(dec.gzip ? "gzip" : "deflate") +
+                               " body inflates beyond 64 MiB: its file is cut there");
+            dec.failed = true;
+            if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size() - used);
+            return;
+        }
+        if (status != Inflater::Status::kError) return;
+        if (first && dec.first) {
+            // Not what the header says (nothing came out of the first bytes): the body is
+            // inspected as it is, as if it had no Content-Encoding.
+            ctx.host.weird("http_bad_content_encoding",
+                           "body declared " + std::string(dec.gzip ? "gzip" : "deflate") +
+                               " does not inflate (" + dec.inflater->error() +
+                               "): inspected as sent");
+            d.decoder.reset();
+            deliver(ctx, d, bytes);
+            return;
+        }
+        ctx.host.weird("http_bad_content_encoding",
+                       "body stops inflating (" + dec.inflater->error() + "): the rest is missing");
+        dec.failed = true;
+        if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size() - used);
+    }
+
+    // Body bytes as the message means them (inflated when it was encoded): counted, and the
+    // file's (or the multipart buffer's).
+    void deliver(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
         if (ctx.direction == 0) {
             d.txn->request_body_len += bytes.size();
         } else {
@@ -502,6 +585,12 @@ private:
         auto& fuids = orig ? t->orig_fuids : t->resp_fuids;
         auto& names = orig ? t->orig_filenames : t->resp_filenames;
         auto& mimes = orig ? t->orig_mime_types : t->resp_mime_types;
+        if (d.decoder && d.decoder->inflater && !d.decoder->failed &&
+            !d.decoder->inflater->finished()) {
+            ctx.host.weird("http_content_encoding_truncated",
+                           "the body ends before its compressed stream: the file is what "
+                           "inflated");
+        }
         if (d.multipart) {
             split_multipart(ctx, d, *t);
         } else if (d.file != 0) {
@@ -515,6 +604,7 @@ private:
         // The message's buffers go with it (a multipart body may have reached 4 MiB): an idle
         // keep-alive connection holds nothing for its last body.
         d.multipart.reset();
+        d.decoder.reset();
         std::string().swap(d.filename);
         std::string().swap(d.mime);
         if (!orig) finish_transaction(ctx);

@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "senningen/agent/files/inflater.h"
+
 namespace senningen::agent {
 
 class ZipReader {
@@ -72,7 +74,6 @@ public:
 
 private:
     enum class State { kHeader, kNames, kStored, kDeflate, kSkip, kDescriptor, kStopped };
-    struct Inflater;
 
     // Takes up to N bytes of IN into buf_ until it holds WANT: whether it does now.
     bool gather(std::span<const std::uint8_t>& in, std::size_t want);

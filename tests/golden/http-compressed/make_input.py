@@ -1,13 +1,18 @@
 #!/usr/bin/python3
-"""Writes input.pcap and intel.dat for the http-zip-members golden case: the members of ZIP
-archives downloaded over HTTP, each a file of its own (source ZIP, parent_fuid the archive).
-Documentation addresses (RFC 5737) and .example names throughout. One keep-alive connection:
+"""Writes input.pcap and intel.dat for the http-compressed golden case: what HTTP carries
+compressed, inspected as it inflates. Documentation addresses (RFC 5737) and .example names
+throughout. One keep-alive connection:
   1. tools.zip: readme.txt (stored; its MD5, computed here, is in intel.dat), bin/dropper.exe
      (deflated; its name is in intel.dat, and it carries the YARA marker, which the archive's
      compressed bytes do not show), inner.zip (a member that is itself an archive: reported,
      not opened), and secret.doc (flagged encrypted: skipped, a weird);
   2. bomb.zip: one member of 80 MiB of zeros, some 80 KB deflated: cut at the 64 MiB limit
-     (a zip_limit weird, the member incomplete: no digests).
+     (a zip_limit weird, the member incomplete: no digests);
+  3. a page sent with Content-Encoding: gzip, chunked: its file is the page (the YARA marker,
+     the length in the http record and the MD5 in intel.dat are the inflated page's);
+  4. a script sent with Content-Encoding: deflate (zlib): its file is the script.
+ZIP members are files of their own (source ZIP, parent_fuid the archive), as Zeek's ZIP
+analyzer has them; encoded bodies are inflated as Zeek and Suricata inflate them.
 Time stamps are fixed so that the files are the same on every run:
   /usr/bin/python3 make_input.py  (needs Debian's python3-scapy)
 """
@@ -16,6 +21,7 @@ import io
 import os
 import sys
 import zipfile
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scapy_session import Capture  # noqa: E402
@@ -60,9 +66,37 @@ def exchange(uri, body):
     return [("c2s", request), ("s2c", response)]
 
 
+page = (b"<html><head><title>Plant portal</title></head><body>" +
+        b"".join(b"<p>shift %d: all pumps nominal</p>" % i for i in range(300)) +
+        b"<script>var s = 'ENCODED-PAGE-MARKER';</script></body></html>")
+gz = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip wrapper; no file name or time in it
+page_gzip = gz.compress(page) + gz.flush()
+script = b"function poll() { fetch('/api/pumps'); }\n" * 100
+script_deflate = zlib.compress(script, 6)
+assert b"ENCODED-PAGE-MARKER" not in page_gzip
+
+
+def encoded(uri, body, encoding, content_type, chunk=None):
+    request = (f"GET {uri} HTTP/1.1\r\nHost: portal.plant-vendor.example\r\n"
+               "User-Agent: Mozilla/5.0\r\nAccept-Encoding: gzip, deflate\r\n\r\n").encode()
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Encoding: {encoding}\r\n").encode()
+    if chunk is None:
+        response = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        response = head + b"Transfer-Encoding: chunked\r\n\r\n"
+        for at in range(0, len(body), chunk):
+            part = body[at:at + chunk]
+            response += b"%x\r\n" % len(part) + part + b"\r\n"
+        response += b"0\r\n\r\n"
+    return [("c2s", request), ("s2c", response)]
+
+
 cap = Capture(BASE_TS)
 cap.tcp_session(CLIENT, 49600, SERVER, 80,
-                exchange("/tools.zip", tools) + exchange("/bomb.zip", bomb),
+                exchange("/tools.zip", tools) + exchange("/bomb.zip", bomb) +
+                encoded("/portal/index.html", page_gzip, "gzip", "text/html", chunk=500) +
+                encoded("/portal/app.js", script_deflate, "deflate", "application/javascript"),
                 client_isn=10000, server_isn=20000, mss=1400)
 cap.write(os.path.join(here, "input.pcap"))
 with open(os.path.join(here, "intel.dat"), "w") as f:
@@ -71,4 +105,6 @@ with open(os.path.join(here, "intel.dat"), "w") as f:
             "a member's MD5, computed here\n")
     f.write("dropper.exe\tIntel::FILE_NAME\tgolden\ta member's name\n")
     f.write("nested.txt\tIntel::FILE_NAME\tgolden\tinside a member archive: never seen\n")
+    f.write(f"{hashlib.md5(page).hexdigest()}\tIntel::FILE_HASH\tgolden\t"
+            "the inflated page's MD5\n")
 print(f"wrote {len(cap.packets)} packets and intel.dat in {here}; bomb.zip {len(bomb)} bytes")

@@ -9,3 +9,15 @@ rule zip_member_implant_marker
     condition:
         $marker
 }
+
+rule encoded_page_marker
+{
+    meta:
+        description = "Golden test: a marker only the inflated gzip page shows"
+        severity = "high"
+        category = "malware"
+    strings:
+        $marker = "ENCODED-PAGE-MARKER"
+    condition:
+        $marker
+}
