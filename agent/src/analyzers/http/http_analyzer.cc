@@ -7,6 +7,7 @@
 #include <charconv>
 #include <list>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "analyzers/text.h"
@@ -180,23 +181,25 @@ private:
         std::uint64_t file = 0;  // host file handle of the body, 0 if none
         std::string filename;
         std::string mime;
-        // A multipart/form-data request body, buffered whole (bounded) to be split into parts;
-        // made for such a body only, so that every other direction carries one pointer.
+        // A multipart/form-data request body, buffered whole (bounded) to be split into parts.
         struct Multipart {
             std::string boundary;
             std::vector<std::uint8_t> body;
             bool cut = false;
         };
-        std::unique_ptr<Multipart> multipart;
         // A body sent with Content-Encoding gzip or deflate: its file is what it inflates to,
-        // as Zeek's and Suricata's are. Made for such a body only.
+        // as Zeek's and Suricata's are.
         struct Decoder {
             std::unique_ptr<Inflater> inflater;  // made at the first byte (deflate: which kind)
             bool gzip = false;
             bool failed = false;  // stopped: bad data or the limit; the rest is missing
             bool first = true;    // nothing decoded or delivered yet
         };
-        std::unique_ptr<Decoder> decoder;
+        // Either, made for such a body only: every other direction carries one pointer (with
+        // 100,000 flows open, each pointer per direction is 1.6 MB).
+        std::unique_ptr<std::variant<Multipart, Decoder>> special;
+        Multipart* multipart() { return special ? std::get_if<Multipart>(special.get()) : nullptr; }
+        Decoder* decoder() { return special ? std::get_if<Decoder>(special.get()) : nullptr; }
         Transaction* txn = nullptr;  // the transaction this message belongs to
     };
 
@@ -468,19 +471,20 @@ private:
     void start_body(const AnalyzerContext& ctx, Direction& d, const Message& m) {
         d.filename = detail::disposition_filename(m.disposition);
         d.mime = mime_of(m.content_type);
-        d.multipart.reset();
-        d.decoder.reset();
+        d.special.reset();
         d.file = 0;
         if (m.encoding == "gzip" || m.encoding == "x-gzip" || m.encoding == "deflate") {
-            d.decoder = std::make_unique<Direction::Decoder>();
-            d.decoder->gzip = m.encoding != "deflate";
+            d.special = std::make_unique<std::variant<Direction::Multipart, Direction::Decoder>>(
+                std::in_place_type<Direction::Decoder>);
+            d.decoder()->gzip = m.encoding != "deflate";
             return;
         }
         if (ctx.direction == 0 && d.mime == "multipart/form-data") {
             std::string boundary = detail::header_param(m.content_type, "boundary");
             if (!boundary.empty()) {
-                d.multipart = std::make_unique<Direction::Multipart>();
-                d.multipart->boundary = std::move(boundary);
+                d.special = std::make_unique<std::variant<Direction::Multipart, Direction::Decoder>>(
+                    std::in_place_type<Direction::Multipart>);
+                d.multipart()->boundary = std::move(boundary);
                 return;
             }
         }
@@ -489,7 +493,7 @@ private:
 
     void body(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
         if (bytes.empty() || d.txn == nullptr) return;
-        if (d.decoder) {
+        if (d.decoder() != nullptr) {
             decode(ctx, d, bytes);
             return;
         }
@@ -498,7 +502,7 @@ private:
 
     // An encoded body's bytes, inflated on their way to the file.
     void decode(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
-        Direction::Decoder& dec = *d.decoder;
+        Direction::Decoder& dec = *d.decoder();
         if (dec.failed) {
             if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size());
             return;
@@ -537,7 +541,7 @@ private:
                            "body declared " + std::string(dec.gzip ? "gzip" : "deflate") +
                                " does not inflate (" + dec.inflater->error() +
                                "): inspected as sent");
-            d.decoder.reset();
+            d.special.reset();
             deliver(ctx, d, bytes);
             return;
         }
@@ -555,8 +559,8 @@ private:
         } else {
             d.txn->response_body_len += bytes.size();
         }
-        if (d.multipart) {
-            Direction::Multipart& mp = *d.multipart;
+        if (Direction::Multipart* multipart = d.multipart()) {
+            Direction::Multipart& mp = *multipart;
             const std::size_t room = kMaxMultipartBody - mp.body.size();
             if (bytes.size() > room && !mp.cut) {
                 mp.cut = true;
@@ -585,13 +589,13 @@ private:
         auto& fuids = orig ? t->orig_fuids : t->resp_fuids;
         auto& names = orig ? t->orig_filenames : t->resp_filenames;
         auto& mimes = orig ? t->orig_mime_types : t->resp_mime_types;
-        if (d.decoder && d.decoder->inflater && !d.decoder->failed &&
-            !d.decoder->inflater->finished()) {
+        const Direction::Decoder* dec = d.decoder();
+        if (dec != nullptr && dec->inflater && !dec->failed && !dec->inflater->finished()) {
             ctx.host.weird("http_content_encoding_truncated",
                            "the body ends before its compressed stream: the file is what "
                            "inflated");
         }
-        if (d.multipart) {
+        if (d.multipart() != nullptr) {
             split_multipart(ctx, d, *t);
         } else if (d.file != 0) {
             if (d.file != kUntracked) {
@@ -603,8 +607,7 @@ private:
         }
         // The message's buffers go with it (a multipart body may have reached 4 MiB): an idle
         // keep-alive connection holds nothing for its last body.
-        d.multipart.reset();
-        d.decoder.reset();
+        d.special.reset();
         std::string().swap(d.filename);
         std::string().swap(d.mime);
         if (!orig) finish_transaction(ctx);
@@ -614,7 +617,7 @@ private:
     // filename="..". The body was buffered whole (bounded): parts are found by the
     // "--boundary" delimiter lines.
     void split_multipart(const AnalyzerContext& ctx, Direction& d, Transaction& t) {
-        const Direction::Multipart& mp = *d.multipart;
+        const Direction::Multipart& mp = *d.multipart();
         const std::string_view body = as_text(mp.body);
         const std::string delimiter = "--" + mp.boundary;
         std::size_t pos = body.find(delimiter);
