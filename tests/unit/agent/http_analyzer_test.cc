@@ -60,8 +60,9 @@ TEST(HttpAnalyzer, ChunkedResponseBecomesANamedFile) {
     EXPECT_TRUE(run.host.weirds.empty());
 }
 
-// zlib's compress2 (RFC 1950) or, through deflateInit2, gzip (RFC 1952) or raw deflate.
-std::string compressed(const std::string& text, int window_bits) {
+// TEXT deflated by zlib: WINDOW_BITS as deflateInit2 takes them (MAX_WBITS zlib, +16 gzip,
+// negative raw). FLUSH Z_FULL_FLUSH leaves the stream open (no final block, no trailer).
+std::string compressed(const std::string& text, int window_bits, int flush = Z_FINISH) {
     z_stream zs{};
     EXPECT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
     std::string out(deflateBound(&zs, text.size()) + 32, '\0');
@@ -69,7 +70,7 @@ std::string compressed(const std::string& text, int window_bits) {
     zs.avail_in = static_cast<uInt>(text.size());
     zs.next_out = reinterpret_cast<Bytef*>(out.data());
     zs.avail_out = static_cast<uInt>(out.size());
-    EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    EXPECT_EQ(deflate(&zs, flush), flush == Z_FINISH ? Z_STREAM_END : Z_OK);
     out.resize(zs.total_out);
     deflateEnd(&zs);
     return out;
@@ -134,17 +135,8 @@ TEST(HttpAnalyzer, BrokenOrExplodingEncodingsAreWeirds) {
 
     // Good gzip that goes bad halfway (a block of the reserved type after a flushed one):
     // what inflated stays, the rest is missing.
-    z_stream zs{};
-    ASSERT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, MAX_WBITS + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    std::string first_half = "<html>" + std::string(3000, 'y');
-    std::string body(8192, '\0');
-    zs.next_in = reinterpret_cast<Bytef*>(first_half.data());
-    zs.avail_in = static_cast<uInt>(first_half.size());
-    zs.next_out = reinterpret_cast<Bytef*>(body.data());
-    zs.avail_out = static_cast<uInt>(body.size());
-    ASSERT_EQ(deflate(&zs, Z_FULL_FLUSH), Z_OK);
-    body.resize(zs.total_out);
-    deflateEnd(&zs);
+    const std::string first_half = "<html>" + std::string(3000, 'y');
+    std::string body = compressed(first_half, MAX_WBITS + 16, Z_FULL_FLUSH);
     body += '\x07' + std::string(500, 'g');  // BFINAL, BTYPE 11: no such block
     AnalyzerRun broken("http", kIpProtoTcp, 80);
     broken.feed(0, kGet);

@@ -123,6 +123,17 @@ struct Recorder : ZipReader::Sink {
     }
 };
 
+// ZIP read whole, in one piece.
+Recorder read_all(const Bytes& zip, ZipReader::Limits limits = {}) {
+    Recorder r;
+    ZipReader reader(r, limits);
+    reader.feed(zip);
+    reader.finish();
+    EXPECT_TRUE(reader.stopped());
+    EXPECT_EQ(reader.members(), r.members.size());
+    return r;
+}
+
 std::string text_of(std::size_t n, char seed) {
     std::string out;
     for (std::size_t i = 0; i < n; ++i) out.push_back(static_cast<char>('a' + (seed + i * 7) % 26));
@@ -137,10 +148,7 @@ TEST(ZipReader, StoredAndDeflatedMembersComeOutWhole) {
     add_central_directory(zip);
     ASSERT_TRUE(ZipReader::looks_like_zip(zip));
 
-    Recorder r;
-    ZipReader reader(r, {});
-    reader.feed(zip);
-    reader.finish();
+    const Recorder r = read_all(zip);
     ASSERT_EQ(r.members.size(), 3u);
     EXPECT_EQ(r.members[0].name, "readme.txt");
     EXPECT_EQ(r.members[0].content, "stored as it is");
@@ -151,8 +159,6 @@ TEST(ZipReader, StoredAndDeflatedMembersComeOutWhole) {
         EXPECT_TRUE(m.ended && m.complete && m.size_known) << m.name;
     }
     EXPECT_TRUE(r.problems.empty());
-    EXPECT_TRUE(reader.stopped());
-    EXPECT_EQ(reader.members(), 3u);
 }
 
 // Traffic hands the archive over in pieces of any size: one byte at a time must give the same.
@@ -189,10 +195,7 @@ TEST(ZipReader, EncryptedAndUnknownMethodsAreSkippedAndSaid) {
     add_entry(zip, {"secret.doc", "ciphertext here", 0, 0x0001});
     add_entry(zip, {"old.bin", "imploded bytes", 6});
     add_entry(zip, {"after.txt", "still read", 0});
-    Recorder r;
-    ZipReader reader(r, {});
-    reader.feed(zip);
-    reader.finish();
+    const Recorder r = read_all(zip);
     ASSERT_EQ(r.members.size(), 1u);
     EXPECT_EQ(r.members[0].name, "after.txt");
     EXPECT_EQ(r.members[0].content, "still read");
