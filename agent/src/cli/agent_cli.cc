@@ -76,7 +76,8 @@ constexpr const char* kUsage =
 // After the collector flags (cli::kCollectorLinkUsage).
 constexpr const char* kUsageTail =
     "  --stream-depth BYTES     bytes of each TCP direction inspected (default 1048576)\n"
-    "  --workers N              inspection threads, flows sharded by hash (default 1, max 16)\n"
+    "  --workers N|auto         inspection threads, flows sharded by hash (max 16; default\n"
+    "                           auto: 2 with 4 CPUs or more available, else 1)\n"
     "  --stream-memory BYTES    heap of the TCP streams held for YARA over all flows (their\n"
     "                           buffers' capacity, waiting segments) before streams are\n"
     "                           scanned early (default 67108864)\n"
@@ -106,7 +107,7 @@ struct Options {
     unsigned file_hashes = kAllFileHashes;
     cli::CollectorLink link;  // collector, identity, certificates, queue
     std::size_t stream_depth = 1 << 20;
-    std::size_t workers = 1;
+    std::size_t workers = 0;  // 0: auto (auto_workers of the CPUs available)
     std::size_t max_flows = 131072;
     std::size_t stream_memory = 64 << 20;
     bool quiet = false;
@@ -268,11 +269,13 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 problems.push_back("--max-flows '" + *v + "' is not 16..67108864");
             }
         } else if (arg == "--workers") {
-            if (parse_number(*v, 1, static_cast<long long>(WorkerPool::kMaxWorkers), n)) {
+            if (*v == "auto") {
+                o.workers = 0;
+            } else if (parse_number(*v, 1, static_cast<long long>(WorkerPool::kMaxWorkers), n)) {
                 o.workers = static_cast<std::size_t>(n);
             } else {
                 problems.push_back("--workers '" + *v + "' is not 1.." +
-                                   std::to_string(WorkerPool::kMaxWorkers));
+                                   std::to_string(WorkerPool::kMaxWorkers) + " or auto");
             }
         }
     }
@@ -391,6 +394,16 @@ int run_agent(int argc, char** argv) {
     }
     Options& opt = std::get<Options>(parsed);
     if (opt.quiet) common::set_log_level(common::LogLevel::kWarn);
+    if (opt.workers == 0) {
+        const std::size_t cpus = available_cpus();
+        opt.workers = auto_workers(cpus);
+        common::log_info("agent", "--workers auto: " + std::to_string(opt.workers) +
+                                      (opt.workers == 1 ? " inspection worker (" : " inspection workers (") +
+                                      std::to_string(cpus) +
+                                      (cpus == 1 ? " CPU available)" : " CPUs available)"));
+    } else if (opt.workers > 1) {
+        common::log_info("agent", std::to_string(opt.workers) + " inspection workers");
+    }
 
     // Everything that can be wrong with the inputs is found before the first packet. The intel
     // loads meanwhile (the future waits for it on every way out).
@@ -602,9 +615,6 @@ int run_agent(int argc, char** argv) {
     const int linktype = live_capture ? live_capture->linktype() : (*capture)->linktype();
     WorkerPool engine(opt.workers, linktype, eo, rules, opt.intel.empty() ? nullptr : intel,
                       policy, std::move(outputs));
-    if (opt.workers > 1) {
-        common::log_info("agent", std::to_string(opt.workers) + " inspection workers");
-    }
 
     const auto started = std::chrono::steady_clock::now();
     int exit_code = kExitOk;

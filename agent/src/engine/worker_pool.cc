@@ -2,9 +2,13 @@
 #include "senningen/agent/engine/worker_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
+#include <fstream>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -49,6 +53,54 @@ std::size_t shard_of_decoded(DecodeStatus status, const DecodedPacket& packet,
 }
 
 }  // namespace
+
+std::size_t cpus_of_cpu_max(std::string_view cpu_max) {
+    // "$MAX $PERIOD": MAX is "max" without a quota.
+    const std::size_t space = cpu_max.find(' ');
+    if (space == std::string_view::npos) return 0;
+    std::uint64_t quota = 0;
+    std::uint64_t period = 0;
+    const std::string_view q = cpu_max.substr(0, space);
+    std::string_view p = cpu_max.substr(space + 1);
+    while (!p.empty() && (p.back() == '\n' || p.back() == ' ')) p.remove_suffix(1);
+    const auto [qe, qerr] = std::from_chars(q.data(), q.data() + q.size(), quota);
+    const auto [pe, perr] = std::from_chars(p.data(), p.data() + p.size(), period);
+    if (qerr != std::errc() || qe != q.data() + q.size() || perr != std::errc() ||
+        pe != p.data() + p.size() || quota == 0 || period == 0) {
+        return 0;
+    }
+    return static_cast<std::size_t>((quota + period - 1) / period);
+}
+
+std::size_t available_cpus() {
+    std::size_t cpus = 1;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        cpus = std::max(1, CPU_COUNT(&set));
+    } else {
+        cpus = std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN));
+    }
+    // The process's own cgroup (v2: the "0::" line of /proc/self/cgroup), else the root's.
+    std::string path = "/sys/fs/cgroup/cpu.max";
+    if (std::ifstream in("/proc/self/cgroup"); in) {
+        for (std::string line; std::getline(in, line);) {
+            if (line.starts_with("0::")) {
+                path = "/sys/fs/cgroup" + line.substr(3) + "/cpu.max";
+                break;
+            }
+        }
+    }
+    if (std::ifstream in(path); in) {
+        std::string text;
+        std::getline(in, text);
+        const std::size_t quota = cpus_of_cpu_max(text);
+        if (quota > 0) cpus = std::min(cpus, quota);
+    }
+    return cpus;
+}
+
+std::size_t auto_workers(std::size_t cpus) { return cpus >= 4 ? 2 : 1; }
 
 std::size_t shard_of(int linktype, std::span<const std::uint8_t> frame, std::size_t workers) {
     if (workers <= 1) return 0;

@@ -2,6 +2,7 @@
 // workers give the same alerts, records and intel.log lines (as multisets) and the same summed
 // counters as one, on the golden captures.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -140,6 +141,26 @@ TEST(WorkerPool, TwoWorkersMatchOneOnTheDemoCapture) {
     expect_same(kRepo / "tests" / "golden" / "demo" / "input.pcap",
                 kRepo / "rules" / "packs" / "demo" / "demo.yar",
                 kRepo / "rules" / "packs" / "demo" / "demo.intel");
+}
+
+// --workers auto: two workers when the host has cores to spare, one on a small host; a
+// cgroup CPU quota (systemd's CPUQuota=) counts as the CPUs it amounts to.
+TEST(WorkerPool, AutoWorkersFollowTheCpusAvailable) {
+    EXPECT_EQ(auto_workers(1), 1U);
+    EXPECT_EQ(auto_workers(2), 1U);
+    EXPECT_EQ(auto_workers(3), 1U);
+    EXPECT_EQ(auto_workers(4), 2U);
+    EXPECT_EQ(auto_workers(64), 2U);
+    EXPECT_EQ(cpus_of_cpu_max("max 100000\n"), 0U);
+    EXPECT_EQ(cpus_of_cpu_max("150000 100000\n"), 2U);
+    EXPECT_EQ(cpus_of_cpu_max("400000 100000"), 4U);
+    EXPECT_EQ(cpus_of_cpu_max("50000 100000"), 1U);
+    EXPECT_EQ(cpus_of_cpu_max(""), 0U);
+    EXPECT_EQ(cpus_of_cpu_max("lots 100000"), 0U);
+    EXPECT_EQ(cpus_of_cpu_max("100000 0"), 0U);
+    const std::size_t cpus = available_cpus();
+    EXPECT_GE(cpus, 1U);
+    EXPECT_LE(cpus, static_cast<std::size_t>(sysconf(_SC_NPROCESSORS_CONF)));
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -42,6 +43,16 @@ struct WorkerOutputs {
 // flow give the same shard; fragments and other IP traffic by their address pair; frames that
 // are not IP go to shard 0.
 std::size_t shard_of(int linktype, std::span<const std::uint8_t> frame, std::size_t workers);
+
+// The CPUs this process may run on: its affinity mask, cut by a cgroup v2 CPU quota
+// (systemd's CPUQuota=, rounded up to whole CPUs). At least 1.
+std::size_t available_cpus();
+// A cgroup v2 cpu.max ("max 100000", "150000 100000"): the CPUs its quota amounts to, rounded
+// up, or 0 when it sets none (or does not read as one).
+std::size_t cpus_of_cpu_max(std::string_view cpu_max);
+// --workers auto: two workers when the host has cores to spare (four CPUs or more: the two
+// workers, the capture and merger threads, and the host's own work), one on a small host.
+std::size_t auto_workers(std::size_t cpus);
 
 EngineCounters& operator+=(EngineCounters& a, const EngineCounters& b);
 FlowTableCounters& operator+=(FlowTableCounters& a, const FlowTableCounters& b);
