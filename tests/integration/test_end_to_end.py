@@ -253,6 +253,27 @@ class Errors(unittest.TestCase):
         self.assertIn("acknowledged 0 of", res.stderr)
         self.assertLess(time.monotonic() - started, 30)
 
+    def test_workers_auto_by_default(self):
+        # One worker on a small host, two when the agent may use four CPUs or more; the agent
+        # says which and why. taskset pins it to one CPU: then it must choose one.
+        res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--rules", RULES)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        m = re.search(r"--workers auto: (\d) inspection workers? \((\d+) CPUs? available\)",
+                      res.stderr)
+        self.assertIsNotNone(m, res.stderr)
+        workers, cpus = int(m.group(1)), int(m.group(2))
+        self.assertLessEqual(cpus, len(os.sched_getaffinity(0)))
+        self.assertEqual(workers, 2 if cpus >= 4 else 1)
+        pinned = subprocess.run(["taskset", "-c", str(min(os.sched_getaffinity(0))), AGENT,
+                                 "--read", os.path.join(DEMO, "input.pcap"), "--output",
+                                 os.devnull], capture_output=True, text=True, timeout=60)
+        self.assertEqual(pinned.returncode, 0, pinned.stderr)
+        self.assertIn("--workers auto: 1 inspection worker (1 CPU available)", pinned.stderr)
+        for bad in ("0", "17", "many"):
+            res = run_agent("--read", os.path.join(DEMO, "input.pcap"), "--workers", bad)
+            self.assertEqual(res.returncode, 64)
+            self.assertIn(f"--workers '{bad}' is not 1..16 or auto", res.stderr)
+
     def test_missing_capture(self):
         res = run_agent("--read", self.path("nope.pcap"))
         self.assertEqual(res.returncode, 66)
