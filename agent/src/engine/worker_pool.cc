@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
-#include <fstream>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <utility>
