@@ -49,7 +49,8 @@ void ZipReader::feed(std::span<const std::uint8_t> in) {
     while (!in.empty() && state_ != State::kStopped) {
         switch (state_) {
             case State::kHeader:
-                // The signature first: the central directory's is only 4 bytes from its end.
+                // The signature first: what ends the members (a central directory header, or
+                // the end record, 22 bytes) need not be as long as a local header.
                 if (!gather(in, 4)) return;
                 if (le32(buf_.data()) != kLocalHeader) {
                     const std::uint32_t sig = le32(buf_.data());
