@@ -8,6 +8,10 @@ numbers. Import it from a make_input.py beside a case:
 from scapy.all import IP, Ether, Raw, wrpcap
 from scapy.all import TCP as ScapyTCP
 
+# Where the golden captures made here start, unless a case says otherwise: fixed, so that each
+# generator writes the same file on every run.
+GOLDEN_START = 1768467600.0  # 2026-01-15T09:00:00Z
+
 MAC_A = "02:00:00:00:00:01"
 MAC_B = "02:00:00:00:00:02"
 
@@ -20,7 +24,7 @@ def _tcp(seq=0, ack=0, **kw):
 class Capture:
     """Frames in order, each stamped `step` seconds after the one before it."""
 
-    def __init__(self, base_ts):
+    def __init__(self, base_ts=GOLDEN_START):
         self.packets = []
         self.now = base_ts
 

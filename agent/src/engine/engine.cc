@@ -81,7 +81,6 @@ void Engine::process(const RawPacket& raw, int linktype) {
 
 void Engine::process_datagram(const RawPacket& datagram, const DatagramFacts& facts) {
     last_ts_ns_ = datagram.ts_ns;
-    ++counters_.fragment_datagrams;
     DecodedPacket packet;
     const DecodeStatus status =
         decode_packet(kLinktypeRaw, {datagram.data, datagram.caplen}, packet);
@@ -92,6 +91,7 @@ void Engine::process_datagram(const RawPacket& datagram, const DatagramFacts& fa
 EngineCounters Engine::counters() const {
     EngineCounters out = counters_;
     out.fragments = defrag_.counters().fragments;
+    out.fragment_datagrams = defrag_.counters().datagrams;
     out.fragment_overlaps = defrag_.counters().overlaps;
     out.fragments_dropped = defrag_.counters().dropped;
     return out;

@@ -147,7 +147,6 @@ struct TrafficFile {
     std::uint64_t extracted = 0;
     bool extract_cutoff = false;
     std::string parent_fuid;  // of the archive a ZIP member came out of
-    bool zip_checked = false;  // whether the file's start was looked at for a ZIP archive
     std::unique_ptr<ZipMembers> zip;  // reads the file as a ZIP archive, when it is one
 };
 
@@ -312,10 +311,10 @@ void Engine::file_data(std::uint64_t handle, std::span<const std::uint8_t> bytes
     if (keep < bytes.size()) f.head_cut = true;
 
     // A ZIP archive's members, as the archive streams (not those of a member: one level).
+    // The file's start is looked at once, when the head first holds its 4 bytes.
     if (f.zip) {
         f.zip->reader.feed(bytes);
-    } else if (!f.zip_checked && f.head.size() >= 4 && f.source != "ZIP") {
-        f.zip_checked = true;
+    } else if (f.head.size() - keep < 4 && f.head.size() >= 4 && f.source != "ZIP") {
         if (ZipReader::looks_like_zip(f.head)) {
             // The head holds every byte so far (it is at least kMimeProbe long), then the
             // rest of this call's bytes that it did not take.

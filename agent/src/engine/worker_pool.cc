@@ -450,6 +450,7 @@ EngineCounters WorkerPool::counters() const {
     sum.packets = packets_.load(std::memory_order_relaxed);
     sum.bytes = bytes_.load(std::memory_order_relaxed);
     sum.fragments += defrag_.counters().fragments;
+    sum.fragment_datagrams += defrag_.counters().datagrams;
     sum.fragment_overlaps += defrag_.counters().overlaps;
     sum.fragments_dropped += defrag_.counters().dropped;
     return sum;

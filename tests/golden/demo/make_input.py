@@ -19,15 +19,13 @@ from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, Raw
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scapy_session import MAC_A, MAC_B, Capture  # noqa: E402
 
-BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
-
 WORKSTATION = "192.0.2.20"
 RESOLVER = "192.0.2.1"
 BAD_SERVER = "203.0.113.66"
 HMI = "192.0.2.30"
 PLC = "192.0.2.40"
 
-cap = Capture(BASE_TS)
+cap = Capture()
 add = cap.add
 
 

@@ -26,7 +26,6 @@ import zlib
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scapy_session import Capture  # noqa: E402
 
-BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
 CLIENT = "192.0.2.60"
 SERVER = "203.0.113.70"
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
@@ -92,7 +91,7 @@ def encoded(uri, body, encoding, content_type, chunk=None):
     return [("c2s", request), ("s2c", response)]
 
 
-cap = Capture(BASE_TS)
+cap = Capture()
 cap.tcp_session(CLIENT, 49600, SERVER, 80,
                 exchange("/tools.zip", tools) + exchange("/bomb.zip", bomb) +
                 encoded("/portal/index.html", page_gzip, "gzip", "text/html", chunk=500) +

@@ -20,14 +20,13 @@ from scapy.all import (DNS, DNSQR, DNSRR, IP, UDP, Ether, IPv6, IPv6ExtHdrFragme
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scapy_session import MAC_A, MAC_B, Capture  # noqa: E402
 
-BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
 CLIENT = "192.0.2.21"
 RESOLVER = "192.0.2.1"
 SERVER = "203.0.113.80"
 CLIENT6 = "2001:db8::21"
 RESOLVER6 = "2001:db8::1"
 
-cap = Capture(BASE_TS)
+cap = Capture()
 
 
 def ether(pkt, to_server=True):

@@ -26,7 +26,6 @@ from scapy.all import IP, TCP, Ether, Raw
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scapy_session import MAC_A, MAC_B, Capture  # noqa: E402
 
-BASE_TS = 1768467600.0  # 2026-01-15T09:00:00Z
 CLIENT = "192.0.2.50"
 SERVER = "203.0.113.90"
 HMI = "192.0.2.30"
@@ -34,7 +33,7 @@ PLC = "192.0.2.40"
 MSS = 1000
 
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
-cap = Capture(BASE_TS)
+cap = Capture()
 
 
 class Conn:

@@ -193,7 +193,6 @@ private:
             std::unique_ptr<Inflater> inflater;  // made at the first byte (deflate: which kind)
             bool gzip = false;
             bool failed = false;  // stopped: bad data or the limit; the rest is missing
-            bool first = true;    // nothing decoded or delivered yet
         };
         // Either, made for such a body only: every other direction carries one pointer (each
         // pointer more per direction would be 1.6 MB over 100,000 open HTTP flows).
@@ -511,7 +510,6 @@ private:
             dec.inflater = std::make_unique<Inflater>(
                 dec.gzip ? Inflater::Format::kGzip : Inflater::http_deflate_format(bytes));
         }
-        const bool first = dec.first;
         std::uint64_t room = kMaxDecodedBody - std::min(kMaxDecodedBody, dec.inflater->total_out());
         bool limited = false;
         std::size_t used = 0;
@@ -519,7 +517,6 @@ private:
             dec.inflater->inflate(bytes, used, [&](std::span<const std::uint8_t> out) {
                 const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(room, out.size()));
                 if (n > 0) deliver(ctx, d, out.first(n));
-                dec.first = false;
                 room -= n;
                 if (n == out.size()) return true;
                 limited = true;
@@ -534,7 +531,7 @@ private:
             return;
         }
         if (status != Inflater::Status::kError) return;
-        if (first && dec.first) {
+        if (dec.inflater->total_out() == 0) {
             // Not what the header says (nothing came out of the first bytes): the body is
             // inspected as it is, as if it had no Content-Encoding.
             ctx.host.weird("http_bad_content_encoding",
