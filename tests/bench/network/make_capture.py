@@ -3,7 +3,9 @@
 with struct packing (scapy would take an hour for 400 MB), addresses and ports vary so that
 there are many flows.
 
-  make_capture.py mixed OUT.pcap --megabytes 420      the throughput capture
+  make_capture.py mixed OUT.pcap --megabytes 420 [--bodies OUT.bodies]
+                                                      the throughput capture (and its HTTP
+                                                      bodies, one after the other)
   make_capture.py concurrent OUT.pcap --flows 100000  every flow open at once (RSS)
   make_capture.py intel OUT.dat --count 100000        Zeek intel, a few entries hit
   make_capture.py rules OUT.yar --count 200           YARA stream rules, a few hit
@@ -139,8 +141,9 @@ def dns_query(qid, name, answer=None):
 
 
 class Traffic:
-    def __init__(self, seed):
+    def __init__(self, seed, bodies=None):
         self.rng = random.Random(seed)
+        self.bodies = bodies  # a file that gets every HTTP body, or None
         words = [w.encode() for w in (
             "the data plant pump valve setpoint alarm operator shift report tank level flow "
             "pressure sensor reading maintenance schedule invoice customer order shipment").split()]
@@ -165,6 +168,8 @@ class Traffic:
         t = Tcp(cli, cport, srv, 80, self.rng.getrandbits(32))
         host = f"host{i % 5000}.{DOMAIN}"
         body = self.body(i, size)
+        if self.bodies is not None:
+            self.bodies.write(body)
         req = (f"GET /files/report-{i}.pdf HTTP/1.1\r\nHost: {host}\r\n"
                f"User-Agent: Mozilla/5.0 (bench)\r\nAccept: */*\r\n\r\n").encode()
         resp = (f"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\n"
@@ -221,8 +226,9 @@ class Traffic:
         return self.modbus(i)
 
 
-def mixed(path, megabytes, seed):
-    traffic = Traffic(seed)
+def mixed(path, megabytes, seed, bodies_path=None):
+    bodies = open(bodies_path, "wb", buffering=1 << 22) if bodies_path else None
+    traffic = Traffic(seed, bodies)
     w = Writer(path)
     limit = megabytes << 20
     active, nxt = [], 0
@@ -239,6 +245,9 @@ def mixed(path, megabytes, seed):
         active = still
     w.f.close()
     print(f"{path}: {w.bytes / 1e6:.0f} MB, {nxt} sessions")
+    if bodies is not None:
+        print(f"{bodies_path}: {bodies.tell() / 1e6:.0f} MB of HTTP bodies")
+        bodies.close()
 
 
 def concurrent(path, flows, seed):
@@ -313,9 +322,10 @@ def main():
     p.add_argument("--flows", type=int, default=100_000)
     p.add_argument("--count", type=int)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bodies", help="mixed: also write the HTTP bodies to this file")
     a = p.parse_args()
     if a.what == "mixed":
-        mixed(a.out, a.megabytes, a.seed)
+        mixed(a.out, a.megabytes, a.seed, a.bodies)
     elif a.what == "concurrent":
         concurrent(a.out, a.flows, a.seed)
     elif a.what == "intel":

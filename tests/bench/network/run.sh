@@ -22,8 +22,9 @@ data="$build/bench-network"
 mkdir -p "$data"
 gen="/usr/bin/python3 $root/tests/bench/network/make_capture.py"
 cap="$data/mixed-${megabytes}M.pcap"
+bodies="$data/mixed-${megabytes}M.bodies"  # the capture's HTTP bodies, one after the other
 conc="$data/concurrent-${flows}.pcap"
-[ -f "$cap" ] || $gen mixed "$cap" --megabytes "$megabytes"
+[ -f "$cap" ] && [ -f "$bodies" ] || $gen mixed "$cap" --megabytes "$megabytes" --bodies "$bodies"
 [ -f "$conc" ] || $gen concurrent "$conc" --flows "$flows"
 [ -f "$data/intel.dat" ] || $gen intel "$data/intel.dat" --count 100000
 [ -f "$data/rules.yar" ] || $gen rules "$data/rules.yar" --count 200
@@ -31,8 +32,10 @@ work="$(mktemp -d /tmp/senningen-bench-network.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
 bytes=$(stat -c %s "$cap")
-cat "$cap" "$conc" >/dev/null  # into the page cache, once
-echo "capture $cap: $((bytes / 1000000)) MB; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+body_bytes=$(stat -c %s "$bodies")
+cat "$cap" "$conc" "$bodies" >/dev/null  # into the page cache, once
+echo "capture $cap: $((bytes / 1000000)) MB, $((body_bytes / 1000000)) MB of it HTTP bodies;" \
+    "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # run NAME COMMAND...: wall time and peak RSS by /usr/bin/time; sets $secs and $rss_kb.
 run() {
@@ -57,11 +60,12 @@ common=(--read "$cap" --quiet --agent-id bench --output /dev/null --metadata-log
 # of percent within minutes). A row's figure is its median over the rounds, and the ratio to
 # ndpiReader is the median of the per-round ratios, with their range beside it.
 rounds="${SENNINGEN_BENCH_ROUNDS:-3}"
-names=(tcpdump ngrep ndpi a1 a2 a2md5 pair b1 b2 b1nopf)
+names=(tcpdump ngrep ndpi digests a1 a2 a2md5 pair b1 b2 b1nopf)
 declare -A label=(
     [tcpdump]="tcpdump -r F -w /dev/null (read floor)"
     [ngrep]="ngrep -q -I F bench-implant-beacon"
     [ndpi]="ndpiReader -q -i F"
+    [digests]="floor: the bodies' 3 digests alone, 2 processes"
     [a1]="agent (a) analyzers + 100k intel, 1 worker"
     [a2]="agent (a) analyzers + 100k intel, 2 workers"
     [a2md5]="agent (a) --file-hashes none (MD5: intel), 2 workers"
@@ -80,6 +84,10 @@ run_row() {
         tcpdump) run "$1" tcpdump -r "$cap" -w /dev/null ;;
         ngrep) run "$1" ngrep -q -I "$cap" "bench-implant-beacon" ;;
         ndpi) run "$1" ndpiReader -q -i "$cap" ;;
+        # What the agent's default digests of every HTTP body cost at the least on this
+        # machine's two cores: the bodies alone, hashed with the libcrypto the agent uses.
+        # No two-worker agent row with all three digests can beat it.
+        digests) cat "$bodies" >/dev/null; run_digests ;;
         a1) run "$1" "$agent" "${common[@]}" --workers 1 ;;
         a2) run "$1" "$agent" "${common[@]}" --workers 2 ;;
         # (a) without the SHA-1 and SHA-256 of every file: only MD5, which the intel's
@@ -95,6 +103,28 @@ run_row() {
         b1nopf) run "$1" "$agent" "${common[@]}" --rules "$data/rules.yar" --workers 1 \
                     --no-yara-prefilter ;;
     esac
+}
+# run_digests: secs = the wall time for MD5, SHA-1 and SHA-256 of the bodies, one pass, in two
+# processes started together, each over half of them (as two workers each hash their files).
+run_digests() {
+    local start end first half=$((body_bytes / 2))
+    start="$(date +%s.%N)"
+    /usr/bin/python3 "$root/tests/bench/network/digest_floor.py" "$bodies" 0 "$half" \
+        >/dev/null 2>"$work/stderr-1" &
+    first=$!
+    /usr/bin/python3 "$root/tests/bench/network/digest_floor.py" "$bodies" "$half" \
+        $((body_bytes - half)) >/dev/null 2>"$work/stderr-2" || {
+        echo "digests failed:" >&2
+        cat "$work/stderr-2" >&2
+        exit 1
+    }
+    wait "$first" || {
+        echo "digests failed:" >&2
+        cat "$work/stderr-1" >&2
+        exit 1
+    }
+    end="$(date +%s.%N)"
+    secs="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
 }
 # run_pair: secs = the wall time for two agents (a), one worker each, started together.
 run_pair() {
@@ -164,14 +194,15 @@ for name in "${names[@]}"; do
     vs="" scale=""
     case "$name" in
         ndpi) vs="1.00" ;;
-        a1 | a2md5 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
+        digests | a1 | a2md5 | b1 | b1nopf) vs="$(summary "$name" ndpi)" ;;
         a2) vs="$(summary a2 ndpi)" scale="$(summary a2 a1)" ;;
         # Twice the work in SECS: the ceiling is 2 x a1 / pair, per round.
         pair) scale="ceiling $(ceiling)" ;;
         b2) vs="$(summary b2 ndpi)" scale="$(summary b2 b1)" ;;
     esac
     rate="$(gbps "$secs")"
-    # The pair reads the capture twice in that time.
+    # The pair reads the capture twice in that time; the digests row reads no capture: its
+    # rate is the one an agent row would have if the digests were all it did.
     [ "$name" = pair ] && rate="$(gbps "$(awk -v s="$secs" 'BEGIN { printf "%.4f", s / 2 }')")"
     printf '%-52s %8s %7s %20s %20s\n' "${label[$name]}" "$secs" "$rate" "$vs" "$scale"
 done
