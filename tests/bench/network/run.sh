@@ -24,7 +24,9 @@ gen="/usr/bin/python3 $root/tests/bench/network/make_capture.py"
 cap="$data/mixed-${megabytes}M.pcap"
 bodies="$data/mixed-${megabytes}M.bodies"  # the capture's HTTP bodies, one after the other
 conc="$data/concurrent-${flows}.pcap"
-[ -f "$cap" ] && [ -f "$bodies" ] || $gen mixed "$cap" --megabytes "$megabytes" --bodies "$bodies"
+if [ ! -f "$cap" ] || [ ! -f "$bodies" ]; then
+    $gen mixed "$cap" --megabytes "$megabytes" --bodies "$bodies"
+fi
 [ -f "$conc" ] || $gen concurrent "$conc" --flows "$flows"
 [ -f "$data/intel.dat" ] || $gen intel "$data/intel.dat" --count 100000
 [ -f "$data/rules.yar" ] || $gen rules "$data/rules.yar" --count 200
