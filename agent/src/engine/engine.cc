@@ -33,12 +33,6 @@ struct StringOut {
 
 }  // namespace
 
-std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
-                             std::uint16_t /*src_port*/, std::uint16_t /*dst_port*/) {
-    if (data.empty() || ip_proto != kIpProtoTcp) return "";
-    return "";
-}
-
 Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
                const IntelStore* intel, AlertSink sink)
     : options_(std::move(options)),
@@ -187,11 +181,7 @@ void Engine::detect(Flow& flow, FlowState& state, int direction, const DecodedPa
     if (const AnalyzerSpec* spec = detect_analyzer(flow.ip_proto, first, direction,
                                                    packet.src_port, packet.dst_port)) {
         state.analyzer = spec->create();
-        state.name = spec->name;
-        flow.app_proto = std::string(spec->name);
-    } else if (flow.app_proto.empty()) {
-        flow.app_proto =
-            detect_app_proto(flow.ip_proto, first, packet.src_port, packet.dst_port);
+        flow.app_proto = spec->name;
     }
 }
 
@@ -480,7 +470,7 @@ common::Alert Engine::make_network_alert(const Flow& flow, int direction,
     net.dest_ip = dst.addr.to_string();
     net.dest_port = dst.port;
     net.proto = proto_name(flow.ip_proto);
-    net.app_proto = flow.app_proto;
+    net.app_proto = std::string(flow.app_proto);
     alert.network = std::move(net);
     return alert;
 }

@@ -395,7 +395,7 @@ std::uint64_t FlowTable::flow_id(std::uint8_t ip_proto, const FlowEndpoint& a,
     return h != 0 ? h : 1;
 }
 
-FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
+Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
                                            const FlowEndpoint& dst) {
     const std::uint64_t id = flow_id(packet.ip_proto, src, dst);
     std::uint64_t free_key = 0;
@@ -411,10 +411,10 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
             }
             continue;
         }
-        if (same_tuple(*it->second.flow, packet.ip_proto, src, dst)) {
+        if (same_tuple(it->second, packet.ip_proto, src, dst)) {
             const bool new_syn = (packet.tcp_flags & (tcp_flags::kSyn | tcp_flags::kAck)) ==
                                  tcp_flags::kSyn;
-            if (!(it->second.flow->ended && new_syn)) {
+            if (!(it->second.ended && new_syn)) {
                 return it->second;
             }
             // A new connection reuses the 5-tuple of one that closed: replace it.
@@ -434,22 +434,20 @@ FlowTable::Slot& FlowTable::find_or_create(const DecodedPacket& packet, const Fl
         end_flow(lru_tail_->id);
     }
 
-    auto flow = std::make_unique<Flow>();
-    flow->id = free_key;
-    flow->ip_proto = packet.ip_proto;
-    flow->orig = src;
-    flow->resp = dst;
-    flow->first_ts_ns = packet.ts_ns;
-    flow->last_ts_ns = packet.ts_ns;
+    Flow& flow = flows_.try_emplace(free_key).first->second;
+    flow.id = free_key;
+    flow.ip_proto = packet.ip_proto;
+    flow.orig = src;
+    flow.resp = dst;
+    flow.first_ts_ns = packet.ts_ns;
+    flow.last_ts_ns = packet.ts_ns;
     if (packet.ip_proto == kIpProtoTcp) {
-        flow->stream[0].emplace(options_.stream_depth);
-        flow->stream[1].emplace(options_.stream_depth);
+        flow.stream[0].emplace(options_.stream_depth);
+        flow.stream[1].emplace(options_.stream_depth);
     }
     ++counters_.flows_created;
-    auto [it, inserted] = flows_.emplace(free_key, Slot{std::move(flow)});
-    (void)inserted;
-    lru_push_front(*it->second.flow);
-    return it->second;
+    lru_push_front(flow);
+    return flow;
 }
 
 Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
@@ -461,8 +459,7 @@ Flow& FlowTable::update(const DecodedPacket& packet, int& direction) {
 
     const FlowEndpoint src{packet.src, packet.src_port};
     const FlowEndpoint dst{packet.dst, packet.dst_port};
-    Slot& slot = find_or_create(packet, src, dst);
-    Flow& flow = *slot.flow;
+    Flow& flow = find_or_create(packet, src, dst);
     if (lru_head_ != &flow) {
         lru_unlink(flow);
         lru_push_front(flow);
@@ -510,10 +507,11 @@ void FlowTable::end_flow(std::uint64_t id) {
     if (it == flows_.end()) {
         return;
     }
-    // Out of the table first, so that the handler sees a consistent table.
-    std::unique_ptr<Flow> flow = std::move(it->second.flow);
+    // Out of the table first, so that the handler sees a consistent table: the node, flow and
+    // all, is the handle's until the end of this call.
+    auto node = flows_.extract(it);
+    Flow* flow = &node.mapped();
     lru_unlink(*flow);
-    flows_.erase(it);
     if (closing_id_ == id) {
         closing_id_ = 0;
     }
@@ -537,10 +535,10 @@ void FlowTable::finish_flow(std::uint64_t id) {
         closing_id_ = 0;
     }
     auto it = flows_.find(id);
-    if (it == flows_.end() || it->second.flow->ended) {
+    if (it == flows_.end() || it->second.ended) {
         return;
     }
-    Flow& flow = *it->second.flow;
+    Flow& flow = it->second;
     for (auto& stream : flow.stream) {
         if (stream) {
             stream->flush_gaps(counters_.reassembly);

@@ -140,7 +140,6 @@ private:
     // Per-flow analyzer state, beside the flow table (which knows nothing of analyzers).
     struct FlowState {
         std::unique_ptr<Analyzer> analyzer;
-        std::string_view name;
         std::uint64_t delivered[2] = {0, 0};  // stream bytes already handed to the analyzer
         std::uint64_t files = 0;              // files the flow carried so far (for fuids)
         Flow* flow = nullptr;                 // owned by the flow table, valid while this is
@@ -251,10 +250,5 @@ std::unique_ptr<YaraScanner> make_stream_scanner(std::shared_ptr<const YaraRules
 
 // Zeek's "C..." connection uid for a flow id: the same flow always gets the same uid.
 std::string zeek_uid(std::uint64_t flow_id);
-
-// A label for flows no analyzer claimed. Every protocol it used to name (HTTP, Modbus) has an
-// analyzer now, so it says "" (unknown); kept as the one place for future content labels.
-std::string detect_app_proto(std::uint8_t ip_proto, std::span<const std::uint8_t> data,
-                             std::uint16_t src_port, std::uint16_t dst_port);
 
 }  // namespace senningen::agent

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -180,7 +181,9 @@ struct Flow {
     // The history in order: the bit numbers of history_seen as they were first set, 4 bits
     // each, the first in the lowest bits (at most 16, so 64 bits always hold them).
     std::uint64_t history = 0;
-    std::string app_proto;                 // set by whoever recognises the protocol
+    // The analyzer's name (AnalyzerSpec::name, a literal of the registry's), once one has
+    // recognised the protocol: a view, not a string of its own in every flow.
+    std::string_view app_proto;
     // TCP only: [0] orig->resp, [1] resp->orig. In the flow, not behind a pointer of its own:
     // one allocation per flow instead of three.
     std::optional<TcpStream> stream[2];
@@ -258,22 +261,19 @@ public:
                                  const FlowEndpoint& b);
 
 private:
-    struct Slot {
-        std::unique_ptr<Flow> flow;
-    };
-
     void end_flow(std::uint64_t id);     // the end handler (once), then out of the table
     void finish_flow(std::uint64_t id);  // the end handler, staying in the table to linger
     void expire(std::int64_t now_ns);
-    Slot& find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
+    Flow& find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
                          const FlowEndpoint& dst);
 
     FlowTableOptions options_;
     FlowEndHandler on_end_;
     FlowRemovedHandler on_removed_;
     // Keyed by flow id; on a (vanishingly rare) id collision the newcomer takes the next free
-    // key within a short probe window, so Flow::id is the key, not always flow_id().
-    std::unordered_map<std::uint64_t, Slot> flows_;
+    // key within a short probe window, so Flow::id is the key, not always flow_id(). The flow
+    // lives in the map's node (whose address never changes): one allocation per flow.
+    std::unordered_map<std::uint64_t, Flow> flows_;
     // Every flow in the table, most recently used first, linked through the flows themselves
     // (a list node of its own per flow cost an allocation and 32 bytes).
     Flow* lru_head_ = nullptr;
