@@ -44,6 +44,48 @@ inline Bytes text(std::string_view s) {
 using Ipv4 = std::array<std::uint8_t, 4>;
 using Ipv6 = std::array<std::uint8_t, 16>;
 
+// The Internet checksum (RFC 1071) of the pieces, one after the other, as big-endian 16-bit
+// words (each piece of even length but the last, whose odd byte is padded with a zero).
+inline std::uint16_t internet_checksum(std::initializer_list<const Bytes*> pieces) {
+    std::uint32_t sum = 0;
+    for (const Bytes* piece : pieces) {
+        for (std::size_t i = 0; i < piece->size(); i += 2) {
+            const std::uint8_t low = i + 1 < piece->size() ? (*piece)[i + 1] : 0;
+            sum += static_cast<std::uint32_t>(((*piece)[i] << 8) | low);
+        }
+    }
+    while (sum > 0xffff) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return static_cast<std::uint16_t>(~sum);
+}
+
+// L4, a TCP or UDP header and payload from SRC to DST (both IPv4 or both IPv6), with its
+// checksum filled in over the pseudo-header; other protocols' bytes as they are.
+template <std::size_t N>
+Bytes with_transport_checksum(const std::array<std::uint8_t, N>& src,
+                              const std::array<std::uint8_t, N>& dst, std::uint8_t proto, Bytes l4) {
+    const std::size_t at = proto == 6 ? 16 : proto == 17 ? 6 : 0;
+    if (at == 0 || l4.size() < at + 2) return l4;
+    Bytes pseudo(src.begin(), src.end());
+    pseudo.insert(pseudo.end(), dst.begin(), dst.end());
+    if (N == 4) {
+        put8(pseudo, 0);
+        put8(pseudo, proto);
+        put16(pseudo, static_cast<std::uint16_t>(l4.size()));
+    } else {
+        put32(pseudo, static_cast<std::uint32_t>(l4.size()));
+        put32(pseudo, proto);
+    }
+    l4[at] = 0;
+    l4[at + 1] = 0;
+    std::uint16_t checksum = internet_checksum({&pseudo, &l4});
+    if (proto == 17 && checksum == 0) checksum = 0xffff;  // UDP's zero means "none"
+    l4[at] = static_cast<std::uint8_t>(checksum >> 8);
+    l4[at + 1] = static_cast<std::uint8_t>(checksum);
+    return l4;
+}
+
 inline Ipv6 ipv6(std::initializer_list<std::uint16_t> groups) {
     Ipv6 a{};
     std::size_t i = 0;
@@ -64,7 +106,7 @@ inline Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, st
     put8(b, static_cast<std::uint8_t>(((20 + option_bytes) / 4) << 4));
     put8(b, flags);
     put16(b, 65535);  // window
-    put16(b, 0);      // checksum: the decoder does not verify it
+    put16(b, 0);      // checksum: ipv4() and ipv6() fill it in
     put16(b, 0);      // urgent pointer
     for (std::size_t i = 0; i < option_bytes; ++i) {
         put8(b, 1);  // NOP
@@ -88,6 +130,9 @@ struct Ipv4Options {
     std::uint16_t frag_field = 0;  // flags and fragment offset, as on the wire
     int total_length_delta = 0;    // lie about the total length
     std::uint16_t id = 0x1234;     // identification
+    // A TCP or UDP L4 gets its checksum filled in unless this is false (or the packet is a
+    // fragment: a whole datagram's L4 is filled in with with_transport_checksum() first).
+    bool transport_checksum = true;
 };
 
 inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const Bytes& l4,
@@ -108,24 +153,27 @@ inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const By
     for (std::size_t i = 0; i < opt.option_bytes; ++i) {
         put8(b, 1);  // NOP option
     }
-    std::uint32_t sum = 0;
-    for (std::size_t i = 0; i < header_len; i += 2) {
-        sum += static_cast<std::uint32_t>((b[i] << 8) | b[i + 1]);
-    }
-    while (sum > 0xffff) {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    const auto checksum = static_cast<std::uint16_t>(~sum);
+    const auto checksum = internet_checksum({&b});
     b[10] = static_cast<std::uint8_t>(checksum >> 8);
     b[11] = static_cast<std::uint8_t>(checksum);
-    append(b, l4);
+    const bool fragment = (opt.frag_field & 0x3fff) != 0;
+    append(b, opt.transport_checksum && !fragment ? with_transport_checksum(src, dst, proto, l4)
+                                                  : l4);
     return b;
 }
 
 // FIRST_NEXT is the next-header value of the fixed header: the first extension header's type,
-// or the transport protocol when EXT is empty.
+// or the transport protocol when EXT is empty. A TCP or UDP L4 after EXT gets its checksum
+// filled in, unless EXT holds a fragment header or TRANSPORT_CHECKSUM is false.
 inline Bytes ipv6(const Ipv6& src, const Ipv6& dst, std::uint8_t first_next, const Bytes& ext,
-                  const Bytes& l4) {
+                  const Bytes& l4, bool transport_checksum = true) {
+    std::uint8_t proto = first_next;
+    for (std::size_t at = 0; at + 1 < ext.size() && proto != 44;) {
+        const std::size_t len = proto == 51 ? (std::size_t{ext[at + 1]} + 2) * 4  // AH
+                                            : (std::size_t{ext[at + 1]} + 1) * 8;
+        proto = ext[at];
+        at += len;
+    }
     Bytes b;
     put32(b, 0x60000000);
     put16(b, static_cast<std::uint16_t>(ext.size() + l4.size()));
@@ -134,7 +182,8 @@ inline Bytes ipv6(const Ipv6& src, const Ipv6& dst, std::uint8_t first_next, con
     b.insert(b.end(), src.begin(), src.end());
     b.insert(b.end(), dst.begin(), dst.end());
     append(b, ext);
-    append(b, l4);
+    append(b, transport_checksum && proto != 44 ? with_transport_checksum(src, dst, proto, l4)
+                                                : l4);
     return b;
 }
 

@@ -754,7 +754,11 @@ int run_agent(int argc, char** argv) {
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
             std::to_string(c.fragments) + " (" + std::to_string(c.fragment_datagrams) +
             " datagrams reassembled, " + std::to_string(c.fragments_dropped) + " dropped, " +
-            std::to_string(c.fragment_overlaps) + " overlapping), TCP gaps " +
+            std::to_string(c.fragment_overlaps) + " overlapping), bad checksums " +
+            std::to_string(c.bad_ip_checksums + c.bad_tcp_checksums + c.bad_udp_checksums) +
+            " (IP " + std::to_string(c.bad_ip_checksums) + ", TCP " +
+            std::to_string(c.bad_tcp_checksums) + ", UDP " + std::to_string(c.bad_udp_checksums) +
+            "), TCP gaps " +
             std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
             ", TCP inconsistent overlaps " + std::to_string(f.reassembly.inconsistent) +
             ", YARA scans " + std::to_string(c.yara_scans) + " (" +

@@ -77,6 +77,8 @@ DecodeStatus decode_transport(Bytes transport, std::size_t claimed, DecodedPacke
         out.ack = be32(h + 8);
         out.tcp_flags = h[13];
         out.payload = transport.subspan(header_len);
+        out.transport = transport;
+        out.transport_len = static_cast<std::uint32_t>(claimed);
         return DecodeStatus::kOk;
     }
     if (out.ip_proto == kIpProtoUdp) {
@@ -95,6 +97,8 @@ DecodeStatus decode_transport(Bytes transport, std::size_t claimed, DecodedPacke
         out.dst_port = be16(h + 2);
         const std::size_t end = udp_len < transport.size() ? udp_len : transport.size();
         out.payload = transport.subspan(8, end - 8);
+        out.transport = transport.first(end);
+        out.transport_len = static_cast<std::uint32_t>(udp_len);
         return DecodeStatus::kOk;
     }
     return DecodeStatus::kOtherTransport;
@@ -133,13 +137,13 @@ DecodeStatus decode_ipv4(Bytes ip, DecodedPacket& out) {
 
     // Ethernet pads short frames: the IP total length, not the frame, ends the packet.
     const std::size_t end = total_len < ip.size() ? total_len : ip.size();
+    out.ip_header = ip.first(header_len);
     const std::uint16_t frag = be16(h + 6);
     if ((frag & 0x3fff) != 0) {  // more-fragments flag or a non-zero offset
         out.frag_id = be16(h + 4);
         out.frag_offset = std::uint32_t{static_cast<std::uint16_t>(frag & 0x1fff)} * 8;
         out.frag_more = (frag & 0x2000) != 0;
         out.frag_len = static_cast<std::uint32_t>(total_len - header_len);
-        out.ip_header = ip.first(header_len);
         out.payload = ip.subspan(header_len, end - header_len);
         return DecodeStatus::kFragment;
     }
@@ -164,6 +168,7 @@ DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
     out.dst.family = 6;
     std::memcpy(out.src.bytes.data(), h + 8, 16);
     std::memcpy(out.dst.bytes.data(), h + 24, 16);
+    out.ip_header = ip.first(40);
 
     const std::size_t avail = ip.size() - 40;
     Bytes rest = ip.subspan(40, payload_len < avail ? payload_len : avail);
@@ -220,7 +225,6 @@ DecodeStatus decode_ipv6(Bytes ip, DecodedPacket& out) {
                 out.frag_offset = std::uint32_t{static_cast<std::uint16_t>(offset_flags & 0xfff8)};
                 out.frag_more = (offset_flags & 1) != 0;
                 out.frag_len = static_cast<std::uint32_t>(claimed - 8);
-                out.ip_header = ip.first(40);
                 out.payload = rest.subspan(8);
                 return DecodeStatus::kFragment;
             }
@@ -359,6 +363,100 @@ std::string IpAddress::to_string() const {
         inet_ntop(AF_INET6, bytes.data(), text, sizeof text);
     }
     return text;
+}
+
+// ---- checksums --------------------------------------------------------------------------
+
+std::uint64_t internet_sum(std::span<const std::uint8_t> bytes, std::uint64_t sum) {
+    const std::uint8_t* p = bytes.data();
+    std::size_t n = bytes.size();
+    // 32-bit words into a 64-bit sum: no carry is lost before 2^32 words (16 GiB).
+    for (; n >= 4; p += 4, n -= 4) {
+        std::uint32_t word = 0;
+        std::memcpy(&word, p, 4);
+        sum += word;
+    }
+    if (n >= 2) {
+        std::uint16_t half = 0;
+        std::memcpy(&half, p, 2);
+        sum += half;
+        p += 2;
+        n -= 2;
+    }
+    if (n == 1) {
+        const std::uint8_t last[2] = {*p, 0};
+        std::uint16_t half = 0;
+        std::memcpy(&half, last, 2);
+        sum += half;
+    }
+    return sum;
+}
+
+std::uint16_t internet_fold(std::uint64_t sum) {
+    while ((sum >> 16) != 0) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<std::uint16_t>(sum);
+}
+
+std::uint16_t ipv4_header_checksum(std::span<const std::uint8_t> header) {
+    const auto field = static_cast<std::uint16_t>(~internet_fold(internet_sum(header)));
+    std::uint8_t bytes[2];
+    std::memcpy(bytes, &field, 2);  // memory order to network order
+    return be16(bytes);
+}
+
+ChecksumVerdict verify_checksums(const DecodedPacket& packet) {
+    ChecksumVerdict verdict;
+    if (packet.src.family == 4 && packet.ip_header.size() >= 20) {
+        verdict.ip_bad = internet_fold(internet_sum(packet.ip_header)) != 0xffff;
+    }
+    const bool udp = packet.ip_proto == kIpProtoUdp;
+    if ((packet.ip_proto != kIpProtoTcp && !udp) || packet.transport_len < (udp ? 8U : 20U) ||
+        packet.transport.size() < packet.transport_len) {
+        return verdict;  // not all of it was captured
+    }
+    const std::span<const std::uint8_t> covered = packet.transport.first(packet.transport_len);
+    const std::size_t at = udp ? 6 : 16;  // the checksum field
+    const std::uint16_t field = be16(covered.data() + at);
+    if (udp && field == 0 && packet.src.family == 4) return verdict;  // none computed
+    // The pseudo-header: addresses, protocol, length (RFC 793, RFC 768, RFC 8200 8.1).
+    std::uint8_t pseudo[40];
+    std::size_t pseudo_len = 0;
+    const std::size_t address = packet.src.family == 4 ? 4 : 16;
+    std::memcpy(pseudo, packet.src.bytes.data(), address);
+    std::memcpy(pseudo + address, packet.dst.bytes.data(), address);
+    const std::uint32_t len = packet.transport_len;
+    if (address == 4) {
+        const std::uint8_t tail[4] = {0, packet.ip_proto, static_cast<std::uint8_t>(len >> 8),
+                                      static_cast<std::uint8_t>(len)};
+        std::memcpy(pseudo + 8, tail, 4);
+        pseudo_len = 12;
+    } else {
+        const std::uint8_t tail[8] = {static_cast<std::uint8_t>(len >> 24),
+                                      static_cast<std::uint8_t>(len >> 16),
+                                      static_cast<std::uint8_t>(len >> 8),
+                                      static_cast<std::uint8_t>(len),
+                                      0,
+                                      0,
+                                      0,
+                                      packet.ip_proto};
+        std::memcpy(pseudo + 32, tail, 8);
+        pseudo_len = 40;
+    }
+    const std::uint64_t sum = internet_sum(covered, internet_sum({pseudo, pseudo_len}));
+    if (internet_fold(sum) == 0xffff) return verdict;
+    verdict.transport_bad = true;
+    verdict.transport_field = field;
+    // The sum without the field (the field's one's complement added takes it out), then the
+    // value it should have been; UDP writes a computed zero as 0xffff.
+    std::uint16_t field_mem = 0;
+    std::memcpy(&field_mem, covered.data() + at, 2);
+    const std::uint16_t without = internet_fold(sum + static_cast<std::uint16_t>(~field_mem));
+    auto expected_mem = static_cast<std::uint16_t>(~without);
+    std::uint8_t bytes[2];
+    std::memcpy(bytes, &expected_mem, 2);
+    verdict.transport_expected = be16(bytes);
+    if (udp && verdict.transport_expected == 0) verdict.transport_expected = 0xffff;
+    return verdict;
 }
 
 }  // namespace senningen::agent

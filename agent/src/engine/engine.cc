@@ -15,6 +15,20 @@ constexpr int kMaxDetectAttempts = 4;  // payload packets looked at before givin
 // whole by the next one (rules' strings are short).
 constexpr std::size_t kScanOverlap = 256;
 
+// "0x1c46", for checksums in weird records.
+std::string hex16(std::uint16_t value) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out = "0x0000";
+    for (int i = 0; i < 4; ++i) out[5 - i] = kDigits[(value >> (4 * i)) & 0xf];
+    return out;
+}
+
+// The big-endian 16 bits at AT of BYTES (0 when they are not there).
+std::uint16_t be16_at(std::span<const std::uint8_t> bytes, std::size_t at) {
+    if (bytes.size() < at + 2) return 0;
+    return static_cast<std::uint16_t>((bytes[at] << 8) | bytes[at + 1]);
+}
+
 const char* proto_name(std::uint8_t ip_proto) {
     switch (ip_proto) {
         case kIpProtoTcp: return "TCP";
@@ -88,6 +102,7 @@ EngineCounters Engine::counters() const {
     out.fragment_datagrams = defrag_.counters().datagrams;
     out.fragment_overlaps = defrag_.counters().overlaps;
     out.fragments_dropped = defrag_.counters().dropped;
+    out.bad_ip_checksums += defrag_.counters().bad_checksums;
     return out;
 }
 
@@ -107,6 +122,12 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
         return;
     }
     ++counters_.decoded;
+    // Counted, and inspected all the same: Zeek's -C, for captures taken where the network
+    // card fills the checksums in (the capturing host's own packets show them wrong).
+    const bool udp = packet.ip_proto == kIpProtoUdp;
+    const ChecksumVerdict checksums = verify_checksums(packet);
+    if (checksums.ip_bad) ++counters_.bad_ip_checksums;
+    if (checksums.transport_bad) ++(udp ? counters_.bad_udp_checksums : counters_.bad_tcp_checksums);
     int direction = 0;
     Flow& flow = flows_.update(packet, direction);
     // A closed flow lingers only to absorb its last ACKs and retransmissions: its analyzer
@@ -118,6 +139,25 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
                    std::to_string(facts->differing_fragments) +
                        " fragment(s) of IP datagram id " + std::to_string(facts->ip_id) +
                        " overlapped earlier ones with other bytes; the first copy is inspected",
+                   packet.ts_ns);
+    }
+    if (checksums.ip_bad) {
+        flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum",
+                   "IPv4 header checksum " + hex16(be16_at(packet.ip_header, 10)) +
+                       " is wrong; inspected all the same",
+                   packet.ts_ns);
+    } else if (facts != nullptr && facts->bad_checksum_fragments > 0) {
+        flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum",
+                   std::to_string(facts->bad_checksum_fragments) +
+                       " fragment(s) of IP datagram id " + std::to_string(facts->ip_id) +
+                       " had a wrong IPv4 header checksum; inspected all the same",
+                   packet.ts_ns);
+    }
+    if (checksums.transport_bad) {
+        flow_weird(flow, direction, kWeirdBadChecksum, udp ? "bad_UDP_checksum" : "bad_TCP_checksum",
+                   std::string(direction == 0 ? "originator" : "responder") + " sent checksum " +
+                       hex16(checksums.transport_field) + ", should be " +
+                       hex16(checksums.transport_expected) + "; inspected all the same",
                    packet.ts_ns);
     }
     if (const auto seq = flows_.inconsistent_seq()) {

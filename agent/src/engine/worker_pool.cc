@@ -139,6 +139,9 @@ EngineCounters& operator+=(EngineCounters& a, const EngineCounters& b) {
     a.fragment_datagrams += b.fragment_datagrams;
     a.fragment_overlaps += b.fragment_overlaps;
     a.fragments_dropped += b.fragments_dropped;
+    a.bad_ip_checksums += b.bad_ip_checksums;
+    a.bad_tcp_checksums += b.bad_tcp_checksums;
+    a.bad_udp_checksums += b.bad_udp_checksums;
     a.other_transport += b.other_transport;
     a.analyzer_records += b.analyzer_records;
     a.weirds += b.weirds;
@@ -453,6 +456,7 @@ EngineCounters WorkerPool::counters() const {
     sum.fragment_datagrams += defrag_.counters().datagrams;
     sum.fragment_overlaps += defrag_.counters().overlaps;
     sum.fragments_dropped += defrag_.counters().dropped;
+    sum.bad_ip_checksums += defrag_.counters().bad_checksums;
     return sum;
 }
 

@@ -15,16 +15,6 @@ void put16(std::uint8_t* p, std::size_t v) {
     p[1] = static_cast<std::uint8_t>(v);
 }
 
-// The IPv4 header checksum (RFC 791) over HEADER, whose checksum field is zero.
-std::uint16_t ipv4_checksum(std::span<const std::uint8_t> header) {
-    std::uint32_t sum = 0;
-    for (std::size_t i = 0; i + 1 < header.size(); i += 2) {
-        sum += static_cast<std::uint32_t>(header[i] << 8 | header[i + 1]);
-    }
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<std::uint16_t>(~sum);
-}
-
 // Adds [BEGIN, END) to RANGES (sorted, non-overlapping, non-adjacent), merging what it touches.
 void merge(std::vector<std::pair<std::uint32_t, std::uint32_t>>& ranges, std::uint32_t begin,
            std::uint32_t end) {
@@ -54,6 +44,10 @@ void merge(std::vector<std::pair<std::uint32_t, std::uint32_t>>& ranges, std::ui
 std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
                                                  std::int64_t ts_ns) {
     ++counters_.fragments;
+    // Counted and taken all the same (as Zeek's -C); the reassembled header gets a new one.
+    const bool bad_checksum = fragment.src.family == 4 &&
+                              internet_fold(internet_sum(fragment.ip_header)) != 0xffff;
+    if (bad_checksum) ++counters_.bad_checksums;
     expire(ts_ns);
     const Key key{fragment.src.family, fragment.ip_proto, fragment.frag_id, fragment.src,
                   fragment.dst};
@@ -88,6 +82,7 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
     }
     Datagram& d = it->second;
     ++d.fragments;
+    if (bad_checksum) ++d.bad_checksums;
     if (!fragment.frag_more) d.total = end;
     if (begin == 0 && d.header.empty()) {
         d.header.assign(fragment.ip_header.begin(), fragment.ip_header.end());
@@ -135,14 +130,14 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
         put16(out_.data() + 2, out_.size() + total);
         put16(out_.data() + 6, 0);  // no flags, offset 0
         put16(out_.data() + 10, 0);
-        put16(out_.data() + 10, ipv4_checksum(out_));
+        put16(out_.data() + 10, ipv4_header_checksum(out_));
     } else {
         out_.assign(d.header.begin(), d.header.begin() + kIpv6Header);
         put16(out_.data() + 4, total);
         out_[6] = fragment.ip_proto;
     }
     out_.insert(out_.end(), d.data.begin(), d.data.begin() + static_cast<std::ptrdiff_t>(total));
-    last_ = {std::get<2>(it->first), d.differing};
+    last_ = {std::get<2>(it->first), d.differing, d.bad_checksums};
     forget(it);
     ++counters_.datagrams;
     return out_;

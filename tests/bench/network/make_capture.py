@@ -12,8 +12,8 @@ there are many flows.
 
 The mixed capture interleaves 64 sessions at a time: HTTP/1.1 downloads with bodies of 2-64 KB
 (5 in 10 sessions), DNS over UDP (2 in 10), TLS 1.2 with SNI, a real certificate and
-application data (2 in 10), Modbus/TCP reads and a write (1 in 10). IP and TCP checksums are
-left zero: the agent (like Zeek with -C), tcpdump, ngrep and ndpiReader do not check them.
+application data (2 in 10), Modbus/TCP reads and a write (1 in 10). IP, TCP and UDP checksums
+are right: the agent verifies them.
 """
 import argparse
 import os
@@ -44,9 +44,28 @@ class Writer:
         self.bytes += n + 16
 
 
+def checksum(data):
+    """The Internet checksum (RFC 1071) of DATA: its 16-bit words' one's complement sum is the
+    big number DATA modulo 0xffff (2^16 is 1 modulo 0xffff), which Python computes in C."""
+    if len(data) % 2:
+        data += b"\0"
+    rest = int.from_bytes(data, "big") % 0xFFFF
+    total = rest if rest or not any(data) else 0xFFFF
+    return 0xFFFF - total
+
+
 def ipv4(src, dst, proto, l4):
-    return ETH + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, proto, 0,
-                             src, dst) + l4
+    """An Ethernet frame: the IPv4 header and L4 (TCP or UDP) with their checksums right."""
+    at = 16 if proto == 6 else 6
+    pseudo = src + dst + struct.pack("!BBH", 0, proto, len(l4))
+    field = checksum(pseudo + l4)  # the field is zero in L4 yet
+    if proto == 17 and field == 0:
+        field = 0xFFFF  # UDP's zero means "no checksum"
+    l4 = l4[:at] + struct.pack("!H", field) + l4[at + 2:]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, proto, 0, src,
+                         dst)
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return ETH + header + l4
 
 
 def tcp(src, sport, dst, dport, seq, ack, flags, payload=b""):

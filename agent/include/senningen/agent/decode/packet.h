@@ -52,15 +52,42 @@ struct DecodedPacket {
     // length; the captured length when the header says 0): Zeek's conn.log ip_bytes.
     std::uint32_t ip_len = 0;
     std::span<const std::uint8_t> payload;  // transport payload (bounded by IP length and caplen)
+    // kOk: the TCP or UDP header and payload as captured, and the length the transport
+    // checksum covers (TCP: what the IP header leaves; UDP: its length field). TRANSPORT is
+    // shorter when the snap length cut the packet.
+    std::span<const std::uint8_t> transport;
+    std::uint32_t transport_len = 0;
+    // The IPv4 header with its options or the fixed IPv6 header (kOk and kFragment).
+    std::span<const std::uint8_t> ip_header;
     // kFragment only: PAYLOAD is the fragment's data (what was captured of it), FRAG_LEN the
-    // data length its header claims, IP_HEADER the IPv4 header with its options or the fixed
-    // IPv6 header, and ip_proto the protocol of the whole datagram.
+    // data length its header claims, and ip_proto the protocol of the whole datagram.
     std::uint32_t frag_id = 0;      // IPv4 identification, IPv6 fragment header identification
     std::uint32_t frag_offset = 0;  // in bytes
     std::uint32_t frag_len = 0;
     bool frag_more = false;  // more fragments follow
-    std::span<const std::uint8_t> ip_header;
 };
+
+// The Internet checksum (RFC 1071). internet_sum() adds BYTES to SUM as 32-bit words in memory
+// order (an odd last byte padded with a zero); internet_fold() folds such a sum to 16 bits, in
+// memory order too: the one's complement sum commutes with a byte swap, so no word is swapped.
+// A region whose checksum field is filled in is correct when its sum folds to 0xffff.
+std::uint64_t internet_sum(std::span<const std::uint8_t> bytes, std::uint64_t sum = 0);
+std::uint16_t internet_fold(std::uint64_t sum);
+// The IPv4 header checksum field to write for HEADER, whose checksum field is zero.
+std::uint16_t ipv4_header_checksum(std::span<const std::uint8_t> header);
+
+// What the checksums of a packet decode_packet() returned kOk for say: the IPv4 header's, and
+// the TCP or UDP checksum over the pseudo-header, header and payload. A checksum is checked
+// only when every byte it covers was captured (as Zeek does); a UDP checksum of zero over IPv4
+// means none was computed (RFC 768), over IPv6 it is wrong (RFC 8200).
+struct ChecksumVerdict {
+    bool ip_bad = false;
+    bool transport_bad = false;
+    // When transport_bad: the field's value and the value it should have (network order).
+    std::uint16_t transport_field = 0;
+    std::uint16_t transport_expected = 0;
+};
+ChecksumVerdict verify_checksums(const DecodedPacket& packet);
 
 enum class DecodeStatus : std::uint8_t {
     kOk = 0,

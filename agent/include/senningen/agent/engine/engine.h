@@ -64,6 +64,11 @@ struct EngineCounters {
     std::uint64_t fragments_dropped = 0;
     std::uint64_t fragment_datagrams = 0;
     std::uint64_t other_transport = 0;
+    // Packets whose checksum is wrong, inspected all the same: IPv4 headers (fragments' too),
+    // TCP and UDP over header, payload and pseudo-header (where all of it was captured).
+    std::uint64_t bad_ip_checksums = 0;
+    std::uint64_t bad_tcp_checksums = 0;
+    std::uint64_t bad_udp_checksums = 0;
     std::uint64_t analyzer_records = 0;
     std::uint64_t weirds = 0;
     std::uint64_t protocol_events = 0;
@@ -161,6 +166,8 @@ private:
     // direction): the counters count every occurrence.
     static constexpr std::uint8_t kWeirdRexmitOrig = 1;  // << direction
     static constexpr std::uint8_t kWeirdFragment = 4;
+    static constexpr std::uint8_t kWeirdBadIpChecksum = 8;
+    static constexpr std::uint8_t kWeirdBadChecksum = 16;  // TCP or UDP
     void flow_weird(Flow& flow, int direction, std::uint8_t kind, std::string_view name,
                     std::string_view detail, std::int64_t ts_ns);
     std::uint64_t file_begin(const FileStart& start) override;

@@ -35,12 +35,14 @@ struct DefragCounters {
     std::uint64_t datagrams = 0;  // reassembled and handed back
     std::uint64_t overlaps = 0;   // fragments whose overlapping bytes differed from earlier ones
     std::uint64_t dropped = 0;    // fragments of datagrams given up (expired, evicted, invalid)
+    std::uint64_t bad_checksums = 0;  // IPv4 fragments whose header checksum is wrong
 };
 
 // What the Defragmenter tells of a datagram it hands back, for the flow's weird record.
 struct DatagramFacts {
     std::uint32_t ip_id = 0;                // identification (IPv4: 16 bits, IPv6: 32)
     std::uint32_t differing_fragments = 0;  // whose overlapping bytes differed from earlier ones
+    std::uint32_t bad_checksum_fragments = 0;  // IPv4 fragments whose header checksum is wrong
 };
 
 class Defragmenter {
@@ -74,6 +76,7 @@ private:
         std::int64_t total = -1;  // payload length, once the last fragment has come
         std::uint64_t fragments = 0;
         std::uint32_t differing = 0;  // fragments whose overlapping bytes differed
+        std::uint32_t bad_checksums = 0;  // fragments whose IPv4 header checksum is wrong
     };
 
     using Datagrams = std::map<Key, Datagram>;
