@@ -157,8 +157,9 @@ struct FlowEndpoint {
 // The kinds of packet Zeek's conn.log history records, each once per direction in the order
 // first seen: S a SYN, H a SYN-ACK, A a pure ACK, D data (any UDP packet), F a FIN, R a RST,
 // Q SYN+FIN or SYN+RST, I FIN+RST. Upper case for the originator, lower for the responder.
-// Zeek's repeated letters and its T (retransmission), W (zero window), C (bad checksum),
-// G (gap) and ^ (flipped) are not tracked.
+// Zeek's repeated letters and its T (retransmission), W (zero window), G (gap) and ^ (flipped)
+// are not tracked; C (bad checksum) is not either, as in Zeek with -C: the engine counts a wrong
+// checksum and writes a weird record instead.
 inline constexpr char kConnHistoryLetters[] = "SHADFRQI";
 
 struct Flow {
