@@ -64,6 +64,12 @@ void fuzz_frame(std::span<const std::uint8_t> input) {
                packet.payload.data() + packet.payload.size() <= input.data() + input.size()));
         check(packet.src.family == 4 || packet.src.family == 6);
         check(!packet.src.to_string().empty());
+        // The checksums read only what was captured: the transport view lies in the frame.
+        check(packet.transport.empty() ||
+              (packet.transport.data() >= input.data() &&
+               packet.transport.data() + packet.transport.size() <= input.data() + input.size()));
+        const ChecksumVerdict checksums = verify_checksums(packet);
+        check(!checksums.transport_bad || packet.transport.size() >= packet.transport_len);
         if (packet.ip_proto == kIpProtoUdp) {
             DnsMessage message;
             (void)parse_dns(packet.payload, message);
@@ -182,8 +188,11 @@ void fuzz_fragments(std::span<const std::uint8_t> input) {
         if (!whole.empty()) {
             check(defrag.last().differing_fragments <= fed);
             check(defrag.last().ip_id == fragment.frag_id);
+            check(defrag.last().bad_checksum_fragments <= fed);
             DecodedPacket packet;
             check(decode_packet(101, whole, packet) != DecodeStatus::kFragment);
+            // The reassembled IPv4 header gets a checksum of its own.
+            check(packet.src.family != 4 || !verify_checksums(packet).ip_bad);
             check(whole.size() >= fragment.ip_header.size());
         }
         check(defrag.pending() <= Defragmenter::kMaxDatagrams);
