@@ -274,6 +274,26 @@ class Errors(unittest.TestCase):
             self.assertEqual(res.returncode, 64)
             self.assertIn(f"--workers '{bad}' is not 1..16 or auto", res.stderr)
 
+    def test_flow_timeouts_options(self):
+        # The golden case flow-timeouts runs the defaults; here the options set them and the
+        # summary line counts what each ended. Its Modbus connection polls every 240 s for
+        # 9000 s; its DNS queries are 400 s apart.
+        capture = os.path.join(REPO, "tests/golden/flow-timeouts/input.pcap")
+        for args, counts in ((["--absolute-timeout", "0"], "(2 idle, 0 at the absolute timeout"),
+                             (["--idle-timeout", "200"], "(39 idle, 0 at the absolute timeout"),
+                             (["--absolute-timeout", "1800"],
+                              "(2 idle, 4 at the absolute timeout")):
+            res = run_agent("--read", capture, *args)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertIn(counts, res.stderr, args)
+        for flag, bad, says in (("--idle-timeout", "0", "1..2592000"),
+                                ("--idle-timeout", "five", "1..2592000"),
+                                ("--absolute-timeout", "-1", "0..2592000"),
+                                ("--absolute-timeout", "2592001", "0..2592000")):
+            res = run_agent("--read", capture, flag, bad)
+            self.assertEqual(res.returncode, 64)
+            self.assertIn(f"{flag} '{bad}' is not {says} seconds", res.stderr)
+
     def test_missing_capture(self):
         res = run_agent("--read", self.path("nope.pcap"))
         self.assertEqual(res.returncode, 66)

@@ -83,6 +83,9 @@ constexpr const char* kUsageTail =
     "                           scanned early (default 67108864)\n"
     "  --max-flows N            flows tracked at once, over all workers (default 131072;\n"
     "                           the least recently used flow is evicted beyond it)\n"
+    "  --idle-timeout SEC       a flow without packets for SEC seconds ends (default 300)\n"
+    "  --absolute-timeout SEC   a flow older than SEC seconds ends at its next packet, which\n"
+    "                           starts a new one (default 3600; 0: never)\n"
     "  --no-yara-prefilter      scan every stream, datagram and traffic file with every\n"
     "                           YARA rule, also those holding none of the rules' literals\n"
     "  --quiet                  only warnings and errors on stderr\n"
@@ -110,9 +113,14 @@ struct Options {
     std::size_t workers = 0;  // 0: auto (auto_workers of the CPUs available)
     std::size_t max_flows = 131072;
     std::size_t stream_memory = 64 << 20;
+    std::int64_t idle_timeout_ns = FlowTableOptions{}.idle_timeout_ns;
+    std::int64_t absolute_timeout_ns = FlowTableOptions{}.absolute_timeout_ns;
     bool quiet = false;
     bool yara_prefilter = true;
 };
+
+constexpr long long kNanosPerSecond = 1'000'000'000;
+constexpr long long kMaxTimeoutSeconds = 30LL * 24 * 3600;  // 30 days
 
 // The --file-hashes names of the FileHash bits, in the order they are printed.
 constexpr std::pair<FileHash, std::string_view> kFileHashNames[] = {
@@ -194,7 +202,7 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
             "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
             "--intel-log", "--extract-dir", "--extract-max-bytes", "--file-hashes", "--workers",
-            "--max-flows", "--stream-memory"};
+            "--max-flows", "--stream-memory", "--idle-timeout", "--absolute-timeout"};
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -267,6 +275,18 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.max_flows = static_cast<std::size_t>(n);
             } else {
                 problems.push_back("--max-flows '" + *v + "' is not 16..67108864");
+            }
+        } else if (arg == "--idle-timeout") {
+            if (parse_number(*v, 1, kMaxTimeoutSeconds, n)) {
+                o.idle_timeout_ns = n * kNanosPerSecond;
+            } else {
+                problems.push_back("--idle-timeout '" + *v + "' is not 1..2592000 seconds");
+            }
+        } else if (arg == "--absolute-timeout") {
+            if (parse_number(*v, 0, kMaxTimeoutSeconds, n)) {
+                o.absolute_timeout_ns = n * kNanosPerSecond;
+            } else {
+                problems.push_back("--absolute-timeout '" + *v + "' is not 0..2592000 seconds");
             }
         } else if (arg == "--workers") {
             if (*v == "auto") {
@@ -574,6 +594,8 @@ int run_agent(int argc, char** argv) {
     eo.stream_depth = opt.stream_depth;
     // Each worker's table holds its share: the shards are even, the total stays the limit.
     eo.max_flows = std::max<std::size_t>(opt.max_flows / opt.workers, 1);
+    eo.idle_timeout_ns = opt.idle_timeout_ns;
+    eo.absolute_timeout_ns = opt.absolute_timeout_ns;
     eo.stream_memory = opt.stream_memory / opt.workers;
     eo.extract_dir = opt.extract_dir;
     eo.extract_max_bytes = opt.extract_max_bytes;
@@ -749,7 +771,10 @@ int run_agent(int argc, char** argv) {
         "agent",
         opt.capture + ": " + std::to_string(c.packets) + " packets, " + std::to_string(c.bytes) +
             " bytes in " + rate_text(secs, "s") + "; " + std::to_string(c.alerts) +
-            " alerts; flows " + std::to_string(f.flows_created) + "; not IP " +
+            " alerts; flows " + std::to_string(f.flows_created) + " (" +
+            std::to_string(f.flows_expired) + " idle, " + std::to_string(f.flows_timed_out) +
+            " at the absolute timeout, " + std::to_string(f.flows_evicted) +
+            " evicted); not IP " +
             std::to_string(c.not_ip) + ", truncated " + std::to_string(c.truncated) +
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
             std::to_string(c.fragments) + " (" + std::to_string(c.fragment_datagrams) +

@@ -53,8 +53,10 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const YaraRules> rules,
       rules_(std::move(rules)),
       intel_(intel),
       sink_(std::move(sink)),
-      flows_(FlowTableOptions{options_.max_flows, options_.stream_depth,
-                              FlowTableOptions{}.idle_timeout_ns},
+      flows_(FlowTableOptions{.max_flows = options_.max_flows,
+                              .stream_depth = options_.stream_depth,
+                              .idle_timeout_ns = options_.idle_timeout_ns,
+                              .absolute_timeout_ns = options_.absolute_timeout_ns},
              [this](Flow& flow) { on_flow_end(flow); }) {
     if (rules_) scanner_ = make_stream_scanner(rules_, options_.yara_timeout_seconds);
     flows_.set_removed_handler([this](const Flow& flow) { record_conn(flow); });

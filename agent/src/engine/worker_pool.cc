@@ -123,6 +123,7 @@ FlowTableCounters& operator+=(FlowTableCounters& a, const FlowTableCounters& b) 
     a.flows_created += b.flows_created;
     a.flows_evicted += b.flows_evicted;
     a.flows_expired += b.flows_expired;
+    a.flows_timed_out += b.flows_timed_out;
     a.reassembly += b.reassembly;
     return a;
 }

@@ -399,6 +399,7 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
                                            const FlowEndpoint& dst) {
     const std::uint64_t id = flow_id(packet.ip_proto, src, dst);
     std::uint64_t free_key = 0;
+    std::pair<FlowEndpoint, FlowEndpoint> roles{src, dst};  // originator, responder
     for (std::uint64_t i = 0; i < kMaxProbes; ++i) {
         const std::uint64_t key = id + i;
         if (key == 0) {
@@ -412,10 +413,18 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
             continue;
         }
         if (same_tuple(it->second, packet.ip_proto, src, dst)) {
+            Flow& found = it->second;
             const bool new_syn = (packet.tcp_flags & (tcp_flags::kSyn | tcp_flags::kAck)) ==
                                  tcp_flags::kSyn;
-            if (!(it->second.ended && new_syn)) {
-                return it->second;
+            const bool too_old = options_.absolute_timeout_ns > 0 && !found.ended &&
+                                 packet.ts_ns - found.first_ts_ns >= options_.absolute_timeout_ns;
+            if (!(found.ended && new_syn) && !too_old) {
+                return found;
+            }
+            if (too_old) {
+                // The connection goes on in a new flow, its roles kept.
+                ++counters_.flows_timed_out;
+                roles = {found.orig, found.resp};
             }
             // A new connection reuses the 5-tuple of one that closed: replace it.
             end_flow(key);
@@ -437,8 +446,8 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
     Flow& flow = flows_.try_emplace(free_key).first->second;
     flow.id = free_key;
     flow.ip_proto = packet.ip_proto;
-    flow.orig = src;
-    flow.resp = dst;
+    flow.orig = roles.first;
+    flow.resp = roles.second;
     flow.first_ts_ns = packet.ts_ns;
     flow.last_ts_ns = packet.ts_ns;
     if (packet.ip_proto == kIpProtoTcp) {

@@ -637,6 +637,47 @@ TEST(FlowTable, ExpiresIdleFlowsByPacketTime) {
     EXPECT_EQ(table.size(), 2u);
 }
 
+TEST(FlowTable, AbsoluteTimeoutEndsALongConnectionAndGoesOnWithItsRoles) {
+    std::vector<std::string> ended;
+    FlowTable table({.idle_timeout_ns = 60 * kSecond, .absolute_timeout_ns = 100 * kSecond},
+                    [&](Flow& f) { ended.push_back(as_text(f.stream[0]->data())); });
+    int dir = -1;
+    const std::string none;
+    table.update(make(kClient, 502, kServer, 502, kSyn, 0, none, 0), dir);
+    table.update(make(kServer, 502, kClient, 502, kSyn | kAck, 0, none, 1), dir);
+    // A polling session: a request every 30 s, never idle, never closed.
+    std::uint32_t seq = 1;
+    for (std::int64_t t = 30; t < 100; t += 30) {
+        table.update(make(kClient, 502, kServer, 502, kAck, seq, "poll", t * kSecond), dir);
+        seq += 4;
+    }
+    EXPECT_TRUE(ended.empty());
+    EXPECT_EQ(table.counters().flows_created, 1u);
+    // The first packet past 100 s of age is the responder's: the flow ends, and a new one
+    // starts with that packet, the client still its originator.
+    Flow& next = table.update(make(kServer, 502, kClient, 502, kAck, 1, "resp", 100 * kSecond), dir);
+    ASSERT_EQ(ended.size(), 1u);
+    EXPECT_EQ(ended[0], "pollpollpoll") << "the old flow's stream had its end handler";
+    EXPECT_EQ(table.counters().flows_timed_out, 1u);
+    EXPECT_EQ(table.counters().flows_expired, 0u);
+    EXPECT_EQ(table.counters().flows_created, 2u);
+    EXPECT_EQ(dir, 1) << "the server answers, as in the flow before";
+    EXPECT_EQ(next.orig.port, 502);
+    EXPECT_TRUE(next.orig.addr == kClient);
+    EXPECT_EQ(next.first_ts_ns, 100 * kSecond);
+    table.update(make(kClient, 502, kServer, 502, kAck, seq, "poll", 130 * kSecond), dir);
+    EXPECT_EQ(dir, 0);
+    EXPECT_EQ(as_text(next.stream[0]->data()), "poll") << "the new flow picks the stream up";
+    EXPECT_EQ(table.size(), 1u);
+
+    // 0 turns it off.
+    FlowTable forever({.absolute_timeout_ns = 0}, [&](Flow&) { ended.push_back("forever"); });
+    forever.update(make(kClient, 1, kServer, 80, kSyn, 0, none, 0), dir);
+    forever.update(make(kClient, 1, kServer, 80, kAck, 1, "x", 250 * kSecond), dir);
+    EXPECT_EQ(forever.counters().flows_timed_out, 0u);
+    EXPECT_EQ(ended.size(), 1u);
+}
+
 TEST(FlowTable, FlushAllEndsEveryFlowWithGapsFlushed) {
     std::vector<std::string> streams;
     FlowTable table({}, [&](Flow& f) { streams.push_back(as_text(f.stream[0]->data())); });

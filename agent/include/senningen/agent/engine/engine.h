@@ -33,6 +33,8 @@ struct EngineOptions {
     std::string agent_id = "agent";
     std::size_t stream_depth = 1 << 20;
     std::size_t max_flows = 65536;
+    std::int64_t idle_timeout_ns = FlowTableOptions{}.idle_timeout_ns;
+    std::int64_t absolute_timeout_ns = FlowTableOptions{}.absolute_timeout_ns;
     // Heap bytes of the TCP streams (buffer capacity, not just the bytes in use, and held
     // out-of-order segments) over all flows, held for the YARA scan at the end of each
     // direction. Beyond it, streams are scanned early and keep only a kScanOverlap tail

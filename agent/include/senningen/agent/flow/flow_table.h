@@ -211,6 +211,11 @@ struct FlowTableOptions {
     std::size_t max_flows = 65536;
     std::size_t stream_depth = 1 << 20;  // bytes per direction
     std::int64_t idle_timeout_ns = 300LL * 1000000000LL;
+    // A flow older than this (from its first packet) is ended at its next packet, which starts
+    // a new flow with the same originator and responder (0: never): a connection that lasts
+    // for days, as SCADA polling does, gets a record and its analysis (stream depth, YARA
+    // scan) anew every period, like NetFlow's active timeout.
+    std::int64_t absolute_timeout_ns = 3600LL * 1000000000LL;
     // How long a closed TCP flow stays in the table after its end handler ran, so that the
     // last ACK and retransmitted FINs join it instead of starting a new flow (Zeek waits 5 s
     // too). A SYN on the same 5-tuple replaces it at once.
@@ -221,6 +226,7 @@ struct FlowTableCounters {
     std::uint64_t flows_created = 0;
     std::uint64_t flows_evicted = 0;  // pushed out because the table was full
     std::uint64_t flows_expired = 0;  // idle timeout
+    std::uint64_t flows_timed_out = 0;  // absolute timeout
     ReassemblyCounters reassembly;
 };
 
