@@ -76,6 +76,7 @@ DecodeStatus decode_transport(Bytes transport, std::size_t claimed, DecodedPacke
         out.seq = be32(h + 4);
         out.ack = be32(h + 8);
         out.tcp_flags = h[13];
+        out.tcp_window = be16(h + 14);
         out.payload = transport.subspan(header_len);
         out.transport = transport;
         out.transport_len = static_cast<std::uint32_t>(claimed);

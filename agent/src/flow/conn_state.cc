@@ -77,6 +77,7 @@ std::uint64_t conn_payload_bytes(const Flow& flow, int direction) {
 }
 
 std::string conn_history(const Flow& flow) {
+    if (flow.history_more && !flow.history_more->letters.empty()) return flow.history_more->letters;
     std::string out;
     const int n = std::popcount(flow.history_seen);
     out.reserve(static_cast<std::size_t>(n));

@@ -76,17 +76,150 @@ int history_kind(const DecodedPacket& packet) {
     return -1;
 }
 
-// A few instructions per packet: the kind, one bit test, and rarely (at most 16 times per
-// flow) an append.
+// Kinds (indices into kConnHistoryLetters) and HistoryMore::known bits.
+constexpr int kKindSyn = 0;
+constexpr int kKindSynAck = 1;
+constexpr int kKindFin = 4;
+constexpr int kKindRst = 5;
+constexpr int kKindFinRst = 7;
+constexpr std::uint8_t kKnownSyn = 1;  // << side, for each
+constexpr std::uint8_t kKnownFin = 4;
+constexpr std::uint8_t kKnownRst = 16;
+constexpr std::uint8_t kKnownGap = 64;
+enum Scaled { kRetransmission = 0, kZeroWindow = 1, kContentGap = 2 };
+constexpr char kScaledLetters[] = "TWG";
+
+char letter_of(int kind, int direction) {
+    const char upper = kConnHistoryLetters[kind];
+    return direction == 0 ? upper : static_cast<char>(upper - 'A' + 'a');
+}
+
+HistoryMore& more_of(Flow& flow) {
+    if (!flow.history_more) flow.history_more = std::make_unique<HistoryMore>();
+    return *flow.history_more;
+}
+
+// Appends LETTER to the history: to the compact form while the letters are each kind's first
+// (at most 16), else to HistoryMore::letters, where the whole history moves at the first
+// letter the compact form cannot hold.
+void add_letter(Flow& flow, char letter, int compact_code) {
+    HistoryMore* more = flow.history_more.get();
+    if (compact_code >= 0 && (more == nullptr || more->letters.empty())) {
+        const int n = std::popcount(flow.history_seen);
+        flow.history |= std::uint64_t{static_cast<unsigned>(compact_code)} << (4 * n);
+        return;
+    }
+    HistoryMore& m = more_of(flow);
+    if (m.letters.empty()) m.letters = conn_history(flow);
+    if (m.letters.size() < HistoryMore::kMaxLetters) m.letters += letter;
+}
+
+// A T, W or G event of SIDE: a letter at the 1st, 10th, 100th, ... one (Zeek's scaled entries).
+void scaled_event(Flow& flow, int side, Scaled what) {
+    std::uint32_t& count = more_of(flow).count[side][what];
+    if (count == UINT32_MAX) return;
+    ++count;
+    std::uint32_t power = 1;
+    while (power < count && power <= UINT32_MAX / 10) power *= 10;
+    if (power != count) return;
+    const char upper = kScaledLetters[what];
+    add_letter(flow, side == 0 ? upper : static_cast<char>(upper - 'A' + 'a'), -1);
+}
+
+// S, H, F or R seen before from this side: again, as Zeek, when its sequence number differs
+// from the last one of its kind (F: the sequence number after its data). The first SYN's and
+// FIN's come from the stream; a RST's is kept from the first (remember_rst).
+void repeated_kind(Flow& flow, int direction, int kind, std::uint32_t seq) {
+    const TcpStream* stream = flow.stream[direction] ? &*flow.stream[direction] : nullptr;
+    std::uint8_t base = kKnownRst;
+    std::optional<std::uint32_t> previous;
+    if (kind == kKindFin) {
+        base = kKnownFin;
+        if (stream) previous = stream->first_fin_end();
+    } else if (kind != kKindRst) {
+        base = kKnownSyn;
+        if (stream) previous = stream->first_syn_seq();
+    }
+    const auto bit = static_cast<std::uint8_t>(base << direction);
+    const auto last_of = [&](HistoryMore& m) -> std::uint32_t& {
+        return (kind == kKindFin ? m.last_fin : kind == kKindRst ? m.last_rst : m.last_syn)[direction];
+    };
+    if (HistoryMore* more = flow.history_more.get(); more && (more->known & bit) != 0) {
+        previous = last_of(*more);
+    }
+    if (!previous || *previous == seq) return;
+    add_letter(flow, letter_of(kind, direction), -1);
+    HistoryMore& m = more_of(flow);
+    last_of(m) = seq;
+    m.known = static_cast<std::uint8_t>(m.known | bit);
+}
+
+// A side's first RST: its sequence number, which the next RST is compared with.
+void remember_rst(Flow& flow, int direction, std::uint32_t seq) {
+    HistoryMore& m = more_of(flow);
+    m.last_rst[direction] = seq;
+    m.known = static_cast<std::uint8_t>(m.known | (kKnownRst << direction));
+}
+
+// Zeek's history, as each packet comes (before its segment reaches the stream): a few
+// instructions for most packets, the kind and one bit test; the rest only for TCP.
 void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
     const int kind = history_kind(packet);
-    if (kind < 0) return;
-    const unsigned code = static_cast<unsigned>(kind + 8 * direction);
-    const auto bit = static_cast<std::uint16_t>(1U << code);
-    if ((flow.history_seen & bit) != 0) return;
-    const int n = std::popcount(flow.history_seen);
-    flow.history |= std::uint64_t{code} << (4 * n);
-    flow.history_seen = static_cast<std::uint16_t>(flow.history_seen | bit);
+    if (kind >= 0) {
+        const unsigned code = static_cast<unsigned>(kind + 8 * direction);
+        const auto bit = static_cast<std::uint16_t>(1U << code);
+        if ((flow.history_seen & bit) == 0) {
+            add_letter(flow, letter_of(kind, direction), static_cast<int>(code));
+            flow.history_seen = static_cast<std::uint16_t>(flow.history_seen | bit);
+            if (kind == kKindRst) remember_rst(flow, direction, packet.seq);
+        } else if (kind == kKindSyn || kind == kKindSynAck || kind == kKindRst) {
+            repeated_kind(flow, direction, kind, packet.seq);
+        } else if (kind == kKindFin) {
+            repeated_kind(flow, direction, kind,
+                          packet.seq + static_cast<std::uint32_t>(packet.payload.size()));
+        }
+    }
+    if (packet.ip_proto != kIpProtoTcp || !flow.stream[direction]) return;
+    const std::uint8_t f = packet.tcp_flags;
+    const bool rst = (f & tcp_flags::kRst) != 0;
+    const unsigned self = (flow.history_seen >> (8 * direction)) & 0xffU;
+    const unsigned peer = (flow.history_seen >> (8 * (1 - direction))) & 0xffU;
+    const bool self_reset = (self & ((1U << kKindRst) | (1U << kKindFinRst))) != 0;
+    // T: data that ends at or below the highest sequence number this side sent (the side that
+    // sent a RST is not trusted any more; a RST or SYN with data is no retransmission).
+    const TcpStream& own = *flow.stream[direction];
+    if (!packet.payload.empty() && own.started() && !rst && (f & tcp_flags::kSyn) == 0 &&
+        !(self_reset && kind != kKindRst)) {
+        const std::uint32_t end = packet.seq + static_cast<std::uint32_t>(packet.payload.size());
+        if (seq_diff(end, own.high_seq()) <= 0) scaled_event(flow, direction, kRetransmission);
+    }
+    // W: a zero window, unless in a RST, after this side reset or after the peer closed.
+    if (packet.tcp_window == 0 && !rst && !self_reset &&
+        (peer & (1U << kKindFin)) == 0) {
+        scaled_event(flow, direction, kZeroWindow);
+    }
+    // G: the peer's data acknowledged beyond what was seen of it in order (past its FIN, if
+    // it sent one), counted once per acknowledgement that goes further; not from a FIN or a
+    // RST (Zeek: gaps those reveal at the very end are not reliable), not past the depth.
+    const int other = 1 - direction;
+    if ((f & tcp_flags::kAck) == 0 || (f & (tcp_flags::kFin | tcp_flags::kRst)) != 0 ||
+        !flow.stream[other]) {
+        return;
+    }
+    const TcpStream& theirs = *flow.stream[other];
+    if (!theirs.started() || theirs.depth_reached()) return;
+    const std::int64_t beyond = seq_diff(packet.ack, theirs.next_seq()) - (theirs.fin_seen() ? 1 : 0);
+    if (beyond <= 0) return;
+    const auto gap_bit = static_cast<std::uint8_t>(kKnownGap << other);
+    HistoryMore* more = flow.history_more.get();
+    if (more != nullptr && (more->known & gap_bit) != 0 &&
+        seq_diff(packet.ack, more->gap_acked[other]) <= 0) {
+        return;  // this hole was counted
+    }
+    HistoryMore& m = more_of(flow);
+    m.gap_acked[other] = packet.ack;
+    m.known = static_cast<std::uint8_t>(m.known | gap_bit);
+    scaled_event(flow, other, kContentGap);
 }
 
 }  // namespace
@@ -104,9 +237,11 @@ std::optional<std::uint32_t> TcpStream::add_segment(std::uint32_t seq, std::uint
             next_seq_ = data_seq;
             high_seq_ = data_seq;
             started_ = true;
+            started_by_syn_ = true;
         }
     }
     if ((flags & tcp_flags::kFin) != 0) {
+        if (!fin_seen_) fin_end_ = seq + static_cast<std::uint32_t>(payload.size());
         fin_seen_ = true;
     }
     if (payload.empty()) {

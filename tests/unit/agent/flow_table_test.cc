@@ -413,6 +413,7 @@ DecodedPacket make(const IpAddress& src, std::uint16_t sport, const IpAddress& d
                    const std::string& body, std::int64_t ts_ns, std::uint8_t proto = kIpProtoTcp) {
     DecodedPacket p;
     p.ts_ns = ts_ns;
+    p.tcp_window = 65535;
     p.src = src;
     p.dst = dst;
     p.src_port = sport;

@@ -46,6 +46,7 @@ struct DecodedPacket {
     std::uint16_t dst_port = 0;
     std::uint16_t vlan = 0;  // outermost VLAN id, 0 when untagged
     std::uint8_t tcp_flags = 0;
+    std::uint16_t tcp_window = 0;  // as sent (unscaled)
     std::uint32_t seq = 0;
     std::uint32_t ack = 0;
     // The IP packet's length as its header gives it (IPv4 total length, IPv6 40 + payload

@@ -82,6 +82,21 @@ public:
     // held out-of-order segments and an estimate of their map nodes' overhead, the gap list.
     std::size_t reserved() const;
     bool fin_seen() const { return fin_seen_; }
+    // For the conn history (Zeek's rules for T, G and repeated letters): whether a segment
+    // fixed the start, the next in-order sequence number expected, one past the highest data
+    // byte seen, the sequence number of the SYN that started the stream, and one past the data
+    // of the first FIN.
+    bool started() const { return started_; }
+    std::uint32_t next_seq() const { return next_seq_; }
+    std::uint32_t high_seq() const { return high_seq_; }
+    std::optional<std::uint32_t> first_syn_seq() const {
+        if (!started_by_syn_) return std::nullopt;
+        return static_cast<std::uint32_t>(seq_at(0) - 1);
+    }
+    std::optional<std::uint32_t> first_fin_end() const {
+        if (!fin_seen_) return std::nullopt;
+        return fin_end_;
+    }
     // Bytes of sequence space this direction's data covered, from its first data byte to one
     // past the highest byte seen: holes and bytes past the depth included, retransmissions
     // once, SYN and FIN not counted (Zeek's conn.log orig_bytes/resp_bytes, which Zeek takes
@@ -122,6 +137,8 @@ private:
     bool started_ = false;
     bool fin_seen_ = false;
     bool borrowing_ = false;
+    bool started_by_syn_ = false;
+    std::uint32_t fin_end_ = 0;  // the first FIN's sequence number plus its data's length
     std::vector<std::uint8_t> data_;
     std::span<const std::uint8_t> borrowed_;  // packet bytes after data_ (then empty), or none
     std::uint64_t dropped_ = 0;  // bytes discarded from the front of data_
@@ -157,10 +174,30 @@ struct FlowEndpoint {
 // The kinds of packet Zeek's conn.log history records, each once per direction in the order
 // first seen: S a SYN, H a SYN-ACK, A a pure ACK, D data (any UDP packet), F a FIN, R a RST,
 // Q SYN+FIN or SYN+RST, I FIN+RST. Upper case for the originator, lower for the responder.
-// Zeek's repeated letters and its T (retransmission), W (zero window), G (gap) and ^ (flipped)
-// are not tracked; C (bad checksum) is not either, as in Zeek with -C: the engine counts a wrong
-// checksum and writes a weird record instead.
+// Zeek's ^ (flipped) is not tracked; C (bad checksum) is not either, as in Zeek with -C: the
+// engine counts a wrong checksum and writes a weird record instead.
 inline constexpr char kConnHistoryLetters[] = "SHADFRQI";
+
+// What a flow's history needs beyond the compact form (Flow::history): made at the first
+// event that needs it, which most flows never see. Zeek's rules:
+// - S, H, F and R again when the sequence number (F: plus the data length) differs from the
+//   last one of that kind from that side;
+// - T (data wholly below the highest sequence number the side sent: a retransmission),
+//   W (a zero window, not in a RST, while neither the peer has closed nor the side reset) and
+//   G (the peer acknowledges data never seen: a content gap; not from a FIN or RST), each at
+//   the 1st, 10th, 100th, ... time per side.
+// Once a letter does not fit the compact form, the whole history moves to `letters`, at most
+// kMaxLetters long (a side resetting with ever new sequence numbers cannot grow it further).
+struct HistoryMore {
+    static constexpr std::size_t kMaxLetters = 100;
+    std::string letters;      // the history, once it has moved here (else empty)
+    std::uint32_t count[2][3] = {};  // [side][T, W, G]
+    std::uint32_t last_syn[2] = {};  // S and H: the last sequence number, once repeated
+    std::uint32_t last_fin[2] = {};
+    std::uint32_t last_rst[2] = {};
+    std::uint32_t gap_acked[2] = {};  // G: how far the peer's acknowledgements were counted
+    std::uint8_t known = 0;  // bits: last_syn, last_fin, last_rst, gap_acked set, << side
+};
 
 struct Flow {
     std::uint64_t id = 0;  // stable for the 5-tuple: the same in both directions and runs
@@ -182,6 +219,7 @@ struct Flow {
     // The history in order: the bit numbers of history_seen as they were first set, 4 bits
     // each, the first in the lowest bits (at most 16, so 64 bits always hold them).
     std::uint64_t history = 0;
+    std::unique_ptr<HistoryMore> history_more;  // null for most flows
     // The analyzer's name (AnalyzerSpec::name, a literal of the registry's), once one has
     // recognised the protocol: a view, not a string of its own in every flow.
     std::string_view app_proto;
