@@ -254,11 +254,13 @@ struct Table {
     int dir = -1;
     Flow* flow = nullptr;
     void send(bool from_client, std::uint8_t flags, std::uint32_t seq, const std::string& body = "",
-              std::uint8_t proto = kIpProtoTcp) {
+              std::uint8_t proto = kIpProtoTcp, std::uint32_t ack = 0,
+              std::uint16_t window = 65535) {  // a zero window is a W
         keep = body;
         DecodedPacket p;
         p.ts_ns = ++ts;
-        p.tcp_window = 65535;  // a zero window would be a W
+        p.tcp_window = window;
+        p.ack = ack;
         IpAddress client;
         client.family = 4;
         client.bytes[0] = 10;
@@ -343,6 +345,105 @@ TEST(ConnHistory, EachKindOnceInTheOrderFirstSeenAllSixteenFit) {
     EXPECT_EQ(conn_history(*t.flow), "SsHhAaDdQqFfRrIi");
     EXPECT_EQ(std::popcount(t.flow->history_seen), 16);
     EXPECT_EQ(t.table.counters().flows_created, 1U);
+}
+
+// A handshake, client ISN 100 and server ISN 900: the streams start at 101 and 901.
+void handshake(Table& t) {
+    t.send(C, kSyn, 100, "", kIpProtoTcp, 0);
+    t.send(S, kSyn | kAck, 900, "", kIpProtoTcp, 101);
+    t.send(C, kAck, 101, "", kIpProtoTcp, 901);
+}
+
+TEST(ConnHistory, RetransmissionsAreTAtTheFirstTenthAndHundredth) {
+    Table t;
+    handshake(t);
+    t.send(C, kData, 101, "0123456789", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShAD") << "new data is no retransmission";
+    t.send(C, kData, 101, "0123456789", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShADT");
+    for (int i = 2; i <= 9; ++i) t.send(C, kData, 105, "45", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShADT") << "nine so far: one letter";
+    t.send(C, kData, 105, "45", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShADTT") << "the tenth";
+    for (int i = 11; i <= 100; ++i) t.send(C, kData, 101, "0", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShADTTT") << "the hundredth";
+    // Data that goes further is none, even if it starts below: it carries new bytes.
+    t.send(C, kData, 109, "89ab", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*t.flow), "ShADTTT");
+    t.send(S, kData, 901, "r", kIpProtoTcp, 113);
+    t.send(S, kData, 901, "r", kIpProtoTcp, 113);
+    EXPECT_EQ(conn_history(*t.flow), "ShADTTTdt");
+}
+
+TEST(ConnHistory, ZeroWindowsAreWUnlessInARstOrAfterThePeerClosed) {
+    Table t;
+    handshake(t);
+    t.send(S, kAck, 901, "", kIpProtoTcp, 101, 0);
+    EXPECT_EQ(conn_history(*t.flow), "ShAaw");
+    t.send(S, kAck, 901, "", kIpProtoTcp, 101, 0);
+    EXPECT_EQ(conn_history(*t.flow), "ShAaw") << "the second of ten adds nothing";
+    t.send(C, kRst | kAck, 101, "", kIpProtoTcp, 901, 0);
+    EXPECT_EQ(conn_history(*t.flow), "ShAawR") << "a RST's window means nothing";
+
+    Table u;
+    handshake(u);
+    u.send(C, kFin | kAck, 101, "", kIpProtoTcp, 901);
+    u.send(S, kAck, 901, "", kIpProtoTcp, 102, 0);
+    EXPECT_EQ(conn_history(*u.flow), "ShAFa") << "no window matters once the peer closed";
+}
+
+TEST(ConnHistory, AcknowledgedDataNeverSeenIsAGapCountedOncePerHole) {
+    Table t;
+    handshake(t);
+    t.send(C, kData, 101, "abcd", kIpProtoTcp, 901);
+    t.send(S, kAck, 901, "", kIpProtoTcp, 105);
+    EXPECT_EQ(conn_history(*t.flow), "ShADa") << "acknowledged what was seen";
+    // The capture lost the client's bytes 105..108; the server acknowledges them.
+    t.send(C, kData, 109, "ijkl", kIpProtoTcp, 901);
+    t.send(S, kAck, 901, "", kIpProtoTcp, 113);
+    EXPECT_EQ(conn_history(*t.flow), "ShADaG") << "the client's data had a hole: G";
+    t.send(S, kAck, 901, "", kIpProtoTcp, 113);
+    EXPECT_EQ(conn_history(*t.flow), "ShADaG") << "the same hole is counted once";
+    // An acknowledgement in a FIN does not count (Zeek: not reliable at the end).
+    t.send(S, kFin | kAck, 901, "", kIpProtoTcp, 200);
+    EXPECT_EQ(conn_history(*t.flow), "ShADaGf");
+    // Acknowledging the client's FIN (one sequence number past its data) is no gap.
+    Table u;
+    handshake(u);
+    u.send(C, kFin | kAck, 101, "", kIpProtoTcp, 901);
+    u.send(S, kAck, 901, "", kIpProtoTcp, 102);
+    EXPECT_EQ(conn_history(*u.flow), "ShAFa");
+}
+
+TEST(ConnHistory, SynFinAndRstAgainWithAnotherSequenceNumber) {
+    Table t;
+    t.send(C, kSyn, 100);
+    t.send(C, kSyn, 100);
+    EXPECT_EQ(conn_history(*t.flow), "S") << "a SYN resent is the same SYN";
+    t.send(C, kSyn, 5000);
+    EXPECT_EQ(conn_history(*t.flow), "SS") << "a new sequence number: another attempt";
+    t.send(S, kRst | kAck, 0, "", kIpProtoTcp, 5001);
+    t.send(S, kRst | kAck, 0, "", kIpProtoTcp, 5001);
+    EXPECT_EQ(conn_history(*t.flow), "SSr");
+    t.send(S, kRst | kAck, 77, "", kIpProtoTcp, 5001);
+    EXPECT_EQ(conn_history(*t.flow), "SSrr");
+
+    Table u;
+    handshake(u);
+    u.send(C, kFin | kAck, 101, "", kIpProtoTcp, 901);
+    u.send(C, kFin | kAck, 101, "", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*u.flow), "ShAF") << "a FIN resent";
+    u.send(C, kFin | kAck, 101, "late", kIpProtoTcp, 901);
+    EXPECT_EQ(conn_history(*u.flow), "ShAFF") << "a FIN after other data";
+}
+
+TEST(ConnHistory, AtMostAHundredLetters) {
+    Table t;
+    handshake(t);
+    for (std::uint32_t i = 0; i < 500; ++i) t.send(S, kRst, 1000 + i);
+    const std::string history = conn_history(*t.flow);
+    EXPECT_EQ(history.size(), HistoryMore::kMaxLetters);
+    EXPECT_EQ(history.substr(0, 5), "ShArr");
 }
 
 }  // namespace
