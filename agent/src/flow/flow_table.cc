@@ -189,7 +189,7 @@ void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
     // sent a RST is not trusted any more; a RST or SYN with data is no retransmission).
     const TcpStream& own = *flow.stream[direction];
     if (!packet.payload.empty() && own.started() && !rst && (f & tcp_flags::kSyn) == 0 &&
-        !(self_reset && kind != kKindRst)) {
+        !self_reset) {
         const std::uint32_t end = packet.seq + static_cast<std::uint32_t>(packet.payload.size());
         if (seq_diff(end, own.high_seq()) <= 0) scaled_event(flow, direction, kRetransmission);
     }
