@@ -64,7 +64,8 @@ inline std::uint16_t internet_checksum(std::initializer_list<const Bytes*> piece
 // checksum filled in over the pseudo-header; other protocols' bytes as they are.
 template <std::size_t N>
 Bytes with_transport_checksum(const std::array<std::uint8_t, N>& src,
-                              const std::array<std::uint8_t, N>& dst, std::uint8_t proto, Bytes l4) {
+                              const std::array<std::uint8_t, N>& dst, std::uint8_t proto,
+                              Bytes l4) {
     const std::size_t at = proto == 6 ? 16 : proto == 17 ? 6 : 0;
     if (at == 0 || l4.size() < at + 2) return l4;
     Bytes pseudo(src.begin(), src.end());
@@ -157,8 +158,8 @@ inline Bytes ipv4(const Ipv4& src, const Ipv4& dst, std::uint8_t proto, const By
     b[10] = static_cast<std::uint8_t>(checksum >> 8);
     b[11] = static_cast<std::uint8_t>(checksum);
     const bool fragment = (opt.frag_field & 0x3fff) != 0;
-    append(b, opt.transport_checksum && !fragment ? with_transport_checksum(src, dst, proto, l4)
-                                                  : l4);
+    append(b,
+           opt.transport_checksum && !fragment ? with_transport_checksum(src, dst, proto, l4) : l4);
     return b;
 }
 
@@ -182,8 +183,8 @@ inline Bytes ipv6(const Ipv6& src, const Ipv6& dst, std::uint8_t first_next, con
     b.insert(b.end(), src.begin(), src.end());
     b.insert(b.end(), dst.begin(), dst.end());
     append(b, ext);
-    append(b, transport_checksum && proto != 44 ? with_transport_checksum(src, dst, proto, l4)
-                                                : l4);
+    append(b,
+           transport_checksum && proto != 44 ? with_transport_checksum(src, dst, proto, l4) : l4);
     return b;
 }
 

@@ -198,11 +198,13 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             continue;
         }
         if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
+        // clang-format off
         static const std::vector<std::string> kValueFlags = {
             "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
             "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
             "--intel-log", "--extract-dir", "--extract-max-bytes", "--file-hashes", "--workers",
             "--max-flows", "--stream-memory", "--idle-timeout", "--absolute-timeout"};
+        // clang-format on
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
             continue;
@@ -773,8 +775,7 @@ int run_agent(int argc, char** argv) {
             " bytes in " + rate_text(secs, "s") + "; " + std::to_string(c.alerts) +
             " alerts; flows " + std::to_string(f.flows_created) + " (" +
             std::to_string(f.flows_expired) + " idle, " + std::to_string(f.flows_timed_out) +
-            " at the absolute timeout, " + std::to_string(f.flows_evicted) +
-            " evicted); not IP " +
+            " at the absolute timeout, " + std::to_string(f.flows_evicted) + " evicted); not IP " +
             std::to_string(c.not_ip) + ", truncated " + std::to_string(c.truncated) +
             ", malformed " + std::to_string(c.malformed) + ", fragments " +
             std::to_string(c.fragments) + " (" + std::to_string(c.fragment_datagrams) +
@@ -783,13 +784,11 @@ int run_agent(int argc, char** argv) {
             std::to_string(c.bad_ip_checksums + c.bad_tcp_checksums + c.bad_udp_checksums) +
             " (IP " + std::to_string(c.bad_ip_checksums) + ", TCP " +
             std::to_string(c.bad_tcp_checksums) + ", UDP " + std::to_string(c.bad_udp_checksums) +
-            "), TCP gaps " +
-            std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
+            "), TCP gaps " + std::to_string(f.reassembly.gaps + engine.flush_counters().gaps) +
             ", TCP inconsistent overlaps " + std::to_string(f.reassembly.inconsistent) +
             ", YARA scans " + std::to_string(c.yara_scans) + " (" +
             std::to_string(c.yara_prefiltered) + " skipped by the prefilter), YARA errors " +
-            std::to_string(c.yara_errors) + ", weird " +
-            std::to_string(c.weirds));
+            std::to_string(c.yara_errors) + ", weird " + std::to_string(c.weirds));
 
     if (forwarder) {
         const auto deadline =

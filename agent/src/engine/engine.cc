@@ -129,7 +129,9 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
     const bool udp = packet.ip_proto == kIpProtoUdp;
     const ChecksumVerdict checksums = verify_checksums(packet);
     if (checksums.ip_bad) ++counters_.bad_ip_checksums;
-    if (checksums.transport_bad) ++(udp ? counters_.bad_udp_checksums : counters_.bad_tcp_checksums);
+    if (checksums.transport_bad) {
+        ++(udp ? counters_.bad_udp_checksums : counters_.bad_tcp_checksums);
+    }
     int direction = 0;
     Flow& flow = flows_.update(packet, direction);
     // A closed flow lingers only to absorb its last ACKs and retransmissions: its analyzer
@@ -156,7 +158,8 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
                    packet.ts_ns);
     }
     if (checksums.transport_bad) {
-        flow_weird(flow, direction, kWeirdBadChecksum, udp ? "bad_UDP_checksum" : "bad_TCP_checksum",
+        flow_weird(flow, direction, kWeirdBadChecksum,
+                   udp ? "bad_UDP_checksum" : "bad_TCP_checksum",
                    std::string(direction == 0 ? "originator" : "responder") + " sent checksum " +
                        hex16(checksums.transport_field) + ", should be " +
                        hex16(checksums.transport_expected) + "; inspected all the same",

@@ -45,8 +45,8 @@ std::span<const std::uint8_t> Defragmenter::add(const DecodedPacket& fragment,
                                                  std::int64_t ts_ns) {
     ++counters_.fragments;
     // Counted and taken all the same (as Zeek's -C); the reassembled header gets a new one.
-    const bool bad_checksum = fragment.src.family == 4 &&
-                              internet_fold(internet_sum(fragment.ip_header)) != 0xffff;
+    const bool bad_checksum =
+        fragment.src.family == 4 && internet_fold(internet_sum(fragment.ip_header)) != 0xffff;
     if (bad_checksum) ++counters_.bad_checksums;
     expire(ts_ns);
     const Key key{fragment.src.family, fragment.ip_proto, fragment.frag_id, fragment.src,

@@ -142,7 +142,9 @@ void repeated_kind(Flow& flow, int direction, int kind, std::uint32_t seq) {
     }
     const auto bit = static_cast<std::uint8_t>(base << direction);
     const auto last_of = [&](HistoryMore& m) -> std::uint32_t& {
-        return (kind == kKindFin ? m.last_fin : kind == kKindRst ? m.last_rst : m.last_syn)[direction];
+        return (kind == kKindFin   ? m.last_fin
+                : kind == kKindRst ? m.last_rst
+                                   : m.last_syn)[direction];
     };
     if (HistoryMore* more = flow.history_more.get(); more && (more->known & bit) != 0) {
         previous = last_of(*more);
@@ -194,8 +196,7 @@ void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
         if (seq_diff(end, own.high_seq()) <= 0) scaled_event(flow, direction, kRetransmission);
     }
     // W: a zero window, unless in a RST, after this side reset or after the peer closed.
-    if (packet.tcp_window == 0 && !rst && !self_reset &&
-        (peer & (1U << kKindFin)) == 0) {
+    if (packet.tcp_window == 0 && !rst && !self_reset && (peer & (1U << kKindFin)) == 0) {
         scaled_event(flow, direction, kZeroWindow);
     }
     // G: the peer's data acknowledged beyond what was seen of it in order (past its FIN, if
@@ -208,7 +209,8 @@ void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
     }
     const TcpStream& theirs = *flow.stream[other];
     if (!theirs.started() || theirs.depth_reached()) return;
-    const std::int64_t beyond = seq_diff(packet.ack, theirs.next_seq()) - (theirs.fin_seen() ? 1 : 0);
+    const std::int64_t beyond =
+        seq_diff(packet.ack, theirs.next_seq()) - (theirs.fin_seen() ? 1 : 0);
     if (beyond <= 0) return;
     const auto gap_bit = static_cast<std::uint8_t>(kKnownGap << other);
     HistoryMore* more = flow.history_more.get();
@@ -531,7 +533,7 @@ std::uint64_t FlowTable::flow_id(std::uint8_t ip_proto, const FlowEndpoint& a,
 }
 
 Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint& src,
-                                           const FlowEndpoint& dst) {
+                                const FlowEndpoint& dst) {
     const std::uint64_t id = flow_id(packet.ip_proto, src, dst);
     std::uint64_t free_key = 0;
     std::pair<FlowEndpoint, FlowEndpoint> roles{src, dst};  // originator, responder

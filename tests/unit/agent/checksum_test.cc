@@ -34,9 +34,9 @@ ChecksumVerdict verdict_of(const Bytes& frame, std::size_t caplen = 0) {
 Bytes tcp_frame(const Bytes& payload, bool fill = true) {
     test::Ipv4Options options;
     options.transport_checksum = fill;
-    return test::ethernet(0x0800, test::ipv4(kClient, kServer, kIpProtoTcp,
-                                             test::tcp(40000, 80, 1, 1, kAck | kPsh, payload),
-                                             options));
+    return test::ethernet(0x0800,
+                          test::ipv4(kClient, kServer, kIpProtoTcp,
+                                     test::tcp(40000, 80, 1, 1, kAck | kPsh, payload), options));
 }
 
 TEST(Checksums, InternetSumMatchesRfc1071Example) {
@@ -101,15 +101,13 @@ TEST(Checksums, UdpZeroMeansNoneOverIpv4ButIsWrongOverIpv6) {
     test::Ipv4Options none;
     none.transport_checksum = false;  // left zero
     EXPECT_FALSE(verdict_of(test::ethernet(0x0800, test::ipv4(kClient, kServer, kIpProtoUdp,
-                                                               test::udp(5353, 53, payload),
-                                                               none)))
+                                                              test::udp(5353, 53, payload), none)))
                      .transport_bad);
     EXPECT_FALSE(verdict_of(test::ethernet(0x0800, test::ipv4(kClient, kServer, kIpProtoUdp,
-                                                               test::udp(5353, 53, payload))))
+                                                              test::udp(5353, 53, payload))))
                      .transport_bad);
     EXPECT_TRUE(verdict_of(test::ethernet(0x86dd, test::ipv6(kClient6, kServer6, kIpProtoUdp, {},
-                                                             test::udp(5353, 53, payload),
-                                                             false)))
+                                                             test::udp(5353, 53, payload), false)))
                     .transport_bad);
     EXPECT_FALSE(verdict_of(test::ethernet(0x86dd, test::ipv6(kClient6, kServer6, kIpProtoUdp, {},
                                                               test::udp(5353, 53, payload))))
@@ -121,9 +119,9 @@ TEST(Checksums, TcpOverIpv6AfterExtensionHeaders) {
     const Bytes ext = test::ipv6_ext(kIpProtoTcp);  // hop-by-hop, then TCP
     EXPECT_FALSE(verdict_of(test::ethernet(0x86dd, test::ipv6(kClient6, kServer6, 0, ext, l4)))
                      .transport_bad);
-    EXPECT_TRUE(verdict_of(test::ethernet(0x86dd, test::ipv6(kClient6, kServer6, 0, ext, l4,
-                                                             false)))
-                    .transport_bad);
+    EXPECT_TRUE(
+        verdict_of(test::ethernet(0x86dd, test::ipv6(kClient6, kServer6, 0, ext, l4, false)))
+            .transport_bad);
 }
 
 TEST(Checksums, SegmentCutBySnapLengthIsNotChecked) {
@@ -147,12 +145,11 @@ TEST(Checksums, EngineCountsNamesOncePerFlowAndInspectsAllTheSame) {
         options.transport_checksum = fill;
         const Bytes payload(text.begin(), text.end());
         const Bytes frame = test::ethernet(
-            0x0800,
-            from_client
-                ? test::ipv4(kClient, kServer, kIpProtoTcp,
-                             test::tcp(40000, 80, seq, 0, flags, payload), options)
-                : test::ipv4(kServer, kClient, kIpProtoTcp,
-                             test::tcp(80, 40000, seq, 0, flags, payload), options));
+            0x0800, from_client
+                        ? test::ipv4(kClient, kServer, kIpProtoTcp,
+                                     test::tcp(40000, 80, seq, 0, flags, payload), options)
+                        : test::ipv4(kServer, kClient, kIpProtoTcp,
+                                     test::tcp(80, 40000, seq, 0, flags, payload), options));
         ts += 1'000'000;
         engine.process({ts, frame.data(), static_cast<std::uint32_t>(frame.size()),
                         static_cast<std::uint32_t>(frame.size())},

@@ -656,7 +656,8 @@ TEST(FlowTable, AbsoluteTimeoutEndsALongConnectionAndGoesOnWithItsRoles) {
     EXPECT_EQ(table.counters().flows_created, 1u);
     // The first packet past 100 s of age is the responder's: the flow ends, and a new one
     // starts with that packet, the client still its originator.
-    Flow& next = table.update(make(kServer, 502, kClient, 502, kAck, 1, "resp", 100 * kSecond), dir);
+    Flow& next =
+        table.update(make(kServer, 502, kClient, 502, kAck, 1, "resp", 100 * kSecond), dir);
     ASSERT_EQ(ended.size(), 1u);
     EXPECT_EQ(ended[0], "pollpollpoll") << "the old flow's stream had its end handler";
     EXPECT_EQ(table.counters().flows_timed_out, 1u);

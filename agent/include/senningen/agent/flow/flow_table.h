@@ -190,13 +190,13 @@ inline constexpr char kConnHistoryLetters[] = "SHADFRQI";
 // kMaxLetters long (a side resetting with ever new sequence numbers cannot grow it further).
 struct HistoryMore {
     static constexpr std::size_t kMaxLetters = 100;
-    std::string letters;      // the history, once it has moved here (else empty)
+    std::string letters;             // the history, once it has moved here (else empty)
     std::uint32_t count[2][3] = {};  // [side][T, W, G]
     std::uint32_t last_syn[2] = {};  // S and H: the last sequence number, once repeated
     std::uint32_t last_fin[2] = {};
     std::uint32_t last_rst[2] = {};
     std::uint32_t gap_acked[2] = {};  // G: how far the peer's acknowledgements were counted
-    std::uint8_t known = 0;  // bits: last_syn, last_fin, last_rst, gap_acked set, << side
+    std::uint8_t known = 0;           // bits: last_syn, last_fin, last_rst, gap_acked set, << side
 };
 
 struct Flow {
