@@ -563,7 +563,8 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
                 ++counters_.flows_timed_out;
                 roles = {found.orig, found.resp};
             }
-            // A new connection reuses the 5-tuple of one that closed: replace it.
+            // Past the absolute timeout, or a new connection reusing the 5-tuple of one that
+            // closed: a new flow replaces it.
             end_flow(key);
             if (free_key == 0) free_key = key;
             break;
