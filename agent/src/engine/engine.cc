@@ -138,23 +138,23 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
     // and streams are gone, nothing is inspected twice.
     if (flow.ended) return;
     if (flow.packets[0] + flow.packets[1] == 1) on_flow_start(flow, packet);
+    // "N fragment(s) of IP datagram id X", of a datagram reassembled from fragments.
+    const auto fragments_of = [facts](std::uint32_t n) {
+        return std::to_string(n) + " fragment(s) of IP datagram id " + std::to_string(facts->ip_id);
+    };
     if (facts != nullptr && facts->differing_fragments > 0) {
         flow_weird(flow, direction, kWeirdFragment, "fragment_inconsistency",
-                   std::to_string(facts->differing_fragments) +
-                       " fragment(s) of IP datagram id " + std::to_string(facts->ip_id) +
+                   fragments_of(facts->differing_fragments) +
                        " overlapped earlier ones with other bytes; the first copy is inspected",
                    packet.ts_ns);
     }
-    if (checksums.ip_bad) {
+    if (checksums.ip_bad || (facts != nullptr && facts->bad_checksum_fragments > 0)) {
         flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum",
-                   "IPv4 header checksum " + hex16(be16_at(packet.ip_header, 10)) +
-                       " is wrong; inspected all the same",
-                   packet.ts_ns);
-    } else if (facts != nullptr && facts->bad_checksum_fragments > 0) {
-        flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum",
-                   std::to_string(facts->bad_checksum_fragments) +
-                       " fragment(s) of IP datagram id " + std::to_string(facts->ip_id) +
-                       " had a wrong IPv4 header checksum; inspected all the same",
+                   (checksums.ip_bad ? "IPv4 header checksum " +
+                                           hex16(be16_at(packet.ip_header, 10)) + " is wrong"
+                                     : fragments_of(facts->bad_checksum_fragments) +
+                                           " had a wrong IPv4 header checksum") +
+                       "; inspected all the same",
                    packet.ts_ns);
     }
     if (checksums.transport_bad) {

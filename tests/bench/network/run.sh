@@ -106,46 +106,42 @@ run_row() {
                     --no-yara-prefilter ;;
     esac
 }
-# run_digests: secs = the wall time for MD5, SHA-1 and SHA-256 of the bodies, one pass, in two
-# processes started together, each over half of them (as two workers each hash their files).
-run_digests() {
-    local start end first half=$((body_bytes / 2))
+# at_once NAME COMMAND... -- COMMAND...: secs = the wall time for both commands, started
+# together.
+at_once() {
+    local name="$1" first=() start end pid
+    shift
+    while [ "$1" != "--" ]; do
+        first+=("$1")
+        shift
+    done
+    shift
     start="$(date +%s.%N)"
-    /usr/bin/python3 "$root/tests/bench/network/digest_floor.py" "$bodies" 0 "$half" \
-        >/dev/null 2>"$work/stderr-1" &
-    first=$!
-    /usr/bin/python3 "$root/tests/bench/network/digest_floor.py" "$bodies" "$half" \
-        $((body_bytes - half)) >/dev/null 2>"$work/stderr-2" || {
-        echo "digests failed:" >&2
+    "${first[@]}" >/dev/null 2>"$work/stderr-1" &
+    pid=$!
+    "$@" >/dev/null 2>"$work/stderr-2" || {
+        echo "$name failed:" >&2
         cat "$work/stderr-2" >&2
         exit 1
     }
-    wait "$first" || {
-        echo "digests failed:" >&2
+    wait "$pid" || {
+        echo "$name failed:" >&2
         cat "$work/stderr-1" >&2
         exit 1
     }
     end="$(date +%s.%N)"
     secs="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
 }
-# run_pair: secs = the wall time for two agents (a), one worker each, started together.
+# run_digests: MD5, SHA-1 and SHA-256 of the bodies, one pass, in two processes, each over
+# half of them (as two workers each hash their files).
+run_digests() {
+    local floor="$root/tests/bench/network/digest_floor.py" half=$((body_bytes / 2))
+    at_once digests /usr/bin/python3 "$floor" "$bodies" 0 "$half" \
+        -- /usr/bin/python3 "$floor" "$bodies" "$half" $((body_bytes - half))
+}
+# run_pair: two agents (a), one worker each.
 run_pair() {
-    local start end
-    start="$(date +%s.%N)"
-    "$agent" "${common[@]}" --workers 1 >/dev/null 2>"$work/stderr-1" &
-    local first=$!
-    "$agent" "${common[@]}" --workers 1 >/dev/null 2>"$work/stderr-2" || {
-        echo "pair failed:" >&2
-        cat "$work/stderr-2" >&2
-        exit 1
-    }
-    wait "$first" || {
-        echo "pair failed:" >&2
-        cat "$work/stderr-1" >&2
-        exit 1
-    }
-    end="$(date +%s.%N)"
-    secs="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
+    at_once pair "$agent" "${common[@]}" --workers 1 -- "$agent" "${common[@]}" --workers 1
 }
 declare -A times
 for ((r = 1; r <= rounds; r++)); do
