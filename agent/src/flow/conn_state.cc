@@ -80,7 +80,8 @@ std::string conn_history(const Flow& flow) {
     if (flow.history_more && !flow.history_more->letters.empty()) return flow.history_more->letters;
     std::string out;
     const int n = std::popcount(flow.history_seen);
-    out.reserve(static_cast<std::size_t>(n));
+    out.reserve(static_cast<std::size_t>(n) + 1);
+    if (flow.flipped) out += '^';
     for (int i = 0; i < n; ++i) {
         const auto code = static_cast<unsigned>((flow.history >> (4 * i)) & 0xfU);
         const char letter = kConnHistoryLetters[code & 7U];

@@ -508,6 +508,15 @@ FlowTable::FlowTable(FlowTableOptions options, FlowEndHandler on_end)
     options_.max_flows = std::max<std::size_t>(options_.max_flows, 1);
 }
 
+bool is_likely_server_port(std::uint16_t port) {
+    // DNS, SMTP, HTTP, S7comm (ISO-TSAP), TLS, SMB, submission, Modbus, EtherNet/IP (I/O,
+    // explicit), IEC 104, HTTP alternate, DNP3.
+    static constexpr std::uint16_t kPorts[] = {25,   53,   80,    102,   139,  443,
+                                               445,  502,  587,   2222,  2404, 8080,
+                                               20000, 44818};
+    return std::binary_search(std::begin(kPorts), std::end(kPorts), port);
+}
+
 std::uint64_t FlowTable::flow_id(std::uint8_t ip_proto, const FlowEndpoint& a,
                                  const FlowEndpoint& b) {
     const FlowEndpoint& lo = endpoint_less(b, a) ? b : a;
@@ -537,6 +546,12 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
     const std::uint64_t id = flow_id(packet.ip_proto, src, dst);
     std::uint64_t free_key = 0;
     std::pair<FlowEndpoint, FlowEndpoint> roles{src, dst};  // originator, responder
+    // Zeek's heuristic: a first packet that is not a bare SYN, from a server's port to another
+    // port, came from the responder.
+    const bool bare_syn = (packet.tcp_flags & (tcp_flags::kSyn | tcp_flags::kAck)) == tcp_flags::kSyn;
+    bool flipped = !(packet.ip_proto == kIpProtoTcp && bare_syn) &&
+                   is_likely_server_port(src.port) && !is_likely_server_port(dst.port);
+    if (flipped) roles = {dst, src};
     for (std::uint64_t i = 0; i < kMaxProbes; ++i) {
         const std::uint64_t key = id + i;
         if (key == 0) {
@@ -551,17 +566,16 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
         }
         if (same_tuple(it->second, packet.ip_proto, src, dst)) {
             Flow& found = it->second;
-            const bool new_syn = (packet.tcp_flags & (tcp_flags::kSyn | tcp_flags::kAck)) ==
-                                 tcp_flags::kSyn;
             const bool too_old = options_.absolute_timeout_ns > 0 && !found.ended &&
                                  packet.ts_ns - found.first_ts_ns >= options_.absolute_timeout_ns;
-            if (!(found.ended && new_syn) && !too_old) {
+            if (!(found.ended && bare_syn) && !too_old) {
                 return found;
             }
             if (too_old) {
                 // The connection goes on in a new flow, its roles kept.
                 ++counters_.flows_timed_out;
                 roles = {found.orig, found.resp};
+                flipped = found.flipped;
             }
             // Past the absolute timeout, or a new connection reusing the 5-tuple of one that
             // closed: a new flow replaces it.
@@ -586,6 +600,7 @@ Flow& FlowTable::find_or_create(const DecodedPacket& packet, const FlowEndpoint&
     flow.ip_proto = packet.ip_proto;
     flow.orig = roles.first;
     flow.resp = roles.second;
+    flow.flipped = flipped;
     flow.first_ts_ns = packet.ts_ns;
     flow.last_ts_ns = packet.ts_ns;
     if (packet.ip_proto == kIpProtoTcp) {

@@ -468,15 +468,40 @@ TEST(FlowTable, OriginatorIsTheSynSender) {
     EXPECT_EQ(table.counters().flows_created, 1u);
 }
 
-TEST(FlowTable, WithoutSynTheFirstSenderOriginates) {
+TEST(FlowTable, WithoutSynTheFirstSenderOriginatesUnlessItIsAServer) {
     FlowTable table({});
     int dir = -1;
     const std::string body = "data";
-    Flow& flow = table.update(make(kServer, 80, kClient, 40000, kAck, 5, body, 1), dir);
+    Flow& flow = table.update(make(kServer, 7000, kClient, 40000, kAck, 5, body, 1), dir);
     EXPECT_EQ(dir, 0);
     EXPECT_EQ(flow.orig.addr, kServer);
+    EXPECT_FALSE(flow.flipped);
     EXPECT_EQ(flow.bytes[0], 4u);
     EXPECT_EQ(flow.packets[0], 1u);
+    EXPECT_EQ(conn_history(flow), "D");
+
+    // Zeek's heuristic: picked up mid-stream from a server's port (IEC 104's 2404) to another
+    // port, the sender is the responder.
+    Flow& outstation = table.update(make(kServer, 2404, kClient, 1075, kAck, 5, body, 2), dir);
+    EXPECT_EQ(dir, 1);
+    EXPECT_TRUE(outstation.flipped);
+    EXPECT_EQ(outstation.orig.addr, kClient);
+    EXPECT_EQ(outstation.orig.port, 1075);
+    EXPECT_EQ(outstation.packets[1], 1u);
+    EXPECT_EQ(conn_history(outstation), "^d");
+    // A SYN-ACK first, and a UDP answer first, alike.
+    Flow& synack = table.update(make(kServer, 80, kClient, 6705, kSyn | kAck, 9, "", 3), dir);
+    EXPECT_EQ(dir, 1);
+    EXPECT_EQ(conn_history(synack), "^h");
+    table.update(make(kServer, 53, kClient, 5353, 0, 0, "answer", 4, kIpProtoUdp), dir);
+    EXPECT_EQ(dir, 1);
+    // A bare SYN decides by itself, whatever its ports; two server ports flip nothing.
+    Flow& syn = table.update(make(kServer, 502, kClient, 4446, kSyn, 0, "", 5), dir);
+    EXPECT_EQ(dir, 0);
+    EXPECT_FALSE(syn.flipped);
+    Flow& both = table.update(make(kServer, 445, kClient, 80, kAck, 5, body, 6), dir);
+    EXPECT_EQ(dir, 0);
+    EXPECT_FALSE(both.flipped);
 }
 
 TEST(FlowTable, ReassemblesBothDirections) {

@@ -1,5 +1,7 @@
 // Flows and TCP reassembly. A flow is both directions of one 5-tuple; the originator is the
-// side that sent the first SYN (or, without one, the first packet). Each TCP direction is
+// side that sent the first packet, unless that packet is not a bare SYN and goes from a
+// server's port to another port (Zeek's heuristic, is_likely_server_port): then it is the
+// responder, and the flow is flipped. Each TCP direction is
 // reassembled in sequence order into a bounded buffer (the depth, 1 MiB by default):
 // out-of-order segments wait, retransmissions are dropped, overlaps keep the first-seen bytes
 // ("first wins", as Windows and Suricata's default do), a hole that a later FIN/RST or the
@@ -174,8 +176,9 @@ struct FlowEndpoint {
 // The kinds of packet Zeek's conn.log history records, each once per direction in the order
 // first seen: S a SYN, H a SYN-ACK, A a pure ACK, D data (any UDP packet), F a FIN, R a RST,
 // Q SYN+FIN or SYN+RST, I FIN+RST. Upper case for the originator, lower for the responder.
-// Zeek's ^ (flipped) is not tracked; C (bad checksum) is not either, as in Zeek with -C: the
-// engine counts a wrong checksum and writes a weird record instead.
+// A flow whose roles Zeek's heuristic flipped (Flow::flipped) starts with ^. C (bad checksum)
+// is not tracked, as in Zeek with -C: the engine counts a wrong checksum and writes a weird
+// record instead.
 inline constexpr char kConnHistoryLetters[] = "SHADFRQI";
 
 // What a flow's history needs beyond the compact form (Flow::history): made at the first
@@ -208,6 +211,9 @@ struct Flow {
     bool closed = false;  // FIN from both sides, or RST
     bool ended = false;   // the end handler ran; the flow lingers to absorb stray packets
     bool scanned[2] = {false, false};  // owner's flag: this direction was inspected already
+    // The first packet came from the responder, by Zeek's heuristic (is_likely_server_port):
+    // the history starts with ^.
+    bool flipped = false;
     // The history kinds seen: bit K (kConnHistoryLetters[K]) for the originator, bit 8 + K
     // for the responder.
     std::uint16_t history_seen = 0;
@@ -239,6 +245,13 @@ std::uint64_t conn_payload_bytes(const Flow& flow, int direction);
 
 // Zeek's conn.log history of FLOW: the letters of kConnHistoryLetters in the order first seen.
 std::string conn_history(const Flow& flow);
+
+// Ports a server listens on, for Zeek's heuristic that makes the sender of a connection's first
+// packet its responder: when that packet is not a bare SYN (a SYN-ACK, data picked up
+// mid-stream, any UDP datagram), comes from such a port and goes to a port that is not one.
+// The well-known ports of the agent's analyzers (DNS, HTTP, TLS, SMTP, SMB, Modbus, DNP3,
+// S7comm, IEC 104, EtherNet/IP), as Zeek's likely_server_ports holds its analyzers' ports.
+bool is_likely_server_port(std::uint16_t port);
 
 // Zeek's conn.log conn_state of FLOW (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH,
 // SHR, OTH), from each side's endpoint state as the packets in its history leave it
