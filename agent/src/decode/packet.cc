@@ -409,6 +409,7 @@ ChecksumVerdict verify_checksums(const DecodedPacket& packet) {
     ChecksumVerdict verdict;
     if (packet.src.family == 4 && packet.ip_header.size() >= 20) {
         verdict.ip_bad = internet_fold(internet_sum(packet.ip_header)) != 0xffff;
+        if (verdict.ip_bad) verdict.ip_field = be16(packet.ip_header.data() + 10);
     }
     const bool udp = packet.ip_proto == kIpProtoUdp;
     if ((packet.ip_proto != kIpProtoTcp && !udp) || packet.transport_len < (udp ? 8U : 20U) ||

@@ -5,6 +5,7 @@
 #include <rapidjson/writer.h>
 
 #include "senningen/agent/decode/dns.h"
+#include "senningen/common/openssl_util.h"
 
 namespace senningen::agent {
 
@@ -17,16 +18,9 @@ constexpr std::size_t kScanOverlap = 256;
 
 // "0x1c46", for checksums in weird records.
 std::string hex16(std::uint16_t value) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out = "0x0000";
-    for (int i = 0; i < 4; ++i) out[5 - i] = kDigits[(value >> (4 * i)) & 0xf];
-    return out;
-}
-
-// The big-endian 16 bits at AT of BYTES (0 when they are not there).
-std::uint16_t be16_at(std::span<const std::uint8_t> bytes, std::size_t at) {
-    if (bytes.size() < at + 2) return 0;
-    return static_cast<std::uint16_t>((bytes[at] << 8) | bytes[at + 1]);
+    const unsigned char bytes[2] = {static_cast<unsigned char>(value >> 8),
+                                    static_cast<unsigned char>(value)};
+    return "0x" + common::to_hex(bytes, 2);
 }
 
 const char* proto_name(std::uint8_t ip_proto) {
@@ -142,35 +136,39 @@ void Engine::inspect(DecodeStatus status, DecodedPacket& packet, const DatagramF
     const auto fragments_of = [facts](std::uint32_t n) {
         return std::to_string(n) + " fragment(s) of IP datagram id " + std::to_string(facts->ip_id);
     };
+    const char* side = direction == 0 ? "originator" : "responder";
     if (facts != nullptr && facts->differing_fragments > 0) {
-        flow_weird(flow, direction, kWeirdFragment, "fragment_inconsistency",
-                   fragments_of(facts->differing_fragments) +
-                       " overlapped earlier ones with other bytes; the first copy is inspected",
-                   packet.ts_ns);
+        flow_weird(flow, direction, kWeirdFragment, "fragment_inconsistency", [&] {
+            return fragments_of(facts->differing_fragments) +
+                   " overlapped earlier ones with other bytes; the first copy is inspected";
+        }, packet.ts_ns);
     }
     if (checksums.ip_bad || (facts != nullptr && facts->bad_checksum_fragments > 0)) {
-        flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum",
-                   (checksums.ip_bad ? "IPv4 header checksum " +
-                                           hex16(be16_at(packet.ip_header, 10)) + " is wrong"
-                                     : fragments_of(facts->bad_checksum_fragments) +
-                                           " had a wrong IPv4 header checksum") +
-                       "; inspected all the same",
-                   packet.ts_ns);
+        flow_weird(flow, direction, kWeirdBadIpChecksum, "bad_IP_checksum", [&] {
+            return (checksums.ip_bad
+                        ? "IPv4 header checksum " + hex16(checksums.ip_field) + " is wrong"
+                        : fragments_of(facts->bad_checksum_fragments) +
+                              " had a wrong IPv4 header checksum") +
+                   "; inspected all the same";
+        }, packet.ts_ns);
     }
     if (checksums.transport_bad) {
-        flow_weird(flow, direction, kWeirdBadChecksum,
-                   udp ? "bad_UDP_checksum" : "bad_TCP_checksum",
-                   std::string(direction == 0 ? "originator" : "responder") + " sent checksum " +
-                       hex16(checksums.transport_field) + ", should be " +
-                       hex16(checksums.transport_expected) + "; inspected all the same",
+        flow_weird(flow, direction, kWeirdBadChecksum, udp ? "bad_UDP_checksum" : "bad_TCP_checksum",
+                   [&] {
+                       return std::string(side) + " sent checksum " +
+                              hex16(checksums.transport_field) + ", should be " +
+                              hex16(checksums.transport_expected) + "; inspected all the same";
+                   },
                    packet.ts_ns);
     }
     if (const auto seq = flows_.inconsistent_seq()) {
         flow_weird(flow, direction, static_cast<std::uint8_t>(kWeirdRexmitOrig << direction),
-                   "rexmit_inconsistency",
-                   std::string(direction == 0 ? "originator" : "responder") +
-                       " resent other bytes for data already taken, from sequence number " +
-                       std::to_string(*seq) + "; the first copy is inspected",
+                   "rexmit_inconsistency", [&] {
+                       return std::string(side) +
+                              " resent other bytes for data already taken, from sequence "
+                              "number " +
+                              std::to_string(*seq) + "; the first copy is inspected";
+                   },
                    packet.ts_ns);
     }
     if (packet.ip_proto == kIpProtoUdp) {
@@ -431,13 +429,14 @@ void Engine::weird(std::string_view name, std::string_view detail) {
     record("weird", fields);
 }
 
+template <typename Detail>
 void Engine::flow_weird(Flow& flow, int direction, std::uint8_t kind, std::string_view name,
-                        std::string_view detail, std::int64_t ts_ns) {
+                        const Detail& detail, std::int64_t ts_ns) {
     FlowState& state = state_of(flow);
     if ((state.weirds_told & kind) != 0) return;
     state.weirds_told = static_cast<std::uint8_t>(state.weirds_told | kind);
     context(flow, direction, ts_ns);  // the record's flow and time
-    weird(name, detail);
+    weird(name, detail());
     current_flow_ = nullptr;
 }
 

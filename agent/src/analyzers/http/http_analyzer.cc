@@ -144,7 +144,7 @@ public:
 
     void gap(const AnalyzerContext& ctx, std::uint64_t bytes) override {
         Direction& d = dirs_[ctx.direction & 1];
-        if (d.file != 0) ctx.host.file_gap(d.file, bytes);
+        file_missing(ctx, d, bytes);
         ctx.host.weird("http_gap", "hole in an HTTP stream; the direction is no longer parsed");
         if (d.state != State::kHeaders) end_message(ctx, d);
         d.state = State::kStopped;
@@ -503,7 +503,7 @@ private:
     void decode(const AnalyzerContext& ctx, Direction& d, std::span<const std::uint8_t> bytes) {
         Direction::Decoder& dec = *d.decoder();
         if (dec.failed) {
-            if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size());
+            file_missing(ctx, d, bytes.size());
             return;
         }
         if (!dec.inflater) {
@@ -527,7 +527,7 @@ private:
                            "a " + std::string(dec.gzip ? "gzip" : "deflate") +
                                " body inflates beyond 64 MiB: its file is cut there");
             dec.failed = true;
-            if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size() - used);
+            file_missing(ctx, d, bytes.size() - used);
             return;
         }
         if (status != Inflater::Status::kError) return;
@@ -545,7 +545,12 @@ private:
         ctx.host.weird("http_bad_content_encoding",
                        "body stops inflating (" + dec.inflater->error() + "): the rest is missing");
         dec.failed = true;
-        if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes.size() - used);
+        file_missing(ctx, d, bytes.size() - used);
+    }
+
+    // BYTES of the direction's file (if it has one) that will never come.
+    static void file_missing(const AnalyzerContext& ctx, const Direction& d, std::uint64_t bytes) {
+        if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes);
     }
 
     // Body bytes as the message means them (inflated when it was encoded): counted, and the

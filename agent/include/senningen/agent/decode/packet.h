@@ -84,6 +84,7 @@ std::uint16_t ipv4_header_checksum(std::span<const std::uint8_t> header);
 struct ChecksumVerdict {
     bool ip_bad = false;
     bool transport_bad = false;
+    std::uint16_t ip_field = 0;  // when ip_bad: the IPv4 header's checksum field
     // When transport_bad: the field's value and the value it should have (network order).
     std::uint16_t transport_field = 0;
     std::uint16_t transport_expected = 0;

@@ -170,8 +170,11 @@ private:
     static constexpr std::uint8_t kWeirdFragment = 4;
     static constexpr std::uint8_t kWeirdBadIpChecksum = 8;
     static constexpr std::uint8_t kWeirdBadChecksum = 16;  // TCP or UDP
+    // DETAIL() gives the record's detail, made only when the record is written: a packet of a
+    // flow already told (every packet of an offloading host, say) builds no string.
+    template <typename Detail>
     void flow_weird(Flow& flow, int direction, std::uint8_t kind, std::string_view name,
-                    std::string_view detail, std::int64_t ts_ns);
+                    const Detail& detail, std::int64_t ts_ns);
     std::uint64_t file_begin(const FileStart& start) override;
     void file_data(std::uint64_t file, std::span<const std::uint8_t> bytes) override;
     void file_gap(std::uint64_t file, std::uint64_t bytes) override;
