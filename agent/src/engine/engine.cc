@@ -225,6 +225,12 @@ void Engine::detect(Flow& flow, FlowState& state, int direction, const DecodedPa
                                                    packet.src_port, packet.dst_port)) {
         state.analyzer = spec->create();
         flow.app_proto = spec->name;
+        // The analyzer parses the whole connection, past the stream depth (which then bounds
+        // what is held, and what a stream's YARA scan sees): a Modbus write or a PLC stop
+        // after the first megabyte is seen, and a file is hashed to its end.
+        for (auto& stream : flow.stream) {
+            if (stream) stream->set_passing(true);
+        }
     }
 }
 
@@ -404,17 +410,32 @@ void Engine::match_value(const Flow& flow, int direction, IntelType type,
                          std::string_view value, std::string_view where, std::int64_t ts_ns,
                          const FileFacts* file) {
     if (!intel_ || value.empty()) return;
-    const Indicator* hit = intel_->find(type, value);
-    // An address is also looked up in the subnets (longest prefix), as Zeek's Intel::seen
-    // does for a host; a whitelisted address silences its subnets too.
-    const Indicator* subnet =
-        type == IntelType::kAddr ? intel_->find(IntelType::kSubnet, value) : nullptr;
-    if ((hit && is_whitelisted(*hit)) || (subnet && is_whitelisted(*subnet))) {
-        ++counters_.intel_whitelisted;
-        return;
+    // Every indicator the value matches, as Zeek's Intel::seen gathers them: an address is
+    // also looked up in every listed subnet that holds it (the longest first).
+    std::array<const Indicator*, 130> items;
+    std::size_t n = 0;
+    if (const Indicator* hit = intel_->find(type, value)) items[n++] = hit;
+    if (type == IntelType::kAddr && intel_->count(IntelType::kSubnet) > 0) {
+        std::array<const Indicator*, 129> subnets;
+        const std::size_t k = intel_->find_subnets(value, subnets);
+        for (std::size_t i = 0; i < k; ++i) items[n++] = subnets[i];
     }
-    if (hit) intel_hit(flow, direction, *hit, where, ts_ns, file);
-    if (subnet) intel_hit(flow, direction, *subnet, where, ts_ns, file);
+    if (n == 0) return;
+    // Any whitelisted one silences the observation (Zeek's whitelist.zeek).
+    for (std::size_t i = 0; i < n; ++i) {
+        if (is_whitelisted(*items[i])) {
+            ++counters_.intel_whitelisted;
+            return;
+        }
+    }
+    // A URL is seen without its scheme, as Zeek's seen scripts strip it (a Referer has one).
+    std::string_view seen = value;
+    if (type == IntelType::kUrl) {
+        const std::size_t scheme = seen.find("://");
+        if (scheme != std::string_view::npos && scheme < 16) seen.remove_prefix(scheme + 3);
+    }
+    intel_hit(flow, direction, seen, type, std::span<const Indicator* const>(items.data(), n),
+              where, ts_ns, file);
 }
 
 void Engine::weird(std::string_view name, std::string_view detail) {
@@ -475,10 +496,22 @@ void Engine::scan_bytes(const Flow& flow, int direction, std::span<const std::ui
     }
 }
 
-void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                       std::string_view where, std::int64_t ts_ns, const FileFacts* file) {
+void Engine::intel_hit(const Flow& flow, int direction, std::string_view seen, IntelType seen_type,
+                       std::span<const Indicator* const> items, std::string_view where,
+                       std::int64_t ts_ns, const FileFacts* file) {
     ++counters_.intel_hits;
-    write_intel_log(flow, indicator, where, ts_ns, file);
+    std::vector<std::string> sources;  // of every item, each once, in the items' order
+    for (const Indicator* item : items) {
+        for (std::string_view source : item->sources) {
+            if (std::find(sources.begin(), sources.end(), source) == sources.end()) {
+                sources.emplace_back(source);
+            }
+        }
+    }
+    write_intel_log(flow, seen, seen_type, items, sources, where, ts_ns, file);
+    // The alert names the most specific item (the value itself, else the longest subnet) and
+    // takes its category and severity.
+    const Indicator& indicator = *items.front();
     common::Alert alert = make_network_alert(flow, direction, ts_ns);
     if (file && file->context) alert.file = *file->context;
     alert.source = common::RuleSource::kIntel;
@@ -492,7 +525,7 @@ void Engine::intel_hit(const Flow& flow, int direction, const Indicator& indicat
                          ? severity_from_meta({{"severity", std::string(sev->second)}}, 2)
                          : 2;
     alert.pack_version = "intel";
-    alert.intel = common::IntelContext{value, type, std::string(where), indicator.source_list()};
+    alert.intel = common::IntelContext{value, type, std::string(where), std::move(sources)};
     emit(std::move(alert));
 }
 

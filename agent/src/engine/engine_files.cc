@@ -220,15 +220,28 @@ std::string intel_log_footer(std::string_view close) {
     return "#close\t" + std::string(close) + "\n";
 }
 
-void Engine::write_intel_log(const Flow& flow, const Indicator& indicator,
-                             std::string_view where, std::int64_t ts_ns, const FileFacts* file) {
+void Engine::write_intel_log(const Flow& flow, std::string_view seen, IntelType seen_type,
+                             std::span<const Indicator* const> items,
+                             std::span<const std::string> sources, std::string_view where,
+                             std::int64_t ts_ns, const FileFacts* file) {
     if (!intel_log_sink_) return;
-    std::string sources;
-    for (const auto& s : indicator.sources) {
-        if (!sources.empty()) sources.push_back(',');
-        sources += zeek_escape(s);
+    // One line per observation, as Zeek's: the value seen and its type, the types of every
+    // item it matched (an address and the subnets holding it), and all their sources.
+    std::string matched;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const std::string_view type = to_string(items[i]->type);
+        bool repeated = false;
+        for (std::size_t j = 0; j < i; ++j) repeated = repeated || items[j]->type == items[i]->type;
+        if (repeated) continue;
+        if (!matched.empty()) matched.push_back(',');
+        matched += type;
     }
-    if (sources.empty()) sources = "(empty)";
+    std::string source_list;
+    for (const std::string& s : sources) {
+        if (!source_list.empty()) source_list.push_back(',');
+        source_list += zeek_escape(s);
+    }
+    if (source_list.empty()) source_list = "(empty)";
     const auto opt = [](std::string_view v) { return v.empty() ? std::string("-") : zeek_escape(v); };
     std::string line = zeek_time(ts_ns);
     line += '\t' + zeek_uid(flow.id);
@@ -236,12 +249,12 @@ void Engine::write_intel_log(const Flow& flow, const Indicator& indicator,
     line += '\t' + std::to_string(flow.orig.port);
     line += '\t' + flow.resp.addr.to_string();
     line += '\t' + std::to_string(flow.resp.port);
-    line += '\t' + zeek_escape(indicator.value);
-    line += '\t' + std::string(to_string(indicator.type));
+    line += '\t' + zeek_escape(seen);
+    line += '\t' + std::string(to_string(seen_type));
     line += '\t' + std::string(where);
     line += '\t' + opt(options_.agent_id);
-    line += '\t' + std::string(to_string(indicator.type));
-    line += '\t' + sources;
+    line += '\t' + matched;
+    line += '\t' + source_list;
     line += '\t' + opt(file ? file->fuid : std::string_view{});
     line += '\t' + opt(file ? file->mime_type : std::string_view{});
     line += '\t' + opt(file ? file->description : std::string_view{});

@@ -229,8 +229,9 @@ void note_history(Flow& flow, int direction, const DecodedPacket& packet) {
 // ---- TcpStream ---------------------------------------------------------------------------
 
 std::optional<std::uint32_t> TcpStream::add_segment(std::uint32_t seq, std::uint8_t flags,
-                                                    std::span<const std::uint8_t> payload,
+                                                    std::span<const std::uint8_t> payload_in,
                                                     ReassemblyCounters& counters) {
+    std::span<const std::uint8_t> payload = payload_in;
     ++counters.segments;
     std::uint32_t data_seq = seq;
     if ((flags & tcp_flags::kSyn) != 0) {
@@ -290,6 +291,15 @@ std::optional<std::uint32_t> TcpStream::add_segment(std::uint32_t seq, std::uint
         return seq_at(from + static_cast<std::uint64_t>(a - mine.begin()));
     };
 
+    if (passing_ && start > base_ && !nothing_held() &&
+        (payload.size() > room() || disorder_->pending.size() >= kMaxPendingSegments)) {
+        // The held bytes would go over the depth: the hole before them is given up, and the
+        // segment is taken again after it.
+        flush_gaps(counters);
+        --counters.segments;
+        if (differs) --counters.inconsistent;
+        return add_segment(seq, flags, payload_in, counters);
+    }
     if (start == base_ && nothing_held()) {
         if (overlapped) {
             ++counters.overlaps;
@@ -343,7 +353,7 @@ std::optional<std::uint32_t> TcpStream::differs_from_kept(
     std::int64_t at, std::span<const std::uint8_t> bytes) const {
     // Past the depth nothing more is kept, and where the kept bytes sit in sequence space is
     // no longer known (the bytes beyond it advance base_ as the holes given up do).
-    if (depth_reached()) return std::nullopt;
+    if (depth_reached() && !passing_) return std::nullopt;
     const std::int64_t to = std::min<std::int64_t>(at + static_cast<std::int64_t>(bytes.size()),
                                                    static_cast<std::int64_t>(base_));
     const std::span<const std::uint8_t> kept = data();
@@ -387,7 +397,8 @@ void TcpStream::settle() {
 void TcpStream::append(std::span<const std::uint8_t> bytes, ReassemblyCounters& counters,
                        bool may_borrow) {
     const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
-    const std::size_t keep = std::min(room, bytes.size());
+    const std::size_t keep = passing_ ? bytes.size() : std::min(room, bytes.size());
+    if (keep < bytes.size()) lost_ = true;
     if (may_borrow && data_.empty() && borrowed_.empty()) {
         borrowed_ = bytes.first(keep);  // the packet's own bytes, until settle()
     } else {
@@ -407,9 +418,9 @@ void TcpStream::hold(std::uint64_t offset, std::span<const std::uint8_t> bytes,
     }
     // Whatever is held ends up in data_ at the latest at flush time, so held bytes can never
     // usefully exceed the room left under the depth.
-    const std::size_t room = depth_ > size() ? static_cast<std::size_t>(depth_ - size()) : 0;
+    const std::size_t free = room();
     Disorder& held = disorder();
-    if (held.pending_bytes + bytes.size() > room || held.pending.size() >= kMaxPendingSegments) {
+    if (bytes.size() > free || held.pending.size() >= kMaxPendingSegments) {
         counters.bytes_beyond_depth += bytes.size();
         return;
     }
@@ -435,8 +446,9 @@ void TcpStream::flush_gaps(ReassemblyCounters& counters) {
         const std::uint64_t offset = disorder_->pending.begin()->first;
         if (offset > base_) {
             ++counters.gaps;
-            if (size() < depth_) {
+            if (passing_ || size() < depth_) {
                 disorder_->gaps.push_back({size(), offset - base_});
+                if (passing_ && disorder_->gaps.size() >= kMaxPassedGaps) passing_ = false;
             }
             next_seq_ += static_cast<std::uint32_t>(offset - base_);
             base_ = offset;

@@ -58,18 +58,20 @@ bool canonical_hex(std::string_view text, std::size_t len, std::string& out) {
     return true;
 }
 
+// Zeek compares every indicator that is not an address or a subnet without case: it lowers
+// both the indicator and what it sees (Intel::insert and Intel::find, to_lower).
+std::string lower_text(std::string_view text) {
+    std::string out(text);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
 // Zeek's URL indicators carry no scheme ("example.com/path"); feeds often do. The scheme is
-// dropped and the host (up to the first '/') lower-cased; the path keeps its case.
+// dropped, and the rest lower-cased as Zeek does.
 std::string canonical_url(std::string_view text) {
     const std::size_t scheme = text.find("://");
     if (scheme != std::string_view::npos && scheme < 16) text.remove_prefix(scheme + 3);
-    std::string out(text);
-    const std::size_t slash = out.find('/');
-    const std::size_t host_end = slash == std::string::npos ? out.size() : slash;
-    for (std::size_t i = 0; i < host_end; ++i) {
-        out[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(out[i])));
-    }
-    return out;
+    return lower_text(text);
 }
 
 // Addresses in mail are compared without case and without the angle brackets of a path.
@@ -77,9 +79,7 @@ std::string canonical_email(std::string_view text) {
     if (text.size() >= 2 && text.front() == '<' && text.back() == '>') {
         text = text.substr(1, text.size() - 2);
     }
-    std::string out(text);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
+    return lower_text(text);
 }
 
 // An address in binary: 4 or 16 bytes (an IPv4-mapped IPv6 address is the IPv4 address).
@@ -481,7 +481,7 @@ Result<void> IntelStore::load_file(const std::string& path, IntelLoadStats& stat
             }
         } else if (*type == IntelType::kFileName || *type == IntelType::kSoftware ||
                    *type == IntelType::kUserName) {
-            canonical.assign(value);
+            canonical = lower_text(value);
         } else if (*type == IntelType::kSubnet) {
             const std::size_t slash = value.find('/');
             const auto addr = parse_binary_addr(value.substr(0, slash));
@@ -662,7 +662,7 @@ const Indicator* IntelStore::find(IntelType type, std::string_view value) const 
         case IntelType::kSubnet: return find_subnet(value);
         case IntelType::kFileName:
         case IntelType::kSoftware:
-        case IntelType::kUserName: return find_key(type, value);
+        case IntelType::kUserName:
         case IntelType::kFileHash:
         case IntelType::kCertHash:
         case IntelType::kUrl:
@@ -678,25 +678,33 @@ const Indicator* IntelStore::find(IntelType type, std::string_view value) const 
             if (!canonical_hex(value, 40, canonical)) return nullptr;
             break;
         case IntelType::kUrl: canonical = canonical_url(value); break;
-        default: canonical = canonical_email(value); break;
+        case IntelType::kEmail: canonical = canonical_email(value); break;
+        default: canonical = lower_text(value); break;
     }
     return find_key(type, canonical);
 }
 
 const Indicator* IntelStore::find_subnet(std::string_view addr) const {
-    if (counts_[static_cast<std::size_t>(IntelType::kSubnet)] == 0) return nullptr;
+    std::array<const Indicator*, 129> all;
+    return find_subnets(addr, all) > 0 ? all[0] : nullptr;
+}
+
+std::size_t IntelStore::find_subnets(std::string_view addr,
+                                     std::array<const Indicator*, 129>& out) const {
+    if (counts_[static_cast<std::size_t>(IntelType::kSubnet)] == 0) return 0;
     const auto binary = parse_binary_addr(addr);
-    if (!binary) return nullptr;
+    if (!binary) return 0;
     const bool* lengths = binary->len == 4 ? v4_lengths_.data() : v6_lengths_.data();
     char key[17];
+    std::size_t found = 0;
     for (std::size_t prefix = binary->len * 8 + 1; prefix-- > 0;) {
         if (!lengths[prefix]) continue;
         const std::size_t n = subnet_key(*binary, prefix, key);
         if (const Indicator* hit = find_key(IntelType::kSubnet, std::string_view(key, n))) {
-            return hit;
+            out[found++] = hit;
         }
     }
-    return nullptr;
+    return found;
 }
 
 std::size_t IntelStore::size() const { return entry_count_; }

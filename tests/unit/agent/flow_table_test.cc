@@ -387,6 +387,82 @@ TEST(TcpStream, HeldSegmentCountIsBounded) {
     EXPECT_EQ(c.gaps, s.data().size());
 }
 
+TEST(TcpStream, PassingTakesInOrderBytesPastTheDepth) {
+    TcpStream s(8);
+    s.set_passing(true);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "abcdef", c);
+    add(s, 7, kAck, "ghijkl", c);
+    EXPECT_TRUE(s.depth_reached());
+    EXPECT_EQ(as_text(s.data()), "abcdefghijkl") << "the segment across the depth is whole";
+    s.discard(s.size());  // the owner took them
+    add(s, 13, kAck, "mnop", c);
+    EXPECT_EQ(as_text(s.data()), "mnop");
+    EXPECT_EQ(s.start(), 12u);
+    EXPECT_EQ(c.bytes_beyond_depth, 0u);
+    // Out of order past the depth: held, then taken in order when the hole fills.
+    add(s, 21, kAck, "uv", c);
+    add(s, 17, kAck, "qrst", c);
+    EXPECT_EQ(as_text(s.data()), "mnopqrstuv");
+    EXPECT_EQ(c.gaps, 0u);
+    EXPECT_EQ(s.seen_bytes(), 22u);
+}
+
+TEST(TcpStream, PassingGivesUpAHoleRatherThanDropTheStream) {
+    TcpStream s(16);
+    s.set_passing(true);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    add(s, 1, kAck, "ab", c);
+    s.discard(2);
+    add(s, 10, kAck, "0123456789", c);  // held behind a 7-byte hole
+    // Would hold 20 bytes, over the depth: the hole is given up and the stream goes on.
+    add(s, 20, kAck, "ABCDEFGHIJ", c);
+    EXPECT_EQ(as_text(s.data()), "0123456789ABCDEFGHIJ");
+    EXPECT_EQ(c.gaps, 1u);
+    EXPECT_EQ(c.bytes_beyond_depth, 0u);
+    ASSERT_EQ(s.gaps().size(), 1u);
+    EXPECT_EQ(s.gaps()[0].at, 2u);
+    EXPECT_EQ(s.gaps()[0].bytes, 7u);
+    EXPECT_EQ(s.missed_bytes(), 7u);
+    // Without passing the same segment is dropped: the hole waits for the flow's end.
+    TcpStream kept(16);
+    ReassemblyCounters k;
+    add(kept, 0, kSyn, "", k);
+    add(kept, 1, kAck, "ab", k);
+    add(kept, 10, kAck, "0123456789", k);
+    add(kept, 20, kAck, "ABCDEFGHIJ", k);
+    EXPECT_EQ(k.gaps, 0u);
+    EXPECT_EQ(k.bytes_beyond_depth, 10u);
+}
+
+TEST(TcpStream, PassingStopsAfterTooManyHolesAndCannotStartAfterALoss) {
+    TcpStream s(4);
+    s.set_passing(true);
+    ReassemblyCounters c;
+    add(s, 0, kSyn, "", c);
+    std::uint32_t seq = 1;
+    // Each round: a 4-byte segment behind a 1-byte hole, then one that forces the hole out.
+    for (std::size_t i = 0; i <= TcpStream::kMaxPassedGaps; ++i) {
+        add(s, seq + 1, kAck, "wxyz", c);
+        add(s, seq + 6, kAck, "v", c);
+        s.discard(s.size());
+        seq += 5;
+    }
+    EXPECT_FALSE(s.passing());
+    EXPECT_EQ(s.gaps().size(), TcpStream::kMaxPassedGaps);
+    const std::uint64_t before = c.bytes_beyond_depth;
+    add(s, seq + 100, kAck, "late", c);  // past the depth, not passing: dropped
+    EXPECT_GT(c.bytes_beyond_depth, before);
+    TcpStream lost(4);
+    ReassemblyCounters l;
+    add(lost, 0, kSyn, "", l);
+    add(lost, 1, kAck, "abcdef", l);  // two bytes past the depth dropped
+    lost.set_passing(true);
+    EXPECT_FALSE(lost.passing()) << "bytes were lost past the depth: nothing to pass on";
+}
+
 // ---- FlowTable ---------------------------------------------------------------------------
 
 IpAddress v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 
 #include "analyzer_harness.h"
@@ -106,6 +108,51 @@ TEST(TlsAnalyzer, CertificateChainParsedWithOpenSsl) {
     EXPECT_NE(tls[0].find(facts.sha256), std::string::npos);
     EXPECT_NE(tls[0].find("\"version\":\"TLSv12\""), std::string::npos);
     EXPECT_TRUE(run.host.weirds.empty());
+}
+
+// A self-signed certificate whose subject carries an e-mail address (PKCS #9 emailAddress),
+// made here with OpenSSL: Zeek's x509.zeek looks that address up at X509::IN_CERT.
+std::string certificate_with_subject_email(const std::string& email) {
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), EVP_PKEY_free);
+    std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+    if (!key || !cert) return {};
+    X509_set_version(cert.get(), 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 7);
+    X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+    X509_NAME* name = X509_get_subject_name(cert.get());
+    const auto add = [&](const char* field, const std::string& value) {
+        X509_NAME_add_entry_by_txt(name, field, MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1,
+                                   0);
+    };
+    add("CN", "scada-gw.plant.example");
+    add("emailAddress", email);
+    X509_set_issuer_name(cert.get(), name);
+    X509_set_pubkey(cert.get(), key.get());
+    if (X509_sign(cert.get(), key.get(), nullptr) == 0) return {};
+    unsigned char* der = nullptr;
+    const int len = i2d_X509(cert.get(), &der);
+    if (len <= 0) return {};
+    std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    return out;
+}
+
+TEST(TlsAnalyzer, TheSubjectsEmailAddressIsSeenAtX509InCert) {
+    const std::string der = certificate_with_subject_email("ops@plant.example");
+    ASSERT_FALSE(der.empty());
+    CertificateFacts facts;
+    ASSERT_TRUE(
+        parse_certificate({reinterpret_cast<const std::uint8_t*>(der.data()), der.size()}, facts));
+    EXPECT_EQ(facts.subject_email, "ops@plant.example");
+    EXPECT_TRUE(facts.san_email.empty());
+    AnalyzerRun run("tls", kIpProtoTcp, 443);
+    run.feed(0, client_hello("scada-gw.plant.example"));
+    run.feed(1, server_flight(der));
+    run.end();
+    EXPECT_TRUE(run.host.saw("X509::IN_CERT", "ops@plant.example"));
 }
 
 TEST(TlsAnalyzer, ARepeatedCertificateComesFromTheCacheWithTheSameFacts) {

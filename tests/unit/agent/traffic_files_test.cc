@@ -141,6 +141,51 @@ TEST(TrafficFiles, FileIntelHitsCarryTheFileAndGoToIntelLog) {
     fs::remove_all(dir);
 }
 
+// Zeek's Intel::seen: an observation matches every item it can (an address, and each listed
+// subnet holding it) and makes one intel.log line and one alert; any whitelisted item silences
+// it; every type but addresses and subnets is compared without case.
+TEST(TrafficFiles, AnObservationIsOneLineOverEveryItemItMatched) {
+    const fs::path dir = fs::temp_directory_path() / ("senningen-seen-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path intel_path = dir / "intel.dat";
+    std::ofstream(intel_path) << "#fields\tindicator\tindicator_type\tmeta.source\tmeta.whitelist\n"
+                                 "192.0.2.50\tIntel::ADDR\tunitA\t-\n"
+                                 "192.0.2.50/31\tIntel::SUBNET\tunitB\t-\n"
+                                 "198.51.100.0/24\tIntel::SUBNET\tunitC\t-\n"
+                                 "198.51.0.0/16\tIntel::SUBNET\tunitD\tT\n"
+                                 "REPORT-q3.PDF\tIntel::FILE_NAME\tunitE\t-\n";
+    IntelStore intel;
+    IntelLoadStats stats;
+    ASSERT_TRUE(intel.load_file(intel_path.string(), stats));
+    const CaptureRun run = run_capture(kGolden, EngineOptions{}, &intel);
+    const auto columns = [](const std::string& line) {
+        std::vector<std::string> cols;
+        std::size_t start = 0;
+        for (std::size_t tab; (tab = line.find('\t', start)) != std::string::npos;
+             start = tab + 1) {
+            cols.push_back(line.substr(start, tab - start));
+        }
+        cols.push_back(line.substr(start));
+        return cols;
+    };
+    std::vector<std::vector<std::string>> lines;
+    for (const auto& line : run.intel_log) lines.push_back(columns(line));
+    ASSERT_EQ(lines.size(), 2U) << "198.51.100.0/24 is silenced by the whitelisted /16";
+    EXPECT_EQ(run.alerts.size(), 2U);
+    // The file name as it was seen, matched without case.
+    EXPECT_EQ(lines[0][6], "report-Q3.pdf");
+    EXPECT_EQ(lines[0][8], "Files::IN_NAME");
+    EXPECT_EQ(lines[0][10], "Intel::FILE_NAME");
+    // The SMB client (later in the capture): its address and the /31 holding it, in one line.
+    EXPECT_EQ(lines[1][6], "192.0.2.50");
+    EXPECT_EQ(lines[1][7], "Intel::ADDR");
+    EXPECT_EQ(lines[1][8], "Conn::IN_ORIG");
+    EXPECT_EQ(lines[1][10], "Intel::ADDR,Intel::SUBNET");
+    EXPECT_EQ(lines[1][11], "unitA,unitB");
+    for (const auto& alert : run.alerts) ASSERT_TRUE(common::validate(alert));
+    fs::remove_all(dir);
+}
+
 // Every file of CAPTURE run with FILE_HASHES (and INTEL): which of md5/sha1/sha256 it has.
 std::vector<std::string> digest_names(const CaptureRun& run) {
     std::vector<std::string> out;

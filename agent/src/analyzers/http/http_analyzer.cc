@@ -160,6 +160,11 @@ public:
                        d.state == State::kChunkSize || d.state == State::kChunkEnd ||
                        d.state == State::kTrailer) {
                 c.host.weird("http_body_truncated", "connection ends inside an HTTP body");
+                // What the message still owed never came: the file is incomplete (missing
+                // bytes, no digests), not a whole file of that size.
+                if (d.state == State::kBody || d.state == State::kChunkData) {
+                    file_missing(c, d, d.left);
+                }
                 end_message(c, d);
             } else if (d.state == State::kHeaders && !d.header.empty()) {
                 c.host.weird("http_headers_truncated", "connection ends inside HTTP headers");
@@ -186,6 +191,7 @@ private:
             std::string boundary;
             std::vector<std::uint8_t> body;
             bool cut = false;
+            std::uint64_t dropped = 0;  // bytes past the bound: the last part's file misses them
         };
         // A body sent with Content-Encoding gzip or deflate: its file is what it inflates to,
         // as Zeek's and Suricata's are.
@@ -569,6 +575,7 @@ private:
                 ctx.host.weird("http_multipart_too_large", "multipart body over 4 MiB");
             }
             const std::size_t n = std::min(room, bytes.size());
+            mp.dropped += bytes.size() - n;
             mp.body.insert(mp.body.end(), bytes.begin(),
                            bytes.begin() + static_cast<std::ptrdiff_t>(n));
             return;
@@ -661,6 +668,11 @@ private:
                     ctx.host.file_data(
                         f, std::span<const std::uint8_t>(mp.body)
                                .subspan(content, content_end - content));
+                    // The part the bound cut: its file lacks the bytes dropped (and maybe
+                    // more of the body after them).
+                    if (next == std::string_view::npos && mp.dropped > 0) {
+                        ctx.host.file_gap(f, mp.dropped);
+                    }
                     t.orig_fuids.push_back(ctx.host.file_end(f));
                 }
                 t.orig_filenames.push_back(filename);

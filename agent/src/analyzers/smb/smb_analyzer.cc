@@ -278,7 +278,15 @@ private:
                 }
                 p.name = len > 0 ? utf16le_to_utf8(m.subspan(off, len)) : "";
                 if (!p.name.empty()) {
-                    ctx.host.observe(IntelType::kFileName, p.name, "SMB::IN_FILE_NAME");
+                    // The last path component, as Zeek's smb-filenames.zeek looks up: a
+                    // FILE_NAME indicator is a base name ("payload.exe", not "tools\payload.exe").
+                    const std::size_t slash = p.name.find_last_of('\\');
+                    const std::string_view base = slash == std::string::npos
+                                                      ? std::string_view(p.name)
+                                                      : std::string_view(p.name).substr(slash + 1);
+                    if (!base.empty()) {
+                        ctx.host.observe(IntelType::kFileName, base, "SMB::IN_FILE_NAME");
+                    }
                 }
                 break;
             }

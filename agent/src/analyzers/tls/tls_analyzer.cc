@@ -267,6 +267,11 @@ bool parse_certificate(std::span<const std::uint8_t> der, CertificateFacts& out)
         out.common_name =
             asn1_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn)));
     }
+    const int email = X509_NAME_get_index_by_NID(subject, NID_pkcs9_emailAddress, -1);
+    if (email >= 0) {
+        out.subject_email =
+            asn1_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, email)));
+    }
     std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> sans(static_cast<GENERAL_NAMES*>(
         X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)));
     if (sans) {
@@ -480,6 +485,12 @@ private:
                         }
                         for (const auto& mail : cert.san_email) {
                             ctx.host.observe(IntelType::kEmail, mail, "X509::IN_CERT");
+                        }
+                        if (!cert.subject_email.empty() &&
+                            std::find(cert.san_email.begin(), cert.san_email.end(),
+                                      cert.subject_email) == cert.san_email.end()) {
+                            ctx.host.observe(IntelType::kEmail, cert.subject_email,
+                                             "X509::IN_CERT");
                         }
                         certs_.push_back(std::move(cert));
                     } else {

@@ -29,6 +29,8 @@ struct CertificateFacts {
     std::string common_name;
     std::vector<std::string> san_dns;
     std::vector<std::string> san_email;
+    std::string
+        subject_email;   // the subject's emailAddress (PKCS #9), as Zeek's x509.zeek looks up
     std::string serial;  // uppercase hex
 };
 

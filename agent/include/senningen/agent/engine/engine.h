@@ -190,7 +190,9 @@ private:
     void end_files_of(const Flow& flow);
     void match_value(const Flow& flow, int direction, IntelType type, std::string_view value,
                      std::string_view where, std::int64_t ts_ns, const FileFacts* file);
-    void write_intel_log(const Flow& flow, const Indicator& indicator, std::string_view where,
+    void write_intel_log(const Flow& flow, std::string_view seen, IntelType seen_type,
+                         std::span<const Indicator* const> items,
+                         std::span<const std::string> sources, std::string_view where,
                          std::int64_t ts_ns, const FileFacts* file);
     // YARA rules that fired on a flow direction already (stream or file): one alert each.
     bool first_yara_hit(const Flow& flow, int direction, const std::string& rule);
@@ -217,8 +219,11 @@ private:
     // Frees stream bytes nobody needs any more, and keeps held_bytes_ within stream_memory.
     void trim_stream(Flow& flow, FlowState& state, int direction);
     void shed_stream_memory();
-    void intel_hit(const Flow& flow, int direction, const Indicator& indicator,
-                   std::string_view where, std::int64_t ts_ns, const FileFacts* file = nullptr);
+    // One observation of SEEN (of SEEN_TYPE) at WHERE that matched ITEMS (the most specific
+    // first): one intel.log line and one alert.
+    void intel_hit(const Flow& flow, int direction, std::string_view seen, IntelType seen_type,
+                   std::span<const Indicator* const> items, std::string_view where,
+                   std::int64_t ts_ns, const FileFacts* file = nullptr);
     common::Alert make_network_alert(const Flow& flow, int direction, std::int64_t ts_ns) const;
     void emit(common::Alert&& alert);
 

@@ -77,6 +77,17 @@ public:
     void set_borrowing(bool on) { borrowing_ = on; }
     void settle();
     bool depth_reached() const { return size() >= depth_; }
+    // With passing on (the direction has an analyzer, which parses the whole stream as Zeek's
+    // do), the depth bounds the bytes this direction holds out of order, not the stream:
+    // in-order bytes past the depth are still appended, for the owner to take and discard;
+    // out-of-order ones wait while they stay under the depth, and a hole whose held bytes
+    // would go over it is given up (a gap, recorded past the depth too) so that the stream
+    // goes on. Passing stops for good after kMaxPassedGaps holes (a stream full of holes is
+    // not worth following), and cannot start once bytes past the depth were dropped.
+    void set_passing(bool on) {
+        if (!on || !lost_) passing_ = on;
+    }
+    bool passing() const { return passing_; }
     // Frees the bytes before stream offset OFFSET (the owner has parsed and scanned them). The
     // buffer shrinks with them, so that what is freed really goes back to the allocator.
     void discard(std::uint64_t offset);
@@ -107,6 +118,7 @@ public:
     std::uint64_t seen_bytes() const;
     // Bytes in the holes flush_gaps() skipped within the depth (Zeek's missed_bytes).
     std::uint64_t missed_bytes() const;
+    static constexpr std::size_t kMaxPassedGaps = 64;
     // The holes flush_gaps() skipped, at their stream offsets, in order (holes beyond the
     // depth are only counted). An analyzer is told of each at its place in the stream (Analyzer::gap()).
     std::span<const StreamGap> gaps() const {
@@ -140,6 +152,8 @@ private:
     bool fin_seen_ = false;
     bool borrowing_ = false;
     bool started_by_syn_ = false;
+    bool passing_ = false;
+    bool lost_ = false;          // in-order bytes past the depth were dropped (not passing)
     std::uint32_t fin_end_ = 0;  // the first FIN's sequence number plus its data's length
     std::vector<std::uint8_t> data_;
     std::span<const std::uint8_t> borrowed_;  // packet bytes after data_ (then empty), or none
@@ -154,6 +168,13 @@ private:
                                                    std::span<const std::uint8_t> bytes) const;
     std::uint32_t seq_at(std::uint64_t offset) const {  // of a relative offset
         return next_seq_ + static_cast<std::uint32_t>(offset - base_);
+    }
+    // Bytes that may still be held out of order: the depth less what is held and (unless
+    // passing, where the owner takes in-order bytes as they come) the stream so far.
+    std::size_t room() const {
+        const std::uint64_t used =
+            (passing_ ? 0 : size()) + (disorder_ ? disorder_->pending_bytes : 0);
+        return depth_ > used ? static_cast<std::size_t>(depth_ - used) : 0;
     }
     Disorder& disorder() {
         if (!disorder_) disorder_ = std::make_unique<Disorder>();

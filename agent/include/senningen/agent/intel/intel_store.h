@@ -76,7 +76,7 @@ private:
 // (valid as long as the store), so that 100,000 indicators cost tens of bytes each, not the
 // hundreds a string, a vector and a map per indicator did.
 struct Indicator {
-    std::string_view value;  // canonical: addresses as IpAddress::to_string(), domains lowercase
+    std::string_view value;  // canonical: addresses as IpAddress::to_string(), the rest lower case
     IntelType type = IntelType::kAddr;
     bool whitelisted = false;                   // meta.whitelist is T
     std::span<const std::string_view> sources;  // meta.source of every line that listed it
@@ -109,16 +109,19 @@ public:
     const Indicator* find_addr(std::string_view addr) const;
     const Indicator* find_domain(std::string_view name) const;
 
-    // Any type: FILE_HASH values are MD5, SHA-1 or SHA-256 in hex (case ignored), FILE_NAME
-    // values a base name compared exactly (as Zeek does). nullptr when not listed.
+    // Any type, case ignored except in addresses (Zeek lowers every other indicator and what
+    // it sees): FILE_HASH values are MD5, SHA-1 or SHA-256 in hex, FILE_NAME values a base
+    // name. nullptr when not listed.
     // SUBNET: VALUE is an address, the answer the longest listed prefix that contains it.
-    // URL: with or without a scheme, host case ignored ("example.com/a?b", as Zeek's
-    // HTTP::build_url writes it). EMAIL: case ignored, angle brackets dropped. CERT_HASH: the
-    // SHA-1 of the DER in hex. SOFTWARE, USER_NAME: exact.
+    // URL: with or without a scheme ("example.com/a?b", as Zeek's HTTP::build_url writes
+    // it). EMAIL: angle brackets dropped. CERT_HASH: the SHA-1 of the DER in hex.
     const Indicator* find(IntelType type, std::string_view value) const;
 
     // The longest listed subnet containing ADDR (text, IPv4 or IPv6), or nullptr.
     const Indicator* find_subnet(std::string_view addr) const;
+    // Every listed subnet containing ADDR, the longest first, into OUT; returns how many
+    // (Zeek matches a host against all of them: any whitelisted one silences the hit).
+    std::size_t find_subnets(std::string_view addr, std::array<const Indicator*, 129>& out) const;
 
     std::size_t size() const;
     // Indicators of TYPE (the file scanner computes digests only when FILE_HASH has some).
