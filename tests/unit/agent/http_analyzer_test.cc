@@ -187,6 +187,29 @@ TEST(HttpAnalyzer, IntelLocationsAsZeekNamesThem) {
     EXPECT_TRUE(by_addr.host.saw("HTTP::IN_URL", "192.0.2.7/x")) << "port 80 is not written";
 }
 
+// Intel::USER_NAME: the user of Basic authorization, at HTTP::IN_AUTHORIZATION_HEADER, and in
+// the record as Zeek's http.log username (the password never).
+TEST(HttpAnalyzer, BasicAuthorizationUserIsSeenAndLoggedWithoutThePassword) {
+    AnalyzerRun run("http", kIpProtoTcp, 80);
+    // "operator:s3cret" and, after it, a scheme that names no user and a broken value.
+    run.feed(
+        0,
+        "GET /hmi HTTP/1.1\r\nHost: hmi.plant\r\nAuthorization: Basic b3BlcmF0b3I6czNjcmV0\r\n\r\n"
+        "GET /a HTTP/1.1\r\nHost: hmi.plant\r\nAuthorization: Bearer abc.def\r\n\r\n"
+        "GET /b HTTP/1.1\r\nHost: hmi.plant\r\nAuthorization: Basic !!!!\r\n\r\n");
+    run.end();
+    EXPECT_TRUE(run.host.saw("HTTP::IN_AUTHORIZATION_HEADER", "operator"));
+    std::size_t users = 0;
+    for (const auto& o : run.host.observations) users += o.type == IntelType::kUserName ? 1 : 0;
+    EXPECT_EQ(users, 1U);
+    const auto http = run.host.records_of("http");
+    ASSERT_EQ(http.size(), 3U);
+    EXPECT_NE(http[0].find("\"username\":\"operator\""), std::string::npos) << http[0];
+    EXPECT_EQ(http[0].find("s3cret"), std::string::npos);
+    EXPECT_EQ(http[1].find("username"), std::string::npos);
+    EXPECT_EQ(http[2].find("username"), std::string::npos);
+}
+
 TEST(HttpAnalyzer, PipelinedRequestsPairInOrder) {
     AnalyzerRun run("http", kIpProtoTcp, 80);
     run.feed(0,

@@ -68,6 +68,37 @@ TEST(SmtpAnalyzer, TransactionRecordAndIntelLocations) {
     EXPECT_TRUE(run.host.weirds.empty());
 }
 
+// The rest of Zeek's SMTP where locations: the Received path, X-Originating-IP, the mailer
+// (SMTP::IN_HEADER) and URLs in the message text; the smtp record carries path, user_agent and
+// x_originating_ip as Zeek's smtp.log does.
+TEST(SmtpAnalyzer, ReceivedPathOriginatingIpMailerAndMessageUrls) {
+    AnalyzerRun run("smtp", kIpProtoTcp, 25);
+    ASSERT_TRUE(run.ok());
+    run.feed(1, kServer);
+    run.feed(0,
+             "EHLO me.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<ops@plant.example>\r\n"
+             "DATA\r\n"
+             "Received: from evil (mx.evil.example [203.0.113.66])\r\n by mx.plant.example\r\n"
+             "Received: from relay ([IPv6:2001:DB8::25]) by mx.evil.example\r\n"
+             "X-Originating-IP: [203.0.113.77]\r\nX-Mailer: EvilMailer 1.0\r\n"
+             "Subject: hi\r\n\r\nClick http://phish.bad-vendor.example/login, or\r\n"
+             "<HTTPS://Files.Example/a?b=1> now; not mailto:x@y or http://\r\n.\r\nQUIT\r\n");
+    run.end();
+    EXPECT_TRUE(run.host.saw("SMTP::IN_RECEIVED_HEADER", "203.0.113.66"));
+    EXPECT_TRUE(run.host.saw("SMTP::IN_RECEIVED_HEADER", "2001:db8::25")) << "canonical IPv6";
+    EXPECT_TRUE(run.host.saw("SMTP::IN_X_ORIGINATING_IP_HEADER", "203.0.113.77"));
+    EXPECT_TRUE(run.host.saw("SMTP::IN_HEADER", "EvilMailer 1.0"));
+    EXPECT_TRUE(run.host.saw("SMTP::IN_MESSAGE", "phish.bad-vendor.example/login"));
+    EXPECT_TRUE(run.host.saw("SMTP::IN_MESSAGE", "Files.Example/a?b=1"));
+    const auto smtp = run.host.records_of("smtp");
+    ASSERT_EQ(smtp.size(), 1U);
+    EXPECT_NE(smtp[0].find("\"path\":[\"203.0.113.66\",\"2001:db8::25\"]"), std::string::npos)
+        << smtp[0];
+    EXPECT_NE(smtp[0].find("\"user_agent\":\"EvilMailer 1.0\""), std::string::npos);
+    EXPECT_NE(smtp[0].find("\"x_originating_ip\":\"203.0.113.77\""), std::string::npos);
+    EXPECT_TRUE(run.host.weirds.empty());
+}
+
 TEST(SmtpAnalyzer, SplitAtEveryByteGivesTheSameRecords) {
     AnalyzerRun whole("smtp", kIpProtoTcp, 25);
     whole.feed(0, kClient);

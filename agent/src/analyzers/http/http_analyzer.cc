@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <charconv>
@@ -40,10 +41,27 @@ bool is_method(std::string_view token) {
     return std::find(std::begin(kMethods), std::end(kMethods), token) != std::end(kMethods);
 }
 
-bool is_ip_address(const std::string& text) {
-    in6_addr buf{};
-    return inet_pton(AF_INET, text.c_str(), &buf) == 1 ||
-           inet_pton(AF_INET6, text.c_str(), &buf) == 1;
+// The user name of "Basic <base64 of user:password>" (decoded by OpenSSL), "" for any other
+// scheme or a value that does not decode.
+std::string basic_user(std::string_view value) {
+    value = trim(value);
+    if (value.size() < 7 || !iequals(value.substr(0, 6), "basic ")) return {};
+    std::string_view b64 = trim(value.substr(6));
+    if (b64.empty() || b64.size() > 1024 || b64.size() % 4 != 0) return {};
+    std::string out(b64.size() / 4 * 3, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(b64.data()),
+                                  static_cast<int>(b64.size()));
+    if (n < 0) return {};
+    out.resize(static_cast<std::size_t>(n));
+    while (!out.empty() && out.back() == '\0') out.pop_back();  // the padding's bytes
+    const std::size_t colon = out.find(':');
+    if (colon == std::string::npos || colon == 0) return {};
+    out.resize(colon);
+    const bool printable = std::all_of(out.begin(), out.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+    });
+    return printable ? out : std::string();
 }
 
 // "host:8080" -> "host"; "[2001:db8::1]:80" -> "2001:db8::1"; a bare IPv6 address stays.
@@ -76,6 +94,7 @@ struct Transaction {
     std::string host;
     std::string user_agent;
     std::string referrer;
+    std::string username;  // of Basic authorization (Zeek's http.log username; no password)
     std::uint64_t request_body_len = 0;
     std::vector<std::string> orig_fuids, orig_filenames, orig_mime_types;
     bool has_response = false;
@@ -358,13 +377,14 @@ private:
                 t.user_agent = value;
             } else if (iequals(name, "referer")) {
                 t.referrer = value;
+            } else if (iequals(name, "authorization")) {
+                t.username = basic_user(value);
             } else if (iequals(name, "x-forwarded-for")) {
                 std::string_view rest = value;
                 while (!rest.empty()) {
                     const std::size_t comma = rest.find(',');
-                    const std::string one(trim(rest.substr(0, comma)));
-                    if (is_ip_address(one)) {
-                        ctx.host.observe(IntelType::kAddr, one, "HTTP::IN_X_FORWARDED_FOR_HEADER");
+                    if (const auto one = detail::canonical_ip(trim(rest.substr(0, comma)))) {
+                        ctx.host.observe(IntelType::kAddr, *one, "HTTP::IN_X_FORWARDED_FOR_HEADER");
                     }
                     if (comma == std::string_view::npos) break;
                     rest.remove_prefix(comma + 1);
@@ -389,11 +409,15 @@ private:
 
     void observe_request(const AnalyzerContext& ctx, const Transaction& t) {
         const std::string host = strip_port(t.host);
-        if (!host.empty()) {
-            ctx.host.observe(is_ip_address(host) ? IntelType::kAddr : IntelType::kDomain, host,
-                             "HTTP::IN_HOST_HEADER");
+        if (const auto ip = detail::canonical_ip(host)) {
+            ctx.host.observe(IntelType::kAddr, *ip, "HTTP::IN_HOST_HEADER");
+        } else if (!host.empty()) {
+            ctx.host.observe(IntelType::kDomain, host, "HTTP::IN_HOST_HEADER");
         }
         ctx.host.observe(IntelType::kUrl, url_of(ctx, t), "HTTP::IN_URL");
+        if (!t.username.empty()) {
+            ctx.host.observe(IntelType::kUserName, t.username, "HTTP::IN_AUTHORIZATION_HEADER");
+        }
         if (!t.user_agent.empty()) {
             ctx.host.observe(IntelType::kSoftware, t.user_agent, "HTTP::IN_USER_AGENT_HEADER");
         }
@@ -756,6 +780,7 @@ private:
         if (!t.referrer.empty()) r.set("referrer", t.referrer);
         if (!t.version.empty()) r.set("version", t.version);
         if (!t.user_agent.empty()) r.set("user_agent", t.user_agent);
+        if (!t.username.empty()) r.set("username", t.username);
         r.set("request_body_len", t.request_body_len);
         r.set("response_body_len", t.response_body_len);
         if (t.has_response) {

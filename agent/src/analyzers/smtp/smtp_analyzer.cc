@@ -1,6 +1,7 @@
 #include "analyzers/smtp/smtp_analyzer.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "analyzers/text.h"
 
@@ -16,6 +17,7 @@ using detail::trim;
 constexpr std::size_t kMaxLine = 4096;            // RFC 5321 4.5.3.1.6 says 1000; be lenient
 constexpr std::size_t kMaxHeaderBlock = 64 * 1024;
 constexpr std::size_t kMaxRecipients = 200;
+constexpr std::size_t kMaxMessageUrls = 64;  // URLs looked up per message
 
 }  // namespace
 
@@ -152,6 +154,10 @@ struct Mail {
     std::string subject;
     std::string message_id;
     std::string date;
+    std::vector<std::string> path;  // addresses of the Received headers, as Zeek's smtp.log path
+    std::string user_agent;         // User-Agent or X-Mailer
+    std::string x_originating_ip;
+    std::size_t urls = 0;  // URLs seen in the message's text
     bool has_data = false;
 };
 
@@ -285,7 +291,10 @@ private:
             finish_mail(ctx);
             return;
         }
-        if (!in_headers_) return;
+        if (!in_headers_) {
+            body_urls(ctx, line);
+            return;
+        }
         if (line.empty()) {
             end_header(ctx);
             return;
@@ -324,9 +333,72 @@ private:
                 mail_.message_id = value;
             } else if (iequals(name, "date")) {
                 mail_.date = value;
+            } else if (iequals(name, "received")) {
+                received(ctx, value);
+            } else if (iequals(name, "x-originating-ip")) {
+                // "[203.0.113.7]", as Hotmail and Exchange write it.
+                std::string_view ip = trim(value);
+                if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') {
+                    ip = ip.substr(1, ip.size() - 2);
+                }
+                if (auto canonical = detail::canonical_ip(ip)) {
+                    ctx.host.observe(IntelType::kAddr, *canonical,
+                                     "SMTP::IN_X_ORIGINATING_IP_HEADER");
+                    mail_.x_originating_ip = std::move(*canonical);
+                }
+            } else if (iequals(name, "user-agent") || iequals(name, "x-mailer")) {
+                mail_.user_agent = value;
+                ctx.host.observe(IntelType::kSoftware, value, "SMTP::IN_HEADER");
             }
         }
         header_.clear();
+    }
+
+    // A Received header's bracketed addresses ("from mx (mx.example [203.0.113.66])", and
+    // "[IPv6:2001:db8::1]"): the message's path, each looked up as Zeek's smtp.zeek does.
+    void received(const AnalyzerContext& ctx, std::string_view value) {
+        for (std::size_t open = value.find('['); open != std::string_view::npos;
+             open = value.find('[', open + 1)) {
+            const std::size_t close = value.find(']', open);
+            if (close == std::string_view::npos) break;
+            std::string_view inside = value.substr(open + 1, close - open - 1);
+            if (istarts_with(inside, "ipv6:")) inside.remove_prefix(5);
+            auto ip = detail::canonical_ip(inside);
+            if (!ip || mail_.path.size() >= kMaxRecipients ||
+                std::find(mail_.path.begin(), mail_.path.end(), *ip) != mail_.path.end()) {
+                continue;
+            }
+            ctx.host.observe(IntelType::kAddr, *ip, "SMTP::IN_RECEIVED_HEADER");
+            mail_.path.push_back(std::move(*ip));
+        }
+    }
+
+    // URLs in the message's text (http, https, ftp), each looked up at SMTP::IN_MESSAGE as
+    // Zeek's smtp-url-extraction.zeek does; at most kMaxMessageUrls a message. Encoded bodies
+    // (base64, quoted-printable) are not decoded for this.
+    void body_urls(const AnalyzerContext& ctx, std::string_view line) {
+        if (line.size() < 10 || mail_.urls >= kMaxMessageUrls) return;
+        for (std::size_t at = line.find("://"); at != std::string_view::npos;
+             at = line.find("://", at + 3)) {
+            std::size_t scheme = at;
+            while (scheme > 0 && std::isalpha(static_cast<unsigned char>(line[scheme - 1]))) {
+                --scheme;
+            }
+            const std::string_view name = line.substr(scheme, at - scheme);
+            if (!iequals(name, "http") && !iequals(name, "https") && !iequals(name, "ftp")) {
+                continue;
+            }
+            std::size_t end = at + 3;
+            while (end < line.size() && static_cast<unsigned char>(line[end]) > ' ' &&
+                   std::string_view("\"'<>()[]{}").find(line[end]) == std::string_view::npos) {
+                ++end;
+            }
+            std::string_view url = line.substr(at + 3, end - at - 3);
+            while (!url.empty() && (url.back() == '.' || url.back() == ',')) url.remove_suffix(1);
+            if (url.empty()) continue;
+            ctx.host.observe(IntelType::kUrl, url, "SMTP::IN_MESSAGE");
+            if (++mail_.urls >= kMaxMessageUrls) return;
+        }
     }
 
     static void add_addresses(const AnalyzerContext& ctx, std::string_view value,
@@ -352,6 +424,9 @@ private:
             if (!mail_.subject.empty()) r.set("subject", mail_.subject);
             if (!mail_.message_id.empty()) r.set("msg_id", mail_.message_id);
             if (!mail_.date.empty()) r.set("date", mail_.date);
+            if (!mail_.path.empty()) r.set("path", mail_.path);
+            if (!mail_.user_agent.empty()) r.set("user_agent", mail_.user_agent);
+            if (!mail_.x_originating_ip.empty()) r.set("x_originating_ip", mail_.x_originating_ip);
         }
         ctx.host.record("smtp", r);
         mail_ = Mail{};
