@@ -152,6 +152,11 @@ TEST(Dnp3Analyzer, ReadRequestListsObjectHeaders) {
     h.feed(0, test::dnp3_request(1, {60, 2, 6, 60, 3, 6, 60, 4, 6, 60, 1, 6}));
     ASSERT_EQ(h.host.events.size(), 1u);
     EXPECT_TRUE(has_fact(h.host.events[0], "objects", "g60v2,g60v3,g60v4,g60v1"));
+    // The link layer of the frame that carried it (control 0xC4: primary, unconfirmed data).
+    ASSERT_EQ(h.host.records.size(), 1u);
+    EXPECT_NE(h.host.records[0].second.find("\"link_primary\":true,\"link_function\":4"),
+              std::string::npos)
+        << h.host.records[0].second;
 }
 
 TEST(Dnp3Analyzer, DirectOperateWalksPastCrobData) {

@@ -270,11 +270,13 @@ private:
         }
         frag.insert(frag.end(), user.begin() + 1, user.begin() + static_cast<std::ptrdiff_t>(user_len));
         if (!fin) return;
-        on_fragment(ctx, Bytes(frag), src, dest);
+        on_fragment(ctx, Bytes(frag), src, dest, primary, link_fn);
         frag.clear();
     }
 
-    void on_fragment(const AnalyzerContext& ctx, Bytes app, unsigned src, unsigned dest) {
+    // The link layer's facts are those of the frame that completed the fragment.
+    void on_fragment(const AnalyzerContext& ctx, Bytes app, unsigned src, unsigned dest,
+                     bool link_primary, unsigned link_fn) {
         if (app.size() < 2) {
             ctx.host.weird("dnp3_short_fragment", "DNP3 application fragment under 2 bytes");
             return;
@@ -286,6 +288,8 @@ private:
         rec.set("direction", response ? "response" : "request");
         rec.set("source", static_cast<int>(src));
         rec.set("destination", static_cast<int>(dest));
+        rec.set("link_primary", link_primary);
+        rec.set("link_function", static_cast<int>(link_fn));
         rec.set("function", static_cast<int>(fc));
         rec.set("function_name", function_name(fc));
         rec.set("application_sequence", static_cast<int>(ac & 0x0f));

@@ -775,7 +775,8 @@ private:
         RecordFields r;
         r.set("trans_depth", t.depth);
         if (!t.method.empty()) r.set("method", t.method);
-        if (!t.host.empty()) r.set("host", t.host);
+        // Without the port, as Zeek's http.log (the URL keeps it).
+        if (!t.host.empty()) r.set("host", strip_port(t.host));
         if (!t.uri.empty()) r.set("uri", t.uri);
         if (!t.referrer.empty()) r.set("referrer", t.referrer);
         if (!t.version.empty()) r.set("version", t.version);
