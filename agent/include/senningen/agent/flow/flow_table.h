@@ -148,12 +148,13 @@ private:
     // One past the highest data byte any segment carried (for seen_bytes()): the bytes past
     // the depth are not kept, but the count goes on.
     std::uint32_t high_seq_ = 0;
-    bool started_ = false;
-    bool fin_seen_ = false;
-    bool borrowing_ = false;
-    bool started_by_syn_ = false;
-    bool passing_ = false;
-    bool lost_ = false;          // in-order bytes past the depth were dropped (not passing)
+    // Flags in one byte: a TcpStream is in every TCP flow twice (100,000 flows at once).
+    bool started_ : 1 = false;
+    bool fin_seen_ : 1 = false;
+    bool borrowing_ : 1 = false;
+    bool started_by_syn_ : 1 = false;
+    bool passing_ : 1 = false;
+    bool lost_ : 1 = false;  // in-order bytes past the depth were dropped (not passing)
     std::uint32_t fin_end_ = 0;  // the first FIN's sequence number plus its data's length
     std::vector<std::uint8_t> data_;
     std::span<const std::uint8_t> borrowed_;  // packet bytes after data_ (then empty), or none
