@@ -64,6 +64,10 @@ inline std::optional<std::string> canonical_ip(std::string_view text) {
     return std::string(out);
 }
 
+inline std::span<const std::uint8_t> as_bytes(std::string_view text) {
+    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
 inline std::string_view as_text(std::span<const std::uint8_t> bytes) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }

@@ -18,6 +18,7 @@ namespace senningen::agent {
 
 namespace {
 
+using detail::as_bytes;
 using detail::as_text;
 using detail::iequals;
 using detail::trim;
@@ -25,7 +26,7 @@ using detail::trim;
 constexpr std::size_t kMaxHeaderBlock = 64 * 1024;  // request/status line plus headers
 constexpr std::size_t kMaxChunkLine = 1024;
 constexpr std::size_t kMaxPending = 64;              // pipelined requests awaiting a response
-constexpr std::size_t kMaxMultipartBody = 4 << 20;   // buffered to split into parts
+constexpr std::size_t kMaxPartHeaders = 16 << 10;    // a multipart part's header block
 constexpr std::size_t kMaxFilesPerTransaction = 16;
 // A body sent with Content-Encoding gzip or deflate is inflated for its file up to this many
 // bytes (a compression bomb stops there).
@@ -205,12 +206,17 @@ private:
         std::uint64_t file = 0;  // host file handle of the body, 0 if none
         std::string filename;
         std::string mime;
-        // A multipart/form-data request body, buffered whole (bounded) to be split into parts.
+        // A multipart/form-data request body, split into parts as it streams: each part that
+        // names a file is a file of its own, whatever its size. Only what may still be a
+        // delimiter or is a part's header block is held.
         struct Multipart {
-            std::string boundary;
-            std::vector<std::uint8_t> body;
-            bool cut = false;
-            std::uint64_t dropped = 0;  // bytes past the bound: the last part's file misses them
+            enum class Phase : std::uint8_t { kPreamble, kAfterDelimiter, kHeaders, kData, kDone };
+            std::string delimiter;  // "\r\n--" + boundary: a body is read as if it began with CRLF
+            std::string held = "\r\n";
+            Phase phase = Phase::kPreamble;
+            std::uint64_t file = 0;  // the current part's file, 0 if it names none
+            std::size_t files = 0;
+            bool seen_delimiter = false;
         };
         // A body sent with Content-Encoding gzip or deflate: its file is what it inflates to,
         // as Zeek's and Suricata's are.
@@ -513,7 +519,7 @@ private:
             if (!boundary.empty()) {
                 d.special = std::make_unique<std::variant<Direction::Multipart, Direction::Decoder>>(
                     std::in_place_type<Direction::Multipart>);
-                d.multipart()->boundary = std::move(boundary);
+                d.multipart()->delimiter = "\r\n--" + boundary;
                 return;
             }
         }
@@ -578,8 +584,13 @@ private:
         file_missing(ctx, d, bytes.size() - used);
     }
 
-    // BYTES of the direction's file (if it has one) that will never come.
-    static void file_missing(const AnalyzerContext& ctx, const Direction& d, std::uint64_t bytes) {
+    // BYTES of the direction's file (if it has one: the body's, or the multipart part's being
+    // read) that will never come.
+    static void file_missing(const AnalyzerContext& ctx, Direction& d, std::uint64_t bytes) {
+        if (Direction::Multipart* mp = d.multipart()) {
+            if (mp->file != 0 && mp->file != kUntracked) ctx.host.file_gap(mp->file, bytes);
+            return;
+        }
         if (d.file != 0 && d.file != kUntracked) ctx.host.file_gap(d.file, bytes);
     }
 
@@ -592,16 +603,7 @@ private:
             d.txn->response_body_len += bytes.size();
         }
         if (Direction::Multipart* multipart = d.multipart()) {
-            Direction::Multipart& mp = *multipart;
-            const std::size_t room = kMaxMultipartBody - mp.body.size();
-            if (bytes.size() > room && !mp.cut) {
-                mp.cut = true;
-                ctx.host.weird("http_multipart_too_large", "multipart body over 4 MiB");
-            }
-            const std::size_t n = std::min(room, bytes.size());
-            mp.dropped += bytes.size() - n;
-            mp.body.insert(mp.body.end(), bytes.begin(),
-                           bytes.begin() + static_cast<std::ptrdiff_t>(n));
+            multipart_data(ctx, *multipart, *d.txn, bytes);
             return;
         }
         if (d.file == 0) {
@@ -628,8 +630,8 @@ private:
                            "the body ends before its compressed stream: the file is what "
                            "inflated");
         }
-        if (d.multipart() != nullptr) {
-            split_multipart(ctx, d, *t);
+        if (Direction::Multipart* mp = d.multipart()) {
+            end_multipart(ctx, *mp, *t);
         } else if (d.file != 0) {
             if (d.file != kUntracked) {
                 fuids.push_back(ctx.host.file_end(d.file));
@@ -638,74 +640,135 @@ private:
             }
             d.file = 0;
         }
-        // The message's buffers go with it (a multipart body may have reached 4 MiB): an idle
-        // keep-alive connection holds nothing for its last body.
+        // The message's buffers go with it: an idle keep-alive connection holds nothing for
+        // its last body.
         d.special.reset();
         std::string().swap(d.filename);
         std::string().swap(d.mime);
         if (!orig) finish_transaction(ctx);
     }
 
-    // One file per part that names a file: Content-Disposition: form-data; name=..;
-    // filename="..". The body was buffered whole (bounded): parts are found by the
-    // "--boundary" delimiter lines.
-    void split_multipart(const AnalyzerContext& ctx, Direction& d, Transaction& t) {
-        const Direction::Multipart& mp = *d.multipart();
-        const std::string_view body = as_text(mp.body);
-        const std::string delimiter = "--" + mp.boundary;
-        std::size_t pos = body.find(delimiter);
-        std::size_t files = 0;
-        while (pos != std::string_view::npos) {
-            std::size_t part = pos + delimiter.size();
-            if (body.substr(part, 2) == "--") break;  // the closing delimiter
-            const std::size_t headers_end = body.find("\r\n\r\n", part);
-            if (headers_end == std::string_view::npos) break;
-            const std::string_view part_headers = body.substr(part, headers_end - part);
-            const std::size_t content = headers_end + 4;
-            std::size_t next = body.find("\r\n" + delimiter, content);
-            const std::size_t content_end = next == std::string_view::npos ? body.size() : next;
-            std::string filename;
-            std::string mime;
-            std::size_t eol = 0;
-            while (eol < part_headers.size()) {
-                std::size_t stop = part_headers.find("\r\n", eol);
-                if (stop == std::string_view::npos) stop = part_headers.size();
-                const std::string_view line = part_headers.substr(eol, stop - eol);
-                const std::size_t colon = line.find(':');
-                if (colon != std::string_view::npos) {
-                    const std::string_view name = trim(line.substr(0, colon));
-                    const std::string_view value = trim(line.substr(colon + 1));
-                    if (iequals(name, "content-disposition")) {
-                        filename = detail::disposition_filename(value);
-                    } else if (iequals(name, "content-type")) {
-                        mime = mime_of(value);
+    // A multipart body's bytes (RFC 2046 5.1.1): the preamble is skipped, each part's header
+    // block read (Content-Disposition: form-data; name=..; filename=".." makes the part a
+    // file), its data streamed to that file up to the next delimiter, the epilogue skipped.
+    void multipart_data(const AnalyzerContext& ctx, Direction::Multipart& mp, Transaction& t,
+                        std::span<const std::uint8_t> bytes) {
+        using Phase = Direction::Multipart::Phase;
+        if (mp.phase == Phase::kDone) return;
+        mp.held.append(as_text(bytes));
+        const std::string_view delimiter = mp.delimiter;
+        for (;;) {
+            const std::string_view held = mp.held;
+            switch (mp.phase) {
+                case Phase::kPreamble:
+                case Phase::kData: {
+                    const std::size_t at = held.find(delimiter);
+                    // Without a delimiter, all but what could be the start of one is data.
+                    const std::size_t take = at != std::string_view::npos ? at
+                                             : held.size() >= delimiter.size()
+                                                 ? held.size() - (delimiter.size() - 1)
+                                                 : 0;
+                    if (mp.phase == Phase::kData && mp.file != 0 && mp.file != kUntracked) {
+                        ctx.host.file_data(mp.file, as_bytes(held.substr(0, take)));
                     }
-                }
-                eol = stop + 2;
-            }
-            if (!filename.empty() && files < kMaxFilesPerTransaction) {
-                ++files;
-                const std::string url = url_of(ctx, t);
-                const std::uint64_t f =
-                    ctx.host.file_begin(FileStart{"HTTP", true, filename, mime, url});
-                if (f != 0) {
-                    ctx.host.file_data(
-                        f, std::span<const std::uint8_t>(mp.body)
-                               .subspan(content, content_end - content));
-                    // The part the bound cut: its file lacks the bytes dropped (and maybe
-                    // more of the body after them).
-                    if (next == std::string_view::npos && mp.dropped > 0) {
-                        ctx.host.file_gap(f, mp.dropped);
+                    if (at == std::string_view::npos) {
+                        mp.held.erase(0, take);
+                        return;
                     }
-                    t.orig_fuids.push_back(ctx.host.file_end(f));
+                    if (mp.phase == Phase::kData) end_part(ctx, mp, t);
+                    mp.seen_delimiter = true;
+                    mp.held.erase(0, at + delimiter.size());
+                    mp.phase = Phase::kAfterDelimiter;
+                    break;
                 }
-                t.orig_filenames.push_back(filename);
-                if (!mime.empty()) t.orig_mime_types.push_back(mime);
+                case Phase::kAfterDelimiter: {
+                    if (held.size() < 2) return;
+                    if (held.starts_with("--")) {  // the close delimiter: the epilogue follows
+                        mp.phase = Phase::kDone;
+                        std::string().swap(mp.held);
+                        return;
+                    }
+                    const std::size_t eol = held.find("\r\n");  // after transport padding
+                    if (eol == std::string_view::npos) {
+                        if (held.size() > 1024) return multipart_broken(ctx, mp, "delimiter line");
+                        return;
+                    }
+                    mp.held.erase(0, eol + 2);
+                    mp.phase = Phase::kHeaders;
+                    break;
+                }
+                case Phase::kHeaders: {
+                    // An empty block is the CRLF at once; otherwise it ends with an empty line.
+                    const std::size_t end = held.starts_with("\r\n") ? 0 : held.find("\r\n\r\n");
+                    if (end == std::string_view::npos) {
+                        if (held.size() > kMaxPartHeaders) {
+                            return multipart_broken(ctx, mp, "part header block over 16 KiB");
+                        }
+                        return;
+                    }
+                    start_part(ctx, mp, t, held.substr(0, end));
+                    mp.held.erase(0, end == 0 ? 2 : end + 4);
+                    mp.phase = Phase::kData;
+                    break;
+                }
+                case Phase::kDone: return;
             }
-            if (next == std::string_view::npos) break;
-            pos = next + 2;
         }
-        if (!mp.body.empty() && files == 0 && body.find(delimiter) == body.npos) {
+    }
+
+    void start_part(const AnalyzerContext& ctx, Direction::Multipart& mp, Transaction& t,
+                    std::string_view headers) {
+        std::string filename;
+        std::string mime;
+        std::size_t eol = 0;
+        while (eol < headers.size()) {
+            std::size_t stop = headers.find("\r\n", eol);
+            if (stop == std::string_view::npos) stop = headers.size();
+            const std::string_view line = headers.substr(eol, stop - eol);
+            const std::size_t colon = line.find(':');
+            if (colon != std::string_view::npos) {
+                const std::string_view name = trim(line.substr(0, colon));
+                const std::string_view value = trim(line.substr(colon + 1));
+                if (iequals(name, "content-disposition")) {
+                    filename = detail::disposition_filename(value);
+                } else if (iequals(name, "content-type")) {
+                    mime = mime_of(value);
+                }
+            }
+            eol = stop + 2;
+        }
+        mp.file = 0;
+        if (filename.empty() || mp.files >= kMaxFilesPerTransaction) return;
+        ++mp.files;
+        mp.file = ctx.host.file_begin(FileStart{"HTTP", true, filename, mime, url_of(ctx, t)});
+        if (mp.file == 0) mp.file = kUntracked;
+        t.orig_filenames.push_back(std::move(filename));
+        if (!mime.empty()) t.orig_mime_types.push_back(std::move(mime));
+    }
+
+    void end_part(const AnalyzerContext& ctx, Direction::Multipart& mp, Transaction& t) {
+        if (mp.file != 0 && mp.file != kUntracked)
+            t.orig_fuids.push_back(ctx.host.file_end(mp.file));
+        mp.file = 0;
+    }
+
+    void multipart_broken(const AnalyzerContext& ctx, Direction::Multipart& mp,
+                          std::string_view what) {
+        ctx.host.weird("http_multipart_malformed", "multipart body: " + std::string(what));
+        mp.phase = Direction::Multipart::Phase::kDone;
+        std::string().swap(mp.held);
+    }
+
+    // The body ended: a part still open ends with it (its data is what came, and the bytes
+    // held as a possible delimiter are its own after all).
+    void end_multipart(const AnalyzerContext& ctx, Direction::Multipart& mp, Transaction& t) {
+        if (mp.phase == Direction::Multipart::Phase::kData) {
+            if (mp.file != 0 && mp.file != kUntracked) {
+                ctx.host.file_data(mp.file, as_bytes(std::string_view(mp.held)));
+            }
+            end_part(ctx, mp, t);
+        }
+        if (!mp.seen_delimiter && mp.held.size() > 2) {
             ctx.host.weird("http_multipart_no_boundary", "multipart body without its boundary");
         }
     }
