@@ -65,4 +65,16 @@ for encoding, body in bodies:
 with open(os.path.join(HERE, "corpus", "http", "seed-encoded"), "wb") as f:
     f.write(script(segments))
 counts["http"] += 1
+# A multipart upload with a preamble, transport padding, a part without headers and an
+# epilogue, chunked, behind Basic authorization: the streaming part splitter's paths.
+form = (b"preamble\r\n--bnd \r\nContent-Disposition: form-data; name=\"a\"; filename=\"x.bin\"\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + bytes(range(256)) + b"\r\n--bnd\r\n\r\n"
+        b"plain\r\n--bnd\r\nContent-Disposition: form-data; name=\"b\"; filename=\"y.txt\"\r\n\r\n"
+        b"-\r\n--bn\r\n--bnd--\r\nepilogue")
+upload = (b"POST /up HTTP/1.1\r\nHost: h.example\r\nAuthorization: Basic dXNlcjpwdw==\r\n"
+          b"Content-Type: multipart/form-data; boundary=bnd\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          b"%x\r\n" % len(form) + form + b"\r\n0\r\n\r\n")
+with open(os.path.join(HERE, "corpus", "http", "seed-multipart"), "wb") as f:
+    f.write(script([(0, upload), (1, b"HTTP/1.1 204 No Content\r\n\r\n")]))
+counts["http"] += 1
 print("seeds:", counts)
