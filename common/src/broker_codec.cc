@@ -343,6 +343,50 @@ Result<AlertBatch> batch_from_broker(const broker::data& data) {
     return batch;
 }
 
+broker::data to_broker(const MetadataBatch& batch) {
+    broker::vector records;
+    records.reserve(batch.records.size());
+    for (const auto& r : batch.records) records.emplace_back(r);
+    broker::vector v;
+    v.reserve(7);
+    v.emplace_back(std::string("metadata_batch"));
+    v.emplace_back(broker::count{batch.wire_version});
+    v.emplace_back(batch.agent_id);
+    v.emplace_back(broker::count{batch.batch_id});
+    v.emplace_back(std::move(records));
+    v.emplace_back(batch.credentials.certificate);
+    v.emplace_back(batch.credentials.signature);
+    return v;
+}
+
+Result<MetadataBatch> metadata_batch_from_broker(const broker::data& data) {
+    const VecReader r(data, "metadata_batch");
+    auto version =
+        check_header(r, "metadata_batch", kMetadataBatchWireVersion, kMetadataBatchWireVersion);
+    if (!version) return version.error();
+    MetadataBatch batch;
+    batch.wire_version = *version;
+    SENNINGEN_TRY(agent_id, r.string(2));
+    batch.agent_id = std::move(agent_id);
+    SENNINGEN_TRY(batch_id, r.count(3));
+    batch.batch_id = batch_id;
+    if (r.size() < 5) return r.error(4, "is missing");
+    const VecReader records(r.at(4), "metadata_batch records");
+    if (!records.is_vector()) return r.error(4, "is not a vector");
+    batch.records.reserve(records.size());
+    for (std::size_t k = 0; k < records.size(); ++k) {
+        // The records' content is checked by the collector, record by record, as it stores
+        // them: one bad record must not cost the batch its good ones.
+        SENNINGEN_TRY(record, records.string(k));
+        batch.records.push_back(std::move(record));
+    }
+    SENNINGEN_TRY(certificate, r.string(5));
+    batch.credentials.certificate = std::move(certificate);
+    SENNINGEN_TRY(signature, r.string(6));
+    batch.credentials.signature = std::move(signature);
+    return batch;
+}
+
 broker::data to_broker(const BatchAck& ack) {
     return broker::vector{std::string("batch_ack"), broker::count{kWireVersion}, ack.agent_id,
                           broker::count{ack.batch_id}, broker::count{ack.inserted},

@@ -38,7 +38,8 @@ broker::configuration make_config(const TransportOptions& options) {
 
 std::vector<broker::topic> subscriptions(const TransportOptions& options) {
     if (options.role == TransportRole::kCollector) {
-        return {broker::topic{kTopicAlerts}, broker::topic{kTopicHeartbeats}};
+        return {broker::topic{kTopicAlerts}, broker::topic{kTopicHeartbeats},
+                broker::topic{kTopicMetadata}};
     }
     return {broker::topic{std::string(kTopicAcksPrefix) + options.agent_id}};
 }
@@ -83,6 +84,10 @@ public:
 
     void send(const AlertBatch& batch) override {
         endpoint_.publish(broker::topic{kTopicAlerts}, to_broker(batch));
+    }
+
+    void send(const MetadataBatch& batch) override {
+        endpoint_.publish(broker::topic{kTopicMetadata}, to_broker(batch));
     }
 
     void send(const BatchAck& ack) override {
@@ -155,6 +160,13 @@ private:
                     out.emplace_back(std::move(hb).value());
                 } else {
                     out.emplace_back(DecodeFailure{topic, hb.error().message});
+                }
+            } else if (options_.role == TransportRole::kCollector && topic == kTopicMetadata) {
+                auto batch = metadata_batch_from_broker(data);
+                if (batch) {
+                    out.emplace_back(std::move(batch).value());
+                } else {
+                    out.emplace_back(DecodeFailure{topic, batch.error().message});
                 }
             } else if (options_.role == TransportRole::kCollector) {
                 auto batch = batch_from_broker(data);

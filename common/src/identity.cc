@@ -151,6 +151,17 @@ Digest digest_of(const Heartbeat& hb) {
     return h.finish();
 }
 
+Digest digest_of(const MetadataBatch& batch) {
+    Hasher h;
+    h.tag("senningen metadata_batch");
+    h.number(batch.wire_version);
+    h.text(batch.agent_id);
+    h.number(batch.batch_id);
+    h.number(batch.records.size());
+    for (const auto& r : batch.records) h.text(r);
+    return h.finish();
+}
+
 Result<std::string> certificate_fingerprint(const std::string& pem) {
     X509Ptr cert = parse_certificate(pem);
     if (!cert) return make_error(ErrorCode::kParse, "not a PEM certificate: " + openssl_reason());
@@ -239,6 +250,13 @@ Result<void> Signer::sign(Heartbeat& heartbeat) const {
     auto sig = sign_digest(digest_of(heartbeat));
     if (!sig) return sig.error();
     heartbeat.credentials = {certificate_pem_, std::move(sig).value()};
+    return {};
+}
+
+Result<void> Signer::sign(MetadataBatch& batch) const {
+    auto sig = sign_digest(digest_of(batch));
+    if (!sig) return sig.error();
+    batch.credentials = {certificate_pem_, std::move(sig).value()};
     return {};
 }
 
@@ -333,6 +351,10 @@ Result<std::string> PeerVerifier::verify(const AlertBatch& batch) {
 
 Result<std::string> PeerVerifier::verify(const Heartbeat& heartbeat) {
     return verify(heartbeat.credentials, digest_of(heartbeat));
+}
+
+Result<std::string> PeerVerifier::verify(const MetadataBatch& batch) {
+    return verify(batch.credentials, digest_of(batch));
 }
 
 Result<std::string> PeerVerifier::verify(const Credentials& credentials, const Digest& digest) {

@@ -66,6 +66,8 @@ constexpr const char* kUsage =
     "  --output PATH|-          alert JSON lines to PATH, or - for stdout\n"
     "                           (default: stdout when no collector is named, else none)\n"
     "  --metadata-log PATH|-    protocol records (dns, ..., weird) as EVE-style JSON lines\n"
+    "  --forward-metadata       also send those records to the collector (needs --collector;\n"
+    "                           queued and acknowledged as alerts are, alerts first)\n"
     "  --intel-log PATH         intel hits in Zeek's intel.log format\n"
     "  --extract-dir DIR        write files carried by traffic (HTTP, SMB) into DIR\n"
     "  --extract-max-bytes N    cut each extracted file at N bytes (default 104857600)\n"
@@ -104,6 +106,7 @@ struct Options {
     std::vector<std::string> policies;
     std::optional<std::string> output;
     std::optional<std::string> metadata_log;
+    bool forward_metadata = false;  // --forward-metadata: records to the collector too
     std::optional<std::string> intel_log;
     std::string extract_dir;
     std::uint64_t extract_max_bytes = 100ULL << 20;
@@ -195,6 +198,10 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
         }
         if (arg == "--no-yara-prefilter") {
             o.yara_prefilter = false;
+            continue;
+        }
+        if (arg == "--forward-metadata") {
+            o.forward_metadata = true;
             continue;
         }
         if (cli::parse_collector_flag(argc, argv, i, o.link, problems)) continue;
@@ -307,6 +314,9 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
     if (o.capture.empty() && !o.live.interface.empty()) o.capture = "interface:" + o.live.interface;
     if (!o.live.bpf.empty() && o.live.interface.empty()) problems.push_back("--bpf needs --interface");
     cli::resolve_collector_link(o.link, cli::QueueNeed::kDurable, problems);
+    if (o.forward_metadata && !o.link.collector) {
+        problems.push_back("--forward-metadata needs a collector (--collector or --identity)");
+    }
     if (!problems.empty()) return problems;
     if (!o.output && !o.link.collector) o.output = "-";
     return o;
@@ -627,9 +637,14 @@ int run_agent(int argc, char** argv) {
     }
 
     bool records_failed = false;
-    if (records) {
+    // Metadata records for the collector: the same line as the metadata log's. A resumed
+    // capture sends its records again; the collector keeps one copy of each (it stores a
+    // record once per agent and content).
+    const bool forward_records = forwarder && opt.forward_metadata;
+    if (records || forward_records) {
         outputs.record = [&](const std::string& line) {
-            if (records_failed) return;
+            if (forward_records) forwarder->submit_metadata(line);
+            if (!records || records_failed) return;
             if (std::fwrite(line.data(), 1, line.size(), records) != line.size() ||
                 std::fputc('\n', records) == EOF) {
                 records_failed = true;
@@ -803,10 +818,24 @@ int run_agent(int argc, char** argv) {
                          opt.link.collector->c_str(), static_cast<unsigned long long>(fc.alerts_acked),
                          static_cast<unsigned long long>(fc.alerts_submitted),
                          opt.link.collector_timeout_s);
+            if (opt.forward_metadata) {
+                std::fprintf(stderr,
+                             "senningen-agent: and %llu of %llu metadata records; the rest stay "
+                             "queued\n",
+                             static_cast<unsigned long long>(fc.metadata_acked),
+                             static_cast<unsigned long long>(fc.metadata_submitted));
+            }
             if (exit_code == kExitOk) exit_code = kExitUnavailable;
         } else {
             common::log_info("agent", "collector acknowledged all " +
                                           std::to_string(fc.alerts_acked) + " alerts");
+        }
+        if (opt.forward_metadata) {
+            common::log_info(
+                "agent", "metadata records: " + std::to_string(fc.metadata_submitted) +
+                             " queued, " + std::to_string(fc.metadata_acked) + " acknowledged, " +
+                             std::to_string(fc.metadata_rejected) + " refused by the collector, " +
+                             std::to_string(fc.metadata_dropped) + " not queued (queue full)");
         }
     }
     return exit_code;

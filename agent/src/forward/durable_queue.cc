@@ -91,6 +91,7 @@ struct DurableQueue::Db {
     std::unique_ptr<Stmt> commit;
     std::unique_ptr<Stmt> insert;
     std::unique_ptr<Stmt> read;
+    std::unique_ptr<Stmt> read_metadata;
     std::unique_ptr<Stmt> remove;
     std::unique_ptr<Stmt> mark;
     bool prepare() {
@@ -100,18 +101,26 @@ struct DurableQueue::Db {
             handle, "INSERT INTO entries (kind, enqueued_ns, body) VALUES (?, ?, ?)");
         read = std::make_unique<Stmt>(
             handle, "SELECT seq, body FROM entries WHERE seq > ? AND kind = 0 ORDER BY seq LIMIT ?");
-        remove = std::make_unique<Stmt>(handle, "DELETE FROM entries WHERE seq BETWEEN ? AND ?");
+        read_metadata = std::make_unique<Stmt>(
+            handle,
+            "SELECT seq, body FROM entries WHERE seq > ? AND kind = 1 ORDER BY seq LIMIT ?");
+        remove = std::make_unique<Stmt>(
+            handle, "DELETE FROM entries WHERE kind = ? AND seq BETWEEN ? AND ?");
         mark = std::make_unique<Stmt>(handle,
                                       "INSERT INTO progress (source, count) VALUES (?, ?)"
                                       " ON CONFLICT (source) DO UPDATE SET count = excluded.count");
-        return begin->ok() && commit->ok() && insert->ok() && read->ok() && remove->ok() &&
-               mark->ok();
+        return begin->ok() && commit->ok() && insert->ok() && read->ok() && read_metadata->ok() &&
+               remove->ok() && mark->ok();
     }
 };
 
 DurableQueue::DurableQueue(std::unique_ptr<Db> db, std::string path, DurableQueueOptions options,
-                           std::size_t depth)
-    : db_(std::move(db)), path_(std::move(path)), options_(options), depth_(depth) {}
+                           std::size_t depth, std::size_t metadata_depth)
+    : db_(std::move(db)),
+      path_(std::move(path)),
+      options_(options),
+      depth_(depth),
+      metadata_depth_(metadata_depth) {}
 
 DurableQueue::~DurableQueue() = default;
 
@@ -154,17 +163,28 @@ common::Result<std::unique_ptr<DurableQueue>> DurableQueue::open(const std::stri
         !exec(db->handle, kSchema) || !db->prepare()) {
         return db_error(path, db->handle, "cannot prepare the queue");
     }
-    Stmt count(db->handle, "SELECT count(*) FROM entries");
+    Stmt count(db->handle,
+               "SELECT count(*), coalesce(sum(CASE WHEN kind = 1 THEN 1 ELSE 0 END), 0)"
+               " FROM entries");
     if (count.step() != SQLITE_ROW) return db_error(path, db->handle, "cannot count entries");
     const auto depth = static_cast<std::size_t>(count.i64(0));
+    const auto metadata_depth = static_cast<std::size_t>(count.i64(1));
     return std::unique_ptr<DurableQueue>(
-        new DurableQueue(std::move(db), path, options, depth));
+        new DurableQueue(std::move(db), path, options, depth, metadata_depth));
 }
 
 common::Result<AppendResult> DurableQueue::append(const std::vector<common::Alert>& alerts,
                                                   const std::string& source,
                                                   std::uint64_t progress_count) {
+    return append(alerts, {}, source, progress_count);
+}
+
+common::Result<AppendResult> DurableQueue::append(const std::vector<common::Alert>& alerts,
+                                                  const std::vector<std::string>& metadata,
+                                                  const std::string& source,
+                                                  std::uint64_t progress_count) {
     sqlite3* db = db_->handle;
+    std::size_t metadata_dropped = 0;
     AppendResult result;
     if (db_->begin->run() != SQLITE_DONE) return db_error(path_, db, "cannot begin");
     auto fail = [&](const std::string& what) {
@@ -172,16 +192,26 @@ common::Result<AppendResult> DurableQueue::append(const std::vector<common::Aler
         exec(db, "ROLLBACK");
         return e;
     };
-    const std::size_t needed = alerts.size();
+    const std::size_t needed = alerts.size() + metadata.size();
     if (options_.policy == QueueFullPolicy::kDropOldest && depth_ + needed > options_.max_entries) {
         // Metadata goes first (it is the less valuable), then the oldest alerts.
-        const auto excess = static_cast<std::int64_t>(depth_ + needed - options_.max_entries);
-        Stmt drop(db,
-                  "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries"
-                  " ORDER BY kind DESC, seq ASC LIMIT ?)");
-        drop.bind(1, excess);
-        if (drop.step() != SQLITE_DONE) return fail("cannot drop old entries");
-        result.dropped = static_cast<std::size_t>(sqlite3_changes(db));
+        auto excess = static_cast<std::int64_t>(depth_ + needed - options_.max_entries);
+        Stmt drop_metadata(db,
+                           "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries"
+                           " WHERE kind = 1 ORDER BY seq ASC LIMIT ?)");
+        drop_metadata.bind(1, excess);
+        if (drop_metadata.step() != SQLITE_DONE) return fail("cannot drop old entries");
+        metadata_dropped = static_cast<std::size_t>(sqlite3_changes(db));
+        excess -= static_cast<std::int64_t>(metadata_dropped);
+        result.dropped = metadata_dropped;
+        if (excess > 0) {
+            Stmt drop(db,
+                      "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries"
+                      " ORDER BY kind DESC, seq ASC LIMIT ?)");
+            drop.bind(1, excess);
+            if (drop.step() != SQLITE_DONE) return fail("cannot drop old entries");
+            result.dropped += static_cast<std::size_t>(sqlite3_changes(db));
+        }
     }
     Stmt& insert = *db_->insert;
     const std::int64_t now = common::now_ns();
@@ -192,6 +222,11 @@ common::Result<AppendResult> DurableQueue::append(const std::vector<common::Aler
         if (insert.run() != SQLITE_DONE) return fail("cannot append");
         ++result.appended;
     }
+    for (const auto& line : metadata) {
+        insert.bind(1, static_cast<std::int64_t>(RecordKind::kMetadata)).bind(2, now).blob(3, line);
+        if (insert.run() != SQLITE_DONE) return fail("cannot append metadata");
+        ++result.appended;
+    }
     if (!source.empty()) {
         Stmt& mark = *db_->mark;
         mark.bind(1, source).bind(2, static_cast<std::int64_t>(progress_count));
@@ -199,6 +234,7 @@ common::Result<AppendResult> DurableQueue::append(const std::vector<common::Aler
     }
     if (db_->commit->run() != SQLITE_DONE) return fail("cannot commit");
     depth_ = depth_ + result.appended - result.dropped;
+    metadata_depth_ = metadata_depth_ + metadata.size() - metadata_dropped;
     return result;
 }
 
@@ -224,17 +260,39 @@ common::Result<std::vector<QueuedAlert>> DurableQueue::read_after(std::uint64_t 
     return out;
 }
 
-common::Result<std::size_t> DurableQueue::remove(std::uint64_t first, std::uint64_t last) {
+common::Result<std::vector<QueuedMetadata>> DurableQueue::read_metadata_after(std::uint64_t after,
+                                                                              std::size_t max) {
+    Stmt& q = *db_->read_metadata;
+    const ResetOnExit done{q};
+    q.bind(1, static_cast<std::int64_t>(after)).bind(2, static_cast<std::int64_t>(max));
+    std::vector<QueuedMetadata> out;
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+        out.push_back(QueuedMetadata{static_cast<std::uint64_t>(q.i64(0)), std::string(q.blob(1))});
+    }
+    if (rc != SQLITE_DONE) return db_error(path_, db_->handle, "cannot read metadata");
+    return out;
+}
+
+void DurableQueue::note_removed(std::size_t n, RecordKind kind) {
+    depth_ -= std::min(depth_, n);
+    if (kind == RecordKind::kMetadata) metadata_depth_ -= std::min(metadata_depth_, n);
+}
+
+common::Result<std::size_t> DurableQueue::remove(std::uint64_t first, std::uint64_t last,
+                                                 RecordKind kind) {
     Stmt& del = *db_->remove;
-    del.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+    del.bind(1, static_cast<std::int64_t>(kind))
+        .bind(2, static_cast<std::int64_t>(first))
+        .bind(3, static_cast<std::int64_t>(last));
     if (del.run() != SQLITE_DONE) return db_error(path_, db_->handle, "cannot delete");
     const auto n = static_cast<std::size_t>(sqlite3_changes(db_->handle));
-    depth_ -= std::min(depth_, n);
+    note_removed(n, kind);
     return n;
 }
 
 common::Result<std::size_t> DurableQueue::remove(
-    const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges) {
+    const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges, RecordKind kind) {
     if (ranges.empty()) return std::size_t{0};
     sqlite3* db = db_->handle;
     // Deletes need no fsync of their own: one lost to a power cut only replays acknowledged
@@ -252,7 +310,9 @@ common::Result<std::size_t> DurableQueue::remove(
     Stmt& del = *db_->remove;
     std::size_t n = 0;
     for (const auto& [first, last] : ranges) {
-        del.bind(1, static_cast<std::int64_t>(first)).bind(2, static_cast<std::int64_t>(last));
+        del.bind(1, static_cast<std::int64_t>(kind))
+            .bind(2, static_cast<std::int64_t>(first))
+            .bind(3, static_cast<std::int64_t>(last));
         if (del.run() != SQLITE_DONE) {
             common::Error e = db_error(path_, db, "cannot delete");
             exec(db, "ROLLBACK");
@@ -265,7 +325,7 @@ common::Result<std::size_t> DurableQueue::remove(
         exec(db, "ROLLBACK");
         return e;
     }
-    depth_ -= std::min(depth_, n);
+    note_removed(n, kind);
     return n;
 }
 

@@ -12,6 +12,10 @@ namespace {
 constexpr std::chrono::milliseconds kTick{50};
 // Alerts staged in memory before the producer waits for the next commit.
 constexpr std::size_t kMaxStaged = 20000;
+// With the block policy, metadata records may fill at most this share of the queue: the rest
+// stays free for alerts. Beyond it new metadata is not queued (counted), rather than making
+// the packet path, which produces the alerts too, wait.
+constexpr std::size_t kMetadataSharePercent = 90;
 // Time for Broker to put the last heartbeat on the wire before the endpoint goes away.
 constexpr std::chrono::milliseconds kFarewellGrace{200};
 
@@ -123,10 +127,34 @@ void Forwarder::submit(common::Alert alert) {
     ++counters_.alerts_submitted;
 }
 
+void Forwarder::submit_metadata(std::string line) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Waits only for the staging area (cleared by the next commit), never for the collector:
+    // the packet path produces the alerts too, and they must not wait behind metadata.
+    space_.wait(lock, [&] { return stopping_ || staged_metadata_.size() < kMaxStaged; });
+    if (stopping_) return;
+    const std::size_t limit = options_.max_pending_alerts * kMetadataSharePercent / 100;
+    if (options_.queue_policy == QueueFullPolicy::kBlock &&
+        staged_.size() + staged_metadata_.size() + committing_ + queue_depth_ >= limit) {
+        // Not queued (so not lost once accepted): counted, and logged now and then.
+        if (counters_.metadata_dropped++ % 10000 == 0) {
+            common::log_warn("forward", "queue " + std::to_string(kMetadataSharePercent) +
+                                            "% full: metadata records are not queued until the "
+                                            "collector catches up (" +
+                                            std::to_string(counters_.metadata_dropped) +
+                                            " so far); alerts still are");
+        }
+        return;
+    }
+    staged_metadata_.push_back(std::move(line));
+    ++counters_.metadata_submitted;
+}
+
 bool Forwarder::drain(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
-    return space_.wait_until(lock, deadline,
-                             [&] { return staged_.empty() && committing_ == 0 && queue_depth_ == 0; });
+    return space_.wait_until(lock, deadline, [&] {
+        return staged_.empty() && staged_metadata_.empty() && committing_ == 0 && queue_depth_ == 0;
+    });
 }
 
 ForwarderCounters Forwarder::counters() const {
@@ -138,7 +166,7 @@ bool Forwarder::connected() const { return connected_.load(); }
 
 std::size_t Forwarder::pending() const {
     const std::lock_guard<std::mutex> lock(mutex_);
-    return staged_.size() + committing_ + queue_depth_;
+    return staged_.size() + staged_metadata_.size() + committing_ + queue_depth_;
 }
 
 void Forwarder::run() {
@@ -174,22 +202,24 @@ void Forwarder::run() {
 
 void Forwarder::commit_staged(bool force) {
     std::vector<common::Alert> batch;
+    std::vector<std::string> metadata;
     std::uint64_t progress = 0;
     const auto now = std::chrono::steady_clock::now();
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        if (staged_.empty()) return;
+        if (staged_.empty() && staged_metadata_.empty()) return;
         if (!force && now - last_commit_ < options_.commit_interval &&
-            staged_.size() < kMaxStaged / 2) {
+            staged_.size() < kMaxStaged / 2 && staged_metadata_.size() < kMaxStaged / 2) {
             return;
         }
         batch.swap(staged_);
+        metadata.swap(staged_metadata_);
         progress = staged_progress_;
         // Still counted against the limit while it is written: between the swap and the
         // queue's new depth the alerts are in neither staged_ nor queue_depth_.
-        committing_ = batch.size();
+        committing_ = batch.size() + metadata.size();
     }
-    auto appended = queue_->append(batch, source_, progress);
+    auto appended = queue_->append(batch, metadata, source_, progress);
     const std::lock_guard<std::mutex> lock(mutex_);
     last_commit_ = now;
     committing_ = 0;
@@ -200,6 +230,8 @@ void Forwarder::commit_staged(bool force) {
         common::log_error("forward", appended.error().message);
         staged_.insert(staged_.begin(), std::make_move_iterator(batch.begin()),
                        std::make_move_iterator(batch.end()));
+        staged_metadata_.insert(staged_metadata_.begin(), std::make_move_iterator(metadata.begin()),
+                                std::make_move_iterator(metadata.end()));
         return;
     }
     if (appended->dropped > 0) {
@@ -216,9 +248,10 @@ void Forwarder::commit_staged(bool force) {
 
 void Forwarder::delete_acked(bool force) {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> metadata_ranges;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        if (acked_ranges_.empty()) return;
+        if (acked_ranges_.empty() && acked_metadata_ranges_.empty()) return;
         // Deleting is what lets drain() finish, so a fully acknowledged queue goes at once.
         const bool all_acked = in_flight_.empty() && acked_pending_ >= queue_depth_;
         if (!force && !all_acked &&
@@ -226,16 +259,22 @@ void Forwarder::delete_acked(bool force) {
             return;
         }
         ranges.swap(acked_ranges_);
+        metadata_ranges.swap(acked_metadata_ranges_);
         acked_pending_ = 0;
     }
-    auto removed = queue_->remove(ranges);
+    auto removed = queue_->remove(ranges, RecordKind::kAlert);
+    auto removed_metadata = queue_->remove(metadata_ranges, RecordKind::kMetadata);
     const std::lock_guard<std::mutex> lock(mutex_);
     last_delete_ = std::chrono::steady_clock::now();
-    if (!removed) {
-        ++counters_.queue_errors;
-        common::log_error("forward", removed.error().message);
-        return;  // the records stay and are replayed by the next run: duplicates, never loss
+    queue_depth_ = queue_->depth();
+    for (const auto* r : {&removed, &removed_metadata}) {
+        if (!*r) {
+            ++counters_.queue_errors;
+            common::log_error("forward", r->error().message);
+            // The records stay and are replayed by the next run: duplicates, never loss.
+        }
     }
+    if (!removed || !removed_metadata) return;
     queue_depth_ = queue_->depth();
     space_.notify_all();
 }
@@ -313,7 +352,8 @@ void Forwarder::handle_inbound() {
             const std::lock_guard<std::mutex> lock(mutex_);
             auto it = in_flight_.find(ack->batch_id);
             if (it == in_flight_.end() || ack->agent_id != agent_id_) continue;  // a late duplicate
-            const std::size_t n = it->second.batch.alerts.size();
+            const std::size_t n = it->second.is_metadata ? it->second.metadata.records.size()
+                                                         : it->second.batch.alerts.size();
             // Timed from the first copy: the collector answers an agent's batches in the
             // order they arrive, so the first acknowledgement is the first copy's. (Timing
             // from the last copy, or only batches sent once as TCP does, would never learn
@@ -325,8 +365,22 @@ void Forwarder::handle_inbound() {
                 }
             }
             // The range is ours, never the ack's: an ack can only release what we sent.
-            acked_ranges_.emplace_back(it->second.first_seq, it->second.last_seq);
             acked_pending_ += n;
+            if (it->second.is_metadata) {
+                acked_metadata_ranges_.emplace_back(it->second.first_seq, it->second.last_seq);
+                in_flight_.erase(it);
+                counters_.metadata_acked += n;
+                counters_.metadata_rejected += ack->rejected;
+                if (ack->rejected > 0) {
+                    common::log_warn("forward", "collector rejected " +
+                                                    std::to_string(ack->rejected) +
+                                                    " metadata records of batch " +
+                                                    std::to_string(ack->batch_id));
+                }
+                space_.notify_all();
+                continue;
+            }
+            acked_ranges_.emplace_back(it->second.first_seq, it->second.last_seq);
             in_flight_.erase(it);
             counters_.alerts_acked += n;
             counters_.alerts_rejected += ack->rejected;
@@ -346,14 +400,17 @@ void Forwarder::handle_inbound() {
 }
 
 void Forwarder::fill_window() {
-    while (in_flight_.size() < options_.max_batches_in_flight) {
+    std::size_t alert_batches = 0;
+    for (const auto& [id, f] : in_flight_) alert_batches += f.is_metadata ? 0 : 1;
+    while (alert_batches < options_.max_batches_in_flight) {
         auto rows = queue_->read_after(last_read_seq_, options_.batch_size);
         if (!rows) {
             ++counters_.queue_errors;
             common::log_error("forward", rows.error().message);
             return;
         }
-        if (rows->empty()) return;
+        if (rows->empty()) break;
+        ++alert_batches;
         InFlight f;
         f.first_seq = last_read_seq_ + 1;
         f.last_seq = rows->back().seq;
@@ -374,6 +431,49 @@ void Forwarder::fill_window() {
             }
         }
         in_flight_.emplace(f.batch.batch_id, std::move(f));
+    }
+    // Metadata only once every queued alert is on the wire: alerts never wait behind it.
+    if (alert_batches < options_.max_batches_in_flight) fill_metadata_window();
+}
+
+void Forwarder::fill_metadata_window() {
+    std::size_t metadata_batches = 0;
+    for (const auto& [id, f] : in_flight_) metadata_batches += f.is_metadata ? 1 : 0;
+    while (metadata_batches < options_.max_metadata_batches_in_flight) {
+        auto rows = queue_->read_metadata_after(last_metadata_seq_, options_.batch_size);
+        if (!rows) {
+            ++counters_.queue_errors;
+            common::log_error("forward", rows.error().message);
+            return;
+        }
+        if (rows->empty()) return;
+        InFlight f;
+        f.is_metadata = true;
+        f.first_seq = last_metadata_seq_ + 1;
+        f.metadata.agent_id = agent_id_;
+        f.metadata.batch_id = next_batch_id_++;
+        std::size_t bytes = 0;
+        for (auto& r : *rows) {
+            // At least one record per batch, however large (the collector refuses oversize
+            // ones by name, and acknowledges them so that they leave the queue).
+            if (!f.metadata.records.empty() &&
+                bytes + r.line.size() > options_.max_metadata_batch_bytes) {
+                break;
+            }
+            bytes += r.line.size();
+            f.last_seq = r.seq;
+            f.metadata.records.push_back(std::move(r.line));
+        }
+        last_metadata_seq_ = f.last_seq;
+        if (signer_) {
+            if (auto signed_ok = signer_->sign(f.metadata); !signed_ok) {
+                ++counters_.queue_errors;
+                common::log_error("forward",
+                                  "cannot sign metadata batch: " + signed_ok.error().message);
+            }
+        }
+        in_flight_.emplace(f.metadata.batch_id, std::move(f));
+        ++metadata_batches;
     }
 }
 
@@ -406,7 +506,12 @@ void Forwarder::send_due(std::chrono::steady_clock::time_point now) {
             ++counters_.batches_resent;
             ++f.resends;
         }
-        transport_->send(f.batch);
+        if (f.is_metadata) {
+            transport_->send(f.metadata);
+            ++counters_.metadata_batches_sent;
+        } else {
+            transport_->send(f.batch);
+        }
         f.sent_order = ++send_count_;
         if (!f.sent) {
             f.first_sent_order = f.sent_order;
@@ -466,7 +571,7 @@ void Forwarder::heartbeat_if_due(std::chrono::steady_clock::time_point now, bool
     }
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        hb.queue_depth = staged_.size() + committing_ + queue_depth_;
+        hb.queue_depth = staged_.size() + staged_metadata_.size() + committing_ + queue_depth_;
         ++counters_.heartbeats_sent;
     }
     if (auto oldest = queue_->oldest_ns(); oldest && *oldest > 0) {

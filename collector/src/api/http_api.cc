@@ -1338,6 +1338,159 @@ Reply post_comment(ApiContext& context, Poco::Net::HTTPServerRequest& request,
     return reply;
 }
 
+// GET /api/v1/metadata: the stored metadata records holding an indicator value (without one,
+// every record the filters select; docs/collector.md, "Metadata and hunting"), newest first,
+// a page at a time.
+constexpr std::string_view kMetadataParameterNames =
+    "value, type, agent, since, until, limit, cursor";
+
+// "m1.TIMESTAMP.ID.MAC", signed as the alert list's cursors are.
+std::string make_metadata_cursor(const std::array<unsigned char, 32>& key,
+                                 const StoredMetadata& last, const std::string& binding) {
+    const std::string position =
+        "m1." + std::to_string(last.timestamp_ns) + "." + std::to_string(last.id);
+    return position + "." + cursor_mac(key, position, binding);
+}
+
+common::Result<MetadataPosition> parse_metadata_cursor(const std::array<unsigned char, 32>& key,
+                                                       const std::string& cursor,
+                                                       const std::string& binding) {
+    auto refuse = [&](std::string_view why) -> common::Result<MetadataPosition> {
+        return bad_parameter("cursor", cursor, why);
+    };
+    const std::size_t mac_dot = cursor.rfind('.');
+    if (cursor.size() > 200 || mac_dot == std::string::npos) {
+        return refuse("is not a cursor of this API");
+    }
+    const std::string position = cursor.substr(0, mac_dot);
+    const std::string mac = cursor.substr(mac_dot + 1);
+    const std::string expected = cursor_mac(key, position, binding);
+    if (mac.size() != expected.size() ||
+        CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
+        return refuse(
+            "does not belong to these filters, or was altered, or comes from before "
+            "the collector restarted; start again without it");
+    }
+    std::vector<std::string> parts;
+    std::istringstream in(position);
+    for (std::string part; std::getline(in, part, '.');) parts.push_back(part);
+    MetadataPosition out;
+    auto number = [](const std::string& text, std::int64_t& v) {
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        return ec == std::errc() && end == text.data() + text.size();
+    };
+    if (parts.size() != 3 || parts[0] != "m1" || !number(parts[1], out.timestamp_ns) ||
+        !number(parts[2], out.id)) {
+        return refuse("is not a cursor of this API");
+    }
+    return out;
+}
+
+common::Result<MetadataQuery> parse_metadata_query(const ApiContext& context,
+                                                   const Poco::URI::QueryParameters& parameters) {
+    MetadataQuery query;
+    query.limit = kDefaultLimit;
+    std::set<std::string> seen;
+    for (const auto& [name, value] : parameters) {
+        if (!seen.insert(name).second) {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "parameter " + echo(name) + " is given more than once");
+        }
+        if (name == "value") {
+            query.value = metadata_value(value);
+            if (query.value.size() < kMinHuntValueLength ||
+                query.value.size() > kMaxMetadataValueBytes) {
+                return bad_parameter(name, value,
+                                     "is not " + std::to_string(kMinHuntValueLength) + ".." +
+                                         std::to_string(kMaxMetadataValueBytes) + " bytes");
+            }
+        } else if (name == "type") {
+            const bool ok = !value.empty() && value.size() <= 32 &&
+                            std::all_of(value.begin(), value.end(), [](char c) {
+                                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                            });
+            if (!ok) return bad_parameter(name, value, "is not a record type such as dns or http");
+            query.type = value;
+        } else if (name == "agent") {
+            if (value.empty() || value.size() > kMaxAgentIdLength) {
+                return bad_parameter(name, value, "is not an agent id");
+            }
+            query.agent_id = value;
+        } else if (name == "since" || name == "until") {
+            auto ns = common::parse_timestamp(value);
+            if (!ns) {
+                return bad_parameter(name, value,
+                                     "is not an RFC 3339 UTC timestamp such as "
+                                     "2026-11-28T10:00:00Z");
+            }
+            (name == "since" ? query.since_ns : query.until_ns) = *ns;
+        } else if (name == "limit") {
+            int limit = 0;
+            if (!parse_int(value, limit) || limit < 1 ||
+                static_cast<std::size_t>(limit) > kMaxHuntLimit) {
+                return bad_parameter(name, value,
+                                     "is not an integer in 1.." + std::to_string(kMaxHuntLimit));
+            }
+            query.limit = static_cast<std::size_t>(limit);
+        } else if (name == "cursor") {
+            auto after =
+                parse_metadata_cursor(context.cursor_key, value, cursor_binding(parameters));
+            if (!after) return after.error();
+            query.after = *after;
+        } else {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "parameter " + echo(name) + " is not known; the parameters are " +
+                                  std::string(kMetadataParameterNames));
+        }
+    }
+    if (query.since_ns && query.until_ns && *query.until_ns < *query.since_ns) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "parameter 'until' is earlier than parameter 'since'");
+    }
+    return query;
+}
+
+Reply hunt_metadata(ApiContext& context, const Poco::URI& uri) {
+    const Poco::URI::QueryParameters parameters = uri.getQueryParameters();
+    auto query = parse_metadata_query(context, parameters);
+    if (!query) return problem(HTTPResponse::HTTP_BAD_REQUEST, query.error().message);
+    auto found = context.store.hunt_metadata(*query);
+    if (!found) {
+        if (found.error().code == ErrorCode::kInvalidArgument) {
+            return problem(HTTPResponse::HTTP_BAD_REQUEST, found.error().message);
+        }
+        return store_unavailable("metadata", found.error());
+    }
+    Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+    for (const StoredMetadata& m : *found) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        o->set("id", static_cast<Poco::Int64>(m.id));
+        o->set("agent", m.agent_id);
+        o->set("timestamp", common::format_timestamp(m.timestamp_ns));
+        o->set("received", common::format_timestamp(m.received_ns));
+        o->set("type", m.type);
+        o->set("uid", m.uid);
+        o->set("flow_id", m.flow_id);
+        // The record as the agent wrote it; it was checked to be a JSON object on the way in.
+        try {
+            Poco::JSON::Parser parser;
+            o->set("record", parser.parse(m.json));
+        } catch (const Poco::Exception&) {
+            o->set("record_text", m.json);
+        }
+        list->add(o);
+    }
+    Poco::JSON::Object object(Poco::JSON_PRESERVE_KEY_ORDER);
+    object.set("value", query->value);
+    object.set("records", list);
+    object.set("count", static_cast<Poco::UInt64>(found->size()));
+    if (!found->empty() && found->size() == query->limit) {
+        object.set("next_cursor", make_metadata_cursor(context.cursor_key, found->back(),
+                                                       cursor_binding(parameters)));
+    }
+    return json_reply(HTTPResponse::HTTP_OK, object);
+}
+
 // The handlers behind the route table: each gets the request, its URI, the id a "{id}" in
 // the route's path matched (else empty) and the account (nullptr on open routes).
 using Handler = Reply (*)(ApiContext&, Poco::Net::HTTPServerRequest&, const Poco::URI&,
@@ -1419,6 +1572,10 @@ Reply agents_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*
                    const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
     return agents(context, uri);
 }
+Reply metadata_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
+                     const Poco::URI& uri, const std::string& /*id*/, const UserAccount* /*user*/) {
+    return hunt_metadata(context, uri);
+}
 Reply one_agent_route(ApiContext& context, Poco::Net::HTTPServerRequest& /*request*/,
                       const Poco::URI& /*uri*/, const std::string& id,
                       const UserAccount* /*user*/) {
@@ -1451,8 +1608,7 @@ constexpr std::array kRoutes = {
     Route{kGet, kMePath, Access::kAccount, Permission::kReadAlerts, me_route},
     Route{kGet, kUsersPath, Access::kPermission, Permission::kManageUsers, users_route},
     Route{kGet, kAlertsPath, Access::kPermission, Permission::kReadAlerts, alerts_route},
-    Route{kPost, "/api/v1/alerts/bulk", Access::kPermission, Permission::kTriageAlerts,
-          bulk_route},
+    Route{kPost, "/api/v1/alerts/bulk", Access::kPermission, Permission::kTriageAlerts, bulk_route},
     Route{kGet, "/api/v1/alerts/aggregate", Access::kPermission, Permission::kReadAlerts,
           aggregate_route},
     Route{kGet, "/api/v1/alerts/groups", Access::kPermission, Permission::kReadAlerts,
@@ -1468,6 +1624,7 @@ constexpr std::array kRoutes = {
     Route{kGet, kAgentsPath, Access::kPermission, Permission::kReadAgents, agents_route},
     Route{kGet, "/api/v1/agents/{id}", Access::kPermission, Permission::kReadAgents,
           one_agent_route},
+    Route{kGet, "/api/v1/metadata", Access::kPermission, Permission::kReadAlerts, metadata_route},
 };
 
 // Whether PATH is ROUTE_PATH; for a route path with "{id}", the part it matched in ID. An id

@@ -3,6 +3,7 @@
 #include <Poco/Util/IniFileConfiguration.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -40,7 +41,8 @@ constexpr const char* kUsage =
     "\n"
     "  --config FILE        INI file with a [collector] section: listen, http, db, ca_dir,\n"
     "                       tls_cert, tls_key, tls_ca, tls_crl, insecure, web_root,\n"
-    "                       log_level, secure_cookie, https_cert, https_key\n"
+    "                       log_level, secure_cookie, https_cert, https_key,\n"
+    "                       metadata_max_rows, metadata_max_age_days\n"
     "                       (command-line options win)\n"
     "  --listen HOST:PORT   Broker address for agents (default 127.0.0.1:9999; port 0 = any)\n"
     "  --http HOST:PORT     REST API address (default 127.0.0.1:8080; port 0 = any)\n"
@@ -53,12 +55,17 @@ constexpr const char* kUsage =
     "  --tls-cert/--tls-key/--tls-ca/--tls-crl FILE   the same, file by file\n"
     "  --insecure           no certificates: plain, unauthenticated peering (tests, labs)\n"
     "  --web-root DIR       serve the web UI from DIR at the REST API's address\n"
-    "                       (default " SENNINGEN_WEB_ROOT " when it exists; 'none' for no UI)\n"
+    "                       (default " SENNINGEN_WEB_ROOT
+    " when it exists; 'none' for no UI)\n"
     "  --https-cert FILE    serve the REST API and web UI over HTTPS (TLS 1.2 or newer)\n"
     "  --https-key FILE     with this certificate (PEM, chain after it) and its key (PEM,\n"
     "                       unencrypted); the login cookie is then Secure\n"
     "  --secure-cookie      mark the login cookie Secure (clients reach the API over HTTPS\n"
     "                       through a TLS proxy)\n"
+    "  --metadata-max-rows N     keep at most N metadata records (agents' --forward-metadata;\n"
+    "                       default 10000000; 0: no bound), the oldest stored go first\n"
+    "  --metadata-max-age-days D keep metadata records D days after they were stored\n"
+    "                       (default 30; 0: no bound)\n"
     "  --quiet              only warnings and errors on stderr\n"
     "\n"
     "The API and UI need an account: add one with 'senningen-collector user add NAME\n"
@@ -93,12 +100,22 @@ std::optional<HostPort> parse_host_port(const std::string& text) {
 }
 
 struct Settings {
-    std::map<std::string, std::string> values = {
-        {"listen", "127.0.0.1:9999"}, {"http", "127.0.0.1:8080"}, {"db", "sqlite:senningen.db"},
-        {"tls_cert", ""},           {"tls_key", ""},            {"tls_ca", ""},
-        {"tls_crl", ""},            {"ca_dir", ""},             {"insecure", "false"},
-        {"web_root", ""},           {"log_level", "info"},       {"secure_cookie", "false"},
-        {"https_cert", ""},         {"https_key", ""}};
+    std::map<std::string, std::string> values = {{"listen", "127.0.0.1:9999"},
+                                                 {"http", "127.0.0.1:8080"},
+                                                 {"db", "sqlite:senningen.db"},
+                                                 {"tls_cert", ""},
+                                                 {"tls_key", ""},
+                                                 {"tls_ca", ""},
+                                                 {"tls_crl", ""},
+                                                 {"ca_dir", ""},
+                                                 {"insecure", "false"},
+                                                 {"web_root", ""},
+                                                 {"log_level", "info"},
+                                                 {"secure_cookie", "false"},
+                                                 {"https_cert", ""},
+                                                 {"https_key", ""},
+                                                 {"metadata_max_rows", "10000000"},
+                                                 {"metadata_max_age_days", "30"}};
 };
 
 // Reads FILE's [collector] section into SETTINGS; every problem is collected.
@@ -142,10 +159,19 @@ int run_collector(int argc, char** argv) {
     std::vector<std::string> problems;
     std::optional<std::string> config_file;
     static const std::map<std::string, std::string> kFlags = {
-        {"--listen", "listen"},     {"--http", "http"},       {"--db", "db"},
-        {"--tls-cert", "tls_cert"}, {"--tls-key", "tls_key"}, {"--tls-ca", "tls_ca"},
-        {"--tls-crl", "tls_crl"},   {"--ca-dir", "ca_dir"},   {"--web-root", "web_root"},
-        {"--https-cert", "https_cert"}, {"--https-key", "https_key"}};
+        {"--listen", "listen"},
+        {"--http", "http"},
+        {"--db", "db"},
+        {"--tls-cert", "tls_cert"},
+        {"--tls-key", "tls_key"},
+        {"--tls-ca", "tls_ca"},
+        {"--tls-crl", "tls_crl"},
+        {"--ca-dir", "ca_dir"},
+        {"--web-root", "web_root"},
+        {"--https-cert", "https_cert"},
+        {"--https-key", "https_key"},
+        {"--metadata-max-rows", "metadata_max_rows"},
+        {"--metadata-max-age-days", "metadata_max_age_days"}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -252,6 +278,23 @@ int run_collector(int argc, char** argv) {
             problems.push_back("HTTPS file '" + f + "' does not exist");
         }
     }
+    // The metadata retention (docs/collector.md, "Metadata and hunting").
+    MetadataRetention retention;
+    auto whole_number = [&](const std::string& key, std::uint64_t most, std::uint64_t& out) {
+        const std::string& text = s.at(key);
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+        if (text.empty() || text[0] == '-' || *end != '\0' || errno != 0 || n > most) {
+            problems.push_back(key + " '" + text + "' is not 0.." + std::to_string(most));
+            return;
+        }
+        out = n;
+    };
+    whole_number("metadata_max_rows", 1ULL << 40, retention.max_rows);
+    std::uint64_t max_age_days = 30;
+    whole_number("metadata_max_age_days", 36500, max_age_days);
+    retention.max_age_ns = static_cast<std::int64_t>(max_age_days) * 24 * 3'600'000'000'000;
     if (!problems.empty()) {
         for (const auto& p : problems) std::fprintf(stderr, "senningen-collector: %s\n", p.c_str());
         std::fputs("run 'senningen-collector --help' for usage\n", stderr);
@@ -343,6 +386,7 @@ int run_collector(int argc, char** argv) {
     std::fflush(stdout);
 
     Ingest ingest(*transport, **store, verifier.get());
+    ingest.set_metadata_retention(retention);
     while (!g_stop) ingest.poll(std::chrono::milliseconds(200));
     ingest.flush();  // commit and acknowledge what was taken in
 
@@ -352,7 +396,9 @@ int run_collector(int argc, char** argv) {
                                       std::to_string(c.alerts_inserted) + " alerts stored, " +
                                       std::to_string(c.alerts_duplicate) + " duplicates, " +
                                       std::to_string(c.alerts_rejected) + " rejected, " +
-                                      std::to_string(c.decode_failures) + " undecodable");
+                                      std::to_string(c.decode_failures) + " undecodable; " +
+                                      std::to_string(c.metadata_inserted) + " metadata records " +
+                                      "stored, " + std::to_string(c.metadata_refused) + " refused");
     api.stop();
     return kExitOk;
 }

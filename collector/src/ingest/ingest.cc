@@ -12,6 +12,10 @@ namespace {
 // An agent is offline once this many heartbeats are overdue.
 constexpr std::int64_t kMissedHeartbeats = 3;
 constexpr std::chrono::seconds kLivenessCheckEvery{1};
+// The metadata retention runs this often, deleting at most kPruneChunk records each time (a
+// chunk takes the SQLite writer for a fraction of a second), sooner while it has more to do.
+constexpr std::chrono::seconds kPruneEvery{10};
+constexpr std::size_t kPruneChunk = 20000;
 
 }  // namespace
 
@@ -32,6 +36,30 @@ Ingest::~Ingest() {
     committer_.join();
 }
 
+void Ingest::set_metadata_retention(const MetadataRetention& retention) {
+    const std::lock_guard lock(commit_mutex_);
+    retention_ = retention;
+}
+
+void Ingest::Group::append(Group&& other) {
+    const std::size_t alert_base = batches.size();
+    const std::size_t metadata_base = metadata_batches.size();
+    for (std::size_t i = 0; i < other.batches.size(); ++i) {
+        batches.push_back(std::move(other.batches[i]));
+        alerts.push_back(std::move(other.alerts[i]));
+        records.push_back(std::move(other.records[i]));
+    }
+    for (std::size_t i = 0; i < other.metadata_batches.size(); ++i) {
+        metadata_batches.push_back(std::move(other.metadata_batches[i]));
+        metadata.push_back(std::move(other.metadata[i]));
+    }
+    for (const auto& [is_metadata, i] : other.order) {
+        order.emplace_back(is_metadata, i + (is_metadata ? metadata_base : alert_base));
+    }
+    size += other.size;
+    other = {};
+}
+
 void Ingest::flush() {
     hand_over();
     std::unique_lock lock(commit_mutex_);
@@ -49,12 +77,7 @@ void Ingest::hand_over() {
     if (next_.empty()) {
         next_ = std::exchange(building_, {});
     } else {
-        for (std::size_t i = 0; i < building_.batches.size(); ++i) {
-            next_.batches.push_back(std::move(building_.batches[i]));
-            next_.alerts.push_back(std::move(building_.alerts[i]));
-            next_.records.push_back(std::move(building_.records[i]));
-        }
-        next_.size += building_.size;
+        next_.append(std::move(building_));
         building_ = {};
     }
     lock.unlock();
@@ -64,13 +87,21 @@ void Ingest::hand_over() {
 void Ingest::run_committer() {
     std::unique_lock lock(commit_mutex_);
     for (;;) {
-        commit_changed_.wait(lock, [&] { return stopping_ || !next_.empty(); });
+        if (!commit_changed_.wait_for(lock, kLivenessCheckEvery,
+                                      [&] { return stopping_ || !next_.empty(); })) {
+            lock.unlock();
+            prune_metadata_if_due();
+            lock.lock();
+            continue;
+        }
         if (next_.empty()) return;  // stopping, and everything handed over is committed
         Group group = std::exchange(next_, {});
         committing_ = true;
         lock.unlock();
         commit_changed_.notify_all();  // room for the next group
         commit(std::move(group));
+        // Under steady load the thread is never idle: the retention runs between commits too.
+        prune_metadata_if_due();
         lock.lock();
         committing_ = false;
         commit_changed_.notify_all();
@@ -148,6 +179,8 @@ void Ingest::poll(std::chrono::milliseconds timeout) {
     for (auto& item : transport_.receive(timeout)) {
         if (auto* batch = std::get_if<common::AlertBatch>(&item)) {
             handle_batch(std::move(*batch));
+        } else if (auto* metadata = std::get_if<common::MetadataBatch>(&item)) {
+            handle_metadata(std::move(*metadata));
         } else if (auto* hb = std::get_if<common::Heartbeat>(&item)) {
             handle_heartbeat(std::move(*hb));
         } else if (const auto* ev = std::get_if<common::PeerEvent>(&item)) {
@@ -206,24 +239,96 @@ void Ingest::handle_batch(common::AlertBatch batch) {
         batch.records.clear();
     }
     building_.size += batch.alerts.size();
+    building_.order.emplace_back(false, building_.batches.size());
     building_.batches.push_back(Grouped{std::move(batch.agent_id), batch.batch_id, rejected});
     building_.alerts.push_back(std::move(batch.alerts));
     building_.records.push_back(std::move(batch.records));
     if (building_.size >= kMaxGroupAlerts) hand_over();
 }
 
+void Ingest::handle_metadata(common::MetadataBatch batch) {
+    // Refused credentials: not acknowledged, as an alert batch.
+    if (!authenticate(batch, "metadata batch", batch.batch_id)) return;
+    MetadataBatchIn in;
+    in.agent_id = std::move(batch.agent_id);
+    in.records.reserve(batch.records.size());
+    std::array<std::uint64_t, kMetadataProblemCount> refused{};
+    std::uint64_t rejected = 0;
+    std::string first_problem;
+    for (const std::string& record : batch.records) {
+        auto parsed = parse_metadata_record(record);
+        if (auto* bad = std::get_if<MetadataParseError>(&parsed)) {
+            ++rejected;
+            ++refused[static_cast<std::size_t>(bad->problem)];
+            if (first_problem.empty()) first_problem = bad->message;
+            continue;
+        }
+        in.records.push_back(std::move(std::get<ParsedMetadata>(parsed)));
+    }
+    if (rejected > 0) {
+        // One line per batch, not per record: a broken agent must not flood the log.
+        common::log_warn("ingest", "metadata batch " + std::to_string(batch.batch_id) +
+                                       " from agent '" + in.agent_id + "': refused " +
+                                       std::to_string(rejected) + " of " +
+                                       std::to_string(batch.records.size()) +
+                                       " records, the first " + first_problem);
+        const std::lock_guard<std::mutex> lock(mutex_);
+        counters_.metadata_refused += rejected;
+        for (std::size_t i = 0; i < refused.size(); ++i)
+            counters_.metadata_refused_by[i] += refused[i];
+    }
+    building_.size += in.records.size();
+    building_.order.emplace_back(true, building_.metadata_batches.size());
+    building_.metadata_batches.push_back(Grouped{in.agent_id, batch.batch_id, rejected});
+    building_.metadata.push_back(std::move(in));
+    if (building_.size >= kMaxGroupAlerts) hand_over();
+}
+
+void Ingest::prune_metadata_if_due() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_prune_) return;
+    MetadataRetention retention;
+    {
+        const std::lock_guard lock(commit_mutex_);
+        retention = retention_;
+    }
+    auto pruned = store_.prune_metadata(retention, common::now_ns(), kPruneChunk);
+    if (!pruned) {
+        next_prune_ = now + kPruneEvery;
+        if (pruned.error().code != common::ErrorCode::kUnsupported) {
+            common::log_error("ingest", "metadata retention: " + pruned.error().message);
+        }
+        return;
+    }
+    // A full chunk: there is more to delete, so again at the next idle moment.
+    next_prune_ = *pruned >= kPruneChunk ? now : now + kPruneEvery;
+    if (*pruned == 0) return;
+    common::log_info("ingest",
+                     "metadata retention deleted " + std::to_string(*pruned) + " records");
+    const std::lock_guard<std::mutex> lock(mutex_);
+    counters_.metadata_pruned += *pruned;
+}
+
 // On the commit thread.
 void Ingest::commit(Group g) {
-    std::vector<ValidatedBatch> batches;
-    batches.reserve(g.alerts.size());
-    for (std::size_t i = 0; i < g.alerts.size(); ++i) {
-        batches.push_back(
-            ValidatedBatch{&g.alerts[i], g.records[i].empty() ? nullptr : &g.records[i]});
-    }
-    auto results = store_.insert_validated(batches);
     std::vector<Grouped>& group = g.batches;
+    common::Result<std::vector<InsertResult>> results = std::vector<InsertResult>{};
+    if (!group.empty()) {
+        std::vector<ValidatedBatch> batches;
+        batches.reserve(g.alerts.size());
+        for (std::size_t i = 0; i < g.alerts.size(); ++i) {
+            batches.push_back(
+                ValidatedBatch{&g.alerts[i], g.records[i].empty() ? nullptr : &g.records[i]});
+        }
+        results = store_.insert_validated(batches);
+    }
+    common::Result<std::vector<MetadataInsertResult>> metadata_results =
+        std::vector<MetadataInsertResult>{};
+    if (!g.metadata.empty())
+        metadata_results = store_.insert_metadata(g.metadata, common::now_ns());
     const std::lock_guard<std::mutex> lock(mutex_);
     counters_.batches += group.size();
+    counters_.metadata_batches += g.metadata_batches.size();
     if (!results) {
         counters_.store_errors += group.size();
         common::log_error("ingest", "store refused a group of " + std::to_string(group.size()) +
@@ -232,20 +337,46 @@ void Ingest::commit(Group g) {
                                         group.front().agent_id +
                                         "' (not acknowledged, the agents will resend): " +
                                         results.error().message);
-        return;
+    } else if (!group.empty()) {
+        ++counters_.transactions;
     }
-    ++counters_.transactions;
-    for (std::size_t i = 0; i < group.size(); ++i) {
-        const InsertResult& r = (*results)[i];
-        counters_.alerts_inserted += r.inserted;
-        counters_.alerts_duplicate += r.duplicates;
-        counters_.alerts_rejected += group[i].rejected;
+    if (!metadata_results) {
+        counters_.metadata_store_errors += g.metadata_batches.size();
+        common::log_error("ingest", "store refused " + std::to_string(g.metadata_batches.size()) +
+                                        " metadata batches, the first " +
+                                        std::to_string(g.metadata_batches.front().batch_id) +
+                                        " from agent '" + g.metadata_batches.front().agent_id +
+                                        "' (not acknowledged, the agents will resend): " +
+                                        metadata_results.error().message);
+    } else if (!g.metadata.empty()) {
+        ++counters_.transactions;
+    }
+    // Acknowledged in the order they arrived: an agent takes an acknowledgement that overtakes
+    // an earlier batch's as a sign that the earlier one was lost.
+    for (const auto& [is_metadata, i] : g.order) {
         common::BatchAck ack;
-        ack.agent_id = std::move(group[i].agent_id);
-        ack.batch_id = group[i].batch_id;
-        ack.inserted = r.inserted;
-        ack.duplicates = r.duplicates;
-        ack.rejected = group[i].rejected;
+        if (is_metadata) {
+            if (!metadata_results) continue;
+            const MetadataInsertResult& r = (*metadata_results)[i];
+            counters_.metadata_inserted += r.inserted;
+            counters_.metadata_duplicate += r.duplicates;
+            ack.agent_id = std::move(g.metadata_batches[i].agent_id);
+            ack.batch_id = g.metadata_batches[i].batch_id;
+            ack.inserted = r.inserted;
+            ack.duplicates = r.duplicates;
+            ack.rejected = g.metadata_batches[i].rejected;
+        } else {
+            if (!results) continue;
+            const InsertResult& r = (*results)[i];
+            counters_.alerts_inserted += r.inserted;
+            counters_.alerts_duplicate += r.duplicates;
+            counters_.alerts_rejected += group[i].rejected;
+            ack.agent_id = std::move(group[i].agent_id);
+            ack.batch_id = group[i].batch_id;
+            ack.inserted = r.inserted;
+            ack.duplicates = r.duplicates;
+            ack.rejected = group[i].rejected;
+        }
         transport_.send(ack);
     }
 }

@@ -350,4 +350,31 @@ common::Result<std::vector<AlertComment>> AlertStore::comments(const std::string
     return no_accounts(*this);
 }
 
+namespace {
+
+common::Error no_metadata(const AlertStore& store) {
+    return common::make_error(common::ErrorCode::kUnsupported,
+                              "the " + store.backend_name() + " store keeps no metadata records");
+}
+
+}  // namespace
+
+common::Result<std::vector<MetadataInsertResult>> AlertStore::insert_metadata(
+    const std::vector<MetadataBatchIn>&, std::int64_t) {
+    return no_metadata(*this);
+}
+
+common::Result<std::vector<StoredMetadata>> AlertStore::hunt_metadata(const MetadataQuery&) {
+    return no_metadata(*this);
+}
+
+common::Result<std::uint64_t> AlertStore::prune_metadata(const MetadataRetention&, std::int64_t,
+                                                         std::size_t) {
+    return no_metadata(*this);
+}
+
+common::Result<std::uint64_t> AlertStore::metadata_count() {
+    return no_metadata(*this);
+}
+
 }  // namespace senningen::collector

@@ -188,8 +188,8 @@ constexpr std::array kMigrations = {
                   "CREATE INDEX alerts_search_text ON alerts USING gin (search_text gin_trgm_ops)",
               },
               backfill_filter_columns},
-    // As SQLite's migration 7: hourly counts for aggregations, kept in the insert transaction, and the
-    // target related alerts are grouped on (file paths decoded in C++, as a damaged eve must
+    // As SQLite's migration 7: hourly counts for aggregations, kept in the insert transaction, and
+    // the target related alerts are grouped on (file paths decoded in C++, as a damaged eve must
     // not stop the migration).
     Migration{6,
               "hourly alert counts; alert targets for grouping",
@@ -221,6 +221,34 @@ constexpr std::array kMigrations = {
                   " SELECT hour, severity, SUM(n) FROM alert_counts GROUP BY hour, severity",
               },
               backfill_migration_6},
+    // As SQLite's migration 9: metadata records and their indicator values for hunting.
+    // "IF NOT EXISTS": the tests that undo an earlier migration run this one again.
+    Migration{7,
+              "metadata records and their indicator values",
+              {
+                  "CREATE TABLE IF NOT EXISTS metadata ("
+                  " id BIGSERIAL PRIMARY KEY,"
+                  " agent_id TEXT COLLATE \"C\" NOT NULL,"
+                  " ts_ns BIGINT NOT NULL,"
+                  " received_ns BIGINT NOT NULL,"
+                  " type TEXT COLLATE \"C\" NOT NULL,"
+                  " uid TEXT COLLATE \"C\","
+                  " flow_id TEXT COLLATE \"C\","
+                  " digest TEXT COLLATE \"C\" NOT NULL,"
+                  " json TEXT NOT NULL)",
+                  "CREATE UNIQUE INDEX IF NOT EXISTS metadata_agent_digest"
+                  " ON metadata (agent_id, digest)",
+                  "CREATE INDEX IF NOT EXISTS metadata_received ON metadata (received_ns)",
+                  "CREATE INDEX IF NOT EXISTS metadata_ts ON metadata (ts_ns, id)",
+                  "CREATE INDEX IF NOT EXISTS metadata_uid ON metadata (uid) WHERE uid IS NOT NULL",
+                  "CREATE TABLE IF NOT EXISTS metadata_values ("
+                  " value TEXT COLLATE \"C\" NOT NULL,"
+                  " ts_ns BIGINT NOT NULL,"
+                  " record_id BIGINT NOT NULL,"
+                  " PRIMARY KEY (value, ts_ns, record_id))",
+                  "CREATE INDEX IF NOT EXISTS metadata_values_record"
+                  " ON metadata_values (record_id)",
+              }},
 };
 static_assert(kMigrations.back().version == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must name the last migration");
@@ -775,6 +803,14 @@ public:
     common::Result<void> add_comment(const std::string& alert_id,
                                      const AlertComment& comment) override;
     common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
+
+    common::Result<std::vector<MetadataInsertResult>> insert_metadata(
+        const std::vector<MetadataBatchIn>& batches, std::int64_t received_ns) override;
+    common::Result<std::vector<StoredMetadata>> hunt_metadata(const MetadataQuery& q) override;
+    common::Result<std::uint64_t> prune_metadata(const MetadataRetention& retention,
+                                                 std::int64_t now_ns,
+                                                 std::size_t max_delete) override;
+    common::Result<std::uint64_t> metadata_count() override;
 
 private:
     common::Result<std::vector<UserAccount>> select_users(const std::string* only);
@@ -1462,6 +1498,128 @@ common::Result<void> migrate(PGconn* conn, const std::string& name) {
             {param(next->version), param(std::string(next->description)), param(common::now_ns())});
         tx.commit();
     }
+}
+
+// ---- Metadata records ----
+
+common::Result<std::vector<MetadataInsertResult>> PostgresStore::insert_metadata(
+    const std::vector<MetadataBatchIn>& batches, std::int64_t received_ns) {
+    return with_connection<std::vector<MetadataInsertResult>>(
+        "metadata insert failed", [&](PGconn* conn) {
+            std::vector<MetadataInsertResult> results(batches.size());
+            Transaction tx(conn);
+            for (std::size_t b = 0; b < batches.size(); ++b) {
+                for (const ParsedMetadata& m : batches[b].records) {
+                    PgResult r = exec_prepared(
+                        conn,
+                        "INSERT INTO metadata (agent_id, ts_ns, received_ns, type, uid, flow_id,"
+                        " digest, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        " ON CONFLICT (agent_id, digest) DO NOTHING RETURNING id",
+                        {param(batches[b].agent_id), param(m.timestamp_ns), param(received_ns),
+                         param(m.type), m.uid.empty() ? Param() : param(m.uid),
+                         m.flow_id.empty() ? Param() : param(m.flow_id), param(m.digest),
+                         param(m.json)});
+                    if (PQntuples(r.get()) == 0) {
+                        ++results[b].duplicates;
+                        continue;
+                    }
+                    const std::int64_t id = integer(r, 0, 0);
+                    // The record's values in one statement (at most kMaxMetadataValues rows):
+                    // one round trip per record, not one per value.
+                    if (!m.values.empty()) {
+                        std::string sql =
+                            "INSERT INTO metadata_values (value, ts_ns, record_id) VALUES ";
+                        std::vector<Param> params{param(m.timestamp_ns), param(id)};
+                        for (std::size_t i = 0; i < m.values.size(); ++i) {
+                            params.push_back(param(m.values[i]));
+                            sql += (i == 0 ? "($" : ", ($") + std::to_string(params.size()) +
+                                   ", $1::bigint, $2::bigint)";
+                        }
+                        exec(conn, sql + " ON CONFLICT DO NOTHING", params);
+                    }
+                    ++results[b].inserted;
+                }
+            }
+            tx.commit();
+            return results;
+        });
+}
+
+common::Result<std::vector<StoredMetadata>> PostgresStore::hunt_metadata(const MetadataQuery& q) {
+    if (auto ok = check_metadata_query(q); !ok) return ok.error();
+    const bool by_value = !q.value.empty();
+    const std::string ts = by_value ? "v.ts_ns" : "m.ts_ns";
+    const std::string id = by_value ? "v.record_id" : "m.id";
+    std::vector<Param> params;
+    auto next = [&](Param p) {
+        params.push_back(std::move(p));
+        return "$" + std::to_string(params.size());
+    };
+    std::string sql =
+        "SELECT m.id, m.agent_id, m.ts_ns, m.received_ns, m.type, coalesce(m.uid, ''),"
+        " coalesce(m.flow_id, ''), m.json";
+    sql += by_value ? " FROM metadata_values v JOIN metadata m ON m.id = v.record_id"
+                      " WHERE v.value = " +
+                          next(param(q.value))
+                    : std::string(" FROM metadata m WHERE TRUE");
+    if (q.since_ns) sql += " AND " + ts + " >= " + next(param(*q.since_ns));
+    if (q.until_ns) sql += " AND " + ts + " < " + next(param(*q.until_ns));
+    if (q.after) {
+        const std::string at = next(param(q.after->timestamp_ns));
+        sql += " AND (" + ts + ", " + id + ") < (" + at + "::bigint, " + next(param(q.after->id)) +
+               "::bigint)";
+    }
+    if (q.type) sql += " AND m.type = " + next(param(*q.type));
+    if (q.agent_id) sql += " AND m.agent_id = " + next(param(*q.agent_id));
+    sql += " ORDER BY " + ts + " DESC, " + id + " DESC LIMIT " + std::to_string(q.limit);
+    return with_connection<std::vector<StoredMetadata>>("metadata hunt failed", [&](PGconn* conn) {
+        PgResult r = exec(conn, sql, params);
+        std::vector<StoredMetadata> out;
+        for (int row = 0; row < PQntuples(r.get()); ++row) {
+            out.push_back(StoredMetadata{integer(r, row, 0), text(r, row, 1), integer(r, row, 2),
+                                         integer(r, row, 3), text(r, row, 4), text(r, row, 5),
+                                         text(r, row, 6), text(r, row, 7)});
+        }
+        return out;
+    });
+}
+
+common::Result<std::uint64_t> PostgresStore::prune_metadata(const MetadataRetention& retention,
+                                                            std::int64_t now_ns,
+                                                            std::size_t max_delete) {
+    return with_connection<std::uint64_t>("metadata retention", [&](PGconn* conn) {
+        const auto most = static_cast<std::int64_t>(max_delete);
+        std::int64_t cutoff_id = 0;
+        if (retention.max_age_ns > 0) {
+            PgResult r = exec(conn,
+                              "SELECT coalesce(max(id), 0) FROM (SELECT id FROM metadata"
+                              " WHERE received_ns < $1 ORDER BY id LIMIT $2) old",
+                              {param(now_ns - retention.max_age_ns), param(most)});
+            cutoff_id = std::max(cutoff_id, integer(r, 0, 0));
+        }
+        if (retention.max_rows > 0) {
+            PgResult r = exec(conn, "SELECT id FROM metadata ORDER BY id DESC LIMIT 1 OFFSET $1",
+                              {param(static_cast<std::int64_t>(retention.max_rows))});
+            if (PQntuples(r.get()) == 1) {
+                PgResult first = exec(conn, "SELECT coalesce(min(id), 0) FROM metadata");
+                cutoff_id = std::max(cutoff_id,
+                                     std::min(integer(r, 0, 0), integer(first, 0, 0) + most - 1));
+            }
+        }
+        if (cutoff_id <= 0) return std::uint64_t{0};
+        Transaction tx(conn);
+        exec(conn, "DELETE FROM metadata_values WHERE record_id <= $1", {param(cutoff_id)});
+        PgResult deleted = exec(conn, "DELETE FROM metadata WHERE id <= $1", {param(cutoff_id)});
+        tx.commit();
+        return affected(deleted);
+    });
+}
+
+common::Result<std::uint64_t> PostgresStore::metadata_count() {
+    return with_connection<std::uint64_t>("metadata count failed", [&](PGconn* conn) {
+        PgResult r = exec(conn, "SELECT count(*) FROM metadata");
+        return static_cast<std::uint64_t>(integer(r, 0, 0));
+    });
 }
 
 }  // namespace

@@ -292,6 +292,35 @@ constexpr std::array kMigrations = {
                   "INSERT INTO alerts_text (rowid, text)"
                   " SELECT rowid, search_text FROM alerts WHERE search_text IS NOT NULL",
               }},
+    // Metadata records for hunting (collector/metadata.h): the records, and their indicator
+    // values keyed (value, time) so that a hunt reads the newest matches first, off the index.
+    // "IF NOT EXISTS": the tests that undo an earlier migration run this one again.
+    Migration{9,
+              "metadata records and their indicator values",
+              {
+                  "CREATE TABLE IF NOT EXISTS metadata ("
+                  " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                  " agent_id TEXT NOT NULL,"
+                  " ts_ns INTEGER NOT NULL,"
+                  " received_ns INTEGER NOT NULL,"
+                  " type TEXT NOT NULL,"
+                  " uid TEXT,"
+                  " flow_id TEXT,"
+                  " digest TEXT NOT NULL,"
+                  " json TEXT NOT NULL)",
+                  "CREATE UNIQUE INDEX IF NOT EXISTS metadata_agent_digest"
+                  " ON metadata (agent_id, digest)",
+                  "CREATE INDEX IF NOT EXISTS metadata_received ON metadata (received_ns)",
+                  "CREATE INDEX IF NOT EXISTS metadata_ts ON metadata (ts_ns, id)",
+                  "CREATE INDEX IF NOT EXISTS metadata_uid ON metadata (uid) WHERE uid IS NOT NULL",
+                  "CREATE TABLE IF NOT EXISTS metadata_values ("
+                  " value TEXT NOT NULL,"
+                  " ts_ns INTEGER NOT NULL,"
+                  " record_id INTEGER NOT NULL,"
+                  " PRIMARY KEY (value, ts_ns, record_id)) WITHOUT ROWID",
+                  "CREATE INDEX IF NOT EXISTS metadata_values_record"
+                  " ON metadata_values (record_id)",
+              }},
 };
 static_assert(kMigrations.back().version == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must name the last migration");
@@ -871,6 +900,14 @@ public:
     common::Result<void> add_comment(const std::string& alert_id,
                                      const AlertComment& comment) override;
     common::Result<std::vector<AlertComment>> comments(const std::string& alert_id) override;
+
+    common::Result<std::vector<MetadataInsertResult>> insert_metadata(
+        const std::vector<MetadataBatchIn>& batches, std::int64_t received_ns) override;
+    common::Result<std::vector<StoredMetadata>> hunt_metadata(const MetadataQuery& q) override;
+    common::Result<std::uint64_t> prune_metadata(const MetadataRetention& retention,
+                                                 std::int64_t now_ns,
+                                                 std::size_t max_delete) override;
+    common::Result<std::uint64_t> metadata_count() override;
 
 private:
     // The query in one of the ways of answering free text; with a DEADLINE, an
@@ -1918,6 +1955,163 @@ common::Result<std::unique_ptr<AlertStore>> open_sqlite_store(const std::string&
     } catch (const std::exception& e) {
         return database_error(path, "cannot open", e.what());
     }
+}
+
+// ---- Metadata records ----
+
+common::Result<std::vector<MetadataInsertResult>> SqliteStore::insert_metadata(
+    const std::vector<MetadataBatchIn>& batches, std::int64_t received_ns) {
+    std::vector<MetadataInsertResult> results(batches.size());
+    std::lock_guard lock(write_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    std::string error;
+    if (!exec(db, "BEGIN IMMEDIATE", error)) {
+        return database_error(path_, "metadata insert failed", error);
+    }
+    auto fail = [&](const std::string& what) {
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, what, error);
+    };
+    Sql record(db,
+               "INSERT OR IGNORE INTO metadata (agent_id, ts_ns, received_ns, type, uid, flow_id,"
+               " digest, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    Sql value(db,
+              "INSERT OR IGNORE INTO metadata_values (value, ts_ns, record_id) VALUES (?, ?, ?)");
+    if (!record.error().empty() || !value.error().empty()) {
+        error = record.error().empty() ? value.error() : record.error();
+        return fail("metadata insert failed");
+    }
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+        for (const ParsedMetadata& m : batches[b].records) {
+            sqlite3_reset(record.handle());
+            record.bind(1, batches[b].agent_id).bind(2, m.timestamp_ns).bind(3, received_ns);
+            record.bind(4, m.type);
+            m.uid.empty() ? (void)sqlite3_bind_null(record.handle(), 5)
+                          : (void)record.bind(5, m.uid);
+            m.flow_id.empty() ? (void)sqlite3_bind_null(record.handle(), 6)
+                              : (void)record.bind(6, m.flow_id);
+            record.bind(7, m.digest).bind(8, m.json);
+            if (!run(record, error)) return fail("metadata insert failed");
+            if (sqlite3_changes(db) == 0) {
+                ++results[b].duplicates;
+                continue;
+            }
+            const std::int64_t id = sqlite3_last_insert_rowid(db);
+            for (const std::string& v : m.values) {
+                sqlite3_reset(value.handle());
+                value.bind(1, v).bind(2, m.timestamp_ns).bind(3, id);
+                if (!run(value, error)) return fail("metadata insert failed");
+            }
+            ++results[b].inserted;
+        }
+    }
+    if (!exec(db, "COMMIT", error)) return fail("metadata commit failed");
+    return results;
+}
+
+common::Result<std::vector<StoredMetadata>> SqliteStore::hunt_metadata(const MetadataQuery& q) {
+    if (auto ok = check_metadata_query(q); !ok) return ok.error();
+    // Walks the value's index entries newest first (without a value, the records' time index);
+    // the filters on the record are checked on the way, so the walk stops as soon as the page
+    // is full.
+    const bool by_value = !q.value.empty();
+    const char* ts = by_value ? "v.ts_ns" : "m.ts_ns";
+    const char* id = by_value ? "v.record_id" : "m.id";
+    std::string sql =
+        "SELECT m.id, m.agent_id, m.ts_ns, m.received_ns, m.type, m.uid, m.flow_id, m.json";
+    sql += by_value ? " FROM metadata_values v JOIN metadata m ON m.id = v.record_id"
+                      " WHERE v.value = ?"
+                    : " FROM metadata m WHERE 1 = 1";
+    if (q.since_ns) sql += std::string(" AND ") + ts + " >= ?";
+    if (q.until_ns) sql += std::string(" AND ") + ts + " < ?";
+    if (q.after) {
+        sql += std::string(" AND (") + ts + " < ? OR (" + ts + " = ? AND " + id + " < ?))";
+    }
+    if (q.type) sql += " AND m.type = ?";
+    if (q.agent_id) sql += " AND m.agent_id = ?";
+    sql += std::string(" ORDER BY ") + ts + " DESC, " + id + " DESC LIMIT ?";
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql st(db, sql);
+    int i = 1;
+    if (by_value) st.bind(i++, q.value);
+    if (q.since_ns) st.bind(i++, *q.since_ns);
+    if (q.until_ns) st.bind(i++, *q.until_ns);
+    if (q.after) {
+        st.bind(i++, q.after->timestamp_ns).bind(i++, q.after->timestamp_ns);
+        st.bind(i++, q.after->id);
+    }
+    if (q.type) st.bind(i++, *q.type);
+    if (q.agent_id) st.bind(i++, *q.agent_id);
+    st.bind(i++, static_cast<std::int64_t>(q.limit));
+    std::vector<StoredMetadata> out;
+    int rc = 0;
+    while ((rc = st.step()) == SQLITE_ROW) {
+        out.push_back(StoredMetadata{st.i64(0), st.text(1), st.i64(2), st.i64(3), st.text(4),
+                                     st.text(5), st.text(6), st.text(7)});
+    }
+    if (rc != SQLITE_DONE) return database_error(path_, "metadata hunt failed", st.error());
+    return out;
+}
+
+common::Result<std::uint64_t> SqliteStore::prune_metadata(const MetadataRetention& retention,
+                                                          std::int64_t now_ns,
+                                                          std::size_t max_delete) {
+    std::lock_guard lock(write_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(writer_);
+    std::string error;
+    // The ids to delete: the oldest stored, up to MAX_DELETE, that are past the age or beyond
+    // the row bound (ids grow in insertion order).
+    std::int64_t cutoff_id = 0;
+    if (retention.max_age_ns > 0) {
+        Sql q(db,
+              "SELECT max(id) FROM (SELECT id FROM metadata WHERE received_ns < ?"
+              " ORDER BY id LIMIT ?)");
+        q.bind(1, now_ns - retention.max_age_ns).bind(2, static_cast<std::int64_t>(max_delete));
+        if (q.step() != SQLITE_ROW) return database_error(path_, "metadata retention", q.error());
+        cutoff_id = std::max(cutoff_id, q.i64(0));
+    }
+    if (retention.max_rows > 0) {
+        Sql q(db, "SELECT id FROM metadata ORDER BY id DESC LIMIT 1 OFFSET ?");
+        q.bind(1, static_cast<std::int64_t>(retention.max_rows));
+        const int rc = q.step();
+        if (rc == SQLITE_ROW) {
+            // The row at offset max_rows from the newest and everything older go, at most
+            // MAX_DELETE of them per call.
+            Sql first(db, "SELECT min(id) FROM metadata");
+            if (first.step() != SQLITE_ROW) {
+                return database_error(path_, "metadata retention", first.error());
+            }
+            const std::int64_t bound = first.i64(0) + static_cast<std::int64_t>(max_delete) - 1;
+            cutoff_id = std::max(cutoff_id, std::min(q.i64(0), bound));
+        } else if (rc != SQLITE_DONE) {
+            return database_error(path_, "metadata retention", q.error());
+        }
+    }
+    if (cutoff_id <= 0) return std::uint64_t{0};
+    if (!exec(db, "BEGIN IMMEDIATE", error))
+        return database_error(path_, "metadata retention", error);
+    Sql values(db, "DELETE FROM metadata_values WHERE record_id <= ?");
+    Sql records(db, "DELETE FROM metadata WHERE id <= ?");
+    values.bind(1, cutoff_id);
+    records.bind(1, cutoff_id);
+    std::uint64_t deleted = 0;
+    if (!run(values, error) || !run(records, error) ||
+        (deleted = static_cast<std::uint64_t>(sqlite3_changes(db)), !exec(db, "COMMIT", error))) {
+        std::string ignored;
+        exec(db, "ROLLBACK", ignored);
+        return database_error(path_, "metadata retention", error);
+    }
+    return deleted;
+}
+
+common::Result<std::uint64_t> SqliteStore::metadata_count() {
+    std::lock_guard lock(read_mutex_);
+    sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(reader_);
+    Sql q(db, "SELECT count(*) FROM metadata");
+    if (q.step() != SQLITE_ROW) return database_error(path_, "metadata count failed", q.error());
+    return static_cast<std::uint64_t>(q.i64(0));
 }
 
 }  // namespace senningen::collector

@@ -129,6 +129,54 @@ TEST_F(DurableQueueTest, SourceProgressIsCommittedWithTheRecords) {
     EXPECT_EQ(q->depth(), 5u);
 }
 
+TEST_F(DurableQueueTest, MetadataHasACursorOfItsOwnAndSurvivesReopening) {
+    const auto a = alerts(2);
+    {
+        auto q = open();
+        ASSERT_TRUE(q->append({a[0]},
+                              {R"({"event_type":"dns","n":1})", R"({"event_type":"dns","n":2})"},
+                              "", 0)
+                        .ok());
+        ASSERT_TRUE(q->append({a[1]}, {R"({"event_type":"conn","n":3})"}, "", 0).ok());
+        EXPECT_EQ(q->depth(), 5u);
+        EXPECT_EQ(q->metadata_depth(), 3u);
+    }
+    auto q = open();
+    EXPECT_EQ(q->depth(), 5u);
+    EXPECT_EQ(q->metadata_depth(), 3u);
+    // Alerts are read without the metadata between them, and the other way round.
+    auto read = q->read_after(0, 10).value();
+    EXPECT_EQ(ids(read), ids(a));
+    auto meta = q->read_metadata_after(0, 10).value();
+    ASSERT_EQ(meta.size(), 3u);
+    EXPECT_EQ(meta[0].line, R"({"event_type":"dns","n":1})");
+    EXPECT_EQ(meta[2].line, R"({"event_type":"conn","n":3})");
+    EXPECT_EQ(q->read_metadata_after(meta[0].seq, 1).value()[0].seq, meta[1].seq);
+    // Acknowledging the alerts' range deletes no metadata inside it, and the other way round.
+    EXPECT_EQ(q->remove(read.front().seq, read.back().seq, RecordKind::kAlert).value(), 2u);
+    EXPECT_EQ(q->metadata_depth(), 3u);
+    EXPECT_EQ(q->read_metadata_after(0, 10).value().size(), 3u);
+    EXPECT_EQ(q->remove({{meta[0].seq, meta[1].seq}}, RecordKind::kMetadata).value(), 2u);
+    EXPECT_EQ(q->depth(), 1u);
+    EXPECT_EQ(q->metadata_depth(), 1u);
+}
+
+TEST_F(DurableQueueTest, DropOldestDropsMetadataBeforeAnyAlert) {
+    DurableQueueOptions o;
+    o.max_entries = 4;
+    o.policy = QueueFullPolicy::kDropOldest;
+    auto q = open(o);
+    const auto first = alerts(1);
+    ASSERT_TRUE(q->append(first, {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}"}, "", 0).ok());
+    const auto more = alerts(2);
+    auto r = q->append(more, {}, "", 0);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->dropped, 2u);
+    EXPECT_EQ(q->metadata_depth(), 1u);
+    EXPECT_EQ(q->read_after(0, 10).value().size(), 3u);                          // every alert kept
+    EXPECT_EQ(q->read_metadata_after(0, 10).value().front().line, "{\"n\":3}");  // oldest went
+}
+
 TEST_F(DurableQueueTest, AnUnopenablePathIsAnErrorNamingIt) {
     auto q = DurableQueue::open("/nonexistent-dir/sub/queue.db", {});
     ASSERT_FALSE(q.ok());

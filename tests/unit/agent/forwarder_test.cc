@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "alert_factory.h"
@@ -23,6 +24,7 @@ public:
     struct State {
         std::mutex mutex;
         std::vector<common::AlertBatch> sent;
+        std::vector<common::MetadataBatch> metadata;
         std::vector<common::Heartbeat> heartbeats;
         std::vector<common::Inbound> inbox;
         int connects = 0;
@@ -43,6 +45,10 @@ public:
     void send(const common::AlertBatch& batch) override {
         const std::lock_guard<std::mutex> lock(s_->mutex);
         s_->sent.push_back(batch);
+    }
+    void send(const common::MetadataBatch& batch) override {
+        const std::lock_guard<std::mutex> lock(s_->mutex);
+        s_->metadata.push_back(batch);
     }
     void send(const common::BatchAck&) override {}
     void send(const common::Heartbeat& hb) override {
@@ -420,6 +426,70 @@ TEST_F(ForwarderTest, UnacknowledgedAlertsSurviveARestartAndGoFirst) {
     EXPECT_EQ(f->pending(), 0u);
     f->stop();
     std::filesystem::remove_all(dir);
+}
+
+// Metadata goes out in batches of its own, acknowledged and deleted like alerts, and never
+// ahead of a queued alert: alerts submitted after a large metadata backlog are sent first.
+TEST_F(ForwarderTest, SendsMetadataAfterTheAlertsAndDeletesItOnlyWhenAcknowledged) {
+    ForwarderOptions o = whole_batch_options();
+    o.max_metadata_batches_in_flight = 1;
+    auto f = make(o);
+    f->start();
+    for (int i = 0; i < 7; ++i)
+        f->submit_metadata(R"({"event_type":"dns","n":)" + std::to_string(i) + "}");
+    for (int i = 0; i < 4; ++i) f->submit(testing::network_alert("agent-1"));
+    ASSERT_TRUE(eventually([&] { return f->pending() == 11u; }));
+    connect_peer();
+    auto metadata = [&] {
+        const std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->metadata;
+    };
+    ASSERT_TRUE(eventually([&] { return sent().size() >= 2 && !metadata().empty(); }));
+    // Both alert batches went out before (or with) the first metadata batch, and only one
+    // metadata batch is on the wire at a time.
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(metadata().size(), 1u);
+    EXPECT_LT(sent()[1].batch_id, metadata()[0].batch_id);
+    EXPECT_EQ(metadata()[0].records.size(), 3u);
+    EXPECT_EQ(metadata()[0].records[0], R"({"event_type":"dns","n":0})");
+    EXPECT_EQ(metadata()[0].agent_id, "agent-1");
+    ack(sent()[0]);
+    ack(sent()[1]);
+    // Unacknowledged metadata stays: the agent cannot drain.
+    EXPECT_FALSE(f->drain(std::chrono::steady_clock::now() + 150ms));
+    EXPECT_EQ(f->pending(), 7u);
+    std::set<std::uint64_t> acked;
+    ASSERT_TRUE(eventually([&] {
+        for (const auto& b : metadata()) {
+            if (acked.insert(b.batch_id).second) {
+                inject(common::BatchAck{"agent-1", b.batch_id, b.records.size(), 0, 0});
+            }
+        }
+        return f->pending() == 0;
+    }));
+    EXPECT_TRUE(f->drain(std::chrono::steady_clock::now() + 2s));
+    const ForwarderCounters c = f->counters();
+    EXPECT_EQ(c.metadata_submitted, 7u);
+    EXPECT_EQ(c.metadata_acked, 7u);
+    EXPECT_EQ(c.alerts_acked, 4u);
+    EXPECT_EQ(acked.size(), 3u);  // 3 + 3 + 1 records
+}
+
+// With the block policy metadata may fill only 90% of the queue; beyond it a record is not
+// queued (counted) and the producer goes on at once: an alert still finds room.
+TEST_F(ForwarderTest, AMetadataBacklogNeitherBlocksTheProducerNorTakesTheAlertsRoom) {
+    ForwarderOptions o = whole_batch_options();
+    o.max_pending_alerts = 10;
+    auto f = make(o);
+    f->start();
+    for (int i = 0; i < 20; ++i) f->submit_metadata(R"({"n":)" + std::to_string(i) + "}");
+    f->submit(testing::network_alert("agent-1"));  // does not wait
+    EXPECT_EQ(f->pending(), 10u);
+    const ForwarderCounters c = f->counters();
+    EXPECT_EQ(c.metadata_submitted, 9u);
+    EXPECT_EQ(c.metadata_dropped, 11u);
+    EXPECT_EQ(c.alerts_submitted, 1u);
+    f->stop();
 }
 
 }  // namespace

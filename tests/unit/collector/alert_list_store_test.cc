@@ -354,7 +354,10 @@ TEST(SqliteFreeText, MigrationRebuildsThePositionalIndex) {
                " tokenize='trigram case_sensitive 1')",
             now;
         raw << "INSERT INTO alerts_text (rowid, text) SELECT rowid, search_text FROM alerts", now;
-        raw << "DELETE FROM schema_version WHERE version = 8", now;
+        // Schema 9's metadata tables did not exist yet either.
+        raw << "DROP TABLE metadata_values", now;
+        raw << "DROP TABLE metadata", now;
+        raw << "DELETE FROM schema_version WHERE version >= 8", now;
     }
     ASSERT_EQ(index_sql().find("detail='none'"), std::string::npos);
     auto index = open_sqlite_store(path, SqliteOptions{std::chrono::milliseconds(0)});

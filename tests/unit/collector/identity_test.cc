@@ -240,3 +240,36 @@ TEST_F(IdentityTest, BundleRoundTripsAndIsChecked) {
 
 }  // namespace
 }  // namespace senningen::collector
+
+namespace senningen::collector {
+namespace {
+
+// A metadata batch is signed over every record and its own tag: a record changed, added or
+// dropped after signing is refused, and its signature proves nothing for an alert batch.
+TEST_F(IdentityTest, MetadataBatchesAreSignedOverEveryRecord) {
+    auto s = valid_signer("agent-a");
+    auto v = verifier();
+    common::MetadataBatch b;
+    b.agent_id = "agent-a";
+    b.batch_id = 9;
+    b.records = {R"({"event_type":"dns","n":1})", R"({"event_type":"conn","n":2})"};
+    ASSERT_TRUE(s->sign(b).ok());
+    EXPECT_EQ(v->verify(b).value(), "agent-a");
+    for (auto change : {+[](common::MetadataBatch& m) { m.records[1] += " "; },
+                        +[](common::MetadataBatch& m) { m.records.pop_back(); },
+                        +[](common::MetadataBatch& m) { m.records.push_back("{}"); },
+                        +[](common::MetadataBatch& m) { m.batch_id = 10; }}) {
+        auto tampered = b;
+        change(tampered);
+        auto r = v->verify(tampered);
+        ASSERT_FALSE(r.ok());
+        EXPECT_NE(r.error().message.find("bad signature"), std::string::npos);
+    }
+    common::AlertBatch alerts;
+    alerts.agent_id = "agent-a";
+    alerts.batch_id = 9;
+    EXPECT_NE(common::digest_of(alerts), common::digest_of(b));
+}
+
+}  // namespace
+}  // namespace senningen::collector

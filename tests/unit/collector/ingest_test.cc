@@ -30,6 +30,7 @@ public:
     }
     void connect(const std::string&, std::uint16_t) override {}
     void send(const common::AlertBatch&) override {}
+    void send(const common::MetadataBatch&) override {}
     void send(const common::BatchAck& ack) override { acks.push_back(ack); }
     void send(const common::Heartbeat&) override {}
     std::vector<common::Inbound> receive(std::chrono::milliseconds) override {
@@ -287,6 +288,69 @@ TEST_F(IngestTest, AForgedHeartbeatIsRefused) {
     ingest.flush();
     EXPECT_TRUE(store_->agents().value().empty());
     EXPECT_EQ(ingest.counters().messages_refused, 1u);
+}
+
+}  // namespace
+}  // namespace senningen::collector
+
+namespace senningen::collector {
+namespace {
+
+common::MetadataBatch metadata_batch(const std::string& agent, std::vector<std::string> records,
+                                     std::uint64_t id) {
+    common::MetadataBatch b;
+    b.agent_id = agent;
+    b.batch_id = id;
+    b.records = std::move(records);
+    return b;
+}
+
+const std::string kGoodDns =
+    R"({"timestamp":"2026-01-15T10:00:00Z","flow_id":1,"event_type":"dns","src_ip":"192.0.2.20",)"
+    R"("dest_ip":"192.0.2.1","dns":{"queries":[{"rrname":"c2.bad-vendor.example"}]}})";
+
+TEST_F(IngestTest, StoresMetadataRefusingBadRecordsByReasonAndAcknowledgesInArrivalOrder) {
+    Ingest ingest(transport_, *store_, verifier_.get());
+    auto signer = enroll("agent-a");
+    auto alerts = batch("agent-a", 2, 10);
+    auto metadata = metadata_batch(
+        "agent-a",
+        {kGoodDns, "{not json", "[1]", R"({"event_type":"dns","timestamp":"soon"})",
+         std::string(kMaxMetadataRecordBytes + 1, ' '), kGoodDns /* repeated: one copy */},
+        11);
+    auto later = batch("agent-a", 1, 12);
+    ASSERT_TRUE(signer->sign(alerts).ok());
+    ASSERT_TRUE(signer->sign(metadata).ok());
+    ASSERT_TRUE(signer->sign(later).ok());
+    auto forged = metadata_batch("agent-b", {kGoodDns}, 13);
+    ASSERT_TRUE(signer->sign(forged).ok());  // agent-a speaking for agent-b: refused
+    transport_.inbox = {alerts, metadata, later, forged};
+    ingest.poll(0ms);
+    ingest.flush();
+    ASSERT_EQ(transport_.acks.size(), 3u);
+    EXPECT_EQ(transport_.acks[0].batch_id, 10u);
+    EXPECT_EQ(transport_.acks[1].batch_id, 11u);
+    EXPECT_EQ(transport_.acks[2].batch_id, 12u);
+    EXPECT_EQ(transport_.acks[1].inserted, 1u);
+    EXPECT_EQ(transport_.acks[1].duplicates, 1u);
+    EXPECT_EQ(transport_.acks[1].rejected, 4u);
+    const IngestCounters c = ingest.counters();
+    EXPECT_EQ(c.metadata_batches, 1u);
+    EXPECT_EQ(c.metadata_inserted, 1u);
+    EXPECT_EQ(c.metadata_refused, 4u);
+    EXPECT_EQ(c.metadata_refused_by[static_cast<std::size_t>(MetadataProblem::kNotJson)], 1u);
+    EXPECT_EQ(c.metadata_refused_by[static_cast<std::size_t>(MetadataProblem::kNotObject)], 1u);
+    EXPECT_EQ(c.metadata_refused_by[static_cast<std::size_t>(MetadataProblem::kBadTimestamp)], 1u);
+    EXPECT_EQ(c.metadata_refused_by[static_cast<std::size_t>(MetadataProblem::kOversize)], 1u);
+    EXPECT_EQ(c.messages_refused, 1u);
+    EXPECT_EQ(store_->count().value(), 3u);
+    EXPECT_EQ(store_->metadata_count().value(), 1u);
+    MetadataQuery q;
+    q.value = "c2.bad-vendor.example";
+    auto found = store_->hunt_metadata(q);
+    ASSERT_TRUE(found.ok());
+    ASSERT_EQ(found->size(), 1u);
+    EXPECT_EQ((*found)[0].agent_id, "agent-a");
 }
 
 }  // namespace

@@ -51,6 +51,7 @@ const std::vector<RouteSpec>& route_specs() {
         {"POST", "/api/v1/alerts/{id}/comments", Who::kTriagers, R"({"text": "seen"})"},
         {"GET", "/api/v1/agents", Who::kReaders, ""},
         {"GET", "/api/v1/agents/{id}", Who::kReaders, ""},
+        {"GET", "/api/v1/metadata", Who::kReaders, ""},
     };
     return specs;
 }

@@ -53,7 +53,7 @@ public:
     Poco::Data::Session raw() override { return {"SQLite", path_}; }
     std::string name() const override { return "sqlite"; }
     int schema_version() const override { return kSqliteSchemaVersion; }
-    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7, 8}; }
+    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7, 8, 9}; }
     int rollup_migration() const override { return 7; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts'"
@@ -112,7 +112,7 @@ public:
     Poco::Data::Session raw() override { return {"PostgreSQL", conninfo()}; }
     std::string name() const override { return "postgresql"; }
     int schema_version() const override { return kPostgresSchemaVersion; }
-    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6}; }
+    std::vector<int> migration_versions() const override { return {1, 2, 3, 4, 5, 6, 7}; }
     int rollup_migration() const override { return 6; }
     std::string count_alert_indexes_sql() const override {
         return "SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts'"

@@ -163,5 +163,39 @@ TEST(BrokerCodec, OneBadAlertFailsTheBatchWithItsIndex) {
     EXPECT_NE(r.error().message.find("alert 2 of batch"), std::string::npos) << r.error().message;
 }
 
+TEST(BrokerCodec, MetadataBatchRoundTripsAndIsCheckedFieldByField) {
+    MetadataBatch b;
+    b.agent_id = "agent-1";
+    b.batch_id = 43;
+    b.records = {R"({"event_type":"dns","timestamp":"2026-01-15T10:00:00Z"})",
+                 std::string("\x00\xff not even JSON", 18)};  // content is the collector's to check
+    b.credentials = {"CERT", "SIG"};
+    const broker::data wire = to_broker(b);
+    auto back = metadata_batch_from_broker(wire);
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(*back, b);
+    // Not an alert batch, and an alert batch is not one either.
+    EXPECT_FALSE(batch_from_broker(wire).ok());
+    EXPECT_FALSE(metadata_batch_from_broker(to_broker(sample_batch())).ok());
+
+    auto with = [&](std::size_t i, broker::data value) {
+        broker::vector v = broker::get<broker::vector>(wire);
+        v[i] = std::move(value);
+        return metadata_batch_from_broker(broker::data{std::move(v)});
+    };
+    auto version = with(1, broker::count{2});
+    ASSERT_FALSE(version.ok());
+    EXPECT_EQ(version.error().code, ErrorCode::kUnsupported);
+    auto record = with(4, broker::vector{std::string("{}"), broker::count{1}});
+    ASSERT_FALSE(record.ok());
+    EXPECT_NE(record.error().message.find("element 1"), std::string::npos)
+        << record.error().message;
+    EXPECT_FALSE(with(2, broker::count{1}).ok());
+    EXPECT_FALSE(with(4, std::string("records")).ok());
+    broker::vector short_one = broker::get<broker::vector>(wire);
+    short_one.resize(6);
+    EXPECT_FALSE(metadata_batch_from_broker(broker::data{std::move(short_one)}).ok());
+}
+
 }  // namespace
 }  // namespace senningen::common

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "senningen/collector/auth.h"
+#include "senningen/collector/metadata.h"
 #include "senningen/common/alert.h"
 #include "senningen/common/result.h"
 #include "senningen/common/wire.h"
@@ -397,6 +398,25 @@ public:
                                              const AlertComment& comment);
     // The alert's comments, oldest first.
     virtual common::Result<std::vector<AlertComment>> comments(const std::string& alert_id);
+
+    // Metadata records (collector/metadata.h). A backend without them answers kUnsupported.
+    //
+    // Stores BATCHES in one transaction (all or, on error, none), each record with its
+    // indicator values, noting RECEIVED_NS as when it was stored. Idempotent on the agent and
+    // the record's digest: a record stored already is counted as a duplicate. Result i
+    // belongs to BATCHES[i].
+    virtual common::Result<std::vector<MetadataInsertResult>> insert_metadata(
+        const std::vector<MetadataBatchIn>& batches, std::int64_t received_ns);
+    // The records holding Q.value among their indicator values, newest first (time stamp
+    // descending, then id descending), behind Q.after when set; kInvalidArgument for a query
+    // check_metadata_query() refuses.
+    virtual common::Result<std::vector<StoredMetadata>> hunt_metadata(const MetadataQuery& q);
+    // Deletes what RETENTION does not keep (as of NOW_NS), at most MAX_DELETE records per
+    // call so that a large backlog does not hold the writer for long; returns how many.
+    virtual common::Result<std::uint64_t> prune_metadata(const MetadataRetention& retention,
+                                                         std::int64_t now_ns,
+                                                         std::size_t max_delete);
+    virtual common::Result<std::uint64_t> metadata_count();
 };
 
 }  // namespace senningen::collector

@@ -11,8 +11,13 @@
 // revoked nor expired, and a valid signature; the agent id is the certificate's, never the
 // message's (a message claiming another id is refused). Heartbeats keep the agents table; an
 // agent that misses three is marked offline, which is recorded as an event.
+// Metadata batches take the same way: authenticated, each record parsed and checked
+// (collector/metadata.h; a bad record is refused and counted by reason, the batch's good ones
+// are stored), stored in the group's commit and acknowledged after it, in the order the
+// batches arrived. The commit thread also applies the metadata retention when it is idle.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -46,6 +51,14 @@ struct IngestCounters {
     std::uint64_t messages_refused = 0;  // credentials refused, or a claimed id not theirs
     std::uint64_t heartbeats = 0;
     std::uint64_t agents_marked_offline = 0;
+    std::uint64_t metadata_batches = 0;
+    std::uint64_t metadata_inserted = 0;
+    std::uint64_t metadata_duplicate = 0;
+    std::uint64_t metadata_refused = 0;  // records refused, all reasons
+    // Records refused per reason, indexed by MetadataProblem (to_string() names them).
+    std::array<std::uint64_t, kMetadataProblemCount> metadata_refused_by{};
+    std::uint64_t metadata_store_errors = 0;  // metadata batches the store refused
+    std::uint64_t metadata_pruned = 0;        // records deleted by the retention
 };
 
 class Ingest {
@@ -67,6 +80,10 @@ public:
 
     IngestCounters counters() const;
 
+    // How much metadata the store keeps; set before the first poll(). Default: see
+    // MetadataRetention.
+    void set_metadata_retention(const MetadataRetention& retention);
+
 private:
     // A batch that passed authentication, waiting in the group for the commit.
     struct Grouped {
@@ -80,11 +97,20 @@ private:
         std::vector<Grouped> batches;                  // parallel to alerts and records
         std::vector<std::vector<common::Alert>> alerts;
         std::vector<std::vector<std::string>> records;  // empty when not sent
-        std::size_t size = 0;                           // alerts in the group
-        bool empty() const { return batches.empty(); }
+        std::vector<Grouped> metadata_batches;          // parallel to metadata
+        std::vector<MetadataBatchIn> metadata;
+        // The order the batches arrived in, which is the order of their acknowledgements:
+        // (true, i) is metadata_batches[i], (false, i) batches[i].
+        std::vector<std::pair<bool, std::size_t>> order;
+        std::size_t size = 0;  // alerts and records in the group
+        bool empty() const { return order.empty(); }
+        void append(Group&& other);
     };
 
     void handle_batch(common::AlertBatch batch);
+    void handle_metadata(common::MetadataBatch batch);
+    // On the commit thread, when due: deletes what the retention does not keep.
+    void prune_metadata_if_due();
     // Hands building_ to the commit thread, waiting while the group before it is still waiting.
     void hand_over();
     void run_committer();
@@ -110,6 +136,8 @@ private:
     Group next_;              // under commit_mutex_: handed over, not yet being committed
     bool committing_ = false;  // under commit_mutex_
     bool stopping_ = false;    // under commit_mutex_
+    MetadataRetention retention_;                         // set before the first poll()
+    std::chrono::steady_clock::time_point next_prune_{};  // the commit thread's
     std::thread committer_;    // last: starts once everything above is set
 };
 

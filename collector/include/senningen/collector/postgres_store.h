@@ -15,7 +15,7 @@ namespace senningen::collector {
 
 // The schema version this build writes; a database with a newer version is refused
 // (kUnsupported) rather than misread.
-inline constexpr int kPostgresSchemaVersion = 6;
+inline constexpr int kPostgresSchemaVersion = 7;
 
 struct PostgresOptions {
     // At most this many connections at once; a call waits up to acquire_timeout_ms for one.

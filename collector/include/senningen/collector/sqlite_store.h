@@ -13,7 +13,7 @@ namespace senningen::collector {
 
 // The schema version this build writes; a file with a newer version is refused (kUnsupported)
 // rather than misread.
-inline constexpr int kSqliteSchemaVersion = 8;
+inline constexpr int kSqliteSchemaVersion = 9;
 
 // Opens, or creates, the database file at path, switches it to WAL journal mode and applies
 // the migrations it lacks. Errors: a path that cannot be opened => kDatabase naming the path

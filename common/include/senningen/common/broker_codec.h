@@ -13,6 +13,7 @@ namespace senningen::common {
 
 broker::data to_broker(const Alert& alert);
 broker::data to_broker(const AlertBatch& batch);
+broker::data to_broker(const MetadataBatch& batch);
 broker::data to_broker(const BatchAck& ack);
 broker::data to_broker(const Heartbeat& heartbeat);
 
@@ -20,6 +21,7 @@ broker::data to_broker(const Heartbeat& heartbeat);
 // invariants, and names the field that is wrong.
 Result<Alert> alert_from_broker(const broker::data& data);
 Result<AlertBatch> batch_from_broker(const broker::data& data);
+Result<MetadataBatch> metadata_batch_from_broker(const broker::data& data);
 Result<BatchAck> ack_from_broker(const broker::data& data);
 Result<Heartbeat> heartbeat_from_broker(const broker::data& data);
 

@@ -25,6 +25,7 @@ using Digest = std::array<std::uint8_t, 32>;  // SHA-256
 // the transport's encoding, so a message re-encoded on the way still verifies.
 Digest digest_of(const AlertBatch& batch);
 Digest digest_of(const Heartbeat& heartbeat);
+Digest digest_of(const MetadataBatch& batch);
 
 // "SHA256 fingerprint" of a PEM certificate, lowercase hex; kParse when it is not one.
 Result<std::string> certificate_fingerprint(const std::string& pem);
@@ -49,6 +50,7 @@ public:
     // Fills the message's credentials: this certificate and a signature over its digest.
     Result<void> sign(AlertBatch& batch) const;
     Result<void> sign(Heartbeat& heartbeat) const;
+    Result<void> sign(MetadataBatch& batch) const;
 
 private:
     struct Key;
@@ -79,6 +81,7 @@ public:
     // ...). Safe to call from several threads.
     Result<std::string> verify(const AlertBatch& batch);
     Result<std::string> verify(const Heartbeat& heartbeat);
+    Result<std::string> verify(const MetadataBatch& batch);
 
 private:
     struct State;

@@ -50,7 +50,8 @@ struct DecodeFailure {
     std::string message;
 };
 
-using Inbound = std::variant<AlertBatch, BatchAck, Heartbeat, PeerEvent, DecodeFailure>;
+using Inbound =
+    std::variant<AlertBatch, MetadataBatch, BatchAck, Heartbeat, PeerEvent, DecodeFailure>;
 
 class Transport {
 public:
@@ -65,6 +66,7 @@ public:
     virtual void connect(const std::string& host, std::uint16_t port) = 0;
 
     virtual void send(const AlertBatch& batch) = 0;
+    virtual void send(const MetadataBatch& batch) = 0;
     virtual void send(const BatchAck& ack) = 0;
     virtual void send(const Heartbeat& heartbeat) = 0;
 

@@ -22,7 +22,11 @@ inline constexpr std::uint64_t kWireVersion = 2;
 inline constexpr std::uint64_t kAlertBatchWireVersion = 3;
 inline constexpr std::uint64_t kOldestAlertBatchWireVersion = 2;
 
+// metadata_batch is new in this release and starts at its own version 1.
+inline constexpr std::uint64_t kMetadataBatchWireVersion = 1;
+
 inline constexpr const char* kTopicAlerts = "senningen/v1/alerts";
+inline constexpr const char* kTopicMetadata = "senningen/v1/metadata";
 inline constexpr const char* kTopicHeartbeats = "senningen/v1/heartbeats";
 inline constexpr const char* kTopicAcksPrefix = "senningen/v1/acks/";  // + agent id
 
@@ -60,6 +64,19 @@ struct AlertBatch {
     }
 };
 
+// A batch of metadata records (conn, dns, http, ... : the agent's --metadata-log lines, one
+// EVE-style JSON object each) from one agent, acknowledged by a batch_ack like an alert batch.
+// The agent does not parse them again: the collector checks each record as it stores it.
+struct MetadataBatch {
+    std::string agent_id;
+    std::uint64_t batch_id = 0;
+    std::vector<std::string> records;  // one JSON object each, without a line break
+    Credentials credentials;
+    std::uint64_t wire_version = kMetadataBatchWireVersion;
+
+    bool operator==(const MetadataBatch&) const = default;
+};
+
 // The agent's periodic sign of life, with its counters (docs/wire-protocol.md).
 struct Heartbeat {
     std::string agent_id;
@@ -84,9 +101,10 @@ struct Heartbeat {
 struct BatchAck {
     std::string agent_id;
     std::uint64_t batch_id = 0;
-    std::uint64_t inserted = 0;    // new alerts stored
-    std::uint64_t duplicates = 0;  // alerts the store already had (a replay)
-    std::uint64_t rejected = 0;    // alerts that failed validation, dropped with a log line
+    // Of an alert_batch's alerts, or of a metadata_batch's records:
+    std::uint64_t inserted = 0;    // new alerts (records) stored
+    std::uint64_t duplicates = 0;  // alerts (records) the store already had (a replay)
+    std::uint64_t rejected = 0;    // failed validation, dropped with a log line
 
     bool operator==(const BatchAck&) const = default;
 };

@@ -40,6 +40,11 @@ struct ForwarderOptions {
     QueueSync queue_sync = QueueSync::kFull;
     std::chrono::milliseconds commit_interval{100};  // staged alerts reach disk this often
     std::size_t max_batches_in_flight = 16;
+    // Metadata batches (submit_metadata) in flight at once, on top of the alert batches. Few:
+    // an alert queued behind them waits for at most this many metadata batches on the wire.
+    std::size_t max_metadata_batches_in_flight = 2;
+    // A metadata batch holds at most batch_size records and at most this many bytes of them.
+    std::size_t max_metadata_batch_bytes = 4 << 20;
     std::chrono::seconds heartbeat_interval{30};
     std::string agent_version = "0.1.0";
     std::chrono::milliseconds resend_after{3000};
@@ -63,6 +68,12 @@ struct ForwarderCounters {
     std::uint64_t queue_dropped = 0;    // deleted unsent because the queue was full
     std::uint64_t queue_errors = 0;
     std::uint64_t heartbeats_sent = 0;
+    std::uint64_t metadata_submitted = 0;
+    std::uint64_t metadata_acked = 0;
+    std::uint64_t metadata_rejected = 0;  // the collector refused them (malformed, oversize)
+    std::uint64_t metadata_batches_sent = 0;
+    // Not queued: with the block policy the queue was 90% full (metadata's share).
+    std::uint64_t metadata_dropped = 0;
 };
 
 // What the heartbeat reports besides the forwarder's own numbers; the caller provides it.
@@ -91,6 +102,14 @@ public:
     common::Result<void> open_queue();
     void start();
     void submit(common::Alert alert);
+    // Queues a metadata record (one JSON object, the metadata log's line without its line
+    // break) for the collector, durably and acknowledged as alerts are. Alerts go first: they
+    // are read and sent on a cursor of their own, only max_metadata_batches_in_flight
+    // metadata batches are ever on the wire, and with the block policy metadata may fill only
+    // 90% of the queue: beyond it a record is not queued (counted in metadata_dropped) and
+    // this returns at once, so a metadata backlog never makes the producer, or an alert, wait.
+    // With drop-oldest the queue drops its oldest metadata first, as ever.
+    void submit_metadata(std::string line);
 
     // Before start(): counts each submit() against SOURCE (e.g. a capture file), durably, in
     // the same transaction as the alerts. After start(), source_progress() says how many
@@ -116,6 +135,8 @@ public:
 private:
     struct InFlight {
         common::AlertBatch batch;
+        bool is_metadata = false;  // then metadata is the batch sent, not batch
+        common::MetadataBatch metadata;
         std::uint64_t first_seq = 0;
         std::uint64_t last_seq = 0;
         std::chrono::steady_clock::time_point sent_at{};
@@ -140,6 +161,7 @@ private:
     // How long an unacknowledged batch waits before it is sent again (before doubling).
     std::chrono::microseconds resend_timeout() const;
     void fill_window();
+    void fill_metadata_window();
     void heartbeat_if_due(std::chrono::steady_clock::time_point now, bool stopping);
 
     std::unique_ptr<common::Transport> transport_;
@@ -151,6 +173,7 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable space_;  // signalled when pending shrinks
     std::vector<common::Alert> staged_;  // submitted, not yet on disk
+    std::vector<std::string> staged_metadata_;  // the same for metadata records
     std::uint64_t staged_progress_ = 0;  // source progress once staged_ is on disk
     std::size_t queue_depth_ = 0;        // mirror of queue_->depth() for other threads
     std::size_t committing_ = 0;         // taken from staged_, being written to the queue
@@ -166,9 +189,11 @@ private:
 
     // Owned by the worker thread.
     std::uint64_t last_read_seq_ = 0;
+    std::uint64_t last_metadata_seq_ = 0;  // the metadata cursor
     // Acknowledged ranges not yet deleted: deleted together once per commit interval. A crash
     // before that replays them, which the collector's idempotent insert absorbs.
     std::vector<std::pair<std::uint64_t, std::uint64_t>> acked_ranges_;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> acked_metadata_ranges_;
     std::size_t acked_pending_ = 0;  // records in acked_ranges_
     std::uint64_t send_count_ = 0;
     // How long acknowledgements take, smoothed as TCP does for its retransmission timer
