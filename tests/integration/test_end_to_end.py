@@ -289,7 +289,9 @@ class Errors(unittest.TestCase):
         for flag, bad, says in (("--idle-timeout", "0", "1..2592000"),
                                 ("--idle-timeout", "five", "1..2592000"),
                                 ("--absolute-timeout", "-1", "0..2592000"),
-                                ("--absolute-timeout", "2592001", "0..2592000")):
+                                ("--absolute-timeout", "2592001", "0..2592000"),
+                                ("--stats-interval", "86401", "0..86400"),
+                                ("--stats-interval", "often", "0..86400")):
             res = run_agent("--read", capture, flag, bad)
             self.assertEqual(res.returncode, 64)
             self.assertIn(f"{flag} '{bad}' is not {says} seconds", res.stderr)

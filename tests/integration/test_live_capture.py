@@ -169,6 +169,10 @@ class LiveCaptureTest(unittest.TestCase):
             shutil.copyfile(os.path.join(REPO, "rules/packs/demo/demo.yar"), rules)
             shutil.copyfile(os.path.join(REPO, "rules/packs/demo/demo.intel"), intel)
             agent.send_signal(signal.SIGHUP)
+            # The new files are read on a thread of their own while the capture goes on, and
+            # swapped in once ready.
+            self.assertTrue(self.wait_for_log(agent, "reload: reading rules, intel and policy", 30),
+                            "no reload started after SIGHUP")
             self.assertTrue(self.wait_for_log(agent, "reloaded rules, intel and policy", 30),
                             "no reload logged after SIGHUP")
             self.replay(capture)
@@ -184,6 +188,26 @@ class LiveCaptureTest(unittest.TestCase):
                    for a in map(json.loads, self.offline("reload", capture, args))}
         self.assertTrue(offline, "the offline run with the new files found nothing")
         self.assertEqual(found, offline)
+
+    def test_stats_line_reports_packets_and_kernel_drops_while_running(self):
+        """--stats-interval 1: while the agent runs, a stats line with the packets and the
+        kernel's counters, as Zeek's stats.log."""
+        capture, args = CASES["demo"]
+        out = os.path.join(self.work, "stats.live.json")
+        agent = self.start_live(out, args + ["--stats-interval", "1"])
+        try:
+            self.replay(capture)
+            line = ""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and "stats: " not in line:
+                if select.select([agent.stderr], [], [], 1)[0]:
+                    line = agent.stderr.readline()
+            self.assertRegex(line, r"stats: [1-9][0-9]* packets, [1-9][0-9]* bytes; kernel: "
+                                   r"[1-9][0-9]* received, 0 dropped, 0 dropped by the interface")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, err = agent.communicate(timeout=60)
+        self.assertEqual(agent.returncode, 0, err)
 
     def test_live_alerts_equal_offline_alerts(self):
         for name, (capture, args) in CASES.items():

@@ -57,6 +57,8 @@ constexpr const char* kUsage =
     "  --snaplen BYTES          bytes kept of each frame (default 262144)\n"
     "  --promisc                promiscuous mode\n"
     "  --buffer-size BYTES      kernel capture buffer (default 33554432)\n"
+    "  --stats-interval SEC     with --interface, a stats line (packets, kernel drops) every\n"
+    "                           SEC seconds (default 300, Zeek's stats.log; 0: none)\n"
     "  --user NAME              drop root to NAME once the capture is open\n"
     "                           (SIGHUP reloads rules, intel and policy; SIGTERM flushes, exits)\n"
     "  --rules PATH             YARA rule file or directory (repeatable)\n"
@@ -120,6 +122,7 @@ struct Options {
     std::int64_t absolute_timeout_ns = FlowTableOptions{}.absolute_timeout_ns;
     bool quiet = false;
     bool yara_prefilter = true;
+    std::int64_t stats_interval_s = 300;  // --stats-interval: live capture's stats line; 0 off
 };
 
 constexpr long long kNanosPerSecond = 1'000'000'000;
@@ -210,7 +213,8 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
             "--read", "-r", "--interface", "-i", "--bpf", "--snaplen", "--buffer-size", "--user",
             "--rules", "--intel", "--policy", "--output", "-o", "--stream-depth", "--metadata-log",
             "--intel-log", "--extract-dir", "--extract-max-bytes", "--file-hashes", "--workers",
-            "--max-flows", "--stream-memory", "--idle-timeout", "--absolute-timeout"};
+            "--max-flows", "--stream-memory", "--idle-timeout", "--absolute-timeout",
+            "--stats-interval"};
         // clang-format on
         if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
             problems.push_back("unknown option '" + arg + "'");
@@ -260,6 +264,12 @@ std::variant<Options, std::vector<std::string>, int> parse_args(int argc, char**
                 o.live.snaplen = static_cast<int>(n);
             } else {
                 problems.push_back("--snaplen '" + *v + "' is not 64..262144 bytes");
+            }
+        } else if (arg == "--stats-interval") {
+            if (parse_number(*v, 0, 86400, n)) {
+                o.stats_interval_s = n;
+            } else {
+                problems.push_back("--stats-interval '" + *v + "' is not 0..86400 seconds");
             }
         } else if (arg == "--buffer-size") {
             if (parse_number(*v, 65536, 0x7fffffff, n)) {
@@ -666,35 +676,71 @@ int run_agent(int argc, char** argv) {
         common::log_info("agent", "running as " + opt.run_as);
     }
     LiveSignals::install();
-    // SIGHUP: rules, intel and policy are read again and swapped in between two packets; on
-    // any problem the old ones stay and the problem is logged.
-    auto reload = [&] {
-        auto intel_reload = std::async(std::launch::async, load_intel_files, std::cref(opt.intel));
-        std::shared_ptr<YaraRules> new_rules;
-        if (!opt.rules.empty()) {
-            std::vector<RuleSourceFile> files;
-            for (const auto& r : opt.rules) files.push_back({r, ""});
-            auto compiled = YaraRules::compile_files(files, {}, {.prefilter = opt.yara_prefilter});
-            if (!compiled) {
-                common::log_warn("agent", "reload: rules: " + compiled.error().message);
-                return;
+    // SIGHUP: rules, intel and policy are read again on a thread of their own while the capture
+    // goes on (a large rule pack compiles for seconds: the kernel buffer would fill meanwhile),
+    // and swapped in between two packets once ready; on any problem the old ones stay and the
+    // problem is logged. A SIGHUP during a reload makes one more after it.
+    struct Reloaded {
+        std::shared_ptr<YaraRules> rules;
+        IntelFiles intel;
+        std::shared_ptr<const Policy> policy;
+        std::string problem;  // "rules: ...", "intel: ...", "policy: ..."; empty when all loaded
+    };
+    std::future<Reloaded> pending_reload;
+    bool reload_again = false;
+    auto start_reload = [&] {
+        if (pending_reload.valid()) {
+            reload_again = true;
+            return;
+        }
+        common::log_info("agent", "reload: reading rules, intel and policy (the capture goes on)");
+        pending_reload = std::async(std::launch::async, [&opt]() {
+            Reloaded r;
+            auto intel_reload =
+                std::async(std::launch::async, load_intel_files, std::cref(opt.intel));
+            if (!opt.rules.empty()) {
+                std::vector<RuleSourceFile> files;
+                for (const auto& path : opt.rules) files.push_back({path, ""});
+                auto compiled =
+                    YaraRules::compile_files(files, {}, {.prefilter = opt.yara_prefilter});
+                if (!compiled) {
+                    r.problem = "rules: " + compiled.error().message;
+                } else {
+                    r.rules = std::move(compiled).value();
+                }
             }
-            new_rules = std::move(compiled).value();
-        }
-        IntelFiles new_intel = intel_reload.get();
-        if (new_intel.error) {
-            common::log_warn("agent", "reload: intel: " + new_intel.error->message);
+            r.intel = intel_reload.get();
+            if (r.problem.empty() && r.intel.error) r.problem = "intel: " + r.intel.error->message;
+            if (r.problem.empty()) {
+                auto policy = load_policy_files(policy_files(opt.policies, opt.rules));
+                if (!policy) {
+                    r.problem = "policy: " + policy.error().message;
+                } else {
+                    r.policy = std::move(*policy);
+                }
+            }
+            return r;
+        });
+    };
+    // On the packet thread: a reload that is ready is swapped in.
+    auto finish_reload = [&] {
+        if (!pending_reload.valid() ||
+            pending_reload.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
             return;
         }
-        auto new_policy = load_policy_files(policy_files(opt.policies, opt.rules));
-        if (!new_policy) {
-            common::log_warn("agent", "reload: policy: " + new_policy.error().message);
-            return;
+        Reloaded r = pending_reload.get();
+        if (!r.problem.empty()) {
+            common::log_warn("agent", "reload: " + r.problem);
+        } else {
+            // The engines hold the stores they use: the previous one is freed once each moved on.
+            engine.reload(r.rules, opt.intel.empty() ? nullptr : std::move(r.intel.store),
+                          r.policy);
+            common::log_info("agent", "reloaded rules, intel and policy");
         }
-        // The engines hold the stores they use: the previous one is freed once each moved on.
-        engine.reload(new_rules, opt.intel.empty() ? nullptr : std::move(new_intel.store),
-                      *new_policy);
-        common::log_info("agent", "reloaded rules, intel and policy");
+        if (reload_again) {
+            reload_again = false;
+            start_reload();
+        }
     };
     // The counters the heartbeat reports. pcap_stats is asked here, on the thread that reads
     // the handle, never on the forwarder's: libpcap handles are not thread-safe.
@@ -710,10 +756,33 @@ int run_agent(int argc, char** argv) {
         }
     };
     auto next_idle_publish = std::chrono::steady_clock::time_point{};
+    // Every --stats-interval seconds of a live capture, a line with the packets and the
+    // kernel's drops so far (as Zeek's stats.log): a sensor that drops says so while it runs,
+    // not only at exit. The clock is read every 1024th packet, and whenever the link is idle.
+    const auto stats_every = std::chrono::seconds(opt.stats_interval_s);
+    auto next_stats = std::chrono::steady_clock::now() + stats_every;
+    std::uint32_t stats_turns = 0;
+    auto stats_line = [&](bool idle) {
+        if (opt.stats_interval_s == 0 || !live_capture) return;
+        if (!idle && (++stats_turns & 1023U) != 1) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_stats) return;
+        next_stats = now + stats_every;
+        std::string line = "stats: " + std::to_string(engine.packets()) + " packets, " +
+                           std::to_string(engine.bytes()) + " bytes";
+        if (auto st = live_capture->stats()) {
+            line += "; kernel: " + std::to_string(st->received) + " received, " +
+                    std::to_string(st->dropped) + " dropped, " + std::to_string(st->if_dropped) +
+                    " dropped by the interface";
+        }
+        common::log_info("agent", line);
+    };
     auto next_packet = [&](RawPacket& p) -> common::Result<bool> {
         if (!live_capture) return (*capture)->next(p);
         while (!LiveSignals::stop_requested()) {
-            if (LiveSignals::take_reload()) reload();
+            if (LiveSignals::take_reload()) start_reload();
+            finish_reload();
+            stats_line(false);
             auto got = live_capture->next(p);
             if (!got) return got.error();
             if (*got == 1) return true;
@@ -724,6 +793,7 @@ int run_agent(int argc, char** argv) {
                 publish_counters();
                 next_idle_publish = t + std::chrono::milliseconds(100);
             }
+            stats_line(true);
             pollfd fd{live_capture->selectable_fd(), POLLIN, 0};
             ::poll(&fd, 1, 200);  // EINTR on a signal is fine: the loop looks at the flags
         }
