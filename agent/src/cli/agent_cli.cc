@@ -712,11 +712,11 @@ int run_agent(int argc, char** argv) {
             r.intel = intel_reload.get();
             if (r.problem.empty() && r.intel.error) r.problem = "intel: " + r.intel.error->message;
             if (r.problem.empty()) {
-                auto policy = load_policy_files(policy_files(opt.policies, opt.rules));
-                if (!policy) {
-                    r.problem = "policy: " + policy.error().message;
+                auto loaded = load_policy_files(policy_files(opt.policies, opt.rules));
+                if (!loaded) {
+                    r.problem = "policy: " + loaded.error().message;
                 } else {
-                    r.policy = std::move(*policy);
+                    r.policy = std::move(*loaded);
                 }
             }
             return r;

@@ -2039,7 +2039,8 @@ common::Result<std::vector<StoredMetadata>> SqliteStore::hunt_metadata(const Met
     if (q.since_ns) st.bind(i++, *q.since_ns);
     if (q.until_ns) st.bind(i++, *q.until_ns);
     if (q.after) {
-        st.bind(i++, q.after->timestamp_ns).bind(i++, q.after->timestamp_ns);
+        st.bind(i++, q.after->timestamp_ns);
+        st.bind(i++, q.after->timestamp_ns);
         st.bind(i++, q.after->id);
     }
     if (q.type) st.bind(i++, *q.type);
