@@ -291,28 +291,41 @@ std::string make_cursor(const std::array<unsigned char, 32>& key, const AlertQue
     return position + "." + cursor_mac(key, position, binding);
 }
 
+// A cursor is "POSITION.MAC": the position's dot-separated fields, signed with the server's
+// key over the query it belongs to (BINDING). Opens CURSOR into FIELDS once its MAC is right.
+enum class CursorCheck { kOk, kMalformed, kForeign };
+CursorCheck open_cursor(const std::array<unsigned char, 32>& key, const std::string& cursor,
+                        const std::string& binding, std::vector<std::string>& fields) {
+    const std::size_t mac_dot = cursor.rfind('.');
+    if (cursor.size() > 200 || mac_dot == std::string::npos) return CursorCheck::kMalformed;
+    const std::string position = cursor.substr(0, mac_dot);
+    const std::string mac = cursor.substr(mac_dot + 1);
+    const std::string expected = cursor_mac(key, position, binding);
+    if (mac.size() != expected.size() ||
+        CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
+        return CursorCheck::kForeign;
+    }
+    std::istringstream in(position);
+    for (std::string part; std::getline(in, part, '.');) fields.push_back(part);
+    return CursorCheck::kOk;
+}
+
 common::Result<AlertPosition> parse_cursor(const std::array<unsigned char, 32>& key,
                                            const std::string& cursor, AlertSort sort,
                                            const std::string& binding) {
     auto refuse = [&](std::string_view why) -> common::Result<AlertPosition> {
         return bad_parameter("cursor", cursor, why);
     };
-    const std::size_t mac_dot = cursor.rfind('.');
-    if (cursor.size() > 200 || mac_dot == std::string::npos) {
-        return refuse("is not a cursor of this API");
-    }
-    const std::string position = cursor.substr(0, mac_dot);
-    const std::string mac = cursor.substr(mac_dot + 1);
-    const std::string expected = cursor_mac(key, position, binding);
-    if (mac.size() != expected.size() ||
-        CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
-        return refuse("does not belong to these filters and this sort, or was altered, or "
-                      "comes from before the collector restarted; start again without it");
+    std::vector<std::string> parts;
+    switch (open_cursor(key, cursor, binding, parts)) {
+        case CursorCheck::kMalformed: return refuse("is not a cursor of this API");
+        case CursorCheck::kForeign:
+            return refuse(
+                "does not belong to these filters and this sort, or was altered, or "
+                "comes from before the collector restarted; start again without it");
+        case CursorCheck::kOk: break;
     }
     // Made by this server, so well-formed; checked all the same.
-    std::vector<std::string> parts;
-    std::istringstream in(position);
-    for (std::string part; std::getline(in, part, '.');) parts.push_back(part);
     AlertPosition out;
     int sort_number = -1;
     if (parts.size() != 5 || parts[0] != "1" || !parse_int(parts[1], sort_number) ||
@@ -1358,22 +1371,15 @@ common::Result<MetadataPosition> parse_metadata_cursor(const std::array<unsigned
     auto refuse = [&](std::string_view why) -> common::Result<MetadataPosition> {
         return bad_parameter("cursor", cursor, why);
     };
-    const std::size_t mac_dot = cursor.rfind('.');
-    if (cursor.size() > 200 || mac_dot == std::string::npos) {
-        return refuse("is not a cursor of this API");
-    }
-    const std::string position = cursor.substr(0, mac_dot);
-    const std::string mac = cursor.substr(mac_dot + 1);
-    const std::string expected = cursor_mac(key, position, binding);
-    if (mac.size() != expected.size() ||
-        CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
-        return refuse(
-            "does not belong to these filters, or was altered, or comes from before "
-            "the collector restarted; start again without it");
-    }
     std::vector<std::string> parts;
-    std::istringstream in(position);
-    for (std::string part; std::getline(in, part, '.');) parts.push_back(part);
+    switch (open_cursor(key, cursor, binding, parts)) {
+        case CursorCheck::kMalformed: return refuse("is not a cursor of this API");
+        case CursorCheck::kForeign:
+            return refuse(
+                "does not belong to these filters, or was altered, or comes from before "
+                "the collector restarted; start again without it");
+        case CursorCheck::kOk: break;
+    }
     MetadataPosition out;
     auto number = [](const std::string& text, std::int64_t& v) {
         const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
