@@ -168,7 +168,7 @@ TEST(BrokerCodec, MetadataBatchRoundTripsAndIsCheckedFieldByField) {
     b.agent_id = "agent-1";
     b.batch_id = 43;
     b.records = {R"({"event_type":"dns","timestamp":"2026-01-15T10:00:00Z"})",
-                 std::string("\x00\xff not even JSON", 18)};  // content is the collector's to check
+                 std::string("\x00\xff not even JSON", 16)};  // content is the collector's to check
     b.credentials = {"CERT", "SIG"};
     const broker::data wire = to_broker(b);
     auto back = metadata_batch_from_broker(wire);
