@@ -27,7 +27,7 @@ constexpr std::array<std::string_view, kMetadataProblemCount> kProblemNames = {
 // agent's records that hold addresses, DNS names, URLs, hashes, e-mail addresses, file names
 // and the like (docs/collector.md lists them by record type). Other values (counts, flags,
 // states, methods, codes) are kept in the JSON only.
-constexpr std::array<std::string_view, 33> kIndicatorKeys = {"src_ip",
+constexpr std::array<std::string_view, 37> kIndicatorKeys = {"src_ip",
                                                              "dest_ip",
                                                              "rrname",
                                                              "rdata",
@@ -59,7 +59,11 @@ constexpr std::array<std::string_view, 33> kIndicatorKeys = {"src_ip",
                                                              "cc",
                                                              "helo",
                                                              "msg_id",
-                                                             "fuid"};
+                                                             "fuid",
+                                                             "reply_to",
+                                                             "path",
+                                                             "x_originating_ip",
+                                                             "username"};
 
 // Nesting beyond this is not walked for values (the agent's records are 3 deep at most).
 constexpr int kMaxWalkDepth = 16;

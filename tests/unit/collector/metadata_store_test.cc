@@ -43,7 +43,9 @@ const std::string kSmtp =
     R"({"timestamp":"2026-01-15T10:00:03.000000000Z","flow_id":7,"event_type":"smtp",)"
     R"("src_ip":"192.0.2.30","src_port":40001,"dest_ip":"198.51.100.25","dest_port":25,)"
     R"("proto":"TCP","smtp":{"mail_from":"<Boss@Corp.example>",)"
-    R"("to":["Mallory <mallory@evil.example>"]}})";
+    R"("to":["Mallory <mallory@evil.example>"],"reply_to":["replies@bad-sender.example"],)"
+    R"("path":["203.0.113.66"],"user_agent":"EvilMailer 1.0",)"
+    R"("x_originating_ip":"203.0.113.77"}})";
 
 ParsedMetadata parsed(const std::string& json) {
     auto p = parse_metadata_record(json);
@@ -112,6 +114,14 @@ TEST(MetadataRecord, ExtractsTypeTimeIdsAndIndicatorValues) {
     const ParsedMetadata smtp = parsed(kSmtp);
     EXPECT_TRUE(has_value(smtp, "boss@corp.example"));
     EXPECT_TRUE(has_value(smtp, "mallory@evil.example"));
+    EXPECT_TRUE(has_value(smtp, "replies@bad-sender.example"));
+    EXPECT_TRUE(has_value(smtp, "203.0.113.66"));  // the Received path
+    EXPECT_TRUE(has_value(smtp, "203.0.113.77"));
+    EXPECT_TRUE(has_value(smtp, "evilmailer 1.0"));
+    const ParsedMetadata user =
+        parsed(R"({"timestamp":"2026-01-15T10:00:01Z","event_type":"http","http":)"
+               R"({"host":"hmi.plant","uri":"/","username":"Operator"}})");
+    EXPECT_TRUE(has_value(user, "operator"));
 }
 
 TEST(MetadataRecord, RefusesBadRecordsByNamedReason) {
