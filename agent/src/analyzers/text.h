@@ -2,10 +2,7 @@
 // trimming, header-name comparison. Header-only, no allocation unless a string is returned.
 #pragma once
 
-#include <arpa/inet.h>
-
 #include <cstdint>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,24 +41,6 @@ inline std::string lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = ascii_lower(c);
     return out;
-}
-
-// TEXT as an IP address in the form the intel store keys addresses on (inet_ntop's), or
-// nothing when it is not one.
-inline std::optional<std::string> canonical_ip(std::string_view text) {
-    char in[INET6_ADDRSTRLEN] = {};
-    if (text.empty() || text.size() >= sizeof in) return std::nullopt;
-    text.copy(in, text.size());
-    char out[INET6_ADDRSTRLEN] = {};
-    in6_addr buf{};
-    if (inet_pton(AF_INET, in, &buf) == 1) {
-        if (inet_ntop(AF_INET, &buf, out, sizeof out) == nullptr) return std::nullopt;
-    } else if (inet_pton(AF_INET6, in, &buf) == 1) {
-        if (inet_ntop(AF_INET6, &buf, out, sizeof out) == nullptr) return std::nullopt;
-    } else {
-        return std::nullopt;
-    }
-    return std::string(out);
 }
 
 inline std::span<const std::uint8_t> as_bytes(std::string_view text) {

@@ -128,32 +128,6 @@ std::size_t subnet_key(const BinaryAddr& addr, std::size_t prefix, char* key) {
     return 1 + addr.len;
 }
 
-// Addresses compare as text, so both sides must print them the same way: dotted quad for
-// IPv4, RFC 5952 (inet_ntop) for IPv6. An IPv4-mapped IPv6 address is the IPv4 address, as
-// in Zeek.
-std::optional<std::string> canonical_addr(std::string_view text) {
-    if (text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
-    char in[INET6_ADDRSTRLEN] = {};
-    std::copy(text.begin(), text.end(), in);
-    char out[INET6_ADDRSTRLEN] = {};
-    in_addr v4{};
-    if (inet_pton(AF_INET, in, &v4) == 1) {
-        if (inet_ntop(AF_INET, &v4, out, sizeof out) == nullptr) return std::nullopt;
-        return std::string(out);
-    }
-    in6_addr v6{};
-    if (inet_pton(AF_INET6, in, &v6) != 1) return std::nullopt;
-    static constexpr std::array<std::uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0,    0,
-                                                                     0, 0, 0, 0, 0xff, 0xff};
-    if (std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), v6.s6_addr)) {
-        std::copy(v6.s6_addr + 12, v6.s6_addr + 16, reinterpret_cast<std::uint8_t*>(&v4));
-        if (inet_ntop(AF_INET, &v4, out, sizeof out) == nullptr) return std::nullopt;
-        return std::string(out);
-    }
-    if (inet_ntop(AF_INET6, &v6, out, sizeof out) == nullptr) return std::nullopt;
-    return std::string(out);
-}
-
 char ascii_lower(char c) {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
@@ -314,6 +288,32 @@ std::size_t hash_key(IntelType type, std::string_view key) {
 }
 
 }  // namespace
+
+// Addresses compare as text, so both sides must print them the same way: dotted quad for
+// IPv4, RFC 5952 (inet_ntop) for IPv6. An IPv4-mapped IPv6 address is the IPv4 address, as
+// in Zeek.
+std::optional<std::string> canonical_addr(std::string_view text) {
+    if (text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+    char in[INET6_ADDRSTRLEN] = {};
+    std::copy(text.begin(), text.end(), in);
+    char out[INET6_ADDRSTRLEN] = {};
+    in_addr v4{};
+    if (inet_pton(AF_INET, in, &v4) == 1) {
+        if (inet_ntop(AF_INET, &v4, out, sizeof out) == nullptr) return std::nullopt;
+        return std::string(out);
+    }
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, in, &v6) != 1) return std::nullopt;
+    static constexpr std::array<std::uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0,    0,
+                                                                     0, 0, 0, 0, 0xff, 0xff};
+    if (std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), v6.s6_addr)) {
+        std::copy(v6.s6_addr + 12, v6.s6_addr + 16, reinterpret_cast<std::uint8_t*>(&v4));
+        if (inet_ntop(AF_INET, &v4, out, sizeof out) == nullptr) return std::nullopt;
+        return std::string(out);
+    }
+    if (inet_ntop(AF_INET6, &v6, out, sizeof out) == nullptr) return std::nullopt;
+    return std::string(out);
+}
 
 std::string_view to_string(IntelType type) {
     switch (type) {

@@ -185,6 +185,15 @@ TEST(HttpAnalyzer, IntelLocationsAsZeekNamesThem) {
     EXPECT_EQ(by_addr.host.observations[0].type, IntelType::kAddr);
     EXPECT_EQ(by_addr.host.observations[0].value, "192.0.2.7");
     EXPECT_TRUE(by_addr.host.saw("HTTP::IN_URL", "192.0.2.7/x")) << "port 80 is not written";
+
+    // Addresses read from headers take the intel store's form: an IPv4-mapped address is the
+    // IPv4 address, IPv6 as inet_ntop writes it.
+    AnalyzerRun forwarded("http", kIpProtoTcp, 80);
+    forwarded.feed(0,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: ::ffff:203.0.113.9, 2001:DB8:0::1\r\n\r\n");
+    EXPECT_TRUE(forwarded.host.saw("HTTP::IN_X_FORWARDED_FOR_HEADER", "203.0.113.9"));
+    EXPECT_TRUE(forwarded.host.saw("HTTP::IN_X_FORWARDED_FOR_HEADER", "2001:db8::1"));
 }
 
 // Intel::USER_NAME: the user of Basic authorization, at HTTP::IN_AUTHORIZATION_HEADER, and in

@@ -389,7 +389,7 @@ private:
                 std::string_view rest = value;
                 while (!rest.empty()) {
                     const std::size_t comma = rest.find(',');
-                    if (const auto one = detail::canonical_ip(trim(rest.substr(0, comma)))) {
+                    if (const auto one = canonical_addr(trim(rest.substr(0, comma)))) {
                         ctx.host.observe(IntelType::kAddr, *one, "HTTP::IN_X_FORWARDED_FOR_HEADER");
                     }
                     if (comma == std::string_view::npos) break;
@@ -415,7 +415,7 @@ private:
 
     void observe_request(const AnalyzerContext& ctx, const Transaction& t) {
         const std::string host = strip_port(t.host);
-        if (const auto ip = detail::canonical_ip(host)) {
+        if (const auto ip = canonical_addr(host)) {
             ctx.host.observe(IntelType::kAddr, *ip, "HTTP::IN_HOST_HEADER");
         } else if (!host.empty()) {
             ctx.host.observe(IntelType::kDomain, host, "HTTP::IN_HOST_HEADER");

@@ -341,7 +341,7 @@ private:
                 if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') {
                     ip = ip.substr(1, ip.size() - 2);
                 }
-                if (auto canonical = detail::canonical_ip(ip)) {
+                if (auto canonical = canonical_addr(ip)) {
                     ctx.host.observe(IntelType::kAddr, *canonical,
                                      "SMTP::IN_X_ORIGINATING_IP_HEADER");
                     mail_.x_originating_ip = std::move(*canonical);
@@ -363,7 +363,7 @@ private:
             if (close == std::string_view::npos) break;
             std::string_view inside = value.substr(open + 1, close - open - 1);
             if (istarts_with(inside, "ipv6:")) inside.remove_prefix(5);
-            auto ip = detail::canonical_ip(inside);
+            auto ip = canonical_addr(inside);
             if (!ip || mail_.path.size() >= kMaxRecipients ||
                 std::find(mail_.path.begin(), mail_.path.end(), *ip) != mail_.path.end()) {
                 continue;

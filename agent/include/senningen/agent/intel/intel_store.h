@@ -231,6 +231,11 @@ private:
     std::array<bool, 129> v6_lengths_{};  // subnet prefix lengths present, IPv6
 };
 
+// TEXT as an address in the form ADDR indicators are kept and looked up in (inet_ntop's;
+// an IPv4-mapped IPv6 address is the IPv4 address, as in Zeek), or nothing when it is not
+// an address. Analyzers pass addresses they read from text (headers) through it.
+std::optional<std::string> canonical_addr(std::string_view text);
+
 // True when the indicator's meta.whitelist column is T.
 bool is_whitelisted(const Indicator& indicator);
 
